@@ -1,0 +1,25 @@
+/*
+ * map_internal.h - private declarations of map/, for map/*.c and the
+ * module's own unit tests only. Nothing outside map/ and tests/unit/map_*
+ * includes this header.
+ */
+#ifndef HEAPWATCH_MAP_INTERNAL_H
+#define HEAPWATCH_MAP_INTERNAL_H
+
+#include "map/map.h"
+
+/*
+ * map_debug_check: walks the whole map and verifies its invariants:
+ * count matches the live cells; no live cell after an emptyRest in chain
+ * order; every live key is found by lookup; evacuation marks consistent
+ * with nevacuate (old buckets below nevacuate are evacuated, and every
+ * cell of an evacuated chain carries an evacuated mark); live tophashes
+ * are >= minTopHash and equal tophash(hash(key)); every key sits in the
+ * bucket its hash selects. O(size of the map).
+ * @return 0 when every invariant holds; otherwise -1 with a description
+ * of the first violation written into why (NUL-terminated, truncated to
+ * whylen).
+ */
+int map_debug_check(const map_t *m, char *why, size_t whylen);
+
+#endif /* HEAPWATCH_MAP_INTERNAL_H */

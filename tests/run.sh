@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# tests/run.sh - runs every test and ends with one aggregate line
+#   N passed, N failed
+#
+# usage: tests/run.sh UNIT_BIN... -- FUZZ_REGRESSION_BIN...
+#
+#   unit binaries     cmocka programs; their "[  PASSED  ] N test(s)." and
+#                     "[  FAILED  ] N test(s)" lines are counted; a binary
+#                     that dies without its summary counts as one failure.
+#   integration       tests/integration/*.sh, run from the repo root with
+#                     BUILD set; each "ok ..." / "not ok ..." line they print
+#                     counts as one test (TAP style); a script that prints
+#                     none counts as one test judged by its exit status, and
+#                     a non-zero exit always counts one more failure.
+#   fuzz regression   each replays tests/fuzz/corpus/<name>/ (one test each).
+#
+# Select with TEST_FILTER=<substring>. Full logs: $BUILD/test-logs/.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+LOGS=$BUILD/test-logs
+mkdir -p "$LOGS"
+passed=0
+failed=0
+failures=()
+
+unit=()
+fuzz=()
+seen_sep=0
+for a in "$@"; do
+    if [ "$a" = "--" ]; then seen_sep=1; continue; fi
+    if [ $seen_sep = 0 ]; then unit+=("$a"); else fuzz+=("$a"); fi
+done
+
+selected() { [ -z "${TEST_FILTER:-}" ] || [[ "$1" == *"$TEST_FILTER"* ]]; }
+
+report_failure() {   # name logfile
+    failures+=("$1")
+    echo "---- $1: last lines of $2"
+    tail -n 25 "$2" | sed 's/^/    /'
+}
+
+for bin in "${unit[@]}"; do
+    selected "$bin" || continue
+    variant=$(basename "$(dirname "$(dirname "$bin")")")
+    name="$(basename "$bin") ($variant)"
+    log="$LOGS/$(basename "$bin").$variant.log"
+    "$bin" >"$log" 2>&1
+    rc=$?
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)
+    p=${p:-0}; f=${f:-0}
+    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi   # died without a summary
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$f" = 0 ]; then
+        printf 'PASS  %-40s %4d tests\n' "$name" "$p"
+    else
+        printf 'FAIL  %-40s %4d passed, %d failed (exit %d)\n' "$name" "$p" "$f" "$rc"
+        report_failure "$name" "$log"
+    fi
+done
+
+for script in $(ls tests/integration/*.sh 2>/dev/null | grep -v '/lib\.sh$'); do
+    selected "$script" || continue
+    name=$(basename "$script" .sh)
+    log="$LOGS/integration.$name.log"
+    BUILD=$BUILD bash "$script" >"$log" 2>&1
+    rc=$?
+    p=$(grep -c '^ok ' "$log")
+    f=$(grep -c '^not ok ' "$log")
+    if [ "$p" = 0 ] && [ "$f" = 0 ]; then
+        if [ "$rc" = 0 ]; then p=1; else f=1; fi
+    elif [ "$rc" != 0 ]; then
+        f=$((f + 1))
+    fi
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$f" = 0 ]; then
+        printf 'PASS  %-40s %4d tests\n' "integration/$name" "$p"
+    else
+        printf 'FAIL  %-40s %4d passed, %d failed (exit %d)\n' "integration/$name" "$p" "$f" "$rc"
+        grep '^not ok ' "$log" | sed 's/^/    /'
+        report_failure "integration/$name" "$log"
+    fi
+done
+
+for bin in "${fuzz[@]}"; do
+    selected "$bin" || continue
+    name=$(basename "$bin")
+    corpus=tests/fuzz/corpus/$name
+    log="$LOGS/fuzz.$name.log"
+    "$bin" "$corpus" >"$log" 2>&1
+    rc=$?
+    if [ "$rc" = 0 ]; then
+        passed=$((passed + 1))
+        printf 'PASS  %-40s %s\n' "fuzz-regression/$name" "$(tail -n1 "$log")"
+    else
+        failed=$((failed + 1))
+        printf 'FAIL  %-40s exit %d\n' "fuzz-regression/$name" "$rc"
+        report_failure "fuzz-regression/$name" "$log"
+    fi
+done
+
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
