@@ -70,12 +70,12 @@ typedef struct map_allocator_s {
 /*
  * The process-wide mmap-backed arena. Never calls malloc; thread-safe (one
  * internal lock, taken only for small blocks); async-signal-unsafe.
- * Blocks up to MAP_ARENA_SMALL_MAX bytes come from power-of-two size
- * classes carved out of 1 MiB mmap'd chunks and are recycled through
+ * Requests up to MAP_ARENA_SMALL_MAX bytes come from power-of-two size
+ * classes (16-byte header included) carved out of 1 MiB mmap'd chunks and are recycled through
  * per-class free lists (re-zeroed on reuse); larger blocks are mmap'd and
  * munmap'd one by one.
  */
-#define MAP_ARENA_SMALL_MAX (64u * 1024u)
+#define MAP_ARENA_SMALL_MAX (64u * 1024u - 16u)  /* larger requests are mmap'd alone */
 
 /* map_arena_allocator: an allocator handle on the process-wide arena. */
 map_allocator_t map_arena_allocator(void);
