@@ -1,7 +1,6 @@
 /*
- * map_internal.h - private declarations of map/, for map/*.c and the
- * module's own unit tests only. Nothing outside map/ and tests/unit/map_*
- * includes this header.
+ * map_internal.h - private declarations of map/, for the map sources and the
+ * module's own unit tests (tests/unit/map_...) only.
  */
 #ifndef HEAPWATCH_MAP_INTERNAL_H
 #define HEAPWATCH_MAP_INTERNAL_H
