@@ -1378,6 +1378,22 @@ static int check_chain(const map_t *m, unsigned char *head, size_t index, bool o
     return 0;
 }
 
+uint64_t map_debug_hash(const map_t *m, const void *key)
+{
+    return hash_key(m, key);
+}
+
+size_t map_debug_chain(const map_t *m, bool old, size_t bucket, uint8_t *out, size_t max)
+{
+    unsigned char *array = old ? m->oldbuckets : m->buckets;
+    if (!array) return 0;
+    size_t n = 0;
+    for (unsigned char *b = bucket_at(m, array, bucket); b; b = overflow_of(m, b), n++)
+        for (unsigned i = 0; i < BUCKET_CNT; i++)
+            if (n * BUCKET_CNT + i < max) out[n * BUCKET_CNT + i] = tophashes(b)[i];
+    return n;
+}
+
 int map_debug_check(const map_t *m, char *why, size_t whylen)
 {
     size_t live = 0;

@@ -21,4 +21,15 @@
  */
 int map_debug_check(const map_t *m, char *why, size_t whylen);
 
+/* map_debug_hash: the 64-bit hash the map uses for key (its current seed). */
+uint64_t map_debug_hash(const map_t *m, const void *key);
+
+/*
+ * map_debug_chain: copies the tophash bytes of the chain of bucket
+ * `bucket` (of the old array when old is true) into out, 8 per bucket in
+ * chain order, at most max bytes.
+ * @return the number of buckets in the chain (which may exceed max/8).
+ */
+size_t map_debug_chain(const map_t *m, bool old, size_t bucket, uint8_t *out, size_t max);
+
 #endif /* HEAPWATCH_MAP_INTERNAL_H */
