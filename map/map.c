@@ -841,7 +841,8 @@ static ALWAYS_INLINE unsigned char *find_in_chain(const map_t *m, unsigned char 
         uint64_t match = zero_bytes(word ^ pattern);
         while (match) {
             unsigned i = (unsigned)__builtin_ctzll(match) >> 3;
-            if (keys_equal(m, key_at(m, b, i), key, key64, fast)) {
+            unsigned char *k = fast ? b + TOPHASH_BYTES + 8 * i : key_at(m, b, i);
+            if (keys_equal(m, k, key, key64, fast)) {
                 *slot = i;
                 return b;
             }
