@@ -187,8 +187,9 @@ demo: deps
 .PHONY: install
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
-	$(if $(wildcard $(BUILD)/libheapwatch.so),install -m 0755 $(BUILD)/libheapwatch.so $(DESTDIR)$(PREFIX)/lib/)
-	$(if $(wildcard $(BUILD)/heapwatch),install -m 0755 $(BUILD)/heapwatch $(DESTDIR)$(PREFIX)/bin/)
+	@if [ -f $(BUILD)/libheapwatch.so ]; then install -m 0755 $(BUILD)/libheapwatch.so $(DESTDIR)$(PREFIX)/lib/; fi
+	@if [ -f $(BUILD)/heapwatch ]; then install -m 0755 $(BUILD)/heapwatch $(DESTDIR)$(PREFIX)/bin/; fi
+	@echo "installed what is built so far under $(DESTDIR)$(PREFIX)"
 
 .PHONY: clean
 clean:
