@@ -1,0 +1,332 @@
+/*
+ * pprof_internal.h - private declarations of the pprof module: the
+ * builder's tables, the growable containers they are made of, the ELF
+ * symbol cache, and the OS seams. Only the module's .c files and its own unit
+ * tests include this file.
+ */
+#ifndef HEAPWATCH_PPROF_INTERNAL_H
+#define HEAPWATCH_PPROF_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pprof/pprof.h"
+
+/* ------------------------------------------------------------------------ */
+/* Error helpers (zstd error_private.h style)                               */
+/* ------------------------------------------------------------------------ */
+
+/* PP_TRY: evaluate an expression returning pprof_err_t, return it on error. */
+#define PP_TRY(expr)                                                         \
+    do {                                                                     \
+        pprof_err_t pp_try_err_ = (expr);                                    \
+        if (pp_try_err_ != PPROF_OK) return pp_try_err_;                     \
+    } while (0)
+
+/* pp_errno_to_err: the pprof_err_t for a failed system call's errno. */
+pprof_err_t pp_errno_to_err(int err);
+
+/* ------------------------------------------------------------------------ */
+/* OS seams (STYLE.md point 14): writable in test builds only               */
+/* ------------------------------------------------------------------------ */
+
+#ifdef HEAPWATCH_TEST
+#define PP_SEAM
+#else
+#define PP_SEAM const
+#endif
+
+extern int (*PP_SEAM pp_sys_open)(const char *path, int flags, mode_t mode);
+extern ssize_t (*PP_SEAM pp_sys_write)(int fd, const void *buf, size_t n);
+extern int (*PP_SEAM pp_sys_fsync)(int fd);
+extern int (*PP_SEAM pp_sys_rename)(const char *from, const char *to);
+
+/* pp_write_all: writes n bytes, retrying on EINTR and after short writes.
+ * @return 0, or the errno of the failure (ENOSPC for a write returning 0). */
+int pp_write_all(int fd, const void *buf, size_t n);
+
+/* pp_read_file: the whole of a (possibly /proc) file into a buffer from a;
+ * *out is NUL-terminated. @return PPROF_OK or an error (errno mapped). */
+pprof_err_t pp_read_file(const map_allocator_t *a, const char *path,
+                         char **out, size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* Containers on a map_allocator_t                                          */
+/* ------------------------------------------------------------------------ */
+
+/* pp_vec_t: a growable array of fixed-size elements (doubling). */
+typedef struct pp_vec_s {
+    void *data;
+    size_t len;              /* elements in use */
+    size_t cap;              /* elements allocated */
+    size_t elem;             /* element size in bytes */
+} pp_vec_t;
+
+void pp_vec_init(pp_vec_t *v, size_t elem);
+/* pp_vec_reserve: room for `more` elements beyond len. */
+pprof_err_t pp_vec_reserve(const map_allocator_t *a, pp_vec_t *v, size_t more);
+/* pp_vec_push: appends a copy of elem (NULL: zero-filled); *slot (optional)
+ * gets the new element's address. */
+pprof_err_t pp_vec_push(const map_allocator_t *a, pp_vec_t *v,
+                        const void *elem, void **slot);
+void pp_vec_free(const map_allocator_t *a, pp_vec_t *v);
+#define PP_VEC_AT(v, type, i) (((type *)(v)->data)[i])
+
+/* pp_pool_t: a bump allocator of never-moving chunks, freed all at once. */
+typedef struct pp_chunk_s pp_chunk_t;
+typedef struct pp_pool_s {
+    pp_chunk_t *head;        /* newest chunk first */
+    size_t bytes;            /* bytes obtained from the allocator */
+    size_t chunk_size;       /* default chunk payload size */
+} pp_pool_t;
+
+void pp_pool_init(pp_pool_t *p, size_t chunk_size);
+/* pp_pool_alloc: n bytes aligned to 8 (zero-filled); NULL on failure. */
+void *pp_pool_alloc(const map_allocator_t *a, pp_pool_t *p, size_t n);
+void pp_pool_free(const map_allocator_t *a, pp_pool_t *p);
+
+/*
+ * pp_index_t: an open-addressing hash index over the elements of a pp_vec_t
+ * (or any array addressed by a 32-bit index). A slot holds the element's
+ * 32-bit hash and index + 1 (0 = empty), so growing never rehashes keys and
+ * a probe compares a key only when the hashes match. Linear probing, load
+ * at most 1/2. No deletion (the builder never forgets anything).
+ */
+typedef struct pp_index_s {
+    uint64_t *slots;
+    size_t mask;             /* capacity - 1 (capacity is a power of two), or 0 */
+    size_t n;                /* entries */
+} pp_index_t;
+
+/* pp_index_eq: does element idx have the key the caller is looking for? */
+typedef bool (*pp_index_eq)(const void *ctx, uint32_t idx, const void *key);
+
+/* pp_index_find: the index of the element equal to key, or UINT32_MAX. */
+uint32_t pp_index_find(const pp_index_t *ix, uint32_t hash, pp_index_eq eq,
+                       const void *ctx, const void *key);
+/* pp_index_insert: records element idx (not present yet) under hash. */
+pprof_err_t pp_index_insert(const map_allocator_t *a, pp_index_t *ix,
+                            uint32_t hash, uint32_t idx);
+/* pp_index_reserve: room for `more` insertions without failing. */
+pprof_err_t pp_index_reserve(const map_allocator_t *a, pp_index_t *ix,
+                             size_t more);
+void pp_index_free(const map_allocator_t *a, pp_index_t *ix);
+
+/* Hashing. */
+uint64_t pp_hash_bytes(const void *p, size_t n);
+static inline uint64_t pp_mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+
+/* pp_heapsort: in-place heapsort (glibc's qsort may malloc a merge
+ * buffer; this never allocates). */
+void pp_heapsort(void *base, size_t n, size_t size,
+                 int (*cmp)(const void *, const void *));
+
+/* Small string helpers (no stdio anywhere in the module). */
+size_t pp_fmt_u64(char *out, uint64_t v, unsigned base);  /* no NUL */
+
+/* ------------------------------------------------------------------------ */
+/* The builder                                                              */
+/* ------------------------------------------------------------------------ */
+
+#define PP_NONE UINT32_MAX
+
+/* pp_label_t: a label with its strings interned. */
+typedef struct pp_label_s {
+    uint32_t key;            /* string index */
+    uint32_t str;            /* string index, 0 for a numeric label */
+    uint32_t unit;           /* string index of num_unit, or 0 */
+    int64_t num;
+} pp_label_t;
+
+/* pp_sample_t: one sample; its arrays live in the builder's sample pool. */
+typedef struct pp_sample_s {
+    uint32_t *locs;          /* location indexes (id - 1), leaf first */
+    int64_t *values;         /* ntypes values */
+    pp_label_t *labels;
+    uint32_t depth;
+    uint32_t nlabels;
+} pp_sample_t;
+
+/* pp_loc_t: one Location, interned by address. */
+typedef struct pp_loc_s {
+    uint64_t addr;           /* as stored: return addresses already minus 1 */
+    uint32_t mapping;        /* mapping index + 1, 0 = none */
+    uint32_t function;       /* function index + 1, 0 = not named */
+} pp_loc_t;
+
+/* pp_func_t: one Function, interned by (name, system_name, filename). */
+typedef struct pp_func_s {
+    uint32_t name;
+    uint32_t system_name;
+    uint32_t filename;
+} pp_func_t;
+
+/* pp_mapping_t: one Mapping plus what symbolization needs to find its file. */
+typedef struct pp_mapping_s {
+    uint64_t start, limit, offset;
+    uint32_t filename;       /* string index (" (deleted)" removed) */
+    uint32_t build_id;       /* string index */
+    uint64_t dev, ino;       /* from /proc/self/maps; 0 for manual mappings */
+    bool from_proc;          /* found in /proc/self/maps: map_files usable */
+    bool deleted;            /* the maps line said " (deleted)" */
+    bool vdso;               /* the kernel's vdso: symbolized from memory */
+    bool has_functions;      /* computed when encoding */
+} pp_mapping_t;
+
+struct pprof_builder_s {
+    map_allocator_t a;
+
+    /* string table: strs[i] is a NUL-terminated copy in str_pool; strs[0] = "" */
+    pp_vec_t strs;           /* char * */
+    pp_vec_t str_lens;       /* uint32_t, length of strs[i] */
+    pp_index_t str_ix;
+    pp_pool_t str_pool;
+
+    /* value types */
+    uint32_t ntypes;
+    uint32_t type_str[PPROF_MAX_SAMPLE_TYPES];
+    uint32_t unit_str[PPROF_MAX_SAMPLE_TYPES];
+    uint32_t period_type_str, period_unit_str;
+    bool has_period_type;
+    int64_t period;
+    bool heap;               /* set_heap_types: pprof_heap_add allowed */
+    uint32_t default_type_str;
+
+    int64_t time_nanos, duration_nanos;
+    pp_vec_t comments;       /* int64_t string indexes */
+    pprof_pc_kind_t pc_kind;
+
+    /* samples */
+    pp_vec_t samples;        /* pp_sample_t */
+    pp_pool_t sample_pool;
+    uint32_t max_depth;      /* deepest stack, for the encoder's scratch */
+    uint32_t max_labels;
+
+    /* locations, functions, mappings */
+    pp_vec_t locs;           /* pp_loc_t */
+    pp_index_t loc_ix;
+    pp_vec_t funcs;          /* pp_func_t */
+    pp_index_t func_ix;
+    pp_vec_t maps;           /* pp_mapping_t, in id order */
+    pp_vec_t map_order;      /* uint32_t mapping indexes sorted by start */
+    uint64_t maps_version;   /* bumped by each add_mapping */
+    uint64_t attach_version; /* maps_version when locations were attached */
+    size_t attached;         /* locations [0, attached) are attached */
+};
+
+/* pp_str_intern: the string index of s (len bytes, copied if new). */
+pprof_err_t pp_str_intern(pprof_builder_t *b, const char *s, size_t len,
+                          uint32_t *idx);
+pprof_err_t pp_str_intern0(pprof_builder_t *b, const char *s, uint32_t *idx);
+static inline const char *pp_str(const pprof_builder_t *b, uint32_t idx)
+{
+    return PP_VEC_AT(&b->strs, char *, idx);
+}
+
+/* pp_func_intern: the index of the function (name, system_name, filename). */
+pprof_err_t pp_func_intern(pprof_builder_t *b, uint32_t name,
+                           uint32_t system_name, uint32_t filename,
+                           uint32_t *idx);
+
+/* pp_add_mapping_full: pprof_builder_add_mapping; `extra` (optional)
+ * carries the fields only /proc/self/maps knows (dev, ino, deleted...). */
+pprof_err_t pp_add_mapping_full(pprof_builder_t *b, const pprof_mapping_t *m,
+                                const pp_mapping_t *extra);
+
+/* pp_open_mapping: a read-only fd on the file behind mapping m (path: its
+ * filename), or -1. See pprof_proc.c for the search order. */
+int pp_open_mapping(const pp_mapping_t *m, const char *path);
+
+/* pp_attach_locations: attaches every location to the mapping containing
+ * its address (binary search over map_order). */
+pprof_err_t pp_attach_locations(pprof_builder_t *b);
+
+/* ------------------------------------------------------------------------ */
+/* ELF images and symbol tables (pprof_elf.c)                              */
+/* ------------------------------------------------------------------------ */
+
+/* pp_sym_t: one function symbol, sorted by addr. */
+typedef struct pp_sym_s {
+    uint64_t addr;           /* st_value (link-time virtual address) */
+    uint32_t size;           /* st_size, 0 = unknown (extends to the next) */
+    uint32_t name;           /* offset into the string section */
+} pp_sym_t;
+
+#define PP_BUILD_ID_MAX 64   /* bytes of a build ID we keep (hex: twice) */
+
+/* pp_elf_t: one ELF image (an mmap'ed file or the vdso) and its symbols. */
+typedef struct pp_elf_s {
+    struct pp_elf_s *next;
+    uint64_t dev, ino, size; /* identity (fstat); the vdso has dev = ino = 0 */
+    int64_t mtime_sec, mtime_nsec;
+    const unsigned char *image;
+    size_t image_len;
+    bool mmapped;            /* image must be munmap'ed */
+    bool bad;                /* unreadable or not a usable ELF: no names */
+    bool syms_loaded;        /* the symbol table below was looked for */
+    pp_sym_t *syms;          /* function symbols sorted by addr */
+    size_t nsyms;
+    const char *strtab;      /* names, inside image */
+    size_t strtab_len;
+} pp_elf_t;
+
+struct pprof_symcache_s {
+    map_allocator_t a;
+    pp_elf_t *files;
+    size_t nfiles, ntables, nsyms, bytes;
+};
+
+/* pp_elf_build_id_fd: the lowercase hex GNU build ID of the ELF file open
+ * on fd (PT_NOTE segments read with pread), written NUL-terminated into
+ * hex (2*PP_BUILD_ID_MAX+1 bytes). @return false when there is none. */
+bool pp_elf_build_id_fd(int fd, char *hex);
+
+/* pp_elf_build_id_mem: the same for an ELF image in memory (the vdso). */
+bool pp_elf_build_id_mem(const unsigned char *image, size_t len, char *hex);
+
+/* pp_symcache_open_fd: the cache entry for the file open on fd (consumed:
+ * closed in every case). NULL only when out of memory. */
+pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd);
+
+/* pp_symcache_vdso: the cache entry of the vdso image, or NULL. */
+pp_elf_t *pp_symcache_vdso(pprof_symcache_t *c, const void *image, size_t len);
+
+/* pp_elf_lookup: the symbol name covering the file offset fo (mapping
+ * offset + address - start) of elf, or NULL; *len gets its length (names
+ * are not trusted to be NUL-terminated). Loads symbols lazily. */
+const char *pp_elf_lookup(pprof_symcache_t *c, pp_elf_t *elf, uint64_t fo,
+                          size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* Encoding (pprof_encode.c)                                                */
+/* ------------------------------------------------------------------------ */
+
+/* pp_sink_t: where the encoded bytes go. */
+typedef struct pp_sink_s pp_sink_t;
+
+/* pp_encode: streams the profile (gzip'ed or raw) into the fd or memory
+ * buffer of the sink. */
+pprof_err_t pp_encode_fd(pprof_builder_t *b, int fd, bool gzip);
+pprof_err_t pp_encode_mem(pprof_builder_t *b, bool gzip, void **data,
+                          size_t *len);
+
+/* zlib and protobuf-c allocators on a map_allocator_t. */
+void *pp_zalloc(void *opaque, unsigned items, unsigned size);
+void pp_zfree(void *opaque, void *ptr);
+
+/* pp_gunzip: inflates a gzip stream into a buffer from a (limit: max_out
+ * bytes). @return PPROF_OK, PPROF_ERR_DECODE, PPROF_ERR_NOMEM. */
+pprof_err_t pp_gunzip(const map_allocator_t *a, const void *in, size_t len,
+                      size_t max_out, unsigned char **out, size_t *out_len);
+
+#endif /* HEAPWATCH_PPROF_INTERNAL_H */
