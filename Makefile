@@ -93,12 +93,8 @@ endef
 # ---------------------------------------------------------------------------
 # Modules
 # ---------------------------------------------------------------------------
-MODULES :=
-include map/map.mk
--include pprof/pprof.mk
--include agent/agent.mk
--include tools/tools.mk
-
+# Functions the module fragments use (defined before they are included:
+# prerequisite lists expand as they are read).
 # objs VARIANT, SRCS -> object paths
 objs = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(filter %.c,$(2)))
 # closure MOD -> MOD and every module it depends on (dependencies last)
@@ -108,6 +104,16 @@ mod_libs = $(foreach m,$(call closure,$(1)),$($(m)_LIBS))
 mod_cppflags = $(foreach m,$(call closure,$(1)),$($(m)_CPPFLAGS))
 # mod_of FILE -> module named by the file's prefix (map_basic.c -> map)
 mod_of = $(firstword $(subst _, ,$(basename $(notdir $(1)))))
+
+MODULES :=
+PRODUCTS :=
+TEST_PREREQS :=
+BENCH_TARGETS :=
+include map/map.mk
+-include pprof/pprof.mk
+-include agent/agent.mk
+-include tools/tools.mk
+
 
 define variant_rules
 $(BUILD)/$(1)/%.o: %.c
@@ -163,18 +169,15 @@ fuzz: $(FUZZ_BINS)
 # ---------------------------------------------------------------------------
 # Products, tests, benchmarks
 # ---------------------------------------------------------------------------
-PRODUCTS ?=
 .PHONY: all
 all: $(PRODUCTS) $(call mod_objs,rel,map)
 
-TEST_PREREQS ?=
 .PHONY: test test-build
 test-build: $(UNIT_BINS) $(FUZZ_REGRESSION_BINS) $(TEST_PREREQS)
 test: deps
 	@$(MAKE) --no-print-directory test-build
 	@BUILD=$(BUILD) bash tests/run.sh $(UNIT_BINS) -- $(FUZZ_REGRESSION_BINS)
 
-BENCH_TARGETS ?=
 .PHONY: bench
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_TARGETS)

@@ -1,0 +1,248 @@
+/*
+ * agent_internal.h - private declarations of agent/: the narrow core API the
+ * interposition shim calls, the recursion guard, per-thread state, and the
+ * agent's own no-malloc output helpers.
+ *
+ * The shim (shim.c) knows nothing of tracking; the core (core.c) never calls
+ * dlsym. Everything the core does that may allocate or block runs under the
+ * recursion guard, and allocations made while the guard is held pass through
+ * untracked.
+ */
+#ifndef HEAPWATCH_AGENT_INTERNAL_H
+#define HEAPWATCH_AGENT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/agent.h"
+
+/* AGENT_EXPORT: the only symbols the shared library exports (-fvisibility=hidden). */
+#define AGENT_EXPORT __attribute__((visibility("default")))
+#define AGENT_TLS __thread __attribute__((tls_model("initial-exec")))
+#define AGENT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define AGENT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ------------------------------------------------------------------------ */
+/* The real allocator (resolved by the shim)                                */
+/* ------------------------------------------------------------------------ */
+
+/* agent_real_usable_size: the next allocator's malloc_usable_size. */
+extern size_t (*agent_real_usable_size)(void *);
+
+/* ------------------------------------------------------------------------ */
+/* Recursion guard                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Depth of agent code on this thread's stack. While above zero, the shim's
+ * calls pass straight through to the real allocator, untracked. */
+extern AGENT_TLS int agent_depth;
+
+static inline void agent_enter(void) { agent_depth++; }
+static inline void agent_leave(void) { agent_depth--; }
+static inline bool agent_inside(void) { return agent_depth > 0; }
+
+/* ------------------------------------------------------------------------ */
+/* Per-thread counters                                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * agent_thread_t: one per thread that allocates, from the arena, never
+ * freed: a thread that exits marks its block dead and a later thread reuses
+ * it, counters and all, so the sum over every block is always exact with
+ * no folding step. Counters are written only by the owning thread, with
+ * relaxed atomic stores (plain moves on x86-64), and read by anyone.
+ */
+typedef struct agent_thread_s {
+    uint64_t mallocs;           /* successful allocations */
+    uint64_t frees;             /* frees of non-NULL pointers */
+    uint64_t alloc_bytes;       /* usable bytes allocated */
+    uint64_t free_bytes;        /* usable bytes freed */
+    struct agent_thread_s *next;/* registry link (all blocks, live or dead) */
+    int alive;                  /* owned by a running thread */
+} agent_thread_t;
+
+extern AGENT_TLS agent_thread_t *agent_thread;
+
+/* agent_thread_slow: registers the calling thread; NULL if impossible
+ * (agent off, or inside the agent). */
+agent_thread_t *agent_thread_slow(void);
+
+/* ------------------------------------------------------------------------ */
+/* Core API called by the shim                                              */
+/* ------------------------------------------------------------------------ */
+
+/* agent_enabled: tracking is on (set once at start; cleared on a fatal
+ * error or in a setuid process). */
+extern int agent_enabled;
+
+/* agent_on_alloc: ptr (non-NULL) was just returned by the real allocator. */
+static inline void agent_on_alloc(void *ptr)
+{
+    agent_thread_t *t = agent_thread;
+    if (AGENT_UNLIKELY(!t)) {
+        if (!agent_enabled || agent_inside() || !(t = agent_thread_slow())) return;
+    } else if (AGENT_UNLIKELY(agent_depth)) {
+        return;
+    }
+    size_t usable = agent_real_usable_size(ptr);
+    __atomic_store_n(&t->mallocs, t->mallocs + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->alloc_bytes, t->alloc_bytes + usable, __ATOMIC_RELAXED);
+}
+
+/* agent_on_free: ptr (non-NULL) is about to be given to the real free. */
+static inline void agent_on_free(void *ptr)
+{
+    agent_thread_t *t = agent_thread;
+    if (AGENT_UNLIKELY(!t)) {
+        if (!agent_enabled || agent_inside() || !(t = agent_thread_slow())) return;
+    } else if (AGENT_UNLIKELY(agent_depth)) {
+        return;
+    }
+    size_t usable = agent_real_usable_size(ptr);
+    __atomic_store_n(&t->frees, t->frees + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->free_bytes, t->free_bytes + usable, __ATOMIC_RELAXED);
+}
+
+/* agent_on_realloc_before: ptr (non-NULL) is about to be given to the real
+ * realloc; counts it freed. @return a token for agent_on_realloc_after. */
+static inline size_t agent_on_realloc_before(void *ptr)
+{
+    agent_thread_t *t = agent_thread;
+    if (AGENT_UNLIKELY(!t)) {
+        if (!agent_enabled || agent_inside() || !(t = agent_thread_slow())) return SIZE_MAX;
+    } else if (AGENT_UNLIKELY(agent_depth)) {
+        return SIZE_MAX;
+    }
+    size_t usable = agent_real_usable_size(ptr);
+    __atomic_store_n(&t->frees, t->frees + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->free_bytes, t->free_bytes + usable, __ATOMIC_RELAXED);
+    return usable;
+}
+
+/* agent_on_realloc_after: the real realloc(old, size) returned result. */
+static inline void agent_on_realloc_after(size_t token, void *result, size_t size)
+{
+    if (token == SIZE_MAX) return;              /* the free was not counted */
+    if (result) {
+        agent_on_alloc(result);
+    } else if (size != 0) {
+        /* Failed: the old block is intact; take its free back. */
+        agent_thread_t *t = agent_thread;
+        __atomic_store_n(&t->frees, t->frees - 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&t->free_bytes, t->free_bytes - token, __ATOMIC_RELAXED);
+    }
+}
+
+/* agent_counters_read: sums every thread block (exact at the instant each
+ * block is read). */
+void agent_counters_read(heapwatch_counters_t *out);
+
+/* agent_shim_init: resolves the real allocation functions now. */
+void agent_shim_init(void);
+
+/* agent_init: reads the configuration and starts tracking (idempotent). */
+void agent_init(void);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration (conf.c): the HEAPWATCH_* variables of SPEC.md, parsed once */
+/* at start by pure, allocation-free functions. A bad value never stops the  */
+/* program: one line names the variable and the accepted form, the default  */
+/* is kept.                                                                  */
+/* ------------------------------------------------------------------------ */
+
+
+#define CONF_PATH_MAX 4096
+#define CONF_HOST_MAX 256
+
+typedef struct agent_conf_s {
+    char out_dir[CONF_PATH_MAX];   /* HEAPWATCH_OUT, as given (made absolute by the agent) */
+    uint64_t rate;                 /* HEAPWATCH_RATE: mean bytes between samples; 0 = none */
+    uint64_t interval_ns;          /* HEAPWATCH_INTERVAL */
+    uint64_t window_ns;            /* HEAPWATCH_WINDOW */
+    uint64_t warn;                 /* HEAPWATCH_WARN: objects/s */
+    uint64_t crit;                 /* HEAPWATCH_CRIT: objects/s */
+    uint64_t sustain_ns;           /* HEAPWATCH_SUSTAIN */
+    uint64_t grace_ns;             /* HEAPWATCH_GRACE */
+    uint64_t profile_interval_ns;  /* HEAPWATCH_PROFILE_INTERVAL; 0 = off */
+    int signal;                    /* HEAPWATCH_SIGNAL; 0 = off */
+    char http_host[CONF_HOST_MAX]; /* HEAPWATCH_HTTP host; "" = off */
+    uint16_t http_port;
+} agent_conf_t;
+
+/* Defaults (SPEC.md; SUSTAIN and GRACE are ours, see README). */
+#define CONF_DEFAULT_OUT "heapwatch-out"
+#define CONF_DEFAULT_RATE 524288u
+#define CONF_DEFAULT_INTERVAL_NS 1000000000ull
+#define CONF_DEFAULT_WINDOW_NS 5000000000ull
+#define CONF_DEFAULT_WARN 500u
+#define CONF_DEFAULT_CRIT 2000u
+#define CONF_DEFAULT_SUSTAIN_NS 3000000000ull
+#define CONF_DEFAULT_GRACE_NS 10000000000ull
+
+/* agent_conf_defaults: fills *c with every default. */
+void agent_conf_defaults(agent_conf_t *c);
+
+/* agent_conf_parse_u64: a whole decimal number in [min, max], nothing else.
+ * @return true on success. */
+bool agent_conf_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* agent_conf_parse_seconds: seconds as a decimal number with an optional
+ * fraction ("1", "0.25", "2.5"), at most 9 fraction digits, in
+ * [min_ns, max_ns] once converted to nanoseconds. @return true on success. */
+bool agent_conf_parse_seconds(const char *s, uint64_t min_ns, uint64_t max_ns, uint64_t *out_ns);
+
+/* agent_conf_parse_signal: a signal by number ("10"), name ("USR1", "SIGUSR1",
+ * case-insensitive) or real-time offset ("RTMIN+2", "SIGRTMIN+2"). Signals
+ * the agent must not take (KILL, STOP, SEGV, BUS, FPE, ILL, ABRT, TRAP, SYS)
+ * are refused. @return true on success. */
+bool agent_conf_parse_signal(const char *s, int *out);
+
+/* agent_conf_parse_hostport: "host:port" or "[v6]:port", port 1..65535, host
+ * non-empty and shorter than CONF_HOST_MAX. @return true on success. */
+bool agent_conf_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/*
+ * agent_conf_load: reads every variable through getenv_fn (secure_getenv in the
+ * agent, a table in tests) into *c, starting from the defaults. Each bad
+ * value is reported once through report(line) as a complete line such as
+ *   heapwatch: HEAPWATCH_RATE="abc" is not valid: expected ...; using 524288
+ * and the default is kept. @return the number of bad values.
+ */
+int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
+              void (*report)(const char *line));
+
+/* ------------------------------------------------------------------------ */
+/* Output without malloc (out.c)                                            */
+/* ------------------------------------------------------------------------ */
+
+/* agent_buf_t: text built into caller-provided memory; always NUL-terminated;
+ * overflow is sticky and truncates. */
+typedef struct agent_buf_s {
+    char *buf;
+    size_t cap;
+    size_t len;
+    bool overflow;
+} agent_buf_t;
+
+void agent_buf_init(agent_buf_t *b, char *mem, size_t cap);
+void agent_buf_mem(agent_buf_t *b, const void *p, size_t n);
+void agent_buf_str(agent_buf_t *b, const char *s);
+void agent_buf_u64(agent_buf_t *b, uint64_t v);
+void agent_buf_i64(agent_buf_t *b, int64_t v);
+/* agent_buf_fixed: writes v / 10^decimals, e.g. (1234567, 3) -> "1234.567". */
+void agent_buf_fixed(agent_buf_t *b, int64_t v, unsigned decimals);
+/* agent_buf_json_str: s as a quoted JSON string (escapes ", \ and controls). */
+void agent_buf_json_str(agent_buf_t *b, const char *s);
+
+/* agent_write_all: writes everything, retrying on EINTR. @return 0 or -errno. */
+int agent_write_all(int fd, const void *data, size_t len);
+/* agent_log: one line to stderr, errno preserved. */
+void agent_log(const char *line);
+/* agent_mkdir_p: creates path and its parents. @return 0 or -errno. */
+int agent_mkdir_p(const char *path);
+/* agent_write_file_atomic: dir/name appears whole with data, or not at all.
+ * @return 0 or -errno. */
+int agent_write_file_atomic(const char *dir, const char *name, const void *data, size_t len);
+
+#endif /* HEAPWATCH_AGENT_INTERNAL_H */

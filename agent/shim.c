@@ -1,0 +1,270 @@
+/*
+ * shim.c - the interposed allocation functions, and nothing else.
+ *
+ * Each exported function calls the real one, found with dlsym(RTLD_NEXT),
+ * and reports to the core (agent_internal.h) only what succeeded: a free is
+ * reported *before* the real free (afterwards another thread could already
+ * have been handed the same address), an allocation after it returned.
+ *
+ * Why dlsym(RTLD_NEXT) and not glibc's __libc_malloc family: the program
+ * keeps its own allocator. With jemalloc or tcmalloc preloaded after us (or
+ * linked into the program), RTLD_NEXT finds theirs; __libc_malloc would
+ * hand out glibc memory that their free() cannot take.
+ *
+ * Only malloc, free, calloc, realloc, memalign, posix_memalign,
+ * aligned_alloc and malloc_usable_size are taken from the next allocator.
+ * valloc, pvalloc and reallocarray are built here on top of them: an
+ * allocator that replaces malloc but not, say, pvalloc would otherwise mix
+ * two heaps (RTLD_NEXT would find glibc's pvalloc).
+ *
+ * Bootstrap: dlsym itself may call calloc/malloc (for its error buffer)
+ * before the real functions are known. Those calls, made while this thread
+ * is resolving, are served from a static buffer; free() ignores pointers
+ * into it and realloc() moves them out.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>    /* prototypes of the functions we define */
+#include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent_internal.h"
+
+typedef void *(*malloc_fn_t)(size_t);
+typedef void (*free_fn_t)(void *);
+typedef void *(*calloc_fn_t)(size_t, size_t);
+typedef void *(*realloc_fn_t)(void *, size_t);
+typedef void *(*memalign_fn_t)(size_t, size_t);
+typedef int (*posix_memalign_fn_t)(void **, size_t, size_t);
+typedef size_t (*usable_fn_t)(void *);
+
+static malloc_fn_t real_malloc;
+static free_fn_t real_free;
+static calloc_fn_t real_calloc;
+static realloc_fn_t real_realloc;
+static memalign_fn_t real_memalign;
+static memalign_fn_t real_aligned_alloc;    /* may stay NULL: then memalign */
+static posix_memalign_fn_t real_posix_memalign;
+
+static size_t usable_size_unknown(void *p) { (void)p; return 0; }
+size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
+
+/* ------------------------------------------------------------------------ */
+/* Bootstrap buffer                                                         */
+/* ------------------------------------------------------------------------ */
+
+#define BOOT_BYTES (64 * 1024)
+#define BOOT_HEADER 16
+
+static unsigned char boot_buf[BOOT_BYTES] __attribute__((aligned(64)));
+static size_t boot_used;                 /* bump offset, atomic */
+static AGENT_TLS int resolving;          /* this thread is inside dlsym */
+
+/* boot_alloc: zeroed memory from the static buffer, its size in a header. */
+static void *boot_alloc(size_t size, size_t align)
+{
+    if (align < BOOT_HEADER) align = BOOT_HEADER;
+    if (size > BOOT_BYTES || align > 4096) return NULL;
+    size_t old = __atomic_load_n(&boot_used, __ATOMIC_RELAXED), start, end;
+    do {
+        start = (old + BOOT_HEADER + align - 1) & ~(align - 1);
+        end = start + size;
+        if (end > BOOT_BYTES) return NULL;
+    } while (!__atomic_compare_exchange_n(&boot_used, &old, end, 1,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    memcpy(boot_buf + start - sizeof(size_t), &size, sizeof size);
+    return boot_buf + start;
+}
+
+static int is_boot(const void *p)
+{
+    return (const unsigned char *)p >= boot_buf &&
+           (const unsigned char *)p < boot_buf + BOOT_BYTES;
+}
+
+static size_t boot_size(const void *p)
+{
+    size_t n;
+    memcpy(&n, (const unsigned char *)p - sizeof(size_t), sizeof n);
+    return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Resolution                                                               */
+/* ------------------------------------------------------------------------ */
+
+static void *next_symbol(const char *name)
+{
+    return dlsym(RTLD_NEXT, name);
+}
+
+/* resolve: looks the real functions up once (idempotent, thread-safe: a
+ * racing thread resolves the same values). */
+static void resolve(void)
+{
+    resolving = 1;
+    real_free = (free_fn_t)next_symbol("free");
+    real_calloc = (calloc_fn_t)next_symbol("calloc");
+    real_realloc = (realloc_fn_t)next_symbol("realloc");
+    real_memalign = (memalign_fn_t)next_symbol("memalign");
+    real_aligned_alloc = (memalign_fn_t)next_symbol("aligned_alloc");
+    real_posix_memalign = (posix_memalign_fn_t)next_symbol("posix_memalign");
+    usable_fn_t usable = (usable_fn_t)next_symbol("malloc_usable_size");
+    if (usable) agent_real_usable_size = usable;
+    /* malloc last: it is the flag that everything is resolved. */
+    malloc_fn_t m = (malloc_fn_t)next_symbol("malloc");
+    resolving = 0;
+    if (!m || !real_free || !real_calloc || !real_realloc) {
+        static const char msg[] = "heapwatch: cannot find the real malloc functions; aborting\n";
+        ssize_t r = write(2, msg, sizeof msg - 1);
+        (void)r;
+        _exit(127);
+    }
+    __atomic_store_n(&real_malloc, m, __ATOMIC_RELEASE);
+}
+
+/* ready: whether the real functions are known (resolving them if not);
+ * false only inside dlsym, where the caller must use the boot buffer. */
+static inline int ready(void)
+{
+    if (AGENT_LIKELY(__atomic_load_n(&real_malloc, __ATOMIC_ACQUIRE) != NULL)) return 1;
+    if (resolving) return 0;
+    resolve();
+    return 1;
+}
+
+void agent_shim_init(void)
+{
+    (void)ready();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Interposed functions                                                     */
+/* ------------------------------------------------------------------------ */
+
+AGENT_EXPORT void *malloc(size_t size)
+{
+    if (AGENT_UNLIKELY(!ready())) return boot_alloc(size, 16);
+    void *p = real_malloc(size);
+    if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
+    return p;
+}
+
+AGENT_EXPORT void free(void *ptr)
+{
+    if (AGENT_UNLIKELY(ptr == NULL)) return;
+    if (AGENT_UNLIKELY(is_boot(ptr))) return;
+    agent_on_free(ptr);
+    real_free(ptr);
+}
+
+AGENT_EXPORT void *calloc(size_t n, size_t size)
+{
+    if (AGENT_UNLIKELY(!ready())) {
+        size_t total;
+        if (__builtin_mul_overflow(n, size, &total)) return NULL;
+        return boot_alloc(total, 16);
+    }
+    void *p = real_calloc(n, size);
+    if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
+    return p;
+}
+
+/*
+ * realloc counts, whether the block moved or was resized in place:
+ *   realloc(NULL, n)          one allocation (it is malloc);
+ *   realloc(p, n) succeeding  one free of p and one allocation of the
+ *                             result, so live objects do not change and
+ *                             live bytes change by the usable-size delta;
+ *   realloc(p, n) failing     nothing (p is untouched);
+ *   realloc(p, 0) freeing p   one free (glibc returns NULL after freeing;
+ *                             other allocators return a fresh block, which
+ *                             counts as above).
+ */
+AGENT_EXPORT void *realloc(void *ptr, size_t size)
+{
+    if (ptr == NULL) return malloc(size);
+    if (AGENT_UNLIKELY(is_boot(ptr))) {
+        void *q = malloc(size ? size : 1);
+        if (q) {
+            size_t old = boot_size(ptr);
+            memcpy(q, ptr, old < size ? old : size);
+        }
+        return q;
+    }
+    if (AGENT_UNLIKELY(!ready())) return NULL;
+    /* Report the free first: once the real realloc returns, the old address
+     * may already belong to another thread's allocation. A failure is then
+     * answered by reporting the block again. */
+    size_t token = agent_on_realloc_before(ptr);
+    void *q = real_realloc(ptr, size);
+    agent_on_realloc_after(token, q, size);
+    return q;
+}
+
+AGENT_EXPORT void *reallocarray(void *ptr, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(ptr, total);
+}
+
+AGENT_EXPORT void *memalign(size_t align, size_t size)
+{
+    if (AGENT_UNLIKELY(!ready())) return boot_alloc(size, align);
+    void *p = real_memalign(align, size);
+    if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
+    return p;
+}
+
+AGENT_EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+    if (AGENT_UNLIKELY(!ready())) return boot_alloc(size, align);
+    void *p = real_aligned_alloc ? real_aligned_alloc(align, size)
+                                 : real_memalign(align, size);
+    if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
+    return p;
+}
+
+AGENT_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (AGENT_UNLIKELY(!ready())) {
+        void *p = boot_alloc(size, align);
+        if (!p) return ENOMEM;
+        *out = p;
+        return 0;
+    }
+    int err = real_posix_memalign(out, align, size);
+    if (err == 0 && *out != NULL) agent_on_alloc(*out);
+    return err;
+}
+
+static size_t page_size(void)
+{
+    static size_t cached;
+    if (!cached) cached = (size_t)sysconf(_SC_PAGESIZE);
+    return cached;
+}
+
+AGENT_EXPORT void *valloc(size_t size)
+{
+    return memalign(page_size(), size);
+}
+
+AGENT_EXPORT void *pvalloc(size_t size)
+{
+    size_t pg = page_size();
+    size_t rounded;
+    if (__builtin_add_overflow(size, pg - 1, &rounded)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    rounded &= ~(pg - 1);
+    return memalign(pg, rounded ? rounded : pg);
+}
