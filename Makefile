@@ -102,6 +102,12 @@ closure = $(1) $(foreach d,$($(1)_DEPS),$(call closure,$(d)))
 mod_objs = $(call objs,$(1),$(foreach m,$(call closure,$(2)),$($(m)_SRCS)))
 mod_libs = $(foreach m,$(call closure,$(1)),$($(m)_LIBS))
 mod_cppflags = $(foreach m,$(call closure,$(1)),$($(m)_CPPFLAGS))
+# Unit tests and fuzz targets link <mod>_TEST_SRCS when a module sets it
+# (the agent keeps its shim and constructors out of test binaries), plus the
+# full sources of the modules it depends on.
+test_srcs = $(if $($(1)_TEST_SRCS),$($(1)_TEST_SRCS),$($(1)_SRCS))
+mod_test_srcs = $(call test_srcs,$(1)) $(foreach d,$($(1)_DEPS),$(foreach m,$(call closure,$(d)),$($(m)_SRCS)))
+mod_test_objs = $(call objs,$(1),$(call mod_test_srcs,$(2)))
 # mod_of FILE -> module named by the file's prefix (map_basic.c -> map)
 mod_of = $(firstword $(subst _, ,$(basename $(notdir $(1)))))
 
@@ -132,10 +138,10 @@ UNIT_NAMES := $(basename $(notdir $(UNIT_SRCS)))
 UNIT_BINS  := $(foreach v,dbg asan,$(addprefix $(BUILD)/$(v)/tests/,$(UNIT_NAMES)))
 
 define unit_rule
-$(BUILD)/$(2)/tests/$(1): tests/unit/$(1).c $$(call mod_objs,$(2),$(call mod_of,$(1))) tests/unit/test_util.h
+$(BUILD)/$(2)/tests/$(1): tests/unit/$(1).c $$(call mod_test_objs,$(2),$(call mod_of,$(1))) tests/unit/test_util.h
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS_$(2)) $$(call mod_cppflags,$(call mod_of,$(1))) -Itests/unit $$< \
-	    $$(call mod_objs,$(2),$(call mod_of,$(1))) -o $$@ \
+	    $$(call mod_test_objs,$(2),$(call mod_of,$(1))) -o $$@ \
 	    $$(LDFLAGS_$(2)) $$(call mod_libs,$(call mod_of,$(1))) -lcmocka -lm
 endef
 $(foreach t,$(UNIT_NAMES),$(foreach v,dbg asan,$(eval $(call unit_rule,$(t),$(v)))))
@@ -151,11 +157,11 @@ FUZZ_REGRESSION_BINS := $(addprefix $(BUILD)/asan/fuzz/,$(FUZZ_NAMES))
 FUZZ_BINS := $(addprefix $(BUILD)/fuzz/,$(FUZZ_NAMES))
 
 define fuzz_rule
-$(BUILD)/asan/fuzz/$(1): tests/fuzz/$(1).c tests/fuzz/regression_driver.c $$(call mod_objs,asan,$(call mod_of,$(1)))
+$(BUILD)/asan/fuzz/$(1): tests/fuzz/$(1).c tests/fuzz/regression_driver.c $$(call mod_test_objs,asan,$(call mod_of,$(1)))
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS_asan) $$(call mod_cppflags,$(call mod_of,$(1))) $$(filter %.c,$$^) \
-	    $$(call mod_objs,asan,$(call mod_of,$(1))) -o $$@ $$(LDFLAGS_asan) $$(call mod_libs,$(call mod_of,$(1))) -lm
-$(BUILD)/fuzz/$(1): tests/fuzz/$(1).c $$(foreach m,$$(call closure,$(call mod_of,$(1))),$$($$(m)_SRCS))
+	    $$(call mod_test_objs,asan,$(call mod_of,$(1))) -o $$@ $$(LDFLAGS_asan) $$(call mod_libs,$(call mod_of,$(1))) -lm
+$(BUILD)/fuzz/$(1): tests/fuzz/$(1).c $$(call mod_test_srcs,$(call mod_of,$(1)))
 	@mkdir -p $$(@D)
 	$$(CLANG) $$(filter-out -fsanitize=%,$$(CFLAGS_dbg)) -fsanitize=fuzzer,address,undefined \
 	    $$(call mod_cppflags,$(call mod_of,$(1))) $$^ -o $$@ $$(call mod_libs,$(call mod_of,$(1))) -lm

@@ -12,3 +12,17 @@ $(BUILD)/libheapwatch.so: $(call mod_objs,rel,agent)
 	$(CC) -shared -fPIC -Wl,-z,nodelete -Wl,--no-undefined -o $@ $^ $(call mod_libs,agent) -lm
 PRODUCTS += $(BUILD)/libheapwatch.so
 TEST_PREREQS += $(BUILD)/libheapwatch.so
+
+# Unit tests link the pure parts only: the shim would interpose malloc in
+# the test binary, and core.c's constructor would start the agent in it.
+agent_TEST_SRCS := agent/conf.c agent/out.c
+
+# Test programs run under the agent (plain builds: no sanitizer under LD_PRELOAD).
+AGENT_PROGS := $(BUILD)/progs/agent_truth $(BUILD)/progs/agent_truth_cxx $(BUILD)/progs/agent_fork
+$(BUILD)/progs/agent_%: tests/integration/progs/agent_%.c agent/agent.h
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O1 -g -pthread -Wall -Wextra -I. $< -o $@ -ldl
+$(BUILD)/progs/agent_%: tests/integration/progs/agent_%.cc agent/agent.h
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -I. $< -o $@ -ldl
+TEST_PREREQS += $(AGENT_PROGS)

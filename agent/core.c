@@ -287,6 +287,36 @@ static void resolve_out_dir(void)
     agent_buf_str(&b, conf.out_dir);
 }
 
+static bool out_dir_ok = true;     /* false: no output for this process */
+
+/* report_out_dir: the one message about an unusable HEAPWATCH_OUT. */
+static void report_out_dir(int err)
+{
+    char line[CONF_PATH_MAX + 200];
+    agent_buf_t b;
+    agent_buf_init(&b, line, sizeof line);
+    agent_buf_str(&b, "heapwatch: HEAPWATCH_OUT directory ");
+    agent_buf_str(&b, out_dir);
+    agent_buf_str(&b, " cannot be written (");
+    agent_buf_str(&b, strerror(-err));
+    agent_buf_str(&b, "): expected a directory this user can create or write; "
+                      "the program runs on without heapwatch output\n");
+    agent_log(line);
+}
+
+/* check_out_dir: creates HEAPWATCH_OUT at start, while stderr is surely
+ * still open (programs such as GNU sort close it at exit), so a bad
+ * directory is reported once, up front. */
+static void check_out_dir(void)
+{
+    int err = agent_mkdir_p(out_dir);
+    if (!err && access(out_dir, W_OK | X_OK) != 0) err = -errno;
+    if (err) {
+        out_dir_ok = false;
+        report_out_dir(err);
+    }
+}
+
 void agent_init(void)
 {
     int expected = 0;
@@ -302,6 +332,7 @@ void agent_init(void)
     } else {
         agent_conf_load(&conf, env_lookup, agent_log);
         resolve_out_dir();
+        check_out_dir();
         thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0;
         pthread_atfork(prefork, postfork_parent, postfork_child);
     }
@@ -319,25 +350,16 @@ __attribute__((constructor)) static void agent_ctor(void)
 /* Files and the exit summary                                               */
 /* ------------------------------------------------------------------------ */
 
-/* agent_output_file: writes dir/name atomically, creating the directory;
- * remembers the name for the summary. One message per failure kind. */
+/* output_file: writes out_dir/name atomically, creating the directory;
+ * remembers the name for the summary. */
 static int output_file(const char *name, const void *data, size_t len)
 {
-    static int warned;
-    int err = agent_mkdir_p(out_dir);
+    if (!out_dir_ok) return -EACCES;
+    int err = agent_mkdir_p(out_dir);   /* again: the program may have removed it */
     if (!err) err = agent_write_file_atomic(out_dir, name, data, len);
     if (err) {
-        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED)) {
-            char line[CONF_PATH_MAX + 200];
-            agent_buf_t b;
-            agent_buf_init(&b, line, sizeof line);
-            agent_buf_str(&b, "heapwatch: cannot write to HEAPWATCH_OUT directory ");
-            agent_buf_str(&b, out_dir);
-            agent_buf_str(&b, ": ");
-            agent_buf_str(&b, strerror(-err));
-            agent_buf_str(&b, "; the program runs on without heapwatch output\n");
-            agent_log(line);
-        }
+        out_dir_ok = false;             /* one message, then quiet */
+        report_out_dir(err);
         return err;
     }
     if (nfiles < FILES_MAX) {

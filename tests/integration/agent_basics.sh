@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# agent_basics.sh - the agent on real programs: exact counters against
+# programs that count their own allocations, the exit summary, identical
+# output and exit status of real programs, bad configuration, an
+# unwritable output directory, fork and exec.
+set -u
+. tests/integration/lib.sh
+
+# --- exact counters (the programs print their own TAP lines) ---------------
+with_agent "$T/truth" "$PROGS/agent_truth"; rc=$?
+check "agent_truth exits 0 under the agent" [ $rc = 0 ]
+with_agent "$T/truth" "$PROGS/agent_truth_cxx"; rc=$?
+check "agent_truth_cxx exits 0 under the agent" [ $rc = 0 ]
+"$PROGS/agent_truth" >/dev/null; rc=$?
+check "agent_truth runs without the agent (exit 77: not loaded)" [ $rc = 77 ]
+
+# --- the summary ----------------------------------------------------------
+out=$T/sum
+with_agent "$out" "$PROGS/agent_truth" >/dev/null
+files=("$out"/summary.*.json)
+check "one summary.<pid>.json written" [ ${#files[@]} = 1 -a -f "${files[0]}" ]
+s=${files[0]}
+check "summary is valid JSON with the SPEC fields" python3 - "$s" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+need = ["pid", "exe", "mallocs", "frees", "live_objects", "live_bytes", "peak_live_bytes",
+        "alloc_bytes", "rate", "files", "start_time", "end_time", "agent_memory_bytes"]
+missing = [k for k in need if k not in d]
+assert not missing, missing
+assert d["live_objects"] == d["mallocs"] - d["frees"]
+assert d["live_bytes"] == d["alloc_bytes"] - d["free_bytes"]
+assert d["mallocs"] >= 40000 + 1000 + 100
+assert d["exe"].endswith("/agent_truth"), d["exe"]
+assert d["rate"] == 524288
+assert d["peak_live_bytes"] >= d["live_bytes"] >= 0
+assert ("summary.%d.json" % d["pid"]) in d["files"]
+assert sys.argv[1].endswith("summary.%d.json" % d["pid"])
+PY
+check "no temporary files left behind" [ -z "$(ls -A "$out" | grep -v '^summary\.[0-9]*\.json$')" ]
+
+# --- real programs: same output, same exit status --------------------------
+same_run() {   # what, cmd...: stdout+stderr and exit status identical with and without the agent
+    local what=$1; shift
+    (cd "$T" && "$@") >"$T/plain.out" 2>&1; local rc1=$?
+    (cd "$T" && with_agent "$T/real" "$@") >"$T/agent.out" 2>&1; local rc2=$?
+    if [ $rc1 = $rc2 ] && cmp -s "$T/plain.out" "$T/agent.out"; then
+        ok "$what: identical output and exit status ($rc1)"
+    else
+        not_ok "$what: exit $rc1 vs $rc2, output $(cmp "$T/plain.out" "$T/agent.out" 2>&1 | head -1)"
+    fi
+}
+PY3=$(command -v python3)
+same_run "python3 (PYTHONMALLOC=malloc)" env PYTHONMALLOC=malloc "$PY3" -c \
+    'import json, collections; d = {str(i): list(range(i % 50)) for i in range(20000)}; print(len(json.dumps(d)), collections.Counter(len(v) for v in d.values()).most_common(2))'
+same_run "perl" perl -e 'my %h; $h{$_} = [1..($_ % 40)] for 1..20000; print scalar(keys %h), "\n"; exit 5'
+seq 1 20000 | sort -R --random-source=/dev/zero > "$T/numbers"
+same_run "sort" sort -n "$T/numbers"
+same_run "sort of a missing file (exit 2)" sort /nonexistent/file
+printf '#include <stdio.h>\nint main(void){puts("built");return 0;}\n' > "$T/hello.c"
+same_run "gcc compiling a program" gcc -O2 "$T/hello.c" -o "$T/hello"
+check "the program gcc built under the agent runs" [ "$("$T/hello")" = built ]
+check "gcc's exec'ed tools (cc1, as, collect2/ld) are profiled too" \
+    [ "$(grep -l '"exe": ".*/\(cc1\|as\|collect2\|ld[^"]*\)"' "$T/real"/summary.*.json 2>/dev/null | wc -l)" -ge 2 ]
+
+# --- bad configuration: one line naming the variable, program unharmed ------
+for kv in HEAPWATCH_RATE=-1 HEAPWATCH_INTERVAL=0 HEAPWATCH_WINDOW=abc HEAPWATCH_WARN=0 \
+          HEAPWATCH_CRIT=1e9 HEAPWATCH_SUSTAIN=x HEAPWATCH_GRACE=-1 \
+          HEAPWATCH_PROFILE_INTERVAL=soon HEAPWATCH_SIGNAL=SEGV HEAPWATCH_HTTP=nowhere \
+          HEAPWATCH_OUT=; do
+    var=${kv%%=*}
+    env "$kv" HEAPWATCH_OUT="${kv#HEAPWATCH_OUT=}" LD_PRELOAD=$AGENT sort -n "$T/numbers" \
+        >"$T/bad.out" 2>"$T/bad.err"; rc=$?
+    [ "$var" = HEAPWATCH_OUT ] || env "$kv" HEAPWATCH_OUT="$T/bad" LD_PRELOAD=$AGENT \
+        sort -n "$T/numbers" >"$T/bad.out" 2>"$T/bad.err"; rc=$?
+    lines=$(wc -l < "$T/bad.err")
+    if [ $rc = 0 ] && [ "$lines" = 1 ] && grep -q "^heapwatch: $var=" "$T/bad.err" &&
+       grep -q expected "$T/bad.err" && sort -n "$T/numbers" | cmp -s - "$T/bad.out"; then
+        ok "bad $kv: one stderr line naming $var, output unchanged"
+    else
+        not_ok "bad $kv: exit $rc, $lines stderr lines: $(head -c 300 "$T/bad.err")"
+    fi
+done
+
+# --- an output directory that cannot be created ----------------------------
+# (GNU sort closes stderr at exit: the agent must report at start.)
+HEAPWATCH_OUT=/proc/heapwatch-cannot-exist LD_PRELOAD=$AGENT sort -n "$T/numbers" \
+    >"$T/ro.out" 2>"$T/ro.err"; rc=$?
+if [ $rc = 0 ] && [ "$(wc -l < "$T/ro.err")" = 1 ] && grep -q "HEAPWATCH_OUT" "$T/ro.err" &&
+   sort -n "$T/numbers" | cmp -s - "$T/ro.out"; then
+    ok "unwritable HEAPWATCH_OUT: one message, program unharmed"
+else
+    not_ok "unwritable HEAPWATCH_OUT: exit $rc, stderr: $(head -c 300 "$T/ro.err")"
+fi
+
+# --- fork and exec ---------------------------------------------------------
+out=$T/fork
+with_agent "$out" "$PROGS/agent_fork" /usr/bin/sort -n "$T/numbers" > "$T/fork.out"
+line=$(head -1 "$T/fork.out")
+parent=$(echo "$line" | awk '{print $2}'); child=$(echo "$line" | awk '{print $4}')
+check "fork: the child's exit status is unchanged" [ "$(echo "$line" | awk '{print $6}')" = 3 ]
+check "fork: the child writes its own summary.<child pid>.json" [ -f "$out/summary.$child.json" ]
+check "fork: the child's counters include what it inherited and its own" python3 - "$out/summary.$child.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["mallocs"] >= 1000 and d["frees"] >= 100, d
+assert d["live_objects"] == d["mallocs"] - d["frees"]
+PY
+check "exec: the exec'ed program (same pid) is profiled as itself" \
+    [ "$(json_get "$out/summary.$parent.json" exe 2>/dev/null)" = /usr/bin/sort ]
+
+finish
