@@ -68,10 +68,9 @@ for kv in HEAPWATCH_RATE=-1 HEAPWATCH_INTERVAL=0 HEAPWATCH_WINDOW=abc HEAPWATCH_
           HEAPWATCH_PROFILE_INTERVAL=soon HEAPWATCH_SIGNAL=SEGV HEAPWATCH_HTTP=nowhere \
           HEAPWATCH_OUT=; do
     var=${kv%%=*}
-    env "$kv" HEAPWATCH_OUT="${kv#HEAPWATCH_OUT=}" LD_PRELOAD=$AGENT sort -n "$T/numbers" \
-        >"$T/bad.out" 2>"$T/bad.err"; rc=$?
-    [ "$var" = HEAPWATCH_OUT ] || env "$kv" HEAPWATCH_OUT="$T/bad" LD_PRELOAD=$AGENT \
-        sort -n "$T/numbers" >"$T/bad.out" 2>"$T/bad.err"; rc=$?
+    if [ "$var" = HEAPWATCH_OUT ]; then set -- "$kv"; else set -- HEAPWATCH_OUT="$T/bad" "$kv"; fi
+    (cd "$T" && env "$@" LD_PRELOAD=$AGENT sort -n "$T/numbers") >"$T/bad.out" 2>"$T/bad.err"
+    rc=$?
     lines=$(wc -l < "$T/bad.err")
     if [ $rc = 0 ] && [ "$lines" = 1 ] && grep -q "^heapwatch: $var=" "$T/bad.err" &&
        grep -q expected "$T/bad.err" && sort -n "$T/numbers" | cmp -s - "$T/bad.out"; then
