@@ -1,0 +1,372 @@
+/*
+ * pprof_symbolize.c - in-process symbolization: this (PIE) test binary's
+ * static functions (.symtab), libz and libc (.dynsym of stripped
+ * distribution libraries), the vdso (from memory), a deleted file (through
+ * /proc/self/map_files/, and unnamed but still mapped when that is
+ * blocked), manual mappings, return-address adjustment, and the symbol
+ * cache (lazy, reused, freed).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "pprof_test.h"
+#include "pprof/pprof_internal.h"
+
+static test_alloc_t ta;
+static map_allocator_t alloc;
+
+static int setup(void **state)
+{
+    memset(&ta, 0, sizeof(ta));
+    alloc = test_allocator(&ta);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    assert_int_equal(ta.live_blocks, 0);
+    return 0;
+}
+
+__attribute__((noinline)) static int sym_target_static(int x)
+{
+    __asm__ volatile("" ::: "memory");
+    return x * 3 + 1;
+}
+
+__attribute__((noinline)) int sym_target_global(int x);
+__attribute__((noinline)) int sym_target_global(int x)
+{
+    __asm__ volatile("" ::: "memory");
+    return x * 5 + 2;
+}
+
+static uint64_t addr_of(const void *p) { return (uint64_t)(uintptr_t)p; }
+
+/* build: a heap builder with one sample per pc (each a depth-1 stack). */
+static pprof_builder_t *build(const uint64_t *pcs, size_t n, pprof_pc_kind_t kind)
+{
+    pprof_builder_t *b;
+    assert_int_equal(pprof_builder_new(&alloc, &b), PPROF_OK);
+    assert_int_equal(pprof_builder_set_pc_kind(b, kind), PPROF_OK);
+    assert_int_equal(pprof_builder_set_heap_types(b, 1), PPROF_OK);
+    pprof_heap_counts_t c = { 1, 8, 1, 8 };
+    for (size_t i = 0; i < n; i++) assert_int_equal(pprof_heap_add(b, &pcs[i], 1, &c), PPROF_OK);
+    return b;
+}
+
+static const Perftools__Profiles__Mapping *map_of_loc(const pb_profile_t *p, uint64_t addr)
+{
+    for (size_t i = 0; i < p->n_location; i++)
+        if (p->location[i]->address == addr) return t_map(p, p->location[i]->mapping_id);
+    return NULL;
+}
+
+static void test_names(void **state)
+{
+    uint64_t pcs[5];
+    pcs[0] = addr_of((void *)sym_target_static) + 1;   /* return addresses */
+    pcs[1] = addr_of((void *)sym_target_global) + 1;
+    pcs[2] = addr_of((void *)deflate) + 1;
+    pcs[3] = addr_of((void *)getauxval) + 1;
+    void *vdso = dlopen("linux-vdso.so.1", RTLD_NOW | RTLD_NOLOAD);
+    void *cg = vdso ? dlsym(vdso, "__vdso_clock_gettime") : NULL;
+    if (getauxval(AT_SYSINFO_EHDR)) assert_non_null(cg);   /* a vdso exists: test it */
+    pcs[4] = cg ? addr_of(cg) + 1 : 0;
+    pprof_builder_t *b = build(pcs, cg ? 5 : 4, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+    pb_profile_t *p = t_roundtrip(b, &alloc);
+
+    assert_string_equal(t_name_of_addr(p, pcs[0] - 1), "sym_target_static");
+    assert_string_equal(t_name_of_addr(p, pcs[1] - 1), "sym_target_global");
+    assert_string_equal(t_name_of_addr(p, pcs[2] - 1), "deflate");
+    assert_non_null(strstr(t_name_of_addr(p, pcs[3] - 1), "getauxval"));
+    /* name == system_name: pprof demangles C++ names from system_name. */
+    for (size_t i = 0; i < p->n_function; i++)
+        assert_int_equal(p->function[i]->name, p->function[i]->system_name);
+
+    /* Mapping 1 is this executable, with its build ID and [FN]. */
+    const Perftools__Profiles__Mapping *m1 = t_map(p, 1);
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    assert_true(n > 0);
+    exe[n] = '\0';
+    assert_string_equal(t_str(p, m1->filename), exe);
+    assert_int_equal(strlen(t_str(p, m1->build_id)), 40);
+    assert_ptr_equal(map_of_loc(p, pcs[0] - 1), m1);
+    assert_true(m1->has_functions);
+    const Perftools__Profiles__Mapping *mz = map_of_loc(p, pcs[2] - 1);
+    assert_non_null(strstr(t_str(p, mz->filename), "libz.so"));
+    assert_true(mz->has_functions);
+    assert_true(mz->memory_start <= pcs[2] && pcs[2] < mz->memory_limit);
+    if (cg) {
+        assert_non_null(strstr(t_name_of_addr(p, pcs[4] - 1), "clock_gettime"));
+        const Perftools__Profiles__Mapping *mv = map_of_loc(p, pcs[4] - 1);
+        assert_string_equal(t_str(p, mv->filename), "[vdso]");
+        assert_true(mv->memory_start == getauxval(AT_SYSINFO_EHDR));
+        assert_true(mv->has_functions);
+    }
+    /* Every mapping is executable memory of this process. */
+    for (size_t i = 0; i < p->n_mapping; i++)
+        assert_true(p->mapping[i]->memory_limit > p->mapping[i]->memory_start);
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+}
+
+/* The adjustment: a return address equal to a function's first byte
+ * belongs to the call at the end of whatever precedes it, not to that
+ * function; an exact PC there is the function. */
+static void test_return_address_adjustment(void **state)
+{
+    uint64_t f = addr_of((void *)sym_target_global);
+    uint64_t pcs[2] = { f, f + 1 };
+    pprof_builder_t *b = build(pcs, 2, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+    pb_profile_t *p = t_roundtrip(b, &alloc);
+    const char *before = t_name_of_addr(p, f - 1);
+    assert_true(before == NULL || strcmp(before, "sym_target_global") != 0);
+    assert_string_equal(t_name_of_addr(p, f), "sym_target_global");
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+
+    b = build(pcs, 1, PPROF_PCS_EXACT);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+    p = t_roundtrip(b, &alloc);
+    assert_string_equal(t_name_of_addr(p, f), "sym_target_global");
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+}
+
+/* find_xmap: the r-xp line of the mapping holding addr (path, start, offset). */
+static int find_xmap(uint64_t addr, char *path, uint64_t *start, uint64_t *end, uint64_t *off)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[8192];
+    int found = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long s, e, o;
+        char perms[5];
+        int pos = 0;
+        if (sscanf(line, "%llx-%llx %4s %llx %*s %*s %n", &s, &e, perms, &o, &pos) < 4) continue;
+        if (addr >= s && addr < e && perms[2] == 'x') {
+            *start = s;
+            *end = e;
+            *off = o;
+            strcpy(path, line + pos);
+            path[strcspn(path, "\n")] = '\0';
+            found = 1;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* A copy of libz's code segment mapped from a file that is then deleted. */
+typedef struct deleted_s {
+    void *base;
+    size_t len;
+    uint64_t addr;        /* where deflate is in the copy (plus 1: a return address) */
+    char path[4096];
+} deleted_t;
+
+static void map_deleted(deleted_t *d)
+{
+    char zpath[4096];
+    uint64_t zs, ze, zo;
+    assert_true(find_xmap(addr_of((void *)deflate), zpath, &zs, &ze, &zo));
+    strcpy(d->path, "/tmp/pprof_sym_deleted.XXXXXX");
+    int out = mkstemp(d->path);
+    int in = open(zpath, O_RDONLY);
+    assert_true(out >= 0 && in >= 0);
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(in, buf, sizeof(buf))) > 0) assert_int_equal(write(out, buf, (size_t)r), r);
+    close(in);
+    d->len = ze - zs;
+    d->base = mmap(NULL, d->len, PROT_READ | PROT_EXEC, MAP_PRIVATE, out, (off_t)zo);
+    assert_true(d->base != MAP_FAILED);
+    close(out);
+    assert_int_equal(unlink(d->path), 0);
+    d->addr = addr_of(d->base) + (addr_of((void *)deflate) - zs) + 1;
+}
+
+static int (*real_open)(const char *, int, mode_t);
+static int open_no_map_files(const char *path, int flags, mode_t mode)
+{
+    if (strncmp(path, "/proc/self/map_files/", 21) == 0) {
+        errno = EPERM;   /* what an unprivileged process gets */
+        return -1;
+    }
+    return real_open(path, flags, mode);
+}
+
+static void test_deleted_file(void **state)
+{
+    deleted_t d;
+    map_deleted(&d);
+    char mf[128];
+    snprintf(mf, sizeof(mf), "/proc/self/map_files/%llx-%llx",
+             (unsigned long long)addr_of(d.base), (unsigned long long)(addr_of(d.base) + d.len));
+    int probe = open(mf, O_RDONLY);
+    bool can_map_files = probe >= 0;
+    if (probe >= 0) close(probe);
+
+    pprof_builder_t *b = build(&d.addr, 1, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+    pb_profile_t *p = t_roundtrip(b, &alloc);
+    const Perftools__Profiles__Mapping *m = map_of_loc(p, d.addr - 1);
+    assert_non_null(m);
+    assert_string_equal(t_str(p, m->filename), d.path);   /* " (deleted)" removed */
+    if (can_map_files) {
+        assert_string_equal(t_name_of_addr(p, d.addr - 1), "deflate");
+        assert_true(m->has_functions);
+        assert_true(strlen(t_str(p, m->build_id)) > 0);
+    }
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+
+    /* No map_files (unprivileged) and no file at the path: the address
+     * cannot be named, so it keeps its mapping for pprof to try. */
+    real_open = pp_sys_open;
+    pp_sys_open = open_no_map_files;
+    b = build(&d.addr, 1, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+    p = t_roundtrip(b, &alloc);
+    pp_sys_open = real_open;
+    m = map_of_loc(p, d.addr - 1);
+    assert_non_null(m);
+    assert_string_equal(t_str(p, m->filename), d.path);
+    assert_null(t_name_of_addr(p, d.addr - 1));
+    assert_false(m->has_functions);
+    assert_string_equal(t_str(p, m->build_id), "");
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+
+    /* A new file at the deleted path is another file: not used. */
+    int fd = open(d.path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    char zpath[4096];
+    uint64_t zs, ze, zo;
+    assert_true(find_xmap(addr_of((void *)deflate), zpath, &zs, &ze, &zo));
+    int in = open(zpath, O_RDONLY);
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(in, buf, sizeof(buf))) > 0) assert_int_equal(write(fd, buf, (size_t)r), r);
+    close(in);
+    close(fd);
+    pp_sys_open = open_no_map_files;
+    b = build(&d.addr, 1, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+    p = t_roundtrip(b, &alloc);
+    pp_sys_open = real_open;
+    assert_null(t_name_of_addr(p, d.addr - 1));
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+    unlink(d.path);
+    munmap(d.base, d.len);
+    if (!can_map_files) skip();   /* the named half needs CAP_SYS_ADMIN */
+}
+
+/* A mapping added by hand is symbolized through its path. */
+static void test_manual_mapping(void **state)
+{
+    char zpath[4096];
+    uint64_t zs, ze, zo;
+    assert_true(find_xmap(addr_of((void *)deflate), zpath, &zs, &ze, &zo));
+    /* Pretend libz was loaded elsewhere (another process's layout). */
+    uint64_t base = 0x10000000;
+    uint64_t pc = base + (addr_of((void *)deflate) - zs) + 1;
+    pprof_builder_t *b = build(&pc, 1, PPROF_PCS_RETURN);
+    pprof_mapping_t m = { base, base + (ze - zs), zo, zpath, NULL };
+    assert_int_equal(pprof_builder_add_mapping(b, &m), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+    pb_profile_t *p = t_roundtrip(b, &alloc);
+    assert_string_equal(t_name_of_addr(p, pc - 1), "deflate");
+    assert_true(t_map(p, 1)->has_functions);
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+}
+
+static void test_cache(void **state)
+{
+    pprof_symcache_t *c;
+    assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
+    pprof_symcache_stats_t s0, s1, s2;
+    pprof_symcache_get_stats(c, &s0);
+    assert_int_equal(s0.files, 0);
+    uint64_t pcs[2] = { addr_of((void *)sym_target_static) + 1, addr_of((void *)deflate) + 1 };
+    pprof_builder_t *b = build(pcs, 2, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    pprof_builder_stats_t bs;
+    pprof_builder_get_stats(b, &bs);
+    assert_true(bs.mappings >= 3);
+    assert_int_equal(pprof_builder_symbolize(b, c), PPROF_OK);
+    pprof_symcache_get_stats(c, &s1);
+    /* Lazy: only the two files that hold locations were opened. */
+    assert_int_equal(s1.files, 2);
+    assert_int_equal(s1.tables, 2);
+    assert_true(s1.symbols > 100);
+    assert_true(s1.bytes >= s1.symbols * 16);
+    pprof_builder_free(b);
+
+    b = build(pcs, 2, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, c), PPROF_OK);
+    pprof_symcache_get_stats(c, &s2);
+    assert_int_equal(s2.files, s1.files);     /* reused, not reloaded */
+    assert_int_equal(s2.tables, s1.tables);
+    assert_int_equal(s2.bytes, s1.bytes);
+    pb_profile_t *p = t_roundtrip(b, &alloc);
+    assert_string_equal(t_name_of_addr(p, pcs[1] - 1), "deflate");
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+    pprof_symcache_free(c);   /* teardown checks every block came back */
+}
+
+/* Out of memory while symbolizing: an error or fewer names, never a crash
+ * or a leak. */
+static void test_symbolize_oom(void **state)
+{
+    uint64_t pcs[2] = { addr_of((void *)sym_target_static) + 1, addr_of((void *)deflate) + 1 };
+    for (size_t nth = 1; nth < 200; nth++) {
+        pprof_builder_t *b = build(pcs, 2, PPROF_PCS_RETURN);
+        assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+        test_alloc_fail_nth(&ta, nth, 0);
+        pprof_err_t err = pprof_builder_symbolize(b, NULL);
+        bool failed = ta.fail_at <= ta.calls;   /* the armed call happened */
+        test_alloc_heal(&ta);
+        assert_true(err == PPROF_OK || err == PPROF_ERR_NOMEM);
+        void *data;
+        size_t len;
+        assert_int_equal(pprof_builder_encode(b, true, &data, &len), PPROF_OK);
+        assert_int_equal(pprof_validate(&alloc, data, len, NULL, 0), PPROF_OK);
+        alloc.free(alloc.ctx, data);
+        pprof_builder_free(b);
+        if (!failed) break;
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_return_address_adjustment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manual_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symbolize_oom, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
