@@ -17,6 +17,10 @@
 
 #include "agent/agent.h"
 
+/* Everything declared below is internal to libheapwatch.so: hidden, so the
+ * compiler reaches it without going through the GOT. */
+#pragma GCC visibility push(hidden)
+
 /* AGENT_EXPORT: the only symbols the shared library exports (-fvisibility=hidden). */
 #define AGENT_EXPORT __attribute__((visibility("default")))
 #define AGENT_TLS __thread __attribute__((tls_model("initial-exec")))
@@ -30,17 +34,45 @@
 /* agent_real_usable_size: the next allocator's malloc_usable_size. */
 extern size_t (*agent_real_usable_size)(void *);
 
+/* agent_usable_is_glibc: the next allocator is glibc's (its malloc and its
+ * malloc_usable_size both), so the usable size can be read inline. */
+extern bool agent_usable_is_glibc;
+
+/* agent_usable_size: the usable size of a live block. For glibc this is
+ * its musable() inline: the chunk's size field (flags in the low 3 bits)
+ * minus the header that precedes the user pointer, 16 bytes for an mmap'd
+ * chunk (flag 2) and 8 otherwise (the next chunk's prev_size field is
+ * usable while this one is in use). tests/integration/progs/agent_truth.c
+ * checks it, byte for byte, against the real malloc_usable_size. */
+static inline size_t agent_usable_size(void *ptr)
+{
+    if (AGENT_LIKELY(agent_usable_is_glibc)) {
+        size_t head = ((const size_t *)ptr)[-1];
+        return (head & ~(size_t)7) - 8 - ((head & 2) << 2);   /* 8 more if mmap'd */
+    }
+    return agent_real_usable_size(ptr);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Recursion guard                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* Depth of agent code on this thread's stack. While above zero, the shim's
- * calls pass straight through to the real allocator, untracked. */
-extern AGENT_TLS int agent_depth;
+struct agent_thread_s;
 
-static inline void agent_enter(void) { agent_depth++; }
-static inline void agent_leave(void) { agent_depth--; }
-static inline bool agent_inside(void) { return agent_depth > 0; }
+/* agent_tls_t: the agent's whole thread-local state, one TLS object so the
+ * hot path computes one TLS address. */
+typedef struct agent_tls_s {
+    struct agent_thread_s *thread;  /* this thread's counter block, or NULL */
+    int depth;                      /* agent code on this thread's stack */
+} agent_tls_t;
+
+extern AGENT_TLS agent_tls_t agent_tls;
+
+/* While depth is above zero, the shim's calls pass straight through to the
+ * real allocator, untracked. */
+static inline void agent_enter(void) { agent_tls.depth++; }
+static inline void agent_leave(void) { agent_tls.depth--; }
+static inline bool agent_inside(void) { return agent_tls.depth > 0; }
 
 /* ------------------------------------------------------------------------ */
 /* Per-thread counters                                                      */
@@ -51,7 +83,11 @@ static inline bool agent_inside(void) { return agent_depth > 0; }
  * freed: a thread that exits marks its block dead and a later thread reuses
  * it, counters and all, so the sum over every block is always exact with
  * no folding step. Counters are written only by the owning thread, with
- * relaxed atomic stores (plain moves on x86-64), and read by anyone.
+ * plain increments (one `add` to memory), and read by anyone with relaxed
+ * atomic loads: aligned 8-byte accesses cannot tear on the 64-bit targets
+ * we build for, and a reader only needs some recent value. A relaxed
+ * atomic read-modify-write would cost a locked instruction; a relaxed
+ * load + store pair, two extra instructions on the hottest path.
  */
 typedef struct agent_thread_s {
     uint64_t mallocs;           /* successful allocations */
@@ -61,8 +97,6 @@ typedef struct agent_thread_s {
     struct agent_thread_s *next;/* registry link (all blocks, live or dead) */
     int alive;                  /* owned by a running thread */
 } agent_thread_t;
-
-extern AGENT_TLS agent_thread_t *agent_thread;
 
 /* agent_thread_slow: registers the calling thread; NULL if impossible
  * (agent off, or inside the agent). */
@@ -76,47 +110,71 @@ agent_thread_t *agent_thread_slow(void);
  * error or in a setuid process). */
 extern int agent_enabled;
 
-/* agent_on_alloc: ptr (non-NULL) was just returned by the real allocator. */
-static inline void agent_on_alloc(void *ptr)
+/* agent_count_alloc / agent_count_free: the counting itself. */
+static inline void agent_count_alloc(agent_thread_t *t, void *ptr)
 {
-    agent_thread_t *t = agent_thread;
-    if (AGENT_UNLIKELY(!t)) {
-        if (!agent_enabled || agent_inside() || !(t = agent_thread_slow())) return;
-    } else if (AGENT_UNLIKELY(agent_depth)) {
-        return;
-    }
-    size_t usable = agent_real_usable_size(ptr);
-    __atomic_store_n(&t->mallocs, t->mallocs + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&t->alloc_bytes, t->alloc_bytes + usable, __ATOMIC_RELAXED);
+    size_t usable = agent_usable_size(ptr);
+    t->mallocs++;
+    t->alloc_bytes += usable;
+}
+
+static inline void agent_count_free(agent_thread_t *t, void *ptr)
+{
+    size_t usable = agent_usable_size(ptr);
+    t->frees++;
+    t->free_bytes += usable;
+}
+
+/* agent_on_alloc_slow / agent_on_free_slow: the first call of a thread,
+ * calls from inside the agent, a disabled agent, an allocator other than
+ * glibc. Out of line, and called in tail position (alloc returns its
+ * argument), so the fast paths need no stack frame. */
+void *agent_on_alloc_slow(void *ptr);
+void agent_on_free_slow(void *ptr);
+
+/* agent_fast_thread: the block to count in on the fast path, or NULL when
+ * the slow path must decide. */
+static inline agent_thread_t *agent_fast_thread(void)
+{
+    agent_thread_t *t = agent_tls.thread;
+    if (AGENT_UNLIKELY(!t || agent_tls.depth || !agent_usable_is_glibc)) return NULL;
+    return t;
+}
+
+/* agent_on_alloc: ptr (non-NULL) was just returned by the real allocator.
+ * @return ptr. */
+static inline void *agent_on_alloc(void *ptr)
+{
+    agent_thread_t *t = agent_fast_thread();
+    if (AGENT_UNLIKELY(!t)) return agent_on_alloc_slow(ptr);
+    agent_count_alloc(t, ptr);
+    return ptr;
 }
 
 /* agent_on_free: ptr (non-NULL) is about to be given to the real free. */
 static inline void agent_on_free(void *ptr)
 {
-    agent_thread_t *t = agent_thread;
+    agent_thread_t *t = agent_fast_thread();
     if (AGENT_UNLIKELY(!t)) {
-        if (!agent_enabled || agent_inside() || !(t = agent_thread_slow())) return;
-    } else if (AGENT_UNLIKELY(agent_depth)) {
+        agent_on_free_slow(ptr);
         return;
     }
-    size_t usable = agent_real_usable_size(ptr);
-    __atomic_store_n(&t->frees, t->frees + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&t->free_bytes, t->free_bytes + usable, __ATOMIC_RELAXED);
+    agent_count_free(t, ptr);
 }
 
 /* agent_on_realloc_before: ptr (non-NULL) is about to be given to the real
  * realloc; counts it freed. @return a token for agent_on_realloc_after. */
 static inline size_t agent_on_realloc_before(void *ptr)
 {
-    agent_thread_t *t = agent_thread;
+    agent_thread_t *t = agent_tls.thread;
     if (AGENT_UNLIKELY(!t)) {
         if (!agent_enabled || agent_inside() || !(t = agent_thread_slow())) return SIZE_MAX;
-    } else if (AGENT_UNLIKELY(agent_depth)) {
+    } else if (AGENT_UNLIKELY(agent_tls.depth)) {
         return SIZE_MAX;
     }
-    size_t usable = agent_real_usable_size(ptr);
-    __atomic_store_n(&t->frees, t->frees + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&t->free_bytes, t->free_bytes + usable, __ATOMIC_RELAXED);
+    size_t usable = agent_usable_size(ptr);
+    t->frees++;
+    t->free_bytes += usable;
     return usable;
 }
 
@@ -128,9 +186,9 @@ static inline void agent_on_realloc_after(size_t token, void *result, size_t siz
         agent_on_alloc(result);
     } else if (size != 0) {
         /* Failed: the old block is intact; take its free back. */
-        agent_thread_t *t = agent_thread;
-        __atomic_store_n(&t->frees, t->frees - 1, __ATOMIC_RELAXED);
-        __atomic_store_n(&t->free_bytes, t->free_bytes - token, __ATOMIC_RELAXED);
+        agent_thread_t *t = agent_tls.thread;
+        t->frees--;
+        t->free_bytes -= token;
     }
 }
 
@@ -244,5 +302,7 @@ int agent_mkdir_p(const char *path);
 /* agent_write_file_atomic: dir/name appears whole with data, or not at all.
  * @return 0 or -errno. */
 int agent_write_file_atomic(const char *dir, const char *name, const void *data, size_t len);
+
+#pragma GCC visibility pop
 
 #endif /* HEAPWATCH_AGENT_INTERNAL_H */

@@ -47,8 +47,7 @@
 #include "agent/agent_internal.h"
 #include "map/map.h"
 
-AGENT_TLS int agent_depth;
-AGENT_TLS agent_thread_t *agent_thread;
+AGENT_TLS agent_tls_t agent_tls;
 int agent_enabled = 1;
 
 static agent_conf_t conf;
@@ -122,7 +121,7 @@ agent_thread_t *agent_thread_slow(void)
     agent_thread_t *t = adopt_dead_block();
     if (!t) t = new_block();
     if (t) {
-        agent_thread = t;
+        agent_tls.thread = t;
         if (thread_key_ok) pthread_setspecific(thread_key, t);
     }
     if (__atomic_load_n(&bg_restart, __ATOMIC_RELAXED)) {
@@ -133,12 +132,35 @@ agent_thread_t *agent_thread_slow(void)
     return t;
 }
 
+/* slow_thread: the calling thread's block when it may count, else NULL. */
+static agent_thread_t *slow_thread(void)
+{
+    if (agent_inside()) return NULL;
+    agent_thread_t *t = agent_tls.thread;
+    if (t) return t;
+    if (!agent_enabled) return NULL;
+    return agent_thread_slow();
+}
+
+void *agent_on_alloc_slow(void *ptr)
+{
+    agent_thread_t *t = slow_thread();
+    if (t) agent_count_alloc(t, ptr);
+    return ptr;
+}
+
+void agent_on_free_slow(void *ptr)
+{
+    agent_thread_t *t = slow_thread();
+    if (t) agent_count_free(t, ptr);
+}
+
 /* thread_exit: pthread key destructor. Allocations the thread makes after
  * this (later destructors) register it again, which is harmless. */
 static void thread_exit(void *p)
 {
     agent_thread_t *t = p;
-    agent_thread = NULL;
+    agent_tls.thread = NULL;
     __atomic_store_n(&t->alive, 0, __ATOMIC_RELEASE);
 }
 
@@ -250,14 +272,14 @@ static void postfork_child(void)
     registry_lock = fresh;
     /* Only this thread survived: every other block is free for adoption. */
     for (agent_thread_t *t = registry; t; t = t->next)
-        if (t != agent_thread) t->alive = 0;
+        if (t != agent_tls.thread) t->alive = 0;
     nfiles = 0;
     nfiles_total = 0;
     __atomic_store_n(&summary_written, 0, __ATOMIC_RELAXED);
     if (__atomic_load_n(&bg_running, __ATOMIC_RELAXED)) {
         __atomic_store_n(&bg_running, false, __ATOMIC_RELAXED);
         __atomic_store_n(&bg_restart, true, __ATOMIC_RELAXED);
-        agent_thread = NULL;   /* the next allocation takes the slow path */
+        agent_tls.thread = NULL;   /* the next allocation takes the slow path */
     }
     agent_leave();
 }

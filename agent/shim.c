@@ -51,6 +51,7 @@ static posix_memalign_fn_t real_posix_memalign;
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
+bool agent_usable_is_glibc;
 
 /* ------------------------------------------------------------------------ */
 /* Bootstrap buffer                                                         */
@@ -79,10 +80,9 @@ static void *boot_alloc(size_t size, size_t align)
     return boot_buf + start;
 }
 
-static int is_boot(const void *p)
+static inline int is_boot(const void *p)
 {
-    return (const unsigned char *)p >= boot_buf &&
-           (const unsigned char *)p < boot_buf + BOOT_BYTES;
+    return (uintptr_t)p - (uintptr_t)boot_buf < BOOT_BYTES;   /* one compare */
 }
 
 static size_t boot_size(const void *p)
@@ -101,6 +101,18 @@ static void *next_symbol(const char *name)
     return dlsym(RTLD_NEXT, name);
 }
 
+/* next_is_glibc: whether malloc and malloc_usable_size found next are
+ * glibc's own (then the usable size is read inline). */
+static bool next_is_glibc(void *m, void *usable)
+{
+    void *libc = dlopen("libc.so.6", RTLD_NOLOAD | RTLD_LAZY);
+    if (!libc) return false;
+    bool same = m && usable && dlsym(libc, "malloc") == m &&
+                dlsym(libc, "malloc_usable_size") == usable;
+    dlclose(libc);
+    return same;
+}
+
 /* resolve: looks the real functions up once (idempotent, thread-safe: a
  * racing thread resolves the same values). */
 static void resolve(void)
@@ -116,6 +128,7 @@ static void resolve(void)
     if (usable) agent_real_usable_size = usable;
     /* malloc last: it is the flag that everything is resolved. */
     malloc_fn_t m = (malloc_fn_t)next_symbol("malloc");
+    agent_usable_is_glibc = next_is_glibc((void *)m, (void *)usable);
     resolving = 0;
     if (!m || !real_free || !real_calloc || !real_realloc) {
         static const char msg[] = "heapwatch: cannot find the real malloc functions; aborting\n";
@@ -149,15 +162,27 @@ AGENT_EXPORT void *malloc(size_t size)
 {
     if (AGENT_UNLIKELY(!ready())) return boot_alloc(size, 16);
     void *p = real_malloc(size);
-    if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
-    return p;
+    if (AGENT_UNLIKELY(p == NULL)) return p;
+    return agent_on_alloc(p);
+}
+
+/* free_slow: free for the cases agent_fast_thread declines. */
+__attribute__((noinline)) static void free_slow(void *ptr)
+{
+    agent_on_free_slow(ptr);
+    real_free(ptr);
 }
 
 AGENT_EXPORT void free(void *ptr)
 {
     if (AGENT_UNLIKELY(ptr == NULL)) return;
     if (AGENT_UNLIKELY(is_boot(ptr))) return;
-    agent_on_free(ptr);
+    agent_thread_t *t = agent_fast_thread();
+    if (AGENT_UNLIKELY(!t)) {
+        free_slow(ptr);
+        return;
+    }
+    agent_count_free(t, ptr);
     real_free(ptr);
 }
 
@@ -169,8 +194,8 @@ AGENT_EXPORT void *calloc(size_t n, size_t size)
         return boot_alloc(total, 16);
     }
     void *p = real_calloc(n, size);
-    if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
-    return p;
+    if (AGENT_UNLIKELY(p == NULL)) return p;
+    return agent_on_alloc(p);
 }
 
 /*
