@@ -202,6 +202,10 @@ void agent_shim_init(void);
 /* agent_init: reads the configuration and starts tracking (idempotent). */
 void agent_init(void);
 
+/* agent_on_quick_exit: the process is leaving through _exit/_Exit, which
+ * skips destructors: write what exit would have written. */
+void agent_on_quick_exit(void);
+
 /* ------------------------------------------------------------------------ */
 /* Configuration (conf.c): the HEAPWATCH_* variables of SPEC.md, parsed once */
 /* at start by pure, allocation-free functions. A bad value never stops the  */

@@ -31,7 +31,10 @@
  * Exit. The summary is written once, from the library's destructor: the
  * preloaded agent is initialised before the program and its libraries and
  * so is finalised after them, after the program's atexit handlers and
- * destructors. _exit and fatal signals skip it; nothing can hang.
+ * destructors. A program that leaves with _exit or _Exit (shells, forked
+ * children) gets its summary from the shim's _exit, except in a vfork or
+ * posix_spawn child, which shares its parent's memory. Fatal signals skip
+ * it; nothing can hang.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,6 +65,7 @@ static uint64_t peak_live_bytes;           /* max seen at snapshots and exit (at
 static bool bg_running;                    /* background thread alive (atomic) */
 static bool bg_restart;                    /* child: restart it on the slow path */
 static int summary_written;                /* once (atomic) */
+static int own_pid;                        /* getpid() at init and after fork */
 
 #define FILES_MAX 64
 static char files_written[FILES_MAX][96];  /* names written by this process */
@@ -273,6 +277,7 @@ static void postfork_child(void)
     /* Only this thread survived: every other block is free for adoption. */
     for (agent_thread_t *t = registry; t; t = t->next)
         if (t != agent_tls.thread) t->alive = 0;
+    own_pid = (int)getpid();
     nfiles = 0;
     nfiles_total = 0;
     __atomic_store_n(&summary_written, 0, __ATOMIC_RELAXED);
@@ -347,6 +352,7 @@ void agent_init(void)
         return;   /* done, or being done by this or another thread */
     agent_enter();
     agent_shim_init();
+    own_pid = (int)getpid();
     start_ns = now_ns(CLOCK_REALTIME);
     if (getauxval(AT_SECURE)) {
         /* setuid/setgid: the environment is not the user's to trust. */
@@ -478,6 +484,17 @@ static void write_summary(void)
 
 __attribute__((destructor)) static void agent_dtor(void)
 {
+    agent_enter();
+    write_summary();
+    agent_leave();
+}
+
+void agent_on_quick_exit(void)
+{
+    /* A vfork or posix_spawn child shares its parent's memory and runs on
+     * a small stack; it never ran our fork handler, so its pid differs from
+     * the one we know. Only a real process of our own writes. */
+    if ((pid_t)__atomic_load_n(&own_pid, __ATOMIC_RELAXED) != getpid()) return;
     agent_enter();
     write_summary();
     agent_leave();

@@ -17,6 +17,9 @@
  * allocator that replaces malloc but not, say, pvalloc would otherwise mix
  * two heaps (RTLD_NEXT would find glibc's pvalloc).
  *
+ * _exit and _Exit are interposed too: they skip destructors, and the agent
+ * writes its exit summary from them first (agent_on_quick_exit).
+ *
  * Bootstrap: dlsym itself may call calloc/malloc (for its error buffer)
  * before the real functions are known. Those calls, made while this thread
  * is resolving, are served from a static buffer; free() ignores pointers
@@ -29,6 +32,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "agent/agent_internal.h"
@@ -40,6 +44,7 @@ typedef void *(*realloc_fn_t)(void *, size_t);
 typedef void *(*memalign_fn_t)(size_t, size_t);
 typedef int (*posix_memalign_fn_t)(void **, size_t, size_t);
 typedef size_t (*usable_fn_t)(void *);
+typedef void (*exit_fn_t)(int);
 
 static malloc_fn_t real_malloc;
 static free_fn_t real_free;
@@ -48,6 +53,7 @@ static realloc_fn_t real_realloc;
 static memalign_fn_t real_memalign;
 static memalign_fn_t real_aligned_alloc;    /* may stay NULL: then memalign */
 static posix_memalign_fn_t real_posix_memalign;
+static exit_fn_t real_exit, real_Exit;      /* resolved up front: never dlsym at exit */
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
@@ -124,6 +130,8 @@ static void resolve(void)
     real_memalign = (memalign_fn_t)next_symbol("memalign");
     real_aligned_alloc = (memalign_fn_t)next_symbol("aligned_alloc");
     real_posix_memalign = (posix_memalign_fn_t)next_symbol("posix_memalign");
+    real_exit = (exit_fn_t)next_symbol("_exit");
+    real_Exit = (exit_fn_t)next_symbol("_Exit");
     usable_fn_t usable = (usable_fn_t)next_symbol("malloc_usable_size");
     if (usable) agent_real_usable_size = usable;
     /* malloc last: it is the flag that everything is resolved. */
@@ -292,4 +300,24 @@ AGENT_EXPORT void *pvalloc(size_t size)
     }
     rounded &= ~(pg - 1);
     return memalign(pg, rounded ? rounded : pg);
+}
+
+/* quick_exit_common: summary first, then the real _exit (or the system
+ * call itself if it cannot be found). */
+__attribute__((noreturn)) static void quick_exit_common(exit_fn_t real, int status)
+{
+    agent_on_quick_exit();
+    if (real) real(status);
+    syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+
+AGENT_EXPORT void _exit(int status)
+{
+    quick_exit_common(real_exit, status);
+}
+
+AGENT_EXPORT void _Exit(int status)
+{
+    quick_exit_common(real_Exit, status);
 }

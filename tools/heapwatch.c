@@ -1,0 +1,289 @@
+/*
+ * heapwatch.c - the command-line tool.
+ *
+ *   heapwatch run [options] -- PROGRAM [ARGS...]
+ *
+ * runs PROGRAM with libheapwatch.so preloaded (options become the
+ * HEAPWATCH_* variables of SPEC.md), prints a short summary to stderr when
+ * it ends, and exits with PROGRAM's own status (128 + N when a signal N
+ * killed it, as a shell reports it).
+ *
+ * The agent is found, in order: $HEAPWATCH_AGENT; libheapwatch.so beside
+ * this executable (the build tree); ../lib/libheapwatch.so (an install).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef HEAPWATCH_VERSION
+#define HEAPWATCH_VERSION "0.1.0"
+#endif
+
+#define EXIT_USAGE 2
+
+static const char usage_main[] =
+    "usage: heapwatch [--help] [--version] VERB [ARGS...]\n"
+    "\n"
+    "heapwatch profiles the heap of a Linux program: exact allocation counters,\n"
+    "sampled heap profiles for go tool pprof, a timeline, and growth alerts.\n"
+    "\n"
+    "verbs:\n"
+    "  run [options] -- PROGRAM [ARGS...]   run PROGRAM under the agent\n"
+    "\n"
+    "'heapwatch VERB --help' describes a verb.\n";
+
+static const char usage_run[] =
+    "usage: heapwatch run [options] -- PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs PROGRAM with libheapwatch.so preloaded, prints a summary to stderr\n"
+    "when it ends, and exits with PROGRAM's exit status.\n"
+    "\n"
+    "options (each sets the variable named; the agent checks the value):\n"
+    "  -o, --out DIR              HEAPWATCH_OUT       output directory (heapwatch-out)\n"
+    "  -r, --rate BYTES           HEAPWATCH_RATE      mean bytes between samples (524288;\n"
+    "                                                 1 = every allocation, 0 = none)\n"
+    "  -i, --interval SECONDS     HEAPWATCH_INTERVAL  between counter snapshots (1)\n"
+    "      --window SECONDS       HEAPWATCH_WINDOW    growth-rate window (5)\n"
+    "      --warn OBJECTS_PER_S   HEAPWATCH_WARN      warn threshold (500)\n"
+    "      --crit OBJECTS_PER_S   HEAPWATCH_CRIT      crit threshold (2000)\n"
+    "      --sustain SECONDS      HEAPWATCH_SUSTAIN   time above a threshold before it fires (3)\n"
+    "      --grace SECONDS        HEAPWATCH_GRACE     quiet time after start (10)\n"
+    "      --profile-interval S   HEAPWATCH_PROFILE_INTERVAL  periodic profiles (0 = off)\n"
+    "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile\n"
+    "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
+    "  -q, --quiet                no summary on stderr\n"
+    "  -h, --help                 this text\n";
+
+typedef struct {
+    const char *name;     /* long option */
+    const char *var;      /* environment variable it sets */
+} run_option_t;
+
+static const run_option_t run_options[] = {
+    { "out", "HEAPWATCH_OUT" },
+    { "rate", "HEAPWATCH_RATE" },
+    { "interval", "HEAPWATCH_INTERVAL" },
+    { "window", "HEAPWATCH_WINDOW" },
+    { "warn", "HEAPWATCH_WARN" },
+    { "crit", "HEAPWATCH_CRIT" },
+    { "sustain", "HEAPWATCH_SUSTAIN" },
+    { "grace", "HEAPWATCH_GRACE" },
+    { "profile-interval", "HEAPWATCH_PROFILE_INTERVAL" },
+    { "signal", "HEAPWATCH_SIGNAL" },
+    { "http", "HEAPWATCH_HTTP" },
+};
+#define NRUN_OPTIONS (sizeof run_options / sizeof *run_options)
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* find_agent: the path of libheapwatch.so, or NULL. */
+static const char *find_agent(char *buf, size_t cap)
+{
+    const char *env = getenv("HEAPWATCH_AGENT");
+    if (env && *env) return file_exists(env) ? env : NULL;
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return NULL;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    snprintf(buf, cap, "%s/libheapwatch.so", self);
+    if (file_exists(buf)) return buf;
+    snprintf(buf, cap, "%s/../lib/libheapwatch.so", self);
+    if (file_exists(buf)) return buf;
+    return NULL;
+}
+
+/* json_number: the number after "key": in a flat JSON text, or -1. */
+static long long json_number(const char *text, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(text, pat);
+    if (!p) return -1;
+    return strtoll(p + strlen(pat), NULL, 10);
+}
+
+static void human_bytes(long long v, char *out, size_t cap)
+{
+    static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    double d = (double)v;
+    int u = 0;
+    while ((d >= 1024 || d <= -1024) && u < 4) {
+        d /= 1024;
+        u++;
+    }
+    snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", d, units[u]);
+}
+
+static bool summary_exists(const char *out_dir, pid_t pid)
+{
+    char path[2 * PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/summary.%d.json", out_dir, (int)pid);
+    return file_exists(path);
+}
+
+/* print_summary: the agent's summary.<pid>.json, in two lines. */
+static void print_summary(const char *out_dir, pid_t pid, const char *prog)
+{
+    char path[2 * PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/summary.%d.json", out_dir, (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "heapwatch: %s (pid %d) left no summary in %s (killed, or _exit)\n",
+                prog, (int)pid, out_dir);
+        return;
+    }
+    static char text[65536];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    char live[32], peak[32], total[32];
+    human_bytes(json_number(text, "live_bytes"), live, sizeof live);
+    human_bytes(json_number(text, "peak_live_bytes"), peak, sizeof peak);
+    human_bytes(json_number(text, "alloc_bytes"), total, sizeof total);
+    fprintf(stderr,
+            "heapwatch: %s (pid %d): %lld allocations (%s), %lld frees; "
+            "at exit %lld live objects, %s live (peak %s)\n"
+            "heapwatch: results in %s\n",
+            prog, (int)pid, json_number(text, "mallocs"), total, json_number(text, "frees"),
+            json_number(text, "live_objects"), live, peak, out_dir);
+}
+
+/* prepend_preload: LD_PRELOAD = agent [+ ' ' + what the user had]. */
+static int set_preload(const char *agent)
+{
+    const char *old = getenv("LD_PRELOAD");
+    if (!old || !*old) return setenv("LD_PRELOAD", agent, 1);
+    size_t len = strlen(agent) + strlen(old) + 2;
+    char *v = malloc(len);
+    if (!v) return -1;
+    snprintf(v, len, "%s %s", agent, old);
+    int r = setenv("LD_PRELOAD", v, 1);
+    free(v);
+    return r;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    enum { OPT_BASE = 256 };
+    struct option longopts[NRUN_OPTIONS + 3];
+    for (size_t i = 0; i < NRUN_OPTIONS; i++)
+        longopts[i] = (struct option){ run_options[i].name, required_argument, NULL, (int)(OPT_BASE + i) };
+    longopts[NRUN_OPTIONS] = (struct option){ "quiet", no_argument, NULL, 'q' };
+    longopts[NRUN_OPTIONS + 1] = (struct option){ "help", no_argument, NULL, 'h' };
+    longopts[NRUN_OPTIONS + 2] = (struct option){ NULL, 0, NULL, 0 };
+    int quiet = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+o:r:i:qh", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage_run, stdout);
+            return 0;
+        }
+        if (c == 'q') { quiet = 1; continue; }
+        const char *var = NULL;
+        if (c == 'o') var = "HEAPWATCH_OUT";
+        else if (c == 'r') var = "HEAPWATCH_RATE";
+        else if (c == 'i') var = "HEAPWATCH_INTERVAL";
+        else if (c >= OPT_BASE && c < OPT_BASE + (int)NRUN_OPTIONS) var = run_options[c - OPT_BASE].var;
+        if (!var) {
+            fputs(usage_run, stderr);
+            return EXIT_USAGE;
+        }
+        setenv(var, optarg, 1);
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "heapwatch run: no program given\n%s", usage_run);
+        return EXIT_USAGE;
+    }
+    char agent_buf[PATH_MAX + 64];
+    const char *agent = find_agent(agent_buf, sizeof agent_buf);
+    if (!agent) {
+        fprintf(stderr, "heapwatch run: cannot find libheapwatch.so (set HEAPWATCH_AGENT)\n");
+        return EXIT_USAGE;
+    }
+    /* The output directory, made absolute now, so the summary is found
+     * whatever the program does with its working directory. */
+    const char *out = getenv("HEAPWATCH_OUT");
+    char out_abs[PATH_MAX + PATH_MAX + 2];
+    if (!out || !*out) out = "heapwatch-out";
+    if (strlen(out) >= PATH_MAX) {
+        fprintf(stderr, "heapwatch run: --out: path too long\n");
+        return EXIT_USAGE;
+    }
+    if (out[0] == '/') {
+        snprintf(out_abs, sizeof out_abs, "%s", out);
+    } else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+        snprintf(out_abs, sizeof out_abs, "%s/%s", cwd, out);
+    }
+    setenv("HEAPWATCH_OUT", out_abs, 1);
+    if (set_preload(agent) != 0) {
+        fprintf(stderr, "heapwatch run: cannot set LD_PRELOAD: %s\n", strerror(errno));
+        return EXIT_USAGE;
+    }
+
+    char **prog = argv + optind;
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "heapwatch run: fork: %s\n", strerror(errno));
+        return EXIT_USAGE;
+    }
+    if (pid == 0) {
+        execvp(prog[0], prog);
+        fprintf(stderr, "heapwatch run: cannot run %s: %s\n", prog[0], strerror(errno));
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    /* Like a shell waiting for a foreground job: the terminal's ^C and ^\
+     * go to the program; we report how it ended. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            fprintf(stderr, "heapwatch run: waitpid: %s\n", strerror(errno));
+            return EXIT_USAGE;
+        }
+    }
+    /* 126/127 with no summary: the exec itself failed, already reported. */
+    bool exec_failed = WIFEXITED(status) && WEXITSTATUS(status) >= 126;
+    if (!quiet && !(exec_failed && !summary_exists(out_abs, pid))) print_summary(out_abs, pid, prog[0]);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(verb, "--version") == 0) {
+        printf("heapwatch %s\n", HEAPWATCH_VERSION);
+        return 0;
+    }
+    if (strcmp(verb, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    fprintf(stderr, "heapwatch: unknown verb '%s'\n%s", verb, usage_main);
+    return EXIT_USAGE;
+}
