@@ -188,7 +188,7 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_TARGETS)
 
-DEMO_TARGET ?= bench-map-quick
+DEMO_TARGET ?= demo-run bench-map-quick
 .PHONY: demo
 demo: deps
 	@$(MAKE) --no-print-directory $(DEMO_TARGET)

@@ -9,3 +9,12 @@ $(BUILD)/heapwatch: $(call mod_objs,rel,tools)
 	$(CC) -o $@ $^ $(call mod_libs,tools)
 PRODUCTS += $(BUILD)/heapwatch
 TEST_PREREQS += $(BUILD)/heapwatch
+
+# The README's main job: a real program (python3 building a large JSON
+# document, its allocations routed through malloc) under the agent.
+.PHONY: demo-run
+demo-run: $(BUILD)/heapwatch $(BUILD)/libheapwatch.so
+	@rm -rf $(BUILD)/demo
+	$(BUILD)/heapwatch run --out $(BUILD)/demo -- env PYTHONMALLOC=malloc python3 -c \
+	    'import json; d = {str(i): list(range(i % 100)) for i in range(100000)}; print("python3 wrote", len(json.dumps(d)), "bytes of JSON")'
+	@echo "--- $(BUILD)/demo/summary.*.json:"; cat $(BUILD)/demo/summary.*.json
