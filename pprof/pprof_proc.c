@@ -135,7 +135,9 @@ int pp_open_mapping(const pp_mapping_t *m, const char *path)
         if (fd >= 0) return fd;
     }
     if (!path || path[0] != '/') return -1;
-    int fd = pp_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+    /* O_NONBLOCK: a hand-made mapping may name a FIFO; never block on it
+     * (no effect on regular files, and non-regular files are refused). */
+    int fd = pp_sys_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
     if (fd < 0) return -1;
     if (m->deleted) {
         struct stat st;
