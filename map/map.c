@@ -239,6 +239,8 @@ struct map_s {
     size_t overflow_exact;      /* overflow buckets linked in the current array */
     size_t grow_failures;       /* growths not started for lack of memory */
     size_t grow_retry_at;       /* no growth attempt before count reaches this */
+    size_t grow_count;          /* count beyond which the load factor is exceeded (for B) */
+    unsigned overflow_limit;    /* noverflow that calls for a same-size growth (for B) */
     map_err_t last_error;       /* last allocation failure */
 };
 
@@ -440,14 +442,6 @@ static bool over_load_factor(size_t count, unsigned B)
 {
     return count > BUCKET_CNT &&
            count > LOAD_FACTOR_NUM * (((size_t)1 << B) / LOAD_FACTOR_DEN);
-}
-
-/* too_many_overflow_buckets: reports whether noverflow calls for a
- * same-size growth. Both sides are approximate above B = 15 (Go's rule). */
-static bool too_many_overflow_buckets(uint16_t noverflow, unsigned B)
-{
-    if (B > 15) B = 15;
-    return noverflow >= (1u << B);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -652,6 +646,18 @@ static unsigned char *new_overflow(map_t *m, unsigned char *tail)
 /* Growth                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* set_limits: the growth thresholds for the current B, computed once per
+ * B instead of on every insert: over_load_factor(count, B) holds exactly
+ * when count > grow_count; too many overflow buckets (Go's
+ * tooManyOverflowBuckets: noverflow >= 2^min(B, 15), both sides
+ * approximate above B = 15) exactly when noverflow >= overflow_limit. */
+static void set_limits(map_t *m)
+{
+    size_t lf = LOAD_FACTOR_NUM * (((size_t)1 << m->B) / LOAD_FACTOR_DEN);
+    m->grow_count = lf > BUCKET_CNT ? lf : BUCKET_CNT;
+    m->overflow_limit = 1u << (m->B > 15 ? 15 : m->B);
+}
+
 /* hash_grow: starts a growth (doubling, or same-size when the load is
  * fine but overflow buckets are too many). Moves nothing. On allocation
  * failure the map is unchanged and growth is retried later. */
@@ -670,6 +676,7 @@ static map_err_t hash_grow(map_t *m)
     m->oldbuckets = m->buckets;
     m->buckets = array;
     m->B = (uint8_t)newB;
+    set_limits(m);
     m->nevacuate = 0;
     m->noverflow = 0;
     m->overflow_exact = 0;
@@ -678,11 +685,11 @@ static map_err_t hash_grow(map_t *m)
 }
 
 /* should_grow: reports whether inserting one new key calls for a growth. */
-static bool should_grow(const map_t *m)
+static ALWAYS_INLINE bool should_grow(const map_t *m)
 {
-    if (growing(m) || m->count < m->grow_retry_at) return false;
-    return over_load_factor(m->count + 1, m->B) ||
-           too_many_overflow_buckets(m->noverflow, m->B);
+    if (LIKELY(m->count + 1 <= m->grow_count && m->noverflow < m->overflow_limit))
+        return false;
+    return !growing(m) && m->count >= m->grow_retry_at;
 }
 
 /* overflow_needed: overflow buckets a fresh chain needs to hold n entries. */
@@ -793,23 +800,28 @@ static void grow_work(map_t *m, size_t bucket)
     if (growing(m)) (void)evacuate(m, m->nevacuate);
 }
 
-/* write_chain: the chain a write to hash must use: the new bucket, or the
- * old one when its evacuation failed (it is then authoritative). */
-static unsigned char *write_chain(map_t *m, uint64_t hash, bool *in_old)
+/* write_chain_growing: write_chain while a growth is in progress. */
+static unsigned char *write_chain_growing(map_t *m, uint64_t hash, bool *in_old)
 {
     size_t bucket = hash & bucket_mask(m->B);
-    *in_old = false;
+    grow_work(m, bucket);
     if (growing(m)) {
-        grow_work(m, bucket);
-        if (growing(m)) {
-            unsigned char *ob = bucket_at(m, m->oldbuckets, hash & oldbucket_mask(m));
-            if (!evacuated(ob)) {
-                *in_old = true;
-                return ob;
-            }
+        unsigned char *ob = bucket_at(m, m->oldbuckets, hash & oldbucket_mask(m));
+        if (!evacuated(ob)) {
+            *in_old = true;
+            return ob;
         }
     }
     return bucket_at(m, m->buckets, bucket);
+}
+
+/* write_chain: the chain a write to hash must use: the new bucket, or the
+ * old one when its evacuation failed (it is then authoritative). */
+static ALWAYS_INLINE unsigned char *write_chain(map_t *m, uint64_t hash, bool *in_old)
+{
+    *in_old = false;
+    if (UNLIKELY(growing(m))) return write_chain_growing(m, hash, in_old);
+    return bucket_at(m, m->buckets, hash & bucket_mask(m->B));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -909,31 +921,34 @@ static ALWAYS_INLINE void scan_for_insert(const map_t *m, unsigned char *b, uint
                                           const void *key, uint64_t key64, int fast,
                                           insert_site_t *site)
 {
+    uint64_t pattern = SWAR_LO * top;
     site->found = NULL;
     site->empty = NULL;
     site->empty_slot = 0;
     for (;;) {
-        uint8_t *th = tophashes(b);
-        for (unsigned i = 0; i < BUCKET_CNT; i++) {
-            if (th[i] != top) {
-                if (is_empty(th[i]) && !site->empty) {
-                    site->empty = b;
-                    site->empty_slot = i;
-                }
-                if (th[i] == EMPTY_REST) {
-                    site->tail = b;
-                    return;
-                }
-                continue;
-            }
-            if (keys_equal(m, key_at(m, b, i), key, key64, fast)) {
+        uint64_t word = load64(tophashes(b));
+        uint64_t match = zero_bytes(word ^ pattern);
+        while (match) {
+            unsigned i = (unsigned)__builtin_ctzll(match) >> 3;
+            unsigned char *k = fast ? b + TOPHASH_BYTES + 8 * i : key_at(m, b, i);
+            if (keys_equal(m, k, key, key64, fast)) {
                 site->found = b;
                 site->found_slot = i;
                 return;
             }
+            match &= match - 1;
+        }
+        uint64_t rest = zero_bytes(word);                       /* emptyRest slots */
+        if (!site->empty) {
+            uint64_t empty = rest | zero_bytes(word ^ (SWAR_LO * EMPTY_ONE));
+            if (empty) {
+                site->empty = b;
+                site->empty_slot = (unsigned)__builtin_ctzll(empty) >> 3;
+            }
         }
         unsigned char *next = overflow_of(m, b);
-        if (!next) {
+        if (rest || !next) {
+            /* Nothing live after an emptyRest: the key is absent. */
             site->tail = b;
             return;
         }
@@ -941,8 +956,26 @@ static ALWAYS_INLINE void scan_for_insert(const map_t *m, unsigned char *b, uint
     }
 }
 
+/* set_value: copies src (or zeros when src is NULL) into a value slot;
+ * the common small sizes as fixed-size moves, without a call. */
+static ALWAYS_INLINE void set_value(const map_t *m, unsigned char *v, const void *src)
+{
+    static const unsigned char zeros[MAP_MAX_VALUE_SIZE];
+    if (!src) src = zeros;
+    switch (m->value_size) {
+    case 8: memcpy(v, src, 8); break;
+    case 16: memcpy(v, src, 16); break;
+    case 24: memcpy(v, src, 24); break;
+    case 32: memcpy(v, src, 32); break;
+    default: memcpy(v, src, m->value_size); break;
+    }
+}
+
+/* assign_impl: finds or inserts key. A new entry's value is `value`
+ * (zeros when NULL); an existing entry's value is left to the caller. */
 static ALWAYS_INLINE map_err_t assign_impl(map_t *m, const void *key, uint64_t key64,
-                                           int fast, void **value_out, bool *inserted)
+                                           int fast, const void *value, void **value_out,
+                                           bool *inserted)
 {
     uint64_t hash = fast ? hash64(key64, m->hash0) : hash_key(m, key);
     uint8_t top = tophash(hash);
@@ -984,7 +1017,7 @@ static ALWAYS_INLINE map_err_t assign_impl(map_t *m, const void *key, uint64_t k
     unsigned i = site.empty_slot;
     if (fast) memcpy(key_at(m, b, i), &key64, 8);
     else memcpy(key_at(m, b, i), key, m->key_size);
-    memset(value_at(m, b, i), 0, m->value_size);
+    set_value(m, value_at(m, b, i), value);
     tophashes(b)[i] = top;
     m->count++;
     *value_out = value_at(m, b, i);
@@ -996,20 +1029,21 @@ out:
 
 map_err_t map_assign(map_t *m, const void *key, void **value_out, bool *inserted)
 {
-    return assign_impl(m, key, 0, 0, value_out, inserted);
+    return assign_impl(m, key, 0, 0, NULL, value_out, inserted);
 }
 
 map_err_t map_assign64(map_t *m, uint64_t key, void **value_out, bool *inserted)
 {
     DEBUG_ASSERT(m->key_size == 8, "map: map_assign64 on a map whose keys are not 8 bytes");
-    return assign_impl(m, NULL, key, 1, value_out, inserted);
+    return assign_impl(m, NULL, key, 1, NULL, value_out, inserted);
 }
 
 map_err_t map_insert(map_t *m, const void *key, const void *value)
 {
     void *slot;
-    map_err_t err = assign_impl(m, key, 0, 0, &slot, NULL);
-    if (err == MAP_OK) memcpy(slot, value, m->value_size);
+    bool inserted;
+    map_err_t err = assign_impl(m, key, 0, 0, value, &slot, &inserted);
+    if (err == MAP_OK && !inserted) set_value(m, slot, value);
     return err;
 }
 
@@ -1017,8 +1051,9 @@ map_err_t map_insert64(map_t *m, uint64_t key, const void *value)
 {
     DEBUG_ASSERT(m->key_size == 8, "map: map_insert64 on a map whose keys are not 8 bytes");
     void *slot;
-    map_err_t err = assign_impl(m, NULL, key, 1, &slot, NULL);
-    if (err == MAP_OK) memcpy(slot, value, m->value_size);
+    bool inserted;
+    map_err_t err = assign_impl(m, NULL, key, 1, value, &slot, &inserted);
+    if (err == MAP_OK && !inserted) set_value(m, slot, value);
     return err;
 }
 
@@ -1172,6 +1207,7 @@ map_err_t map_new(size_t key_size, size_t value_size, size_t hint,
     unsigned B = 0;
     while (over_load_factor(hint, B) && B < MAX_B) B++;
     m->B = (uint8_t)B;
+    set_limits(m);
     if (B > 0) {
         if (alloc_array(m, B, &m->buckets) != MAP_OK) {
             allocator->free(allocator->ctx, m);
