@@ -79,3 +79,18 @@ $(PPROF_PROGS)/pprof_edge: $(PPROF_PROG_SRC)/pprof_edge.c $(PPROF_REL_OBJS) $(PP
 TEST_PREREQS += $(PPROF_PROGS)/pprof_sites $(PPROF_PROGS)/pprof_sites_nopie \
     $(PPROF_PROGS)/pprof_sites_stripped $(PPROF_PROGS)/libpprof_sites_dl.so \
     $(PPROF_PROGS)/pprof_edge
+
+# ---------------------------------------------------------------------------
+# Benchmark (make bench): release objects, figures in $(BUILD)/bench/pprof.txt.
+# Linked against libstdc++ and libz so the symbolization figure covers them.
+# ---------------------------------------------------------------------------
+$(BUILD)/bench/pprof_bench: tests/bench/pprof_bench.c $(PPROF_REL_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g $(WARN) -I. -I$(BUILD)/gen $< $(PPROF_REL_OBJS) -o $@ \
+	    -Wl,--no-as-needed -lstdc++ -Wl,--as-needed $(PPROF_PROG_LIBS) -ldl
+
+.PHONY: bench-pprof
+bench-pprof: $(BUILD)/bench/pprof_bench
+	@mkdir -p $(BUILD)/bench/pprof-out
+	$(BUILD)/bench/pprof_bench $(BUILD)/bench/pprof-out | tee $(BUILD)/bench/pprof.txt
+BENCH_TARGETS += bench-pprof
