@@ -30,7 +30,8 @@
  *     (key ^ seed) * 0x9E3779B97F4A7C15, with a fixed seed (MumHash below).
  *     boost is told the hash is avalanching so it adds no mixing of its own;
  *     GLib gets the same 64-bit hash folded to 32 bits (hi ^ lo). heapwatch
- *     uses its own built-in copy of the mixer, with its own seed.
+ *     uses its own built-in copy of the mixer, with its own random per-map
+ *     seed (the only thing that varies from run to run).
  *   - GHashTable stores a gpointer per value, so each live position i of the
  *     benchmark owns a Value24 in a side array and the table holds &side[i];
  *     a lookup follows that pointer. The C++ tables store Value24 in place.
@@ -58,14 +59,21 @@
  *   - Growth latency uses the TSC (rdtscp, calibrated against
  *     CLOCK_MONOTONIC) around each insert; it runs twice and reports per
  *     figure the minimum over the two runs.
- *   - Correctness is checked on the way (sizes after insert and delete,
- *     every hit found, no miss found); any mismatch stops the run.
+ *   - Correctness is checked on the way (sizes after insert, churn and
+ *     delete; every hit finds its own value; no miss finds anything); any
+ *     mismatch stops the run.
+ *   - Noise: on a busy machine (the load average is printed first) every
+ *     figure is slower, but the tables are interleaved, so the "vs flat"
+ *     ratios hold better than the absolute ns/op. A busy machine also puts
+ *     a floor of a few ms (a preempted time slice) under the worst insert.
  *
  * Output
  *   stdout: one row per (op, entries, impl) with ns/op, and for every row
  *   "vs flat" = ns/op divided by the best of absl and boost (the Swiss/flat
- *   tables): below 1.00x the row beats both. Then the growth table and
- *   the ratio absl_worst / heapwatch_worst (the goal is >= 20x).
+ *   tables): below 1.00x the row beats both; heapwatch's rows end in "<".
+ *   Then the growth table (worst, p99.99 and p99.9 single insert, mean and
+ *   total) and the ratio absl_worst / heapwatch_worst (the goal is >= 20x).
+ *   Progress lines, stamped with the elapsed time, go to stderr.
  *   --tsv FILE: op<TAB>entries<TAB>impl<TAB>ns_per_op, header first. Besides
  *   the five ops it holds op=worst_insert_ns rows (entries = the growth
  *   size, ns_per_op = the worst single insert in ns).
@@ -93,12 +101,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <ctime>
+#include <iterator>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
 #include <vector>
+
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -219,25 +229,26 @@ guint mum_fold_guint(gconstpointer key)
     return guint(h ^ (h >> 32));
 }
 
-/* Value24: what the agent stores per live allocation (size, stack, time). */
+/* Value24: as big as what the agent stores per live allocation. The first
+ * word repeats the key, so a lookup can prove it found the right entry. */
 struct Value24 {
-    uint64_t size;
+    uint64_t key_check;
     uint64_t stack_id;
-    uint64_t serial;
+    uint64_t size;
 };
 static_assert(sizeof(Value24) == 24, "values must be 24 bytes");
 
-/* value_for: the value stored for key at live position pos; size != 0. */
+/* value_for: the value stored for key at live position pos. */
 inline Value24 value_for(uint64_t key, size_t pos)
 {
-    return Value24{key, pos, ~key};
+    return Value24{key, pos, key & 511};
 }
 
 /* ------------------------------------------------------------------------ */
 /* One adapter per table. Each has the same interface:                      */
 /*   Table(positions)     empty table; keys use live positions < positions  */
 /*   insert(key, pos)     stores value_for(key, pos) under a new key        */
-/*   lookup(key)          the value's first word, 0 when absent             */
+/*   lookup(key)          the value's key_check, 0 when absent              */
 /*   erase(key)           true if the key was present                       */
 /*   size()                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -267,9 +278,9 @@ class HeapwatchTable {
         const void *v = map_lookup64(map_, key);
         if (v == nullptr)
             return 0;
-        uint64_t first;
-        std::memcpy(&first, v, sizeof first);  /* map.h: may be unaligned */
-        return first;
+        uint64_t key_check;  /* map.h: values may be unaligned */
+        std::memcpy(&key_check, v, sizeof key_check);
+        return key_check;
     }
     bool erase(uint64_t key) { return map_delete64(map_, key, nullptr); }
     size_t size() const { return map_count(map_); }
@@ -292,7 +303,7 @@ class CxxTable {
     uint64_t lookup(uint64_t key) const
     {
         auto it = map_.find(key);
-        return it == map_.end() ? 0 : it->second.size;
+        return it == map_.end() ? 0 : it->second.key_check;
     }
     bool erase(uint64_t key) { return map_.erase(key) != 0; }
     size_t size() const { return map_.size(); }
@@ -327,7 +338,7 @@ class GlibTable {
     {
         auto *v = static_cast<const Value24 *>(
             g_hash_table_lookup(table_, as_pointer(key)));
-        return v == nullptr ? 0 : v->size;
+        return v == nullptr ? 0 : v->key_check;
     }
     bool erase(uint64_t key)
     {
@@ -424,26 +435,28 @@ uint64_t time_inserts(Table &table, const std::vector<uint64_t> &keys)
     return elapsed;
 }
 
-/* time_lookups: ops lookups cycling over keys; all must hit or all miss. */
+/* time_lookups: ops lookups cycling over keys. Hits must find their own
+ * value (key_check == key); misses must find nothing. */
 template <class Table>
 uint64_t time_lookups(const Table &table, const std::vector<uint64_t> &keys,
                       size_t ops, bool expect_hits)
 {
-    uint64_t sum = 0, found = 0;
+    uint64_t found = 0, wrong = 0;
     size_t i = 0;
     uint64_t start = now_ns();
     for (size_t op = 0; op < ops; op++) {
-        uint64_t first_word = table.lookup(keys[i]);
-        sum += first_word;
-        found += first_word != 0;
+        uint64_t key_check = table.lookup(keys[i]);
+        found += key_check != 0;
+        wrong += key_check != 0 && key_check != keys[i];
         if (++i == keys.size())
             i = 0;
     }
     uint64_t elapsed = now_ns() - start;
-    g_sink = g_sink + sum;
-    if (found != (expect_hits ? ops : 0))
-        fail("lookup_%s: %" PRIu64 " of %zu keys found",
-             expect_hits ? "hit" : "miss", found, ops);
+    g_sink = g_sink + found;
+    if (found != (expect_hits ? ops : 0) || wrong != 0)
+        fail("lookup_%s: %" PRIu64 " of %zu keys found, %" PRIu64
+             " with another key's value",
+             expect_hits ? "hit" : "miss", found, ops, wrong);
     return elapsed;
 }
 
@@ -755,6 +768,20 @@ void print_growth_table(const Options &opt, size_t entries,
                 g[kAbsl].worst_ns / g[kHeapwatch].worst_ns);
 }
 
+/* print_machine_load: figures from a busy machine are slower and noisier;
+ * say so up front (the ratios suffer less, since tables are interleaved). */
+void print_machine_load()
+{
+    double load[1];
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (getloadavg(load, 1) != 1 || cpus < 1)
+        return;
+    std::printf("%ld CPUs, load average %.2f at start%s\n", cpus, load[0],
+                load[0] > 0.5 * double(cpus)
+                    ? ": busy machine, expect slow and noisy figures"
+                    : "");
+}
+
 FILE *open_output(const char *path)
 {
     FILE *f = std::fopen(path, "w");
@@ -872,6 +899,7 @@ int main(int argc, char **argv)
     std::printf("map_bench%s: 8-byte malloc-pointer keys, 24-byte values, "
                 "one hash (mum fold) for all; heapwatch on the mmap arena\n",
                 opt.quick ? " --quick" : "");
+    print_machine_load();
     std::fflush(stdout);
 
     std::vector<SizeResult> results;
