@@ -169,7 +169,9 @@ typedef struct pprof_label_s {
  * many stacks is one Location. Strings are copied.
  * @return PPROF_OK, PPROF_ERR_INVALID (NULL pcs with depth > 0, no sample
  *         types, a label without key, more than 64 labels),
- *         PPROF_ERR_NOMEM or PPROF_ERR_LIMIT (the builder is unchanged).
+ *         PPROF_ERR_NOMEM or PPROF_ERR_LIMIT: no sample is added (strings
+ *         or locations interned before the failure stay, unused, which
+ *         pprof accepts); the builder remains usable.
  */
 pprof_err_t pprof_builder_add_sample(pprof_builder_t *b, const uint64_t *pcs,
                                      size_t depth, const int64_t *values,
