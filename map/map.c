@@ -1365,6 +1365,7 @@ void map_get_stats(const map_t *m, map_stats_t *out)
 #include <stdio.h>
 
 /* check_fail: formats a violation (tests only: vsnprintf may allocate). */
+__attribute__((format(printf, 3, 4)))
 static int check_fail(char *why, size_t whylen, const char *fmt, ...)
 {
     if (why && whylen) {

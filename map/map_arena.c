@@ -143,7 +143,7 @@ static void *alloc_small(size_t total)
     if (!b) return NULL;
     if (recycled) memset(b, 0, len);
 
-    arena_header_t *h = (arena_header_t *)b;
+    arena_header_t *h = (arena_header_t *)(void *)b;   /* blocks are 16-aligned */
     h->size = cls;
     h->magic = ARENA_MAGIC_SMALL;
     stat_add(&stat_inuse, len);
@@ -179,7 +179,7 @@ static void *alloc_large(size_t total)
         b = os_map(len);
     }
     if (!b) return NULL;
-    arena_header_t *h = (arena_header_t *)b;
+    arena_header_t *h = (arena_header_t *)(void *)b;   /* blocks are 16-aligned */
     h->size = len;
     h->magic = ARENA_MAGIC_LARGE;
     stat_add(&stat_mapped, len);
@@ -202,7 +202,7 @@ void map_arena_free(void *ptr)
 {
     if (!ptr) return;
     unsigned char *b = (unsigned char *)ptr - ARENA_HEADER;
-    arena_header_t *h = (arena_header_t *)b;
+    arena_header_t *h = (arena_header_t *)(void *)b;   /* blocks are 16-aligned */
     stat_add(&stat_frees, 1);
     if (h->magic == ARENA_MAGIC_LARGE) {
         size_t len = h->size;
@@ -220,7 +220,7 @@ void map_arena_free(void *ptr)
     stat_sub(&stat_inuse, (size_t)1 << cls);
     h->magic = 0;   /* a second free of the same block is then ignored */
     pthread_mutex_lock(&arena_lock);
-    free_block_t *f = (free_block_t *)b;
+    free_block_t *f = (free_block_t *)(void *)b;
     f->next = free_lists[cls];
     free_lists[cls] = f;
     pthread_mutex_unlock(&arena_lock);
