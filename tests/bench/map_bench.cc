@@ -71,14 +71,15 @@
  *   stdout: one row per (op, entries, impl) with ns/op, and for every row
  *   "vs flat" = ns/op divided by the best of absl and boost (the Swiss/flat
  *   tables): below 1.00x the row beats both; heapwatch's rows end in "<".
- *   Then the growth table (worst, p99.99 and p99.9 single insert, mean and
- *   total) and the ratio absl_worst / heapwatch_worst (the goal is >= 20x).
+ *   Then the growth table (worst, p99.99 and p99.9 single insert, mean,
+ *   total, and how many inserts took over 1 ms) and the ratio
+ *   absl_worst / heapwatch_worst (the goal is >= 20x).
  *   Progress lines, stamped with the elapsed time, go to stderr.
  *   --tsv FILE: op<TAB>entries<TAB>impl<TAB>ns_per_op, header first. Besides
  *   the five ops it holds op=worst_insert_ns rows (entries = the growth
  *   size, ns_per_op = the worst single insert in ns).
  *   --growth-tsv FILE: impl, entries, worst_ns, p99_99_ns, p99_9_ns,
- *   mean_ns, total_ms for the growth runs.
+ *   mean_ns, total_ms, over_1ms for the growth runs.
  *   make bench-map writes build/bench/map.tsv and map_growth.tsv;
  *   make bench-map-quick (1k and 100k, growth to 100k) writes
  *   map_quick.tsv and map_growth_quick.tsv.
@@ -593,6 +594,7 @@ struct GrowthStats {
     double p999_ns;
     double mean_ns;
     double total_ms;
+    size_t over_1ms;    /* inserts that took more than 1 ms */
 };
 
 /* percentile_ticks: the q-quantile of ticks (reorders ticks). */
@@ -631,6 +633,10 @@ GrowthStats measure_growth(const std::vector<uint64_t> &keys,
     s.p999_ns = clock.to_ns(percentile_ticks(ticks, 0.999));
     s.mean_ns = clock.to_ns(total) / double(keys.size());
     s.total_ms = clock.to_ns(total) / 1e6;
+    s.over_1ms = size_t(std::count_if(ticks.begin(), ticks.end(),
+                                      [&clock](uint32_t t) {
+                                          return clock.to_ns(t) > 1e6;
+                                      }));
     return s;
 }
 
@@ -655,7 +661,8 @@ GrowthStats min_each(const GrowthStats &a, const GrowthStats &b)
                        std::min(a.p9999_ns, b.p9999_ns),
                        std::min(a.p999_ns, b.p999_ns),
                        std::min(a.mean_ns, b.mean_ns),
-                       std::min(a.total_ms, b.total_ms)};
+                       std::min(a.total_ms, b.total_ms),
+                       std::min(a.over_1ms, b.over_1ms)};
 }
 
 /* ------------------------------------------------------------------------ */
@@ -756,13 +763,13 @@ void print_growth_table(const Options &opt, size_t entries,
                 "(%s); each figure the minimum over %d run(s)\n",
                 entries, BENCH_HAVE_TSC ? "rdtscp" : "clock_gettime",
                 opt.growth_runs);
-    std::printf("%-10s %12s %12s %12s %10s %10s\n", "impl", "worst_us",
-                "p99.99_us", "p99.9_us", "mean_ns", "total_ms");
+    std::printf("%-10s %12s %12s %12s %10s %10s %8s\n", "impl", "worst_us",
+                "p99.99_us", "p99.9_us", "mean_ns", "total_ms", ">1ms");
     for (int impl = 0; impl < kImplCount; impl++) {
         const GrowthStats &s = g[impl];
-        std::printf("%-10s %12.1f %12.2f %12.2f %10.1f %10.1f\n",
+        std::printf("%-10s %12.1f %12.2f %12.2f %10.1f %10.1f %8zu\n",
                     kImplNames[impl], s.worst_ns / 1e3, s.p9999_ns / 1e3,
-                    s.p999_ns / 1e3, s.mean_ns, s.total_ms);
+                    s.p999_ns / 1e3, s.mean_ns, s.total_ms, s.over_1ms);
     }
     std::printf("absl_worst / heapwatch_worst = %.1fx (goal: >= 20x)\n",
                 g[kAbsl].worst_ns / g[kHeapwatch].worst_ns);
@@ -817,12 +824,12 @@ void write_growth_tsv(const char *path, size_t entries,
 {
     FILE *f = open_output(path);
     std::fprintf(f, "impl\tentries\tworst_ns\tp99_99_ns\tp99_9_ns\tmean_ns"
-                    "\ttotal_ms\n");
+                    "\ttotal_ms\tover_1ms\n");
     for (int impl = 0; impl < kImplCount; impl++) {
         const GrowthStats &s = g[impl];
-        std::fprintf(f, "%s\t%zu\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\n",
+        std::fprintf(f, "%s\t%zu\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%zu\n",
                      kImplNames[impl], entries, s.worst_ns, s.p9999_ns,
-                     s.p999_ns, s.mean_ns, s.total_ms);
+                     s.p999_ns, s.mean_ns, s.total_ms, s.over_1ms);
     }
     close_output(f, path);
 }
