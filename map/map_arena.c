@@ -23,8 +23,6 @@
  *          process costs TLB shootdowns.
  *   large: one private anonymous mapping per block, rounded to pages, and
  *          munmap'd on free. Used by bucket arrays and zstd/zlib windows.
- *          From 2 MiB on, rounded to and aligned on 2 MiB with transparent
- *          huge pages requested (MADV_HUGEPAGE).
  *
  * Locking: one mutex, taken for small blocks only; large blocks are pure
  * syscalls. The fork handlers take it so a child never inherits it held.
@@ -45,7 +43,6 @@
 #define ARENA_MAX_CLASS 16u                  /* largest small block: 64 KiB */
 #define ARENA_SMALL_BLOCK_MAX (1u << ARENA_MAX_CLASS)
 #define ARENA_CHUNK (1u << 20)               /* small blocks are carved from 1 MiB chunks */
-#define ARENA_HUGE (2u << 20)               /* large blocks from here use huge pages */
 #define ARENA_MAGIC_SMALL 0x68777331u        /* "hws1": header of a small block */
 #define ARENA_MAGIC_LARGE 0x68776c31u        /* "hwl1": header of a large block */
 
@@ -150,34 +147,11 @@ static void *alloc_small(size_t total)
     return b + ARENA_HEADER;
 }
 
-/* map_huge: a mapping of len bytes (a multiple of 2 MiB) aligned to 2 MiB,
- * with transparent huge pages requested: a big bucket array is read at
- * random, and 4 KiB pages would cost a TLB miss (a page walk) per lookup. */
-static unsigned char *map_huge(size_t len)
-{
-    unsigned char *raw = os_map(len + ARENA_HUGE);
-    if (!raw) return NULL;
-    unsigned char *b = (unsigned char *)(((uintptr_t)raw + ARENA_HUGE - 1) & ~(uintptr_t)(ARENA_HUGE - 1));
-    size_t head = (size_t)(b - raw), tail = ARENA_HUGE - head;
-    if (head) munmap(raw, head);
-    if (tail) munmap(b + len, tail);
-#ifdef MADV_HUGEPAGE
-    madvise(b, len, MADV_HUGEPAGE);   /* advice only: failure is harmless */
-#endif
-    return b;
-}
-
 static void *alloc_large(size_t total)
 {
     size_t pg = page_size();
     size_t len = (total + pg - 1) & ~(pg - 1);
-    unsigned char *b;
-    if (len >= ARENA_HUGE) {
-        len = (len + ARENA_HUGE - 1) & ~(size_t)(ARENA_HUGE - 1);
-        b = map_huge(len);
-    } else {
-        b = os_map(len);
-    }
+    unsigned char *b = os_map(len);
     if (!b) return NULL;
     arena_header_t *h = (arena_header_t *)(void *)b;   /* blocks are 16-aligned */
     h->size = len;
