@@ -328,8 +328,9 @@ typedef struct harness_s {
     bool last_growing;      /* stats.growing after the previous op */
     unsigned last_B;
     size_t last_grow_failures;
+    size_t unaccounted;     /* allocator bytes not in stats.bytes (the header) */
     coverage_t *cov;
-    unsigned char kbuf[MAP_MAX_KEY_SIZE], kbuf2[MAP_MAX_KEY_SIZE];
+    unsigned char kbuf[MAP_MAX_KEY_SIZE];
     unsigned char vbuf[MAP_MAX_VALUE_SIZE], vbuf2[MAP_MAX_VALUE_SIZE];
 } harness_t;
 
@@ -389,6 +390,9 @@ static void harness_init(harness_t *h, coverage_t *cov, const char *test,
     map_stats_t st;
     map_get_stats(h->map, &st);
     h->last_B = st.B;
+    CHECK(h, st.bytes <= h->alloc.live_bytes, "new map: stats.bytes %zu > allocated %zu",
+          st.bytes, h->alloc.live_bytes);
+    h->unaccounted = h->alloc.live_bytes - st.bytes;
     cov->runs++;
 }
 
@@ -548,22 +552,25 @@ static void debug_check(harness_t *h)
 }
 
 /* check_due: map_debug_check walks every cell and looks up every key, so
- * it costs O(cells), and cells (not entries: a shrunk table keeps its
- * size) set its cost. It runs after every op while the table has fewer than
- * check_budget cells (default 192: up to 16 buckets plus overflow, ~100
- * entries) and every (1 + cells / check_budget)th op beyond: about
- * check_budget cells per op at any size (every ~13th op at 2000 entries,
- * every ~700th at 100k). Growth starts, clears, NOMEM and growth failures
- * force a check. Checking every op below ~2000 entries was measured to make
- * the ASan binary about three times slower (the check is already ~80% of
- * the run time); MAP_DIFF_CHECK=all does it for soak runs. */
+ * its cost grows with the table's cells (not entries: a shrunk table keeps
+ * its size) times the average chain length (lookups walk chains, which get
+ * long when growth keeps failing for lack of memory). It runs after every
+ * op while that cost is below check_budget (default 192: up to 16 buckets
+ * plus overflow, ~100 entries) and every (1 + cost / check_budget)th op
+ * beyond: about check_budget cells per op at any size (every ~13th op at
+ * 2000 entries, every ~700th at 100k). Growth starts, clears, growth
+ * failures and every 16th NOMEM force a check. Checking every op below
+ * ~2000 entries was measured to make the ASan binary about three times
+ * slower (the check is already ~80% of the run time); MAP_DIFF_CHECK=all
+ * does it for soak runs. */
 static bool check_due(const harness_t *h, const map_stats_t *st)
 {
     if (h->force_check || cfg.check_budget == 0)
         return true;
     size_t cells = (st->buckets + st->overflow_buckets + st->noldbuckets) *
                    MAP_BUCKET_SLOTS;
-    return h->op % (1 + cells / cfg.check_budget) == 0;
+    size_t cost = cells + cells * st->overflow_buckets / st->buckets;
+    return h->op % (1 + cost / cfg.check_budget) == 0;
 }
 
 static void note_growth(harness_t *h, const map_stats_t *st)
@@ -594,8 +601,11 @@ static void check_stats(harness_t *h, size_t calls_before)
           st.iterators, live_iterators(h));
     CHECK(h, st.iterators > 0 || st.retired_bytes == 0,
           "retired_bytes %zu with no live iterator", st.retired_bytes);
-    CHECK(h, st.bytes <= h->alloc.live_bytes, "stats.bytes %zu > allocated %zu",
-          st.bytes, h->alloc.live_bytes);
+    CHECK(h, st.bytes + h->unaccounted == h->alloc.live_bytes,
+          "stats.bytes %zu + %zu (at map_new) != %zu allocated", st.bytes,
+          h->unaccounted, h->alloc.live_bytes);
+    CHECK(h, st.retired_bytes <= st.bytes, "retired_bytes %zu > bytes %zu",
+          st.retired_bytes, st.bytes);
     if (st.grow_failures != h->last_grow_failures) {
         CHECK(h, st.grow_failures > h->last_grow_failures, "grow_failures went down");
         CHECK(h, alloc_failed_since(h, calls_before),
@@ -749,8 +759,7 @@ static void after_nomem(harness_t *h, const unsigned char *key, size_t idx,
     CHECK(h, alloc_failed_since(h, calls),
           "%s returned MAP_ERR_NOMEM but no allocation failed", what);
     CHECK(h, m_lookup(h, key) == NULL, "key present after a failed %s", what);
-    h->cov->nomem++;
-    h->force_check = true;
+    h->force_check = h->cov->nomem++ % 16 == 0;   /* a burst: check some */
 }
 
 static void do_insert(harness_t *h, const unsigned char *key, const unsigned char *value)
@@ -1331,7 +1340,6 @@ static void test_two_iterators_and_clear(void **state)
         iter_advance(&h, a, rnd_below(&h, n + 1) / 2);
         iter_begin(&h, b);
         for (int i = 0; i < 50 && a->active && b->active; i++) {
-            h.op++;
             run_op(&h, pick_op(&h, &base_mix), false);
             if (a->active)
                 iter_advance(&h, a, 1 + rnd_below(&h, 8));
