@@ -840,6 +840,22 @@ static ALWAYS_INLINE unsigned char *read_chain(const map_t *m, uint64_t hash)
     return bucket_at(m, m->buckets, hash & mask);
 }
 
+/* match_in_bucket: the slot of b holding key, among the slots whose
+ * tophash byte (in word, b's tophash array) equals pattern's; -1 if none. */
+static ALWAYS_INLINE int match_in_bucket(const map_t *m, unsigned char *b, uint64_t word,
+                                         uint64_t pattern, const void *key,
+                                         uint64_t key64, int fast)
+{
+    uint64_t match = zero_bytes(word ^ pattern);
+    while (match) {
+        unsigned i = (unsigned)__builtin_ctzll(match) >> 3;
+        unsigned char *k = fast ? b + TOPHASH_BYTES + 8 * i : key_at(m, b, i);
+        if (keys_equal(m, k, key, key64, fast)) return (int)i;
+        match &= match - 1;
+    }
+    return -1;
+}
+
 /* find_in_chain: the bucket and slot of key in chain b, or NULL. Uses the
  * SWAR tophash test; stops at the first bucket containing an emptyRest. */
 static ALWAYS_INLINE unsigned char *find_in_chain(const map_t *m, unsigned char *b,
@@ -850,15 +866,10 @@ static ALWAYS_INLINE unsigned char *find_in_chain(const map_t *m, unsigned char 
     uint64_t pattern = SWAR_LO * top;
     do {
         uint64_t word = load64(tophashes(b));
-        uint64_t match = zero_bytes(word ^ pattern);
-        while (match) {
-            unsigned i = (unsigned)__builtin_ctzll(match) >> 3;
-            unsigned char *k = fast ? b + TOPHASH_BYTES + 8 * i : key_at(m, b, i);
-            if (keys_equal(m, k, key, key64, fast)) {
-                *slot = i;
-                return b;
-            }
-            match &= match - 1;
+        int i = match_in_bucket(m, b, word, pattern, key, key64, fast);
+        if (i >= 0) {
+            *slot = (unsigned)i;
+            return b;
         }
         if (zero_bytes(word)) return NULL;
         b = overflow_of(m, b);
@@ -927,16 +938,11 @@ static ALWAYS_INLINE void scan_for_insert(const map_t *m, unsigned char *b, uint
     site->empty_slot = 0;
     for (;;) {
         uint64_t word = load64(tophashes(b));
-        uint64_t match = zero_bytes(word ^ pattern);
-        while (match) {
-            unsigned i = (unsigned)__builtin_ctzll(match) >> 3;
-            unsigned char *k = fast ? b + TOPHASH_BYTES + 8 * i : key_at(m, b, i);
-            if (keys_equal(m, k, key, key64, fast)) {
-                site->found = b;
-                site->found_slot = i;
-                return;
-            }
-            match &= match - 1;
+        int i = match_in_bucket(m, b, word, pattern, key, key64, fast);
+        if (i >= 0) {
+            site->found = b;
+            site->found_slot = (unsigned)i;
+            return;
         }
         uint64_t rest = zero_bytes(word);                       /* emptyRest slots */
         if (!site->empty) {
