@@ -1445,6 +1445,48 @@ static void test_alloc_fault_all_after(void **state)
     alloc_fault_runs(__func__, 10, true);
 }
 
+/* Allocations failing in the middle of a growth: evacuation cannot reserve
+ * its overflow buckets, so writes must fall back to the unevacuated (still
+ * authoritative) old chains, and inserts needing a new overflow bucket fail
+ * cleanly. Churn at the load limit starts a same-size growth; big values
+ * make overflow slabs hold few buckets, so evacuation needs new ones. */
+static void test_alloc_fault_during_growth(void **state)
+{
+    coverage_t cov = { 0 };
+    (void)state;
+    for (long r = 0; r < runs_for(16); r++) {
+        harness_t h;
+        uint64_t seed = run_seed(12, r);
+        unsigned B = 4 + (unsigned)(seed % 5);
+        harness_init(&h, &cov, __func__, seed, (seed & 8) ? 16 : 8,
+                     (seed & 16) ? 128 : 40, (api_t)((seed >> 5) % 3), 0);
+        keygen_pick(&h, DIST_RANDOM);
+        phase_t churn = { PH_CHURN, (size_t)13 << (B - 1), 1, 90, base_mix };
+        churn.mix.w[OP_INSERT_NEW] = churn.mix.w[OP_ASSIGN] = 0;
+        fill_until(&h, churn.target, false);
+        map_stats_t st;
+        for (int i = 0; i < 400000; i++) {    /* until a growth is under way */
+            map_get_stats(h.map, &st);
+            if (st.growing)
+                break;
+            run_phase(&h, &churn, false);
+        }
+        if (seed & 32) {
+            iter_begin(&h, &h.iters[0]);
+            iter_advance(&h, &h.iters[0], 1 + rnd_below(&h, 50));
+        }
+        test_alloc_fail_nth(&h.alloc, 1 + rnd_below(&h, 3), 1);
+        churn.max_ops = 300;
+        run_phase(&h, &churn, true);
+        test_alloc_heal(&h.alloc);
+        churn.max_ops = 2000;
+        run_phase(&h, &churn, false);
+        harness_finish(&h);
+    }
+    print_coverage(__func__, &cov);
+    expect_reached(cov.nomem > 0, "MAP_ERR_NOMEM during a growth", 16);
+}
+
 /* map_new with each of its allocations failing: MAP_ERR_NOMEM, no leak. */
 static void test_map_new_nomem(void **state)
 {
@@ -1490,6 +1532,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_two_iterators_and_clear),
         cmocka_unit_test(test_alloc_fault_nth),
         cmocka_unit_test(test_alloc_fault_all_after),
+        cmocka_unit_test(test_alloc_fault_during_growth),
         cmocka_unit_test(test_grow_shrink_100k),
         cmocka_unit_test(test_grow_past_b16),
     };
