@@ -119,6 +119,8 @@ include map/map.mk
 -include pprof/pprof.mk
 -include agent/agent.mk
 -include tools/tools.mk
+# Test programs and scripts of the integration suite that need their own rules.
+-include tests/integration/integration.mk
 
 
 define variant_rules
@@ -205,5 +207,6 @@ clean:
 	rm -rf $(BUILD)
 
 -include tests/bench/bench.mk
+-include tests/bench/agent_bench.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

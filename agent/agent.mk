@@ -1,8 +1,8 @@
 # agent/: the LD_PRELOAD agent. Needs map/ (and, for profiles, pprof/).
 MODULES += agent
 agent_SRCS := $(sort $(wildcard agent/*.c))
-agent_DEPS := map
-agent_LIBS := -ldl -lpthread
+agent_DEPS := pprof
+agent_LIBS := -lunwind -lzstd -ldl -lpthread
 agent_CPPFLAGS :=
 
 # The shared library: release objects of agent/ and everything it needs.
@@ -15,7 +15,7 @@ TEST_PREREQS += $(BUILD)/libheapwatch.so
 
 # Unit tests link the pure parts only: the shim would interpose malloc in
 # the test binary, and core.c's constructor would start the agent in it.
-agent_TEST_SRCS := agent/conf.c agent/out.c
+agent_TEST_SRCS := $(filter agent/conf.c agent/out.c agent/alert.c agent/timeline.c,$(agent_SRCS))
 
 # Test programs run under the agent (plain builds: no sanitizer under LD_PRELOAD).
 AGENT_PROGS := $(BUILD)/progs/agent_truth $(BUILD)/progs/agent_truth_cxx $(BUILD)/progs/agent_fork
