@@ -38,18 +38,23 @@ extern size_t (*agent_real_usable_size)(void *);
  * malloc_usable_size both), so the usable size can be read inline. */
 extern bool agent_usable_is_glibc;
 
-/* agent_usable_size: the usable size of a live block. For glibc this is
- * its musable() inline: the chunk's size field (flags in the low 3 bits)
+/* agent_glibc_usable_size: the usable size of a live glibc block: its
+ * musable() inline: the chunk's size field (flags in the low 3 bits)
  * minus the header that precedes the user pointer, 16 bytes for an mmap'd
  * chunk (flag 2) and 8 otherwise (the next chunk's prev_size field is
  * usable while this one is in use). tests/integration/progs/agent_truth.c
  * checks it, byte for byte, against the real malloc_usable_size. */
+static inline size_t agent_glibc_usable_size(const void *ptr)
+{
+    size_t head = ((const size_t *)ptr)[-1];
+    return (head & ~(size_t)7) - 8 - ((head & 2) << 2);   /* 8 more if mmap'd */
+}
+
+/* agent_usable_size: the usable size of a live block, whatever the
+ * allocator. */
 static inline size_t agent_usable_size(void *ptr)
 {
-    if (AGENT_LIKELY(agent_usable_is_glibc)) {
-        size_t head = ((const size_t *)ptr)[-1];
-        return (head & ~(size_t)7) - 8 - ((head & 2) << 2);   /* 8 more if mmap'd */
-    }
+    if (AGENT_LIKELY(agent_usable_is_glibc)) return agent_glibc_usable_size(ptr);
     return agent_real_usable_size(ptr);
 }
 
@@ -60,18 +65,38 @@ static inline size_t agent_usable_size(void *ptr)
 struct agent_thread_s;
 
 /* agent_tls_t: the agent's whole thread-local state, one TLS object so the
- * hot path computes one TLS address. */
+ * hot path computes one TLS address.
+ *
+ * `fast` folds every reason to leave the fast path into one pointer: it is
+ * the thread's block when the thread is registered, outside the agent
+ * (depth 0) and the next allocator is glibc's (usable size read inline),
+ * and NULL otherwise. The hot path tests one TLS word instead of three. */
 typedef struct agent_tls_s {
+    struct agent_thread_s *fast;    /* block for the fast path, or NULL */
     struct agent_thread_s *thread;  /* this thread's counter block, or NULL */
     int depth;                      /* agent code on this thread's stack */
 } agent_tls_t;
 
 extern AGENT_TLS agent_tls_t agent_tls;
 
+/* agent_refresh_fast: recomputes agent_tls.fast after any of its inputs
+ * changed (registration, depth, exit). */
+static inline void agent_refresh_fast(void)
+{
+    agent_tls.fast = (agent_tls.depth == 0 && agent_usable_is_glibc) ? agent_tls.thread : NULL;
+}
+
 /* While depth is above zero, the shim's calls pass straight through to the
  * real allocator, untracked. */
-static inline void agent_enter(void) { agent_tls.depth++; }
-static inline void agent_leave(void) { agent_tls.depth--; }
+static inline void agent_enter(void)
+{
+    agent_tls.depth++;
+    agent_tls.fast = NULL;
+}
+static inline void agent_leave(void)
+{
+    if (--agent_tls.depth == 0) agent_refresh_fast();
+}
 static inline bool agent_inside(void) { return agent_tls.depth > 0; }
 
 /* ------------------------------------------------------------------------ */
@@ -91,9 +116,15 @@ static inline bool agent_inside(void) { return agent_tls.depth > 0; }
  */
 typedef struct agent_thread_s {
     uint64_t mallocs;           /* successful allocations */
-    uint64_t frees;             /* frees of non-NULL pointers */
     uint64_t alloc_bytes;       /* usable bytes allocated */
+    int64_t sample_left;        /* bytes before the next sample; below 0: sample */
+    uint64_t frees;             /* frees of non-NULL pointers */
     uint64_t free_bytes;        /* usable bytes freed */
+    uint64_t rng;               /* sampling generator state (sample.c) */
+    uint64_t samples;           /* allocations sampled by this thread */
+    uint64_t dropped;           /* samples lost for lack of memory */
+    uint64_t filter_hits;       /* frees the live filter sent to the live map */
+    uint64_t filter_false;      /* ...that were not sampled (false positives) */
     struct agent_thread_s *next;/* registry link (all blocks, live or dead) */
     int alive;                  /* owned by a running thread */
 } agent_thread_t;
@@ -110,91 +141,232 @@ agent_thread_t *agent_thread_slow(void);
  * error or in a setuid process). */
 extern int agent_enabled;
 
-/* agent_count_alloc / agent_count_free: the counting itself. */
-static inline void agent_count_alloc(agent_thread_t *t, void *ptr)
+/*
+ * The live filter (live.c): a counting bitmap in front of the live map.
+ * Slot h(p) counts the sampled live allocations whose address hashes
+ * there, so a zero slot proves p was not sampled and its free() needs no
+ * lock and no map lookup. The slot is the address bits just above glibc's
+ * 16-byte alignment: consecutive chunks fall in consecutive slots, and two
+ * addresses share a slot only when they are a multiple of 16 MiB apart.
+ * Slots are 16-bit counters that stick at their maximum (a stuck slot only
+ * costs false positives). The array is in .bss: pages never touched cost
+ * nothing, and reading one only maps the shared zero page.
+ */
+#define AGENT_FILTER_BITS 20
+extern uint16_t agent_live_filter[1u << AGENT_FILTER_BITS];
+
+static inline size_t agent_filter_slot(const void *ptr)
 {
-    size_t usable = agent_usable_size(ptr);
-    t->mallocs++;
-    t->alloc_bytes += usable;
+    return ((uintptr_t)ptr >> 4) & ((1u << AGENT_FILTER_BITS) - 1);
 }
 
-static inline void agent_count_free(agent_thread_t *t, void *ptr)
+/* agent_maybe_sampled: false proves ptr is not a live sampled allocation. */
+static inline bool agent_maybe_sampled(const void *ptr)
 {
-    size_t usable = agent_usable_size(ptr);
+    return __atomic_load_n(&agent_live_filter[agent_filter_slot(ptr)], __ATOMIC_RELAXED) != 0;
+}
+
+/* agent_sample_slow: the allocation ptr (usable bytes) reached the
+ * thread's sampling point: records its stack in the live map and draws the
+ * next point. @return ptr. (sample.c) */
+void *agent_sample_slow(struct agent_thread_s *t, void *ptr, size_t usable);
+
+/* agent_free_sampled: ptr may be sampled (the filter said so) and is about
+ * to be freed by thread t (outside the agent): removes it from the live
+ * map and adds it to its stack's freed totals. (sample.c) */
+void agent_free_sampled(struct agent_thread_s *t, void *ptr);
+
+/* agent_count_alloc: counts an allocation of `usable` bytes; samples it
+ * when the thread's countdown to its next sample goes below zero (one
+ * `sub` to memory and a sign test). @return ptr. */
+static inline void *agent_count_alloc(agent_thread_t *t, void *ptr, size_t usable)
+{
+    t->mallocs++;
+    t->alloc_bytes += usable;
+    t->sample_left -= (int64_t)usable;
+    if (AGENT_UNLIKELY(t->sample_left < 0)) return agent_sample_slow(t, ptr, usable);
+    return ptr;
+}
+
+/* agent_count_free: counts a free of `usable` bytes (the live filter is the
+ * caller's business). */
+static inline void agent_count_free(agent_thread_t *t, size_t usable)
+{
     t->frees++;
     t->free_bytes += usable;
 }
 
 /* agent_on_alloc_slow / agent_on_free_slow: the first call of a thread,
  * calls from inside the agent, a disabled agent, an allocator other than
- * glibc. Out of line, and called in tail position (alloc returns its
- * argument), so the fast paths need no stack frame. */
+ * glibc, and (free) pointers the live filter does not clear. Out of line,
+ * and called in tail position (alloc returns its argument), so the fast
+ * paths need no stack frame. */
 void *agent_on_alloc_slow(void *ptr);
 void agent_on_free_slow(void *ptr);
-
-/* agent_fast_thread: the block to count in on the fast path, or NULL when
- * the slow path must decide. */
-static inline agent_thread_t *agent_fast_thread(void)
-{
-    agent_thread_t *t = agent_tls.thread;
-    if (AGENT_UNLIKELY(!t || agent_tls.depth || !agent_usable_is_glibc)) return NULL;
-    return t;
-}
 
 /* agent_on_alloc: ptr (non-NULL) was just returned by the real allocator.
  * @return ptr. */
 static inline void *agent_on_alloc(void *ptr)
 {
-    agent_thread_t *t = agent_fast_thread();
+    agent_thread_t *t = agent_tls.fast;
     if (AGENT_UNLIKELY(!t)) return agent_on_alloc_slow(ptr);
-    agent_count_alloc(t, ptr);
-    return ptr;
+    return agent_count_alloc(t, ptr, agent_glibc_usable_size(ptr));
 }
 
-/* agent_on_free: ptr (non-NULL) is about to be given to the real free. */
-static inline void agent_on_free(void *ptr)
+/* agent_free_fast: thread block t may take the fast path (agent_tls.fast)
+ * and the filter proved ptr unsampled: counts its free. */
+static inline void agent_free_fast(agent_thread_t *t, void *ptr)
 {
-    agent_thread_t *t = agent_fast_thread();
-    if (AGENT_UNLIKELY(!t)) {
-        agent_on_free_slow(ptr);
-        return;
-    }
-    agent_count_free(t, ptr);
+    agent_count_free(t, agent_glibc_usable_size(ptr));
 }
+
+/* agent_realloc_t: what agent_on_realloc_before did, for _after. */
+typedef struct agent_realloc_s {
+    bool counted;               /* the free of the old block was counted */
+    bool was_sampled;           /* ...and it left the live map */
+    size_t usable;              /* the old block's usable size */
+    uint64_t live_value;        /* its live-map value, to restore on failure */
+} agent_realloc_t;
 
 /* agent_on_realloc_before: ptr (non-NULL) is about to be given to the real
- * realloc; counts it freed. @return a token for agent_on_realloc_after. */
-static inline size_t agent_on_realloc_before(void *ptr)
-{
-    agent_thread_t *t = agent_tls.thread;
-    if (AGENT_UNLIKELY(!t)) {
-        if (!agent_enabled || agent_inside() || !(t = agent_thread_slow())) return SIZE_MAX;
-    } else if (AGENT_UNLIKELY(agent_tls.depth)) {
-        return SIZE_MAX;
-    }
-    size_t usable = agent_usable_size(ptr);
-    t->frees++;
-    t->free_bytes += usable;
-    return usable;
-}
+ * realloc; counts it freed (and takes it out of the live map: once the
+ * real realloc returns, its address may belong to another thread). */
+void agent_on_realloc_before(void *ptr, agent_realloc_t *r);
 
-/* agent_on_realloc_after: the real realloc(old, size) returned result. */
-static inline void agent_on_realloc_after(size_t token, void *result, size_t size)
-{
-    if (token == SIZE_MAX) return;              /* the free was not counted */
-    if (result) {
-        agent_on_alloc(result);
-    } else if (size != 0) {
-        /* Failed: the old block is intact; take its free back. */
-        agent_thread_t *t = agent_tls.thread;
-        t->frees--;
-        t->free_bytes -= token;
-    }
-}
+/* agent_on_realloc_after: the real realloc(old, size) returned result;
+ * on failure the old block is intact and is counted back in. */
+void agent_on_realloc_after(const agent_realloc_t *r, void *old, void *result, size_t size);
 
 /* agent_counters_read: sums every thread block (exact at the instant each
  * block is read). */
 void agent_counters_read(heapwatch_counters_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Sampling (sample.c)                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* agent_sample_rate: HEAPWATCH_RATE, the mean bytes between samples
+ * (0 = none, 1 = every allocation); set once at start. */
+extern uint64_t agent_sample_rate;
+
+/* agent_sample_thread_init: seeds a new or adopted thread block's
+ * generator and draws its first sampling point. */
+void agent_sample_thread_init(agent_thread_t *t);
+
+/* agent_current_thread: the calling thread's block when it may count
+ * (registering it if new), NULL inside the agent or when it is off. (core.c) */
+agent_thread_t *agent_current_thread(void);
+
+/* ------------------------------------------------------------------------ */
+/* Stacks (stacks.c): capture with libunwind and interning                  */
+/* ------------------------------------------------------------------------ */
+
+#define AGENT_MAX_FRAMES 64
+
+/*
+ * agent_stack_t: one distinct call stack, stored once, never freed, with
+ * the sampled totals of the allocations made from it. pcs[0] is the
+ * allocation function's caller (a return address), pcs[depth-1] the
+ * outermost frame. Totals are raw samples (not unsampled), updated with
+ * relaxed atomic adds by the allocating and freeing threads.
+ */
+typedef struct agent_stack_s {
+    uint64_t hash;               /* of the frames */
+    uint32_t id;                 /* index in the table; 0 is "no stack" */
+    uint32_t depth;
+    uint64_t alloc_objects;      /* sampled allocations made here */
+    uint64_t alloc_bytes;
+    uint64_t free_objects;       /* ...of which freed */
+    uint64_t free_bytes;
+    uint64_t pcs[];
+} agent_stack_t;
+
+/* agent_stacks_init: the table and libunwind's caching policy. @return 0,
+ * or -1 when no memory (sampling then records empty stacks). */
+int agent_stacks_init(void);
+
+/* agent_stack_capture: unwinds the calling thread into pcs (at most max
+ * frames), dropping the agent's own frames. @return the depth. */
+size_t agent_stack_capture(uint64_t *pcs, size_t max);
+
+/* agent_stack_intern: the one record for this stack, created if new;
+ * the "no stack" record (id 0) when the table is full or out of memory. */
+agent_stack_t *agent_stack_intern(const uint64_t *pcs, size_t depth);
+
+/* agent_stack_get: record number id (< agent_stacks_count()), or NULL. */
+agent_stack_t *agent_stack_get(uint32_t id);
+
+/* agent_stacks_count: records created so far (ids 0 .. count-1). */
+uint32_t agent_stacks_count(void);
+
+/* agent_stacks_bytes: memory held by the table and its records. */
+size_t agent_stacks_bytes(void);
+
+void agent_stacks_prefork(void);
+void agent_stacks_postfork_parent(void);
+void agent_stacks_postfork_child(void);
+
+/* ------------------------------------------------------------------------ */
+/* The live map (live.c): sampled live allocations, sharded                 */
+/* ------------------------------------------------------------------------ */
+
+/* A live-map value packs the stack id (high 24 bits) and the usable size
+ * (low 40 bits, clamped). */
+#define AGENT_LIVE_SIZE_BITS 40
+#define AGENT_LIVE_SIZE_MAX ((UINT64_C(1) << AGENT_LIVE_SIZE_BITS) - 1)
+#define AGENT_STACKS_MAX (UINT32_C(1) << (64 - AGENT_LIVE_SIZE_BITS))
+
+static inline uint64_t agent_live_pack(uint32_t stack_id, size_t usable)
+{
+    uint64_t size = usable < AGENT_LIVE_SIZE_MAX ? usable : AGENT_LIVE_SIZE_MAX;
+    return ((uint64_t)stack_id << AGENT_LIVE_SIZE_BITS) | size;
+}
+static inline uint32_t agent_live_stack(uint64_t v) { return (uint32_t)(v >> AGENT_LIVE_SIZE_BITS); }
+static inline uint64_t agent_live_size(uint64_t v) { return v & AGENT_LIVE_SIZE_MAX; }
+
+/* agent_live_filter_pin: marks the filter slots of [lo, lo+len) for good,
+ * so that free() of any address there always takes the slow path (the
+ * shim's boot buffer, and NULL). */
+void agent_live_filter_pin(const void *lo, size_t len);
+
+/* agent_live_insert: ptr -> value; counts ptr in the filter.
+ * @return false when no memory (nothing recorded). */
+bool agent_live_insert(const void *ptr, uint64_t value);
+
+/* agent_live_remove: takes ptr out; @return true and *value when it was there. */
+bool agent_live_remove(const void *ptr, uint64_t *value);
+
+/* agent_live_stats_t: the live map's state, summed over its shards. */
+typedef struct agent_live_stats_s {
+    uint64_t count;              /* live sampled allocations */
+    uint64_t bytes;              /* memory of the maps */
+    unsigned shards;
+    unsigned max_B;              /* largest shard's log2 bucket count */
+    uint64_t buckets;            /* bucket count over all shards */
+    uint64_t noverflow;          /* Go's overflow estimate, summed */
+    uint64_t overflow_buckets;   /* exact, summed */
+    uint64_t grow_failures;
+    uint64_t filter_bytes;       /* size of the filter array (virtual) */
+} agent_live_stats_t;
+void agent_live_get_stats(agent_live_stats_t *out);
+
+void agent_live_prefork(void);
+void agent_live_postfork_parent(void);
+void agent_live_postfork_child(void);
+
+/* ------------------------------------------------------------------------ */
+/* Heap profiles (profile.c)                                                */
+/* ------------------------------------------------------------------------ */
+
+/* agent_profile_write: writes heap.<pid>.<seq>.<reason>.pb.gz into dir from
+ * the stack table; name (optional, namecap bytes) receives the file name.
+ * Runs under the recursion guard; serialised by its own lock.
+ * @return 0, or a pprof_err_t value. */
+int agent_profile_write(const char *dir, const char *reason, char *name, size_t namecap);
+
+/* agent_profile_postfork_child: a new process: sequence numbers restart
+ * and the lock is re-created. */
+void agent_profile_postfork_child(void);
 
 /* agent_shim_init: resolves the real allocation functions now. */
 void agent_shim_init(void);

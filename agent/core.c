@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,7 @@
 
 #include "agent/agent_internal.h"
 #include "map/map.h"
+#include "pprof/pprof.h"
 
 AGENT_TLS agent_tls_t agent_tls;
 int agent_enabled = 1;
@@ -67,9 +69,16 @@ static bool bg_restart;                    /* child: restart it on the slow path
 static int summary_written;                /* once (atomic) */
 static int own_pid;                        /* getpid() at init and after fork */
 
+static bool out_dir_ok = true;             /* false: no output for this process */
+static int exiting;                        /* exit output started (under work_lock) */
+static pthread_mutex_t work_lock = PTHREAD_MUTEX_INITIALIZER;  /* one output job at a time */
+static sem_t wake;                         /* posted to wake the background thread */
+static bool wake_ok;
+static int profile_requested;              /* HEAPWATCH_SIGNAL arrived (atomic) */
+
 #define FILES_MAX 64
 static char files_written[FILES_MAX][96];  /* names written by this process */
-static unsigned nfiles;
+static unsigned nfiles;                    /* (under work_lock) */
 static unsigned nfiles_total;
 
 /* ------------------------------------------------------------------------ */
@@ -125,6 +134,7 @@ agent_thread_t *agent_thread_slow(void)
     agent_thread_t *t = adopt_dead_block();
     if (!t) t = new_block();
     if (t) {
+        agent_sample_thread_init(t);
         agent_tls.thread = t;
         if (thread_key_ok) pthread_setspecific(thread_key, t);
     }
@@ -136,8 +146,7 @@ agent_thread_t *agent_thread_slow(void)
     return t;
 }
 
-/* slow_thread: the calling thread's block when it may count, else NULL. */
-static agent_thread_t *slow_thread(void)
+agent_thread_t *agent_current_thread(void)
 {
     if (agent_inside()) return NULL;
     agent_thread_t *t = agent_tls.thread;
@@ -148,15 +157,16 @@ static agent_thread_t *slow_thread(void)
 
 void *agent_on_alloc_slow(void *ptr)
 {
-    agent_thread_t *t = slow_thread();
-    if (t) agent_count_alloc(t, ptr);
-    return ptr;
+    agent_thread_t *t = agent_current_thread();
+    return t ? agent_count_alloc(t, ptr, agent_usable_size(ptr)) : ptr;
 }
 
 void agent_on_free_slow(void *ptr)
 {
-    agent_thread_t *t = slow_thread();
-    if (t) agent_count_free(t, ptr);
+    agent_thread_t *t = agent_current_thread();
+    if (!t) return;
+    agent_count_free(t, agent_usable_size(ptr));
+    if (agent_maybe_sampled(ptr)) agent_free_sampled(t, ptr);
 }
 
 /* thread_exit: pthread key destructor. Allocations the thread makes after
@@ -165,6 +175,7 @@ static void thread_exit(void *p)
 {
     agent_thread_t *t = p;
     agent_tls.thread = NULL;
+    agent_tls.fast = NULL;
     __atomic_store_n(&t->alive, 0, __ATOMIC_RELEASE);
 }
 
@@ -184,14 +195,83 @@ AGENT_EXPORT void heapwatch_read_counters(heapwatch_counters_t *out)
     agent_counters_read(out);
 }
 
-/* count_blocks: threads that ever allocated (blocks are reused, so this
- * is at most the peak number of allocating threads alive at once, plus
- * threads that allocated after their exit destructor). */
-static unsigned count_blocks(void)
+
+/* ------------------------------------------------------------------------ */
+/* Output files                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* report_out_dir: the one message about an unusable HEAPWATCH_OUT. */
+static void report_out_dir(int err)
 {
-    unsigned n = 0;
-    for (agent_thread_t *t = __atomic_load_n(&registry, __ATOMIC_ACQUIRE); t; t = t->next) n++;
-    return n;
+    char line[CONF_PATH_MAX + 200];
+    agent_buf_t b;
+    agent_buf_init(&b, line, sizeof line);
+    agent_buf_str(&b, "heapwatch: HEAPWATCH_OUT directory ");
+    agent_buf_str(&b, out_dir);
+    agent_buf_str(&b, " cannot be written (");
+    agent_buf_str(&b, strerror(-err));
+    agent_buf_str(&b, "): expected a directory this user can create or write; "
+                      "the program runs on without heapwatch output\n");
+    agent_log(line);
+}
+
+/* ensure_out_dir: the directory exists (the program may have removed it).
+ * @return false, after one message, when there is no output any more. */
+static bool ensure_out_dir(void)
+{
+    if (!out_dir_ok) return false;
+    int err = agent_mkdir_p(out_dir);
+    if (err) {
+        out_dir_ok = false;
+        report_out_dir(err);
+    }
+    return out_dir_ok;
+}
+
+/* remember_file: a name for the summary's "files" (under work_lock). */
+static void remember_file(const char *name)
+{
+    if (nfiles < FILES_MAX) {
+        agent_buf_t b;
+        agent_buf_init(&b, files_written[nfiles++], sizeof files_written[0]);
+        agent_buf_str(&b, name);
+    }
+    nfiles_total++;
+}
+
+/* output_file: writes out_dir/name atomically (under work_lock). */
+static int output_file(const char *name, const void *data, size_t len)
+{
+    if (!ensure_out_dir()) return -EACCES;
+    int err = agent_write_file_atomic(out_dir, name, data, len);
+    if (err) {
+        out_dir_ok = false;             /* one message, then quiet */
+        report_out_dir(err);
+        return err;
+    }
+    remember_file(name);
+    return 0;
+}
+
+/* write_profile: a heap profile for `reason` (under work_lock). */
+static void write_profile(const char *reason)
+{
+    static bool reported;
+    if (!ensure_out_dir()) return;
+    char name[96];
+    int err = agent_profile_write(out_dir, reason, name, sizeof name);
+    if (err == 0) {
+        remember_file(name);
+    } else if (!reported) {
+        reported = true;
+        char line[256];
+        agent_buf_t b;
+        agent_buf_init(&b, line, sizeof line);
+        agent_buf_str(&b, "heapwatch: cannot write a heap profile in HEAPWATCH_OUT: ");
+        agent_buf_str(&b, pprof_strerror((pprof_err_t)err));
+        agent_buf_str(&b, "; the program runs on\n");
+        agent_log(line);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -210,18 +290,78 @@ static void snapshot(heapwatch_counters_t *c)
     }
 }
 
+/* on_profile_signal: HEAPWATCH_SIGNAL's handler. Async-signal-safe: it
+ * only raises a flag and posts the semaphore; the background thread writes
+ * the profile. */
+static void on_profile_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    __atomic_store_n(&profile_requested, 1, __ATOMIC_RELAXED);
+    if (wake_ok) sem_post(&wake);
+    errno = saved;
+}
+
+static void install_signal(void)
+{
+    if (!conf.signal) return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_profile_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(conf.signal, &sa, NULL) != 0)
+        agent_log("heapwatch: HEAPWATCH_SIGNAL: cannot install the handler; profiles on demand are off\n");
+}
+
+/* sleep_until: waits on the semaphore until `deadline` (CLOCK_MONOTONIC
+ * ns) or a post. */
+static void sleep_until(uint64_t deadline)
+{
+    struct timespec ts = { (time_t)(deadline / 1000000000ull), (long)(deadline % 1000000000ull) };
+    if (wake_ok) {
+        while (sem_clockwait(&wake, CLOCK_MONOTONIC, &ts) != 0 && errno == EINTR) {
+        }
+    } else {
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+        }
+    }
+}
+
+/* advance: the next deadline of a periodic job after `now`. */
+static uint64_t advance(uint64_t deadline, uint64_t period, uint64_t now)
+{
+    deadline += period;
+    if (deadline <= now) deadline = now + period;   /* we fell behind: skip, do not burst */
+    return deadline;
+}
+
 static void *background_main(void *arg)
 {
     (void)arg;
     agent_enter();     /* everything this thread does is the agent's own */
-    uint64_t next = now_ns(CLOCK_MONOTONIC);
+    uint64_t now = now_ns(CLOCK_MONOTONIC);
+    uint64_t next_snapshot = now + conf.interval_ns;
+    uint64_t next_profile = conf.profile_interval_ns ? now + conf.profile_interval_ns : UINT64_MAX;
     for (;;) {
-        next += conf.interval_ns;
-        struct timespec ts = { (time_t)(next / 1000000000ull), (long)(next % 1000000000ull) };
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+        sleep_until(next_snapshot < next_profile ? next_snapshot : next_profile);
+        now = now_ns(CLOCK_MONOTONIC);
+        pthread_mutex_lock(&work_lock);
+        if (exiting) {
+            pthread_mutex_unlock(&work_lock);
+            break;
         }
-        heapwatch_counters_t c;
-        snapshot(&c);
+        if (__atomic_exchange_n(&profile_requested, 0, __ATOMIC_RELAXED)) write_profile("signal");
+        if (now >= next_snapshot) {
+            heapwatch_counters_t c;
+            snapshot(&c);
+            next_snapshot = advance(next_snapshot, conf.interval_ns, now);
+        }
+        if (now >= next_profile) {
+            write_profile("interval");
+            next_profile = advance(next_profile, conf.profile_interval_ns, now_ns(CLOCK_MONOTONIC));
+        }
+        pthread_mutex_unlock(&work_lock);
     }
     return NULL;
 }
@@ -248,7 +388,7 @@ static void start_background_thread(void)
         pthread_setname_np(tid, "heapwatch");
     } else {
         agent_log("heapwatch: cannot start the background thread; "
-                  "the timeline and alerts are off for this process\n");
+                  "the timeline, alerts and periodic profiles are off for this process\n");
     }
 }
 
@@ -256,17 +396,25 @@ static void start_background_thread(void)
 /* fork                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Lock order: registry_lock, then the arena's. */
+/* Lock order: registry_lock, the stack stripes, the live-map shards, then
+ * the arena's. (work_lock and the profile lock are not taken: a fork must
+ * not wait for a profile being written; the child re-creates them, and only
+ * the parent's background thread, which does not exist in the child, could
+ * have held them.) */
 static void prefork(void)
 {
     agent_enter();
     pthread_mutex_lock(&registry_lock);
+    agent_stacks_prefork();
+    agent_live_prefork();
     map_arena_prefork();
 }
 
 static void postfork_parent(void)
 {
     map_arena_postfork_parent();
+    agent_live_postfork_parent();
+    agent_stacks_postfork_parent();
     pthread_mutex_unlock(&registry_lock);
     agent_leave();
 }
@@ -274,8 +422,13 @@ static void postfork_parent(void)
 static void postfork_child(void)
 {
     map_arena_postfork_child();
+    agent_live_postfork_child();
+    agent_stacks_postfork_child();
+    agent_profile_postfork_child();
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     registry_lock = fresh;
+    work_lock = fresh;
+    if (wake_ok) sem_init(&wake, 0, 0);
     /* Only this thread survived: every other block is free for adoption. */
     for (agent_thread_t *t = registry; t; t = t->next)
         if (t != agent_tls.thread) t->alive = 0;
@@ -316,23 +469,6 @@ static void resolve_out_dir(void)
     agent_buf_str(&b, conf.out_dir);
 }
 
-static bool out_dir_ok = true;     /* false: no output for this process */
-
-/* report_out_dir: the one message about an unusable HEAPWATCH_OUT. */
-static void report_out_dir(int err)
-{
-    char line[CONF_PATH_MAX + 200];
-    agent_buf_t b;
-    agent_buf_init(&b, line, sizeof line);
-    agent_buf_str(&b, "heapwatch: HEAPWATCH_OUT directory ");
-    agent_buf_str(&b, out_dir);
-    agent_buf_str(&b, " cannot be written (");
-    agent_buf_str(&b, strerror(-err));
-    agent_buf_str(&b, "): expected a directory this user can create or write; "
-                      "the program runs on without heapwatch output\n");
-    agent_log(line);
-}
-
 /* check_out_dir: creates HEAPWATCH_OUT at start, while stderr is surely
  * still open (programs such as GNU sort close it at exit), so a bad
  * directory is reported once, up front. */
@@ -361,8 +497,12 @@ void agent_init(void)
         agent_enabled = 0;
     } else {
         agent_conf_load(&conf, env_lookup, agent_log);
+        agent_sample_rate = conf.rate;
         resolve_out_dir();
         check_out_dir();
+        if (agent_stacks_init() != 0)
+            agent_log("heapwatch: no memory for the stack table; sampled stacks are not recorded\n");
+        wake_ok = sem_init(&wake, 0, 0) == 0;
         thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0;
         pthread_atfork(prefork, postfork_parent, postfork_child);
     }
@@ -373,33 +513,14 @@ void agent_init(void)
 __attribute__((constructor)) static void agent_ctor(void)
 {
     agent_init();
-    if (agent_enabled) start_background_thread();
+    if (!agent_enabled) return;
+    install_signal();
+    start_background_thread();
 }
 
 /* ------------------------------------------------------------------------ */
-/* Files and the exit summary                                               */
+/* The exit summary                                                         */
 /* ------------------------------------------------------------------------ */
-
-/* output_file: writes out_dir/name atomically, creating the directory;
- * remembers the name for the summary. */
-static int output_file(const char *name, const void *data, size_t len)
-{
-    if (!out_dir_ok) return -EACCES;
-    int err = agent_mkdir_p(out_dir);   /* again: the program may have removed it */
-    if (!err) err = agent_write_file_atomic(out_dir, name, data, len);
-    if (err) {
-        out_dir_ok = false;             /* one message, then quiet */
-        report_out_dir(err);
-        return err;
-    }
-    if (nfiles < FILES_MAX) {
-        agent_buf_t b;
-        agent_buf_init(&b, files_written[nfiles++], sizeof files_written[0]);
-        agent_buf_str(&b, name);
-    }
-    nfiles_total++;
-    return 0;
-}
 
 static void summary_name(char *name, size_t cap)
 {
@@ -421,6 +542,55 @@ static void json_u64(agent_buf_t *b, const char *key, uint64_t v)
 {
     json_key(b, key);
     agent_buf_u64(b, v);
+}
+
+/* thread_sums_t: the sampling counters of every thread block. */
+typedef struct thread_sums_s {
+    uint64_t samples, dropped, filter_hits, filter_false, blocks;
+} thread_sums_t;
+
+static void sum_threads(thread_sums_t *out)
+{
+    memset(out, 0, sizeof *out);
+    for (agent_thread_t *t = __atomic_load_n(&registry, __ATOMIC_ACQUIRE); t; t = t->next) {
+        out->samples += __atomic_load_n(&t->samples, __ATOMIC_RELAXED);
+        out->dropped += __atomic_load_n(&t->dropped, __ATOMIC_RELAXED);
+        out->filter_hits += __atomic_load_n(&t->filter_hits, __ATOMIC_RELAXED);
+        out->filter_false += __atomic_load_n(&t->filter_false, __ATOMIC_RELAXED);
+        out->blocks++;
+    }
+}
+
+/* summary_sampling: what sampling, the live map and the filter hold. */
+static void summary_sampling(agent_buf_t *b, const heapwatch_counters_t *c)
+{
+    thread_sums_t th;
+    sum_threads(&th);
+    agent_live_stats_t live;
+    agent_live_get_stats(&live);
+    json_u64(b, "rate", conf.rate);
+    json_u64(b, "samples", th.samples);
+    json_u64(b, "samples_dropped", th.dropped);
+    json_u64(b, "sampled_live", live.count);
+    json_u64(b, "stacks", agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0);
+    json_u64(b, "stacks_bytes", agent_stacks_bytes());
+    json_u64(b, "map_count", live.count);
+    json_u64(b, "map_B", live.max_B);
+    json_u64(b, "map_noverflow", live.noverflow);
+    json_u64(b, "map_shards", live.shards);
+    json_u64(b, "map_buckets", live.buckets);
+    json_u64(b, "map_overflow_buckets", live.overflow_buckets);
+    json_u64(b, "map_bytes", live.bytes);
+    json_u64(b, "map_grow_failures", live.grow_failures);
+    json_u64(b, "filter_bytes", live.filter_bytes);
+    json_u64(b, "filter_hits", th.filter_hits);
+    json_u64(b, "filter_false_positives", th.filter_false);
+    /* The rate that matters: how many unsampled frees pay for a map lookup. */
+    uint64_t unsampled = c->frees > th.filter_hits - th.filter_false
+                         ? c->frees - (th.filter_hits - th.filter_false) : 0;
+    json_key(b, "filter_false_positive_rate");
+    agent_buf_fixed(b, unsampled ? (int64_t)(th.filter_false * 1000000 / unsampled) : 0, 6);
+    json_u64(b, "thread_blocks", th.blocks);
 }
 
 /* build_summary: the JSON document of summary.<pid>.json. */
@@ -455,8 +625,7 @@ static void build_summary(agent_buf_t *b, const char *own_name)
     json_u64(b, "peak_live_bytes", __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED));
     json_u64(b, "alloc_bytes", c.alloc_bytes);
     json_u64(b, "free_bytes", c.free_bytes);
-    json_u64(b, "rate", conf.rate);
-    json_u64(b, "thread_blocks", count_blocks());
+    summary_sampling(b, &c);
     json_u64(b, "agent_memory_bytes", arena.mapped_bytes);
     json_u64(b, "agent_memory_inuse_bytes", arena.inuse_bytes);
     json_key(b, "files");
@@ -472,9 +641,16 @@ static void build_summary(agent_buf_t *b, const char *own_name)
     agent_buf_str(b, "\n}\n");
 }
 
-static void write_summary(void)
+/* write_exit_output: the exit profile, then the summary that lists it;
+ * once per process. The background thread finishes the job it is doing
+ * (work_lock) and starts no other, so no file is left half-written when
+ * the process ends. */
+static void write_exit_output(void)
 {
     if (!agent_enabled || __atomic_exchange_n(&summary_written, 1, __ATOMIC_ACQ_REL)) return;
+    pthread_mutex_lock(&work_lock);
+    exiting = 1;
+    write_profile("exit");
     static char text[16384];
     char name[64];
     summary_name(name, sizeof name);
@@ -482,12 +658,13 @@ static void write_summary(void)
     agent_buf_init(&b, text, sizeof text);
     build_summary(&b, name);
     (void)output_file(name, b.buf, b.len);
+    pthread_mutex_unlock(&work_lock);
 }
 
 __attribute__((destructor)) static void agent_dtor(void)
 {
     agent_enter();
-    write_summary();
+    write_exit_output();
     agent_leave();
 }
 
@@ -498,6 +675,6 @@ void agent_on_quick_exit(void)
      * the one we know. Only a real process of our own writes. */
     if ((pid_t)__atomic_load_n(&own_pid, __ATOMIC_RELAXED) != getpid()) return;
     agent_enter();
-    write_summary();
+    write_exit_output();
     agent_leave();
 }

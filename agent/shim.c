@@ -46,7 +46,10 @@ typedef int (*posix_memalign_fn_t)(void **, size_t, size_t);
 typedef size_t (*usable_fn_t)(void *);
 typedef void (*exit_fn_t)(int);
 
-static malloc_fn_t real_malloc;
+static void *malloc_first(size_t size);
+/* real_malloc: malloc_first until the real functions are resolved, so the
+ * hot path calls through it without testing it. */
+static malloc_fn_t real_malloc = malloc_first;
 static free_fn_t real_free;
 static calloc_fn_t real_calloc;
 static realloc_fn_t real_realloc;
@@ -123,6 +126,8 @@ static bool next_is_glibc(void *m, void *usable)
  * racing thread resolves the same values). */
 static void resolve(void)
 {
+    /* Inside the agent: whatever dlsym allocates is never counted. */
+    agent_enter();
     resolving = 1;
     real_free = (free_fn_t)next_symbol("free");
     real_calloc = (calloc_fn_t)next_symbol("calloc");
@@ -138,6 +143,10 @@ static void resolve(void)
     malloc_fn_t m = (malloc_fn_t)next_symbol("malloc");
     agent_usable_is_glibc = next_is_glibc((void *)m, (void *)usable);
     resolving = 0;
+    /* Before the fast path can run: free() of NULL or of a boot block must
+     * always reach free_slow. */
+    agent_live_filter_pin(NULL, 1);
+    agent_live_filter_pin(boot_buf, __atomic_load_n(&boot_used, __ATOMIC_RELAXED));
     if (!m || !real_free || !real_calloc || !real_realloc) {
         static const char msg[] = "heapwatch: cannot find the real malloc functions; aborting\n";
         ssize_t r = write(2, msg, sizeof msg - 1);
@@ -145,13 +154,14 @@ static void resolve(void)
         _exit(127);
     }
     __atomic_store_n(&real_malloc, m, __ATOMIC_RELEASE);
+    agent_leave();
 }
 
 /* ready: whether the real functions are known (resolving them if not);
  * false only inside dlsym, where the caller must use the boot buffer. */
 static inline int ready(void)
 {
-    if (AGENT_LIKELY(__atomic_load_n(&real_malloc, __ATOMIC_ACQUIRE) != NULL)) return 1;
+    if (AGENT_LIKELY(__atomic_load_n(&real_malloc, __ATOMIC_ACQUIRE) != malloc_first)) return 1;
     if (resolving) return 0;
     resolve();
     return 1;
@@ -166,31 +176,42 @@ void agent_shim_init(void)
 /* Interposed functions                                                     */
 /* ------------------------------------------------------------------------ */
 
-AGENT_EXPORT void *malloc(size_t size)
+/* malloc_first: real_malloc until resolution: resolves, or serves dlsym's
+ * own allocations from the boot buffer. */
+static void *malloc_first(size_t size)
 {
-    if (AGENT_UNLIKELY(!ready())) return boot_alloc(size, 16);
-    void *p = real_malloc(size);
-    if (AGENT_UNLIKELY(p == NULL)) return p;
-    return agent_on_alloc(p);
+    if (!ready()) return boot_alloc(size, 16);
+    return real_malloc(size);
 }
 
-/* free_slow: free for the cases agent_fast_thread declines. */
+AGENT_EXPORT void *malloc(size_t size)
+{
+    void *p = real_malloc(size);
+    agent_thread_t *t = agent_tls.fast;
+    if (AGENT_UNLIKELY(t == NULL || p == NULL)) return p ? agent_on_alloc_slow(p) : p;
+    return agent_count_alloc(t, p, agent_glibc_usable_size(p));
+}
+
+/* free_slow: every free the fast path declines: NULL, the boot buffer,
+ * a thread outside the fast path, a pointer the live filter does not
+ * clear (sampled, a false positive, or in a pinned slot). */
 __attribute__((noinline)) static void free_slow(void *ptr)
 {
+    if (ptr == NULL || is_boot(ptr)) return;
     agent_on_free_slow(ptr);
     real_free(ptr);
 }
 
+/* free: NULL and the boot buffer are pinned in the live filter, so one
+ * filter test sends them, and sampled pointers, to free_slow. */
 AGENT_EXPORT void free(void *ptr)
 {
-    if (AGENT_UNLIKELY(ptr == NULL)) return;
-    if (AGENT_UNLIKELY(is_boot(ptr))) return;
-    agent_thread_t *t = agent_fast_thread();
-    if (AGENT_UNLIKELY(!t)) {
+    agent_thread_t *t = agent_tls.fast;
+    if (AGENT_UNLIKELY(t == NULL || agent_maybe_sampled(ptr))) {
         free_slow(ptr);
         return;
     }
-    agent_count_free(t, ptr);
+    agent_free_fast(t, ptr);
     real_free(ptr);
 }
 
@@ -232,9 +253,10 @@ AGENT_EXPORT void *realloc(void *ptr, size_t size)
     /* Report the free first: once the real realloc returns, the old address
      * may already belong to another thread's allocation. A failure is then
      * answered by reporting the block again. */
-    size_t token = agent_on_realloc_before(ptr);
+    agent_realloc_t r;
+    agent_on_realloc_before(ptr, &r);
     void *q = real_realloc(ptr, size);
-    agent_on_realloc_after(token, q, size);
+    agent_on_realloc_after(&r, ptr, q, size);
     return q;
 }
 

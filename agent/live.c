@@ -1,0 +1,149 @@
+/*
+ * live.c - the live map: every sampled allocation still live, pointer ->
+ * (stack id, usable size), and the counting filter that lets the free() of
+ * an unsampled pointer skip it without a lock.
+ *
+ * Sharding. SHARDS independent map/ maps, each under its own mutex; a
+ * pointer's shard comes from a multiplicative hash of its address, so the
+ * threads of a program sampling at rate 1 spread over the shards instead
+ * of queueing on one lock. A shard's map is created on its first insert.
+ *
+ * The filter (declared in agent_internal.h, where free() reads it inline):
+ * 2^20 16-bit counters; slot = address bits 4..23. A sampled pointer is
+ * counted in its slot after it is stored in the map and uncounted after it
+ * leaves, both under the shard lock, with atomic read-modify-writes since
+ * two shards can share a slot. The free() of that pointer happens after
+ * the program received it from malloc, so it always sees the count.
+ * A counter that reaches 0xffff stays there for good: it can no longer be
+ * uncounted exactly, and a stuck slot only sends more frees to the map.
+ * False positives (slot > 0, pointer not in the map) are counted per thread
+ * (filter_false) and reported in the summary; at the default rate they are
+ * about live samples / 2^20.
+ *
+ * Lock order: a shard lock, then the arena's. fork: prefork takes every
+ * shard in index order.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+
+#include "agent/agent_internal.h"
+#include "map/map.h"
+
+#define SHARDS 64                        /* power of two */
+#define FILTER_STUCK 0xffffu
+
+uint16_t agent_live_filter[1u << AGENT_FILTER_BITS];
+
+typedef struct shard_s {
+    pthread_mutex_t lock;
+    map_t *map;                          /* created on first insert */
+} __attribute__((aligned(64))) shard_t;
+
+static shard_t shards[SHARDS] = {
+    [0 ... SHARDS - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER, .map = NULL },
+};
+
+static shard_t *shard_of(const void *ptr)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)ptr >> 4) * 0x9e3779b97f4a7c15ull;
+    return &shards[h >> (64 - 6)];
+}
+_Static_assert(SHARDS == 1 << 6, "shard_of takes 6 bits");
+
+static void filter_count(const void *ptr)
+{
+    uint16_t *slot = &agent_live_filter[agent_filter_slot(ptr)];
+    uint16_t old = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    while (old != FILTER_STUCK &&
+           !__atomic_compare_exchange_n(slot, &old, (uint16_t)(old + 1), 1,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+static void filter_uncount(const void *ptr)
+{
+    uint16_t *slot = &agent_live_filter[agent_filter_slot(ptr)];
+    uint16_t old = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    while (old != FILTER_STUCK && old != 0 &&
+           !__atomic_compare_exchange_n(slot, &old, (uint16_t)(old - 1), 1,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+void agent_live_filter_pin(const void *lo, size_t len)
+{
+    for (uintptr_t a = (uintptr_t)lo & ~(uintptr_t)15; a < (uintptr_t)lo + len || a == (uintptr_t)lo; a += 16)
+        __atomic_store_n(&agent_live_filter[agent_filter_slot((const void *)a)], FILTER_STUCK, __ATOMIC_RELAXED);
+}
+
+bool agent_live_insert(const void *ptr, uint64_t value)
+{
+    shard_t *s = shard_of(ptr);
+    bool ok = false;
+    pthread_mutex_lock(&s->lock);
+    if (!s->map) {
+        map_allocator_t a = map_arena_allocator();
+        if (map_new(8, 8, 0, &a, &s->map) != MAP_OK) s->map = NULL;
+    }
+    if (s->map) {
+        void *slot;
+        bool inserted;
+        if (map_assign64(s->map, (uint64_t)(uintptr_t)ptr, &slot, &inserted) == MAP_OK) {
+            /* Not inserted: the address was recorded and never freed as far
+             * as we saw (a free we could not observe); the new record wins. */
+            __builtin_memcpy(slot, &value, sizeof value);
+            if (inserted) filter_count(ptr);
+            ok = true;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+bool agent_live_remove(const void *ptr, uint64_t *value)
+{
+    shard_t *s = shard_of(ptr);
+    bool found = false;
+    pthread_mutex_lock(&s->lock);
+    if (s->map && map_delete64(s->map, (uint64_t)(uintptr_t)ptr, value)) {
+        filter_uncount(ptr);
+        found = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+void agent_live_get_stats(agent_live_stats_t *out)
+{
+    *out = (agent_live_stats_t){ .shards = SHARDS, .filter_bytes = sizeof agent_live_filter };
+    for (unsigned i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&shards[i].lock);
+        if (shards[i].map) {
+            map_stats_t st;
+            map_get_stats(shards[i].map, &st);
+            out->count += st.count;
+            out->bytes += st.bytes;
+            out->buckets += st.buckets;
+            out->noverflow += st.noverflow;
+            out->overflow_buckets += st.overflow_buckets;
+            out->grow_failures += st.grow_failures;
+            if (st.B > out->max_B) out->max_B = st.B;
+        }
+        pthread_mutex_unlock(&shards[i].lock);
+    }
+}
+
+void agent_live_prefork(void)
+{
+    for (unsigned i = 0; i < SHARDS; i++) pthread_mutex_lock(&shards[i].lock);
+}
+
+void agent_live_postfork_parent(void)
+{
+    for (unsigned i = SHARDS; i-- > 0;) pthread_mutex_unlock(&shards[i].lock);
+}
+
+void agent_live_postfork_child(void)
+{
+    for (unsigned i = 0; i < SHARDS; i++) pthread_mutex_init(&shards[i].lock, NULL);
+}

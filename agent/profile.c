@@ -1,0 +1,136 @@
+/*
+ * profile.c - heap profiles from the stack table, through pprof/.
+ *
+ * A profile is a walk over the interned stacks: each stack with sampled
+ * allocations becomes one sample whose alloc pair is what was sampled
+ * there and whose in-use pair is that minus what was freed, unsampled by
+ * pprof_heap_add with the sampling rate exactly as Go's runtime/pprof
+ * does. The live map is not walked: the per-stack totals already say what
+ * is live, so writing a profile never holds a lock the allocating threads
+ * need. The totals are read freed-first, so in-use is never negative even
+ * while other threads allocate and free.
+ *
+ * Mappings come from /proc/self/maps with their build IDs, and frames are
+ * named in-process through a symbol cache kept for the life of the process
+ * (libstdc++'s tables are parsed once, not at every profile), so a profile
+ * opens on another machine.
+ *
+ * Names: heap.<pid>.<seq>.<reason>.pb.gz, seq counting from 1 per process
+ * with at least 4 digits. pprof_builder_write_gz writes a temporary file
+ * and renames it: the profile appears whole or not at all.
+ *
+ * Everything here allocates from the arena and runs under the recursion
+ * guard; one lock serialises profile writers (exit, the background thread,
+ * signal and alert requests).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent_internal.h"
+#include "pprof/pprof.h"
+
+static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
+static pprof_symcache_t *symcache;       /* kept across profiles */
+static unsigned seq;                     /* profiles named so far (under the lock) */
+
+/* add_stacks: one heap sample per stack with samples. */
+static pprof_err_t add_stacks(pprof_builder_t *b)
+{
+    uint32_t n = agent_stacks_count();
+    for (uint32_t id = 0; id < n; id++) {
+        agent_stack_t *s = agent_stack_get(id);
+        if (!s) continue;
+        int64_t free_objects = (int64_t)__atomic_load_n(&s->free_objects, __ATOMIC_ACQUIRE);
+        int64_t free_bytes = (int64_t)__atomic_load_n(&s->free_bytes, __ATOMIC_ACQUIRE);
+        pprof_heap_counts_t c = {
+            .alloc_objects = (int64_t)__atomic_load_n(&s->alloc_objects, __ATOMIC_ACQUIRE),
+            .alloc_bytes = (int64_t)__atomic_load_n(&s->alloc_bytes, __ATOMIC_ACQUIRE),
+        };
+        if (c.alloc_objects == 0) continue;
+        c.inuse_objects = c.alloc_objects > free_objects ? c.alloc_objects - free_objects : 0;
+        c.inuse_bytes = c.alloc_bytes > free_bytes ? c.alloc_bytes - free_bytes : 0;
+        pprof_err_t err = pprof_heap_add(b, s->pcs, s->depth, &c);
+        if (err != PPROF_OK) return err;
+    }
+    return PPROF_OK;
+}
+
+static void profile_name(char *name, size_t cap, unsigned n, const char *reason)
+{
+    agent_buf_t nb;
+    agent_buf_init(&nb, name, cap);
+    agent_buf_str(&nb, "heap.");
+    agent_buf_u64(&nb, (uint64_t)getpid());
+    agent_buf_str(&nb, ".");
+    for (unsigned pad = 1000; pad > 1 && n < pad; pad /= 10) agent_buf_str(&nb, "0");
+    agent_buf_u64(&nb, n);
+    agent_buf_str(&nb, ".");
+    agent_buf_str(&nb, reason);
+    agent_buf_str(&nb, ".pb.gz");
+}
+
+static pprof_err_t build(pprof_builder_t *b, const char *reason)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char comment[128];
+    agent_buf_t cb;
+    agent_buf_init(&cb, comment, sizeof comment);
+    agent_buf_str(&cb, "heapwatch heap profile (");
+    agent_buf_str(&cb, reason);
+    agent_buf_str(&cb, "), sampling rate ");
+    agent_buf_u64(&cb, agent_sample_rate);
+    agent_buf_str(&cb, " bytes");
+
+    pprof_err_t err = pprof_builder_set_heap_types(b, (int64_t)agent_sample_rate);
+    if (!err) err = pprof_builder_set_time(b, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, 0);
+    if (!err) err = pprof_builder_add_comment(b, comment);
+    if (!err) err = add_stacks(b);
+    if (!err) err = pprof_builder_add_mappings_from_proc(b);
+    if (err == PPROF_ERR_PROC) err = PPROF_OK;   /* unnamed frames, still a profile */
+    if (!err) {
+        if (!symcache) {
+            map_allocator_t a = map_arena_allocator();
+            if (pprof_symcache_new(&a, &symcache) != PPROF_OK) symcache = NULL;
+        }
+        err = pprof_builder_symbolize(b, symcache);
+    }
+    return err;
+}
+
+int agent_profile_write(const char *dir, const char *reason, char *name, size_t namecap)
+{
+    char local[128];
+    if (!name || namecap == 0) {
+        name = local;
+        namecap = sizeof local;
+    }
+    name[0] = 0;
+    agent_enter();
+    pthread_mutex_lock(&profile_lock);
+    map_allocator_t a = map_arena_allocator();
+    pprof_builder_t *b = NULL;
+    pprof_err_t err = pprof_builder_new(&a, &b);
+    if (!err) err = build(b, reason);
+    if (!err) {
+        profile_name(name, namecap, ++seq, reason);
+        err = pprof_builder_write_gz(b, dir, name);
+        if (err) name[0] = 0;
+    }
+    pprof_builder_free(b);
+    pthread_mutex_unlock(&profile_lock);
+    agent_leave();
+    return (int)err;
+}
+
+void agent_profile_postfork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    profile_lock = fresh;
+    /* The parent's background thread may have been using the cache when
+     * it forked; it is abandoned (arena memory), not reused. */
+    symcache = NULL;
+    seq = 0;
+}

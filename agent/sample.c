@@ -1,0 +1,202 @@
+/*
+ * sample.c - Poisson sampling by bytes, and what happens to a sampled
+ * allocation from its malloc to its free.
+ *
+ * The maths (as Go's MemProfileRate). We want each byte allocated to be
+ * sampled with probability 1/rate, independently, so that an allocation
+ * of s bytes is sampled with probability 1 - exp(-s/rate) and the
+ * unsampling in pprof/ (pprof_heap_scale, Go's scaleHeapSample) gives
+ * unbiased estimates. The gaps between sampled bytes are then exponential
+ * with mean `rate`. Each thread keeps the
+ * a countdown `sample_left` of the bytes before its next sample: every
+ * allocation subtracts its size, the one that takes it below zero is
+ * sampled, and the countdown restarts from a fresh exponential draw. On
+ * the hot path that is one `sub` to memory and a sign test.
+ * Many allocations may fall in one gap and several sampling points may fall
+ * inside one large allocation; like Go, such an allocation is sampled once
+ * and the next gap starts at its end (that is what 1 - exp(-s/rate) is).
+ *
+ *   rate 0: the countdown starts at INT64_MAX: nothing is ever sampled;
+ *   rate 1: it is kept at -1: every allocation is sampled, weights are
+ *           exactly 1.
+ *
+ * Draws: -ln(U) * rate with U uniform in (0, 1], from a per-thread
+ * xorshift64* generator seeded from AT_RANDOM, the block address and a
+ * per-block counter, so threads and processes draw independent sequences.
+ * A forked child continues its parent's sequence; that only makes the two
+ * processes' samples correlated, not biased.
+ *
+ * Sizes are usable sizes (malloc_usable_size), as the exact counters: the
+ * profile's inuse_space at rate 1 equals the counters' live bytes of the
+ * same allocations.
+ *
+ * A sampled allocation: its stack is captured (stacks.c) and interned,
+ * the pointer goes into the live map (live.c) with its stack id and size,
+ * and the stack's alloc totals grow. Its free (the live filter said
+ * "maybe") takes it out of the map and adds to the stack's freed totals.
+ * realloc: the old block is taken out before the real realloc and put back
+ * if the realloc fails.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <string.h>
+#include <sys/auxv.h>
+
+#include "agent/agent_internal.h"
+
+uint64_t agent_sample_rate = CONF_DEFAULT_RATE;
+
+/* ------------------------------------------------------------------------ */
+/* Draws                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t next_random(agent_thread_t *t)
+{
+    uint64_t x = t->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* draw_gap: bytes until the next sample: exponential with mean rate. */
+static uint64_t draw_gap(agent_thread_t *t)
+{
+    uint64_t rate = agent_sample_rate;
+    /* U in (0, 1]: 53 random bits, plus one so that log(U) is finite. */
+    double u = (double)((next_random(t) >> 11) + 1) * 0x1.0p-53;
+    double gap = -log(u) * (double)rate;
+    return gap < 0x1.0p62 ? (uint64_t)gap : (UINT64_C(1) << 62);
+}
+
+/* reset_countdown: the bytes before the thread's next sample. */
+static void reset_countdown(agent_thread_t *t)
+{
+    if (agent_sample_rate == 0) t->sample_left = INT64_MAX;
+    else if (agent_sample_rate == 1) t->sample_left = -1;   /* every allocation, even of 0 bytes */
+    else t->sample_left = (int64_t)draw_gap(t);
+}
+
+void agent_sample_thread_init(agent_thread_t *t)
+{
+    static uint64_t blocks_seeded;     /* distinguishes blocks (atomic) */
+    uint64_t seed = (uint64_t)(uintptr_t)t;
+    const unsigned char *at_random = (const unsigned char *)getauxval(AT_RANDOM);
+    if (at_random) {
+        uint64_t r;
+        memcpy(&r, at_random + 8, sizeof r);   /* bytes 0-7 seed the map hash */
+        seed ^= r;
+    }
+    seed ^= __atomic_add_fetch(&blocks_seeded, 1, __ATOMIC_RELAXED) * 0x9e3779b97f4a7c15ull;
+    t->rng = splitmix64(seed) | 1;     /* xorshift state must not be 0 */
+    /* The first gap is a full draw, so a thread's first allocation is not
+     * favoured (Go does the same). */
+    reset_countdown(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sampled allocations                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* forget: ptr (found in the live map with value v) was freed. */
+static void forget(uint64_t v)
+{
+    agent_stack_t *s = agent_stack_get(agent_live_stack(v));
+    if (!s) return;
+    __atomic_add_fetch(&s->free_objects, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->free_bytes, agent_live_size(v), __ATOMIC_RELAXED);
+}
+
+/* record: ptr's stack into the live map and its stack's alloc totals. */
+static void record(agent_thread_t *t, void *ptr, size_t usable)
+{
+    uint64_t pcs[AGENT_MAX_FRAMES], stale;
+    /* An address still in the map was freed where we could not see it:
+     * that allocation is gone, count it freed. */
+    if (agent_maybe_sampled(ptr) && agent_live_remove(ptr, &stale)) forget(stale);
+    size_t depth = agent_stack_capture(pcs, AGENT_MAX_FRAMES);
+    agent_stack_t *s = agent_stack_intern(pcs, depth);
+    if (!s || !agent_live_insert(ptr, agent_live_pack(s->id, usable))) {
+        t->dropped++;
+        return;
+    }
+    __atomic_add_fetch(&s->alloc_objects, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->alloc_bytes, agent_live_size(agent_live_pack(0, usable)), __ATOMIC_RELAXED);   /* clamped as the map keeps it */
+    t->samples++;
+}
+
+void *agent_sample_slow(agent_thread_t *t, void *ptr, size_t usable)
+{
+    reset_countdown(t);
+    if (agent_sample_rate == 0) return ptr;   /* a block adopted across a rate change */
+    agent_enter();
+    record(t, ptr, usable);
+    agent_leave();
+    return ptr;
+}
+
+void agent_free_sampled(agent_thread_t *t, void *ptr)
+{
+    uint64_t v;
+    agent_enter();
+    t->filter_hits++;
+    if (agent_live_remove(ptr, &v)) forget(v);
+    else t->filter_false++;
+    agent_leave();
+}
+
+/* ------------------------------------------------------------------------ */
+/* realloc                                                                  */
+/* ------------------------------------------------------------------------ */
+
+void agent_on_realloc_before(void *ptr, agent_realloc_t *r)
+{
+    memset(r, 0, sizeof *r);
+    agent_thread_t *t = agent_current_thread();
+    if (!t) return;
+    r->counted = true;
+    r->usable = agent_usable_size(ptr);
+    t->frees++;
+    t->free_bytes += r->usable;
+    if (AGENT_LIKELY(!agent_maybe_sampled(ptr))) return;
+    agent_enter();
+    t->filter_hits++;
+    if (agent_live_remove(ptr, &r->live_value)) r->was_sampled = true;
+    else t->filter_false++;
+    agent_leave();
+}
+
+void agent_on_realloc_after(const agent_realloc_t *r, void *old, void *result, size_t size)
+{
+    if (!r->counted) return;
+    if (result == NULL && size != 0) {
+        /* Failed: the old block is intact. Count it back in, as it was. */
+        agent_thread_t *t = agent_tls.thread;
+        t->frees--;
+        t->free_bytes -= r->usable;
+        if (r->was_sampled) {
+            agent_enter();
+            if (!agent_live_insert(old, r->live_value)) {
+                forget(r->live_value);   /* cannot track it again: count it gone */
+                t->dropped++;
+            }
+            agent_leave();
+        }
+        return;
+    }
+    if (r->was_sampled) {
+        agent_enter();
+        forget(r->live_value);
+        agent_leave();
+    }
+    if (result) agent_on_alloc(result);
+}

@@ -1,0 +1,263 @@
+/*
+ * stacks.c - call stacks of sampled allocations: captured with libunwind,
+ * interned so that each distinct stack is stored once, never freed.
+ *
+ * Capture. unw_backtrace walks the calling thread's stack with libunwind's
+ * local-only fast tracer, which caches the unwind rules of each return
+ * address (per-thread caching policy: no lock shared between threads). The
+ * innermost frames are the agent's own (the capture, the sampling slow
+ * path, the interposed malloc); every leading frame whose address lies in
+ * libheapwatch.so's executable segment is dropped, so pcs[0] is the return
+ * address in the allocation function's caller: what SPEC asks ("no agent
+ * frames"), and robust to inlining, which a fixed skip count is not.
+ *
+ * Interning. A stack is hashed (its frames, mixed) and looked up in one of
+ * STRIPES tables chosen by the hash, each a map/ map from hash to stack id
+ * under its own mutex, so threads sampling at rate 1 rarely contend. A hit
+ * is confirmed by comparing the frames; two different stacks with the same
+ * 64-bit hash (never seen, but possible) are told apart by probing hash+1,
+ * hash+2, ... Records live in a two-level directory indexed by id that
+ * readers (profiles, alerts) walk without a lock: a record is fully written
+ * before its pointer is published (release), and ids are handed out by an
+ * atomic counter, so a reader may meet an id whose pointer is not yet
+ * published and simply skips it.
+ *
+ * Record 0 is the empty stack: samples whose stack could not be stored
+ * (table full, no memory) are counted there rather than lost.
+ *
+ * Lock order: a stripe lock, then the arena's (records and table growth
+ * allocate under it). fork: prefork takes every stripe in index order.
+ */
+#define _GNU_SOURCE
+#define UNW_LOCAL_ONLY
+#include <dlfcn.h>
+#include <libunwind.h>
+#include <link.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "agent/agent_internal.h"
+#include "map/map.h"
+
+#define STRIPES 16                       /* interning tables (power of two) */
+#define CHUNK_BITS 12                    /* ids per directory chunk */
+#define CHUNK_IDS (1u << CHUNK_BITS)
+#define CHUNKS (AGENT_STACKS_MAX / CHUNK_IDS)
+#define PROBES 8                         /* hash collisions tolerated per stack */
+
+typedef struct stripe_s {
+    pthread_mutex_t lock;
+    map_t *index;                        /* hash -> id */
+} __attribute__((aligned(64))) stripe_t;
+
+static stripe_t stripes[STRIPES];
+static agent_stack_t **directory[CHUNKS];/* id -> record, by chunk (atomic) */
+static uint32_t next_id;                 /* ids handed out (atomic) */
+static size_t table_bytes;               /* records and chunks (atomic) */
+static map_allocator_t allocator;
+static int ready;                        /* init succeeded */
+static uintptr_t own_lo, own_hi;         /* libheapwatch.so's executable segment */
+
+/* ------------------------------------------------------------------------ */
+/* Capture                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static int find_own_segment(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    uintptr_t probe = (uintptr_t)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        uintptr_t hi = lo + ph->p_memsz;
+        if (probe >= lo && probe < hi) {
+            own_lo = lo;
+            own_hi = hi;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static bool is_own(uint64_t pc)
+{
+    return pc >= own_lo && pc < own_hi;
+}
+
+size_t agent_stack_capture(uint64_t *pcs, size_t max)
+{
+    void *raw[AGENT_MAX_FRAMES + 8];
+    int n = unw_backtrace(raw, (int)(sizeof raw / sizeof raw[0]));
+    int first = 0;
+    while (first < n && is_own((uint64_t)(uintptr_t)raw[first])) first++;
+    size_t depth = 0;
+    for (int i = first; i < n && depth < max; i++) {
+        if (raw[i] == NULL) break;
+        pcs[depth++] = (uint64_t)(uintptr_t)raw[i];
+    }
+    return depth;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Records                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t hash_frames(const uint64_t *pcs, size_t depth)
+{
+    uint64_t h = 0x84222325cbf29ce4ull ^ depth;
+    for (size_t i = 0; i < depth; i++) {
+        h ^= pcs[i];
+        h *= 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    h ^= h >> 32;
+    return h;
+}
+
+agent_stack_t *agent_stack_get(uint32_t id)
+{
+    if (id >= AGENT_STACKS_MAX) return NULL;
+    agent_stack_t **chunk = __atomic_load_n(&directory[id >> CHUNK_BITS], __ATOMIC_ACQUIRE);
+    if (!chunk) return NULL;
+    return __atomic_load_n(&chunk[id & (CHUNK_IDS - 1)], __ATOMIC_ACQUIRE);
+}
+
+uint32_t agent_stacks_count(void)
+{
+    uint32_t n = __atomic_load_n(&next_id, __ATOMIC_ACQUIRE);
+    return n < AGENT_STACKS_MAX ? n : AGENT_STACKS_MAX;
+}
+
+size_t agent_stacks_bytes(void)
+{
+    size_t n = __atomic_load_n(&table_bytes, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < STRIPES; i++) {
+        map_stats_t st;
+        pthread_mutex_lock(&stripes[i].lock);
+        if (stripes[i].index) {
+            map_get_stats(stripes[i].index, &st);
+            n += st.bytes;
+        }
+        pthread_mutex_unlock(&stripes[i].lock);
+    }
+    return n;
+}
+
+/* publish: stores record r under id, creating its directory chunk.
+ * @return false when the chunk cannot be allocated. Called with a stripe
+ * lock held; chunk creation races between stripes are settled by CAS. */
+static bool publish(uint32_t id, agent_stack_t *r)
+{
+    agent_stack_t ***slot = &directory[id >> CHUNK_BITS];
+    agent_stack_t **chunk = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (!chunk) {
+        agent_stack_t **fresh = allocator.alloc(allocator.ctx, CHUNK_IDS * sizeof *fresh);
+        if (!fresh) return false;
+        if (__atomic_compare_exchange_n(slot, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            chunk = fresh;
+            __atomic_add_fetch(&table_bytes, CHUNK_IDS * sizeof *fresh, __ATOMIC_RELAXED);
+        } else {
+            allocator.free(allocator.ctx, fresh);   /* another stripe made it */
+        }
+    }
+    __atomic_store_n(&chunk[id & (CHUNK_IDS - 1)], r, __ATOMIC_RELEASE);
+    return true;
+}
+
+/* new_record: a record for the stack with this hash, published under a
+ * fresh id, or NULL. */
+static agent_stack_t *new_record(const uint64_t *pcs, size_t depth, uint64_t hash)
+{
+    uint32_t id = __atomic_fetch_add(&next_id, 1, __ATOMIC_ACQ_REL);
+    if (id >= AGENT_STACKS_MAX) {
+        __atomic_store_n(&next_id, AGENT_STACKS_MAX, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    size_t bytes = sizeof(agent_stack_t) + depth * sizeof pcs[0];
+    agent_stack_t *r = allocator.alloc(allocator.ctx, bytes);
+    if (!r) return NULL;   /* the id stays unpublished: readers skip it */
+    r->hash = hash;
+    r->id = id;
+    r->depth = (uint32_t)depth;
+    if (depth) memcpy(r->pcs, pcs, depth * sizeof pcs[0]);
+    if (!publish(id, r)) {
+        allocator.free(allocator.ctx, r);
+        return NULL;
+    }
+    __atomic_add_fetch(&table_bytes, bytes, __ATOMIC_RELAXED);
+    return r;
+}
+
+/* lookup_or_add: in stripe st (locked), the record of this stack. */
+static agent_stack_t *lookup_or_add(stripe_t *st, const uint64_t *pcs, size_t depth, uint64_t hash)
+{
+    for (unsigned probe = 0; probe < PROBES; probe++) {
+        uint64_t key = hash + probe;
+        void *slot;
+        bool inserted;
+        if (map_assign64(st->index, key, &slot, &inserted) != MAP_OK) return NULL;
+        if (!inserted) {
+            uint32_t id;
+            memcpy(&id, slot, sizeof id);
+            agent_stack_t *r = agent_stack_get(id);
+            if (r && r->depth == depth && memcmp(r->pcs, pcs, depth * sizeof pcs[0]) == 0)
+                return r;
+            continue;   /* a different stack with this hash: probe on */
+        }
+        agent_stack_t *r = new_record(pcs, depth, hash);
+        if (!r) {
+            map_delete64(st->index, key, NULL);
+            return NULL;
+        }
+        memcpy(slot, &r->id, sizeof r->id);
+        return r;
+    }
+    return NULL;
+}
+
+agent_stack_t *agent_stack_intern(const uint64_t *pcs, size_t depth)
+{
+    if (!ready) return agent_stack_get(0);
+    uint64_t hash = hash_frames(pcs, depth);
+    stripe_t *st = &stripes[hash >> 60 & (STRIPES - 1)];
+    pthread_mutex_lock(&st->lock);
+    agent_stack_t *r = lookup_or_add(st, pcs, depth, hash);
+    pthread_mutex_unlock(&st->lock);
+    return r ? r : agent_stack_get(0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Start-up and fork                                                        */
+/* ------------------------------------------------------------------------ */
+
+int agent_stacks_init(void)
+{
+    allocator = map_arena_allocator();
+    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
+    dl_iterate_phdr(find_own_segment, (void *)(uintptr_t)agent_stack_capture);
+    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    /* Record 0: the empty stack. */
+    if (!new_record(NULL, 0, 0)) return -1;
+    for (unsigned i = 0; i < STRIPES; i++)
+        if (map_new(8, sizeof(uint32_t), 64, &allocator, &stripes[i].index) != MAP_OK) return -1;
+    ready = 1;
+    return 0;
+}
+
+void agent_stacks_prefork(void)
+{
+    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
+}
+
+void agent_stacks_postfork_parent(void)
+{
+    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
+}
+
+void agent_stacks_postfork_child(void)
+{
+    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
+}
