@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# agent_profiles.sh - the heap profiles the agent writes, read back by the
+# real `go tool pprof`: exact per-function totals at HEAPWATCH_RATE=1,
+# unsampled estimates within derived bounds at the default rate, stacks
+# without agent frames, and the exit, signal, interval and fork dumps.
+set -u
+. tests/integration/lib.sh
+PP=$PWD/tests/integration/pprof_raw.py
+
+# raw FILE: the profile as pprof_raw.py's JSON (go tool pprof parses it).
+raw() { go tool pprof -raw "$1" 2>"$T/pprof.err" | python3 "$PP"; }
+
+one_profile() {   # DIR REASON: the single heap.*.REASON.pb.gz in DIR
+    local f=("$1"/heap.*."$2".pb.gz)
+    [ ${#f[@]} = 1 ] && [ -f "${f[0]}" ] && echo "${f[0]}"
+}
+
+# --- rate 1: every allocation, exact ---------------------------------------
+out=$T/exact
+HEAPWATCH_RATE=1 with_agent "$out" "$PROGS/agent_sites" exact "$T/exact.truth"; rc=$?
+check "agent_sites exact exits 0 under the agent at rate 1" [ $rc = 0 ]
+prof=$(one_profile "$out" exit)
+check "one exit profile, named heap.<pid>.0001.exit.pb.gz" \
+    bash -c '[[ "$(basename "$1")" =~ ^heap\.[0-9]+\.0001\.exit\.pb\.gz$ ]]' _ "$prof"
+raw "$prof" > "$T/exact.json"
+check "go tool pprof reads the exit profile" [ -s "$T/exact.json" ]
+python3 - "$T/exact.truth" "$T/exact.json" <<'PY' && ok "rate 1: per-site alloc and inuse objects and bytes equal the ground truth" || not_ok "rate 1: per-site totals differ from the ground truth"
+import json, sys
+truth = json.load(open(sys.argv[1]))
+got = json.load(open(sys.argv[2]))["by_leaf"]
+bad = {k: (v, got.get(k)) for k, v in truth.items() if got.get(k) != v}
+if bad:
+    print("# differences (truth, profile):", bad)
+sys.exit(1 if bad else 0)
+PY
+python3 - "$T/exact.json" <<'PY' && ok "stacks: site <- level2 <- level1 <- main/thread_main; no agent frame or location" || not_ok "stacks: callers wrong or agent frames present"
+import json, sys
+d = json.load(open(sys.argv[1]))
+want_caller = {"site_thread": "thread_main"}
+ok = True
+for s in d["stacks"]:
+    if s and s[0].startswith("site_"):
+        tail = want_caller.get(s[0], "main")
+        if s[1:4] != ["level2", "level1", tail]:
+            print("# bad stack:", s); ok = False
+    for fn in s:
+        if fn.startswith("agent_") or fn in ("malloc", "calloc", "realloc", "free", "memalign",
+                                             "aligned_alloc", "posix_memalign", "unw_backtrace"):
+            print("# agent or allocator frame:", s); ok = False
+if any("libheapwatch" in m for m in d["location_mappings"]):
+    print("# a location in the agent:", d["location_mappings"]); ok = False
+sys.exit(0 if ok else 1)
+PY
+sum=("$out"/summary.*.json)
+python3 - "${sum[0]}" <<'PY' && ok "rate 1: summary sampled_live == live_objects, map stats present, no drops" || not_ok "rate 1: summary sampling fields wrong"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["rate"] == 1
+assert d["sampled_live"] == d["live_objects"] == d["map_count"], (d["sampled_live"], d["live_objects"])
+assert d["samples"] == d["mallocs"], (d["samples"], d["mallocs"])
+assert d["samples_dropped"] == 0
+for k in ("map_B", "map_noverflow", "stacks", "filter_false_positive_rate", "agent_memory_bytes"):
+    assert k in d, k
+assert any(f.endswith(".exit.pb.gz") for f in d["files"]), d["files"]
+PY
+
+# --- default rate: unsampled estimates within derived bounds -----------------
+# A site of N allocations of s usable bytes is sampled k ~ Binomial(N, p)
+# times, p = 1 - exp(-s/rate); pprof's estimate is k/p objects, so
+# estimate/truth = k/(Np), with mean 1 and relative standard deviation
+# sigma = sqrt((1-p)/(Np)). The bound is 6 sigma: a correct agent fails it
+# with probability about 2e-9 per check (the binomial tails at Np >= 180
+# are close to normal), so the test is deterministic in practice, while a
+# wrong scaling (no unsampling: estimate = p, or the wrong p) is off by far
+# more. N and s are chosen so that the bounds are tight: ~11% for 100000
+# blocks of 16 KiB, ~26% for 4000 blocks of 64 KiB held live, ~44% for 4M
+# blocks of 24 bytes.
+out=$T/large
+with_agent "$out" "$PROGS/agent_sites" large "$T/large.truth"; rc=$?
+check "agent_sites large exits 0 under the agent (default rate)" [ $rc = 0 ]
+raw "$(one_profile "$out" exit)" > "$T/large.json"
+python3 - "$T/large.truth" "$T/large.json" <<'PY' && ok "default rate: large sites within 6 sigma of the truth" || not_ok "default rate: an estimate is outside its bound"
+import json, math, sys
+rate = 524288
+truth = json.load(open(sys.argv[1]))
+got = json.load(open(sys.argv[2]))["by_leaf"]
+ok = True
+for site, t in truth.items():
+    n, b = t[0], t[1]
+    p = 1 - math.exp(-(b / n) / rate)
+    sigma = math.sqrt((1 - p) / (n * p))
+    e = got.get(site, [0, 0, 0, 0])
+    for i, what in ((0, "alloc_objects"), (1, "alloc_space"), (2, "inuse_objects"), (3, "inuse_space")):
+        if t[i] == 0:
+            good = e[i] == 0
+            ratio = float("nan")
+        else:
+            ratio = e[i] / t[i]
+            good = abs(ratio - 1) <= 6 * sigma
+        print("# %-12s %-13s truth %11d estimate %11d ratio %.3f bound +-%.3f %s"
+              % (site, what, t[i], e[i], ratio, 6 * sigma, "ok" if good else "FAIL"))
+        ok &= good
+sys.exit(0 if ok else 1)
+PY
+
+# --- rate 0: counters only ---------------------------------------------------
+out=$T/rate0
+HEAPWATCH_RATE=0 with_agent "$out" "$PROGS/agent_sites" exact "$T/r0.truth" >/dev/null
+sum=("$out"/summary.*.json)
+check "rate 0: no samples, an empty exit profile still opens" bash -c \
+    '[ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[\"samples\"])" "$1")" = 0 ] &&
+     go tool pprof -raw "$2"/heap.*.exit.pb.gz >/dev/null 2>&1' _ "${sum[0]}" "$out"
+
+# --- on demand: HEAPWATCH_SIGNAL -------------------------------------------
+out=$T/signal
+HEAPWATCH_SIGNAL=USR1 with_agent "$out" "$PROGS/agent_sites" signal "$out" > "$T/signal.out"; rc=$?
+check "HEAPWATCH_SIGNAL=USR1: the program sees its signal profile and exits 0" \
+    bash -c '[ "$1" = 0 ] && grep -q "signal profile seen" "$2"' _ $rc "$T/signal.out"
+check "signal profile heap.<pid>.0001.signal.pb.gz, then exit profile 0002" bash -c \
+    'ls "$1" | grep -qE "^heap\.[0-9]+\.0001\.signal\.pb\.gz$" && ls "$1" | grep -qE "^heap\.[0-9]+\.0002\.exit\.pb\.gz$"' _ "$out"
+check "the signal profile opens in go tool pprof" \
+    bash -c 'go tool pprof -top "$1"/heap.*.signal.pb.gz 2>/dev/null | grep -q site_malloc' _ "$out"
+# Without the variable, SIGUSR1 keeps its default action (terminates).
+sh -c 'HEAPWATCH_OUT=$1 LD_PRELOAD=$2 "$3" signal "$1"; echo $? > "$1.rc"' _ "$T/nosig" "$AGENT" "$PROGS/agent_sites" >/dev/null 2>&1
+rc=$(cat "$T/nosig.rc")
+check "without HEAPWATCH_SIGNAL, SIGUSR1 keeps its default action (exit 138)" [ $rc = 138 ]
+
+# --- periodic: HEAPWATCH_PROFILE_INTERVAL ----------------------------------
+out=$T/interval
+HEAPWATCH_PROFILE_INTERVAL=0.2 with_agent "$out" "$PROGS/agent_sites" sleep 1.5; rc=$?
+n=$(ls "$out" | grep -cE '^heap\.[0-9]+\.[0-9]{4}\.interval\.pb\.gz$')
+check "HEAPWATCH_PROFILE_INTERVAL=0.2 over 1.5 s: 4 to 8 interval profiles ($n)" [ "$n" -ge 4 ] && [ "$n" -le 8 ]
+check "interval profiles count up from 0001, the exit profile is last" bash -c \
+    'ls "$1" | grep -q "\.0001\.interval\." && last=$(ls "$1" | grep -E "^heap\." | sort | tail -1) && [[ $last == *.exit.pb.gz ]]' _ "$out"
+bad=0
+for f in "$out"/heap.*.pb.gz; do go tool pprof -raw "$f" >/dev/null 2>&1 || bad=$((bad + 1)); done
+check "every interval profile opens in go tool pprof" [ $bad = 0 ]
+check "no temporary file left in the output directory" bash -c '[ -z "$(ls -A "$1" | grep "^\.")" ]' _ "$out"
+
+# --- fork: parent and child each write their own ----------------------------
+out=$T/fork
+HEAPWATCH_RATE=1 with_agent "$out" "$PROGS/agent_fork" > "$T/fork.out"
+read -r _ parent _ child _ < "$T/fork.out"
+check "fork: parent and child each write heap.<their pid>.0001.exit.pb.gz" \
+    [ -f "$out/heap.$parent.0001.exit.pb.gz" ] && [ -f "$out/heap.$child.0001.exit.pb.gz" ]
+python3 - <(go tool pprof -raw "$out/heap.$parent.0001.exit.pb.gz" 2>/dev/null | python3 "$PP") \
+          <(go tool pprof -raw "$out/heap.$child.0001.exit.pb.gz" 2>/dev/null | python3 "$PP") <<'PY' \
+    && ok "fork: the child's profile has the inherited live heap less its frees, plus its own" \
+    || not_ok "fork: parent/child in-use objects in main are wrong"
+import json, sys
+p = json.load(open(sys.argv[1]))["by_leaf"]["main"]
+c = json.load(open(sys.argv[2]))["by_leaf"]["main"]
+# parent: 500 x malloc(64) live in main; child: those, minus 100 freed, plus 500 x malloc(128)
+print("# parent main inuse_objects", p[2], "child", c[2])
+sys.exit(0 if p[2] >= 500 and c[2] - p[2] == 400 else 1)
+PY
+
+finish
