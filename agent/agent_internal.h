@@ -364,9 +364,50 @@ void agent_live_postfork_child(void);
  * @return 0, or a pprof_err_t value. */
 int agent_profile_write(const char *dir, const char *reason, char *name, size_t namecap);
 
+/* agent_profile_name_stacks: names the frames of n stacks: builds a
+ * throwaway profile of them, symbolizes it with the profile writer's symbol
+ * cache, and calls fn once, with that builder (read names with
+ * pprof_builder_frame_name) or with NULL when naming failed.
+ * @return 0, or a pprof_err_t value. */
+struct pprof_builder_s;
+int agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
+                              void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx);
+
 /* agent_profile_postfork_child: a new process: sequence numbers restart
  * and the lock is re-created. */
 void agent_profile_postfork_child(void);
+
+/* ------------------------------------------------------------------------ */
+/* Snapshots, timeline and alerts (watch.c)                                 */
+/* ------------------------------------------------------------------------ */
+
+/* agent_watch_init: the alert engine for conf, output into out_dir (both
+ * kept by reference). start_mono_ns: program start (CLOCK_MONOTONIC). */
+struct agent_conf_s;
+void agent_watch_init(const struct agent_conf_s *conf, const char *out_dir, uint64_t start_mono_ns);
+
+/* agent_watch_snapshot: one snapshot of the counters c: the timeline
+ * record, the alert evaluation (not when final: the exit record) and the
+ * per-stack history. Background thread (or exit), under the work lock. */
+void agent_watch_snapshot(const heapwatch_counters_t *c, uint64_t mono_ns, uint64_t real_ns,
+                          uint64_t start_real_ns, bool final);
+
+/* agent_watch_close: ends the timeline (exit). */
+void agent_watch_close(void);
+
+/* agent_watch_postfork_child: the child lets the parent's timeline go and
+ * starts its own alert state. */
+void agent_watch_postfork_child(uint64_t start_mono_ns);
+
+/* Output services of the core for watch.c (under the work lock):
+ * agent_output_ready: the output directory exists and may be written;
+ * agent_output_remember: a file written, for the summary's list;
+ * agent_output_profile: writes a heap profile, its name into name ("" if none);
+ * agent_peak_live_bytes: the peak of live bytes seen so far. */
+bool agent_output_ready(void);
+void agent_output_remember(const char *name);
+void agent_output_profile(const char *reason, char *name, size_t cap);
+uint64_t agent_peak_live_bytes(void);
 
 /* agent_shim_init: resolves the real allocation functions now. */
 void agent_shim_init(void);

@@ -253,13 +253,14 @@ static int output_file(const char *name, const void *data, size_t len)
     return 0;
 }
 
-/* write_profile: a heap profile for `reason` (under work_lock). */
-static void write_profile(const char *reason)
+/* write_profile_named: a heap profile for `reason` (under work_lock); its
+ * file name into name, "" when none was written. */
+static void write_profile_named(const char *reason, char *name, size_t cap)
 {
     static bool reported;
+    name[0] = 0;
     if (!ensure_out_dir()) return;
-    char name[96];
-    int err = agent_profile_write(out_dir, reason, name, sizeof name);
+    int err = agent_profile_write(out_dir, reason, name, cap);
     if (err == 0) {
         remember_file(name);
     } else if (!reported) {
@@ -273,6 +274,20 @@ static void write_profile(const char *reason)
         agent_log(line);
     }
 }
+
+static void write_profile(const char *reason)
+{
+    char name[96];
+    write_profile_named(reason, name, sizeof name);
+}
+
+bool agent_output_ready(void) { return ensure_out_dir(); }
+void agent_output_remember(const char *name) { remember_file(name); }
+void agent_output_profile(const char *reason, char *name, size_t cap)
+{
+    write_profile_named(reason, name, cap);
+}
+uint64_t agent_peak_live_bytes(void) { return __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED); }
 
 /* ------------------------------------------------------------------------ */
 /* Snapshots and the background thread                                      */
@@ -355,6 +370,7 @@ static void *background_main(void *arg)
         if (now >= next_snapshot) {
             heapwatch_counters_t c;
             snapshot(&c);
+            agent_watch_snapshot(&c, now, now_ns(CLOCK_REALTIME), start_ns, false);
             next_snapshot = advance(next_snapshot, conf.interval_ns, now);
         }
         if (now >= next_profile) {
@@ -435,6 +451,8 @@ static void postfork_child(void)
     own_pid = (int)getpid();
     nfiles = 0;
     nfiles_total = 0;
+    start_ns = now_ns(CLOCK_REALTIME);
+    agent_watch_postfork_child(now_ns(CLOCK_MONOTONIC));
     __atomic_store_n(&summary_written, 0, __ATOMIC_RELAXED);
     if (__atomic_load_n(&bg_running, __ATOMIC_RELAXED)) {
         __atomic_store_n(&bg_running, false, __ATOMIC_RELAXED);
@@ -500,6 +518,7 @@ void agent_init(void)
         agent_sample_rate = conf.rate;
         resolve_out_dir();
         check_out_dir();
+        agent_watch_init(&conf, out_dir, now_ns(CLOCK_MONOTONIC));
         if (agent_stacks_init() != 0)
             agent_log("heapwatch: no memory for the stack table; sampled stacks are not recorded\n");
         wake_ok = sem_init(&wake, 0, 0) == 0;
@@ -650,6 +669,10 @@ static void write_exit_output(void)
     if (!agent_enabled || __atomic_exchange_n(&summary_written, 1, __ATOMIC_ACQ_REL)) return;
     pthread_mutex_lock(&work_lock);
     exiting = 1;
+    heapwatch_counters_t c;
+    snapshot(&c);
+    agent_watch_snapshot(&c, now_ns(CLOCK_MONOTONIC), now_ns(CLOCK_REALTIME), start_ns, true);
+    agent_watch_close();
     write_profile("exit");
     static char text[16384];
     char name[64];

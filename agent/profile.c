@@ -125,6 +125,40 @@ int agent_profile_write(const char *dir, const char *reason, char *name, size_t 
     return (int)err;
 }
 
+/* name_builder: a throwaway profile holding the stacks, symbolized. */
+static pprof_err_t name_builder(pprof_builder_t *b, agent_stack_t *const *stacks, size_t n)
+{
+    static const pprof_value_type_t count = { "samples", "count" };
+    pprof_err_t err = pprof_builder_set_sample_types(b, &count, 1, NULL, 0);
+    for (size_t i = 0; !err && i < n; i++) {
+        int64_t one = 1;
+        err = pprof_builder_add_sample(b, stacks[i]->pcs, stacks[i]->depth, &one, NULL, 0);
+    }
+    if (!err) err = pprof_builder_add_mappings_from_proc(b);
+    if (!err && !symcache) {
+        map_allocator_t a = map_arena_allocator();
+        if (pprof_symcache_new(&a, &symcache) != PPROF_OK) symcache = NULL;
+    }
+    if (!err) err = pprof_builder_symbolize(b, symcache);
+    return err;
+}
+
+int agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
+                              void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx)
+{
+    agent_enter();
+    pthread_mutex_lock(&profile_lock);
+    map_allocator_t a = map_arena_allocator();
+    pprof_builder_t *b = NULL;
+    pprof_err_t err = pprof_builder_new(&a, &b);
+    if (!err) err = name_builder(b, stacks, n);
+    fn(err ? NULL : b, ctx);
+    pprof_builder_free(b);
+    pthread_mutex_unlock(&profile_lock);
+    agent_leave();
+    return (int)err;
+}
+
 void agent_profile_postfork_child(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;

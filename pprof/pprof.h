@@ -285,6 +285,14 @@ void pprof_symcache_get_stats(const pprof_symcache_t *c,
  */
 pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache);
 
+/*
+ * pprof_builder_frame_name: the function name symbolization gave frame i of
+ * a stack added with pprof_builder_add_sample (pcs as passed there, read
+ * with the builder's pc kind), or NULL when the frame was not added or not
+ * named. C++ names are mangled. Valid until the builder is freed.
+ */
+const char *pprof_builder_frame_name(const pprof_builder_t *b, const uint64_t *pcs, size_t i);
+
 /* ------------------------------------------------------------------------ */
 /* Output                                                                   */
 /* ------------------------------------------------------------------------ */

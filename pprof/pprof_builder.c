@@ -288,6 +288,18 @@ static pprof_err_t loc_intern(pprof_builder_t *b, uint64_t addr, uint32_t *idx)
     return PPROF_OK;
 }
 
+const char *pprof_builder_frame_name(const pprof_builder_t *b, const uint64_t *pcs, size_t i)
+{
+    if (!b || !pcs) return NULL;
+    bool ret = b->pc_kind == PPROF_PCS_RETURN || (b->pc_kind == PPROF_PCS_LEAF_EXACT && i > 0);
+    uint64_t addr = ret && pcs[i] > 0 ? pcs[i] - 1 : pcs[i];
+    uint32_t idx = pp_index_find(&b->loc_ix, (uint32_t)pp_mix64(addr), loc_eq, b, &addr);
+    if (idx == UINT32_MAX) return NULL;
+    uint32_t f = PP_VEC_AT(&b->locs, pp_loc_t, idx).function;
+    if (f == 0) return NULL;
+    return pp_str(b, PP_VEC_AT(&b->funcs, pp_func_t, f - 1).name);
+}
+
 static bool func_eq(const void *ctx, uint32_t idx, const void *key)
 {
     const pprof_builder_t *b = ctx;

@@ -36,8 +36,9 @@ assert d["peak_live_bytes"] >= d["live_bytes"] >= 0
 assert ("summary.%d.json" % d["pid"]) in d["files"]
 assert sys.argv[1].endswith("summary.%d.json" % d["pid"])
 PY
-check "only the summary and the exit profile, no temporary files" \
-    [ -z "$(ls -A "$out" | grep -v '^summary\.[0-9]*\.json$' | grep -v '^heap\.[0-9]*\.0001\.exit\.pb\.gz$')" ]
+check "only the summary, the timeline and the exit profile, no temporary files" \
+    [ -z "$(ls -A "$out" | grep -v '^summary\.[0-9]*\.json$' | grep -v '^heap\.[0-9]*\.0001\.exit\.pb\.gz$' |
+            grep -v '^timeline\.[0-9]*\.jsonl\.zst$')" ]
 
 # --- real programs: same output, same exit status --------------------------
 same_run() {   # what, cmd...: stdout+stderr and exit status identical with and without the agent

@@ -1,0 +1,558 @@
+/*
+ * watch.c - what the background thread does at every snapshot: the
+ * timeline record, the growth-rate alerts, and the per-stack history that
+ * says which stacks grew.
+ *
+ * Every HEAPWATCH_INTERVAL the exact counters are read and pushed into the
+ * alert engine (alert.c), which keeps a ring of snapshots over
+ * HEAPWATCH_WINDOW and returns the live-object and live-byte rates over the
+ * window, and the level transition, if any (sustain, grace and hysteresis
+ * are the engine's; see alert.h). One JSON line per snapshot goes to
+ * timeline.<pid>.jsonl.zst (timeline.c: zstd, flushed per record).
+ *
+ * Attribution. Growth must be measured over the same window as the rate,
+ * per stack. The stack table's totals are cumulative, so a copy of every
+ * stack's sampled in-use (objects, bytes) is kept every window/4 (at least
+ * every interval) in a ring of HISTORY copies; at an alert, the base is the
+ * newest copy taken at or before the engine's window start (the oldest one
+ * if none is that old: growth since the first copy), and each stack's
+ * growth is its in-use now minus its in-use then, unsampled with the
+ * stack's average object size exactly as a profile would be. The `top`
+ * stacks are those with the largest byte growth. Their frames are named
+ * through the profile writer's symbol cache; `function` is the innermost
+ * frame that is not an allocation wrapper (operator new, std allocators,
+ * strdup) - the agent's own frames were never recorded.
+ *
+ * On entering warn or crit: a heap profile (reason `alert`), a record
+ * appended to alerts.<pid>.jsonl (created whole by rename, then appended
+ * with one write per record), and one line on stderr. On recovery: a
+ * record only.
+ *
+ * Everything here runs on the background thread (or the exiting thread),
+ * under the core's work_lock and the recursion guard, with arena memory.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent_internal.h"
+#include "agent/alert.h"
+#include "agent/timeline.h"
+#include "pprof/pprof.h"
+
+#define HISTORY 6                /* per-stack copies kept */
+#define TOP_MAX 5                /* stacks named in an alert */
+#define TOP_FRAMES 16            /* frames of each printed in the record */
+
+typedef struct stack_copy_s {
+    uint64_t seq;                /* engine sequence number of the snapshot */
+    uint32_t n;                  /* stacks copied (ids 0..n-1) */
+    int64_t *inuse;              /* 2n values: objects, bytes (raw samples) */
+} stack_copy_t;
+
+typedef struct top_s {
+    agent_stack_t *stack;
+    int64_t growth_objects;      /* unsampled */
+    int64_t growth_bytes;
+} top_t;
+
+static const agent_conf_t *conf;
+static const char *dir;
+static map_allocator_t arena;
+static alert_engine_t engine;
+static bool engine_ok;
+static timeline_t *timeline;
+static bool timeline_failed;     /* reported once; no more attempts */
+static stack_copy_t history[HISTORY];
+static unsigned history_next;    /* slot of the next copy */
+static uint64_t last_copy_ns;
+static bool have_copy;
+static bool alerts_published;    /* alerts.<pid>.jsonl exists */
+static char exe_name[256];
+
+/* ------------------------------------------------------------------------ */
+/* Start, fork                                                              */
+/* ------------------------------------------------------------------------ */
+
+static void read_exe_name(void)
+{
+    char path[CONF_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    path[n > 0 ? n : 0] = 0;
+    const char *base = strrchr(path, '/');
+    agent_buf_t b;
+    agent_buf_init(&b, exe_name, sizeof exe_name);
+    agent_buf_str(&b, base ? base + 1 : path);
+}
+
+void agent_watch_init(const agent_conf_t *c, const char *out_dir, uint64_t start_mono_ns)
+{
+    conf = c;
+    dir = out_dir;
+    arena = map_arena_allocator();
+    alert_conf_t ac = {
+        .warn = c->warn, .crit = c->crit, .window_ns = c->window_ns,
+        .interval_ns = c->interval_ns, .sustain_ns = c->sustain_ns,
+        .grace_ns = c->grace_ns, .start_ns = start_mono_ns,
+    };
+    alert_err_t err = alert_engine_init(&engine, &ac, &arena);
+    engine_ok = err == ALERT_OK;
+    if (!engine_ok) {
+        char line[200];
+        agent_buf_t b;
+        agent_buf_init(&b, line, sizeof line);
+        agent_buf_str(&b, "heapwatch: growth-rate alerts are off: ");
+        agent_buf_str(&b, alert_strerror(err));
+        agent_buf_str(&b, " (check HEAPWATCH_WARN <= HEAPWATCH_CRIT)\n");
+        agent_log(line);
+    }
+    read_exe_name();
+}
+
+static void drop_history(void)
+{
+    for (unsigned i = 0; i < HISTORY; i++) {
+        if (history[i].inuse) arena.free(arena.ctx, history[i].inuse);
+        history[i] = (stack_copy_t){ 0 };
+    }
+    history_next = 0;
+    have_copy = false;
+}
+
+void agent_watch_postfork_child(uint64_t start_mono_ns)
+{
+    /* The parent's timeline is the parent's: let go of it without a word. */
+    if (timeline) timeline_abandon(timeline);
+    timeline = NULL;
+    timeline_failed = false;
+    alerts_published = false;
+    if (engine_ok) alert_engine_reset(&engine, start_mono_ns);
+    drop_history();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per-stack history                                                        */
+/* ------------------------------------------------------------------------ */
+
+static void inuse_of(agent_stack_t *s, int64_t *objects, int64_t *bytes)
+{
+    int64_t fo = (int64_t)__atomic_load_n(&s->free_objects, __ATOMIC_ACQUIRE);
+    int64_t fb = (int64_t)__atomic_load_n(&s->free_bytes, __ATOMIC_ACQUIRE);
+    *objects = (int64_t)__atomic_load_n(&s->alloc_objects, __ATOMIC_ACQUIRE) - fo;
+    *bytes = (int64_t)__atomic_load_n(&s->alloc_bytes, __ATOMIC_ACQUIRE) - fb;
+}
+
+/* copy_stacks: a copy of every stack's in-use, tagged with seq. */
+static void copy_stacks(uint64_t seq)
+{
+    uint32_t n = agent_stacks_count();
+    stack_copy_t *c = &history[history_next];
+    if (c->inuse) arena.free(arena.ctx, c->inuse);
+    *c = (stack_copy_t){ .seq = seq };
+    if (n == 0) return;
+    c->inuse = arena.alloc(arena.ctx, (size_t)n * 2 * sizeof(int64_t));
+    if (!c->inuse) return;   /* no memory: this copy is empty */
+    c->n = n;
+    for (uint32_t id = 0; id < n; id++) {
+        agent_stack_t *s = agent_stack_get(id);
+        if (s) inuse_of(s, &c->inuse[2 * id], &c->inuse[2 * id + 1]);
+    }
+    history_next = (history_next + 1) % HISTORY;
+    have_copy = true;
+}
+
+/* maybe_copy: keeps a copy every max(interval, window/4). */
+static void maybe_copy(uint64_t seq, uint64_t mono_ns)
+{
+    uint64_t spacing = conf->window_ns / 4;
+    if (spacing < conf->interval_ns) spacing = conf->interval_ns;
+    if (have_copy && mono_ns - last_copy_ns + conf->interval_ns / 2 < spacing) return;
+    copy_stacks(seq);
+    last_copy_ns = mono_ns;
+}
+
+/* base_copy: the newest copy at or before seq, else the oldest, or NULL. */
+static const stack_copy_t *base_copy(uint64_t seq)
+{
+    const stack_copy_t *best = NULL, *oldest = NULL;
+    for (unsigned i = 0; i < HISTORY; i++) {
+        const stack_copy_t *c = &history[i];
+        if (!c->inuse) continue;
+        if (c->seq <= seq && (!best || c->seq > best->seq)) best = c;
+        if (!oldest || c->seq < oldest->seq) oldest = c;
+    }
+    return best ? best : oldest;
+}
+
+/* unsample: the factor that turns raw samples of stack s into estimates,
+ * as pprof_heap_scale does with the stack's average allocation size. */
+static double unsample(agent_stack_t *s)
+{
+    uint64_t rate = agent_sample_rate;
+    if (rate <= 1) return 1.0;
+    double n = (double)__atomic_load_n(&s->alloc_objects, __ATOMIC_RELAXED);
+    double b = (double)__atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED);
+    if (n <= 0 || b <= 0) return 1.0;
+    return 1.0 / (1.0 - exp(-(b / n) / (double)rate));
+}
+
+/* find_top: the TOP_MAX stacks whose in-use bytes grew most since base. */
+static unsigned find_top(const stack_copy_t *base, top_t *top)
+{
+    unsigned ntop = 0;
+    uint32_t n = agent_stacks_count();
+    for (uint32_t id = 1; id < n; id++) {
+        agent_stack_t *s = agent_stack_get(id);
+        if (!s) continue;
+        int64_t objects, bytes;
+        inuse_of(s, &objects, &bytes);
+        if (base && id < base->n) {
+            objects -= base->inuse[2 * id];
+            bytes -= base->inuse[2 * id + 1];
+        }
+        if (bytes <= 0) continue;
+        double f = unsample(s);
+        top_t t = { s, (int64_t)((double)objects * f), (int64_t)((double)bytes * f) };
+        unsigned pos = ntop < TOP_MAX ? ntop++ : TOP_MAX;
+        if (pos == TOP_MAX) {
+            if (t.growth_bytes <= top[TOP_MAX - 1].growth_bytes) continue;
+            pos = TOP_MAX - 1;
+        }
+        while (pos > 0 && top[pos - 1].growth_bytes < t.growth_bytes) {
+            top[pos] = top[pos - 1];
+            pos--;
+        }
+        top[pos] = t;
+    }
+    return ntop;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Records                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void key(agent_buf_t *b, const char *k)
+{
+    agent_buf_str(b, b->len > 1 ? ", " : "");
+    agent_buf_json_str(b, k);
+    agent_buf_str(b, ": ");
+}
+
+static void kv_u64(agent_buf_t *b, const char *k, uint64_t v)
+{
+    key(b, k);
+    agent_buf_u64(b, v);
+}
+
+static void kv_i64(agent_buf_t *b, const char *k, int64_t v)
+{
+    key(b, k);
+    agent_buf_i64(b, v);
+}
+
+/* kv_num: a float with 3 decimals (rates, seconds). */
+static void kv_num(agent_buf_t *b, const char *k, double v)
+{
+    key(b, k);
+    if (!(v > -9e15 && v < 9e15)) v = 0;   /* NaN, or beyond what %f-free formatting holds */
+    agent_buf_fixed(b, (int64_t)llround(v * 1000.0), 3);
+}
+
+static void kv_time(agent_buf_t *b, const char *k, uint64_t real_ns)
+{
+    key(b, k);
+    agent_buf_fixed(b, (int64_t)(real_ns / 1000), 6);
+}
+
+static void timeline_record(agent_buf_t *b, const heapwatch_counters_t *c, uint64_t real_ns,
+                            uint64_t start_real_ns, const alert_result_t *r)
+{
+    agent_live_stats_t live;
+    agent_live_get_stats(&live);
+    map_arena_stats_t mem;
+    map_arena_get_stats(&mem);
+    agent_buf_str(b, "{");
+    kv_time(b, "time", real_ns);
+    kv_num(b, "elapsed_s", (double)(real_ns - start_real_ns) * 1e-9);
+    kv_u64(b, "mallocs", c->mallocs);
+    kv_u64(b, "frees", c->frees);
+    kv_i64(b, "live_objects", (int64_t)(c->mallocs - c->frees));
+    kv_i64(b, "live_bytes", (int64_t)(c->alloc_bytes - c->free_bytes));
+    kv_u64(b, "alloc_bytes", c->alloc_bytes);
+    kv_u64(b, "free_bytes", c->free_bytes);
+    kv_num(b, "objects_rate", r ? r->objects_rate : 0);
+    kv_num(b, "bytes_rate", r ? r->bytes_rate : 0);
+    kv_num(b, "window_s", r ? (double)r->window_span_ns * 1e-9 : 0);
+    key(b, "level");
+    agent_buf_json_str(b, r ? alert_level_name(r->level) : "none");
+    kv_u64(b, "peak_live_bytes", agent_peak_live_bytes());
+    kv_u64(b, "map_count", live.count);
+    kv_u64(b, "map_B", live.max_B);
+    kv_u64(b, "map_noverflow", live.noverflow);
+    kv_u64(b, "stacks", agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0);
+    kv_u64(b, "agent_memory_bytes", mem.mapped_bytes);
+    agent_buf_str(b, "}\n");
+}
+
+/* append_timeline: one record; the file is opened on first use. */
+static void append_timeline(const agent_buf_t *b)
+{
+    if (timeline_failed || b->overflow) return;
+    timeline_err_t err = TIMELINE_OK;
+    if (!timeline) {
+        if (!agent_output_ready()) return;
+        err = timeline_open(&timeline, &arena, dir, getpid(), NULL);
+    }
+    if (!err) {
+        bool was_published = timeline_published(timeline);
+        err = timeline_append(timeline, b->buf, b->len);
+        if (!err && !was_published) agent_output_remember(timeline_name(timeline));
+    }
+    if (err) {
+        timeline_failed = true;
+        char line[200];
+        agent_buf_t lb;
+        agent_buf_init(&lb, line, sizeof line);
+        agent_buf_str(&lb, "heapwatch: the timeline stops: ");
+        agent_buf_str(&lb, timeline_strerror(err));
+        agent_buf_str(&lb, "; the program runs on\n");
+        agent_log(line);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Alerts                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* is_wrapper: an allocation wrapper, not where the program allocates. */
+static bool is_wrapper(const char *name)
+{
+    static const char *const prefixes[] = {
+        "_Znw", "_Zna",                          /* operator new, new[] */
+        "_ZNSt15__new_allocator", "_ZN9__gnu_cxx13new_allocator",
+        "_ZNSt16allocator_traits", "_ZNSt12_Vector_base",
+        "strdup", "strndup", "__strdup", "__strndup",
+        "__libc_", "xmalloc", "xcalloc", "xrealloc", "xstrdup",
+    };
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) return true;
+    return false;
+}
+
+typedef struct names_ctx_s {
+    agent_buf_t *b;
+    const top_t *top;
+    unsigned ntop;
+} names_ctx_t;
+
+/* top_json: the "top" array, frames named through the symbol cache. */
+static void top_json(pprof_builder_t *pb, void *vctx)
+{
+    names_ctx_t *ctx = vctx;
+    agent_buf_t *b = ctx->b;
+    agent_buf_str(b, "[");
+    for (unsigned i = 0; i < ctx->ntop; i++) {
+        const agent_stack_t *s = ctx->top[i].stack;
+        const char *function = NULL;
+        agent_buf_str(b, i ? ", {" : "{");
+        agent_buf_json_str(b, "stack");
+        agent_buf_str(b, ": [");
+        for (uint32_t f = 0; f < s->depth && f < TOP_FRAMES; f++) {
+            const char *name = pb ? pprof_builder_frame_name(pb, s->pcs, f) : NULL;
+            char hex[24];
+            if (!name) {
+                agent_buf_t hb;
+                agent_buf_init(&hb, hex, sizeof hex);
+                agent_buf_str(&hb, "0x");
+                for (int shift = 60; shift >= 0; shift -= 4)
+                    agent_buf_mem(&hb, &"0123456789abcdef"[(s->pcs[f] >> shift) & 15], 1);
+                name = hex;
+            } else if (!function && !is_wrapper(name)) {
+                function = name;
+            }
+            agent_buf_str(b, f ? ", " : "");
+            agent_buf_json_str(b, name);
+        }
+        agent_buf_str(b, "], ");
+        agent_buf_json_str(b, "function");
+        agent_buf_str(b, ": ");
+        if (!function && s->depth && pb) function = pprof_builder_frame_name(pb, s->pcs, 0);
+        agent_buf_json_str(b, function ? function : "?");
+        agent_buf_str(b, ", ");
+        agent_buf_json_str(b, "growth_bytes");
+        agent_buf_str(b, ": ");
+        agent_buf_i64(b, ctx->top[i].growth_bytes);
+        agent_buf_str(b, ", ");
+        agent_buf_json_str(b, "growth_objects");
+        agent_buf_str(b, ": ");
+        agent_buf_i64(b, ctx->top[i].growth_objects);
+        agent_buf_str(b, "}");
+    }
+    agent_buf_str(b, "]");
+}
+
+/* append_alert: one line to alerts.<pid>.jsonl, whole or not at all. */
+static void append_alert(const agent_buf_t *b)
+{
+    if (b->overflow || !agent_output_ready()) return;
+    char name[64];
+    agent_buf_t nb;
+    agent_buf_init(&nb, name, sizeof name);
+    agent_buf_str(&nb, "alerts.");
+    agent_buf_u64(&nb, (uint64_t)getpid());
+    agent_buf_str(&nb, ".jsonl");
+    if (!alerts_published) {
+        if (agent_write_file_atomic(dir, name, b->buf, b->len) == 0) {
+            alerts_published = true;
+            agent_output_remember(name);
+        }
+        return;
+    }
+    char path[CONF_PATH_MAX + 64];
+    agent_buf_t pb;
+    agent_buf_init(&pb, path, sizeof path);
+    agent_buf_str(&pb, dir);
+    agent_buf_str(&pb, "/");
+    agent_buf_str(&pb, name);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)agent_write_all(fd, b->buf, b->len);   /* one write: a whole line */
+    close(fd);
+}
+
+/* alert_line: the one stderr line of an alert. */
+static void alert_line(const alert_result_t *r, const top_t *top, unsigned ntop,
+                       const char *function, const char *profile)
+{
+    char line[1024];
+    agent_buf_t b;
+    agent_buf_init(&b, line, sizeof line);
+    agent_buf_str(&b, "heapwatch: ");
+    agent_buf_str(&b, alert_level_name(r->level));
+    agent_buf_str(&b, ": ");
+    agent_buf_str(&b, exe_name);
+    agent_buf_str(&b, " (pid ");
+    agent_buf_u64(&b, (uint64_t)getpid());
+    agent_buf_str(&b, "): live objects growing ");
+    agent_buf_i64(&b, (int64_t)llround(r->objects_rate));
+    agent_buf_str(&b, "/s over ");
+    agent_buf_fixed(&b, (int64_t)((r->window_span_ns + 50000000ull) / 100000000ull), 1);
+    agent_buf_str(&b, " s (");
+    agent_buf_str(&b, r->level == ALERT_LEVEL_CRIT ? "HEAPWATCH_CRIT" : "HEAPWATCH_WARN");
+    agent_buf_str(&b, " ");
+    agent_buf_u64(&b, r->threshold);
+    agent_buf_str(&b, "/s)");
+    if (ntop) {
+        agent_buf_str(&b, "; top: ");
+        agent_buf_str(&b, function ? function : "?");
+        agent_buf_str(&b, " +");
+        agent_buf_i64(&b, top[0].growth_bytes);
+        agent_buf_str(&b, " bytes");
+    }
+    if (profile && profile[0]) {
+        agent_buf_str(&b, "; profile ");
+        agent_buf_str(&b, profile);
+    }
+    if (b.overflow) b.len = sizeof line - 2;
+    line[b.len] = '\n';
+    line[b.len + 1] = 0;
+    agent_log(line);
+}
+
+/* first_function: the "function" of the first top stack, from its record
+ * text (the symbol cache's names are not kept once the record is built). */
+static void first_function(const char *record, char *out, size_t cap)
+{
+    out[0] = 0;
+    const char *p = strstr(record, "\"function\": \"");
+    if (!p) return;
+    p += strlen("\"function\": \"");
+    size_t i = 0;
+    while (p[i] && p[i] != '"' && i + 1 < cap) {
+        out[i] = p[i];
+        i++;
+    }
+    out[i] = 0;
+}
+
+static void raise_alert(const heapwatch_counters_t *c, uint64_t real_ns, const alert_result_t *r)
+{
+    top_t top[TOP_MAX];
+    unsigned ntop = agent_sample_rate ? find_top(base_copy(r->window_start_seq), top) : 0;
+    char profile[96] = "";
+    bool entering = r->event != ALERT_EVENT_RECOVER;
+    if (entering) agent_output_profile("alert", profile, sizeof profile);
+
+    static char text[32768];
+    agent_buf_t b;
+    agent_buf_init(&b, text, sizeof text);
+    agent_buf_str(&b, "{");
+    kv_time(&b, "time", real_ns);
+    kv_u64(&b, "pid", (uint64_t)getpid());
+    key(&b, "exe");
+    agent_buf_json_str(&b, exe_name);
+    key(&b, "event");
+    agent_buf_json_str(&b, entering ? "alert" : "recovery");
+    key(&b, "level");
+    agent_buf_json_str(&b, alert_level_name(entering ? r->level : r->prev_level));
+    key(&b, "metric");
+    agent_buf_json_str(&b, "objects_rate");
+    kv_num(&b, "value", r->objects_rate);
+    kv_u64(&b, "threshold", r->threshold);
+    kv_num(&b, "window_s", (double)r->window_span_ns * 1e-9);
+    kv_i64(&b, "live_objects", (int64_t)(c->mallocs - c->frees));
+    kv_i64(&b, "live_bytes", (int64_t)(c->alloc_bytes - c->free_bytes));
+    kv_num(&b, "bytes_rate", r->bytes_rate);
+    kv_i64(&b, "growth_objects", r->delta_objects);
+    kv_i64(&b, "growth_bytes", r->delta_bytes);
+    key(&b, "profile");
+    if (profile[0]) agent_buf_json_str(&b, profile);
+    else agent_buf_str(&b, "null");
+    key(&b, "top");
+    names_ctx_t ctx = { &b, top, entering ? ntop : 0 };
+    agent_stack_t *stacks[TOP_MAX];
+    for (unsigned i = 0; i < ctx.ntop; i++) stacks[i] = top[i].stack;
+    if (ctx.ntop) agent_profile_name_stacks(stacks, ctx.ntop, top_json, &ctx);
+    else top_json(NULL, &ctx);
+    agent_buf_str(&b, "}\n");
+    append_alert(&b);
+    if (entering) {
+        char function[256];
+        first_function(text, function, sizeof function);
+        alert_line(r, top, ntop, function[0] ? function : NULL, profile);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The snapshot                                                             */
+/* ------------------------------------------------------------------------ */
+
+void agent_watch_snapshot(const heapwatch_counters_t *c, uint64_t mono_ns, uint64_t real_ns,
+                          uint64_t start_real_ns, bool final)
+{
+    alert_result_t r;
+    bool have_rate = false;
+    if (engine_ok) {
+        alert_snap_t snap = { mono_ns, c->mallocs, c->frees, c->alloc_bytes, c->free_bytes };
+        have_rate = alert_engine_push(&engine, &snap, &r) == ALERT_OK;
+    }
+    static char text[2048];
+    agent_buf_t b;
+    agent_buf_init(&b, text, sizeof text);
+    timeline_record(&b, c, real_ns, start_real_ns, have_rate ? &r : NULL);
+    append_timeline(&b);
+    if (!have_rate) return;
+    if (!final && r.event != ALERT_EVENT_NONE) raise_alert(c, real_ns, &r);
+    if (agent_sample_rate) maybe_copy(r.seq, mono_ns);
+}
+
+void agent_watch_close(void)
+{
+    if (!timeline) return;
+    timeline_err_t err = timeline_close(timeline);
+    timeline = NULL;
+    (void)err;   /* every flushed record is in the file whatever happened */
+}
