@@ -392,6 +392,10 @@ void agent_watch_init(const struct agent_conf_s *conf, const char *out_dir, uint
 void agent_watch_snapshot(const heapwatch_counters_t *c, uint64_t mono_ns, uint64_t real_ns,
                           uint64_t start_real_ns, bool final);
 
+/* agent_watch_start: the snapshot at start (background thread start, in
+ * the process or a forked child): a base for the rates, no record. */
+void agent_watch_start(const heapwatch_counters_t *c, uint64_t mono_ns);
+
 /* agent_watch_close: ends the timeline (exit). */
 void agent_watch_close(void);
 

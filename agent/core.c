@@ -358,6 +358,13 @@ static void *background_main(void *arg)
     uint64_t now = now_ns(CLOCK_MONOTONIC);
     uint64_t next_snapshot = now + conf.interval_ns;
     uint64_t next_profile = conf.profile_interval_ns ? now + conf.profile_interval_ns : UINT64_MAX;
+    pthread_mutex_lock(&work_lock);
+    if (!exiting) {
+        heapwatch_counters_t c;
+        snapshot(&c);
+        agent_watch_start(&c, now);
+    }
+    pthread_mutex_unlock(&work_lock);
     for (;;) {
         sleep_until(next_snapshot < next_profile ? next_snapshot : next_profile);
         now = now_ns(CLOCK_MONOTONIC);

@@ -549,6 +549,17 @@ void agent_watch_snapshot(const heapwatch_counters_t *c, uint64_t mono_ns, uint6
     if (agent_sample_rate) maybe_copy(r.seq, mono_ns);
 }
 
+void agent_watch_start(const heapwatch_counters_t *c, uint64_t mono_ns)
+{
+    /* The first base of the rates: growth from the very start (a load
+     * phase before the first interval ends) is measured too. */
+    if (!engine_ok) return;
+    alert_snap_t snap = { mono_ns, c->mallocs, c->frees, c->alloc_bytes, c->free_bytes };
+    alert_result_t r;
+    (void)alert_engine_push(&engine, &snap, &r);
+    if (agent_sample_rate) maybe_copy(r.seq, mono_ns);
+}
+
 void agent_watch_close(void)
 {
     if (!timeline) return;
