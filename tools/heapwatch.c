@@ -2,16 +2,22 @@
  * heapwatch.c - the command-line tool.
  *
  *   heapwatch run [options] -- PROGRAM [ARGS...]
+ *   heapwatch check DIR [options]        (check.c)
+ *   heapwatch report DIR [options]       (report.c)
  *
- * runs PROGRAM with libheapwatch.so preloaded (options become the
+ * `run` runs PROGRAM with libheapwatch.so preloaded (options become the
  * HEAPWATCH_* variables of SPEC.md), prints a short summary to stderr when
  * it ends, and exits with PROGRAM's own status (128 + N when a signal N
- * killed it, as a shell reports it).
+ * killed it, as a shell reports it). `check` and `report` read the results
+ * directory (rundir.c) and judge them for CI or show them to a human.
  *
  * The agent is found, in order: $HEAPWATCH_AGENT; libheapwatch.so beside
  * this executable (the build tree); ../lib/libheapwatch.so (an install).
  */
 #define _GNU_SOURCE
+#include "tools/json.h"
+#include "tools/tools.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -28,8 +34,6 @@
 #define HEAPWATCH_VERSION "0.1.0"
 #endif
 
-#define EXIT_USAGE 2
-
 static const char usage_main[] =
     "usage: heapwatch [--help] [--version] VERB [ARGS...]\n"
     "\n"
@@ -38,6 +42,10 @@ static const char usage_main[] =
     "\n"
     "verbs:\n"
     "  run [options] -- PROGRAM [ARGS...]   run PROGRAM under the agent\n"
+    "  check DIR [options]                  check the results in DIR against limits (for CI):\n"
+    "                                       exit 0 within limits, 1 a limit broken, 2 no results\n"
+    "  report DIR [options]                 a report of the results in DIR: counters, growth,\n"
+    "                                       charts over time, alerts, top growing stacks\n"
     "\n"
     "'heapwatch VERB --help' describes a verb.\n";
 
@@ -108,33 +116,18 @@ static const char *find_agent(char *buf, size_t cap)
     return NULL;
 }
 
-/* json_number: the number after "key": in a flat JSON text, or -1. */
-static long long json_number(const char *text, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(text, pat);
-    if (!p) return -1;
-    return strtoll(p + strlen(pat), NULL, 10);
-}
-
-static void human_bytes(long long v, char *out, size_t cap)
-{
-    static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    double d = (double)v;
-    int u = 0;
-    while ((d >= 1024 || d <= -1024) && u < 4) {
-        d /= 1024;
-        u++;
-    }
-    snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", d, units[u]);
-}
-
 static bool summary_exists(const char *out_dir, pid_t pid)
 {
     char path[2 * PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/summary.%d.json", out_dir, (int)pid);
     return file_exists(path);
+}
+
+/* summary_num: a number of the summary, or -1 when it is missing. */
+static double summary_num(const json_t *v, const char *key)
+{
+    double x;
+    return json_get_num(v, key, &x) ? x : -1;
 }
 
 /* print_summary: the agent's summary.<pid>.json, in two lines. */
@@ -148,20 +141,22 @@ static void print_summary(const char *out_dir, pid_t pid, const char *prog)
                 prog, (int)pid, out_dir);
         return;
     }
-    static char text[65536];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = 0;
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text, f);
     fclose(f);
-    char live[32], peak[32], total[32];
-    human_bytes(json_number(text, "live_bytes"), live, sizeof live);
-    human_bytes(json_number(text, "peak_live_bytes"), peak, sizeof peak);
-    human_bytes(json_number(text, "alloc_bytes"), total, sizeof total);
+    json_t *v = NULL;
+    if (json_parse(text, n, &v, NULL) != JSON_OK) {
+        fprintf(stderr, "heapwatch: %s (pid %d): cannot read %s\n", prog, (int)pid, path);
+        return;
+    }
     fprintf(stderr,
-            "heapwatch: %s (pid %d): %lld allocations (%s), %lld frees; "
-            "at exit %lld live objects, %s live (peak %s)\n"
+            "heapwatch: %s (pid %d): %.0f allocations (%s), %.0f frees; "
+            "at exit %.0f live objects, %s live (peak %s)\n"
             "heapwatch: results in %s\n",
-            prog, (int)pid, json_number(text, "mallocs"), total, json_number(text, "frees"),
-            json_number(text, "live_objects"), live, peak, out_dir);
+            prog, (int)pid, summary_num(v, "mallocs"), fmt_bytes(summary_num(v, "alloc_bytes")),
+            summary_num(v, "frees"), summary_num(v, "live_objects"), fmt_bytes(summary_num(v, "live_bytes")),
+            fmt_bytes(summary_num(v, "peak_live_bytes")), out_dir);
+    json_free(v);
 }
 
 /* prepend_preload: LD_PRELOAD = agent [+ ' ' + what the user had]. */
@@ -284,6 +279,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(verb, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(verb, "check") == 0) return cmd_check(argc - 1, argv + 1);
+    if (strcmp(verb, "report") == 0) return cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "heapwatch: unknown verb '%s'\n%s", verb, usage_main);
     return EXIT_USAGE;
 }

@@ -1,14 +1,22 @@
-# tools/: the heapwatch command. Uses public headers only.
+# tools/: the heapwatch command (run, check, report). Uses public headers
+# only; reads the agent's zstd timelines with libzstd.
 MODULES += tools
 tools_SRCS := $(sort $(wildcard tools/*.c))
 tools_DEPS :=
-tools_LIBS :=
+tools_LIBS := -lzstd -lm
 
 $(BUILD)/heapwatch: $(call mod_objs,rel,tools)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(call mod_libs,tools)
 PRODUCTS += $(BUILD)/heapwatch
 TEST_PREREQS += $(BUILD)/heapwatch
+
+# The same tool under ASan + UBSan: the integration tests feed it damaged
+# and hostile result files (tests/integration/tools_check.sh).
+$(BUILD)/asan/heapwatch: $(call mod_objs,asan,tools)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_asan) -o $@ $^ $(call mod_libs,tools)
+TEST_PREREQS += $(BUILD)/asan/heapwatch
 
 # The README's main job: a real program (python3 building a large JSON
 # document, its allocations routed through malloc) under the agent.

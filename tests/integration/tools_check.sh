@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# tools_check.sh - `heapwatch check DIR`: exit 0 within the limits, 1 a limit
+# broken (one line naming pid, exe, metric, value, limit and the top
+# function), 2 for a directory that cannot be read, holds no results, or a
+# damaged file; the limits (--fail-on, --max-*), --junit, -q; a killed
+# process (unfinished zstd frame, no summary), several frames, several
+# processes; damaged and random input never crashes the tool (ASan build).
+# Fixtures: tests/integration/fixtures/tools/make_results.py.
+set -u
+. tests/integration/lib.sh
+HW=$PWD/$BUILD/heapwatch
+HWA=$PWD/$BUILD/asan/heapwatch
+[ -x "$HWA" ] || HWA=$HW   # no ASan build: the same checks, without sanitizers
+export ASAN_OPTIONS=exitcode=86 UBSAN_OPTIONS=halt_on_error=1:exitcode=87:print_stacktrace=1
+F=$T/fx
+python3 tests/integration/fixtures/tools/make_results.py "$F" || { not_ok "fixtures built"; finish; }
+
+# run_check NAME ARGS...: runs check (ASan build), output in $T/NAME.out/.err, status in $rc.
+run_check() {
+    local name=$1; shift
+    "$HWA" check "$@" >"$T/$name.out" 2>"$T/$name.err"
+    rc=$?
+}
+has() { grep -q -- "$2" "$T/$1.out"; }          # has NAME PATTERN (stdout)
+has_err() { grep -q -- "$2" "$T/$1.err"; }
+
+check "heapwatch --help lists check and report" sh -c "'$HW' --help | grep -q '^  check DIR' && '$HW' --help | grep -q '^  report DIR'"
+check "check --help documents every option" sh -c "'$HW' check --help >'$T/help' && for o in --fail-on --max-objects-rate --max-bytes-rate --max-live-bytes --max-live-objects --max-peak-bytes --junit --quiet 'exit status'; do grep -q -- \"\$o\" '$T/help' || exit 1; done"
+
+run_check clean "$F/clean"
+check "a clean process: exit 0" [ $rc = 0 ]
+check "  one ok line naming pid and exe" has clean '^heapwatch check: ok   pid 100 (clean): ran 5.0 s'
+check "  temporary and foreign files ignored" [ ! -s "$T/clean.err" ]
+
+run_check crit "$F/crit"
+check "a crit alert: exit 1" [ $rc = 1 ]
+check "  the FAIL line names pid, exe, level, metric, value, limit, time and top function" \
+    has crit '^heapwatch check: FAIL pid 200 (leaky): crit alert.*: objects_rate 5012/s > 2000/s at +5.0s; top: leak_node <- build_list'
+check "  and the profile taken" has crit 'profile heap.200.0003.alert.pb.gz'
+check "  exactly one FAIL line (one limit broken)" [ "$(grep -c FAIL "$T/crit.out")" = 1 ]
+run_check crit_none "$F/crit" --fail-on none
+check "--fail-on none: alerts do not fail" [ $rc = 0 ]
+
+run_check warn "$F/warn"
+check "warn alerts only: exit 0 by default (--fail-on crit)" [ $rc = 0 ]
+check "  noted as below --fail-on" has warn 'note pid 300 (warner): raised warn alert'
+run_check warn_fail "$F/warn" --fail-on warn
+check "warn alerts with --fail-on warn: exit 1" [ $rc = 1 ]
+check "  FAIL line: warn alert, value, threshold, top function" \
+    has warn_fail 'FAIL pid 300 (warner): warn alert: objects_rate 700/s > 500/s at +11.0s; top: cache_put'
+run_check crit_warn "$F/crit" --fail-on warn
+check "--fail-on warn with crit alerts: the crit one is reported" has crit_warn 'FAIL pid 200 (leaky): crit alert'
+
+run_check rate_ok "$F/clean" --max-objects-rate 50
+check "--max-objects-rate at the maximum (50/s): exit 0" [ $rc = 0 ]
+run_check rate_bad "$F/clean" --max-objects-rate 20
+check "--max-objects-rate 20: exit 1" [ $rc = 1 ]
+check "  names the value, the limit, the option and when" \
+    has rate_bad 'FAIL pid 100 (clean): objects_rate 50/s > 20/s (--max-objects-rate) at +5.0s; 3 of 5 timeline records above'
+run_check rate_k "$F/crit" --fail-on none --max-objects-rate 5k
+check "--max-objects-rate 5k (= 5000): 5012/s fails" [ $rc = 1 ]
+run_check brate_bad "$F/crit" --fail-on none --max-bytes-rate 100K
+check "--max-bytes-rate 100K: 256 KiB/s fails" sh -c "[ $rc = 1 ] && grep -q 'bytes_rate 256.0 KiB/s > 100.0 KiB/s (--max-bytes-rate)' '$T/brate_bad.out'"
+run_check brate_ok "$F/crit" --fail-on none --max-bytes-rate 1MiB
+check "--max-bytes-rate 1MiB: exit 0" [ $rc = 0 ]
+
+run_check live_ok "$F/crit" --fail-on none --max-live-bytes 3M
+check "--max-live-bytes 3M (= live at exit): exit 0" [ $rc = 0 ]
+run_check live_bad "$F/crit" --fail-on none --max-live-bytes 1M
+check "--max-live-bytes 1M: exit 1, value and limit in bytes" \
+    sh -c "[ $rc = 1 ] && grep -q 'FAIL pid 200 (leaky): live_bytes at exit 3145728 (3.00 MiB) > 1048576 (1.00 MiB) (--max-live-bytes)' '$T/live_bad.out'"
+run_check lobj_bad "$F/crit" --fail-on none --max-live-objects 10000
+check "--max-live-objects 10000: exit 1" sh -c "[ $rc = 1 ] && grep -q 'live_objects at exit 36,000 > 10,000' '$T/lobj_bad.out'"
+run_check peak_bad "$F/clean" --max-peak-bytes 32K
+check "--max-peak-bytes 32K: exit 1" sh -c "[ $rc = 1 ] && grep -q 'peak_live_bytes 40960' '$T/peak_bad.out'"
+run_check two "$F/crit" --max-live-bytes 1M
+check "two limits broken: two FAIL lines" [ "$(grep -c FAIL "$T/two.out")" = 2 ]
+
+run_check killed "$F/killed"
+check "a killed process (no summary, unfinished zstd frame): exit 0" [ $rc = 0 ]
+check "  every complete record read (6), the cut noted, not an error" \
+    sh -c "grep -q 'ok   pid 400 (?): no summary (killed?); 6 timeline records' '$T/killed.out' && grep -q 'unfinished zstd frame.*6 records read, a partial last line dropped' '$T/killed.out' && [ ! -s '$T/killed.err' ]"
+run_check killed_live "$F/killed" --max-live-bytes 24575
+check "  live bytes at exit from the last complete record (24576), and said so" \
+    sh -c "[ $rc = 1 ] && grep -q 'live_bytes at exit 24576 .* (no summary: .* from the last timeline record, at +6.0s)' '$T/killed_live.out'"
+run_check killed_ok "$F/killed" --max-live-bytes 24576
+check "  --max-live-bytes at that value: exit 0" [ $rc = 0 ]
+
+run_check multi "$F/multiframe" --max-objects-rate 1000
+check "three concatenated frames (zstd, raw blocks, zstd): all read, the spike in the last caught" \
+    sh -c "[ $rc = 1 ] && grep -q 'objects_rate 9999/s > 1000/s (--max-objects-rate) at +8.0s; 1 of 9 timeline records' '$T/multi.out'"
+
+run_check family "$F/family"
+check "three processes in one directory: exit 1 for the child's crit alert" [ $rc = 1 ]
+check "  one FAIL (pid 601), two ok lines (600, the killed 602)" \
+    sh -c "grep -q 'FAIL pid 601 (parent)' '$T/family.out' && grep -q 'ok   pid 600' '$T/family.out' && grep -q 'ok   pid 602' '$T/family.out' && grep -q '3 processes, 1 failed' '$T/family.out'"
+run_check quiet "$F/family" -q
+check "-q: only the failure and the total" sh -c "[ $rc = 1 ] && ! grep -q ' ok ' '$T/quiet.out' && [ \$(wc -l <'$T/quiet.out') = 2 ]"
+run_check quiet_ok "$F/clean" -q
+check "-q with nothing wrong: silent, exit 0" sh -c "[ $rc = 0 ] && [ ! -s '$T/quiet_ok.out' ]"
+
+# Unreadable or empty: exit 2 with the reason on stderr.
+run_check missing "$F/does-not-exist"
+check "a missing directory: exit 2, the reason on stderr" sh -c "[ $rc = 2 ] && grep -q 'No such file or directory' '$T/missing.err'"
+run_check empty "$F/empty"
+check "an empty directory: exit 2, 'no heapwatch results'" sh -c "[ $rc = 2 ] && grep -q 'no heapwatch results' '$T/empty.err'"
+run_check only_profiles "$F/only_profiles"
+check "only heap profiles: exit 2" [ $rc = 2 ]
+run_check a_file "$F/a_file"
+check "a file instead of a directory: exit 2, 'not a directory'" sh -c "[ $rc = 2 ] && grep -q 'not a directory' '$T/a_file.err'"
+if [ "$(id -u)" != 0 ]; then
+    mkdir "$T/locked" && chmod 000 "$T/locked"
+    run_check locked "$T/locked"
+    check "an unreadable directory: exit 2" [ $rc = 2 ]
+fi
+run_check gsum "$F/garbage_summary"
+check "a garbage summary: exit 2, file and byte named" sh -c "[ $rc = 2 ] && grep -q 'ERROR pid 800 (?): summary.800.json: not valid JSON at byte' '$T/gsum.err'"
+run_check gzst "$F/garbage_zstd"
+check "a timeline that is not zstd: exit 2" sh -c "[ $rc = 2 ] && grep -q 'timeline.801.jsonl.zst: damaged zstd data' '$T/gzst.err'"
+run_check galerts "$F/garbage_alerts"
+check "garbage alert lines: exit 2, first bad line named, bad lines counted" \
+    sh -c "[ $rc = 2 ] && grep -q 'alerts.802.jsonl: line 2: not valid JSON' '$T/galerts.err' && grep -q '2 bad lines' '$T/galerts.err'"
+run_check deep "$F/deep"
+check "100000 nested arrays: exit 2, no stack overflow" sh -c "[ $rc = 2 ] && grep -q 'nested too deep' '$T/deep.err'"
+run_check usage1
+check "no DIR: exit 2" [ $rc = 2 ]
+run_check usage2 "$F/clean" --fail-on sometimes
+check "--fail-on sometimes: exit 2 and the accepted values" sh -c "[ $rc = 2 ] && grep -q 'warn, crit or none' '$T/usage2.err'"
+run_check usage3 "$F/clean" --max-live-bytes 12Q
+check "--max-live-bytes 12Q: exit 2" [ $rc = 2 ]
+run_check usage4 "$F/clean" --bogus
+check "an unknown option: exit 2" [ $rc = 2 ]
+
+# JUnit XML.
+junit_py='
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+cases = list(root.iter("testcase"))
+want = [int(x) for x in sys.argv[2].split(",")]   # expected failures per case, in order
+got = [len(c.findall("failure")) for c in cases]
+assert got == want, (got, want)
+assert int(root.get("tests")) == len(cases) and int(root.get("failures")) == sum(want)
+for c in cases:
+    float(c.get("time"))
+print("\n".join(c.get("name") + "|" + "|".join(f.get("message") for f in c.findall("failure")) for c in cases))
+'
+run_check junit "$F/family" -q --junit "$T/family.xml"
+check "--junit: well-formed, one testcase per process, a failure for 601 only" \
+    sh -c "python3 -c '$junit_py' '$T/family.xml' 0,1,0 >'$T/family.junit' && grep -q '^pid 601 (parent)|crit alert: objects_rate 2500/s > 2000/s' '$T/family.junit'"
+run_check junit_odd "$F/odd" --junit "$T/odd.xml"
+check "--junit: an exe name with <>&\"' a control byte and broken UTF-8 is escaped" \
+    sh -c "python3 -c '$junit_py' '$T/odd.xml' 1 >'$T/odd.junit' && grep -q \"^pid 700 (we<ird> & \\\"quoted\\\" 'name'?é??)|.*top: <bad>&\\\"fn\\\"\" '$T/odd.junit'"
+check "  and the terminal line shows the name with the control byte replaced" \
+    has junit_odd "FAIL pid 700 (we<ird> & \"quoted\" 'name'?é??)"
+run_check junit_long "$F/long" --junit "$T/long.xml"
+check "--junit: a 5000-byte exe name kept whole, a 3000-byte function name does not break the XML" \
+    sh -c "[ $rc = 1 ] && python3 -c '$junit_py' '$T/long.xml' 1 | python3 -c 'import sys; n=sys.stdin.read().split(\"|\")[0]; assert n == \"pid 710 (\" + \"x\" * 5000 + \")\", n[:40]'"
+run_check junit_empty "$F/empty" --junit "$T/empty.xml"
+check "--junit on an empty directory: exit 2, an error testcase saying why" \
+    sh -c "[ $rc = 2 ] && python3 -c 'import xml.etree.ElementTree as E,sys; r=E.parse(sys.argv[1]).getroot(); e=r.find(\".//error\"); assert \"no heapwatch results\" in e.get(\"message\")' '$T/empty.xml'"
+run_check junit_bad "$F/clean" --junit "$T/no/such/dir/out.xml"
+check "--junit to an unwritable path: exit 2" [ $rc = 2 ]
+
+# Damaged input never crashes: seeded random mutations of every fixture
+# file, and truncations of the timeline at every length, under ASan/UBSan.
+python3 - "$F" "$T/mut" <<'EOF'
+import os, random, shutil, sys
+src, dst = sys.argv[1], sys.argv[2]
+rng = random.Random(5)
+files = []
+for case in ("clean", "crit", "warn", "killed", "multiframe", "family"):
+    for n in sorted(os.listdir(os.path.join(src, case))):
+        if n.endswith((".json", ".jsonl", ".zst")):
+            files.append(os.path.join(src, case, n))
+k = 0
+for path in files:
+    data = open(path, "rb").read()
+    for _ in range(12):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            op = rng.randrange(4)
+            i = rng.randrange(max(len(b), 1))
+            if op == 0 and b: b[i] = rng.randrange(256)
+            elif op == 1: b[i:i] = bytes(rng.choice([b"{", b"[", b"\"", b"\\u", b"\\ud800", b"-", b"1e999", b"\n", b"\x00", b"\xff"]))
+            elif op == 2: del b[i:i + rng.randint(1, 16)]
+            else: b = b[:i]
+        d = os.path.join(dst, "m%04d" % k); k += 1
+        os.makedirs(d)
+        open(os.path.join(d, os.path.basename(path)), "wb").write(bytes(b))
+tl = open(os.path.join(src, "crit", "timeline.200.jsonl.zst"), "rb").read()
+for cut in range(0, len(tl), 7):
+    d = os.path.join(dst, "m%04d" % k); k += 1
+    os.makedirs(d)
+    open(os.path.join(d, "timeline.200.jsonl.zst"), "wb").write(tl[:cut])
+EOF
+bad=0; n=0
+for d in "$T"/mut/m*; do
+    n=$((n + 1))
+    "$HWA" check "$d" --max-live-bytes 1 --max-objects-rate 1 --junit "$T/mut.xml" >/dev/null 2>"$T/mut.err"; r1=$?
+    "$HWA" report "$d" --width 50 --html "$T/mut.html" >/dev/null 2>>"$T/mut.err"; r2=$?
+    if [ $r1 -gt 2 ] || [ $r2 -gt 2 ] || grep -q 'Sanitizer\|runtime error' "$T/mut.err"; then
+        bad=$((bad + 1)); echo "# crash or bad status on $d: check $r1, report $r2"; head -5 "$T/mut.err"
+    fi
+done
+check "$n damaged result directories: check and report exit 0/1/2, no sanitizer report ($(basename "$HWA") build)" [ $bad = 0 ]
+
+# End to end with the real agent, when it is built.
+if [ -f "$AGENT" ]; then
+    "$HW" run -q -o "$T/real" -- sh -c true
+    run_check real "$T/real"
+    check "end to end: heapwatch run -- sh -c true, then check: exit 0" sh -c "[ $rc = 0 ] && grep -q 'ok   pid [0-9]* (' '$T/real.out'"
+else
+    echo "# $AGENT not built: end-to-end case skipped"
+fi
+finish

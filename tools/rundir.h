@@ -1,0 +1,132 @@
+/*
+ * rundir.h - reading a heapwatch output directory (HEAPWATCH_OUT).
+ *
+ * `heapwatch check` and `heapwatch report` both start from the files the
+ * agent wrote, grouped by the pid in their names:
+ *
+ *   summary.<pid>.json          one JSON object, written at exit
+ *   timeline.<pid>.jsonl.zst    JSON lines, zstd (one or more frames; the
+ *                               last may be cut short when the process was
+ *                               killed or is still running)
+ *   alerts.<pid>.jsonl          JSON lines, one per alert or recovery
+ *   heap.<pid>.<seq>.<reason>.pb.gz   heap profiles (listed, not parsed)
+ *
+ * Other names (the agent's temporary files among them) are ignored. A
+ * process with a timeline or alerts but no summary (it was killed) is a
+ * result like any other. Problems inside one process's files do not stop
+ * the others: each process carries its notes (harmless: a cut-short
+ * timeline) and errors (a file that is not what it should be).
+ *
+ * Numbers are doubles; a field the agent did not write is NAN.
+ */
+#ifndef HEAPWATCH_TOOLS_RUNDIR_H
+#define HEAPWATCH_TOOLS_RUNDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum {
+    RUNDIR_OK = 0,
+    RUNDIR_ERR_OPEN = 1,       /* the directory cannot be opened or read (errno in the message) */
+    RUNDIR_ERR_NOTDIR = 2,     /* the path is not a directory */
+    RUNDIR_ERR_EMPTY = 3,      /* no summary, timeline or alerts file in it */
+    RUNDIR_ERR_NOMEM = 4,      /* out of memory */
+} rundir_err_t;
+
+/* rundir_sample_t: one timeline record. */
+typedef struct {
+    double time;               /* Unix seconds */
+    double mallocs, frees, live_objects, live_bytes, alloc_bytes;
+    double objects_rate;       /* live objects per second over the window */
+    double bytes_rate;         /* live bytes per second over the window */
+    double peak_live_bytes, agent_memory_bytes, stacks;
+    double map_count, map_B, map_noverflow;
+} rundir_sample_t;
+
+typedef enum {
+    RUNDIR_WARN = 1,
+    RUNDIR_CRIT = 2,
+} rundir_level_t;
+
+/* rundir_stack_t: one entry of an alert's "top". */
+typedef struct {
+    char *function;            /* innermost frame outside the allocator ("?" if absent) */
+    char **frames;             /* function names, innermost first */
+    size_t nframes;
+    double growth_bytes, growth_objects;
+} rundir_stack_t;
+
+/* rundir_alert_t: one line of alerts.<pid>.jsonl. */
+typedef struct {
+    double time;
+    bool recovery;             /* event "recovery": level is the one that ended */
+    rundir_level_t level;
+    char *metric;              /* "objects_rate" unless told otherwise */
+    double value, threshold, window_s, live_objects, live_bytes;
+    char *profile;             /* file name, or NULL */
+    rundir_stack_t *top;
+    size_t ntop;
+} rundir_alert_t;
+
+/* rundir_summary_t: summary.<pid>.json (valid when rundir_proc_t.has_summary). */
+typedef struct {
+    double ppid;
+    double start_time, end_time, duration_s;
+    double mallocs, frees, live_objects, live_bytes, peak_live_bytes;
+    double alloc_bytes, free_bytes, rate, agent_memory_bytes;
+} rundir_summary_t;
+
+/* rundir_profile_t: a heap.<pid>.<seq>.<reason>.pb.gz file. */
+typedef struct {
+    char *name;
+    unsigned long seq;
+    char *reason;
+} rundir_profile_t;
+
+/* rundir_proc_t: everything found for one pid. */
+typedef struct {
+    long pid;
+    char *exe;                 /* from the summary (or a record that names it), or NULL */
+    bool has_summary;
+    rundir_summary_t summary;
+    bool has_timeline;         /* the file exists (it may hold no records) */
+    rundir_sample_t *samples;  /* in file order */
+    size_t nsamples;
+    bool timeline_truncated;   /* the last zstd frame was cut short */
+    double timeline_start;     /* start time from the first record's elapsed_s, or NAN */
+    bool has_alerts;
+    rundir_alert_t *alerts;
+    size_t nalerts;
+    rundir_profile_t *profiles;   /* sorted by seq */
+    size_t nprofiles;
+    char **notes;              /* harmless observations, one line each */
+    size_t nnotes;
+    char **errors;             /* files or records that could not be read */
+    size_t nerrors;
+} rundir_proc_t;
+
+typedef struct {
+    char *path;
+    rundir_proc_t *procs;      /* sorted by start time, then pid */
+    size_t nprocs;
+} rundir_t;
+
+/* rundir_load: reads every result in the directory at path into *out
+ * (release with rundir_free, also after an error). @return RUNDIR_OK, or
+ * an error with a one-line explanation in msg. */
+rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgcap);
+
+void rundir_free(rundir_t *rd);
+
+/* rundir_exe_name: the basename of the process's executable, or "?". */
+const char *rundir_exe_name(const rundir_proc_t *p);
+
+/* rundir_start: the time the process started: the summary's start_time;
+ * without a summary, the first timeline record's time minus its elapsed_s;
+ * else the first record or alert. NAN when there is none. */
+double rundir_start(const rundir_proc_t *p);
+
+/* rundir_level_name: "warn" or "crit". */
+const char *rundir_level_name(rundir_level_t level);
+
+#endif
