@@ -37,12 +37,8 @@ env $SZ HEAPWATCH_OUT=$T/load0 LD_PRELOAD=$AGENT "$LEAK" load 1000000 4 >/dev/nu
 env HEAPWATCH_OUT=$T/loaddef LD_PRELOAD=$AGENT "$LEAK" load 1000000 13 >/dev/null 2>"$T/loaddef.err" &
 env HEAPWATCH_OUT=$T/leakdef LD_PRELOAD=$AGENT "$LEAK" leak 5000 15 >/dev/null 2>"$T/leakdef.err" &
 env $SZ HEAPWATCH_RATE=0 HEAPWATCH_OUT=$T/rate0 LD_PRELOAD=$AGENT "$LEAK" leak 5000 7 >/dev/null 2>"$T/rate0.err" &
-env HEAPWATCH_INTERVAL=0.2 HEAPWATCH_OUT=$T/kill LD_PRELOAD=$AGENT "$LEAK" leak 100 60 >/dev/null 2>&1 &
-killpid=$!
-wait_for() { local i; for i in $(seq 100); do eval "$1" && return 0; sleep 0.1; done; return 1; }
-sleep 3
-kill -9 $killpid 2>/dev/null
-wait $killpid 2>/dev/null
+( env HEAPWATCH_INTERVAL=0.2 HEAPWATCH_OUT=$T/kill LD_PRELOAD=$AGENT "$LEAK" leak 100 60 >/dev/null 2>&1 &
+  sleep 3; kill -9 $!; wait $! ) 2>/dev/null &
 wait
 
 # --- 5000 objects/s: crit, fast, attributed --------------------------------
