@@ -46,7 +46,7 @@ extern bool agent_usable_is_glibc;
  * checks it, byte for byte, against the real malloc_usable_size. */
 static inline size_t agent_glibc_usable_size(const void *ptr)
 {
-    size_t head = ((const size_t *)ptr)[-1];
+    size_t head = ((const size_t *)ptr)[-1];   /* agent_glibc_head, defined below */
     return (head & ~(size_t)7) - 8 - ((head & 2) << 2);   /* 8 more if mmap'd */
 }
 
@@ -116,10 +116,10 @@ static inline bool agent_inside(void) { return agent_tls.depth > 0; }
  */
 typedef struct agent_thread_s {
     uint64_t mallocs;           /* successful allocations */
-    uint64_t alloc_bytes;       /* usable bytes allocated */
+    uint64_t alloc_bytes;       /* usable bytes allocated + AGENT_BLOCK_EXTRA per allocation */
     int64_t sample_left;        /* bytes before the next sample; below 0: sample */
     uint64_t frees;             /* frees of non-NULL pointers */
-    uint64_t free_bytes;        /* usable bytes freed */
+    uint64_t free_bytes;        /* usable bytes freed + AGENT_BLOCK_EXTRA per free */
     uint64_t rng;               /* sampling generator state (sample.c) */
     uint64_t samples;           /* allocations sampled by this thread */
     uint64_t dropped;           /* samples lost for lack of memory */
@@ -176,14 +176,29 @@ void *agent_sample_slow(struct agent_thread_s *t, void *ptr, size_t usable);
  * map and adds it to its stack's freed totals. (sample.c) */
 void agent_free_sampled(struct agent_thread_s *t, void *ptr);
 
+/*
+ * Block bytes. Byte counters hold usable bytes plus AGENT_BLOCK_EXTRA (8)
+ * per block, and agent_counters_read takes 8 x mallocs (frees) back off;
+ * the sampling countdown counts the same usable + 8 per allocation. The
+ * reason is the hot path: an in-use glibc chunk that is not mmap'd has
+ * usable size = chunk size - 8, and its size field is the chunk size with 3
+ * flag bits, so what the fast paths subtract and add is `head & ~7`, one
+ * instruction, where the usable size would take four more. Every other
+ * path uses usable + 8. Sampling by usable + 8 only changes the sampling
+ * probability of an allocation to 1 - exp(-(usable + 8)/rate), which the
+ * profile's unsampling uses (pprof_heap_counts_t.extra_bytes): estimates
+ * stay unbiased, and profiles still report usable sizes.
+ */
+#define AGENT_BLOCK_EXTRA 8u
+
 /* agent_count_alloc: counts an allocation of `usable` bytes; samples it
  * when the thread's countdown to its next sample goes below zero (one
  * `sub` to memory and a sign test). @return ptr. */
 static inline void *agent_count_alloc(agent_thread_t *t, void *ptr, size_t usable)
 {
     t->mallocs++;
-    t->alloc_bytes += usable;
-    t->sample_left -= (int64_t)usable;
+    t->alloc_bytes += usable + AGENT_BLOCK_EXTRA;
+    t->sample_left -= (int64_t)(usable + AGENT_BLOCK_EXTRA);
     if (AGENT_UNLIKELY(t->sample_left < 0)) return agent_sample_slow(t, ptr, usable);
     return ptr;
 }
@@ -193,8 +208,15 @@ static inline void *agent_count_alloc(agent_thread_t *t, void *ptr, size_t usabl
 static inline void agent_count_free(agent_thread_t *t, size_t usable)
 {
     t->frees++;
-    t->free_bytes += usable;
+    t->free_bytes += usable + AGENT_BLOCK_EXTRA;
 }
+
+/* agent_glibc_head: the size field of a glibc chunk: its size | flags. */
+static inline size_t agent_glibc_head(const void *ptr)
+{
+    return ((const size_t *)ptr)[-1];
+}
+#define AGENT_GLIBC_MMAPPED 2u          /* the chunk was mmap'd alone */
 
 /* agent_on_alloc_slow / agent_on_free_slow: the first call of a thread,
  * calls from inside the agent, a disabled agent, an allocator other than
@@ -204,20 +226,43 @@ static inline void agent_count_free(agent_thread_t *t, size_t usable)
 void *agent_on_alloc_slow(void *ptr);
 void agent_on_free_slow(void *ptr);
 
+/* agent_count_alloc_mmapped: agent_count_alloc for an mmap'd glibc chunk,
+ * out of line. (sample.c) */
+void *agent_count_alloc_mmapped(agent_thread_t *t, void *ptr);
+
+/* agent_count_alloc_glibc: agent_count_alloc on the fast path (thread t
+ * from agent_tls.fast, glibc's allocator). @return ptr. */
+static inline void *agent_count_alloc_glibc(agent_thread_t *t, void *ptr)
+{
+    size_t head = agent_glibc_head(ptr);
+    if (AGENT_UNLIKELY(head & AGENT_GLIBC_MMAPPED)) return agent_count_alloc_mmapped(t, ptr);
+    size_t chunk = head & ~(size_t)7;   /* usable + AGENT_BLOCK_EXTRA */
+    t->mallocs++;
+    t->alloc_bytes += chunk;
+    t->sample_left -= (int64_t)chunk;
+    if (AGENT_UNLIKELY(t->sample_left < 0)) return agent_sample_slow(t, ptr, chunk - AGENT_BLOCK_EXTRA);
+    return ptr;
+}
+
 /* agent_on_alloc: ptr (non-NULL) was just returned by the real allocator.
  * @return ptr. */
 static inline void *agent_on_alloc(void *ptr)
 {
     agent_thread_t *t = agent_tls.fast;
     if (AGENT_UNLIKELY(!t)) return agent_on_alloc_slow(ptr);
-    return agent_count_alloc(t, ptr, agent_glibc_usable_size(ptr));
+    return agent_count_alloc_glibc(t, ptr);
 }
 
-/* agent_free_fast: thread block t may take the fast path (agent_tls.fast)
- * and the filter proved ptr unsampled: counts its free. */
-static inline void agent_free_fast(agent_thread_t *t, void *ptr)
+/* agent_free_fast: thread t may take the fast path (agent_tls.fast) and
+ * the filter proved ptr unsampled: counts its free. @return false, having
+ * done nothing, for an mmap'd chunk (the caller takes the slow path). */
+static inline bool agent_free_fast(agent_thread_t *t, void *ptr)
 {
-    agent_count_free(t, agent_glibc_usable_size(ptr));
+    size_t head = agent_glibc_head(ptr);
+    if (AGENT_UNLIKELY(head & AGENT_GLIBC_MMAPPED)) return false;
+    t->frees++;
+    t->free_bytes += head & ~(size_t)7;
+    return true;
 }
 
 /* agent_realloc_t: what agent_on_realloc_before did, for _after. */

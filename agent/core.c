@@ -183,10 +183,16 @@ void agent_counters_read(heapwatch_counters_t *out)
 {
     memset(out, 0, sizeof *out);
     for (agent_thread_t *t = __atomic_load_n(&registry, __ATOMIC_ACQUIRE); t; t = t->next) {
-        out->mallocs += __atomic_load_n(&t->mallocs, __ATOMIC_RELAXED);
-        out->frees += __atomic_load_n(&t->frees, __ATOMIC_RELAXED);
-        out->alloc_bytes += __atomic_load_n(&t->alloc_bytes, __ATOMIC_RELAXED);
-        out->free_bytes += __atomic_load_n(&t->free_bytes, __ATOMIC_RELAXED);
+        /* Bytes first: a count read after its bytes is never behind them,
+         * so a block never reads as more bytes than its blocks explain. */
+        uint64_t alloc_bytes = __atomic_load_n(&t->alloc_bytes, __ATOMIC_ACQUIRE);
+        uint64_t free_bytes = __atomic_load_n(&t->free_bytes, __ATOMIC_ACQUIRE);
+        uint64_t mallocs = __atomic_load_n(&t->mallocs, __ATOMIC_ACQUIRE);
+        uint64_t frees = __atomic_load_n(&t->frees, __ATOMIC_ACQUIRE);
+        out->mallocs += mallocs;
+        out->frees += frees;
+        out->alloc_bytes += alloc_bytes - AGENT_BLOCK_EXTRA * mallocs;   /* see AGENT_BLOCK_EXTRA */
+        out->free_bytes += free_bytes - AGENT_BLOCK_EXTRA * frees;
     }
 }
 

@@ -47,6 +47,7 @@ static pprof_err_t add_stacks(pprof_builder_t *b)
         pprof_heap_counts_t c = {
             .alloc_objects = (int64_t)__atomic_load_n(&s->alloc_objects, __ATOMIC_ACQUIRE),
             .alloc_bytes = (int64_t)__atomic_load_n(&s->alloc_bytes, __ATOMIC_ACQUIRE),
+            .extra_bytes = AGENT_BLOCK_EXTRA,   /* sampling counted usable + 8 */
         };
         if (c.alloc_objects == 0) continue;
         c.inuse_objects = c.alloc_objects > free_objects ? c.alloc_objects - free_objects : 0;

@@ -28,7 +28,9 @@
  *
  * Sizes are usable sizes (malloc_usable_size), as the exact counters: the
  * profile's inuse_space at rate 1 equals the counters' live bytes of the
- * same allocations.
+ * same allocations. The countdown counts usable + 8 per allocation (see
+ * "Block bytes" in agent_internal.h): the sampling probability is then
+ * 1 - exp(-(usable + 8)/rate), and the profile unsamples with that.
  *
  * A sampled allocation: its stack is captured (stacks.c) and interned,
  * the pointer goes into the live map (live.c) with its stack id and size,
@@ -134,6 +136,11 @@ static void record(agent_thread_t *t, void *ptr, size_t usable)
     t->samples++;
 }
 
+void *agent_count_alloc_mmapped(agent_thread_t *t, void *ptr)
+{
+    return agent_count_alloc(t, ptr, agent_glibc_usable_size(ptr));
+}
+
 void *agent_sample_slow(agent_thread_t *t, void *ptr, size_t usable)
 {
     reset_countdown(t);
@@ -166,7 +173,7 @@ void agent_on_realloc_before(void *ptr, agent_realloc_t *r)
     r->counted = true;
     r->usable = agent_usable_size(ptr);
     t->frees++;
-    t->free_bytes += r->usable;
+    t->free_bytes += r->usable + AGENT_BLOCK_EXTRA;
     if (AGENT_LIKELY(!agent_maybe_sampled(ptr))) return;
     agent_enter();
     t->filter_hits++;
@@ -182,7 +189,7 @@ void agent_on_realloc_after(const agent_realloc_t *r, void *old, void *result, s
         /* Failed: the old block is intact. Count it back in, as it was. */
         agent_thread_t *t = agent_tls.thread;
         t->frees--;
-        t->free_bytes -= r->usable;
+        t->free_bytes -= r->usable + AGENT_BLOCK_EXTRA;
         if (r->was_sampled) {
             agent_enter();
             if (!agent_live_insert(old, r->live_value)) {

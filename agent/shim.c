@@ -189,12 +189,12 @@ AGENT_EXPORT void *malloc(size_t size)
     void *p = real_malloc(size);
     agent_thread_t *t = agent_tls.fast;
     if (AGENT_UNLIKELY(t == NULL || p == NULL)) return p ? agent_on_alloc_slow(p) : p;
-    return agent_count_alloc(t, p, agent_glibc_usable_size(p));
+    return agent_count_alloc_glibc(t, p);
 }
 
 /* free_slow: every free the fast path declines: NULL, the boot buffer,
  * a thread outside the fast path, a pointer the live filter does not
- * clear (sampled, a false positive, or in a pinned slot). */
+ * clear (sampled, a false positive, or in a pinned slot), an mmap'd chunk. */
 __attribute__((noinline)) static void free_slow(void *ptr)
 {
     if (ptr == NULL || is_boot(ptr)) return;
@@ -207,11 +207,10 @@ __attribute__((noinline)) static void free_slow(void *ptr)
 AGENT_EXPORT void free(void *ptr)
 {
     agent_thread_t *t = agent_tls.fast;
-    if (AGENT_UNLIKELY(t == NULL || agent_maybe_sampled(ptr))) {
+    if (AGENT_UNLIKELY(t == NULL || agent_maybe_sampled(ptr) || !agent_free_fast(t, ptr))) {
         free_slow(ptr);
         return;
     }
-    agent_free_fast(t, ptr);
     real_free(ptr);
 }
 

@@ -196,7 +196,7 @@ static double unsample(agent_stack_t *s)
     double n = (double)__atomic_load_n(&s->alloc_objects, __ATOMIC_RELAXED);
     double b = (double)__atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED);
     if (n <= 0 || b <= 0) return 1.0;
-    return 1.0 / (1.0 - exp(-(b / n) / (double)rate));
+    return 1.0 / (1.0 - exp(-(b / n + AGENT_BLOCK_EXTRA) / (double)rate));   /* as profile.c */
 }
 
 /* find_top: the TOP_MAX stacks whose in-use bytes grew most since base. */

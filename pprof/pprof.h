@@ -188,6 +188,10 @@ typedef struct pprof_heap_counts_s {
     int64_t alloc_bytes;     /* their bytes */
     int64_t inuse_objects;   /* sampled allocations not yet freed */
     int64_t inuse_bytes;     /* their bytes */
+    int64_t extra_bytes;     /* per object, bytes the sampler counted beyond
+                              * the size reported (an allocator header); 0
+                              * for Go's rule. The sampling probability was
+                              * 1 - exp(-(size + extra)/rate). */
 } pprof_heap_counts_t;
 
 /*
@@ -201,7 +205,8 @@ void pprof_heap_scale(int64_t count, int64_t bytes, int64_t rate,
 
 /*
  * pprof_heap_add: a heap sample as Go writes it: the alloc pair and the
- * in-use pair each unsampled with the builder's rate, and the numeric label
+ * in-use pair each unsampled with the builder's rate (the average size plus
+ * raw->extra_bytes in the sampling probability), and the numeric label
  * "bytes" = alloc_bytes / alloc_objects (the object size) when
  * alloc_objects > 0. The builder must have the heap types.
  * @return as pprof_builder_add_sample; PPROF_ERR_STATE without heap types.

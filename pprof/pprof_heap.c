@@ -35,8 +35,10 @@
 
 #include "pprof/pprof_internal.h"
 
-void pprof_heap_scale(int64_t count, int64_t bytes, int64_t rate,
-                      int64_t *count_out, int64_t *bytes_out)
+/* scale_with: pprof_heap_scale with `extra` bytes per object added to the
+ * average size in the sampling probability only. */
+static void scale_with(int64_t count, int64_t bytes, int64_t extra, int64_t rate,
+                       int64_t *count_out, int64_t *bytes_out)
 {
     if (count == 0 || bytes == 0) {
         *count_out = 0;
@@ -48,7 +50,7 @@ void pprof_heap_scale(int64_t count, int64_t bytes, int64_t rate,
         *bytes_out = bytes;
         return;
     }
-    double avg = (double)bytes / (double)count;
+    double avg = (double)bytes / (double)count + (double)extra;
     double scale = 1.0 / (1.0 - exp(-avg / (double)rate));
     double c = (double)count * scale;
     double s = (double)bytes * scale;
@@ -58,14 +60,20 @@ void pprof_heap_scale(int64_t count, int64_t bytes, int64_t rate,
     *bytes_out = s >= 9.2e18 ? INT64_MAX : s <= -9.2e18 ? INT64_MIN : (int64_t)s;
 }
 
+void pprof_heap_scale(int64_t count, int64_t bytes, int64_t rate,
+                      int64_t *count_out, int64_t *bytes_out)
+{
+    scale_with(count, bytes, 0, rate, count_out, bytes_out);
+}
+
 pprof_err_t pprof_heap_add(pprof_builder_t *b, const uint64_t *pcs,
                            size_t depth, const pprof_heap_counts_t *raw)
 {
     if (!b || !raw) return PPROF_ERR_INVALID;
     if (!b->heap) return PPROF_ERR_STATE;
     int64_t v[4];
-    pprof_heap_scale(raw->alloc_objects, raw->alloc_bytes, b->period, &v[0], &v[1]);
-    pprof_heap_scale(raw->inuse_objects, raw->inuse_bytes, b->period, &v[2], &v[3]);
+    scale_with(raw->alloc_objects, raw->alloc_bytes, raw->extra_bytes, b->period, &v[0], &v[1]);
+    scale_with(raw->inuse_objects, raw->inuse_bytes, raw->extra_bytes, b->period, &v[2], &v[3]);
     /* Go labels each record with its object size: AllocBytes/AllocObjects
      * of the raw record, omitted when zero. */
     int64_t block = raw->alloc_objects > 0 ? raw->alloc_bytes / raw->alloc_objects : 0;

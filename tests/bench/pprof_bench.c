@@ -95,7 +95,7 @@ static void bench_build_write(const char *dir, size_t nstacks, int distinct, int
             for (int d = 1; d < 32; d++)
                 pcs[d] = distinct ? 0x10000000 + (i * 32 + (size_t)d) * 16
                                   : 0x800000 + (rng_next(&s) % 4096) * 16;
-            pprof_heap_counts_t c = { 3, 3 * 4096, 1, 4096 };
+            pprof_heap_counts_t c = { 3, 3 * 4096, 1, 4096, 0 };
             check(pprof_heap_add(b, pcs, 32, &c), "add");
         }
         double t1 = now_ms();
@@ -173,7 +173,7 @@ static void bench_symbolize(void)
         for (int i = 0; i < 5000; i++) {
             uint64_t pcs[4];
             for (int k = 0; k < 4; k++) pcs[k] = lo[k] + rng_next(&s) % (hi[k] - lo[k]);
-            pprof_heap_counts_t cnt = { 1, 8, 1, 8 };
+            pprof_heap_counts_t cnt = { 1, 8, 1, 8, 0 };
             check(pprof_heap_add(b, pcs, 4, &cnt), "add");
         }
         double t0 = now_ms();

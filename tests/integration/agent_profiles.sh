@@ -113,7 +113,7 @@ check "rate 0: no samples, an empty exit profile still opens" bash -c \
 
 # --- on demand: HEAPWATCH_SIGNAL -------------------------------------------
 out=$T/signal
-HEAPWATCH_SIGNAL=USR1 with_agent "$out" "$PROGS/agent_sites" signal "$out" > "$T/signal.out"; rc=$?
+HEAPWATCH_RATE=1 HEAPWATCH_SIGNAL=USR1 with_agent "$out" "$PROGS/agent_sites" signal "$out" > "$T/signal.out"; rc=$?
 check "HEAPWATCH_SIGNAL=USR1: the program sees its signal profile and exits 0" \
     bash -c '[ "$1" = 0 ] && grep -q "signal profile seen" "$2"' _ $rc "$T/signal.out"
 check "signal profile heap.<pid>.0001.signal.pb.gz, then exit profile 0002" bash -c \

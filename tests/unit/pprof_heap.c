@@ -72,11 +72,11 @@ static void test_heap_add(void **state)
     assert_int_equal(pprof_builder_new(&alloc, &b), PPROF_OK);
     assert_int_equal(pprof_builder_set_heap_types(b, 4096), PPROF_OK);
     uint64_t pcs[2] = { 0x1001, 0x2001 };
-    pprof_heap_counts_t c = { 63, 516096, 10, 81920 };   /* in use: avg 8192 too */
+    pprof_heap_counts_t c = { 63, 516096, 10, 81920, 0 };   /* in use: avg 8192 too */
     assert_int_equal(pprof_heap_add(b, pcs, 2, &c), PPROF_OK);
-    pprof_heap_counts_t freed = { 4, 64, 0, 0 };           /* all freed */
+    pprof_heap_counts_t freed = { 4, 64, 0, 0, 0 };           /* all freed */
     assert_int_equal(pprof_heap_add(b, pcs, 1, &freed), PPROF_OK);
-    pprof_heap_counts_t none = { 0, 0, 0, 0 };
+    pprof_heap_counts_t none = { 0, 0, 0, 0, 0 };
     assert_int_equal(pprof_heap_add(b, pcs, 1, &none), PPROF_OK);
     pb_profile_t *p = t_roundtrip(b, &alloc);
     assert_int_equal(p->n_sample_type, 4);

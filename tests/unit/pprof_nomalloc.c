@@ -103,7 +103,7 @@ static void test_pipeline_without_malloc(void **state)
     pprof_symcache_t *c;
     pprof_err_t e1 = pprof_builder_new(&a, &b);
     pprof_err_t e2 = pprof_builder_set_heap_types(b, 512);
-    pprof_heap_counts_t cnt = { 3, 300, 1, 100 };
+    pprof_heap_counts_t cnt = { 3, 300, 1, 100, 0 };
     pprof_err_t e3 = pprof_heap_add(b, pcs, 3, &cnt);
     pprof_err_t e4 = pprof_builder_add_mappings_from_proc(b);
     pprof_err_t e5 = pprof_symcache_new(&a, &c);

@@ -135,7 +135,7 @@ static void test_raw_and_gzip_agree(void **state)
     assert_int_equal(pprof_builder_new(&alloc, &b), PPROF_OK);
     assert_int_equal(pprof_builder_set_heap_types(b, 1), PPROF_OK);
     uint64_t pcs[2] = { 0x1234, 0x5678 };
-    pprof_heap_counts_t c = { 2, 64, 1, 32 };
+    pprof_heap_counts_t c = { 2, 64, 1, 32, 0 };
     assert_int_equal(pprof_heap_add(b, pcs, 2, &c), PPROF_OK);
     void *raw, *gz;
     size_t rawlen, gzlen;
@@ -188,7 +188,7 @@ static void test_depths(void **state)
     pprof_builder_t *b;
     assert_int_equal(pprof_builder_new(&alloc, &b), PPROF_OK);
     assert_int_equal(pprof_builder_set_heap_types(b, 1), PPROF_OK);
-    pprof_heap_counts_t c = { 1, 100, 1, 100 };
+    pprof_heap_counts_t c = { 1, 100, 1, 100, 0 };
     assert_int_equal(pprof_heap_add(b, NULL, 0, &c), PPROF_OK);        /* empty stack */
     uint64_t one = 0xabc;
     assert_int_equal(pprof_heap_add(b, &one, 1, &c), PPROF_OK);
@@ -220,7 +220,7 @@ static void test_100k_stacks(void **state)
         uint64_t pcs[D];
         pcs[0] = 0x100000 + i * 16 + 1;    /* a distinct leaf: distinct stacks */
         for (int d = 1; d < D; d++) pcs[d] = 0x800000 + (test_rand(&rng) % POOL) * 16 + 1;
-        pprof_heap_counts_t c = { 1, (int64_t)(i + 1), 1, (int64_t)(i + 1) };
+        pprof_heap_counts_t c = { 1, (int64_t)(i + 1), 1, (int64_t)(i + 1), 0 };
         assert_int_equal(pprof_heap_add(b, pcs, D, &c), PPROF_OK);
     }
     pprof_builder_stats_t st;
@@ -255,7 +255,7 @@ static void test_long_and_utf8_paths(void **state)
     assert_int_equal(pprof_builder_add_mapping(b, &m1), PPROF_OK);
     assert_int_equal(pprof_builder_add_mapping(b, &m2), PPROF_OK);
     uint64_t pcs[2] = { 0x1800, 0x3800 };
-    pprof_heap_counts_t c = { 1, 8, 0, 0 };
+    pprof_heap_counts_t c = { 1, 8, 0, 0, 0 };
     assert_int_equal(pprof_heap_add(b, pcs, 2, &c), PPROF_OK);
     /* Files that do not exist: symbolization names nothing, keeps mappings. */
     assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
@@ -282,7 +282,7 @@ static void test_bad_arguments(void **state)
     assert_int_equal(pprof_builder_set_sample_types(b, &t, 65, NULL, 0), PPROF_ERR_INVALID);
     assert_int_equal(pprof_builder_set_heap_types(b, -1), PPROF_ERR_INVALID);
     assert_int_equal(pprof_builder_set_sample_types(b, &t, 1, NULL, 0), PPROF_OK);
-    pprof_heap_counts_t c = { 1, 1, 1, 1 };
+    pprof_heap_counts_t c = { 1, 1, 1, 1, 0 };
     assert_int_equal(pprof_heap_add(b, NULL, 0, &c), PPROF_ERR_STATE);   /* not heap types */
     int64_t v = 1;
     assert_int_equal(pprof_builder_add_sample(b, NULL, 2, &v, NULL, 0), PPROF_ERR_INVALID);
@@ -424,7 +424,7 @@ static void test_out_of_memory(void **state)
         if (err == PPROF_OK) err = pprof_builder_set_heap_types(b, 4096);
         for (int i = 0; i < 300 && err == PPROF_OK; i++) {
             uint64_t pcs[3] = { 0x1000 + (uint64_t)i, 0x2000, 0x3000 + (uint64_t)i % 7 };
-            pprof_heap_counts_t c = { 1, 100, 1, 100 };
+            pprof_heap_counts_t c = { 1, 100, 1, 100, 0 };
             err = pprof_heap_add(b, pcs, 3, &c);
         }
         pprof_mapping_t m = { 0x1000, 0x4000, 0, "/nonexistent", NULL };

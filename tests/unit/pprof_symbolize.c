@@ -55,7 +55,7 @@ static pprof_builder_t *build(const uint64_t *pcs, size_t n, pprof_pc_kind_t kin
     assert_int_equal(pprof_builder_new(&alloc, &b), PPROF_OK);
     assert_int_equal(pprof_builder_set_pc_kind(b, kind), PPROF_OK);
     assert_int_equal(pprof_builder_set_heap_types(b, 1), PPROF_OK);
-    pprof_heap_counts_t c = { 1, 8, 1, 8 };
+    pprof_heap_counts_t c = { 1, 8, 1, 8, 0 };
     for (size_t i = 0; i < n; i++) assert_int_equal(pprof_heap_add(b, &pcs[i], 1, &c), PPROF_OK);
     return b;
 }

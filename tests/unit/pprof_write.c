@@ -96,7 +96,7 @@ static int setup(void **state)
     for (int i = 0; i < 20000; i++) {
         uint64_t pcs[16];
         for (int d = 0; d < 16; d++) pcs[d] = test_rand(&rng) | 1;
-        pprof_heap_counts_t c = { 1, 100, 1, 100 };
+        pprof_heap_counts_t c = { 1, 100, 1, 100, 0 };
         assert_int_equal(pprof_heap_add(b, pcs, 16, &c), PPROF_OK);
     }
     real_write = pp_sys_write;

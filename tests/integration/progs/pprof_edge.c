@@ -94,7 +94,7 @@ static void add_frames(pprof_builder_t *b, int depth)
 {
     uint64_t pcs[256];
     for (int i = 0; i < depth; i++) pcs[i] = (uint64_t)(uintptr_t)frames[i];
-    pprof_heap_counts_t c = { 1, 16, 1, 16 };
+    pprof_heap_counts_t c = { 1, 16, 1, 16, 0 };
     check(pprof_heap_add(b, pcs, (size_t)depth, &c), "add");
 }
 
@@ -154,7 +154,7 @@ int main(int argc, char **argv)
             rng = rng * 6364136223846793005ull + 1442695040888963407ull;
             pcs[d] = base + (rng >> 33) % 4096;
         }
-        pprof_heap_counts_t c = { 1, 64, 1, 64 };
+        pprof_heap_counts_t c = { 1, 64, 1, 64, 0 };
         check(pprof_heap_add(b, pcs, 32, &c), "add many");
     }
     finish(b, dir, "many.pb.gz");
