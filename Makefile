@@ -68,6 +68,11 @@ DEB_PACKAGES := \
   golang-go:/usr/bin/go \
   python3:/usr/bin/python3 \
   valgrind:/usr/bin/valgrind \
+  perl:/usr/bin/perl \
+  libjemalloc2:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+  libjemalloc-dev:/usr/include/jemalloc/jemalloc.h \
+  libgoogle-perftools4:/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4 \
+  heaptrack:/usr/bin/heaptrack \
   libabsl-dev:/usr/include/absl/container/flat_hash_map.h \
   libboost1.81-dev:/usr/include/boost/unordered/unordered_flat_map.hpp \
   libglib2.0-dev:/usr/include/glib-2.0/glib.h

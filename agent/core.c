@@ -529,6 +529,9 @@ void agent_init(void)
     } else {
         agent_conf_load(&conf, env_lookup, agent_log);
         agent_sample_rate = conf.rate;
+        if (conf.http_host[0])
+            agent_log("heapwatch: HEAPWATCH_HTTP is not implemented yet and is ignored; "
+                      "for profiles on demand use HEAPWATCH_SIGNAL or HEAPWATCH_PROFILE_INTERVAL\n");
         resolve_out_dir();
         check_out_dir();
         agent_watch_init(&conf, out_dir, now_ns(CLOCK_MONOTONIC));

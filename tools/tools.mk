@@ -19,10 +19,18 @@ $(BUILD)/asan/heapwatch: $(call mod_objs,asan,tools)
 TEST_PREREQS += $(BUILD)/asan/heapwatch
 
 # The README's main job: a real program (python3 building a large JSON
-# document, its allocations routed through malloc) under the agent.
+# document, its allocations routed through malloc) under the agent, then
+# what it wrote: the files, the exit profile read by go tool pprof, and the
+# heapwatch report.
+DEMO_DIR := $(BUILD)/demo
 .PHONY: demo-run
 demo-run: $(BUILD)/heapwatch $(BUILD)/libheapwatch.so
-	@rm -rf $(BUILD)/demo
-	$(BUILD)/heapwatch run --out $(BUILD)/demo -- env PYTHONMALLOC=malloc python3 -c \
+	@rm -rf $(DEMO_DIR)
+	$(BUILD)/heapwatch run --out $(DEMO_DIR) -- env PYTHONMALLOC=malloc /usr/bin/python3 -c \
 	    'import json; d = {str(i): list(range(i % 100)) for i in range(100000)}; print("python3 wrote", len(json.dumps(d)), "bytes of JSON")'
-	@echo "--- $(BUILD)/demo/summary.*.json:"; cat $(BUILD)/demo/summary.*.json
+	@echo; echo "--- $(DEMO_DIR)/:"; ls $(DEMO_DIR)
+	@echo; echo "--- go tool pprof -top -sample_index=alloc_space (bytes allocated, by function):"
+	@go tool pprof -top -nodecount=12 -sample_index=alloc_space $(DEMO_DIR)/heap.*.exit.pb.gz 2>/dev/null
+	@echo; echo "--- heapwatch report $(DEMO_DIR):"
+	@$(BUILD)/heapwatch report --width 78 $(DEMO_DIR)
+	@echo; echo "Open the profile in a browser:  go tool pprof -http=: $$(ls $(DEMO_DIR)/heap.*.exit.pb.gz)"
