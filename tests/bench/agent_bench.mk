@@ -1,0 +1,46 @@
+# tests/bench/agent_bench.mk - what the agent costs a program (issue 4),
+# included by the top Makefile after tests/bench/bench.mk.
+#
+#   make bench-agent        the full run (a few minutes); text in
+#                           $(BUILD)/bench/agent.txt, tables in
+#                           $(BUILD)/bench/agent_{instr,instr_funcs,time,wall,memory}.tsv
+#   make bench-agent-quick  the same four parts, smaller (seconds; for make
+#                           demo); files with a _quick suffix
+#
+# The programs (tests/bench/agent_{churn,mix,live}.c) link nothing of
+# heapwatch: the agent, build/libheapwatch.so as it is at the time of the
+# run, is preloaded. tests/bench/agent_bench.py runs them and says what each
+# part measures. It needs valgrind (callgrind) and heaptrack; when one is
+# missing and we are root, the target installs it with apt-get the way
+# `make deps` installs DEB_PACKAGES.
+
+AGENT_BENCH_DIR   := $(BUILD)/bench
+AGENT_BENCH_PROGS := $(addprefix $(AGENT_BENCH_DIR)/,agent_churn agent_mix agent_live)
+# "package:file that proves it is installed", as DEB_PACKAGES
+AGENT_BENCH_DEBS  := valgrind:/usr/bin/valgrind heaptrack:/usr/bin/heaptrack python3:/usr/bin/python3
+
+# Plain -O2, no -march=native, no sanitizer (they run under LD_PRELOAD).
+$(AGENT_BENCH_DIR)/agent_%: tests/bench/agent_%.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g -pthread $(WARN) $< -o $@
+
+.PHONY: bench-agent bench-agent-quick bench-agent-deps
+bench-agent-deps:
+	@missing=""; for p in $(AGENT_BENCH_DEBS); do \
+	  [ -e "$${p#*:}" ] || missing="$$missing $${p%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "bench-agent: installing$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "bench-agent: need root to apt-get install:$$missing" >&2; exit 1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing; } || \
+	    { echo "bench-agent: apt-get install failed for:$$missing" >&2; exit 1; }; \
+	fi
+
+bench-agent: bench-agent-deps $(BUILD)/libheapwatch.so $(AGENT_BENCH_PROGS)
+	python3 tests/bench/agent_bench.py --build $(BUILD)
+
+bench-agent-quick: bench-agent-deps $(BUILD)/libheapwatch.so $(AGENT_BENCH_PROGS)
+	python3 tests/bench/agent_bench.py --build $(BUILD) --quick
+
+BENCH_TARGETS += bench-agent
