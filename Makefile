@@ -195,7 +195,7 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_TARGETS)
 
-DEMO_TARGET ?= demo-run bench-map-quick
+DEMO_TARGET ?= demo-run bench-map-quick bench-agent-quick
 .PHONY: demo
 demo: deps
 	@$(MAKE) --no-print-directory $(DEMO_TARGET)
