@@ -64,6 +64,33 @@ static void test_scale_properties(void **state)
     }
 }
 
+/* extra_bytes: the sampler counted 8 bytes more per object than the size
+ * reported (heapwatch samples glibc chunk bytes): 4 x 16 B at rate 4096
+ * scale by 1/(1-e^(-24/4096)) = 171.167 -> 684 objects, 10954 bytes,
+ * where Go's rule would give 1026 and 16416. */
+static void test_heap_extra_bytes(void **state)
+{
+    (void)state;
+    memset(&ta, 0, sizeof(ta));
+    alloc = test_allocator(&ta);
+    pprof_builder_t *b;
+    assert_int_equal(pprof_builder_new(&alloc, &b), PPROF_OK);
+    assert_int_equal(pprof_builder_set_heap_types(b, 4096), PPROF_OK);
+    uint64_t pcs[1] = { 0x1001 };
+    pprof_heap_counts_t c = { 4, 64, 4, 64, 8 };
+    assert_int_equal(pprof_heap_add(b, pcs, 1, &c), PPROF_OK);
+    pb_profile_t *p = t_roundtrip(b, &alloc);
+    const Perftools__Profiles__Sample *s = p->sample[0];
+    assert_int_equal(s->value[0], 684);
+    assert_int_equal(s->value[1], 10954);
+    assert_int_equal(s->value[2], 684);
+    assert_int_equal(s->value[3], 10954);
+    assert_int_equal(s->label[0]->num, 16);            /* the reported size */
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+    assert_int_equal(ta.live_blocks, 0);
+}
+
 static void test_heap_add(void **state)
 {
     memset(&ta, 0, sizeof(ta));
@@ -125,6 +152,7 @@ int main(void)
         cmocka_unit_test(test_scale_by_hand),
         cmocka_unit_test(test_scale_properties),
         cmocka_unit_test(test_heap_add),
+        cmocka_unit_test(test_heap_extra_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
