@@ -129,4 +129,30 @@ check "after kill -9, every decoded line is a whole JSON record" \
 check "after kill -9, no summary and no temporary files" \
     bash -c '! ls "$1"/summary.* >/dev/null 2>&1 && [ -z "$(ls -A "$1" | grep "^\.")" ]' _ "$T/kill"
 
+# --- heapwatch check and report on these real result directories -----------
+HW=$PWD/$BUILD/heapwatch
+"$HW" check "$T/crit" --junit "$T/crit.xml" > "$T/check.out" 2>&1; rc=$?
+check "heapwatch check on the leaking run: exit 1, a FAIL line naming the crit alert and leak_node" \
+    bash -c '[ "$1" = 1 ] && grep -q "FAIL pid [0-9]* (agent_leak): crit alert" "$2" && grep -q "leak_node" "$2"' _ $rc "$T/check.out"
+check "heapwatch check --junit: XML with one failing test case" python3 -c '
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+cases = r.findall(".//testcase")
+assert len(cases) == 1 and cases[0].find("failure") is not None
+' "$T/crit.xml"
+"$HW" check -q "$T/steady"; rc=$?
+check "heapwatch check on the steady run: exit 0" [ $rc = 0 ]
+"$HW" check -q "$T/warn"; rc1=$?
+"$HW" check -q --fail-on warn "$T/warn" >/dev/null; rc2=$?
+check "heapwatch check on the warn run: 0 by default, 1 with --fail-on warn" [ $rc1 = 0 ] && [ $rc2 = 1 ]
+"$HW" check -q --max-live-objects 1000 "$T/steady" >/dev/null; rc=$?
+check "heapwatch check --max-live-objects 1000 on the steady run (1024 live): exit 1" [ $rc = 1 ]
+mkdir -p "$T/empty"; "$HW" check "$T/empty" 2>/dev/null; rc=$?
+check "heapwatch check on an empty directory: exit 2" [ $rc = 2 ]
+"$HW" check -q "$T/kill" >/dev/null 2>&1; rc=$?
+check "heapwatch check reads the killed run from its timeline alone (exit 0)" [ $rc = 0 ]
+"$HW" report --width 70 "$T/crit" > "$T/report.out" 2>&1; rc=$?
+check "heapwatch report on the leaking run: charts, the crit alert and leak_node" \
+    bash -c '[ "$1" = 0 ] && grep -q "live objects" "$2" && grep -q "crit" "$2" && grep -q leak_node "$2"' _ $rc "$T/report.out"
+
 finish
