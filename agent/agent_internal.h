@@ -163,7 +163,10 @@ static inline size_t agent_filter_slot(const void *ptr)
 /* agent_maybe_sampled: false proves ptr is not a live sampled allocation. */
 static inline bool agent_maybe_sampled(const void *ptr)
 {
-    return __atomic_load_n(&agent_live_filter[agent_filter_slot(ptr)], __ATOMIC_RELAXED) != 0;
+    /* A plain read (it lets the compiler test the slot in memory); slots
+     * are only ever changed with atomic operations, and an aligned 16-bit
+     * load cannot tear. */
+    return agent_live_filter[agent_filter_slot(ptr)] != 0;
 }
 
 /* agent_sample_slow: the allocation ptr (usable bytes) reached the
