@@ -1,0 +1,45 @@
+# tests/integration/integration.mk - build rules for the integration test
+# programs that need more than agent.mk's one-file rule: the lifecycle
+# programs (tests/integration/progs/life_*), their shared libraries, and
+# the allocator variants. Plain builds (-O1 -g -pthread, no sanitizer):
+# they run under LD_PRELOAD.
+
+LIFE_CFLAGS := -std=gnu11 -O1 -g -pthread -Wall -Wextra -I. -Itests/integration/progs
+LIFE_CXXFLAGS := -std=c++17 -O1 -g -pthread -Wall -Wextra -I. -Itests/integration/progs
+LIFE_DEPS := tests/integration/progs/life_common.h agent/agent.h
+
+# One-file C programs.
+LIFE_C_PROGS := $(addprefix $(BUILD)/progs/,life_dlopen life_exit life_threads \
+                  life_signals life_fork life_exec life_edge life_alloc)
+$(LIFE_C_PROGS): $(BUILD)/progs/%: tests/integration/progs/%.c $(LIFE_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(LIFE_CFLAGS) $< -o $@ -ldl
+
+# The library life_dlopen loads and unloads.
+$(BUILD)/progs/liblife_dl.so: tests/integration/progs/life_dllib.c
+	@mkdir -p $(@D)
+	$(CC) $(LIFE_CFLAGS) -shared -fPIC $< -o $@
+
+# life_ctor: a C++ program with a static object, linked with a library
+# whose constructor and destructor allocate (found next to it: $ORIGIN).
+$(BUILD)/progs/liblife_ctorlib.so: tests/integration/progs/life_ctorlib.c tests/integration/progs/life_ctor.h $(LIFE_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(LIFE_CFLAGS) -shared -fPIC $< -o $@ -ldl
+$(BUILD)/progs/life_ctor: tests/integration/progs/life_ctor.cc tests/integration/progs/life_ctor.h $(BUILD)/progs/liblife_ctorlib.so $(LIFE_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(LIFE_CXXFLAGS) $< -o $@ -L$(BUILD)/progs -llife_ctorlib '-Wl,-rpath,$$ORIGIN' -ldl
+
+LIFE_PROGS := $(LIFE_C_PROGS) $(BUILD)/progs/liblife_dl.so $(BUILD)/progs/life_ctor
+
+# life_alloc linked with jemalloc itself, when libjemalloc-dev is installed
+# (agent_allocators.sh skips that case, naming the package, otherwise).
+ifneq ($(wildcard /usr/include/jemalloc/jemalloc.h),)
+$(BUILD)/progs/life_alloc_je: tests/integration/progs/life_alloc.c $(LIFE_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(LIFE_CFLAGS) -DLIFE_LINKED_JEMALLOC $< -o $@ -ljemalloc -ldl
+LIFE_PROGS += $(BUILD)/progs/life_alloc_je
+endif
+
+.PHONY: life-progs
+life-progs: $(LIFE_PROGS)
+TEST_PREREQS += $(LIFE_PROGS)
