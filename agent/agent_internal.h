@@ -75,6 +75,10 @@ typedef struct agent_tls_s {
     struct agent_thread_s *fast;    /* block for the fast path, or NULL */
     struct agent_thread_s *thread;  /* this thread's counter block, or NULL */
     int depth;                      /* agent code on this thread's stack */
+    int in_sample;                  /* in a sampled allocation's or free's slow
+                                     * path: the agent itself does not allocate
+                                     * there, so an allocation made meanwhile
+                                     * is a signal handler's, and is counted */
 } agent_tls_t;
 
 extern AGENT_TLS agent_tls_t agent_tls;
@@ -564,8 +568,10 @@ void agent_buf_json_str(agent_buf_t *b, const char *s);
 
 /* agent_write_all: writes everything, retrying on EINTR. @return 0 or -errno. */
 int agent_write_all(int fd, const void *data, size_t len);
-/* agent_log: one line to stderr, errno preserved. */
+/* agent_log: one line to stderr, errno preserved; nothing once descriptor
+ * 2 is no longer the file it was at agent_log_remember_stderr. */
 void agent_log(const char *line);
+void agent_log_remember_stderr(void);
 /* agent_mkdir_p: creates path and its parents. @return 0 or -errno. */
 int agent_mkdir_p(const char *path);
 /* agent_write_file_atomic: dir/name appears whole with data, or not at all.

@@ -38,6 +38,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -51,6 +52,9 @@
 #include "agent/agent_internal.h"
 #include "map/map.h"
 #include "pprof/pprof.h"
+
+/* glibc's registration of an exit handler (what atexit is built on). */
+extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
 
 AGENT_TLS agent_tls_t agent_tls;
 int agent_enabled = 1;
@@ -125,8 +129,17 @@ static agent_thread_t *new_block(void)
 }
 
 static void start_background_thread(void);
+static agent_thread_t *thread_register(void);
 
 agent_thread_t *agent_thread_slow(void)
+{
+    int saved_errno = errno;   /* registration must not change the program's errno */
+    agent_thread_t *t = thread_register();
+    errno = saved_errno;
+    return t;
+}
+
+static agent_thread_t *thread_register(void)
 {
     if (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2) agent_init();
     if (!agent_enabled || agent_inside()) return NULL;
@@ -155,16 +168,32 @@ agent_thread_t *agent_current_thread(void)
     return agent_thread_slow();
 }
 
+/* handler_thread: inside a sampling slow path, the thread's block: what
+ * is allocated or freed now comes from a signal handler that interrupted
+ * it, and is counted (not sampled: the live map may be locked). */
+static agent_thread_t *handler_thread(void)
+{
+    return agent_tls.in_sample && agent_tls.depth == 1 ? agent_tls.thread : NULL;
+}
+
 void *agent_on_alloc_slow(void *ptr)
 {
     agent_thread_t *t = agent_current_thread();
-    return t ? agent_count_alloc(t, ptr, agent_usable_size(ptr)) : ptr;
+    if (t) return agent_count_alloc(t, ptr, agent_usable_size(ptr));
+    if ((t = handler_thread())) {
+        t->mallocs++;
+        t->alloc_bytes += agent_usable_size(ptr) + AGENT_BLOCK_EXTRA;
+    }
+    return ptr;
 }
 
 void agent_on_free_slow(void *ptr)
 {
     agent_thread_t *t = agent_current_thread();
-    if (!t) return;
+    if (!t) {
+        if ((t = handler_thread())) agent_count_free(t, agent_usable_size(ptr));
+        return;
+    }
     agent_count_free(t, agent_usable_size(ptr));
     if (agent_maybe_sampled(ptr)) agent_free_sampled(t, ptr);
 }
@@ -357,6 +386,41 @@ static uint64_t advance(uint64_t deadline, uint64_t period, uint64_t now)
     return deadline;
 }
 
+/* live_threads: the process's running threads, or 0 when unknown: field
+ * 20 of /proc/self/stat (num_threads), less the main thread when it has
+ * ended with pthread_exit (it stays a zombie, counted, and the process
+ * state, field 3, is then its 'Z'). */
+static long live_threads(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');   /* the command name may hold anything */
+    if (!p || p[1] != ' ') return 0;
+    bool leader_gone = p[2] == 'Z';
+    int field = 2;                       /* p is at the space before field 3 */
+    for (; *p && field < 20; p++)
+        if (*p == ' ') field++;
+    if (field != 20) return 0;
+    return strtol(p, NULL, 10) - (leader_gone ? 1 : 0);
+}
+
+/* exit_if_alone: the program's threads have all ended (main called
+ * pthread_exit and the others returned); only this thread keeps the
+ * process alive. glibc would now call exit(0): do so on its behalf, outside
+ * the agent so that what the exit handlers allocate is the program's. */
+static void exit_if_alone(void)
+{
+    if (live_threads() != 1) return;
+    pthread_mutex_unlock(&work_lock);
+    agent_leave();
+    exit(0);
+}
+
 static void *background_main(void *arg)
 {
     (void)arg;
@@ -381,6 +445,7 @@ static void *background_main(void *arg)
         }
         if (__atomic_exchange_n(&profile_requested, 0, __ATOMIC_RELAXED)) write_profile("signal");
         if (now >= next_snapshot) {
+            exit_if_alone();
             heapwatch_counters_t c;
             snapshot(&c);
             agent_watch_snapshot(&c, now, now_ns(CLOCK_REALTIME), start_ns, false);
@@ -520,6 +585,7 @@ void agent_init(void)
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return;   /* done, or being done by this or another thread */
     agent_enter();
+    agent_log_remember_stderr();
     agent_shim_init();
     own_pid = (int)getpid();
     start_ns = now_ns(CLOCK_REALTIME);
@@ -545,10 +611,19 @@ void agent_init(void)
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
 }
 
+static bool exit_handler_registered;
+static void exit_handler(void *arg);
+
 __attribute__((constructor)) static void agent_ctor(void)
 {
     agent_init();
     if (!agent_enabled) return;
+    /* The exit output is written by an exit handler registered now, before
+     * __libc_start_main registers ld.so's finaliser: handlers run in reverse
+     * order, so ours runs after every library's destructors (ld.so runs the
+     * preloaded agent's own destructor before those of the libraries the
+     * program links). */
+    exit_handler_registered = __cxa_atexit(exit_handler, NULL, NULL) == 0;
     install_signal();
     start_background_thread();
 }
@@ -700,8 +775,19 @@ static void write_exit_output(void)
     pthread_mutex_unlock(&work_lock);
 }
 
+static void exit_handler(void *arg)
+{
+    (void)arg;
+    agent_enter();
+    write_exit_output();
+    agent_leave();
+}
+
+/* agent_dtor: the exit output when no exit handler could be registered
+ * (or the library is being unloaded some other way). */
 __attribute__((destructor)) static void agent_dtor(void)
 {
+    if (exit_handler_registered) return;
     agent_enter();
     write_exit_output();
     agent_leave();

@@ -122,10 +122,37 @@ int agent_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
+/* The file descriptor 2 was at start (agent_log_remember_stderr): a program
+ * that closed its stderr and reused descriptor 2 for a file of its own must
+ * not find our messages in it. */
+static dev_t stderr_dev;
+static ino_t stderr_ino;
+static int stderr_known;   /* 0 not recorded, 1 recorded, -1 closed at start */
+
+void agent_log_remember_stderr(void)
+{
+    struct stat st;
+    if (fstat(2, &st) != 0) {
+        stderr_known = -1;
+        return;
+    }
+    stderr_dev = st.st_dev;
+    stderr_ino = st.st_ino;
+    stderr_known = 1;
+}
+
+static bool stderr_is_ours(void)
+{
+    if (stderr_known == 0) return true;
+    struct stat st;
+    if (stderr_known < 0 || fstat(2, &st) != 0) return false;
+    return st.st_dev == stderr_dev && st.st_ino == stderr_ino;
+}
+
 void agent_log(const char *line)
 {
     int saved = errno;
-    (void)agent_write_all(2, line, strlen(line));
+    if (stderr_is_ours()) (void)agent_write_all(2, line, strlen(line));
     errno = saved;
 }
 

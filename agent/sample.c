@@ -40,6 +40,7 @@
  * if the realloc fails.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -141,24 +142,42 @@ void *agent_count_alloc_mmapped(agent_thread_t *t, void *ptr)
     return agent_count_alloc(t, ptr, agent_glibc_usable_size(ptr));
 }
 
+/* sample_enter / sample_leave: around the slow paths of sampled
+ * allocations and frees: the recursion guard, the in_sample mark (see
+ * agent_tls_t), and errno kept for the program (libunwind may set it). */
+static int sample_enter(void)
+{
+    int saved = errno;
+    agent_enter();
+    agent_tls.in_sample++;
+    return saved;
+}
+
+static void sample_leave(int saved)
+{
+    agent_tls.in_sample--;
+    agent_leave();
+    errno = saved;
+}
+
 void *agent_sample_slow(agent_thread_t *t, void *ptr, size_t usable)
 {
     reset_countdown(t);
     if (agent_sample_rate == 0) return ptr;   /* a block adopted across a rate change */
-    agent_enter();
+    int saved = sample_enter();
     record(t, ptr, usable);
-    agent_leave();
+    sample_leave(saved);
     return ptr;
 }
 
 void agent_free_sampled(agent_thread_t *t, void *ptr)
 {
     uint64_t v;
-    agent_enter();
+    int saved = sample_enter();
     t->filter_hits++;
     if (agent_live_remove(ptr, &v)) forget(v);
     else t->filter_false++;
-    agent_leave();
+    sample_leave(saved);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -175,11 +194,11 @@ void agent_on_realloc_before(void *ptr, agent_realloc_t *r)
     t->frees++;
     t->free_bytes += r->usable + AGENT_BLOCK_EXTRA;
     if (AGENT_LIKELY(!agent_maybe_sampled(ptr))) return;
-    agent_enter();
+    int saved = sample_enter();
     t->filter_hits++;
     if (agent_live_remove(ptr, &r->live_value)) r->was_sampled = true;
     else t->filter_false++;
-    agent_leave();
+    sample_leave(saved);
 }
 
 void agent_on_realloc_after(const agent_realloc_t *r, void *old, void *result, size_t size)
@@ -191,19 +210,19 @@ void agent_on_realloc_after(const agent_realloc_t *r, void *old, void *result, s
         t->frees--;
         t->free_bytes -= r->usable + AGENT_BLOCK_EXTRA;
         if (r->was_sampled) {
-            agent_enter();
+            int saved = sample_enter();
             if (!agent_live_insert(old, r->live_value)) {
                 forget(r->live_value);   /* cannot track it again: count it gone */
                 t->dropped++;
             }
-            agent_leave();
+            sample_leave(saved);
         }
         return;
     }
     if (r->was_sampled) {
-        agent_enter();
+        int saved = sample_enter();
         forget(r->live_value);
-        agent_leave();
+        sample_leave(saved);
     }
     if (result) agent_on_alloc(result);
 }

@@ -50,8 +50,7 @@ for hook in sys.argv[3:]:
 }
 check "ctor/dtor: the summary counts the program's destructor, static object destructor and atexit handlers" \
     after_hooks "${s:-none}" "$T/ctor.rec" atexit_main static_dtor atexit_ctor main_dtor
-known_bug "a linked library's destructors run after the agent writes the summary" \
-    "ctor/dtor: the summary counts a linked library's destructor (100000 leaked blocks) and atexit handler" \
+check "ctor/dtor: the summary counts a linked library's destructor (100000 leaked blocks) and atexit handler" \
     after_hooks "${s:-none}" "$T/ctor.rec" lib_dtor lib_atexit
 # Exact where possible: after the last hook, nothing of ours allocates; the
 # little libc may still do is bounded.
@@ -67,8 +66,7 @@ assert 0 <= d["mallocs"] - m <= 100 and 0 <= d["frees"] - f <= 100, (d["mallocs"
 assert d["live_objects"] >= leaked, (d["live_objects"], leaked)
 ' "$@"
 }
-known_bug "a linked library's destructors run after the agent writes the summary" \
-    "ctor/dtor: summary = counters after the last hook (within 100), live_objects >= every block the hooks left" \
+check "ctor/dtor: summary = counters after the last hook (within 100), live_objects >= every block the hooks left" \
     last_hook_close "${s:-none}" "$T/ctor.rec"
 
 # --- 3. exit while threads allocate ------------------------------------------
@@ -102,8 +100,7 @@ if pexit_probe; then
     check "pthread_exit from main, 8 threads finish: 20 runs, status 0, a valid summary each" \
         exit_runs pthread-exit 0 20
 else
-    known_bug "the agent's background thread keeps a process alive after its last thread ends" \
-        "pthread_exit from main: the process ends with its last thread" false
+    not_ok "pthread_exit from main: the process ends with its last thread"
 fi
 
 # --- 4. 200 short-lived threads ------------------------------------------------
@@ -130,8 +127,7 @@ check "signals: one valid summary, written while the timers fire" summary_ok "${
 same_behaviour "signals: life_signals, default sampling rate" "$T/sig" env LIFE_TAP="$T/signals.tap" \
     "$PROGS/life_signals"
 sed -i 's/^\(\(not \)\{0,1\}ok\) - /\1 - default rate: /' "$T/signals.tap"
-relay "$T/signals.tap" "signal handlers" \
-    "allocations of a signal handler that interrupts the agent's sampling path (recursion guard held) are not counted"
+relay "$T/signals.tap"
 s=$(only_summary "$T/sig")
 check "signals: default rate: one valid summary" summary_ok "${s:-none}" 100000
 
@@ -191,8 +187,7 @@ check "exec: sh -c 'exec prog': one summary, the program's (exe life_exec), stat
 # --- 9. closed stdio, RLIMIT_AS, impossible requests ---------------------------------
 same_behaviour "edge: 0-byte, impossible and misaligned requests, errno" "$T/sizes" \
     env LIFE_TAP="$T/sizes.tap" "$PROGS/life_edge" sizes
-relay "$T/sizes.tap" "leave errno alone" \
-    "errno is not preserved: a sampled allocation returns with errno EAGAIN from the agent's own read(2)"
+relay "$T/sizes.tap"
 same_behaviour "edge: RLIMIT_AS hit by malloc" "$T/rlimit" env LIFE_TAP="$T/rlimit.tap" "$PROGS/life_edge" rlimit
 relay "$T/rlimit.tap"
 check "edge: RLIMIT_AS: a valid summary" summary_ok "$(only_summary "$T/rlimit")"
@@ -214,8 +209,7 @@ check "edge: stdout and stderr closed early: a valid summary" summary_ok "$(only
 closefds cfbreak 1
 check "edge: closed stdio, output directory gone at exit: same status (5)" \
     [ "$(tr '\n' ' ' < "$T/cfbreak.rc")" = "plain 5 agent 5 " ]
-known_bug "the agent's exit-time message goes to descriptor 2 even when the program has reused it for its own file" \
-    "edge: closed stdio, output directory gone at exit: the program's own file (now descriptor 2) is untouched" \
+check "edge: closed stdio, output directory gone at exit: the program's own file (now descriptor 2) is untouched" \
     cmp -s "$T/cfbreak.plain.data" "$T/cfbreak.agent.data"
 
 finish
