@@ -333,6 +333,25 @@ typedef struct agent_stack_s {
     uint64_t pcs[];
 } agent_stack_t;
 
+/* agent_stack_totals_t: what a stack's totals say, read at one moment. */
+typedef struct agent_stack_totals_s {
+    int64_t alloc_objects, alloc_bytes;   /* sampled allocations */
+    int64_t inuse_objects, inuse_bytes;   /* ...not freed yet */
+} agent_stack_totals_t;
+
+/* agent_stack_read: s's totals. The freed totals are read first: a free
+ * is counted after its allocation, so in-use is never negative even while
+ * other threads allocate and free. */
+static inline void agent_stack_read(agent_stack_t *s, agent_stack_totals_t *t)
+{
+    int64_t free_objects = (int64_t)__atomic_load_n(&s->free_objects, __ATOMIC_ACQUIRE);
+    int64_t free_bytes = (int64_t)__atomic_load_n(&s->free_bytes, __ATOMIC_ACQUIRE);
+    t->alloc_objects = (int64_t)__atomic_load_n(&s->alloc_objects, __ATOMIC_ACQUIRE);
+    t->alloc_bytes = (int64_t)__atomic_load_n(&s->alloc_bytes, __ATOMIC_ACQUIRE);
+    t->inuse_objects = t->alloc_objects - free_objects;
+    t->inuse_bytes = t->alloc_bytes - free_bytes;
+}
+
 /* agent_stacks_init: the table and libunwind's caching policy. @return 0,
  * or -1 when no memory (sampling then records empty stacks). */
 int agent_stacks_init(void);
@@ -368,10 +387,14 @@ void agent_stacks_postfork_child(void);
 #define AGENT_LIVE_SIZE_MAX ((UINT64_C(1) << AGENT_LIVE_SIZE_BITS) - 1)
 #define AGENT_STACKS_MAX (UINT32_C(1) << (64 - AGENT_LIVE_SIZE_BITS))
 
+/* agent_live_clamp: a size as the live map keeps it. */
+static inline uint64_t agent_live_clamp(size_t usable)
+{
+    return usable < AGENT_LIVE_SIZE_MAX ? usable : AGENT_LIVE_SIZE_MAX;
+}
 static inline uint64_t agent_live_pack(uint32_t stack_id, size_t usable)
 {
-    uint64_t size = usable < AGENT_LIVE_SIZE_MAX ? usable : AGENT_LIVE_SIZE_MAX;
-    return ((uint64_t)stack_id << AGENT_LIVE_SIZE_BITS) | size;
+    return ((uint64_t)stack_id << AGENT_LIVE_SIZE_BITS) | agent_live_clamp(usable);
 }
 static inline uint32_t agent_live_stack(uint64_t v) { return (uint32_t)(v >> AGENT_LIVE_SIZE_BITS); }
 static inline uint64_t agent_live_size(uint64_t v) { return v & AGENT_LIVE_SIZE_MAX; }
@@ -565,6 +588,13 @@ void agent_buf_i64(agent_buf_t *b, int64_t v);
 void agent_buf_fixed(agent_buf_t *b, int64_t v, unsigned decimals);
 /* agent_buf_json_str: s as a quoted JSON string (escapes ", \ and controls). */
 void agent_buf_json_str(agent_buf_t *b, const char *s);
+
+/* agent_buf_json_key: `"key": ` inside a JSON object being built in b
+ * (which starts with its "{"), preceded by the separator it needs: one
+ * member per line when pretty, else all on one line. */
+void agent_buf_json_key(agent_buf_t *b, const char *key, bool pretty);
+/* agent_buf_json_u64: a member with an unsigned number. */
+void agent_buf_json_u64(agent_buf_t *b, const char *key, uint64_t v, bool pretty);
 
 /* agent_write_all: writes everything, retrying on EINTR. @return 0 or -errno. */
 int agent_write_all(int fd, const void *data, size_t len);

@@ -641,19 +641,6 @@ static void summary_name(char *name, size_t cap)
     agent_buf_str(&b, ".json");
 }
 
-static void json_key(agent_buf_t *b, const char *key)
-{
-    agent_buf_str(b, b->len > 1 ? ",\n  " : "\n  ");
-    agent_buf_json_str(b, key);
-    agent_buf_str(b, ": ");
-}
-
-static void json_u64(agent_buf_t *b, const char *key, uint64_t v)
-{
-    json_key(b, key);
-    agent_buf_u64(b, v);
-}
-
 /* thread_sums_t: the sampling counters of every thread block. */
 typedef struct thread_sums_s {
     uint64_t samples, dropped, filter_hits, filter_false, blocks;
@@ -678,29 +665,29 @@ static void summary_sampling(agent_buf_t *b, const heapwatch_counters_t *c)
     sum_threads(&th);
     agent_live_stats_t live;
     agent_live_get_stats(&live);
-    json_u64(b, "rate", conf.rate);
-    json_u64(b, "samples", th.samples);
-    json_u64(b, "samples_dropped", th.dropped);
-    json_u64(b, "sampled_live", live.count);
-    json_u64(b, "stacks", agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0);
-    json_u64(b, "stacks_bytes", agent_stacks_bytes());
-    json_u64(b, "map_count", live.count);
-    json_u64(b, "map_B", live.max_B);
-    json_u64(b, "map_noverflow", live.noverflow);
-    json_u64(b, "map_shards", live.shards);
-    json_u64(b, "map_buckets", live.buckets);
-    json_u64(b, "map_overflow_buckets", live.overflow_buckets);
-    json_u64(b, "map_bytes", live.bytes);
-    json_u64(b, "map_grow_failures", live.grow_failures);
-    json_u64(b, "filter_bytes", live.filter_bytes);
-    json_u64(b, "filter_hits", th.filter_hits);
-    json_u64(b, "filter_false_positives", th.filter_false);
+    agent_buf_json_u64(b, "rate", conf.rate, true);
+    agent_buf_json_u64(b, "samples", th.samples, true);
+    agent_buf_json_u64(b, "samples_dropped", th.dropped, true);
+    agent_buf_json_u64(b, "sampled_live", live.count, true);
+    agent_buf_json_u64(b, "stacks", agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0, true);
+    agent_buf_json_u64(b, "stacks_bytes", agent_stacks_bytes(), true);
+    agent_buf_json_u64(b, "map_count", live.count, true);
+    agent_buf_json_u64(b, "map_B", live.max_B, true);
+    agent_buf_json_u64(b, "map_noverflow", live.noverflow, true);
+    agent_buf_json_u64(b, "map_shards", live.shards, true);
+    agent_buf_json_u64(b, "map_buckets", live.buckets, true);
+    agent_buf_json_u64(b, "map_overflow_buckets", live.overflow_buckets, true);
+    agent_buf_json_u64(b, "map_bytes", live.bytes, true);
+    agent_buf_json_u64(b, "map_grow_failures", live.grow_failures, true);
+    agent_buf_json_u64(b, "filter_bytes", live.filter_bytes, true);
+    agent_buf_json_u64(b, "filter_hits", th.filter_hits, true);
+    agent_buf_json_u64(b, "filter_false_positives", th.filter_false, true);
     /* The rate that matters: how many unsampled frees pay for a map lookup. */
     uint64_t unsampled = c->frees > th.filter_hits - th.filter_false
                          ? c->frees - (th.filter_hits - th.filter_false) : 0;
-    json_key(b, "filter_false_positive_rate");
+    agent_buf_json_key(b, "filter_false_positive_rate", true);
     agent_buf_fixed(b, unsampled ? (int64_t)(th.filter_false * 1000000 / unsampled) : 0, 6);
-    json_u64(b, "thread_blocks", th.blocks);
+    agent_buf_json_u64(b, "thread_blocks", th.blocks, true);
 }
 
 /* build_summary: the JSON document of summary.<pid>.json. */
@@ -716,29 +703,29 @@ static void build_summary(agent_buf_t *b, const char *own_name)
     map_arena_get_stats(&arena);
 
     agent_buf_str(b, "{");
-    json_u64(b, "pid", (uint64_t)getpid());
-    json_u64(b, "ppid", (uint64_t)getppid());
-    json_key(b, "exe");
+    agent_buf_json_u64(b, "pid", (uint64_t)getpid(), true);
+    agent_buf_json_u64(b, "ppid", (uint64_t)getppid(), true);
+    agent_buf_json_key(b, "exe", true);
     agent_buf_json_str(b, exe);
-    json_key(b, "start_time");
+    agent_buf_json_key(b, "start_time", true);
     agent_buf_fixed(b, (int64_t)(start_ns / 1000), 6);
-    json_key(b, "end_time");
+    agent_buf_json_key(b, "end_time", true);
     agent_buf_fixed(b, (int64_t)(end / 1000), 6);
-    json_key(b, "duration_s");
+    agent_buf_json_key(b, "duration_s", true);
     agent_buf_fixed(b, (int64_t)((end - start_ns) / 1000), 6);
-    json_u64(b, "mallocs", c.mallocs);
-    json_u64(b, "frees", c.frees);
-    json_key(b, "live_objects");
+    agent_buf_json_u64(b, "mallocs", c.mallocs, true);
+    agent_buf_json_u64(b, "frees", c.frees, true);
+    agent_buf_json_key(b, "live_objects", true);
     agent_buf_i64(b, (int64_t)(c.mallocs - c.frees));
-    json_key(b, "live_bytes");
+    agent_buf_json_key(b, "live_bytes", true);
     agent_buf_i64(b, (int64_t)(c.alloc_bytes - c.free_bytes));
-    json_u64(b, "peak_live_bytes", __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED));
-    json_u64(b, "alloc_bytes", c.alloc_bytes);
-    json_u64(b, "free_bytes", c.free_bytes);
+    agent_buf_json_u64(b, "peak_live_bytes", __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED), true);
+    agent_buf_json_u64(b, "alloc_bytes", c.alloc_bytes, true);
+    agent_buf_json_u64(b, "free_bytes", c.free_bytes, true);
     summary_sampling(b, &c);
-    json_u64(b, "agent_memory_bytes", arena.mapped_bytes);
-    json_u64(b, "agent_memory_inuse_bytes", arena.inuse_bytes);
-    json_key(b, "files");
+    agent_buf_json_u64(b, "agent_memory_bytes", arena.mapped_bytes, true);
+    agent_buf_json_u64(b, "agent_memory_inuse_bytes", arena.inuse_bytes, true);
+    agent_buf_json_key(b, "files", true);
     agent_buf_str(b, "[");
     for (unsigned i = 0; i < nfiles; i++) {
         agent_buf_str(b, i ? ", " : "");
@@ -747,7 +734,7 @@ static void build_summary(agent_buf_t *b, const char *own_name)
     agent_buf_str(b, nfiles ? ", " : "");
     agent_buf_json_str(b, own_name);
     agent_buf_str(b, "]");
-    json_u64(b, "files_total", nfiles_total + 1);
+    agent_buf_json_u64(b, "files_total", nfiles_total + 1, true);
     agent_buf_str(b, "\n}\n");
 }
 

@@ -72,7 +72,8 @@ static void filter_uncount(const void *ptr)
 
 void agent_live_filter_pin(const void *lo, size_t len)
 {
-    for (uintptr_t a = (uintptr_t)lo & ~(uintptr_t)15; a < (uintptr_t)lo + len || a == (uintptr_t)lo; a += 16)
+    uintptr_t end = (uintptr_t)lo + (len ? len : 1);   /* NULL: its one slot */
+    for (uintptr_t a = (uintptr_t)lo & ~(uintptr_t)15; a < end; a += 16)
         __atomic_store_n(&agent_live_filter[agent_filter_slot((const void *)a)], FILTER_STUCK, __ATOMIC_RELAXED);
 }
 

@@ -106,6 +106,20 @@ void agent_buf_json_str(agent_buf_t *b, const char *s)
     agent_buf_mem(b, "\"", 1);
 }
 
+void agent_buf_json_key(agent_buf_t *b, const char *key, bool pretty)
+{
+    bool first = b->len <= 1;   /* only the opening brace so far */
+    agent_buf_str(b, pretty ? (first ? "\n  " : ",\n  ") : (first ? "" : ", "));
+    agent_buf_json_str(b, key);
+    agent_buf_str(b, ": ");
+}
+
+void agent_buf_json_u64(agent_buf_t *b, const char *key, uint64_t v, bool pretty)
+{
+    agent_buf_json_key(b, key, pretty);
+    agent_buf_u64(b, v);
+}
+
 int agent_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;

@@ -7,8 +7,7 @@
  * pprof_heap_add with the sampling rate exactly as Go's runtime/pprof
  * does. The live map is not walked: the per-stack totals already say what
  * is live, so writing a profile never holds a lock the allocating threads
- * need. The totals are read freed-first, so in-use is never negative even
- * while other threads allocate and free.
+ * need (agent_stack_read).
  *
  * Mappings come from /proc/self/maps with their build IDs, and frames are
  * named in-process through a symbol cache kept for the life of the process
@@ -42,16 +41,16 @@ static pprof_err_t add_stacks(pprof_builder_t *b)
     for (uint32_t id = 0; id < n; id++) {
         agent_stack_t *s = agent_stack_get(id);
         if (!s) continue;
-        int64_t free_objects = (int64_t)__atomic_load_n(&s->free_objects, __ATOMIC_ACQUIRE);
-        int64_t free_bytes = (int64_t)__atomic_load_n(&s->free_bytes, __ATOMIC_ACQUIRE);
+        agent_stack_totals_t t;
+        agent_stack_read(s, &t);
+        if (t.alloc_objects == 0) continue;
         pprof_heap_counts_t c = {
-            .alloc_objects = (int64_t)__atomic_load_n(&s->alloc_objects, __ATOMIC_ACQUIRE),
-            .alloc_bytes = (int64_t)__atomic_load_n(&s->alloc_bytes, __ATOMIC_ACQUIRE),
+            .alloc_objects = t.alloc_objects,
+            .alloc_bytes = t.alloc_bytes,
+            .inuse_objects = t.inuse_objects,
+            .inuse_bytes = t.inuse_bytes,
             .extra_bytes = AGENT_BLOCK_EXTRA,   /* sampling counted usable + 8 */
         };
-        if (c.alloc_objects == 0) continue;
-        c.inuse_objects = c.alloc_objects > free_objects ? c.alloc_objects - free_objects : 0;
-        c.inuse_bytes = c.alloc_bytes > free_bytes ? c.alloc_bytes - free_bytes : 0;
         pprof_err_t err = pprof_heap_add(b, s->pcs, s->depth, &c);
         if (err != PPROF_OK) return err;
     }

@@ -133,7 +133,7 @@ static void record(agent_thread_t *t, void *ptr, size_t usable)
         return;
     }
     __atomic_add_fetch(&s->alloc_objects, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&s->alloc_bytes, agent_live_size(agent_live_pack(0, usable)), __ATOMIC_RELAXED);   /* clamped as the map keeps it */
+    __atomic_add_fetch(&s->alloc_bytes, agent_live_clamp(usable), __ATOMIC_RELAXED);   /* clamped as the map keeps it */
     t->samples++;
 }
 

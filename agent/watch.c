@@ -137,14 +137,6 @@ void agent_watch_postfork_child(uint64_t start_mono_ns)
 /* Per-stack history                                                        */
 /* ------------------------------------------------------------------------ */
 
-static void inuse_of(agent_stack_t *s, int64_t *objects, int64_t *bytes)
-{
-    int64_t fo = (int64_t)__atomic_load_n(&s->free_objects, __ATOMIC_ACQUIRE);
-    int64_t fb = (int64_t)__atomic_load_n(&s->free_bytes, __ATOMIC_ACQUIRE);
-    *objects = (int64_t)__atomic_load_n(&s->alloc_objects, __ATOMIC_ACQUIRE) - fo;
-    *bytes = (int64_t)__atomic_load_n(&s->alloc_bytes, __ATOMIC_ACQUIRE) - fb;
-}
-
 /* copy_stacks: a copy of every stack's in-use, tagged with seq. */
 static void copy_stacks(uint64_t seq)
 {
@@ -158,7 +150,11 @@ static void copy_stacks(uint64_t seq)
     c->n = n;
     for (uint32_t id = 0; id < n; id++) {
         agent_stack_t *s = agent_stack_get(id);
-        if (s) inuse_of(s, &c->inuse[2 * id], &c->inuse[2 * id + 1]);
+        if (!s) continue;
+        agent_stack_totals_t t;
+        agent_stack_read(s, &t);
+        c->inuse[2 * id] = t.inuse_objects;
+        c->inuse[2 * id + 1] = t.inuse_bytes;
     }
     history_next = (history_next + 1) % HISTORY;
     have_copy = true;
@@ -187,16 +183,14 @@ static const stack_copy_t *base_copy(uint64_t seq)
     return best ? best : oldest;
 }
 
-/* unsample: the factor that turns raw samples of stack s into estimates,
- * as pprof_heap_scale does with the stack's average allocation size. */
-static double unsample(agent_stack_t *s)
+/* unsample: the factor that turns raw samples of a stack with totals t
+ * into estimates, as the profile's unsampling does (average size + 8). */
+static double unsample(const agent_stack_totals_t *t)
 {
     uint64_t rate = agent_sample_rate;
-    if (rate <= 1) return 1.0;
-    double n = (double)__atomic_load_n(&s->alloc_objects, __ATOMIC_RELAXED);
-    double b = (double)__atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED);
-    if (n <= 0 || b <= 0) return 1.0;
-    return 1.0 / (1.0 - exp(-(b / n + AGENT_BLOCK_EXTRA) / (double)rate));   /* as profile.c */
+    if (rate <= 1 || t->alloc_objects <= 0 || t->alloc_bytes <= 0) return 1.0;
+    double avg = (double)t->alloc_bytes / (double)t->alloc_objects;
+    return 1.0 / (1.0 - exp(-(avg + AGENT_BLOCK_EXTRA) / (double)rate));
 }
 
 /* find_top: the TOP_MAX stacks whose in-use bytes grew most since base. */
@@ -207,14 +201,15 @@ static unsigned find_top(const stack_copy_t *base, top_t *top)
     for (uint32_t id = 1; id < n; id++) {
         agent_stack_t *s = agent_stack_get(id);
         if (!s) continue;
-        int64_t objects, bytes;
-        inuse_of(s, &objects, &bytes);
+        agent_stack_totals_t tot;
+        agent_stack_read(s, &tot);
+        int64_t objects = tot.inuse_objects, bytes = tot.inuse_bytes;
         if (base && id < base->n) {
             objects -= base->inuse[2 * id];
             bytes -= base->inuse[2 * id + 1];
         }
         if (bytes <= 0) continue;
-        double f = unsample(s);
+        double f = unsample(&tot);
         top_t t = { s, (int64_t)((double)objects * f), (int64_t)((double)bytes * f) };
         unsigned pos = ntop < TOP_MAX ? ntop++ : TOP_MAX;
         if (pos == TOP_MAX) {
@@ -234,36 +229,23 @@ static unsigned find_top(const stack_copy_t *base, top_t *top)
 /* Records                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static void key(agent_buf_t *b, const char *k)
-{
-    agent_buf_str(b, b->len > 1 ? ", " : "");
-    agent_buf_json_str(b, k);
-    agent_buf_str(b, ": ");
-}
-
-static void kv_u64(agent_buf_t *b, const char *k, uint64_t v)
-{
-    key(b, k);
-    agent_buf_u64(b, v);
-}
-
 static void kv_i64(agent_buf_t *b, const char *k, int64_t v)
 {
-    key(b, k);
+    agent_buf_json_key(b, k, false);
     agent_buf_i64(b, v);
 }
 
 /* kv_num: a float with 3 decimals (rates, seconds). */
 static void kv_num(agent_buf_t *b, const char *k, double v)
 {
-    key(b, k);
+    agent_buf_json_key(b, k, false);
     if (!(v > -9e15 && v < 9e15)) v = 0;   /* NaN, or beyond what %f-free formatting holds */
     agent_buf_fixed(b, (int64_t)llround(v * 1000.0), 3);
 }
 
 static void kv_time(agent_buf_t *b, const char *k, uint64_t real_ns)
 {
-    key(b, k);
+    agent_buf_json_key(b, k, false);
     agent_buf_fixed(b, (int64_t)(real_ns / 1000), 6);
 }
 
@@ -277,23 +259,23 @@ static void timeline_record(agent_buf_t *b, const heapwatch_counters_t *c, uint6
     agent_buf_str(b, "{");
     kv_time(b, "time", real_ns);
     kv_num(b, "elapsed_s", (double)(real_ns - start_real_ns) * 1e-9);
-    kv_u64(b, "mallocs", c->mallocs);
-    kv_u64(b, "frees", c->frees);
+    agent_buf_json_u64(b, "mallocs", c->mallocs, false);
+    agent_buf_json_u64(b, "frees", c->frees, false);
     kv_i64(b, "live_objects", (int64_t)(c->mallocs - c->frees));
     kv_i64(b, "live_bytes", (int64_t)(c->alloc_bytes - c->free_bytes));
-    kv_u64(b, "alloc_bytes", c->alloc_bytes);
-    kv_u64(b, "free_bytes", c->free_bytes);
+    agent_buf_json_u64(b, "alloc_bytes", c->alloc_bytes, false);
+    agent_buf_json_u64(b, "free_bytes", c->free_bytes, false);
     kv_num(b, "objects_rate", r ? r->objects_rate : 0);
     kv_num(b, "bytes_rate", r ? r->bytes_rate : 0);
     kv_num(b, "window_s", r ? (double)r->window_span_ns * 1e-9 : 0);
-    key(b, "level");
+    agent_buf_json_key(b, "level", false);
     agent_buf_json_str(b, r ? alert_level_name(r->level) : "none");
-    kv_u64(b, "peak_live_bytes", agent_peak_live_bytes());
-    kv_u64(b, "map_count", live.count);
-    kv_u64(b, "map_B", live.max_B);
-    kv_u64(b, "map_noverflow", live.noverflow);
-    kv_u64(b, "stacks", agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0);
-    kv_u64(b, "agent_memory_bytes", mem.mapped_bytes);
+    agent_buf_json_u64(b, "peak_live_bytes", agent_peak_live_bytes(), false);
+    agent_buf_json_u64(b, "map_count", live.count, false);
+    agent_buf_json_u64(b, "map_B", live.max_B, false);
+    agent_buf_json_u64(b, "map_noverflow", live.noverflow, false);
+    agent_buf_json_u64(b, "stacks", agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0, false);
+    agent_buf_json_u64(b, "agent_memory_bytes", mem.mapped_bytes, false);
     agent_buf_str(b, "}\n");
 }
 
@@ -346,6 +328,7 @@ typedef struct names_ctx_s {
     agent_buf_t *b;
     const top_t *top;
     unsigned ntop;
+    char first_function[256];   /* top[0]'s function, for the stderr line */
 } names_ctx_t;
 
 /* top_json: the "top" array, frames named through the symbol cache. */
@@ -381,6 +364,11 @@ static void top_json(pprof_builder_t *pb, void *vctx)
         agent_buf_str(b, ": ");
         if (!function && s->depth && pb) function = pprof_builder_frame_name(pb, s->pcs, 0);
         agent_buf_json_str(b, function ? function : "?");
+        if (i == 0 && function) {
+            agent_buf_t fb;
+            agent_buf_init(&fb, ctx->first_function, sizeof ctx->first_function);
+            agent_buf_str(&fb, function);   /* names die with the builder: copy */
+        }
         agent_buf_str(b, ", ");
         agent_buf_json_str(b, "growth_bytes");
         agent_buf_str(b, ": ");
@@ -462,22 +450,6 @@ static void alert_line(const alert_result_t *r, const top_t *top, unsigned ntop,
     agent_log(line);
 }
 
-/* first_function: the "function" of the first top stack, from its record
- * text (the symbol cache's names are not kept once the record is built). */
-static void first_function(const char *record, char *out, size_t cap)
-{
-    out[0] = 0;
-    const char *p = strstr(record, "\"function\": \"");
-    if (!p) return;
-    p += strlen("\"function\": \"");
-    size_t i = 0;
-    while (p[i] && p[i] != '"' && i + 1 < cap) {
-        out[i] = p[i];
-        i++;
-    }
-    out[i] = 0;
-}
-
 static void raise_alert(const heapwatch_counters_t *c, uint64_t real_ns, const alert_result_t *r)
 {
     top_t top[TOP_MAX];
@@ -491,39 +463,35 @@ static void raise_alert(const heapwatch_counters_t *c, uint64_t real_ns, const a
     agent_buf_init(&b, text, sizeof text);
     agent_buf_str(&b, "{");
     kv_time(&b, "time", real_ns);
-    kv_u64(&b, "pid", (uint64_t)getpid());
-    key(&b, "exe");
+    agent_buf_json_u64(&b, "pid", (uint64_t)getpid(), false);
+    agent_buf_json_key(&b, "exe", false);
     agent_buf_json_str(&b, exe_name);
-    key(&b, "event");
+    agent_buf_json_key(&b, "event", false);
     agent_buf_json_str(&b, entering ? "alert" : "recovery");
-    key(&b, "level");
+    agent_buf_json_key(&b, "level", false);
     agent_buf_json_str(&b, alert_level_name(entering ? r->level : r->prev_level));
-    key(&b, "metric");
+    agent_buf_json_key(&b, "metric", false);
     agent_buf_json_str(&b, "objects_rate");
     kv_num(&b, "value", r->objects_rate);
-    kv_u64(&b, "threshold", r->threshold);
+    agent_buf_json_u64(&b, "threshold", r->threshold, false);
     kv_num(&b, "window_s", (double)r->window_span_ns * 1e-9);
     kv_i64(&b, "live_objects", (int64_t)(c->mallocs - c->frees));
     kv_i64(&b, "live_bytes", (int64_t)(c->alloc_bytes - c->free_bytes));
     kv_num(&b, "bytes_rate", r->bytes_rate);
     kv_i64(&b, "growth_objects", r->delta_objects);
     kv_i64(&b, "growth_bytes", r->delta_bytes);
-    key(&b, "profile");
+    agent_buf_json_key(&b, "profile", false);
     if (profile[0]) agent_buf_json_str(&b, profile);
     else agent_buf_str(&b, "null");
-    key(&b, "top");
-    names_ctx_t ctx = { &b, top, entering ? ntop : 0 };
+    agent_buf_json_key(&b, "top", false);
+    names_ctx_t ctx = { &b, top, entering ? ntop : 0, "" };
     agent_stack_t *stacks[TOP_MAX];
     for (unsigned i = 0; i < ctx.ntop; i++) stacks[i] = top[i].stack;
     if (ctx.ntop) agent_profile_name_stacks(stacks, ctx.ntop, top_json, &ctx);
     else top_json(NULL, &ctx);
     agent_buf_str(&b, "}\n");
     append_alert(&b);
-    if (entering) {
-        char function[256];
-        first_function(text, function, sizeof function);
-        alert_line(r, top, ntop, function[0] ? function : NULL, profile);
-    }
+    if (entering) alert_line(r, top, ntop, ctx.first_function[0] ? ctx.first_function : NULL, profile);
 }
 
 /* ------------------------------------------------------------------------ */
