@@ -1067,30 +1067,90 @@ map_err_t map_insert64(map_t *m, uint64_t key, const void *value)
 /* Delete                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* mark_empty_rest: slot i of bucket b (in the chain starting at head) has
- * just become emptyOne. If everything after it is empty, turn it and the
- * emptyOne slots before it into emptyRest, walking back across bucket
- * boundaries up to the chain head. */
-static void mark_empty_rest(const map_t *m, unsigned char *head, unsigned char *b, unsigned i)
+/* store64: writes a whole tophash word at once. */
+static ALWAYS_INLINE void store64(void *p, uint64_t v)
 {
-    if (i == BUCKET_CNT - 1) {
-        unsigned char *next = overflow_of(m, b);
-        if (next && tophashes(next)[0] != EMPTY_REST) return;
-    } else if (tophashes(b)[i + 1] != EMPTY_REST) {
-        return;
+    memcpy(p, &v, sizeof v);
+}
+
+/* bytes_upto: a mask of the bytes of slots 0..i of a tophash word. */
+static ALWAYS_INLINE uint64_t bytes_upto(unsigned i)
+{
+    return ~0ull >> (56 - 8 * i);
+}
+
+/* empty_one_run: the bytes of the run of emptyOne slots that ends at slot
+ * i (itself emptyOne) of tophash word w, going down; *to_start is set when
+ * the run reaches slot 0. Branch-free: which slots a delete empties is
+ * random, so a byte-at-a-time walk mispredicts on most deletes (it cost
+ * more than the rest of the delete together). */
+static ALWAYS_INLINE uint64_t empty_one_run(uint64_t w, unsigned i, bool *to_start)
+{
+    uint64_t upto = bytes_upto(i);
+    /* High bit of every slot at or below i that is not emptyOne. */
+    uint64_t stop = ~zero_bytes(w ^ (SWAR_LO * EMPTY_ONE)) & SWAR_HI & upto;
+    /* The bytes up to the highest such slot (none when stop is 0), as
+     * arithmetic: a branch here would mispredict. */
+    uint64_t below = ((2ull << (63 - __builtin_clzll(stop | 1))) - 1) & -(uint64_t)(stop != 0);
+    *to_start = stop == 0;
+    return upto & ~below;
+}
+
+/* mark_empty_rest_before: the first slot of bucket b (not the chain head)
+ * has just become emptyRest: carry emptyRest back through the trailing
+ * emptyOne slots of the buckets before it. Rare: only chains of two or
+ * more buckets get here. */
+static void mark_empty_rest_before(const map_t *m, unsigned char *head, unsigned char *b)
+{
+    while (b != head) {
+        unsigned char *prev = head;
+        while (overflow_of(m, prev) != b) prev = overflow_of(m, prev);
+        b = prev;
+        uint64_t w = load64(tophashes(b));
+        if ((w >> 56) != EMPTY_ONE) return;
+        bool to_start;
+        store64(tophashes(b), w & ~empty_one_run(w, BUCKET_CNT - 1, &to_start));
+        if (!to_start) return;
     }
-    for (;;) {
-        tophashes(b)[i] = EMPTY_REST;
-        if (i == 0) {
-            if (b == head) return;
-            unsigned char *prev = head;
-            while (overflow_of(m, prev) != b) prev = overflow_of(m, prev);
-            b = prev;
-            i = BUCKET_CNT - 1;
-        } else {
-            i--;
-        }
-        if (tophashes(b)[i] != EMPTY_ONE) return;
+}
+
+/* delete_slot: empties slot i of bucket b (in the chain starting at head).
+ * The slot becomes emptyOne; if nothing live follows it in the chain, it
+ * and the emptyOne slots before it become emptyRest instead (across bucket
+ * boundaries back to the head). The word is written once: a byte store
+ * followed by a word load of the same tophash would stall store
+ * forwarding. */
+static ALWAYS_INLINE void delete_slot(const map_t *m, unsigned char *head,
+                                      unsigned char *b, unsigned i)
+{
+    unsigned shift = 8 * i;
+    uint64_t w = (load64(tophashes(b)) & ~(0xffull << shift)) |
+                 ((uint64_t)EMPTY_ONE << shift);
+    bool rest_follows;
+    if (UNLIKELY(i == BUCKET_CNT - 1)) {
+        unsigned char *next = overflow_of(m, b);
+        rest_follows = !next || tophashes(next)[0] == EMPTY_REST;
+    } else {
+        rest_follows = ((w >> shift) >> 8) == 0;
+    }
+    bool to_start;
+    uint64_t run = empty_one_run(w, i, &to_start) & -(uint64_t)rest_follows;
+    store64(tophashes(b), w & ~run);
+    /* Bitwise &: b != head is the one predictable test; a short-circuit
+     * would branch on the random ones. */
+    if (UNLIKELY(rest_follows & to_start & (b != head)))
+        mark_empty_rest_before(m, head, b);
+}
+
+/* copy_value: a value slot out to dst, the common sizes without a call. */
+static ALWAYS_INLINE void copy_value(const map_t *m, void *dst, const unsigned char *v)
+{
+    switch (m->value_size) {
+    case 8: memcpy(dst, v, 8); break;
+    case 16: memcpy(dst, v, 16); break;
+    case 24: memcpy(dst, v, 24); break;
+    case 32: memcpy(dst, v, 32); break;
+    default: memcpy(dst, v, m->value_size); break;
     }
 }
 
@@ -1108,11 +1168,10 @@ static ALWAYS_INLINE bool delete_impl(map_t *m, const void *key, uint64_t key64,
         write_end(m);
         return false;
     }
-    if (value_out) memcpy(value_out, value_at(m, b, slot), m->value_size);
-    tophashes(b)[slot] = EMPTY_ONE;
-    mark_empty_rest(m, head, b, slot);
+    if (value_out) copy_value(m, value_out, value_at(m, b, slot));
+    delete_slot(m, head, b, slot);
     m->count--;
-    if (m->count == 0 && m->iterators == 0 && !growing(m)) {
+    if (UNLIKELY(m->count == 0) && m->iterators == 0 && !growing(m)) {
         /* Go re-seeds an emptied map so a flood of colliding keys cannot
          * be replayed against it; only safe when nothing depends on the
          * old placement (see the essay). */
