@@ -308,6 +308,12 @@ static ALWAYS_INLINE uint64_t load64(const void *p)
     return v;
 }
 
+/* store64: an unaligned 64-bit store (a whole tophash word at once). */
+static ALWAYS_INLINE void store64(void *p, uint64_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
 /* mum: 64x64 -> 128-bit multiply folded to 64 bits. */
 static ALWAYS_INLINE uint64_t mum(uint64_t a, uint64_t b)
 {
@@ -337,8 +343,11 @@ static uint64_t hash_bytes(const unsigned char *k, size_t n, uint64_t seed)
     return mum(h, 0x8EBC6AF09C88C6E3ull);
 }
 
+/* hash_key: the hash of a stored or given key; 8-byte keys (the agent's)
+ * without a call. */
 static ALWAYS_INLINE uint64_t hash_key(const map_t *m, const void *key)
 {
+    if (m->key_size == 8) return hash64(load64(key), m->hash0);
     return hash_bytes(key, m->key_size, m->hash0);
 }
 
@@ -698,6 +707,26 @@ static size_t overflow_needed(size_t n)
     return n <= BUCKET_CNT ? 0 : (n - 1) / BUCKET_CNT;
 }
 
+/* copy_value: copies a value (value_size bytes), the common sizes as
+ * fixed-size moves, without a call. */
+static ALWAYS_INLINE void copy_value(const map_t *m, void *dst, const void *v)
+{
+    switch (m->value_size) {
+    case 8: memcpy(dst, v, 8); break;
+    case 16: memcpy(dst, v, 16); break;
+    case 24: memcpy(dst, v, 24); break;
+    case 32: memcpy(dst, v, 32); break;
+    default: memcpy(dst, v, m->value_size); break;
+    }
+}
+
+/* copy_key: copies a key (key_size bytes) into a slot. */
+static ALWAYS_INLINE void copy_key(const map_t *m, unsigned char *dst, const unsigned char *k)
+{
+    if (m->key_size == 8) memcpy(dst, k, 8);
+    else memcpy(dst, k, m->key_size);
+}
+
 /* evacuation_dest: where evacuate writes next: a bucket and a slot. */
 typedef struct {
     unsigned char *b;
@@ -743,6 +772,47 @@ static void advance_evacuation_mark(map_t *m, size_t newbit)
     }
 }
 
+/* live_slots: high bit set in each byte of tophash word w that holds a
+ * live entry (tophash >= MIN_TOPHASH). */
+static ALWAYS_INLINE uint64_t live_slots(uint64_t w)
+{
+    /* Each byte + (0x80 - MIN_TOPHASH) carries into its high bit iff the
+     * byte is >= MIN_TOPHASH (bytes are < 0x80 after the mask, so no carry
+     * crosses into the next byte); bytes >= 0x80 are live by themselves. */
+    uint64_t low = ((w & ~SWAR_HI) + SWAR_LO * (0x80 - MIN_TOPHASH)) & SWAR_HI;
+    return (low | w) & SWAR_HI;
+}
+
+/* evacuate_chain: moves every live entry of old chain b to dest[0] (X) or
+ * dest[1] (Y) and marks the old slots. Overflow buckets must be reserved. */
+static void evacuate_chain(map_t *m, unsigned char *b, size_t newbit, evac_dest_t *dest)
+{
+    for (; b; b = overflow_of(m, b)) {
+        uint64_t w = load64(tophashes(b));
+        uint64_t marks = SWAR_LO * EVACUATED_EMPTY;
+        /* Visit the live slots only: testing each slot for emptiness
+         * would branch at random. */
+        for (uint64_t live = live_slots(w); live; live &= live - 1) {
+            unsigned i = (unsigned)__builtin_ctzll(live) >> 3;
+            unsigned shift = 8 * i;
+            uint8_t top = (uint8_t)(w >> shift);
+            unsigned char *k = key_at(m, b, i);
+            unsigned useY = goes_to_y(m, k, newbit) ? 1u : 0u;
+            marks ^= (uint64_t)(EVACUATED_EMPTY ^ (EVACUATED_X + useY)) << shift;
+            evac_dest_t *d = &dest[useY];
+            if (UNLIKELY(d->i == BUCKET_CNT)) {
+                d->b = take_overflow(m, d->b);
+                d->i = 0;
+            }
+            tophashes(d->b)[d->i] = top;
+            copy_key(m, key_at(m, d->b, d->i), k);
+            copy_value(m, value_at(m, d->b, d->i), value_at(m, b, i));
+            d->i++;
+        }
+        store64(tophashes(b), marks);
+    }
+}
+
 /* evacuate: moves old bucket `oldbucket` (and its chain) to the new array,
  * all or nothing. Every overflow bucket the destinations need is reserved
  * first, so a failed allocation leaves the bucket untouched.
@@ -753,40 +823,20 @@ static map_err_t evacuate(map_t *m, size_t oldbucket)
     size_t newbit = noldbuckets(m);
 
     if (!evacuated(b)) {
-        size_t nx, ny;
-        count_destinations(m, b, newbit, &nx, &ny);
-        if (reserve_overflow(m, overflow_needed(nx) + overflow_needed(ny)) != MAP_OK)
-            return MAP_ERR_NOMEM;
-
+        /* A lone bucket fills at most one bucket on each side; only a
+         * chain needs its destinations counted (hashing every key twice). */
+        if (overflow_of(m, b)) {
+            size_t nx, ny;
+            count_destinations(m, b, newbit, &nx, &ny);
+            if (reserve_overflow(m, overflow_needed(nx) + overflow_needed(ny)) != MAP_OK)
+                return MAP_ERR_NOMEM;
+        }
         evac_dest_t dest[2];
         dest[0].b = bucket_at(m, m->buckets, oldbucket);
         dest[0].i = 0;
         dest[1].b = same_size_grow(m) ? NULL : bucket_at(m, m->buckets, oldbucket + newbit);
         dest[1].i = 0;
-
-        for (; b; b = overflow_of(m, b)) {
-            uint8_t *th = tophashes(b);
-            for (unsigned i = 0; i < BUCKET_CNT; i++) {
-                uint8_t top = th[i];
-                if (is_empty(top)) {
-                    th[i] = EVACUATED_EMPTY;
-                    continue;
-                }
-                DEBUG_ASSERT(top >= MIN_TOPHASH, "map: bad map state");
-                unsigned char *k = key_at(m, b, i);
-                unsigned useY = goes_to_y(m, k, newbit) ? 1u : 0u;
-                th[i] = (uint8_t)(EVACUATED_X + useY);
-                evac_dest_t *d = &dest[useY];
-                if (d->i == BUCKET_CNT) {
-                    d->b = take_overflow(m, d->b);
-                    d->i = 0;
-                }
-                tophashes(d->b)[d->i] = top;
-                memcpy(key_at(m, d->b, d->i), k, m->key_size);
-                memcpy(value_at(m, d->b, d->i), value_at(m, b, i), m->value_size);
-                d->i++;
-            }
-        }
+        evacuate_chain(m, b, newbit, dest);
     }
     if (oldbucket == m->nevacuate) advance_evacuation_mark(m, newbit);
     return MAP_OK;
@@ -967,15 +1017,9 @@ static ALWAYS_INLINE void scan_for_insert(const map_t *m, unsigned char *b, uint
 static ALWAYS_INLINE void set_value(const map_t *m, unsigned char *v, const void *src)
 {
     static const unsigned char zeros[MAP_MAX_VALUE_SIZE];
-    if (!src) src = zeros;
-    switch (m->value_size) {
-    case 8: memcpy(v, src, 8); break;
-    case 16: memcpy(v, src, 16); break;
-    case 24: memcpy(v, src, 24); break;
-    case 32: memcpy(v, src, 32); break;
-    default: memcpy(v, src, m->value_size); break;
-    }
+    copy_value(m, v, src ? src : zeros);
 }
+
 
 /* assign_impl: finds or inserts key. A new entry's value is `value`
  * (zeros when NULL); an existing entry's value is left to the caller. */
@@ -1067,12 +1111,6 @@ map_err_t map_insert64(map_t *m, uint64_t key, const void *value)
 /* Delete                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* store64: writes a whole tophash word at once. */
-static ALWAYS_INLINE void store64(void *p, uint64_t v)
-{
-    memcpy(p, &v, sizeof v);
-}
-
 /* bytes_upto: a mask of the bytes of slots 0..i of a tophash word. */
 static ALWAYS_INLINE uint64_t bytes_upto(unsigned i)
 {
@@ -1140,18 +1178,6 @@ static ALWAYS_INLINE void delete_slot(const map_t *m, unsigned char *head,
      * would branch on the random ones. */
     if (UNLIKELY(rest_follows & to_start & (b != head)))
         mark_empty_rest_before(m, head, b);
-}
-
-/* copy_value: a value slot out to dst, the common sizes without a call. */
-static ALWAYS_INLINE void copy_value(const map_t *m, void *dst, const unsigned char *v)
-{
-    switch (m->value_size) {
-    case 8: memcpy(dst, v, 8); break;
-    case 16: memcpy(dst, v, 16); break;
-    case 24: memcpy(dst, v, 24); break;
-    case 32: memcpy(dst, v, 32); break;
-    default: memcpy(dst, v, m->value_size); break;
-    }
 }
 
 static ALWAYS_INLINE bool delete_impl(map_t *m, const void *key, uint64_t key64,

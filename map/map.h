@@ -72,8 +72,9 @@ typedef struct map_allocator_s {
  * internal lock, taken only for small blocks); async-signal-unsafe.
  * Requests up to MAP_ARENA_SMALL_MAX bytes come from power-of-two size
  * classes (16-byte header included) carved out of 1 MiB mmap'd chunks and are recycled through
- * per-class free lists (re-zeroed on reuse); larger blocks are mmap'd and
- * munmap'd one by one.
+ * per-class free lists (re-zeroed on reuse); larger blocks are mmap'd one
+ * by one, and up to 8 MiB of freed ones (each at most 2 MiB) are kept and
+ * reused (re-zeroed) instead of being munmap'd at once.
  */
 #define MAP_ARENA_SMALL_MAX (64u * 1024u - 16u)  /* larger requests are mmap'd alone */
 
@@ -89,6 +90,7 @@ typedef struct map_arena_stats_s {
     size_t inuse_bytes;     /* bytes in live blocks, headers included */
     size_t allocs;          /* successful map_arena_alloc calls so far */
     size_t frees;           /* map_arena_free calls so far */
+    size_t cached_bytes;    /* freed large mappings kept for reuse (in mapped_bytes) */
 } map_arena_stats_t;
 
 /* map_arena_get_stats: a consistent snapshot of the arena's counters. */

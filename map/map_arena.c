@@ -21,12 +21,27 @@
  *          system: the agent's small allocations (overflow buckets, stack
  *          records, protobuf messages) recur, and munmap in a threaded
  *          process costs TLB shootdowns.
- *   large: one private anonymous mapping per block, rounded to pages, and
- *          munmap'd on free. Used by bucket arrays and zstd/zlib windows.
+ *          Only the bytes asked for are zeroed on reuse, not the whole
+ *          class (a 37 KiB bucket array sits in a 64 KiB class).
+ *   large: one private anonymous mapping per block, rounded to pages.
+ *          On free, a mapping of up to ARENA_CACHE_BLOCK_MAX is parked in
+ *          a small cache (ARENA_CACHE_SLOTS mappings, ARENA_CACHE_MAX
+ *          bytes in all, oldest evicted first) and handed out again to a
+ *          request that fits it without wasting more than half of it;
+ *          anything else is munmap'd. Why: a growing map frees its old
+ *          array and maps a new one at every doubling, and a fresh mapping
+ *          costs a page fault per 4 KiB page (about 0.5-1 us each on a VM)
+ *          plus mmap/munmap and a TLB shootdown, while zeroing a cached,
+ *          resident block with memset costs about a tenth of that. The
+ *          block size bound keeps that memset short (it runs inside the
+ *          caller's allocation: < 100 us for 2 MiB); bigger arrays fault
+ *          in lazily, a page at a time, as the map's incremental
+ *          evacuation first touches them.
  *
- * Locking: one mutex, taken for small blocks only; large blocks are pure
- * syscalls. The fork handlers take it so a child never inherits it held.
- * Statistics are relaxed atomics so readers need no lock.
+ * Locking: one mutex, taken for small blocks and the large-block cache;
+ * mmap, munmap and memset run outside it. The fork handlers take it so a
+ * child never inherits it held. Statistics are relaxed atomics so readers
+ * need no lock.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -43,6 +58,9 @@
 #define ARENA_MAX_CLASS 16u                  /* largest small block: 64 KiB */
 #define ARENA_SMALL_BLOCK_MAX (1u << ARENA_MAX_CLASS)
 #define ARENA_CHUNK (1u << 20)               /* small blocks are carved from 1 MiB chunks */
+#define ARENA_CACHE_SLOTS 8u                 /* large mappings kept for reuse */
+#define ARENA_CACHE_BLOCK_MAX (2u << 20)     /* largest mapping kept */
+#define ARENA_CACHE_MAX (8u << 20)           /* bytes kept in all */
 #define ARENA_MAGIC_SMALL 0x68777331u        /* "hws1": header of a small block */
 #define ARENA_MAGIC_LARGE 0x68776c31u        /* "hwl1": header of a large block */
 
@@ -65,7 +83,18 @@ static free_block_t *free_lists[ARENA_MAX_CLASS + 1];  /* per class, under arena
 static unsigned char *chunk_next;                      /* bump pointer, under arena_lock */
 static unsigned char *chunk_end;
 
+/* The large-block cache, under arena_lock: slots [0, cache_count) in
+ * order of release (oldest first). */
+typedef struct cached_map_s {
+    unsigned char *base;
+    size_t len;
+} cached_map_t;
+static cached_map_t cache[ARENA_CACHE_SLOTS];
+static unsigned cache_count;
+static size_t cache_bytes;
+
 static _Atomic size_t stat_mapped;
+static _Atomic size_t stat_cached;
 static _Atomic size_t stat_inuse;
 static _Atomic size_t stat_allocs;
 static _Atomic size_t stat_frees;
@@ -138,7 +167,7 @@ static void *alloc_small(size_t total)
     }
     pthread_mutex_unlock(&arena_lock);
     if (!b) return NULL;
-    if (recycled) memset(b, 0, len);
+    if (recycled) memset(b, 0, total);   /* the rest is never handed out */
 
     arena_header_t *h = (arena_header_t *)(void *)b;   /* blocks are 16-aligned */
     h->size = cls;
@@ -147,18 +176,98 @@ static void *alloc_small(size_t total)
     return b + ARENA_HEADER;
 }
 
+/* cache_take_locked: the smallest cached mapping of at least len bytes
+ * and less than twice that, removed from the cache; NULL if none. */
+static unsigned char *cache_take_locked(size_t len, size_t *got)
+{
+    unsigned best = ARENA_CACHE_SLOTS;
+    for (unsigned i = 0; i < cache_count; i++) {
+        size_t l = cache[i].len;
+        if (l >= len && l / 2 < len && (best == ARENA_CACHE_SLOTS || l < cache[best].len))
+            best = i;
+    }
+    if (best == ARENA_CACHE_SLOTS) return NULL;
+    unsigned char *b = cache[best].base;
+    *got = cache[best].len;
+    cache_bytes -= *got;
+    memmove(&cache[best], &cache[best + 1], (cache_count - best - 1) * sizeof cache[0]);
+    cache_count--;
+    return b;
+}
+
+/* cache_put_locked: parks mapping (b, len), evicting the oldest ones to
+ * make room; the evicted mappings go to out[] (at most ARENA_CACHE_SLOTS)
+ * for the caller to unmap outside the lock. Returns how many. */
+static unsigned cache_put_locked(unsigned char *b, size_t len, cached_map_t *out)
+{
+    unsigned n = 0;
+    while (cache_count > 0 &&
+           (cache_count == ARENA_CACHE_SLOTS || cache_bytes + len > ARENA_CACHE_MAX)) {
+        out[n++] = cache[0];
+        cache_bytes -= cache[0].len;
+        memmove(&cache[0], &cache[1], (cache_count - 1) * sizeof cache[0]);
+        cache_count--;
+    }
+    cache[cache_count].base = b;
+    cache[cache_count].len = len;
+    cache_count++;
+    cache_bytes += len;
+    return n;
+}
+
+static void unmap_all(const cached_map_t *maps, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        munmap(maps[i].base, maps[i].len);
+        stat_sub(&stat_mapped, maps[i].len);
+        stat_sub(&stat_cached, maps[i].len);
+    }
+}
+
 static void *alloc_large(size_t total)
 {
     size_t pg = page_size();
     size_t len = (total + pg - 1) & ~(pg - 1);
-    unsigned char *b = os_map(len);
-    if (!b) return NULL;
+    unsigned char *b = NULL;
+    if (len <= ARENA_CACHE_BLOCK_MAX) {
+        size_t got = 0;
+        pthread_mutex_lock(&arena_lock);
+        b = cache_take_locked(len, &got);
+        pthread_mutex_unlock(&arena_lock);
+        if (b) {
+            stat_sub(&stat_cached, got);
+            memset(b, 0, total);   /* the rest is never handed out */
+            len = got;
+        }
+    }
+    if (!b) {
+        b = os_map(len);
+        if (!b) return NULL;
+        stat_add(&stat_mapped, len);
+    }
     arena_header_t *h = (arena_header_t *)(void *)b;   /* blocks are 16-aligned */
     h->size = len;
     h->magic = ARENA_MAGIC_LARGE;
-    stat_add(&stat_mapped, len);
     stat_add(&stat_inuse, len);
     return b + ARENA_HEADER;
+}
+
+/* free_large: parks a small enough mapping in the cache, unmaps the rest. */
+static void free_large(unsigned char *b, size_t len)
+{
+    stat_sub(&stat_inuse, len);
+    if (len > ARENA_CACHE_BLOCK_MAX) {
+        munmap(b, len);
+        stat_sub(&stat_mapped, len);
+        return;
+    }
+    ((arena_header_t *)(void *)b)->magic = 0;   /* a second free is ignored */
+    cached_map_t evicted[ARENA_CACHE_SLOTS];
+    stat_add(&stat_cached, len);
+    pthread_mutex_lock(&arena_lock);
+    unsigned n = cache_put_locked(b, len, evicted);
+    pthread_mutex_unlock(&arena_lock);
+    unmap_all(evicted, n);
 }
 
 void *map_arena_alloc(size_t size)
@@ -179,10 +288,7 @@ void map_arena_free(void *ptr)
     arena_header_t *h = (arena_header_t *)(void *)b;   /* blocks are 16-aligned */
     stat_add(&stat_frees, 1);
     if (h->magic == ARENA_MAGIC_LARGE) {
-        size_t len = h->size;
-        stat_sub(&stat_inuse, len);
-        stat_sub(&stat_mapped, len);
-        munmap(b, len);
+        free_large(b, h->size);
         return;
     }
     if (h->magic != ARENA_MAGIC_SMALL || h->size < ARENA_MIN_CLASS ||
@@ -224,6 +330,7 @@ void map_arena_get_stats(map_arena_stats_t *out)
     out->inuse_bytes = atomic_load_explicit(&stat_inuse, memory_order_relaxed);
     out->allocs = atomic_load_explicit(&stat_allocs, memory_order_relaxed);
     out->frees = atomic_load_explicit(&stat_frees, memory_order_relaxed);
+    out->cached_bytes = atomic_load_explicit(&stat_cached, memory_order_relaxed);
 }
 
 void map_arena_prefork(void)

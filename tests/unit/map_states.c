@@ -624,6 +624,43 @@ static void test_arena(void **state)
     assert_int_equal(s1.allocs - s0.allocs, 3);
     assert_int_equal(s1.frees - s0.frees, 3);
 
+    /* Large blocks: a freed mapping of up to 2 MiB is kept and handed out
+     * again, zeroed, to a request it fits; a bigger one is unmapped. */
+    unsigned char *big = map_arena_alloc(100000);
+    assert_non_null(big);
+    memset(big, 0xcd, 100000);
+    map_arena_get_stats(&s0);
+    map_arena_free(big);
+    map_arena_get_stats(&s1);
+    assert_true(s1.cached_bytes >= s0.cached_bytes + 100000);
+    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes);
+    unsigned char *reused = map_arena_alloc(90000);
+    assert_ptr_equal(reused, big);
+    for (int i = 0; i < 90000; i++) assert_int_equal(reused[i], 0);
+    map_arena_free(reused);
+    unsigned char *mb15 = map_arena_alloc(1536u * 1024u);
+    assert_non_null(mb15);
+    map_arena_free(mb15);
+    unsigned char *third = map_arena_alloc(600000);   /* under half of it: not reused */
+    assert_ptr_not_equal(third, mb15);
+    unsigned char *most = map_arena_alloc(1400000);   /* fits it */
+    assert_ptr_equal(most, mb15);
+    map_arena_free(third);
+    map_arena_free(most);
+    unsigned char *huge = map_arena_alloc(3u << 20);
+    assert_non_null(huge);
+    map_arena_get_stats(&s0);
+    map_arena_free(huge);
+    map_arena_get_stats(&s1);
+    assert_int_equal(s1.cached_bytes, s0.cached_bytes);
+    assert_true(s1.mapped_bytes + (3u << 20) <= s0.mapped_bytes);
+    /* The cache stays within its bounds however much is freed. */
+    unsigned char *blocks[12];
+    for (int i = 0; i < 12; i++) assert_non_null(blocks[i] = map_arena_alloc(1u << 20));
+    for (int i = 0; i < 12; i++) map_arena_free(blocks[i]);
+    map_arena_get_stats(&s1);
+    assert_true(s1.cached_bytes <= (8u << 20));
+
     /* A map on the arena returns everything it took. */
     map_allocator_t a = map_arena_allocator();
     map_t *m;
