@@ -114,7 +114,7 @@
  *     started; the insert proceeds in the current table (chains get
  *     longer), the failure is counted, and growth is retried after the map
  *     gains 1/8 more entries;
- *   - evacuation reserves every overflow bucket it will need before it
+ *   - evacuation reserves every overflow bucket it could need before it
  *     moves anything; if the reservation fails the bucket stays unevacuated
  *     (and authoritative). A write that needed it then works in the old
  *     chain: a delete always can; an insert can when the old chain has an
@@ -701,12 +701,6 @@ static ALWAYS_INLINE bool should_grow(const map_t *m)
     return !growing(m) && m->count >= m->grow_retry_at;
 }
 
-/* overflow_needed: overflow buckets a fresh chain needs to hold n entries. */
-static size_t overflow_needed(size_t n)
-{
-    return n <= BUCKET_CNT ? 0 : (n - 1) / BUCKET_CNT;
-}
-
 /* copy_value: copies a value (value_size bytes), the common sizes as
  * fixed-size moves, without a call. */
 static ALWAYS_INLINE void copy_value(const map_t *m, void *dst, const void *v)
@@ -740,18 +734,12 @@ static ALWAYS_INLINE bool goes_to_y(const map_t *m, unsigned char *key, size_t n
     return (hash_key(m, key) & newbit) != 0;
 }
 
-/* count_destinations: how many live entries of chain b go to X and to Y. */
-static void count_destinations(const map_t *m, unsigned char *b, size_t newbit,
-                               size_t *nx, size_t *ny)
+/* chain_overflow_buckets: the number of overflow buckets in chain b. */
+static size_t chain_overflow_buckets(const map_t *m, unsigned char *b)
 {
-    *nx = *ny = 0;
-    for (; b; b = overflow_of(m, b)) {
-        for (unsigned i = 0; i < BUCKET_CNT; i++) {
-            if (is_empty(tophashes(b)[i])) continue;
-            if (goes_to_y(m, key_at(m, b, i), newbit)) (*ny)++;
-            else (*nx)++;
-        }
-    }
+    size_t n = 0;
+    for (b = overflow_of(m, b); b; b = overflow_of(m, b)) n++;
+    return n;
 }
 
 /* advance_evacuation_mark: moves nevacuate past evacuated buckets (at most
@@ -823,14 +811,14 @@ static map_err_t evacuate(map_t *m, size_t oldbucket)
     size_t newbit = noldbuckets(m);
 
     if (!evacuated(b)) {
-        /* A lone bucket fills at most one bucket on each side; only a
-         * chain needs its destinations counted (hashing every key twice). */
-        if (overflow_of(m, b)) {
-            size_t nx, ny;
-            count_destinations(m, b, newbit, &nx, &ny);
-            if (reserve_overflow(m, overflow_needed(nx) + overflow_needed(ny)) != MAP_OK)
-                return MAP_ERR_NOMEM;
-        }
+        /* The destinations need no more overflow buckets than the chain
+         * has: with L buckets it holds n <= 8L entries, split nx + ny, and
+         * ceil(nx/8) - 1 + ceil(ny/8) - 1 <= ceil(n/8) - 1 <= L - 1. So
+         * nothing is hashed twice to count, and a lone bucket (most of
+         * them) reserves nothing. */
+        if (overflow_of(m, b) &&
+            reserve_overflow(m, chain_overflow_buckets(m, b)) != MAP_OK)
+            return MAP_ERR_NOMEM;
         evac_dest_t dest[2];
         dest[0].b = bucket_at(m, m->buckets, oldbucket);
         dest[0].i = 0;
