@@ -219,15 +219,17 @@ struct map_s {
     uint32_t bucketsize;        /* bytes per bucket */
     uint64_t hash0;             /* per-map hash seed */
     unsigned char *buckets;     /* 2^B buckets (+ spares); NULL until first insert if B = 0 */
+    size_t mask;                /* 2^B - 1, kept with B (saves the shift on every access) */
     unsigned char *oldbuckets;  /* previous array while growing, else NULL */
     size_t nevacuate;           /* old buckets below this are evacuated */
-    unsigned char *next_overflow; /* next free overflow bucket of the current generation */
-    unsigned char *end_overflow;  /* end of that free region */
-
     uint32_t key_size;          /* bytes per key */
     uint32_t value_size;        /* bytes per value */
     uint32_t valoff;            /* offset of values[0] in a bucket */
     uint32_t ovfoff;            /* offset of the overflow pointer in a bucket */
+    /* Above: what lookups and deletes read (the first cache line). */
+
+    unsigned char *next_overflow; /* next free overflow bucket of the current generation */
+    unsigned char *end_overflow;  /* end of that free region */
 
     map_allocator_t alloc;      /* where every byte comes from */
     uint64_t rng;               /* private PRNG state (xorshift64*) */
@@ -655,13 +657,14 @@ static unsigned char *new_overflow(map_t *m, unsigned char *tail)
 /* Growth                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* set_limits: the growth thresholds for the current B, computed once per
- * B instead of on every insert: over_load_factor(count, B) holds exactly
+/* set_limits: the bucket mask and the growth thresholds for the current
+ * B, computed once per B instead of on every access: over_load_factor(count, B) holds exactly
  * when count > grow_count; too many overflow buckets (Go's
  * tooManyOverflowBuckets: noverflow >= 2^min(B, 15), both sides
  * approximate above B = 15) exactly when noverflow >= overflow_limit. */
 static void set_limits(map_t *m)
 {
+    m->mask = bucket_mask(m->B);
     size_t lf = LOAD_FACTOR_NUM * (((size_t)1 << m->B) / LOAD_FACTOR_DEN);
     m->grow_count = lf > BUCKET_CNT ? lf : BUCKET_CNT;
     m->overflow_limit = 1u << (m->B > 15 ? 15 : m->B);
@@ -841,7 +844,7 @@ static void grow_work(map_t *m, size_t bucket)
 /* write_chain_growing: write_chain while a growth is in progress. */
 static unsigned char *write_chain_growing(map_t *m, uint64_t hash, bool *in_old)
 {
-    size_t bucket = hash & bucket_mask(m->B);
+    size_t bucket = hash & m->mask;
     grow_work(m, bucket);
     if (growing(m)) {
         unsigned char *ob = bucket_at(m, m->oldbuckets, hash & oldbucket_mask(m));
@@ -859,7 +862,7 @@ static ALWAYS_INLINE unsigned char *write_chain(map_t *m, uint64_t hash, bool *i
 {
     *in_old = false;
     if (UNLIKELY(growing(m))) return write_chain_growing(m, hash, in_old);
-    return bucket_at(m, m->buckets, hash & bucket_mask(m->B));
+    return bucket_at(m, m->buckets, hash & m->mask);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -869,7 +872,7 @@ static ALWAYS_INLINE unsigned char *write_chain(map_t *m, uint64_t hash, bool *i
 /* read_chain: the authoritative chain for hash (readers never evacuate). */
 static ALWAYS_INLINE unsigned char *read_chain(const map_t *m, uint64_t hash)
 {
-    size_t mask = bucket_mask(m->B);
+    size_t mask = m->mask;
     if (UNLIKELY(growing(m))) {
         size_t omask = same_size_grow(m) ? mask : mask >> 1;
         unsigned char *ob = bucket_at(m, m->oldbuckets, hash & omask);
@@ -1125,30 +1128,40 @@ static ALWAYS_INLINE uint64_t empty_one_run(uint64_t w, unsigned i, bool *to_sta
 /* mark_empty_rest_before: the first slot of bucket b (not the chain head)
  * has just become emptyRest: carry emptyRest back through the trailing
  * emptyOne slots of the buckets before it. Rare: only chains of two or
- * more buckets get here. */
-static void mark_empty_rest_before(const map_t *m, unsigned char *head, unsigned char *b)
+ * more buckets get here. Returns true (so a delete can tail-call it). */
+static bool mark_empty_rest_before(const map_t *m, unsigned char *head, unsigned char *b)
 {
     while (b != head) {
         unsigned char *prev = head;
         while (overflow_of(m, prev) != b) prev = overflow_of(m, prev);
         b = prev;
         uint64_t w = load64(tophashes(b));
-        if ((w >> 56) != EMPTY_ONE) return;
+        if ((w >> 56) != EMPTY_ONE) break;
         bool to_start;
         store64(tophashes(b), w & ~empty_one_run(w, BUCKET_CNT - 1, &to_start));
-        if (!to_start) return;
+        if (!to_start) break;
     }
+    return true;
 }
 
-/* delete_slot: empties slot i of bucket b (in the chain starting at head).
- * The slot becomes emptyOne; if nothing live follows it in the chain, it
- * and the emptyOne slots before it become emptyRest instead (across bucket
- * boundaries back to the head). The word is written once: a byte store
- * followed by a word load of the same tophash would stall store
- * forwarding. */
-static ALWAYS_INLINE void delete_slot(const map_t *m, unsigned char *head,
-                                      unsigned char *b, unsigned i)
+/* reseed_if_idle: Go re-seeds an emptied map so a flood of colliding keys
+ * cannot be replayed against it; only safe when nothing depends on the
+ * old placement: no live iterator, no growth (see the essay). */
+static void reseed_if_idle(map_t *m)
 {
+    if (m->iterators == 0 && !growing(m)) m->hash0 = map_rand(m);
+}
+
+/* delete_at: empties slot i of bucket b (in the chain starting at head)
+ * and ends the write; returns true. The slot becomes emptyOne; if nothing
+ * live follows it in the chain, it and the emptyOne slots before it
+ * become emptyRest instead (across bucket boundaries back to the head).
+ * The tophash word is written once: a byte store followed by a word load
+ * of the same tophash would stall store forwarding. */
+static ALWAYS_INLINE bool delete_at(map_t *m, unsigned char *head, unsigned char *b,
+                                    unsigned i)
+{
+    if (UNLIKELY(--m->count == 0)) reseed_if_idle(m);
     unsigned shift = 8 * i;
     uint64_t w = (load64(tophashes(b)) & ~(0xffull << shift)) |
                  ((uint64_t)EMPTY_ONE << shift);
@@ -1162,37 +1175,51 @@ static ALWAYS_INLINE void delete_slot(const map_t *m, unsigned char *head,
     bool to_start;
     uint64_t run = empty_one_run(w, i, &to_start) & -(uint64_t)rest_follows;
     store64(tophashes(b), w & ~run);
+    write_end(m);
     /* Bitwise &: b != head is the one predictable test; a short-circuit
      * would branch on the random ones. */
     if (UNLIKELY(rest_follows & to_start & (b != head)))
-        mark_empty_rest_before(m, head, b);
+        return mark_empty_rest_before(m, head, b);
+    return true;
+}
+
+/* delete_in_chain: deletes key from the chain starting at head. */
+static ALWAYS_INLINE bool delete_in_chain(map_t *m, unsigned char *head, uint8_t top,
+                                          const void *key, uint64_t key64, int fast,
+                                          void *value_out)
+{
+    unsigned slot;
+    unsigned char *b = find_in_chain(m, head, top, key, key64, fast, &slot);
+    if (!b) {
+        write_end(m);
+        return false;
+    }
+    if (value_out) copy_value(m, value_out, value_at(m, b, slot));
+    return delete_at(m, head, b, slot);
+}
+
+/* delete_growing: a delete while the map grows (evacuates first). Kept
+ * out of line so the common delete needs no stack frame. */
+static __attribute__((noinline)) bool delete_growing(map_t *m, const void *key,
+                                                     uint64_t key64, int fast,
+                                                     void *value_out)
+{
+    uint64_t hash = fast ? hash64(key64, m->hash0) : hash_key(m, key);
+    write_begin(m);
+    bool in_old;
+    unsigned char *head = write_chain(m, hash, &in_old);
+    return delete_in_chain(m, head, tophash(hash), key, key64, fast, value_out);
 }
 
 static ALWAYS_INLINE bool delete_impl(map_t *m, const void *key, uint64_t key64,
                                       int fast, void *value_out)
 {
     if (m->count == 0) return false;
+    if (UNLIKELY(growing(m))) return delete_growing(m, key, key64, fast, value_out);
     uint64_t hash = fast ? hash64(key64, m->hash0) : hash_key(m, key);
     write_begin(m);
-    bool in_old;
-    unsigned char *head = write_chain(m, hash, &in_old);
-    unsigned slot;
-    unsigned char *b = find_in_chain(m, head, tophash(hash), key, key64, fast, &slot);
-    if (!b) {
-        write_end(m);
-        return false;
-    }
-    if (value_out) copy_value(m, value_out, value_at(m, b, slot));
-    delete_slot(m, head, b, slot);
-    m->count--;
-    if (UNLIKELY(m->count == 0) && m->iterators == 0 && !growing(m)) {
-        /* Go re-seeds an emptied map so a flood of colliding keys cannot
-         * be replayed against it; only safe when nothing depends on the
-         * old placement (see the essay). */
-        m->hash0 = map_rand(m);
-    }
-    write_end(m);
-    return true;
+    unsigned char *head = bucket_at(m, m->buckets, hash & m->mask);
+    return delete_in_chain(m, head, tophash(hash), key, key64, fast, value_out);
 }
 
 bool map_delete(map_t *m, const void *key, void *value_out)
@@ -1462,7 +1489,7 @@ static int check_chain(const map_t *m, unsigned char *head, size_t index, bool o
 {
     bool rest = false;
     bool evac = evacuated(head);
-    size_t mask = old ? oldbucket_mask(m) : bucket_mask(m->B);
+    size_t mask = old ? oldbucket_mask(m) : m->mask;
     const char *which = old ? "old" : "new";
     unsigned n = 0;
     for (unsigned char *b = head; b; b = overflow_of(m, b), n++) {
@@ -1525,6 +1552,7 @@ int map_debug_check(const map_t *m, char *why, size_t whylen)
         return 0;
     }
     size_t nb = (size_t)1 << m->B;
+    if (m->mask != nb - 1) return check_fail(why, whylen, "mask %zx for B = %u", m->mask, m->B);
     if (growing(m)) {
         size_t nold = noldbuckets(m);
         if (m->nevacuate >= nold)
