@@ -360,6 +360,33 @@ static ALWAYS_INLINE uint8_t tophash(uint64_t hash)
     return top < MIN_TOPHASH ? (uint8_t)(top + MIN_TOPHASH) : top;
 }
 
+/* match_bytes: high bit set in each byte of x that is zero, and possibly
+ * in a byte above such a byte (a borrow from a zero byte can flag a 0x01
+ * above it). Three operations; used only where a flagged slot's key is
+ * compared anyway, so a false candidate costs a compare, never a wrong
+ * answer, and "no byte flagged" is exact. */
+static ALWAYS_INLINE uint64_t match_bytes(uint64_t x)
+{
+    return (x - SWAR_LO) & ~x & SWAR_HI;
+}
+
+/* bytes_at_least: high bit set in each byte of w that is >= n, for
+ * 1 <= n <= 0x80. Each low 7 bits + (0x80 - n) carries into the byte's
+ * high bit iff they are >= n and never into the next byte; a byte whose
+ * own high bit is set is >= 0x80 >= n. */
+static ALWAYS_INLINE uint64_t bytes_at_least(uint64_t w, unsigned n)
+{
+    return (((w & ~SWAR_HI) + SWAR_LO * (0x80 - n)) | w) & SWAR_HI;
+}
+
+/* has_empty_rest: reports whether a tophash word holds an emptyRest.
+ * Nothing but emptyRest ever follows an emptyRest in a chain, so a bucket
+ * has one iff its last slot is one: a single byte test. */
+static ALWAYS_INLINE bool has_empty_rest(uint64_t w)
+{
+    return (w >> 56) == EMPTY_REST;
+}
+
 /* zero_bytes: high bit set in each byte of x that is zero (exact, no carries). */
 static ALWAYS_INLINE uint64_t zero_bytes(uint64_t x)
 {
@@ -767,11 +794,7 @@ static void advance_evacuation_mark(map_t *m, size_t newbit)
  * live entry (tophash >= MIN_TOPHASH). */
 static ALWAYS_INLINE uint64_t live_slots(uint64_t w)
 {
-    /* Each byte + (0x80 - MIN_TOPHASH) carries into its high bit iff the
-     * byte is >= MIN_TOPHASH (bytes are < 0x80 after the mask, so no carry
-     * crosses into the next byte); bytes >= 0x80 are live by themselves. */
-    uint64_t low = ((w & ~SWAR_HI) + SWAR_LO * (0x80 - MIN_TOPHASH)) & SWAR_HI;
-    return (low | w) & SWAR_HI;
+    return bytes_at_least(w, MIN_TOPHASH);
 }
 
 /* evacuate_chain: moves every live entry of old chain b to dest[0] (X) or
@@ -887,7 +910,7 @@ static ALWAYS_INLINE int match_in_bucket(const map_t *m, unsigned char *b, uint6
                                          uint64_t pattern, const void *key,
                                          uint64_t key64, int fast)
 {
-    uint64_t match = zero_bytes(word ^ pattern);
+    uint64_t match = match_bytes(word ^ pattern);
     while (match) {
         unsigned i = (unsigned)__builtin_ctzll(match) >> 3;
         unsigned char *k = fast ? b + TOPHASH_BYTES + 8 * i : key_at(m, b, i);
@@ -912,7 +935,7 @@ static ALWAYS_INLINE unsigned char *find_in_chain(const map_t *m, unsigned char 
             *slot = (unsigned)i;
             return b;
         }
-        if (zero_bytes(word)) return NULL;
+        if (has_empty_rest(word)) return NULL;
         b = overflow_of(m, b);
     } while (b);
     return NULL;
@@ -985,9 +1008,10 @@ static ALWAYS_INLINE void scan_for_insert(const map_t *m, unsigned char *b, uint
             site->found_slot = (unsigned)i;
             return;
         }
-        uint64_t rest = zero_bytes(word);                       /* emptyRest slots */
+        bool rest = has_empty_rest(word);
         if (!site->empty) {
-            uint64_t empty = rest | zero_bytes(word ^ (SWAR_LO * EMPTY_ONE));
+            /* emptyRest or emptyOne: the bytes below 2. */
+            uint64_t empty = ~bytes_at_least(word, EMPTY_ONE + 1) & SWAR_HI;
             if (empty) {
                 site->empty = b;
                 site->empty_slot = (unsigned)__builtin_ctzll(empty) >> 3;
