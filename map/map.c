@@ -39,11 +39,20 @@
  *
  * The miss path
  * -------------
- * Lookups test the 8 tophash bytes as one 64-bit word (SWAR): one
- * operation finds the candidate slots whose tophash equals the key's, a
- * second finds any emptyRest byte. A miss in a bucket with an emptyRest
- * compares no key and reads no overflow pointer. With 251 usable tophash
- * values a miss compares, on average, load/251 keys (0.03 at full load).
+ * Lookups test the 8 tophash bytes as one 64-bit word (SWAR): three
+ * operations find the candidate slots whose tophash equals the key's, and
+ * whether the bucket holds an emptyRest is read from its last slot alone
+ * (only emptyRest may follow an emptyRest, so a bucket has one iff its
+ * last slot is one). A miss in a bucket with an emptyRest compares no key
+ * and reads no overflow pointer. With 251 usable tophash values a miss
+ * compares, on average, load/251 keys (0.03 at full load).
+ *
+ * Deletes keep the emptyRest invariant without a byte-at-a-time walk:
+ * the run of emptyOne slots that ends at the deleted one is found with
+ * one SWAR compare and a count-leading-zeros, and the new tophash word is
+ * written once. Which slot a delete empties is random, so every branch
+ * there would mispredict; the walk back into earlier buckets of a chain
+ * (rare) is the only loop left.
  *
  * Hashing
  * -------
