@@ -1560,6 +1560,18 @@ static int check_chain(const map_t *m, unsigned char *head, size_t index, bool o
     return 0;
 }
 
+map_err_t map_debug_set_seed(map_t *m, uint64_t seed)
+{
+    if (!m || m->count || growing(m) || m->iterators) return MAP_ERR_INVALID;
+    /* splitmix64 finalizer: distinct, well-mixed values for hash0 and rng. */
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    m->hash0 = z ^ (z >> 31);
+    m->rng = (m->hash0 * 0x2545F4914F6CDD1Dull) | 1;
+    return MAP_OK;
+}
+
 uint64_t map_debug_hash(const map_t *m, const void *key)
 {
     return hash_key(m, key);

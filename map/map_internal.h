@@ -21,6 +21,15 @@
  */
 int map_debug_check(const map_t *m, char *why, size_t whylen);
 
+/*
+ * map_debug_set_seed: makes a map's hash seed and private random stream
+ * (the iteration start, the re-seed of an emptied map, noverflow's
+ * sampling) a pure function of seed, so a failing randomized run replays
+ * exactly. Only on an empty map with no growth and no live iterator.
+ * @return MAP_OK, or MAP_ERR_INVALID (map unchanged).
+ */
+map_err_t map_debug_set_seed(map_t *m, uint64_t seed);
+
 /* map_debug_hash: the 64-bit hash the map uses for key (its current seed). */
 uint64_t map_debug_hash(const map_t *m, const void *key);
 

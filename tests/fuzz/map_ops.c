@@ -550,6 +550,12 @@ static void setup(fuzz_state_t *s, uint8_t c0, uint8_t c1, size_t size)
     size_t hint = (size_t)(c1 & 0x7f) * ((c1 & 0x80) ? 64 : 1);
     map_err_t rc = map_new(s->ks, s->vs, hint, &s->allocator, &s->map);
     FUZZ_CHECK(rc == MAP_OK, "map_new: %s", map_strerror(rc));
+#ifdef MAP_DEBUG
+    /* The same input must run the same way: the map's hash seed and
+     * iteration starts from the input too. */
+    rc = map_debug_set_seed(s->map, ((uint64_t)c0 << 8 | c1) * 0x9E3779B97F4A7C15ull);
+    FUZZ_CHECK(rc == MAP_OK, "map_debug_set_seed: %s", map_strerror(rc));
+#endif
 }
 
 static void teardown(fuzz_state_t *s)

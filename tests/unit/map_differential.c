@@ -40,9 +40,9 @@
  * and the operation index, and prints the command, e.g.
  *   MAP_DIFF_SEED=1234 MAP_DIFF_RUNS=1 MAP_DIFF_TEST=test_fast64_random \
  *     build/dbg/tests/map_differential
- * A run is a pure function of its seed (its configuration is drawn from it),
- * except for the random hash seed and iteration start that map.c draws
- * itself; an iteration or layout dependent failure may need a few replays.
+ * A run is a pure function of its seed: its configuration is drawn from
+ * it, and so are the map's hash seed and iteration starts
+ * (map_debug_set_seed).
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -387,6 +387,10 @@ static void harness_init(harness_t *h, coverage_t *cov, const char *test,
     map_err_t rc = map_new(ks, vs, hint, &h->allocator, &h->map);
     CHECK(h, rc == MAP_OK && h->map, "map_new(%zu, %zu, %zu): %s", ks, vs,
           hint, map_strerror(rc));
+    /* The map's own randomness (hash seed, iteration start) from the run
+     * seed too, so a failure replays exactly. */
+    rc = map_debug_set_seed(h->map, seed);
+    CHECK(h, rc == MAP_OK, "map_debug_set_seed on a new map: %s", map_strerror(rc));
     map_stats_t st;
     map_get_stats(h->map, &st);
     h->last_B = st.B;

@@ -596,6 +596,53 @@ static void test_fast_and_generic_agree(void **state)
     assert_int_equal(ta.live_blocks, 0);
 }
 
+/* map_debug_set_seed: two maps seeded alike hash alike and iterate in the
+ * same order (across growth, a delete-to-empty re-seed and a re-fill);
+ * refused on a map that is not empty. */
+static void fill_and_order(map_t *m, uint64_t *order, size_t n)
+{
+    for (uint64_t i = 0; i < n; i++) insert_key(m, 0x7f0000200000ull + i * 32);
+    for (uint64_t i = 0; i < n; i++)
+        assert_true(map_delete64(m, 0x7f0000200000ull + i * 32, NULL));
+    for (uint64_t i = 0; i < n; i++) insert_key(m, 0x7f0000200000ull + i * 32);
+    map_iter_t it;
+    const void *k;
+    size_t got = 0;
+    map_iter_init(m, &it);
+    while (map_iter_next(&it, &k, NULL)) {
+        assert_true(got < n);
+        memcpy(&order[got++], k, 8);
+    }
+    map_iter_done(&it);
+    assert_int_equal(got, n);
+}
+
+static void test_debug_set_seed(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    test_alloc_t ta = {0};
+    map_t *a = new_map(&ta, 0), *b = new_map(&ta, 0), *c = new_map(&ta, 0);
+    assert_int_equal(map_debug_set_seed(a, 42), MAP_OK);
+    assert_int_equal(map_debug_set_seed(b, 42), MAP_OK);
+    assert_int_equal(map_debug_set_seed(c, 43), MAP_OK);
+    uint64_t k = 0x7f0000123450ull;
+    assert_true(map_debug_hash(a, &k) == map_debug_hash(b, &k));
+    assert_true(map_debug_hash(a, &k) != map_debug_hash(c, &k));
+    uint64_t oa[N], ob[N], oc[N];
+    fill_and_order(a, oa, N);
+    fill_and_order(b, ob, N);
+    fill_and_order(c, oc, N);
+    assert_memory_equal(oa, ob, sizeof oa);
+    assert_memory_not_equal(oa, oc, sizeof oa);
+    assert_int_equal(map_debug_set_seed(a, 7), MAP_ERR_INVALID);   /* not empty */
+    assert_int_equal(map_debug_set_seed(NULL, 7), MAP_ERR_INVALID);
+    map_free(a);
+    map_free(b);
+    map_free(c);
+    assert_int_equal(ta.live_blocks, 0);
+}
+
 /* The arena: classes, recycling (zeroed again), large blocks, stats. */
 static void test_arena(void **state)
 {
@@ -691,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_fail_every_allocation),
         cmocka_unit_test(test_generic_sizes),
         cmocka_unit_test(test_fast_and_generic_agree),
+        cmocka_unit_test(test_debug_set_seed),
         cmocka_unit_test(test_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
