@@ -115,6 +115,10 @@ mod_test_srcs = $(call test_srcs,$(1)) $(foreach d,$($(1)_DEPS),$(foreach m,$(ca
 mod_test_objs = $(call objs,$(1),$(call mod_test_srcs,$(2)))
 # mod_of FILE -> module named by the file's prefix (map_basic.c -> map)
 mod_of = $(firstword $(subst _, ,$(basename $(notdir $(1)))))
+# mod_headers MOD -> the headers of MOD and of every module it depends on: a
+# test or fuzz binary is compiled from its own source against them, so a
+# header change must rebuild it (objects track theirs through -MMD).
+mod_headers = $(foreach m,$(call closure,$(1)),$(wildcard $(m)/*.h))
 
 MODULES :=
 PRODUCTS :=
@@ -145,7 +149,8 @@ UNIT_NAMES := $(basename $(notdir $(UNIT_SRCS)))
 UNIT_BINS  := $(foreach v,dbg asan,$(addprefix $(BUILD)/$(v)/tests/,$(UNIT_NAMES)))
 
 define unit_rule
-$(BUILD)/$(2)/tests/$(1): tests/unit/$(1).c $$(call mod_test_objs,$(2),$(call mod_of,$(1))) tests/unit/test_util.h
+$(BUILD)/$(2)/tests/$(1): tests/unit/$(1).c $$(call mod_test_objs,$(2),$(call mod_of,$(1))) \
+    $$(wildcard tests/unit/*.h) $$(call mod_headers,$(call mod_of,$(1)))
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS_$(2)) $$(call mod_cppflags,$(call mod_of,$(1))) -Itests/unit $$< \
 	    $$(call mod_test_objs,$(2),$(call mod_of,$(1))) -o $$@ \
@@ -164,14 +169,16 @@ FUZZ_REGRESSION_BINS := $(addprefix $(BUILD)/asan/fuzz/,$(FUZZ_NAMES))
 FUZZ_BINS := $(addprefix $(BUILD)/fuzz/,$(FUZZ_NAMES))
 
 define fuzz_rule
-$(BUILD)/asan/fuzz/$(1): tests/fuzz/$(1).c tests/fuzz/regression_driver.c $$(call mod_test_objs,asan,$(call mod_of,$(1)))
+$(BUILD)/asan/fuzz/$(1): tests/fuzz/$(1).c tests/fuzz/regression_driver.c $$(call mod_test_objs,asan,$(call mod_of,$(1))) \
+    $$(call mod_headers,$(call mod_of,$(1)))
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS_asan) $$(call mod_cppflags,$(call mod_of,$(1))) $$(filter %.c,$$^) \
 	    $$(call mod_test_objs,asan,$(call mod_of,$(1))) -o $$@ $$(LDFLAGS_asan) $$(call mod_libs,$(call mod_of,$(1))) -lm
-$(BUILD)/fuzz/$(1): tests/fuzz/$(1).c $$(call mod_test_srcs,$(call mod_of,$(1)))
+$(BUILD)/fuzz/$(1): tests/fuzz/$(1).c $$(call mod_test_srcs,$(call mod_of,$(1))) \
+    $$(call mod_headers,$(call mod_of,$(1)))
 	@mkdir -p $$(@D)
 	$$(CLANG) $$(filter-out -fsanitize=%,$$(CFLAGS_dbg)) -fsanitize=fuzzer,address,undefined \
-	    $$(call mod_cppflags,$(call mod_of,$(1))) $$^ -o $$@ $$(call mod_libs,$(call mod_of,$(1))) -lm
+	    $$(call mod_cppflags,$(call mod_of,$(1))) $$(filter %.c,$$^) -o $$@ $$(call mod_libs,$(call mod_of,$(1))) -lm
 endef
 $(foreach t,$(FUZZ_NAMES),$(eval $(call fuzz_rule,$(t))))
 
