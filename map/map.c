@@ -373,7 +373,10 @@ static ALWAYS_INLINE uint8_t tophash(uint64_t hash)
  * in a byte above such a byte (a borrow from a zero byte can flag a 0x01
  * above it). Three operations; used only where a flagged slot's key is
  * compared anyway, so a false candidate costs a compare, never a wrong
- * answer, and "no byte flagged" is exact. */
+ * answer, and "no byte flagged" is exact. With x = tophashes ^ pattern of
+ * a key's tophash (>= MIN_TOPHASH), a falsely flagged byte is a live slot:
+ * an empty slot's 0 or 1 would need a tophash below 2, so a deleted key's
+ * stale bytes are never compared. */
 static ALWAYS_INLINE uint64_t match_bytes(uint64_t x)
 {
     return (x - SWAR_LO) & ~x & SWAR_HI;
@@ -694,8 +697,9 @@ static unsigned char *new_overflow(map_t *m, unsigned char *tail)
 /* ------------------------------------------------------------------------ */
 
 /* set_limits: the bucket mask and the growth thresholds for the current
- * B, computed once per B instead of on every access: over_load_factor(count, B) holds exactly
- * when count > grow_count; too many overflow buckets (Go's
+ * B, computed once per B instead of on every access:
+ * over_load_factor(count, B) holds exactly when count > grow_count; too
+ * many overflow buckets (Go's
  * tooManyOverflowBuckets: noverflow >= 2^min(B, 15), both sides
  * approximate above B = 15) exactly when noverflow >= overflow_limit. */
 static void set_limits(map_t *m)
@@ -1043,7 +1047,6 @@ static ALWAYS_INLINE void set_value(const map_t *m, unsigned char *v, const void
     static const unsigned char zeros[MAP_MAX_VALUE_SIZE];
     copy_value(m, v, src ? src : zeros);
 }
-
 
 /* assign_impl: finds or inserts key. A new entry's value is `value`
  * (zeros when NULL); an existing entry's value is left to the caller. */
