@@ -500,6 +500,15 @@ static bool over_load_factor(size_t count, unsigned B)
 
 static _Atomic uint64_t seed_counter;
 
+/* mix64: splitmix64's finalizer: distinct inputs give distinct,
+ * well-mixed outputs. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 /* fresh_seed: a new random 64-bit value from AT_RANDOM and a counter. */
 static uint64_t fresh_seed(void)
 {
@@ -513,11 +522,8 @@ static uint64_t fresh_seed(void)
         b0 |= 1;
         atomic_store_explicit(&base, b0, memory_order_relaxed);
     }
-    uint64_t z = b0 + atomic_fetch_add_explicit(&seed_counter, 1, memory_order_relaxed) *
-                        0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return mix64(b0 + atomic_fetch_add_explicit(&seed_counter, 1, memory_order_relaxed) *
+                          0x9E3779B97F4A7C15ull);
 }
 
 static uint64_t map_rand(map_t *m)
@@ -1566,11 +1572,7 @@ static int check_chain(const map_t *m, unsigned char *head, size_t index, bool o
 map_err_t map_debug_set_seed(map_t *m, uint64_t seed)
 {
     if (!m || m->count || growing(m) || m->iterators) return MAP_ERR_INVALID;
-    /* splitmix64 finalizer: distinct, well-mixed values for hash0 and rng. */
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    m->hash0 = z ^ (z >> 31);
+    m->hash0 = mix64(seed + 0x9E3779B97F4A7C15ull);
     m->rng = (m->hash0 * 0x2545F4914F6CDD1Dull) | 1;
     return MAP_OK;
 }
