@@ -43,7 +43,10 @@ endif
 
 BASE_CFLAGS := -std=gnu11 -g -pthread $(WARN) -I. -I$(BUILD)/gen
 CFLAGS_rel  := $(BASE_CFLAGS) -O2 -fPIC -fvisibility=hidden
-CFLAGS_dbg  := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer -DMAP_DEBUG=1 -DHEAPWATCH_TEST=1
+# Uninitialised locals hold a pattern (0xFE bytes) in the test builds, so a
+# read of one misbehaves the same way on every run instead of by chance.
+CFLAGS_dbg  := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer -ftrivial-auto-var-init=pattern \
+               -DMAP_DEBUG=1 -DHEAPWATCH_TEST=1
 CFLAGS_asan := $(CFLAGS_dbg) -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS_asan := -fsanitize=address,undefined
 VARIANTS := rel dbg asan
