@@ -179,6 +179,7 @@
 #define SLAB_TARGET_BYTES (16u * 1024u - 64u) /* overflow slabs: one 16 KiB arena class */
 #define EVACUATE_SCAN_MAX 1024  /* advance_evacuation_mark looks this far ahead */
 #define MAX_B 48                /* 2^48 buckets: far beyond any address space */
+#define CACHE_LINE 64           /* bytes; the prefetch distance of find_in_chain */
 
 /* tophash markers */
 #define EMPTY_REST 0            /* empty, and nothing live after it in the chain */
@@ -940,14 +941,24 @@ static ALWAYS_INLINE int match_in_bucket(const map_t *m, unsigned char *b, uint6
 }
 
 /* find_in_chain: the bucket and slot of key in chain b, or NULL. Uses the
- * SWAR tophash test; stops at the first bucket containing an emptyRest. */
+ * SWAR tophash test; stops at the first bucket containing an emptyRest.
+ *
+ * expect_hit (a constant at each call site): the caller expects the key to
+ * be there (a delete), so the cache line after the tophash line is
+ * prefetched together with it. The 8 tophash bytes and 8 keys take 72
+ * bytes and a bucket starts at any multiple of 16 bytes, so the key
+ * compared is on the next line half the time; without the prefetch that is
+ * a second miss that starts only once the tophash has arrived. Measured on
+ * 10M entries: delete 113 -> 99 ns. Lookups do not do it: at 100k entries
+ * it made a hit 10 % faster and a miss, which needs no key, 10 % slower. */
 static ALWAYS_INLINE unsigned char *find_in_chain(const map_t *m, unsigned char *b,
                                                   uint8_t top, const void *key,
                                                   uint64_t key64, int fast,
-                                                  unsigned *slot)
+                                                  int expect_hit, unsigned *slot)
 {
     uint64_t pattern = SWAR_LO * top;
     do {
+        if (expect_hit) __builtin_prefetch(b + CACHE_LINE);
         uint64_t word = load64(tophashes(b));
         int i = match_in_bucket(m, b, word, pattern, key, key64, fast);
         if (i >= 0) {
@@ -968,7 +979,7 @@ static ALWAYS_INLINE void *lookup_impl(const map_t *m, const void *key,
     uint64_t hash = fast ? hash64(key64, m->hash0) : hash_key(m, key);
     unsigned slot;
     unsigned char *b = find_in_chain(m, read_chain(m, hash), tophash(hash),
-                                     key, key64, fast, &slot);
+                                     key, key64, fast, 0, &slot);
     return b ? value_at(m, b, slot) : NULL;
 }
 
@@ -991,7 +1002,7 @@ static bool lookup_entry(const map_t *m, const unsigned char *key,
     uint64_t hash = hash_key(m, key);
     unsigned slot;
     unsigned char *b = find_in_chain(m, read_chain(m, hash), tophash(hash),
-                                     key, 0, 0, &slot);
+                                     key, 0, 0, 0, &slot);
     if (!b) return false;
     *key_out = key_at(m, b, slot);
     *value_out = value_at(m, b, slot);
@@ -1231,7 +1242,7 @@ static ALWAYS_INLINE bool delete_in_chain(map_t *m, unsigned char *head, uint8_t
                                           void *value_out)
 {
     unsigned slot;
-    unsigned char *b = find_in_chain(m, head, top, key, key64, fast, &slot);
+    unsigned char *b = find_in_chain(m, head, top, key, key64, fast, 1, &slot);
     if (!b) {
         write_end(m);
         return false;
