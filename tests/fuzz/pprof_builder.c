@@ -10,7 +10,6 @@
  * Replayed in `make test` by tests/fuzz/regression_driver.c over
  * tests/fuzz/corpus/pprof_builder/; `make fuzz` builds the libFuzzer binary.
  */
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,24 +80,6 @@ static void fa_free(void *ctx, void *p)
 
 #define MAX_KEPT 512
 
-/* expected_scale: what pprof_heap_add must store for one (count, bytes)
- * pair: pprof_heap_scale's result when there is no extra per-object
- * header; with one, Go's unsampling with the header added to the average
- * size in the sampling probability only, computed here on its own. */
-static void expected_scale(int64_t count, int64_t bytes, int64_t extra, int64_t rate,
-                           int64_t *count_out, int64_t *bytes_out)
-{
-    if (extra == 0 || count == 0 || bytes == 0 || rate <= 1) {
-        pprof_heap_scale(count, bytes, rate, count_out, bytes_out);
-        return;
-    }
-    double avg = (double)bytes / (double)count + (double)extra;
-    double scale = 1.0 / (1.0 - exp(-avg / (double)rate));
-    double c = (double)count * scale, s = (double)bytes * scale;
-    *count_out = c >= 9.2e18 ? INT64_MAX : (int64_t)c;
-    *bytes_out = s >= 9.2e18 ? INT64_MAX : (int64_t)s;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_t f = { data, size };
@@ -153,19 +134,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 pcs[i] = s < 200 ? base + s * 3 : u64(&f, 8);
             }
             if (heap && op % 8 == 2) {
-                pprof_heap_counts_t c = { 0 };
+                pprof_heap_counts_t c = { 0 };   /* extra_bytes 0: Go's rule */
                 c.alloc_objects = (int64_t)u64(&f, 2);
                 c.alloc_bytes = (int64_t)u64(&f, 4);
                 c.inuse_objects = (int64_t)u64(&f, 2);
                 c.inuse_bytes = (int64_t)u64(&f, 4);
-                /* A header of 16 bytes per object for odd counts, derived
-                 * rather than read so that the corpus keeps its meaning. */
-                c.extra_bytes = (c.alloc_objects & 1) ? 16 : 0;
                 err = pprof_heap_add(b, pcs, depth, &c);
                 if (err == PPROF_OK) {
                     int64_t v[4];
-                    expected_scale(c.alloc_objects, c.alloc_bytes, c.extra_bytes, rate, &v[0], &v[1]);
-                    expected_scale(c.inuse_objects, c.inuse_bytes, c.extra_bytes, rate, &v[2], &v[3]);
+                    pprof_heap_scale(c.alloc_objects, c.alloc_bytes, rate, &v[0], &v[1]);
+                    pprof_heap_scale(c.inuse_objects, c.inuse_bytes, rate, &v[2], &v[3]);
                     if (nkept < MAX_KEPT) {
                         memcpy(kept[nkept], v, sizeof(v));
                         kept_depth[nkept++] = depth;
