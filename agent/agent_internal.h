@@ -75,10 +75,16 @@ typedef struct agent_tls_s {
     struct agent_thread_s *fast;    /* block for the fast path, or NULL */
     struct agent_thread_s *thread;  /* this thread's counter block, or NULL */
     int depth;                      /* agent code on this thread's stack */
-    int in_sample;                  /* in a sampled allocation's or free's slow
-                                     * path: the agent itself does not allocate
-                                     * there, so an allocation made meanwhile
-                                     * is a signal handler's, and is counted */
+    int quiet;                      /* in a stretch of agent code that makes no
+                                     * allocation of its own (a sampled
+                                     * allocation's or free's slow path, thread
+                                     * registration): an allocation made
+                                     * meanwhile is a signal handler's, and is
+                                     * counted (agent_count_handler_*) */
+    uint64_t pending[4];            /* a handler's counts made before the thread
+                                     * had a block: mallocs, alloc bytes, frees,
+                                     * free bytes (AGENT_BLOCK_EXTRA included);
+                                     * registration moves them into the block */
 } agent_tls_t;
 
 extern AGENT_TLS agent_tls_t agent_tls;
@@ -111,12 +117,21 @@ static inline bool agent_inside(void) { return agent_tls.depth > 0; }
  * agent_thread_t: one per thread that allocates, from the arena, never
  * freed: a thread that exits marks its block dead and a later thread reuses
  * it, counters and all, so the sum over every block is always exact with
- * no folding step. Counters are written only by the owning thread, with
- * plain increments (one `add` to memory), and read by anyone with relaxed
- * atomic loads: aligned 8-byte accesses cannot tear on the 64-bit targets
- * we build for, and a reader only needs some recent value. A relaxed
- * atomic read-modify-write would cost a locked instruction; a relaxed
- * load + store pair, two extra instructions on the hottest path.
+ * no folding step. Counters are written only by the owning thread, through
+ * agent_tally_add / agent_tally_countdown, and read by anyone with atomic
+ * loads: aligned 8-byte accesses cannot tear on the 64-bit targets we build
+ * for, and a reader only needs some recent value.
+ *
+ * The one writer that is not the thread itself is a signal handler that
+ * interrupts it and allocates. A C `t->free_bytes += n` may be compiled
+ * to load, add, store (gcc does so where it folds the addend into an
+ * `lea`), and a handler that runs between the load and the store has its
+ * own update overwritten: counts lost for good. So every update is one
+ * read-modify-write instruction, which a signal cannot split. On x86-64
+ * that is a plain `add` to memory, written as inline asm so the compiler
+ * cannot split it; a `lock` prefix would cost some 20 cycles and buys
+ * nothing here (no other thread writes the block). Elsewhere a relaxed
+ * atomic read-modify-write gives the same guarantee.
  */
 typedef struct agent_thread_s {
     uint64_t mallocs;           /* successful allocations */
@@ -132,6 +147,30 @@ typedef struct agent_thread_s {
     struct agent_thread_s *next;/* registry link (all blocks, live or dead) */
     int alive;                  /* owned by a running thread */
 } agent_thread_t;
+
+/* agent_tally_add: *c += v in one instruction a signal cannot split. */
+static inline void agent_tally_add(uint64_t *c, uint64_t v)
+{
+#if defined(__x86_64__)
+    __asm__ volatile("addq %1, %0" : "+m"(*c) : "er"(v));
+#else
+    __atomic_fetch_add(c, v, __ATOMIC_RELAXED);
+#endif
+}
+
+/* agent_tally_countdown: *c -= v in one instruction a signal cannot split.
+ * @return the new *c is below zero (on x86-64 the sign flag of the same
+ * `sub`, so the test costs no load). */
+static inline bool agent_tally_countdown(int64_t *c, int64_t v)
+{
+#if defined(__x86_64__)
+    bool negative;
+    __asm__ volatile("subq %2, %0" : "+m"(*c), "=@ccs"(negative) : "er"(v));
+    return negative;
+#else
+    return __atomic_sub_fetch(c, v, __ATOMIC_RELAXED) < 0;
+#endif
+}
 
 /* agent_thread_slow: registers the calling thread; NULL if impossible
  * (agent off, or inside the agent). */
@@ -203,10 +242,10 @@ void agent_free_sampled(struct agent_thread_s *t, void *ptr);
  * `sub` to memory and a sign test). @return ptr. */
 static inline void *agent_count_alloc(agent_thread_t *t, void *ptr, size_t usable)
 {
-    t->mallocs++;
-    t->alloc_bytes += usable + AGENT_BLOCK_EXTRA;
-    t->sample_left -= (int64_t)(usable + AGENT_BLOCK_EXTRA);
-    if (AGENT_UNLIKELY(t->sample_left < 0)) return agent_sample_slow(t, ptr, usable);
+    agent_tally_add(&t->mallocs, 1);
+    agent_tally_add(&t->alloc_bytes, usable + AGENT_BLOCK_EXTRA);
+    if (AGENT_UNLIKELY(agent_tally_countdown(&t->sample_left, (int64_t)(usable + AGENT_BLOCK_EXTRA))))
+        return agent_sample_slow(t, ptr, usable);
     return ptr;
 }
 
@@ -214,8 +253,33 @@ static inline void *agent_count_alloc(agent_thread_t *t, void *ptr, size_t usabl
  * caller's business). */
 static inline void agent_count_free(agent_thread_t *t, size_t usable)
 {
-    t->frees++;
-    t->free_bytes += usable + AGENT_BLOCK_EXTRA;
+    agent_tally_add(&t->frees, 1);
+    agent_tally_add(&t->free_bytes, usable + AGENT_BLOCK_EXTRA);
+}
+
+/* agent_in_handler: inside the agent, in a quiet stretch (agent_tls_t):
+ * what is allocated or freed now comes from a signal handler that
+ * interrupted it. It is counted with agent_count_handler, not sampled (the
+ * interrupted code may hold the live map's lock). */
+static inline bool agent_in_handler(void)
+{
+    return agent_tls.quiet && agent_tls.depth == 1;
+}
+
+/* agent_count_handler: adds n blocks of `bytes` in all (AGENT_BLOCK_EXTRA
+ * included; both modulo 2^64, so a count can be taken back) to the
+ * mallocs (which = 0) or the frees (which = 2) of the thread's block, or
+ * of agent_tls.pending while it has none. */
+static inline void agent_count_handler(int which, uint64_t n, uint64_t bytes)
+{
+    agent_thread_t *t = agent_tls.thread;
+    if (t) {
+        agent_tally_add(which == 0 ? &t->mallocs : &t->frees, n);
+        agent_tally_add(which == 0 ? &t->alloc_bytes : &t->free_bytes, bytes);
+    } else {
+        agent_tally_add(&agent_tls.pending[which], n);
+        agent_tally_add(&agent_tls.pending[which + 1], bytes);
+    }
 }
 
 /* agent_glibc_head: the size field of a glibc chunk: its size | flags. */
@@ -244,10 +308,10 @@ static inline void *agent_count_alloc_glibc(agent_thread_t *t, void *ptr)
     size_t head = agent_glibc_head(ptr);
     if (AGENT_UNLIKELY(head & AGENT_GLIBC_MMAPPED)) return agent_count_alloc_mmapped(t, ptr);
     size_t chunk = head & ~(size_t)7;   /* usable + AGENT_BLOCK_EXTRA */
-    t->mallocs++;
-    t->alloc_bytes += chunk;
-    t->sample_left -= (int64_t)chunk;
-    if (AGENT_UNLIKELY(t->sample_left < 0)) return agent_sample_slow(t, ptr, chunk - AGENT_BLOCK_EXTRA);
+    agent_tally_add(&t->mallocs, 1);
+    agent_tally_add(&t->alloc_bytes, chunk);
+    if (AGENT_UNLIKELY(agent_tally_countdown(&t->sample_left, (int64_t)chunk)))
+        return agent_sample_slow(t, ptr, chunk - AGENT_BLOCK_EXTRA);
     return ptr;
 }
 
@@ -267,14 +331,15 @@ static inline bool agent_free_fast(agent_thread_t *t, void *ptr)
 {
     size_t head = agent_glibc_head(ptr);
     if (AGENT_UNLIKELY(head & AGENT_GLIBC_MMAPPED)) return false;
-    t->frees++;
-    t->free_bytes += head & ~(size_t)7;
+    agent_tally_add(&t->frees, 1);
+    agent_tally_add(&t->free_bytes, head & ~(size_t)7);
     return true;
 }
 
 /* agent_realloc_t: what agent_on_realloc_before did, for _after. */
 typedef struct agent_realloc_s {
     bool counted;               /* the free of the old block was counted */
+    bool by_handler;            /* ...as a signal handler's (agent_in_handler) */
     bool was_sampled;           /* ...and it left the live map */
     size_t usable;              /* the old block's usable size */
     uint64_t live_value;        /* its live-map value, to restore on failure */

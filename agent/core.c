@@ -139,23 +139,55 @@ agent_thread_t *agent_thread_slow(void)
     return t;
 }
 
+/* adopt_pending: moves what signal handlers allocated and freed while the
+ * thread had no block (agent_tls_t.pending) into its new block t. Called
+ * once agent_tls.thread is t: a handler that runs now counts into t
+ * directly, so nothing is added to pending while it is emptied. */
+static void adopt_pending(agent_thread_t *t)
+{
+    uint64_t *p = agent_tls.pending;
+    agent_tally_add(&t->mallocs, p[0]);
+    agent_tally_add(&t->alloc_bytes, p[1]);
+    agent_tally_add(&t->frees, p[2]);
+    agent_tally_add(&t->free_bytes, p[3]);
+    memset(p, 0, sizeof agent_tls.pending);
+}
+
+/*
+ * thread_register: a block for the calling thread. The body is quiet (see
+ * agent_tls_t): the arena and the registry lock allocate nothing, so a
+ * signal handler's allocation meanwhile is counted, into pending until the
+ * block is ready. pthread_setspecific allocates only for a key past its
+ * first 32 (glibc), once per thread; inside the quiet stretch that
+ * allocation is counted, and so is the free glibc makes of it when the
+ * thread exits. Restarting the background thread after a fork is not
+ * quiet: pthread_create allocates for the agent, and those allocations
+ * must not count.
+ */
 static agent_thread_t *thread_register(void)
 {
     if (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2) agent_init();
     if (!agent_enabled || agent_inside()) return NULL;
+    agent_tls.quiet++;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);   /* the mark before the guard, as sample_enter */
     agent_enter();
     agent_thread_t *t = adopt_dead_block();
     if (!t) t = new_block();
     if (t) {
         agent_sample_thread_init(t);
         agent_tls.thread = t;
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        adopt_pending(t);
         if (thread_key_ok) pthread_setspecific(thread_key, t);
     }
-    if (__atomic_load_n(&bg_restart, __ATOMIC_RELAXED)) {
-        __atomic_store_n(&bg_restart, false, __ATOMIC_RELAXED);
-        start_background_thread();
-    }
     agent_leave();
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    agent_tls.quiet--;
+    if (__atomic_load_n(&bg_restart, __ATOMIC_RELAXED)) {
+        agent_enter();
+        if (__atomic_exchange_n(&bg_restart, false, __ATOMIC_RELAXED)) start_background_thread();
+        agent_leave();
+    }
     return t;
 }
 
@@ -168,22 +200,11 @@ agent_thread_t *agent_current_thread(void)
     return agent_thread_slow();
 }
 
-/* handler_thread: inside a sampling slow path, the thread's block: what
- * is allocated or freed now comes from a signal handler that interrupted
- * it, and is counted (not sampled: the live map may be locked). */
-static agent_thread_t *handler_thread(void)
-{
-    return agent_tls.in_sample && agent_tls.depth == 1 ? agent_tls.thread : NULL;
-}
-
 void *agent_on_alloc_slow(void *ptr)
 {
     agent_thread_t *t = agent_current_thread();
     if (t) return agent_count_alloc(t, ptr, agent_usable_size(ptr));
-    if ((t = handler_thread())) {
-        t->mallocs++;
-        t->alloc_bytes += agent_usable_size(ptr) + AGENT_BLOCK_EXTRA;
-    }
+    if (agent_in_handler()) agent_count_handler(0, 1, agent_usable_size(ptr) + AGENT_BLOCK_EXTRA);
     return ptr;
 }
 
@@ -191,7 +212,7 @@ void agent_on_free_slow(void *ptr)
 {
     agent_thread_t *t = agent_current_thread();
     if (!t) {
-        if ((t = handler_thread())) agent_count_free(t, agent_usable_size(ptr));
+        if (agent_in_handler()) agent_count_handler(2, 1, agent_usable_size(ptr) + AGENT_BLOCK_EXTRA);
         return;
     }
     agent_count_free(t, agent_usable_size(ptr));

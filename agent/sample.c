@@ -129,12 +129,12 @@ static void record(agent_thread_t *t, void *ptr, size_t usable)
     size_t depth = agent_stack_capture(pcs, AGENT_MAX_FRAMES);
     agent_stack_t *s = agent_stack_intern(pcs, depth);
     if (!s || !agent_live_insert(ptr, agent_live_pack(s->id, usable))) {
-        t->dropped++;
+        agent_tally_add(&t->dropped, 1);
         return;
     }
     __atomic_add_fetch(&s->alloc_objects, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&s->alloc_bytes, agent_live_clamp(usable), __ATOMIC_RELAXED);   /* clamped as the map keeps it */
-    t->samples++;
+    agent_tally_add(&t->samples, 1);
 }
 
 void *agent_count_alloc_mmapped(agent_thread_t *t, void *ptr)
@@ -143,20 +143,29 @@ void *agent_count_alloc_mmapped(agent_thread_t *t, void *ptr)
 }
 
 /* sample_enter / sample_leave: around the slow paths of sampled
- * allocations and frees: the recursion guard, the in_sample mark (see
- * agent_tls_t), and errno kept for the program (libunwind may set it). */
+ * allocations and frees: the recursion guard, the quiet mark (see
+ * agent_tls_t), and errno kept for the program (libunwind may set it).
+ *
+ * The mark goes up before the guard and comes down after it, so a signal
+ * handler that allocates finds either depth 0 (counted the usual way; the
+ * thread holds no agent lock yet, or no more) or the mark (counted by
+ * handler_thread), never the guard alone, which would pass it through
+ * uncounted. tests/integration/progs/life_step.c steps through this.
+ * (thread_register in core.c does the same.) */
 static int sample_enter(void)
 {
     int saved = errno;
+    agent_tls.quiet++;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);   /* keep the order for handlers */
     agent_enter();
-    agent_tls.in_sample++;
     return saved;
 }
 
 static void sample_leave(int saved)
 {
-    agent_tls.in_sample--;
     agent_leave();
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    agent_tls.quiet--;
     errno = saved;
 }
 
@@ -174,9 +183,9 @@ void agent_free_sampled(agent_thread_t *t, void *ptr)
 {
     uint64_t v;
     int saved = sample_enter();
-    t->filter_hits++;
+    agent_tally_add(&t->filter_hits, 1);
     if (agent_live_remove(ptr, &v)) forget(v);
-    else t->filter_false++;
+    else agent_tally_add(&t->filter_false, 1);
     sample_leave(saved);
 }
 
@@ -188,16 +197,23 @@ void agent_on_realloc_before(void *ptr, agent_realloc_t *r)
 {
     memset(r, 0, sizeof *r);
     agent_thread_t *t = agent_current_thread();
-    if (!t) return;
+    if (!t) {
+        if (!agent_in_handler()) return;
+        /* A handler's realloc: counted, and nothing sampled to look for. */
+        r->counted = r->by_handler = true;
+        r->usable = agent_usable_size(ptr);
+        agent_count_handler(2, 1, r->usable + AGENT_BLOCK_EXTRA);
+        return;
+    }
     r->counted = true;
     r->usable = agent_usable_size(ptr);
-    t->frees++;
-    t->free_bytes += r->usable + AGENT_BLOCK_EXTRA;
+    agent_tally_add(&t->frees, 1);
+    agent_tally_add(&t->free_bytes, r->usable + AGENT_BLOCK_EXTRA);
     if (AGENT_LIKELY(!agent_maybe_sampled(ptr))) return;
     int saved = sample_enter();
-    t->filter_hits++;
+    agent_tally_add(&t->filter_hits, 1);
     if (agent_live_remove(ptr, &r->live_value)) r->was_sampled = true;
-    else t->filter_false++;
+    else agent_tally_add(&t->filter_false, 1);
     sample_leave(saved);
 }
 
@@ -206,14 +222,18 @@ void agent_on_realloc_after(const agent_realloc_t *r, void *old, void *result, s
     if (!r->counted) return;
     if (result == NULL && size != 0) {
         /* Failed: the old block is intact. Count it back in, as it was. */
+        if (r->by_handler) {
+            agent_count_handler(2, UINT64_MAX, -(uint64_t)(r->usable + AGENT_BLOCK_EXTRA));
+            return;
+        }
         agent_thread_t *t = agent_tls.thread;
-        t->frees--;
-        t->free_bytes -= r->usable + AGENT_BLOCK_EXTRA;
+        agent_tally_add(&t->frees, UINT64_MAX);                       /* -1 */
+        agent_tally_add(&t->free_bytes, -(uint64_t)(r->usable + AGENT_BLOCK_EXTRA));
         if (r->was_sampled) {
             int saved = sample_enter();
             if (!agent_live_insert(old, r->live_value)) {
                 forget(r->live_value);   /* cannot track it again: count it gone */
-                t->dropped++;
+                agent_tally_add(&t->dropped, 1);
             }
             sample_leave(saved);
         }
