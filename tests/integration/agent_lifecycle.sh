@@ -2,7 +2,8 @@
 # agent_lifecycle.sh - the agent never harms its host, across the process
 # lifecycle: dlopen/dlclose, constructors, destructors and atexit handlers,
 # exit while threads allocate, 200 short-lived threads, signal handlers
-# that allocate under storms, fork/vfork/posix_spawn/system while threads
+# that allocate under storms and after every single instruction of the
+# agent (life_step), fork/vfork/posix_spawn/system while threads
 # allocate, exec chains, closed stdio, RLIMIT_AS and impossible requests.
 #
 # The programs (tests/integration/progs/life_*) count their own
@@ -130,6 +131,19 @@ sed -i 's/^\(\(not \)\{0,1\}ok\) - /\1 - default rate: /' "$T/signals.tap"
 relay "$T/signals.tap"
 s=$(only_summary "$T/sig")
 check "signals: default rate: one valid summary" summary_ok "${s:-none}" 100000
+
+# --- 5b. a handler allocation after every instruction of the agent -----------
+# life_step single-steps the allocation calls (x86 trap flag) and its
+# SIGTRAP handler mallocs and frees whenever the interrupted instruction is
+# the agent's: counters exact at every boundary, at each sampling regime
+# (0: counting only; 1: every allocation through the sampling slow path;
+# the default: both kinds).
+for rate in 0 1 524288; do
+    HEAPWATCH_RATE=$rate same_behaviour "step: life_step at HEAPWATCH_RATE=$rate" \
+        "$T/step$rate" env LIFE_TAP="$T/step$rate.tap" "$PROGS/life_step"
+    sed -i "s/^\(\(not \)\{0,1\}ok\) - /\1 - step, HEAPWATCH_RATE=$rate: /" "$T/step$rate.tap"
+    relay "$T/step$rate.tap"
+done
 
 # --- 6. fork, vfork+exec, posix_spawn, system() while threads allocate ---------
 : > "$T/pids"

@@ -24,6 +24,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -137,6 +138,48 @@ static inline int life_expect(const char *what, const heapwatch_counters_t *befo
                     (unsigned long long)(alloc_bytes == UINT64_MAX ? ab : alloc_bytes),
                     (unsigned long long)fb,
                     (unsigned long long)(free_bytes == UINT64_MAX ? fb : free_bytes));
+}
+
+/* --- code ranges: where a signal handler may allocate ------------------ */
+
+/* The executable segments of the agent (and of the program itself when
+ * asked): a handler that finds the interrupted instruction there knows the
+ * thread is not inside libc's malloc, which is not reentrant. */
+#define LIFE_MAX_RANGES 16
+static struct { uintptr_t lo, hi; } life_ranges[LIFE_MAX_RANGES];
+static int life_nranges;
+
+static int life_add_ranges(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    int *program = data;   /* the first object is the program */
+    int mine = *program || strstr(info->dlpi_name, "libheapwatch") != NULL;
+    *program = 0;
+    if (!mine) return 0;
+    for (int i = 0; i < info->dlpi_phnum && life_nranges < LIFE_MAX_RANGES; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        life_ranges[life_nranges].lo = info->dlpi_addr + ph->p_vaddr;
+        life_ranges[life_nranges].hi = life_ranges[life_nranges].lo + ph->p_memsz;
+        life_nranges++;
+    }
+    return 0;
+}
+
+/* life_find_code: records the agent's code, and the program's if
+ * with_program. @return the number of ranges found. */
+static inline int life_find_code(int with_program)
+{
+    dl_iterate_phdr(life_add_ranges, &with_program);
+    return life_nranges;
+}
+
+/* life_in_code: pc is in a range life_find_code recorded. */
+static inline int life_in_code(uintptr_t pc)
+{
+    for (int i = 0; i < life_nranges; i++)
+        if (pc >= life_ranges[i].lo && pc < life_ranges[i].hi) return 1;
+    return 0;
 }
 
 #endif /* LIFE_COMMON_H */

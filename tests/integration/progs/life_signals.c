@@ -23,7 +23,6 @@
  *                                     the agent; exit 0
  */
 #define _GNU_SOURCE
-#include <link.h>
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
@@ -37,36 +36,6 @@
 #define WORKERS 3
 #define RING 64
 #define WORK_RING 128
-
-/* --- where the handler may allocate ------------------------------------ */
-
-#define MAX_RANGES 16
-static struct { uintptr_t lo, hi; } ranges[MAX_RANGES];
-static int nranges;
-
-static int add_ranges(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    int *first = data;
-    int mine = *first || strstr(info->dlpi_name, "libheapwatch") != NULL;
-    *first = 0;
-    if (!mine) return 0;
-    for (int i = 0; i < info->dlpi_phnum && nranges < MAX_RANGES; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
-        ranges[nranges].lo = info->dlpi_addr + ph->p_vaddr;
-        ranges[nranges].hi = ranges[nranges].lo + ph->p_memsz;
-        nranges++;
-    }
-    return 0;
-}
-
-static int safe_pc(uintptr_t pc)
-{
-    for (int i = 0; i < nranges; i++)
-        if (pc >= ranges[i].lo && pc < ranges[i].hi) return 1;
-    return 0;
-}
 
 /* --- the handlers ---------------------------------------------------- */
 
@@ -87,7 +56,7 @@ static void handler(int sig, siginfo_t *si, void *ucv)
     int saved = errno;
     ucontext_t *uc = ucv;
     uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-    if (hs.armed && safe_pc(pc)) {
+    if (hs.armed && life_in_code(pc)) {
         unsigned slot = hs.next++ % RING;
         if (hs.ring[slot]) {
             hs.t.frees++;
@@ -318,8 +287,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1) iterations = atol(argv[1]);
     main_thread = pthread_self();
-    int first = 1;
-    dl_iterate_phdr(add_ranges, &first);
+    life_find_code(1);
     install(SIGALRM, 1);
     install(SIGPROF, 1);
     install(SIGUSR1, 0);
