@@ -152,7 +152,7 @@ static int life_nranges;
 static int life_add_ranges(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
-    int *program = data;   /* the first object is the program */
+    int *program = (int *)data;   /* the first object is the program */
     int mine = *program || strstr(info->dlpi_name, "libheapwatch") != NULL;
     *program = 0;
     if (!mine) return 0;
