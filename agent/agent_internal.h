@@ -513,6 +513,12 @@ struct pprof_builder_s;
 int agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
                               void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx);
 
+/* agent_profile_name_pcs: agent_profile_name_stacks for n exact
+ * instruction addresses (as a profile's locations hold them); read each
+ * name with pprof_builder_frame_name(b, pcs, i). */
+int agent_profile_name_pcs(const uint64_t *pcs, size_t n,
+                           void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx);
+
 /* agent_profile_postfork_child: a new process: sequence numbers restart
  * and the lock is re-created. */
 void agent_profile_postfork_child(void);
@@ -552,6 +558,48 @@ bool agent_output_ready(void);
 void agent_output_remember(const char *name);
 void agent_output_profile(const char *reason, char *name, size_t cap);
 uint64_t agent_peak_live_bytes(void);
+
+/* agent_watch_last: the rates and level of the last snapshot (zeros
+ * before the first rate). Under the work lock. */
+void agent_watch_last(double *objects_rate, double *bytes_rate, int *level);
+
+/* ------------------------------------------------------------------------ */
+/* HEAPWATCH_HTTP (http.c) and the core services it uses                    */
+/* ------------------------------------------------------------------------ */
+
+/* agent_spawn_thread: a detached agent thread running fn(NULL), with
+ * every signal blocked (the host's signals are never delivered to it) and
+ * a 256 KiB stack. @return 0 or the pthread_create error. */
+int agent_spawn_thread(void *(*fn)(void *), const char *name);
+
+/* agent_http_start: binds host:port and starts the server thread (a
+ * failure is one stderr line; the program runs on). */
+void agent_http_start(const char *host, uint16_t port);
+/* agent_http_threads: 1 while the server thread exists, else 0. */
+int agent_http_threads(void);
+/* agent_http_postfork_child: the child closes the listening socket. */
+void agent_http_postfork_child(void);
+
+/* agent_metrics_t: what /metrics shows, read at one moment. */
+typedef struct agent_metrics_s {
+    heapwatch_counters_t counters;
+    uint64_t peak_live_bytes;
+    double objects_rate, bytes_rate;   /* at the last snapshot */
+    int alert_level;                   /* 0 none, 1 warn, 2 crit */
+    uint64_t rate;                     /* HEAPWATCH_RATE */
+    uint64_t samples, samples_dropped;
+    uint64_t map_count, map_B, map_noverflow, stacks;
+    uint64_t agent_memory_bytes;
+    uint64_t start_real_ns;
+} agent_metrics_t;
+
+/* agent_metrics_read: fills *m (takes the work lock). */
+void agent_metrics_read(agent_metrics_t *m);
+
+/* agent_output_profile_path: writes a heap profile for `reason` (takes the
+ * work lock) and puts its full path into path. @return 0, -ESHUTDOWN once
+ * the exit output has begun, or -EIO when no profile could be written. */
+int agent_output_profile_path(const char *reason, char *path, size_t cap);
 
 /* agent_shim_init: resolves the real allocation functions now. */
 void agent_shim_init(void);

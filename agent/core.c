@@ -345,6 +345,24 @@ void agent_output_profile(const char *reason, char *name, size_t cap)
 }
 uint64_t agent_peak_live_bytes(void) { return __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED); }
 
+int agent_output_profile_path(const char *reason, char *path, size_t cap)
+{
+    char name[96];
+    name[0] = 0;
+    pthread_mutex_lock(&work_lock);
+    bool over = exiting;
+    if (!over) write_profile_named(reason, name, sizeof name);
+    pthread_mutex_unlock(&work_lock);
+    if (over) return -ESHUTDOWN;
+    if (!name[0]) return -EIO;
+    agent_buf_t b;
+    agent_buf_init(&b, path, cap);
+    agent_buf_str(&b, out_dir);
+    agent_buf_str(&b, "/");
+    agent_buf_str(&b, name);
+    return b.overflow ? -ENAMETOOLONG : 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Snapshots and the background thread                                      */
 /* ------------------------------------------------------------------------ */
@@ -431,12 +449,12 @@ static long live_threads(void)
 }
 
 /* exit_if_alone: the program's threads have all ended (main called
- * pthread_exit and the others returned); only this thread keeps the
- * process alive. glibc would now call exit(0): do so on its behalf, outside
+ * pthread_exit and the others returned); only this thread (and the HTTP
+ * server's, when there is one) keeps the process alive. glibc would now call exit(0): do so on its behalf, outside
  * the agent so that what the exit handlers allocate is the program's. */
 static void exit_if_alone(void)
 {
-    if (live_threads() != 1) return;
+    if (live_threads() != 1 + agent_http_threads()) return;
     pthread_mutex_unlock(&work_lock);
     agent_leave();
     exit(0);
@@ -481,9 +499,7 @@ static void *background_main(void *arg)
     return NULL;
 }
 
-/* start_background_thread: with every signal blocked, so the host's signals
- * are never delivered to it. */
-static void start_background_thread(void)
+int agent_spawn_thread(void *(*fn)(void *), const char *name)
 {
     sigset_t all, old;
     sigfillset(&all);
@@ -494,13 +510,19 @@ static void start_background_thread(void)
     pthread_attr_setstacksize(&attr, 256 * 1024);
     pthread_t tid;
     agent_enter();
-    int err = pthread_create(&tid, &attr, background_main, NULL);
+    int err = pthread_create(&tid, &attr, fn, NULL);
     agent_leave();
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err == 0) {
+    if (err == 0) pthread_setname_np(tid, name);
+    return err;
+}
+
+/* start_background_thread: the snapshot, alert and profile thread. */
+static void start_background_thread(void)
+{
+    if (agent_spawn_thread(background_main, "heapwatch") == 0) {
         __atomic_store_n(&bg_running, true, __ATOMIC_RELAXED);
-        pthread_setname_np(tid, "heapwatch");
     } else {
         agent_log("heapwatch: cannot start the background thread; "
                   "the timeline, alerts and periodic profiles are off for this process\n");
@@ -540,6 +562,7 @@ static void postfork_child(void)
     agent_live_postfork_child();
     agent_stacks_postfork_child();
     agent_profile_postfork_child();
+    agent_http_postfork_child();
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     registry_lock = fresh;
     work_lock = fresh;
@@ -616,9 +639,6 @@ void agent_init(void)
     } else {
         agent_conf_load(&conf, env_lookup, agent_log);
         agent_sample_rate = conf.rate;
-        if (conf.http_host[0])
-            agent_log("heapwatch: HEAPWATCH_HTTP is not implemented yet and is ignored; "
-                      "for profiles on demand use HEAPWATCH_SIGNAL or HEAPWATCH_PROFILE_INTERVAL\n");
         resolve_out_dir();
         check_out_dir();
         agent_watch_init(&conf, out_dir, now_ns(CLOCK_MONOTONIC));
@@ -647,6 +667,7 @@ __attribute__((constructor)) static void agent_ctor(void)
     exit_handler_registered = __cxa_atexit(exit_handler, NULL, NULL) == 0;
     install_signal();
     start_background_thread();
+    if (conf.http_host[0]) agent_http_start(conf.http_host, conf.http_port);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -677,6 +698,31 @@ static void sum_threads(thread_sums_t *out)
         out->filter_false += __atomic_load_n(&t->filter_false, __ATOMIC_RELAXED);
         out->blocks++;
     }
+}
+
+void agent_metrics_read(agent_metrics_t *m)
+{
+    memset(m, 0, sizeof *m);
+    thread_sums_t th;
+    agent_live_stats_t live;
+    map_arena_stats_t arena;
+    pthread_mutex_lock(&work_lock);
+    snapshot(&m->counters);
+    agent_watch_last(&m->objects_rate, &m->bytes_rate, &m->alert_level);
+    pthread_mutex_unlock(&work_lock);
+    sum_threads(&th);
+    agent_live_get_stats(&live);
+    map_arena_get_stats(&arena);
+    m->peak_live_bytes = __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED);
+    m->rate = conf.rate;
+    m->samples = th.samples;
+    m->samples_dropped = th.dropped;
+    m->map_count = live.count;
+    m->map_B = live.max_B;
+    m->map_noverflow = live.noverflow;
+    m->stacks = agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0;
+    m->agent_memory_bytes = arena.mapped_bytes;
+    m->start_real_ns = start_ns;
 }
 
 /* summary_sampling: what sampling, the live map and the filter hold. */

@@ -159,6 +159,35 @@ int agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
     return (int)err;
 }
 
+int agent_profile_name_pcs(const uint64_t *pcs, size_t n,
+                           void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx)
+{
+    agent_enter();
+    pthread_mutex_lock(&profile_lock);
+    map_allocator_t a = map_arena_allocator();
+    pprof_builder_t *b = NULL;
+    static const pprof_value_type_t count = { "samples", "count" };
+    pprof_err_t err = pprof_builder_new(&a, &b);
+    if (!err) err = pprof_builder_set_pc_kind(b, PPROF_PCS_EXACT);
+    if (!err) err = pprof_builder_set_sample_types(b, &count, 1, NULL, 0);
+    /* One sample per 64 addresses: only the locations matter. */
+    for (size_t i = 0; !err && i < n; i += 64) {
+        int64_t one = 1;
+        err = pprof_builder_add_sample(b, pcs + i, n - i < 64 ? n - i : 64, &one, NULL, 0);
+    }
+    if (!err) err = pprof_builder_add_mappings_from_proc(b);
+    if (err == PPROF_ERR_PROC) err = PPROF_OK;   /* then nothing is named */
+    if (!err && !symcache) {
+        if (pprof_symcache_new(&a, &symcache) != PPROF_OK) symcache = NULL;
+    }
+    if (!err) err = pprof_builder_symbolize(b, symcache);
+    fn(err ? NULL : b, ctx);
+    pprof_builder_free(b);
+    pthread_mutex_unlock(&profile_lock);
+    agent_leave();
+    return (int)err;
+}
+
 void agent_profile_postfork_child(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;

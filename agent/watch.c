@@ -72,6 +72,8 @@ static uint64_t last_copy_ns;
 static bool have_copy;
 static bool alerts_published;    /* alerts.<pid>.jsonl exists */
 static char exe_name[256];
+static alert_result_t last;      /* the last snapshot's rates (for /metrics) */
+static bool have_last;
 
 /* ------------------------------------------------------------------------ */
 /* Start, fork                                                              */
@@ -131,6 +133,7 @@ void agent_watch_postfork_child(uint64_t start_mono_ns)
     alerts_published = false;
     if (engine_ok) alert_engine_reset(&engine, start_mono_ns);
     drop_history();
+    have_last = false;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -513,6 +516,8 @@ void agent_watch_snapshot(const heapwatch_counters_t *c, uint64_t mono_ns, uint6
     timeline_record(&b, c, real_ns, start_real_ns, have_rate ? &r : NULL);
     append_timeline(&b);
     if (!have_rate) return;
+    last = r;
+    have_last = true;
     if (!final && r.event != ALERT_EVENT_NONE) raise_alert(c, real_ns, &r);
     if (agent_sample_rate) maybe_copy(r.seq, mono_ns);
 }
@@ -526,6 +531,13 @@ void agent_watch_start(const heapwatch_counters_t *c, uint64_t mono_ns)
     alert_result_t r;
     (void)alert_engine_push(&engine, &snap, &r);
     if (agent_sample_rate) maybe_copy(r.seq, mono_ns);
+}
+
+void agent_watch_last(double *objects_rate, double *bytes_rate, int *level)
+{
+    *objects_rate = have_last ? last.objects_rate : 0;
+    *bytes_rate = have_last ? last.bytes_rate : 0;
+    *level = !have_last ? 0 : last.level == ALERT_LEVEL_CRIT ? 2 : last.level == ALERT_LEVEL_WARN ? 1 : 0;
 }
 
 void agent_watch_close(void)

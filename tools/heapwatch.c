@@ -67,7 +67,7 @@ static const char usage_run[] =
     "      --grace SECONDS        HEAPWATCH_GRACE     quiet time after start (10)\n"
     "      --profile-interval S   HEAPWATCH_PROFILE_INTERVAL  periodic profiles (0 = off)\n"
     "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile\n"
-    "      --http HOST:PORT       HEAPWATCH_HTTP      (not implemented yet: the agent says so and goes on)\n"
+    "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
     "  -q, --quiet                no summary on stderr\n"
     "  -h, --help                 this text\n";
 
