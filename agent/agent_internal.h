@@ -80,10 +80,10 @@ typedef struct agent_tls_s {
                                      * allocation's or free's slow path, thread
                                      * registration): an allocation made
                                      * meanwhile is a signal handler's, and is
-                                     * counted (agent_count_handler_*) */
+                                     * counted (agent_count_handler) */
     uint64_t pending[4];            /* a handler's counts made before the thread
-                                     * had a block: mallocs, alloc bytes, frees,
-                                     * free bytes (AGENT_BLOCK_EXTRA included);
+                                     * had a block, at AGENT_COUNT_MALLOCS (+1:
+                                     * their bytes) and AGENT_COUNT_FREES (+1);
                                      * registration moves them into the block */
 } agent_tls_t;
 
@@ -266,16 +266,20 @@ static inline bool agent_in_handler(void)
     return agent_tls.quiet && agent_tls.depth == 1;
 }
 
+/* Which counters agent_count_handler adds to (and where in pending). */
+enum { AGENT_COUNT_MALLOCS = 0, AGENT_COUNT_FREES = 2 };
+
 /* agent_count_handler: adds n blocks of `bytes` in all (AGENT_BLOCK_EXTRA
  * included; both modulo 2^64, so a count can be taken back) to the
- * mallocs (which = 0) or the frees (which = 2) of the thread's block, or
- * of agent_tls.pending while it has none. */
+ * mallocs or the frees (which) of the thread's block, or of
+ * agent_tls.pending while it has none. */
 static inline void agent_count_handler(int which, uint64_t n, uint64_t bytes)
 {
     agent_thread_t *t = agent_tls.thread;
+    bool mallocs = which == AGENT_COUNT_MALLOCS;
     if (t) {
-        agent_tally_add(which == 0 ? &t->mallocs : &t->frees, n);
-        agent_tally_add(which == 0 ? &t->alloc_bytes : &t->free_bytes, bytes);
+        agent_tally_add(mallocs ? &t->mallocs : &t->frees, n);
+        agent_tally_add(mallocs ? &t->alloc_bytes : &t->free_bytes, bytes);
     } else {
         agent_tally_add(&agent_tls.pending[which], n);
         agent_tally_add(&agent_tls.pending[which + 1], bytes);

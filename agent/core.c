@@ -146,10 +146,10 @@ agent_thread_t *agent_thread_slow(void)
 static void adopt_pending(agent_thread_t *t)
 {
     uint64_t *p = agent_tls.pending;
-    agent_tally_add(&t->mallocs, p[0]);
-    agent_tally_add(&t->alloc_bytes, p[1]);
-    agent_tally_add(&t->frees, p[2]);
-    agent_tally_add(&t->free_bytes, p[3]);
+    agent_tally_add(&t->mallocs, p[AGENT_COUNT_MALLOCS]);
+    agent_tally_add(&t->alloc_bytes, p[AGENT_COUNT_MALLOCS + 1]);
+    agent_tally_add(&t->frees, p[AGENT_COUNT_FREES]);
+    agent_tally_add(&t->free_bytes, p[AGENT_COUNT_FREES + 1]);
     memset(p, 0, sizeof agent_tls.pending);
 }
 
@@ -161,8 +161,8 @@ static void adopt_pending(agent_thread_t *t)
  * first 32 (glibc), once per thread; inside the quiet stretch that
  * allocation is counted, and so is the free glibc makes of it when the
  * thread exits. Restarting the background thread after a fork is not
- * quiet: pthread_create allocates for the agent, and those allocations
- * must not count.
+ * quiet: pthread_create allocates for the agent (agent_spawn_thread holds
+ * the guard), and those allocations must not count.
  */
 static agent_thread_t *thread_register(void)
 {
@@ -183,11 +183,7 @@ static agent_thread_t *thread_register(void)
     agent_leave();
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     agent_tls.quiet--;
-    if (__atomic_load_n(&bg_restart, __ATOMIC_RELAXED)) {
-        agent_enter();
-        if (__atomic_exchange_n(&bg_restart, false, __ATOMIC_RELAXED)) start_background_thread();
-        agent_leave();
-    }
+    if (__atomic_exchange_n(&bg_restart, false, __ATOMIC_RELAXED)) start_background_thread();
     return t;
 }
 
@@ -204,7 +200,8 @@ void *agent_on_alloc_slow(void *ptr)
 {
     agent_thread_t *t = agent_current_thread();
     if (t) return agent_count_alloc(t, ptr, agent_usable_size(ptr));
-    if (agent_in_handler()) agent_count_handler(0, 1, agent_usable_size(ptr) + AGENT_BLOCK_EXTRA);
+    if (agent_in_handler())
+        agent_count_handler(AGENT_COUNT_MALLOCS, 1, agent_usable_size(ptr) + AGENT_BLOCK_EXTRA);
     return ptr;
 }
 
@@ -212,7 +209,8 @@ void agent_on_free_slow(void *ptr)
 {
     agent_thread_t *t = agent_current_thread();
     if (!t) {
-        if (agent_in_handler()) agent_count_handler(2, 1, agent_usable_size(ptr) + AGENT_BLOCK_EXTRA);
+        if (agent_in_handler())
+            agent_count_handler(AGENT_COUNT_FREES, 1, agent_usable_size(ptr) + AGENT_BLOCK_EXTRA);
         return;
     }
     agent_count_free(t, agent_usable_size(ptr));
@@ -450,8 +448,9 @@ static long live_threads(void)
 
 /* exit_if_alone: the program's threads have all ended (main called
  * pthread_exit and the others returned); only this thread (and the HTTP
- * server's, when there is one) keeps the process alive. glibc would now call exit(0): do so on its behalf, outside
- * the agent so that what the exit handlers allocate is the program's. */
+ * server's, when there is one) keeps the process alive. glibc would now
+ * call exit(0): do so on its behalf, outside the agent so that what the
+ * exit handlers allocate is the program's. */
 static void exit_if_alone(void)
 {
     if (live_threads() != 1 + agent_http_threads()) return;

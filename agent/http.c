@@ -93,7 +93,8 @@ static void report(const char *what, int err)
 static bool is_numeric(const char *h)
 {
     unsigned char a[sizeof(struct in6_addr)];
-    return strcmp(h, "localhost") == 0 || inet_pton(AF_INET, h, a) == 1 || inet_pton(AF_INET6, h, a) == 1;
+    return strcmp(h, "localhost") == 0 || inet_pton(AF_INET, h, a) == 1 ||
+           inet_pton(AF_INET6, h, a) == 1;
 }
 
 /* open_listener: binds host:port (every address it resolves to, first
@@ -105,7 +106,7 @@ static int open_listener(void)
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | (strcmp(host, "localhost") && is_numeric(host) ? AI_NUMERICHOST : 0);
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;   /* a numeric host never reaches a resolver */
     char service[8];
     agent_buf_t sb;
     agent_buf_init(&sb, service, sizeof service);
@@ -426,7 +427,8 @@ static void build_metrics(agent_buf_t *b, const agent_metrics_t *m)
     metric_u64(b, "frees_total", "counter", "Frees of non-NULL pointers.", c->frees);
     metric_u64(b, "alloc_bytes_total", "counter", "Usable bytes allocated.", c->alloc_bytes);
     metric_u64(b, "free_bytes_total", "counter", "Usable bytes freed.", c->free_bytes);
-    metric_i64(b, "live_objects", "gauge", "Live objects: mallocs - frees.", (int64_t)(c->mallocs - c->frees));
+    metric_i64(b, "live_objects", "gauge", "Live objects: mallocs - frees.",
+               (int64_t)(c->mallocs - c->frees));
     metric_i64(b, "live_bytes", "gauge", "Live usable bytes: alloc_bytes - free_bytes.",
                (int64_t)(c->alloc_bytes - c->free_bytes));
     metric_u64(b, "peak_live_bytes", "gauge", "Highest live bytes seen at a snapshot.", m->peak_live_bytes);
@@ -434,7 +436,8 @@ static void build_metrics(agent_buf_t *b, const agent_metrics_t *m)
                 m->objects_rate);
     metric_rate(b, "bytes_rate", "Live bytes per second over HEAPWATCH_WINDOW, at the last snapshot.",
                 m->bytes_rate);
-    metric_u64(b, "alert_level", "gauge", "Growth alert level: 0 none, 1 warn, 2 crit.", (uint64_t)m->alert_level);
+    metric_u64(b, "alert_level", "gauge", "Growth alert level: 0 none, 1 warn, 2 crit.",
+               (uint64_t)m->alert_level);
     metric_u64(b, "sampling_rate_bytes", "gauge", "HEAPWATCH_RATE: mean bytes between samples (0: none).",
                m->rate);
     metric_u64(b, "samples_total", "counter", "Allocations sampled.", m->samples);

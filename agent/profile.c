@@ -125,67 +125,79 @@ int agent_profile_write(const char *dir, const char *reason, char *name, size_t 
     return (int)err;
 }
 
-/* name_builder: a throwaway profile holding the stacks, symbolized. */
-static pprof_err_t name_builder(pprof_builder_t *b, agent_stack_t *const *stacks, size_t n)
+/* frames_t: samples to name: sample i is pcs(src, i, &depth). */
+typedef struct frames_s {
+    pprof_pc_kind_t kind;
+    size_t nsamples;
+    const uint64_t *(*pcs)(const void *src, size_t i, size_t *depth);
+    const void *src;
+} frames_t;
+
+/* name_frames: a throwaway profile of the samples, symbolized with the
+ * profile writer's cache, handed to fn (NULL when naming failed). */
+static int name_frames(const frames_t *f, void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx)
 {
     static const pprof_value_type_t count = { "samples", "count" };
-    pprof_err_t err = pprof_builder_set_sample_types(b, &count, 1, NULL, 0);
-    for (size_t i = 0; !err && i < n; i++) {
+    agent_enter();
+    pthread_mutex_lock(&profile_lock);
+    map_allocator_t a = map_arena_allocator();
+    pprof_builder_t *b = NULL;
+    pprof_err_t err = pprof_builder_new(&a, &b);
+    if (!err) err = pprof_builder_set_pc_kind(b, f->kind);
+    if (!err) err = pprof_builder_set_sample_types(b, &count, 1, NULL, 0);
+    for (size_t i = 0; !err && i < f->nsamples; i++) {
         int64_t one = 1;
-        err = pprof_builder_add_sample(b, stacks[i]->pcs, stacks[i]->depth, &one, NULL, 0);
+        size_t depth;
+        const uint64_t *pcs = f->pcs(f->src, i, &depth);
+        err = pprof_builder_add_sample(b, pcs, depth, &one, NULL, 0);
     }
     if (!err) err = pprof_builder_add_mappings_from_proc(b);
-    if (!err && !symcache) {
-        map_allocator_t a = map_arena_allocator();
-        if (pprof_symcache_new(&a, &symcache) != PPROF_OK) symcache = NULL;
-    }
+    if (err == PPROF_ERR_PROC) err = PPROF_OK;   /* then nothing is named */
+    if (!err && !symcache && pprof_symcache_new(&a, &symcache) != PPROF_OK) symcache = NULL;
     if (!err) err = pprof_builder_symbolize(b, symcache);
-    return err;
+    fn(err ? NULL : b, ctx);
+    pprof_builder_free(b);
+    pthread_mutex_unlock(&profile_lock);
+    agent_leave();
+    return (int)err;
+}
+
+static const uint64_t *stack_pcs(const void *src, size_t i, size_t *depth)
+{
+    const agent_stack_t *s = ((agent_stack_t *const *)src)[i];
+    *depth = s->depth;
+    return s->pcs;
 }
 
 int agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
                               void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx)
 {
-    agent_enter();
-    pthread_mutex_lock(&profile_lock);
-    map_allocator_t a = map_arena_allocator();
-    pprof_builder_t *b = NULL;
-    pprof_err_t err = pprof_builder_new(&a, &b);
-    if (!err) err = name_builder(b, stacks, n);
-    fn(err ? NULL : b, ctx);
-    pprof_builder_free(b);
-    pthread_mutex_unlock(&profile_lock);
-    agent_leave();
-    return (int)err;
+    frames_t f = { PPROF_PCS_RETURN, n, stack_pcs, stacks };
+    return name_frames(&f, fn, ctx);
+}
+
+/* pcs_chunk: the addresses of agent_profile_name_pcs, 64 to a sample
+ * (only the locations matter). */
+typedef struct pcs_src_s {
+    const uint64_t *pcs;
+    size_t n;
+} pcs_src_t;
+#define PCS_PER_SAMPLE 64
+
+static const uint64_t *pcs_chunk(const void *src, size_t i, size_t *depth)
+{
+    const pcs_src_t *p = src;
+    size_t first = i * PCS_PER_SAMPLE;
+    *depth = p->n - first < PCS_PER_SAMPLE ? p->n - first : PCS_PER_SAMPLE;
+    return p->pcs + first;
 }
 
 int agent_profile_name_pcs(const uint64_t *pcs, size_t n,
                            void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx)
 {
-    agent_enter();
-    pthread_mutex_lock(&profile_lock);
-    map_allocator_t a = map_arena_allocator();
-    pprof_builder_t *b = NULL;
-    static const pprof_value_type_t count = { "samples", "count" };
-    pprof_err_t err = pprof_builder_new(&a, &b);
-    if (!err) err = pprof_builder_set_pc_kind(b, PPROF_PCS_EXACT);
-    if (!err) err = pprof_builder_set_sample_types(b, &count, 1, NULL, 0);
-    /* One sample per 64 addresses: only the locations matter. */
-    for (size_t i = 0; !err && i < n; i += 64) {
-        int64_t one = 1;
-        err = pprof_builder_add_sample(b, pcs + i, n - i < 64 ? n - i : 64, &one, NULL, 0);
-    }
-    if (!err) err = pprof_builder_add_mappings_from_proc(b);
-    if (err == PPROF_ERR_PROC) err = PPROF_OK;   /* then nothing is named */
-    if (!err && !symcache) {
-        if (pprof_symcache_new(&a, &symcache) != PPROF_OK) symcache = NULL;
-    }
-    if (!err) err = pprof_builder_symbolize(b, symcache);
-    fn(err ? NULL : b, ctx);
-    pprof_builder_free(b);
-    pthread_mutex_unlock(&profile_lock);
-    agent_leave();
-    return (int)err;
+    pcs_src_t src = { pcs, n };
+    frames_t f = { PPROF_PCS_EXACT, (n + PCS_PER_SAMPLE - 1) / PCS_PER_SAMPLE, pcs_chunk, &src };
+    return name_frames(&f, fn, ctx);
 }
 
 void agent_profile_postfork_child(void)

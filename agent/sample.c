@@ -149,7 +149,7 @@ void *agent_count_alloc_mmapped(agent_thread_t *t, void *ptr)
  * The mark goes up before the guard and comes down after it, so a signal
  * handler that allocates finds either depth 0 (counted the usual way; the
  * thread holds no agent lock yet, or no more) or the mark (counted by
- * handler_thread), never the guard alone, which would pass it through
+ * agent_in_handler), never the guard alone, which would pass it through
  * uncounted. tests/integration/progs/life_step.c steps through this.
  * (thread_register in core.c does the same.) */
 static int sample_enter(void)
@@ -202,7 +202,7 @@ void agent_on_realloc_before(void *ptr, agent_realloc_t *r)
         /* A handler's realloc: counted, and nothing sampled to look for. */
         r->counted = r->by_handler = true;
         r->usable = agent_usable_size(ptr);
-        agent_count_handler(2, 1, r->usable + AGENT_BLOCK_EXTRA);
+        agent_count_handler(AGENT_COUNT_FREES, 1, r->usable + AGENT_BLOCK_EXTRA);
         return;
     }
     r->counted = true;
@@ -223,7 +223,8 @@ void agent_on_realloc_after(const agent_realloc_t *r, void *old, void *result, s
     if (result == NULL && size != 0) {
         /* Failed: the old block is intact. Count it back in, as it was. */
         if (r->by_handler) {
-            agent_count_handler(2, UINT64_MAX, -(uint64_t)(r->usable + AGENT_BLOCK_EXTRA));
+            agent_count_handler(AGENT_COUNT_FREES, UINT64_MAX,   /* -1 block, -its bytes */
+                                -(uint64_t)(r->usable + AGENT_BLOCK_EXTRA));
             return;
         }
         agent_thread_t *t = agent_tls.thread;

@@ -537,7 +537,7 @@ void agent_watch_last(double *objects_rate, double *bytes_rate, int *level)
 {
     *objects_rate = have_last ? last.objects_rate : 0;
     *bytes_rate = have_last ? last.bytes_rate : 0;
-    *level = !have_last ? 0 : last.level == ALERT_LEVEL_CRIT ? 2 : last.level == ALERT_LEVEL_WARN ? 1 : 0;
+    *level = have_last ? (int)last.level : ALERT_LEVEL_NONE;   /* 0, 1, 2: none, warn, crit */
 }
 
 void agent_watch_close(void)
