@@ -133,6 +133,7 @@ include map/map.mk
 -include tools/tools.mk
 # Test programs and scripts of the integration suite that need their own rules.
 -include tests/integration/integration.mk
+-include $(sort $(wildcard tests/integration/safety_*.mk))
 
 
 define variant_rules

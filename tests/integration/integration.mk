@@ -43,3 +43,12 @@ endif
 .PHONY: life-progs
 life-progs: $(LIFE_PROGS)
 TEST_PREREQS += $(LIFE_PROGS)
+
+# Safety programs (issue 11): tests/integration/progs/safe_*.c, one-file C
+# programs built plainly; a topic that needs special flags keeps its own
+# rules in tests/integration/safety_<topic>.mk (included by the Makefile).
+SAFE_C_PROGS := $(patsubst tests/integration/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/integration/progs/safe_*.c))
+$(SAFE_C_PROGS): $(BUILD)/progs/%: tests/integration/progs/%.c $(LIFE_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(LIFE_CFLAGS) $< -o $@ -ldl
+TEST_PREREQS += $(SAFE_C_PROGS)
