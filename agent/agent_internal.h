@@ -663,11 +663,14 @@ bool agent_conf_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *o
  * [min_ns, max_ns] once converted to nanoseconds. @return true on success. */
 bool agent_conf_parse_seconds(const char *s, uint64_t min_ns, uint64_t max_ns, uint64_t *out_ns);
 
-/* agent_conf_parse_signal: a signal by number ("10"), name ("USR1", "SIGUSR1",
- * case-insensitive) or real-time offset ("RTMIN+2", "SIGRTMIN+2"). Signals
- * the agent must not take (KILL, STOP, SEGV, BUS, FPE, ILL, ABRT, TRAP, SYS)
- * are refused. @return true on success. */
+/* agent_conf_parse_signal: the profile signal: USR1, USR2 or a real-time
+ * signal, by name ("USR1", "SIGUSR2", "RTMIN+2", "SIGRTMAX-1",
+ * case-insensitive) or number ("10", "12", "34".."64"). Every other signal
+ * means something to the program (TERM, INT, CHLD, PIPE, TSTP...) and is
+ * refused, as are KILL, STOP and the crash signals. @return true on success. */
 bool agent_conf_parse_signal(const char *s, int *out);
+/* agent_conf_signal_allowed: signo is USR1, USR2 or SIGRTMIN..SIGRTMAX. */
+bool agent_conf_signal_allowed(int signo);
 
 /* agent_conf_parse_hostport: "host:port" or "[v6]:port", port 1..65535, host
  * non-empty and shorter than CONF_HOST_MAX. @return true on success. */
@@ -706,6 +709,11 @@ void agent_buf_fixed(agent_buf_t *b, int64_t v, unsigned decimals);
 /* agent_buf_json_str: s as a quoted JSON string (escapes ", \ and controls). */
 void agent_buf_json_str(agent_buf_t *b, const char *s);
 
+/* agent_buf_str_escaped: s for a one-line message: control bytes as \n,
+ * \t or \xNN (DEL too), \\ and \" escaped, at most max bytes of it, then
+ * "..." when cut. Used wherever a message quotes a value from outside. */
+void agent_buf_str_escaped(agent_buf_t *b, const char *s, size_t max);
+#define AGENT_QUOTE_MAX 200   /* bytes of a quoted value in a message */
 /* agent_buf_json_key: `"key": ` inside a JSON object being built in b
  * (which starts with its "{"), preceded by the separator it needs: one
  * member per line when pretty, else all on one line. */

@@ -69,49 +69,51 @@ bool agent_conf_parse_seconds(const char *s, uint64_t min_ns, uint64_t max_ns, u
     return true;
 }
 
-typedef struct { const char *name; int signo; } signal_name_t;
+/*
+ * The profile signal. Only signals that mean nothing to anybody else are
+ * accepted: USR1, USR2 and the real-time signals. Every other signal has a
+ * meaning of its own (TERM and INT end the program, CHLD interrupts its
+ * sleeps, PIPE ends a writer whose reader went away, TSTP stops it, ...),
+ * and a handler of ours would silently take that meaning away: `kill -TERM`
+ * would no longer end the program. Accepted forms, case-insensitive, with
+ * or without "SIG": USR1, USR2, RTMIN, RTMIN+n, RTMAX, RTMAX-n (within
+ * SIGRTMIN..SIGRTMAX), or a number: 10, 12 or SIGRTMIN..SIGRTMAX.
+ */
 
-static const signal_name_t signal_names[] = {
-    { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 },
-    { "USR2", SIGUSR2 }, { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM },
-    { "CHLD", SIGCHLD }, { "CONT", SIGCONT }, { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN },
-    { "TTOU", SIGTTOU }, { "URG", SIGURG }, { "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ },
-    { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF }, { "WINCH", SIGWINCH }, { "IO", SIGIO },
-    { "PWR", SIGPWR },
-};
-
-/* signal_allowed: signals that mean a crash or cannot be caught stay the
- * program's. */
-static bool signal_allowed(int signo)
+/* rt_offset: the n of "+n"/"-n" after RTMIN/RTMAX ("" is 0); false when
+ * anything else follows. */
+static bool rt_offset(const char *s, char sign, int *off)
 {
-    switch (signo) {
-    case SIGKILL: case SIGSTOP: case SIGSEGV: case SIGBUS: case SIGFPE:
-    case SIGILL: case SIGABRT: case SIGTRAP: case SIGSYS:
-        return false;
+    uint64_t v = 0;
+    if (*s == 0) {
+        *off = 0;
+        return true;
     }
-    return signo > 0 && signo < NSIG;
+    if (*s != sign || !agent_conf_parse_u64(s + 1, 0, 64, &v)) return false;
+    *off = (int)v;
+    return true;
+}
+
+bool agent_conf_signal_allowed(int signo)
+{
+    return signo == SIGUSR1 || signo == SIGUSR2 || (signo >= SIGRTMIN && signo <= SIGRTMAX);
 }
 
 bool agent_conf_parse_signal(const char *s, int *out)
 {
     if (!s || !*s) return false;
     uint64_t num;
-    int signo = 0;
+    int signo = 0, off = 0;
     if (agent_conf_parse_u64(s, 1, (uint64_t)NSIG - 1, &num)) {
         signo = (int)num;
     } else {
         if (strncasecmp(s, "SIG", 3) == 0) s += 3;
-        if (strncasecmp(s, "RTMIN", 5) == 0) {
-            uint64_t off = 0;
-            if (s[5] != 0 && (s[5] != '+' || !agent_conf_parse_u64(s + 6, 0, 64, &off))) return false;
-            signo = SIGRTMIN + (int)off;
-            if (signo > SIGRTMAX) return false;
-        } else {
-            for (size_t i = 0; i < sizeof signal_names / sizeof *signal_names; i++)
-                if (strcasecmp(s, signal_names[i].name) == 0) signo = signal_names[i].signo;
-        }
+        if (strcasecmp(s, "USR1") == 0) signo = SIGUSR1;
+        else if (strcasecmp(s, "USR2") == 0) signo = SIGUSR2;
+        else if (strncasecmp(s, "RTMIN", 5) == 0 && rt_offset(s + 5, '+', &off)) signo = SIGRTMIN + off;
+        else if (strncasecmp(s, "RTMAX", 5) == 0 && rt_offset(s + 5, '-', &off)) signo = SIGRTMAX - off;
     }
-    if (!signal_allowed(signo)) return false;
+    if (!agent_conf_signal_allowed(signo)) return false;
     *out = signo;
     return true;
 }
@@ -136,6 +138,8 @@ bool agent_conf_parse_hostport(const char *s, char *host, size_t hostlen, uint16
     }
     uint64_t p;
     if (hlen == 0 || hlen >= hostlen || !agent_conf_parse_u64(colon + 1, 1, 65535, &p)) return false;
+    for (size_t i = 0; i < hlen; i++)   /* no host name holds a control byte or a space */
+        if ((unsigned char)hstart[i] <= 0x20 || hstart[i] == 0x7f) return false;
     memcpy(host, hstart, hlen);
     host[hlen] = 0;
     *port = (uint16_t)p;
@@ -146,50 +150,26 @@ bool agent_conf_parse_hostport(const char *s, char *host, size_t hostlen, uint16
 /* Loading                                                                  */
 /* ------------------------------------------------------------------------ */
 
-typedef struct {
-    char buf[512];
-    size_t len;
-} line_t;
-
-static void line_add(line_t *l, const char *s)
-{
-    size_t n = strlen(s);
-    if (n > sizeof l->buf - 1 - l->len) n = sizeof l->buf - 1 - l->len;
-    memcpy(l->buf + l->len, s, n);
-    l->len += n;
-    l->buf[l->len] = 0;
-}
-
-/* line_add_value: the user's value, quoted, control characters as '?',
- * cut at 64 bytes, so one bad variable is always one line. */
-static void line_add_value(line_t *l, const char *v)
-{
-    char tmp[80];
-    size_t o = 0;
-    tmp[o++] = '"';
-    for (size_t i = 0; v[i] && o < 68; i++)
-        tmp[o++] = (unsigned char)v[i] < 0x20 || v[i] == 0x7f ? '?' : v[i];
-    if (strlen(v) > 66) { tmp[o++] = '.'; tmp[o++] = '.'; tmp[o++] = '.'; }
-    tmp[o++] = '"';
-    tmp[o] = 0;
-    line_add(l, tmp);
-}
-
+/* report_bad: the one line about a bad variable. The value is quoted
+ * escaped and cut (agent_buf_str_escaped), so whatever it holds, one bad
+ * variable is one line; the buffer fits the longest line with room. */
 static void report_bad(void (*report)(const char *), const char *var, const char *value,
                        const char *expected, const char *fallback)
 {
-    line_t l = { .len = 0 };
-    l.buf[0] = 0;
-    line_add(&l, "heapwatch: ");
-    line_add(&l, var);
-    line_add(&l, "=");
-    line_add_value(&l, value);
-    line_add(&l, " is not valid: expected ");
-    line_add(&l, expected);
-    line_add(&l, "; ");
-    line_add(&l, fallback);
-    line_add(&l, "\n");
-    report(l.buf);
+    char line[1024];
+    agent_buf_t b;
+    agent_buf_init(&b, line, sizeof line - 1);   /* room kept for the newline */
+    agent_buf_str(&b, "heapwatch: ");
+    agent_buf_str(&b, var);
+    agent_buf_str(&b, "=\"");
+    agent_buf_str_escaped(&b, value, AGENT_QUOTE_MAX);
+    agent_buf_str(&b, "\" is not valid: expected ");
+    agent_buf_str(&b, expected);
+    agent_buf_str(&b, "; ");
+    agent_buf_str(&b, fallback);
+    line[b.len] = '\n';
+    line[b.len + 1] = 0;
+    report(line);
 }
 
 typedef struct {
@@ -264,8 +244,8 @@ int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
     const char *sig = getenv_fn("HEAPWATCH_SIGNAL");
     if (sig && *sig && !agent_conf_parse_signal(sig, &c->signal)) {
         report_bad(report, "HEAPWATCH_SIGNAL", sig,
-                   "a signal name or number such as USR2, SIGUSR1, RTMIN+1 or 12 "
-                   "(not KILL, STOP, SEGV, BUS, FPE, ILL, ABRT, TRAP, SYS)",
+                   "USR1, USR2, RTMIN+n or RTMAX-n (with or without SIG), or a number: 10, 12, "
+                   "or a real-time signal (34 to 64); other signals mean something to the program",
                    "profiles on signal off");
         ld.bad++;
     }

@@ -260,8 +260,9 @@ static void report_out_dir(int err)
     char line[CONF_PATH_MAX + 200];
     agent_buf_t b;
     agent_buf_init(&b, line, sizeof line);
-    agent_buf_str(&b, "heapwatch: HEAPWATCH_OUT directory ");
-    agent_buf_str(&b, out_dir);
+    agent_buf_str(&b, "heapwatch: HEAPWATCH_OUT directory \"");
+    agent_buf_str_escaped(&b, out_dir, AGENT_QUOTE_MAX);   /* one line, whatever the path holds */
+    agent_buf_str(&b, "\"");
     agent_buf_str(&b, " cannot be written (");
     agent_buf_str(&b, strerror(-err));
     agent_buf_str(&b, "): expected a directory this user can create or write; "
@@ -389,9 +390,27 @@ static void on_profile_signal(int sig)
     errno = saved;
 }
 
+/* install_signal: HEAPWATCH_SIGNAL's handler, only where the signal is
+ * still at its default: a disposition the program inherited (SIG_IGN from
+ * nohup or a parent that ignores it) or set before us is the program's,
+ * and is kept, with one line saying profiles on signal are off. A handler
+ * the program installs later replaces ours (sigaction is not interposed). */
 static void install_signal(void)
 {
     if (!conf.signal) return;
+    struct sigaction old;
+    if (sigaction(conf.signal, NULL, &old) == 0 && old.sa_handler != SIG_DFL) {
+        char line[200];
+        agent_buf_t b;
+        agent_buf_init(&b, line, sizeof line);
+        agent_buf_str(&b, "heapwatch: HEAPWATCH_SIGNAL: signal ");
+        agent_buf_u64(&b, (uint64_t)conf.signal);
+        agent_buf_str(&b, old.sa_handler == SIG_IGN ? " is ignored by the program (inherited)"
+                                                    : " already has the program's handler");
+        agent_buf_str(&b, "; left as it is, profiles on signal are off\n");
+        agent_log(line);
+        return;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_profile_signal;

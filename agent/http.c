@@ -76,7 +76,7 @@ static void report(const char *what, int err)
     agent_buf_init(&b, line, sizeof line);
     agent_buf_str(&b, "heapwatch: HEAPWATCH_HTTP=");
     agent_buf_str(&b, strchr(host, ':') ? "[" : "");
-    agent_buf_str(&b, host);
+    agent_buf_str_escaped(&b, host, AGENT_QUOTE_MAX);
     agent_buf_str(&b, strchr(host, ':') ? "]:" : ":");
     agent_buf_u64(&b, port);
     agent_buf_str(&b, ": ");

@@ -106,6 +106,47 @@ void agent_buf_json_str(agent_buf_t *b, const char *s)
     agent_buf_mem(b, "\"", 1);
 }
 
+/* agent_buf_str_escaped: for messages that quote a value the agent was
+ * given (a variable, a path): one stderr line whatever the value holds.
+ * Control bytes become \n, \t or \xNN (DEL too), a backslash \\ and a
+ * double quote \"; other bytes (UTF-8 among them) pass as they are. At most
+ * `max` bytes are written for the value; a longer one ends with "..." (so
+ * at most max + 3), cut between escapes and never inside a UTF-8 sequence. */
+void agent_buf_str_escaped(agent_buf_t *b, const char *s, size_t max)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t used = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        char esc[4];
+        const char *out = esc;
+        size_t n, adv = 1;   /* bytes written, bytes of s consumed */
+        if (*p == '\n' || *p == '\t' || *p == '\\' || *p == '"') {
+            esc[0] = '\\';
+            esc[1] = *p == '\n' ? 'n' : *p == '\t' ? 't' : (char)*p;
+            n = 2;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            esc[0] = '\\';
+            esc[1] = 'x';
+            esc[2] = hex[*p >> 4];
+            esc[3] = hex[*p & 15];
+            n = 4;
+        } else {
+            if (*p >= 0xc0)   /* a lead byte: keep its continuation bytes with it */
+                while (adv < 4 && (p[adv] & 0xc0) == 0x80) adv++;
+            out = (const char *)p;
+            n = adv;
+        }
+        if (used + n > max) {
+            agent_buf_mem(b, "...", 3);
+            return;
+        }
+        agent_buf_mem(b, out, n);
+        used += n;
+        p += adv;
+    }
+}
+
 void agent_buf_json_key(agent_buf_t *b, const char *key, bool pretty)
 {
     bool first = b->len <= 1;   /* only the opening brace so far */

@@ -424,7 +424,7 @@ static void alert_line(const alert_result_t *r, const top_t *top, unsigned ntop,
     agent_buf_str(&b, "heapwatch: ");
     agent_buf_str(&b, alert_level_name(r->level));
     agent_buf_str(&b, ": ");
-    agent_buf_str(&b, exe_name);
+    agent_buf_str_escaped(&b, exe_name, AGENT_QUOTE_MAX);   /* a file name may hold a newline */
     agent_buf_str(&b, " (pid ");
     agent_buf_u64(&b, (uint64_t)getpid());
     agent_buf_str(&b, "): live objects growing ");
@@ -438,7 +438,7 @@ static void alert_line(const alert_result_t *r, const top_t *top, unsigned ntop,
     agent_buf_str(&b, "/s)");
     if (ntop) {
         agent_buf_str(&b, "; top: ");
-        agent_buf_str(&b, function ? function : "?");
+        agent_buf_str_escaped(&b, function ? function : "?", AGENT_QUOTE_MAX);
         agent_buf_str(&b, " +");
         agent_buf_i64(&b, top[0].growth_bytes);
         agent_buf_str(&b, " bytes");

@@ -169,7 +169,7 @@ static int parse_args(int argc, char **argv, check_opts_t *o, const char **dir)
         default: fputs("Try 'heapwatch check --help'.\n", stderr); return EXIT_USAGE;
         }
         if (!ok) {
-            fprintf(stderr, "heapwatch check: --%s: cannot use '%s' (%s)\n", longopts[idx].name, optarg,
+            fprintf(stderr, "heapwatch check: --%s: cannot use '%s' (%s)\n", longopts[idx].name, fmt_clean(optarg),
                     c == O_FAIL_ON ? "warn, crit or none" : "a number >= 0, with an optional unit suffix");
             return EXIT_USAGE;
         }
@@ -436,7 +436,7 @@ static int write_junit(const char *path, const char *dir, const rundir_t *rd, co
 {
     FILE *f = fopen(path, "w");
     if (!f) {
-        fprintf(stderr, "heapwatch check: --junit %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "heapwatch check: --junit %s: %s\n", fmt_clean(path), strerror(errno));
         return -1;
     }
     size_t n = rd ? rd->nprocs : 1, failures = 0, errors = rd ? 0 : 1;
@@ -456,7 +456,7 @@ static int write_junit(const char *path, const char *dir, const rundir_t *rd, co
     for (size_t i = 0; rd && i < n; i++) junit_case(f, &rd->procs[i], &vs[i]);
     fputs("  </testsuite>\n</testsuites>\n", f);
     if (ferror(f) | (fclose(f) != 0)) {
-        fprintf(stderr, "heapwatch check: --junit %s: write error\n", path);
+        fprintf(stderr, "heapwatch check: --junit %s: write error\n", fmt_clean(path));
         return -1;
     }
     return 0;

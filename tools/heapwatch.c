@@ -66,7 +66,8 @@ static const char usage_run[] =
     "      --sustain SECONDS      HEAPWATCH_SUSTAIN   time above a threshold before it fires (3)\n"
     "      --grace SECONDS        HEAPWATCH_GRACE     quiet time after start (10)\n"
     "      --profile-interval S   HEAPWATCH_PROFILE_INTERVAL  periodic profiles (0 = off)\n"
-    "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile\n"
+    "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile: USR1,\n"
+    "                                                 USR2, RTMIN+n or RTMAX-n (or 10, 12, 34-64)\n"
     "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
     "  -q, --quiet                no summary on stderr\n"
     "  -h, --help                 this text\n";
@@ -138,7 +139,7 @@ static void print_summary(const char *out_dir, pid_t pid, const char *prog)
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "heapwatch: %s (pid %d) left no summary in %s (killed, or _exit)\n",
-                prog, (int)pid, out_dir);
+                fmt_clean(prog), (int)pid, fmt_clean(out_dir));
         return;
     }
     static char text[1 << 20];
@@ -146,16 +147,16 @@ static void print_summary(const char *out_dir, pid_t pid, const char *prog)
     fclose(f);
     json_t *v = NULL;
     if (json_parse(text, n, &v, NULL) != JSON_OK) {
-        fprintf(stderr, "heapwatch: %s (pid %d): cannot read %s\n", prog, (int)pid, path);
+        fprintf(stderr, "heapwatch: %s (pid %d): cannot read %s\n", fmt_clean(prog), (int)pid, fmt_clean(path));
         return;
     }
     fprintf(stderr,
             "heapwatch: %s (pid %d): %.0f allocations (%s), %.0f frees; "
             "at exit %.0f live objects, %s live (peak %s)\n"
             "heapwatch: results in %s\n",
-            prog, (int)pid, summary_num(v, "mallocs"), fmt_bytes(summary_num(v, "alloc_bytes")),
+            fmt_clean(prog), (int)pid, summary_num(v, "mallocs"), fmt_bytes(summary_num(v, "alloc_bytes")),
             summary_num(v, "frees"), summary_num(v, "live_objects"), fmt_bytes(summary_num(v, "live_bytes")),
-            fmt_bytes(summary_num(v, "peak_live_bytes")), out_dir);
+            fmt_bytes(summary_num(v, "peak_live_bytes")), fmt_clean(out_dir));
     json_free(v);
 }
 
@@ -241,7 +242,7 @@ static int cmd_run(int argc, char **argv)
     }
     if (pid == 0) {
         execvp(prog[0], prog);
-        fprintf(stderr, "heapwatch run: cannot run %s: %s\n", prog[0], strerror(errno));
+        fprintf(stderr, "heapwatch run: cannot run %s: %s\n", fmt_clean(prog[0]), strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
     /* Like a shell waiting for a foreground job: the terminal's ^C and ^\
@@ -281,6 +282,6 @@ int main(int argc, char **argv)
     if (strcmp(verb, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(verb, "check") == 0) return cmd_check(argc - 1, argv + 1);
     if (strcmp(verb, "report") == 0) return cmd_report(argc - 1, argv + 1);
-    fprintf(stderr, "heapwatch: unknown verb '%s'\n%s", verb, usage_main);
+    fprintf(stderr, "heapwatch: unknown verb '%s'\n%s", fmt_clean(verb), usage_main);
     return EXIT_USAGE;
 }

@@ -101,7 +101,7 @@ static int parse_args(int argc, char **argv, report_opts_t *o, const char **dir)
         case 'h': fputs(usage_report, stdout); return 0;
         case 'w':
             if (!parse_int(optarg, CHART_MIN_WIDTH, 10000, &v)) {
-                fprintf(stderr, "heapwatch report: --width: cannot use '%s' (a number from %d to 10000)\n", optarg,
+                fprintf(stderr, "heapwatch report: --width: cannot use '%s' (a number from %d to 10000)\n", fmt_clean(optarg),
                         CHART_MIN_WIDTH);
                 return EXIT_USAGE;
             }
@@ -109,14 +109,14 @@ static int parse_args(int argc, char **argv, report_opts_t *o, const char **dir)
             break;
         case O_HEIGHT:
             if (!parse_int(optarg, 2, 200, &v)) {
-                fprintf(stderr, "heapwatch report: --height: cannot use '%s' (a number from 2 to 200)\n", optarg);
+                fprintf(stderr, "heapwatch report: --height: cannot use '%s' (a number from 2 to 200)\n", fmt_clean(optarg));
                 return EXIT_USAGE;
             }
             o->height = (int)v;
             break;
         case 'p':
             if (!parse_int(optarg, 0, 0x7fffffffL, &o->pid)) {
-                fprintf(stderr, "heapwatch report: --pid: cannot use '%s' (a process id)\n", optarg);
+                fprintf(stderr, "heapwatch report: --pid: cannot use '%s' (a process id)\n", fmt_clean(optarg));
                 return EXIT_USAGE;
             }
             break;

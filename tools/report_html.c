@@ -199,7 +199,7 @@ int report_html_write(const char *path, const rundir_t *rd, long pid)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
-        fprintf(stderr, "heapwatch report: --html %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "heapwatch report: --html %s: %s\n", fmt_clean(path), strerror(errno));
         return -1;
     }
     fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>heapwatch report: ", f);
@@ -215,7 +215,7 @@ int report_html_write(const char *path, const rundir_t *rd, long pid)
         if (pid < 0 || rd->procs[i].pid == pid) process(f, &rd->procs[i]);
     fputs("</body></html>\n", f);
     if (ferror(f) | (fclose(f) != 0)) {
-        fprintf(stderr, "heapwatch report: --html %s: write error\n", path);
+        fprintf(stderr, "heapwatch report: --html %s: write error\n", fmt_clean(path));
         return -1;
     }
     return 0;
