@@ -336,8 +336,8 @@ static void make_ok_line(const rundir_proc_t *p, verdict_t *v)
                      fmt_count(s->live_objects), fmt_bytes(s->peak_live_bytes), rate, nalerts, nalerts == 1 ? "" : "s") < 0)
             v->ok_line = NULL;
     } else {
-        if (asprintf(&v->ok_line, "no summary (killed?); %zu timeline record%s%s, %zu alert%s", p->nsamples,
-                     p->nsamples == 1 ? "" : "s", rate, nalerts, nalerts == 1 ? "" : "s") < 0)
+        if (asprintf(&v->ok_line, "no summary (killed?); %zu timeline record%s%s, %zu alert%s", p->nrecords,
+                     p->nrecords == 1 ? "" : "s", rate, nalerts, nalerts == 1 ? "" : "s") < 0)
             v->ok_line = NULL;
     }
 }
@@ -506,6 +506,11 @@ int cmd_check(int argc, char **argv)
         print_verdict(&rd.procs[i], &vs[i], &o);
         nfailed += vs[i].nfails > 0;
         nerrors += rd.procs[i].nerrors > 0;
+    }
+    if (rd.files_skipped) {   /* not judged, so not a pass: exit 2 unless a limit failed */
+        fprintf(stderr, "heapwatch check: %s: %zu result files past the first %u not read\n", fmt_clean(dir),
+                rd.files_skipped, RUNDIR_FILES_MAX);
+        nerrors++;
     }
     if (!o.quiet || nfailed || nerrors)
         printf("heapwatch check: %s: %zu process%s, %zu failed%s%s\n", fmt_clean(dir), rd.nprocs,

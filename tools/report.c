@@ -216,8 +216,12 @@ static void print_growth(const rundir_proc_t *p, double t0)
         printf("  growth: no timeline records%s\n", p->has_timeline ? "" : " (no timeline file)");
         return;
     }
-    double every = p->nsamples > 1 ? (p->samples[p->nsamples - 1].time - p->samples[0].time) / (double)(p->nsamples - 1) : NAN;
-    printf("  growth over %zu timeline record%s", p->nsamples, p->nsamples == 1 ? "" : "s");
+    /* Merged samples (rundir.h sample_stride) span the records between the
+     * first sample's and the last: the spacing counts records. */
+    size_t first = p->sample_stride > 1 ? p->sample_stride - 1 : 0;
+    double every = p->nrecords > first + 1 ? (p->samples[p->nsamples - 1].time - p->samples[0].time) /
+                                                 (double)(p->nrecords - 1 - first) : NAN;
+    printf("  growth over %zu timeline record%s", p->nrecords, p->nrecords == 1 ? "" : "s");
     if (!isnan(every)) printf(" (one every %s)", fmt_duration(every));
     printf(":\n");
     print_rate(p, "objects_rate", offsetof(rundir_sample_t, objects_rate), t0);
@@ -441,6 +445,8 @@ int cmd_report(int argc, char **argv)
         return EXIT_USAGE;
     }
     printf("heapwatch report: %s, %zu process%s\n", fmt_clean(dir), rd.nprocs, rd.nprocs == 1 ? "" : "es");
+    if (rd.files_skipped)
+        printf("heapwatch report: %zu result files past the first %u not read\n", rd.files_skipped, RUNDIR_FILES_MAX);
     if (o.pid < 0 && rd.nprocs > 1) print_table(&rd);
     for (size_t i = 0; i < rd.nprocs; i++) {
         if (o.pid >= 0 && rd.procs[i].pid != o.pid) continue;

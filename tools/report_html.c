@@ -187,7 +187,7 @@ static void process(FILE *f, const rundir_proc_t *p)
     } else {
         fputs("<br>no summary: the process was killed, or is still running", f);
     }
-    fprintf(f, "<br>%zu timeline records, %zu alert events, %zu heap profiles</p>\n", p->nsamples, p->nalerts,
+    fprintf(f, "<br>%zu timeline records, %zu alert events, %zu heap profiles</p>\n", p->nrecords, p->nalerts,
             p->nprofiles);
     chart(f, p, "live bytes", offsetof(rundir_sample_t, live_bytes), true, t0);
     chart(f, p, "live objects", offsetof(rundir_sample_t, live_objects), false, t0);

@@ -20,6 +20,35 @@
  *   - unknown keys are ignored; a known key of the wrong type counts as
  *     absent, except the few a record cannot do without (a time; an alert's
  *     level).
+ *
+ * Memory is bounded whatever the directory holds (a 1.9 KB zstd file can
+ * expand to millions of records; a directory can hold anything):
+ *
+ *   - at most RUNDIR_FILES_MAX (32768) result files are read; the rest are
+ *     counted in files_skipped and reported by the tools;
+ *   - a summary is at most SUMMARY_MAX (1 MiB), a JSON line at most
+ *     LINE_MAX_BYTES (1 MiB), an exe name is cut at EXE_MAX (8 KiB);
+ *   - a timeline is read up to RUNDIR_TIMELINE_RECORDS_MAX (4M) records and
+ *     RUNDIR_TIMELINE_BYTES_MAX (1 GiB) decompressed: past either, the rest
+ *     of the file is not read and that is an error naming the limit;
+ *   - the records are kept as at most SAMPLES_PER_PROC (65536) samples per
+ *     process and SAMPLES_BUDGET (262144, 28 MiB) in all (a process past the
+ *     budget still gets SAMPLES_FLOOR, 8). A longer timeline is merged: when
+ *     the samples are full, neighbours are merged pairwise and each sample
+ *     stands for twice as many records (sample_stride). A merged sample has
+ *     the later record's values with the highest objects_rate, bytes_rate
+ *     and peak of the records merged, so what the tools judge (the highest
+ *     rate, the peak, the last record) is exact; a chart is coarser. It is
+ *     a note, not an error;
+ *   - alerts: at most ALERTS_PER_PROC (4096) per process and
+ *     ALERT_BYTES_BUDGET (64 MiB of their lines) in all, at most TOP_KEPT
+ *     stacks of FRAMES_KEPT frames each; an alert past those caps is counted
+ *     (alerts_dropped, a note) unless its level is higher than every kept
+ *     alert's, in which case it is kept without its stacks and profile, so
+ *     the worst level is never lost.
+ *
+ * So at most about 28 MiB of samples + 8 per process, 64 MiB of alerts and
+ * one line's or summary's parse tree at a time, plus per-file bookkeeping.
  */
 #define _GNU_SOURCE
 #include "tools/rundir.h"
@@ -37,8 +66,20 @@
 #include <sys/stat.h>
 #include <zstd.h>
 
-#define SUMMARY_MAX (16u << 20)   /* a summary larger than this is not ours */
-#define LINE_MAX_BYTES (4u << 20) /* nor is a JSON line larger than this */
+#define SUMMARY_MAX (1u << 20)    /* a summary larger than this is not ours (the agent's: < 16 KiB) */
+#define LINE_MAX_BYTES (1u << 20) /* nor is a JSON line larger than this (an alert: < 200 KiB) */
+#define EXE_MAX 8192              /* bytes of an exe name kept */
+#define SAMPLES_PER_PROC 65536u   /* samples kept per process (a power of two) */
+#define SAMPLES_BUDGET 262144u    /* samples kept in all (28 MiB) */
+#define SAMPLES_FLOOR 8u          /* samples per process past the budget */
+#define ALERTS_PER_PROC 4096u     /* alerts kept whole per process */
+#define ALERT_BYTES_BUDGET (64u << 20)   /* JSON bytes of the alerts kept, in all */
+#define TOP_KEPT 16u              /* stacks kept per alert (the agent writes 5) */
+#define FRAMES_KEPT 256u          /* frames kept per stack */
+
+/* What is left of the directory-wide budgets (reset by rundir_load; the
+ * tools load one directory at a time, on one thread). */
+static size_t samples_left, alert_bytes_left;
 
 typedef enum { F_SUMMARY, F_TIMELINE, F_ALERTS, F_PROFILE } file_kind_t;
 
@@ -213,7 +254,7 @@ static void free_entries(entry_t *es, size_t n)
 }
 
 /* list_dir: the matching regular files of dir, sorted by pid and kind. */
-static rundir_err_t list_dir(const char *dir, entry_t **out, size_t *nout, char *msg, size_t cap)
+static rundir_err_t list_dir(const char *dir, entry_t **out, size_t *nout, size_t *skipped, char *msg, size_t cap)
 {
     struct stat st;
     if (stat(dir, &st) != 0) {
@@ -237,6 +278,12 @@ static rundir_err_t list_dir(const char *dir, entry_t **out, size_t *nout, char 
     while ((de = readdir(d)) != NULL) {
         entry_t e;
         if (!classify(de->d_name, &e)) continue;
+        if (n >= RUNDIR_FILES_MAX) {
+            free(e.reason);
+            (*skipped)++;
+            errno = 0;
+            continue;
+        }
         if (!is_regular(dir, de->d_name) || !grow_array((void **)&es, &ecap, n, sizeof *es) ||
             !(e.name = strdup(de->d_name))) {
             free(e.reason);
@@ -289,7 +336,7 @@ static char *read_small_file(const char *path, size_t max, size_t *len, const ch
 static void take_exe(rundir_proc_t *p, const json_t *obj)
 {
     const char *exe = json_get_str(obj, "exe");
-    if (exe && !p->exe) p->exe = strdup(exe);
+    if (exe && !p->exe) p->exe = strndup(exe, EXE_MAX);
 }
 
 static void load_summary(rundir_proc_t *p, const char *dir, const char *name)
@@ -351,12 +398,17 @@ struct lines_s {
     size_t len, cap;
     size_t lineno;             /* lines handed out so far */
     bool too_long;             /* a line exceeded LINE_MAX_BYTES: stop */
+    bool capped;               /* a bound of the file was reached: stop */
     line_fn fn;
     rundir_proc_t *proc;
     const char *file;          /* for messages */
     size_t bad;                /* lines that were not valid records */
     size_t skipped_events;     /* alerts: events of another kind */
     size_t items_cap;          /* capacity of the array the records go to */
+    size_t samples_max;        /* timeline: samples kept for this process */
+    rundir_sample_t acc;       /* timeline: records merged, not yet a sample */
+    size_t nacc;
+    int worst_kept;            /* alerts: highest level kept so far (0 none) */
 };
 
 /* lines_emit: one line (without its newline) to the callback, blank lines
@@ -374,7 +426,7 @@ static void lines_emit(lines_t *ls, const char *line, size_t len)
 /* lines_feed: appends data; emits every complete line. */
 static bool lines_feed(lines_t *ls, const char *data, size_t n)
 {
-    if (ls->too_long) return false;
+    if (ls->too_long || ls->capped) return false;
     while (n > 0) {
         const char *nl = memchr(data, '\n', n);
         size_t take = nl ? (size_t)(nl - data) : n;
@@ -407,6 +459,7 @@ static bool lines_feed(lines_t *ls, const char *data, size_t n)
             }
         }
         if (!nl) break;
+        if (ls->capped) return false;
         data += take + 1;
         n -= take + 1;
     }
@@ -443,11 +496,57 @@ static void report_bad_count(lines_t *ls)
 /* timeline.<pid>.jsonl.zst                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* merge_samples: b, a record that came after a, standing for both: b's
+ * values with the higher rates and peak (the peak at least the live bytes,
+ * which is what the tools use when a record has no peak). */
+static rundir_sample_t merge_samples(const rundir_sample_t *a, const rundir_sample_t *b)
+{
+    rundir_sample_t r = *b;
+    r.objects_rate = fmax(a->objects_rate, b->objects_rate);
+    r.bytes_rate = fmax(a->bytes_rate, b->bytes_rate);
+    r.peak_live_bytes = fmax(fmax(a->peak_live_bytes, b->peak_live_bytes), fmax(a->live_bytes, b->live_bytes));
+    return r;
+}
+
+/* push_sample: ls->acc becomes a sample; when the samples are full they
+ * are merged pairwise first and the stride doubles (then acc waits until it
+ * too stands for a whole stride, unless `last`). */
+static void push_sample(lines_t *ls, bool last)
+{
+    rundir_proc_t *p = ls->proc;
+    if (p->nsamples == ls->samples_max) {
+        for (size_t i = 0; i + 1 < p->nsamples; i += 2)
+            p->samples[i / 2] = merge_samples(&p->samples[i], &p->samples[i + 1]);
+        p->nsamples /= 2;
+        p->sample_stride *= 2;
+        if (!last && ls->nacc < p->sample_stride) return;
+    }
+    if (!grow_array((void **)&p->samples, &ls->items_cap, p->nsamples, sizeof *p->samples)) {
+        bad_record(ls, "out of memory");
+    } else {
+        p->samples[p->nsamples++] = ls->acc;
+    }
+    ls->nacc = 0;
+}
+
+static void add_sample(lines_t *ls, const rundir_sample_t *s)
+{
+    ls->proc->nrecords++;
+    ls->acc = ls->nacc ? merge_samples(&ls->acc, s) : *s;
+    if (++ls->nacc >= ls->proc->sample_stride) push_sample(ls, false);
+}
+
 static void timeline_line(lines_t *ls, const char *line, size_t len)
 {
+    rundir_proc_t *p = ls->proc;
+    if (p->nrecords >= RUNDIR_TIMELINE_RECORDS_MAX) {
+        ls->capped = true;
+        ERROR(p, "%s: more than %u records; the rest of the file was not read", ls->file,
+              RUNDIR_TIMELINE_RECORDS_MAX);
+        return;
+    }
     json_t *v = parse_line(ls, line, len);
     if (!v) return;
-    rundir_proc_t *p = ls->proc;
     rundir_sample_t s;
     s.time = num_or_nan(v, "time");
     if (isnan(s.time)) {
@@ -470,14 +569,10 @@ static void timeline_line(lines_t *ls, const char *line, size_t len)
     s.map_noverflow = num_or_nan(v, "map_noverflow");
     if (isnan(s.live_objects) && !isnan(s.mallocs) && !isnan(s.frees)) s.live_objects = s.mallocs - s.frees;
     double elapsed = num_or_nan(v, "elapsed_s");
-    if (p->nsamples == 0 && !isnan(elapsed) && elapsed >= 0) p->timeline_start = s.time - elapsed;
+    if (p->nrecords == 0 && !isnan(elapsed) && elapsed >= 0) p->timeline_start = s.time - elapsed;
     take_exe(p, v);
     json_free(v);
-    if (!grow_array((void **)&p->samples, &ls->items_cap, p->nsamples, sizeof *p->samples)) {
-        bad_record(ls, "out of memory");
-        return;
-    }
-    p->samples[p->nsamples++] = s;
+    add_sample(ls, &s);
 }
 
 /* zstd_lines: decompresses f through lines_feed. @return true when the
@@ -496,6 +591,7 @@ static bool zstd_lines(FILE *f, lines_t *ls, bool *damaged, const char **why)
         goto done;
     }
     ZSTD_initDStream(ds);
+    unsigned long long total = 0;   /* decompressed bytes */
     size_t n;
     while ((n = fread(in, 1, in_cap, f)) > 0) {
         ZSTD_inBuffer input = { in, n, 0 };
@@ -510,6 +606,13 @@ static bool zstd_lines(FILE *f, lines_t *ls, bool *damaged, const char **why)
             }
             at_boundary = r == 0;
             out_full = output.pos == output.size;
+            total += output.pos;
+            if (total > RUNDIR_TIMELINE_BYTES_MAX) {
+                ls->capped = true;
+                ERROR(ls->proc, "%s: more than %llu MiB decompressed (%zu records); the rest of the file was not read",
+                      ls->file, RUNDIR_TIMELINE_BYTES_MAX >> 20, ls->proc->nrecords);
+                goto done;
+            }
             if (output.pos && !lines_feed(ls, out, output.pos)) goto done;
             if (!out_full && input.pos == input.size) break;
         }
@@ -536,13 +639,19 @@ static void load_timeline(rundir_proc_t *p, const char *dir, const char *name)
         ERROR(p, "%s: %s", name, strerror(errno));
         return;
     }
-    lines_t ls = { .fn = timeline_line, .proc = p, .file = name };
+    /* The samples this process may keep: a power of two (merging halves). */
+    size_t max = SAMPLES_PER_PROC;
+    while (max > SAMPLES_FLOOR && max > samples_left) max /= 2;
+    lines_t ls = { .fn = timeline_line, .proc = p, .file = name, .samples_max = max };
+    p->sample_stride = 1;
     bool damaged = false;
     const char *why = NULL;
     bool complete = zstd_lines(f, &ls, &damaged, &why);
     fclose(f);
     if (damaged) {
         ERROR(p, "%s: damaged zstd data (%s) after %zu records", name, why, p->nsamples);
+    } else if (ls.capped) {
+        /* said when it happened */
     } else if (!ls.too_long && !complete) {
         p->timeline_truncated = true;
         NOTE(p, "%s ends in an unfinished zstd frame (killed, or still running): %zu records read%s", name,
@@ -550,6 +659,11 @@ static void load_timeline(rundir_proc_t *p, const char *dir, const char *name)
     } else if (!ls.too_long && ls.len) {
         lines_emit(&ls, ls.buf, ls.len);   /* a complete last line without its newline */
     }
+    if (ls.nacc) push_sample(&ls, true);
+    if (p->sample_stride > 1)
+        NOTE(p, "%s: %zu records kept as %zu samples of up to %zu records each (the highest rates, the peak and "
+             "the last record exact)", name, p->nrecords, p->nsamples, p->sample_stride);
+    samples_left -= p->nsamples < samples_left ? p->nsamples : samples_left;
     report_bad_count(&ls);
     free(ls.buf);
 }
@@ -581,9 +695,10 @@ static bool parse_stack(const json_t *v, rundir_stack_t *s)
     if (v->type != JSON_OBJECT) return false;
     const json_t *st = json_get(v, "stack");
     if (st && st->type == JSON_ARRAY && st->u.arr.n) {
-        s->frames = calloc(st->u.arr.n, sizeof *s->frames);
+        size_t n = st->u.arr.n < FRAMES_KEPT ? st->u.arr.n : FRAMES_KEPT;
+        s->frames = calloc(n, sizeof *s->frames);
         if (!s->frames) return false;
-        for (size_t i = 0; i < st->u.arr.n; i++) {
+        for (size_t i = 0; i < n; i++) {
             const json_t *fr = st->u.arr.items[i];
             s->frames[i] = strdup(fr->type == JSON_STRING && fr->u.str.len ? fr->u.str.s : "?");
             if (!s->frames[i]) return false;
@@ -621,9 +736,10 @@ static const char *parse_alert(const json_t *v, rundir_alert_t *a)
     a->live_bytes = num_or_nan(v, "live_bytes");
     const json_t *top = json_get(v, "top");
     if (top && top->type == JSON_ARRAY && top->u.arr.n) {
-        a->top = calloc(top->u.arr.n, sizeof *a->top);
+        size_t n = top->u.arr.n < TOP_KEPT ? top->u.arr.n : TOP_KEPT;
+        a->top = calloc(n, sizeof *a->top);
         if (!a->top) return "out of memory";
-        for (size_t i = 0; i < top->u.arr.n; i++) {
+        for (size_t i = 0; i < n; i++) {
             bool ok = parse_stack(top->u.arr.items[i], &a->top[a->ntop]);
             a->ntop++;   /* freed with the alert even when half-filled */
             if (!ok) return "an entry of \"top\" is not a stack object";
@@ -632,6 +748,28 @@ static const char *parse_alert(const json_t *v, rundir_alert_t *a)
         return "\"top\" is not an array";
     }
     return NULL;
+}
+
+/* keep_alert: whether a parsed alert is kept: whole within the caps;
+ * past them only when it raises the worst level kept, then without its
+ * stacks and profile (at most two such per process: warn, crit). */
+static bool keep_alert(lines_t *ls, rundir_alert_t *a, size_t len)
+{
+    size_t cost = len + 64;
+    for (size_t i = 0; i < a->ntop; i++) cost += 64 * (1 + a->top[i].nframes);
+    if (ls->proc->nalerts < ALERTS_PER_PROC && cost <= alert_bytes_left) {
+        alert_bytes_left -= cost;
+        return true;
+    }
+    if (a->recovery || (int)a->level <= ls->worst_kept) return false;
+    for (size_t i = 0; i < a->ntop; i++) free_stack(&a->top[i]);
+    free(a->top);
+    a->top = NULL;
+    a->ntop = 0;
+    free(a->profile);
+    a->profile = NULL;
+    if (strlen(a->metric) > 64) a->metric[64] = 0;
+    return true;
 }
 
 static void alerts_line(lines_t *ls, const char *line, size_t len)
@@ -649,12 +787,18 @@ static void alerts_line(lines_t *ls, const char *line, size_t len)
     const char *why = parse_alert(v, &a);
     take_exe(p, v);
     json_free(v);
+    if (!why && !keep_alert(ls, &a, len)) {
+        free_alert(&a);
+        p->alerts_dropped++;
+        return;
+    }
     if (!why && !grow_array((void **)&p->alerts, &ls->items_cap, p->nalerts, sizeof *p->alerts)) why = "out of memory";
     if (why) {
         free_alert(&a);
         bad_record(ls, why);
         return;
     }
+    if (!a.recovery && (int)a.level > ls->worst_kept) ls->worst_kept = (int)a.level;
     p->alerts[p->nalerts++] = a;
 }
 
@@ -684,6 +828,10 @@ static void load_alerts(rundir_proc_t *p, const char *dir, const char *name)
         else NOTE(p, "%s: an unfinished last line ignored", name);
         json_free(v);
     }
+    if (p->alerts_dropped)
+        NOTE(p, "%s: %zu alert%s not kept (past %u per process or %u MiB of alerts in all; the worst level is "
+             "always kept)", name, p->alerts_dropped, p->alerts_dropped == 1 ? "" : "s", ALERTS_PER_PROC,
+             ALERT_BYTES_BUDGET >> 20);
     report_bad_count(&ls);
     free(ls.buf);
 }
@@ -735,7 +883,9 @@ rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgc
     entry_t *es = NULL;
     size_t n = 0;
     if (!out->path) return RUNDIR_ERR_NOMEM;
-    rundir_err_t err = list_dir(path, &es, &n, msg, msgcap);
+    samples_left = SAMPLES_BUDGET;
+    alert_bytes_left = ALERT_BYTES_BUDGET;
+    rundir_err_t err = list_dir(path, &es, &n, &out->files_skipped, msg, msgcap);
     if (err) return err;
     size_t npids = 0;
     bool any_result = false;

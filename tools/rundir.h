@@ -90,13 +90,24 @@ typedef struct {
     bool has_summary;
     rundir_summary_t summary;
     bool has_timeline;         /* the file exists (it may hold no records) */
-    rundir_sample_t *samples;  /* in file order */
+    rundir_sample_t *samples;  /* in file order; see sample_stride */
     size_t nsamples;
+    size_t nrecords;           /* timeline records read (>= nsamples) */
+    size_t sample_stride;      /* 1: one sample per record; k > 1: the timeline
+                                  was longer than the records kept, and each
+                                  sample merges k consecutive records: the
+                                  later record's values, with the highest
+                                  objects_rate, bytes_rate and peak (peak at
+                                  least the live bytes) of the k, so maxima and
+                                  the last record stay exact (rundir.c) */
     bool timeline_truncated;   /* the last zstd frame was cut short */
     double timeline_start;     /* start time from the first record's elapsed_s, or NAN */
     bool has_alerts;
     rundir_alert_t *alerts;
     size_t nalerts;
+    size_t alerts_dropped;     /* alerts read but not kept (over the caps); an
+                                  alert of a higher level than every kept one
+                                  is always kept, without its stacks */
     rundir_profile_t *profiles;   /* sorted by seq */
     size_t nprofiles;
     char **notes;              /* harmless observations, one line each */
@@ -109,7 +120,13 @@ typedef struct {
     char *path;
     rundir_proc_t *procs;      /* sorted by start time, then pid */
     size_t nprocs;
+    size_t files_skipped;      /* result files beyond RUNDIR_FILES_MAX, not read */
 } rundir_t;
+
+/* Bounds (rundir.c states the memory they add up to). */
+#define RUNDIR_FILES_MAX 32768u            /* result files read in one directory */
+#define RUNDIR_TIMELINE_RECORDS_MAX 4000000u   /* records read per timeline */
+#define RUNDIR_TIMELINE_BYTES_MAX (1ull << 30) /* decompressed bytes per timeline */
 
 /* rundir_load: reads every result in the directory at path into *out
  * (release with rundir_free, also after an error). @return RUNDIR_OK, or
