@@ -4,6 +4,11 @@
  * Runs inside the host process before anything else of the agent, possibly
  * before the host's own constructors: no malloc, no stdio, no locale; every
  * message is built in a stack buffer and handed to the caller's reporter.
+ *
+ * A bad value is one line, always: it names the variable, quotes the value
+ * escaped and cut (agent_buf_str_escaped: a newline or an escape sequence
+ * in the value cannot make a second line or reach the terminal), says what
+ * is accepted and what is used instead; the program runs on.
  */
 #define _GNU_SOURCE
 #include <signal.h>
