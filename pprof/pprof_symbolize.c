@@ -11,10 +11,14 @@
  * Per location: its address is already the one to symbolize (return
  * addresses were stored minus 1 by the builder); its mapping gives the file
  * offset (address - start + offset) that pp_elf_lookup turns into a symbol.
- * Mappings are resolved to cache entries once per call: the vdso from its
- * image in memory (getauxval(AT_SYSINFO_EHDR)), a file through
- * pp_open_mapping; pseudo mappings ([vsyscall], anonymous JIT code) and
- * files that cannot be opened stay unnamed.
+ * The locations to name are sorted by mapping, and each mapping is
+ * resolved to a cache entry once per call and used for all its locations
+ * before the next one is resolved (the cache may evict an entry when it
+ * reads another file): the vdso from its image in memory
+ * (getauxval(AT_SYSINFO_EHDR)), a file through pp_open_mapping (read with
+ * pread, never mapped: see pprof_elf.c); pseudo mappings ([vsyscall],
+ * anonymous JIT code) and files that cannot be opened or read stay
+ * unnamed.
  *
  * Names: name = system_name = the linker's symbol. C++ symbols stay mangled
  * (`_ZN6Widget4makeEm`): after loading, pprof runs its demangler over every
@@ -48,40 +52,70 @@ static pp_elf_t *resolve(pprof_builder_t *b, pprof_symcache_t *c, const pp_mappi
     return pp_symcache_open_fd(c, fd);
 }
 
+/* todo_t: a location to name, sorted by mapping so that each mapping's
+ * file is resolved once and used before the next one is (an entry of the
+ * cache is valid only until the next file is resolved). */
+typedef struct todo_s {
+    uint32_t mapping;        /* mapping index */
+    uint32_t loc;            /* location index */
+} todo_t;
+
+static int cmp_todo(const void *x, const void *y)
+{
+    const todo_t *a = x, *b = y;
+    if (a->mapping != b->mapping) return a->mapping < b->mapping ? -1 : 1;
+    return a->loc < b->loc ? -1 : a->loc > b->loc;
+}
+
+/* name_group: names the locations todo[0..n) of mapping m from entry e. */
+static pprof_err_t name_group(pprof_builder_t *b, const pp_elf_t *e, const pp_mapping_t *m,
+                              const todo_t *todo, size_t n)
+{
+    pp_loc_t *locs = b->locs.data;
+    for (size_t i = 0; i < n; i++) {
+        pp_loc_t *l = &locs[todo[i].loc];
+        size_t len;
+        const char *name = pp_elf_lookup(e, l->addr - m->start + m->offset, &len);
+        if (!name || len == 0) continue;
+        uint32_t s, f;
+        PP_TRY(pp_str_intern(b, name, len, &s));
+        PP_TRY(pp_func_intern(b, s, s, 0, &f));
+        l->function = f + 1;
+    }
+    return PPROF_OK;
+}
+
 pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache)
 {
     if (!b) return PPROF_ERR_INVALID;
     pprof_symcache_t *c = cache;
     if (!c) PP_TRY(pprof_symcache_new(&b->a, &c));
     pprof_err_t err = pp_attach_locations(b);
-    size_t nmaps = b->maps.len;
-    /* elfs[i]: the entry of mapping i; resolved[i]: looked up already. */
-    pp_elf_t **elfs = NULL;
-    if (err == PPROF_OK && nmaps) {
-        elfs = b->a.alloc(b->a.ctx, nmaps * (sizeof(pp_elf_t *) + 1));
-        if (!elfs) err = PPROF_ERR_NOMEM;
+    const pp_loc_t *locs = b->locs.data;
+    size_t n = 0;
+    for (size_t i = 0; err == PPROF_OK && i < b->locs.len; i++)
+        if (locs[i].mapping != 0 && locs[i].function == 0) n++;
+    todo_t *todo = NULL;
+    if (err == PPROF_OK && n) {
+        todo = b->a.alloc(b->a.ctx, n * sizeof(todo_t));
+        if (!todo) err = PPROF_ERR_NOMEM;
     }
-    unsigned char *resolved = elfs ? (unsigned char *)(elfs + nmaps) : NULL;
-    pp_loc_t *locs = b->locs.data;
-    for (size_t i = 0; err == PPROF_OK && elfs && i < b->locs.len; i++) {
-        pp_loc_t *l = &locs[i];
-        if (l->mapping == 0 || l->function != 0) continue;
-        size_t mi = l->mapping - 1;
-        const pp_mapping_t *m = &PP_VEC_AT(&b->maps, pp_mapping_t, mi);
-        if (!resolved[mi]) {
-            resolved[mi] = 1;
-            elfs[mi] = resolve(b, c, m);
-        }
-        if (!elfs[mi]) continue;
-        size_t len;
-        const char *name = pp_elf_lookup(c, elfs[mi], l->addr - m->start + m->offset, &len);
-        if (!name || len == 0) continue;
-        uint32_t s, f;
-        err = pp_str_intern(b, name, len, &s);
-        if (err == PPROF_OK) err = pp_func_intern(b, s, s, 0, &f);
-        if (err == PPROF_OK) l->function = f + 1;
+    if (todo) {
+        size_t k = 0;
+        for (size_t i = 0; i < b->locs.len; i++)
+            if (locs[i].mapping != 0 && locs[i].function == 0)
+                todo[k++] = (todo_t){ locs[i].mapping - 1, (uint32_t)i };
+        pp_heapsort(todo, n, sizeof(todo_t), cmp_todo);
     }
-    if (elfs) b->a.free(b->a.ctx, elfs);
+    for (size_t i = 0; err == PPROF_OK && todo && i < n;) {
+        size_t j = i + 1;
+        while (j < n && todo[j].mapping == todo[i].mapping) j++;
+        const pp_mapping_t *m = &PP_VEC_AT(&b->maps, pp_mapping_t, todo[i].mapping);
+        const pp_elf_t *e = resolve(b, c, m);
+        if (e) err = name_group(b, e, m, todo + i, j - i);
+        i = j;
+    }
+    if (todo) b->a.free(b->a.ctx, todo);
     if (!cache) pprof_symcache_free(c);
     return err;
 }
