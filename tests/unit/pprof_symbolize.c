@@ -4,7 +4,8 @@
  * distribution libraries), the vdso (from memory), a deleted file (through
  * /proc/self/map_files/, and unnamed but still mapped when that is
  * blocked), manual mappings, return-address adjustment, and the symbol
- * cache (lazy, reused, freed).
+ * cache (lazy, reused, freed; bounded in files and bytes with LRU
+ * eviction; a file changed in place is read afresh, its old entry dropped).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -12,6 +13,7 @@
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pprof_test.h"
@@ -335,6 +337,188 @@ static void test_cache(void **state)
     pprof_symcache_free(c);   /* teardown checks every block came back */
 }
 
+/* ------------------------------------------------------------------------ */
+/* The cache's bounds and change detection (issue 11: mapped files)         */
+/* ------------------------------------------------------------------------ */
+
+/* zcopy_t: copies of libz in a scratch directory, each a distinct inode;
+ * a profile maps copy i at ZBASE(i) and has one location in its deflate. */
+#define ZCOPIES 70
+#define ZBASE(i) (0x10000000ull + (uint64_t)(i) * 0x1000000ull)
+typedef struct zcopy_s {
+    char dir[64];
+    char zpath[4096];
+    uint64_t zs, ze, zo;     /* libz's executable mapping in this process */
+    unsigned char *bytes;    /* libz's file */
+    size_t len;
+} zcopy_t;
+
+static void zcopy_path(const zcopy_t *z, int i, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/libz.%d.so", z->dir, i);
+}
+
+/* zcopy_write: copy i's content (len bytes of data), in place (same inode). */
+static void zcopy_write(const zcopy_t *z, int i, const void *data, size_t len)
+{
+    char path[128];
+    zcopy_path(z, i, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static void zcopy_init(zcopy_t *z, int n)
+{
+    assert_true(find_xmap(addr_of((void *)deflate), z->zpath, &z->zs, &z->ze, &z->zo));
+    strcpy(z->dir, "/tmp/pprof_sym_cache.XXXXXX");
+    assert_non_null(mkdtemp(z->dir));
+    int in = open(z->zpath, O_RDONLY);
+    assert_true(in >= 0);
+    struct stat st;
+    assert_int_equal(fstat(in, &st), 0);
+    z->len = (size_t)st.st_size;
+    z->bytes = malloc(z->len);
+    assert_int_equal(read(in, z->bytes, z->len), (ssize_t)z->len);
+    close(in);
+    for (int i = 0; i < n; i++) zcopy_write(z, i, z->bytes, z->len);
+}
+
+static void zcopy_fini(zcopy_t *z, int n)
+{
+    char path[128];
+    for (int i = 0; i < n; i++) {
+        zcopy_path(z, i, path, sizeof path);
+        unlink(path);
+    }
+    rmdir(z->dir);
+    free(z->bytes);
+}
+
+/* zcopy_names: symbolizes one location in each of copies [0, n) with c and
+ * returns how many were named "deflate" (named: a bitmap of which). */
+static int zcopy_names(const zcopy_t *z, int n, pprof_symcache_t *c, bool *named)
+{
+    uint64_t pcs[ZCOPIES] = { 0 };
+    for (int i = 0; i < n; i++) pcs[i] = ZBASE(i) + (addr_of((void *)deflate) - z->zs) + 1;
+    pprof_builder_t *b = build(pcs, (size_t)n, PPROF_PCS_RETURN);
+    for (int i = 0; i < n; i++) {
+        char path[128];
+        zcopy_path(z, i, path, sizeof path);
+        pprof_mapping_t m = { ZBASE(i), ZBASE(i) + (z->ze - z->zs), z->zo, path, NULL };
+        assert_int_equal(pprof_builder_add_mapping(b, &m), PPROF_OK);
+    }
+    assert_int_equal(pprof_builder_symbolize(b, c), PPROF_OK);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = pprof_builder_frame_name(b, &pcs[i], 0);
+        bool ok = name && strcmp(name, "deflate") == 0;
+        if (named) named[i] = ok;
+        k += ok;
+    }
+    pprof_builder_free(b);
+    return k;
+}
+
+/* More files than the cache keeps: every one named, at most 64 held (the
+ * least recently used evicted), and the byte bound holds too. */
+static void test_cache_bound(void **state)
+{
+    zcopy_t z;
+    zcopy_init(&z, ZCOPIES);
+    pprof_symcache_t *c;
+    assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
+    pprof_symcache_stats_t s;
+
+    assert_int_equal(zcopy_names(&z, ZCOPIES, c, NULL), ZCOPIES);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, PP_SYMCACHE_MAX_FILES);
+    assert_int_equal(s.tables, PP_SYMCACHE_MAX_FILES);
+    assert_int_equal(s.evicted, ZCOPIES - PP_SYMCACHE_MAX_FILES);
+    assert_true(s.bytes <= PP_SYMCACHE_MAX_BYTES);
+    size_t per_file = (s.bytes - sizeof(*c)) / s.files;
+
+    /* Again: the last 64 are hits, the first 6 are read again, evicting
+     * the least recently used (copies 6..11), never the one in use. */
+    assert_int_equal(zcopy_names(&z, ZCOPIES, c, NULL), ZCOPIES);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, PP_SYMCACHE_MAX_FILES);
+
+    /* A byte bound of 3.5 files: at most 3 held, all still named. */
+    pp_symcache_set_limits(c, PP_SYMCACHE_MAX_FILES, sizeof(*c) + per_file * 7 / 2);
+    assert_int_equal(zcopy_names(&z, 10, c, NULL), 10);
+    pprof_symcache_get_stats(c, &s);
+    assert_true(s.files <= 3);
+    assert_true(s.bytes <= sizeof(*c) + per_file * 7 / 2);
+
+    /* A bound smaller than one file: the file in use is still read and
+     * named, alone in the cache. */
+    pp_symcache_set_limits(c, 1, 1);
+    assert_int_equal(zcopy_names(&z, 5, c, NULL), 5);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, 1);
+
+    pprof_symcache_free(c);   /* teardown checks every block came back */
+    zcopy_fini(&z, ZCOPIES);
+}
+
+/* set_mtime: puts back the file's mtime (what cp -p or rsync -t do). */
+static void set_mtime(const char *path, const struct stat *st)
+{
+    struct timespec ts[2] = { st->st_atim, st->st_mtim };
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* A file changed in place (same inode) is read afresh and its old entry
+ * dropped: garbage of the same size with the mtime put back, a truncated
+ * file, a file cut in its tables, the original bytes again. */
+static void test_cache_change(void **state)
+{
+    zcopy_t z;
+    zcopy_init(&z, 1);
+    char path[128];
+    zcopy_path(&z, 0, path, sizeof path);
+    pprof_symcache_t *c;
+    assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
+    pprof_symcache_stats_t s;
+
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 1);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+
+    unsigned char *junk = malloc(z.len);
+    for (size_t i = 0; i < z.len; i++) junk[i] = (unsigned char)(i * 7 + 3);
+    memcpy(junk, z.bytes, 64);   /* a valid ELF header over garbage */
+    zcopy_write(&z, 0, junk, z.len);
+    set_mtime(path, &st);
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 0);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.dropped, 1);
+
+    zcopy_write(&z, 0, z.bytes, 100);   /* truncated: a header, nothing else */
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 0);
+    zcopy_write(&z, 0, z.bytes, z.len / 2);   /* cut in its tables */
+    zcopy_names(&z, 1, c, NULL);   /* named or not: read within the cut */
+    zcopy_write(&z, 0, "", 0);   /* empty */
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 0);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.dropped, 4);
+
+    zcopy_write(&z, 0, z.bytes, z.len);   /* cp over: named again */
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 1);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.tables, 1);
+    assert_int_equal(s.dropped, 5);
+
+    free(junk);
+    pprof_symcache_free(c);
+    zcopy_fini(&z, 1);
+}
+
 /* Out of memory while symbolizing: an error or fewer names, never a crash
  * or a leak. */
 static void test_symbolize_oom(void **state)
@@ -367,6 +551,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_manual_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symbolize_oom, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_change, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
