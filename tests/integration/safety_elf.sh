@@ -12,11 +12,13 @@
 # after each change it asks /debug/pprof/symbol for the library's
 # function (every 10th change: /debug/pprof/heap, a whole profile), and
 # every 100 changes it counts the lines of /proc/PID/maps (total, and
-# those naming the file). Then it puts the original bytes back, and the
-# program exits normally. Checks: status 0 (a SIGBUS is 135), the file's
-# mappings never above the program's own (the agent keeps none), the
-# total map count bounded, the restored file named again (change
-# detection), the exit profile naming it. The whole run is bounded by
+# those naming the file). Then the file flips between empty and whole with
+# its size and mtime put back (cp -p, rsync -t) while 300 more symbol
+# requests run. Then it puts the original bytes back, and the program
+# exits. Checks: status 0 (a SIGBUS is 135), the file's mappings never
+# above the program's own (the agent keeps none), the total map count and
+# resident memory bounded, names exactly when the file is whole (change
+# detection: a stale entry is never used), the exit profile naming it. The whole run is bounded by
 # timeout; nothing here measures time.
 set -u
 . tests/integration/lib.sh
@@ -69,12 +71,21 @@ def rewrite(data):          # in place: same inode, as cp over a file does
         f.truncate(0)
         f.write(data)
 
+def rss_kib():
+    try:
+        for l in open("/proc/%d/status" % pid):
+            if l.startswith("VmRSS:"):
+                return int(l.split()[1])
+    except OSError:
+        return None
+
 def symbol():
     body = ask("/debug/pprof/symbol", addr.encode())
     return body.decode(errors="replace") if body is not None else None
 
 r = {"base": maps(), "first_symbol": symbol(), "max_total": 0, "max_lib": 0,
-     "samples": [], "answers": 0, "died_at": None}
+     "samples": [], "answers": 0, "died_at": None, "rss_base": rss_kib(),
+     "whole_asked": 0, "whole_named": 0, "broken_named": 0}
 for i in range(changes):
     k = i % 4
     if k == 0:
@@ -88,7 +99,14 @@ for i in range(changes):
     if i % 10 == 9:
         ok = ask("/debug/pprof/heap") is not None
     else:
-        ok = symbol() is not None
+        body = symbol()
+        ok = body is not None
+        named = ok and "safelib_keep" in body
+        if k == 3:                  # the whole file again: named again
+            r["whole_asked"] += 1
+            r["whole_named"] += named
+        elif k < 2:                 # empty or garbage: nothing to name
+            r["broken_named"] += named
     r["answers"] += ok
     if i % 100 == 99 or i == changes - 1:
         m = maps()
@@ -124,6 +142,7 @@ t.join()
 rewrite(good)
 r["last_symbol"] = symbol()
 r["end"] = maps()
+r["rss_end"] = rss_kib()
 json.dump(r, sys.stdout)
 PYEOF
 exec 7>&-
@@ -143,6 +162,12 @@ check "total mappings bounded ($max_total, at start $base_total, bound +32)" \
     test "$max_total" -le $((base_total + 32))
 check "the server answered every request ($(get 'r["answers"]') of ${CHANGES:-2000})" \
     test "$(get 'r["answers"]')" = "${CHANGES:-2000}"
+check "every symbol request after the whole file was written back named it ($(get 'r["whole_named"]') of $(get 'r["whole_asked"]'))" \
+    test "$(get 'r["whole_named"]')" = "$(get 'r["whole_asked"]')" -a "$(get 'r["whole_asked"]')" -gt 0
+check "no symbol request named it from an empty or garbage file ($(get 'r["broken_named"]'))" \
+    test "$(get 'r["broken_named"]')" = 0
+check "resident memory grew by less than 32 MiB ($(get 'r["rss_base"]') KiB -> $(get 'r["rss_end"]') KiB)" \
+    test "$(get '(r["rss_end"] or 1 << 30) - (r["rss_base"] or 0)')" -lt 32768
 check "/debug/pprof/symbol names the library's function before the changes" \
     python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["first_symbol"] or ""; sys.exit("safelib_keep" not in s)' "$T/driver.json"
 check "/debug/pprof/symbol names it again once the file is restored (the changed entries were dropped)" \
