@@ -52,28 +52,13 @@ static pp_elf_t *resolve(pprof_builder_t *b, pprof_symcache_t *c, const pp_mappi
     return pp_symcache_open_fd(c, fd);
 }
 
-/* todo_t: a location to name, sorted by mapping so that each mapping's
- * file is resolved once and used before the next one is (an entry of the
- * cache is valid only until the next file is resolved). */
-typedef struct todo_s {
-    uint32_t mapping;        /* mapping index */
-    uint32_t loc;            /* location index */
-} todo_t;
-
-static int cmp_todo(const void *x, const void *y)
-{
-    const todo_t *a = x, *b = y;
-    if (a->mapping != b->mapping) return a->mapping < b->mapping ? -1 : 1;
-    return a->loc < b->loc ? -1 : a->loc > b->loc;
-}
-
-/* name_group: names the locations todo[0..n) of mapping m from entry e. */
+/* name_group: names the locations idx[0..n) of mapping m from entry e. */
 static pprof_err_t name_group(pprof_builder_t *b, const pp_elf_t *e, const pp_mapping_t *m,
-                              const todo_t *todo, size_t n)
+                              const uint32_t *idx, size_t n)
 {
     pp_loc_t *locs = b->locs.data;
     for (size_t i = 0; i < n; i++) {
-        pp_loc_t *l = &locs[todo[i].loc];
+        pp_loc_t *l = &locs[idx[i]];
         size_t len;
         const char *name = pp_elf_lookup(e, l->addr - m->start + m->offset, &len);
         if (!name || len == 0) continue;
@@ -85,6 +70,8 @@ static pprof_err_t name_group(pprof_builder_t *b, const pp_elf_t *e, const pp_ma
     return PPROF_OK;
 }
 
+static bool to_name(const pp_loc_t *l) { return l->mapping != 0 && l->function == 0; }
+
 pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache)
 {
     if (!b) return PPROF_ERR_INVALID;
@@ -92,30 +79,36 @@ pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache)
     if (!c) PP_TRY(pprof_symcache_new(&b->a, &c));
     pprof_err_t err = pp_attach_locations(b);
     const pp_loc_t *locs = b->locs.data;
-    size_t n = 0;
-    for (size_t i = 0; err == PPROF_OK && i < b->locs.len; i++)
-        if (locs[i].mapping != 0 && locs[i].function == 0) n++;
-    todo_t *todo = NULL;
+    size_t nmaps = b->maps.len, n = 0;
+    /* The locations to name grouped by mapping (a counting sort): first[i]
+     * is where mapping i's group starts in idx, first[nmaps] its end. */
+    uint32_t *first = NULL, *idx = NULL;
+    for (size_t i = 0; err == PPROF_OK && i < b->locs.len; i++) n += to_name(&locs[i]);
     if (err == PPROF_OK && n) {
-        todo = b->a.alloc(b->a.ctx, n * sizeof(todo_t));
-        if (!todo) err = PPROF_ERR_NOMEM;
+        first = b->a.alloc(b->a.ctx, (nmaps + 1) * sizeof(uint32_t));
+        idx = first ? b->a.alloc(b->a.ctx, n * sizeof(uint32_t)) : NULL;
+        if (!idx) err = PPROF_ERR_NOMEM;
     }
-    if (todo) {
-        size_t k = 0;
+    if (idx) {
+        memset(first, 0, (nmaps + 1) * sizeof(uint32_t));
         for (size_t i = 0; i < b->locs.len; i++)
-            if (locs[i].mapping != 0 && locs[i].function == 0)
-                todo[k++] = (todo_t){ locs[i].mapping - 1, (uint32_t)i };
-        pp_heapsort(todo, n, sizeof(todo_t), cmp_todo);
+            if (to_name(&locs[i])) first[locs[i].mapping]++;   /* counts, shifted by one */
+        for (size_t m = 1; m <= nmaps; m++) first[m] += first[m - 1];
+        /* first[m] is now the end of group m - 1, i.e. the start of group
+         * m; filling moves each start up to its group's end. */
+        for (size_t i = 0; i < b->locs.len; i++)
+            if (to_name(&locs[i])) idx[first[locs[i].mapping - 1]++] = (uint32_t)i;
     }
-    for (size_t i = 0; err == PPROF_OK && todo && i < n;) {
-        size_t j = i + 1;
-        while (j < n && todo[j].mapping == todo[i].mapping) j++;
-        const pp_mapping_t *m = &PP_VEC_AT(&b->maps, pp_mapping_t, todo[i].mapping);
-        const pp_elf_t *e = resolve(b, c, m);
-        if (e) err = name_group(b, e, m, todo + i, j - i);
-        i = j;
+    for (size_t m = 0, start = 0; err == PPROF_OK && idx && m < nmaps; m++) {
+        size_t end = first[m];
+        if (end == start) continue;
+        const pp_mapping_t *mp = &PP_VEC_AT(&b->maps, pp_mapping_t, m);
+        const pp_elf_t *e = resolve(b, c, mp);
+        if (e) err = name_group(b, e, mp, idx + start, end - start);
+        start = end;
     }
-    if (todo) b->a.free(b->a.ctx, todo);
+    if (idx) b->a.free(b->a.ctx, idx);
+    if (first) b->a.free(b->a.ctx, first);
     if (!cache) pprof_symcache_free(c);
     return err;
 }
