@@ -256,7 +256,7 @@ pprof_err_t pprof_builder_add_mappings_from_proc(pprof_builder_t *b);
  * that file). Keyed by the file's device, inode, size, mtime and ctime: a
  * changed file is read afresh and its old entry dropped. Bounded: at most
  * 64 files and 64 MiB held (least recently used evicted), per file a
- * symbol and a string section of at most 32 MiB each.
+ * symbol and a string section of at most 16 MiB each.
  */
 typedef struct pprof_symcache_s pprof_symcache_t;
 

@@ -25,7 +25,8 @@
  * file is first met its program headers (PT_LOAD segments), its function
  * symbols and their names are read at once and the file is closed: an
  * entry holds no descriptor and no mapping, only a sorted array of 16-byte
- * pp_sym_t and a packed buffer of NUL-terminated names. An entry with the
+ * pp_sym_t and a packed buffer of NUL-terminated names (or the string
+ * section as read, when packing would take more: symbols sharing names). An entry with the
  * same device and inode but another size, mtime or ctime is a changed
  * file: it is dropped (freed) when the new one is read. A file that cannot
  * be read, is not a 64-bit ELF or changed while read gets a `bad` entry
@@ -36,19 +37,22 @@
  *     kept: PP_ELF_MAX_LOADS (16);
  *   - section headers: at most PP_ELF_MAX_SECTIONS (65536, 4 MiB), freed
  *     once the symbol and string sections are found;
- *   - a symbol section of at most PP_ELF_MAX_SYMTAB (32 MiB, 1.4M
+ *   - a symbol section of at most PP_ELF_MAX_SYMTAB (16 MiB, 700k
  *     symbols, read 4096 at a time) and its string section of at most
- *     PP_ELF_MAX_STRTAB (32 MiB): a larger .symtab falls back to
- *     .dynsym; larger than that, the file has no names;
+ *     PP_ELF_MAX_STRTAB (16 MiB): a larger .symtab falls back to
+ *     .dynsym; a larger .dynsym too, and the file has no names;
  *   - one name: at most PP_ELF_MAX_NAME (4096) bytes kept, longer ones cut;
+ *     all the names of a file: at most its string section's size;
  *   - the cache: at most PP_SYMCACHE_MAX_FILES (64) entries and
  *     PP_SYMCACHE_MAX_BYTES (64 MiB) held; least recently used entries
  *     are evicted (freed) when a new one would pass either bound. The
  *     entry just returned is never evicted, so one file larger than the
  *     byte bound is held alone until the next file is met.
- * Reading a file holds, besides the entry, its string section and a 24-byte
- * sort record per function symbol, freed before returning: at most about
- * 70 MiB for the largest table accepted, a few MiB for a libstdc++.
+ * While a file is read, its string section (<= 16 MiB) and a 24-byte sort
+ * record per function symbol (<= 16 MiB) are held besides what is kept
+ * (16 bytes per symbol and its name, <= 27 MiB): a peak near 60 MiB for
+ * the largest tables accepted, about 1 MiB for libstdc++'s .dynsym; the
+ * temporaries are freed before returning.
  * An entry returned by pp_symcache_open_fd or pp_symcache_vdso is valid
  * until the next of those calls (which may evict it): pprof_symbolize.c
  * names all the locations of one mapping before resolving the next.
@@ -529,8 +533,12 @@ static size_t name_len(const table_t *t, uint32_t off)
 }
 
 /* keep_syms: the sorted, deduplicated symbols tmp[0..k) and their names
- * become e's table. @return PPROF_OK or PPROF_ERR_NOMEM. */
-static pprof_err_t keep_syms(pprof_symcache_t *c, pp_elf_t *e, const table_t *t,
+ * become e's table. The names are copied, packed, unless that would take
+ * more than the string section itself (many symbols sharing long names: a
+ * hostile file): then the section read is kept as it is (t->str moves to
+ * the entry). Either way the names held are at most t->strsz bytes.
+ * @return PPROF_OK or PPROF_ERR_NOMEM. */
+static pprof_err_t keep_syms(pprof_symcache_t *c, pp_elf_t *e, table_t *t,
                              sort_sym_t *tmp, size_t k)
 {
     pp_heapsort(tmp, k, sizeof(sort_sym_t), cmp_sort_sym);
@@ -540,13 +548,15 @@ static pprof_err_t keep_syms(pprof_symcache_t *c, pp_elf_t *e, const table_t *t,
             uniq++;
             names += name_len(t, tmp[i].name) + 1;
         }
-    if (names > UINT32_MAX) return PPROF_OK;   /* cannot be: 1.4M names of 4 KiB */
+    bool packed = names <= t->strsz;
+    if (!packed) names = t->strsz;
     pp_sym_t *syms = c->a.alloc(c->a.ctx, uniq * sizeof(pp_sym_t));
-    char *buf = syms ? c->a.alloc(c->a.ctx, names) : NULL;
-    if (!buf) {
+    char *buf = syms && packed ? c->a.alloc(c->a.ctx, names) : t->str;
+    if (!syms || !buf) {
         if (syms) c->a.free(c->a.ctx, syms);
         return PPROF_ERR_NOMEM;
     }
+    if (!packed) t->str = NULL;   /* the entry owns it now */
     size_t j = 0, at = 0;
     for (size_t i = 0; i < k; i++) {
         if (i > 0 && tmp[i].addr == tmp[i - 1].addr) {
@@ -555,13 +565,16 @@ static pprof_err_t keep_syms(pprof_symcache_t *c, pp_elf_t *e, const table_t *t,
             if (tmp[i].size > syms[j - 1].size) syms[j - 1].size = tmp[i].size;
             continue;
         }
-        size_t n = name_len(t, tmp[i].name);
-        memcpy(buf + at, t->str + tmp[i].name, n);
-        buf[at + n] = '\0';
         syms[j].addr = tmp[i].addr;
         syms[j].size = tmp[i].size;
-        syms[j].name = (uint32_t)at;
-        at += n + 1;
+        syms[j].name = tmp[i].name;
+        if (packed) {
+            size_t n = name_len(t, tmp[i].name);
+            memcpy(buf + at, t->str + tmp[i].name, n);
+            buf[at + n] = '\0';
+            syms[j].name = (uint32_t)at;
+            at += n + 1;
+        }
         j++;
     }
     e->syms = syms;
@@ -657,7 +670,7 @@ static pprof_err_t load_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
         if (!t.str) return PPROF_ERR_NOMEM;
         pprof_err_t err = PPROF_OK;
         if (src_read(src, off[pass][2], t.str, t.strsz)) err = load_table(c, e, src, &t);
-        c->a.free(c->a.ctx, t.str);
+        if (t.str) c->a.free(c->a.ctx, t.str);   /* NULL: kept by the entry */
         if (err != PPROF_OK) return err;
     }
     return PPROF_OK;
@@ -724,6 +737,9 @@ const char *pp_elf_lookup(const pp_elf_t *e, uint64_t fo, size_t *len)
     const pp_sym_t *s = &e->syms[lo - 1];
     if (s->size ? va - s->addr >= s->size : lo == e->nsyms) return NULL;
     const char *name = e->names + s->name;
-    *len = strlen(name);   /* our copy: NUL-terminated, at most PP_ELF_MAX_NAME */
+    /* Packed names are NUL-terminated within PP_ELF_MAX_NAME; a kept
+     * string section may end unterminated: cut at its end. */
+    size_t max = e->names_len - s->name;
+    *len = strnlen(name, max < PP_ELF_MAX_NAME ? max : PP_ELF_MAX_NAME);
     return name;
 }

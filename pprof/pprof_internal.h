@@ -268,8 +268,8 @@ typedef struct pp_sym_s {
 #define PP_ELF_MAX_PHDRS 128            /* program headers read */
 #define PP_ELF_MAX_LOADS 16             /* PT_LOAD segments kept */
 #define PP_ELF_MAX_SECTIONS 65536u      /* section headers read (4 MiB) */
-#define PP_ELF_MAX_SYMTAB (32u << 20)   /* bytes of a symbol section read */
-#define PP_ELF_MAX_STRTAB (32u << 20)   /* bytes of its string section read */
+#define PP_ELF_MAX_SYMTAB (16u << 20)   /* bytes of a symbol section read */
+#define PP_ELF_MAX_STRTAB (16u << 20)   /* bytes of its string section read */
 #define PP_ELF_MAX_NAME 4096u           /* bytes of one name kept */
 /* Bounds of the cache: entries and bytes held (LRU eviction). */
 #define PP_SYMCACHE_MAX_FILES 64u
@@ -302,7 +302,9 @@ typedef struct pp_elf_s {
     pp_load_t loads[PP_ELF_MAX_LOADS];
     pp_sym_t *syms;          /* function symbols sorted by addr */
     size_t nsyms;
-    char *names;             /* NUL-terminated names; pp_sym_t.name indexes */
+    char *names;             /* names, packed and NUL-terminated, or the
+                              * string section as read (see keep_syms);
+                              * pp_sym_t.name indexes it */
     size_t names_len;
     size_t bytes;            /* held by this entry, itself included */
 } pp_elf_t;

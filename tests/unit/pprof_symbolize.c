@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/auxv.h>
@@ -519,6 +520,83 @@ static void test_cache_change(void **state)
     zcopy_fini(&z, 1);
 }
 
+/* A hostile file: 2000 function symbols sharing one name of 4000 bytes.
+ * Packing the names would take 8 MB; the cache keeps the 4 KB string
+ * section instead, and still names every address. */
+static void test_cache_shared_names(void **state)
+{
+    enum { NSYM = 2000, NAMELEN = 4000 };
+    char path[] = "/tmp/pprof_sym_shared.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t sym_off = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
+    size_t str_off = sym_off + (NSYM + 1) * sizeof(Elf64_Sym);
+    size_t strsz = NAMELEN + 2;
+    size_t sh_off = (str_off + strsz + 7) & ~(size_t)7;
+    size_t len = sh_off + 3 * sizeof(Elf64_Shdr);
+    unsigned char *img = calloc(1, len);
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+    memcpy(eh->e_ident, ELFMAG, SELFMAG);
+    eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_ident[EI_DATA] = ELFDATA2LSB;
+    eh->e_ident[EI_VERSION] = EV_CURRENT;
+    eh->e_type = ET_DYN;
+    eh->e_machine = EM_X86_64;
+    eh->e_version = EV_CURRENT;
+    eh->e_phoff = sizeof(Elf64_Ehdr);
+    eh->e_shoff = sh_off;
+    eh->e_ehsize = sizeof(Elf64_Ehdr);
+    eh->e_phentsize = sizeof(Elf64_Phdr);
+    eh->e_phnum = 1;
+    eh->e_shentsize = sizeof(Elf64_Shdr);
+    eh->e_shnum = 3;
+    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_flags = PF_R | PF_X, .p_offset = 0,
+                      .p_vaddr = 0, .p_filesz = 0x100000, .p_memsz = 0x100000,
+                      .p_align = 0x1000 };
+    memcpy(img + eh->e_phoff, &ph, sizeof ph);
+    for (int i = 1; i <= NSYM; i++) {
+        Elf64_Sym sym = { .st_name = 1, .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC),
+                          .st_shndx = 1, .st_value = 0x1000 + (uint64_t)i * 16, .st_size = 16 };
+        memcpy(img + sym_off + (size_t)i * sizeof(sym), &sym, sizeof sym);
+    }
+    memset(img + str_off + 1, 'f', NAMELEN);
+    Elf64_Shdr sh[3];
+    memset(sh, 0, sizeof sh);
+    sh[1].sh_type = SHT_SYMTAB;
+    sh[1].sh_offset = sym_off;
+    sh[1].sh_size = (NSYM + 1) * sizeof(Elf64_Sym);
+    sh[1].sh_entsize = sizeof(Elf64_Sym);
+    sh[1].sh_link = 2;
+    sh[2].sh_type = SHT_STRTAB;
+    sh[2].sh_offset = str_off;
+    sh[2].sh_size = strsz;
+    memcpy(img + sh_off, sh, sizeof sh);
+    assert_int_equal(write(fd, img, len), (ssize_t)len);
+    close(fd);
+    free(img);
+
+    uint64_t base = 0x20000000, pcs[3];
+    for (int i = 0; i < 3; i++) pcs[i] = base + 0x1000 + (uint64_t)(1 + i * 999) * 16 + 4;
+    pprof_builder_t *b = build(pcs, 3, PPROF_PCS_EXACT);
+    pprof_mapping_t m = { base, base + 0x100000, 0, path, NULL };
+    assert_int_equal(pprof_builder_add_mapping(b, &m), PPROF_OK);
+    pprof_symcache_t *c;
+    assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, c), PPROF_OK);
+    for (int i = 0; i < 3; i++) {
+        const char *name = pprof_builder_frame_name(b, &pcs[i], 0);
+        assert_non_null(name);
+        assert_int_equal(strlen(name), NAMELEN);
+    }
+    pprof_symcache_stats_t s;
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.symbols, NSYM);
+    assert_true(s.bytes < NSYM * sizeof(pp_sym_t) + strsz + 4096);
+    pprof_symcache_free(c);
+    pprof_builder_free(b);
+    unlink(path);
+}
+
 /* Out of memory while symbolizing: an error or fewer names, never a crash
  * or a leak. */
 static void test_symbolize_oom(void **state)
@@ -553,6 +631,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_symbolize_oom, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_shared_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
