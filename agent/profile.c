@@ -12,7 +12,9 @@
  * Mappings come from /proc/self/maps with their build IDs, and frames are
  * named in-process through a symbol cache kept for the life of the process
  * (libstdc++'s tables are parsed once, not at every profile), so a profile
- * opens on another machine.
+ * opens on another machine. The cache reads files with pread into the
+ * arena, never maps them (a library the program truncates cannot fault
+ * us), and is bounded (pprof/pprof_elf.c).
  *
  * Names: heap.<pid>.<seq>.<reason>.pb.gz, seq counting from 1 per process
  * with at least 4 digits. pprof_builder_write_gz writes a temporary file

@@ -248,10 +248,15 @@ pprof_err_t pprof_builder_add_mapping(pprof_builder_t *b,
 pprof_err_t pprof_builder_add_mappings_from_proc(pprof_builder_t *b);
 
 /*
- * pprof_symcache_t: ELF symbol tables of mapped files, loaded lazily on
- * first use and kept until pprof_symcache_free, so that an agent writing a
- * profile every few seconds parses libstdc++ once. Keyed by the file's
- * device, inode, size and mtime: a replaced file is loaded afresh.
+ * pprof_symcache_t: ELF symbol tables of mapped files, kept between
+ * profiles so that an agent writing a profile every few seconds parses
+ * libstdc++ once. A file is read with pread into memory from the cache's
+ * allocator when first needed (never mapped: a file the program truncates
+ * or rewrites cannot fault the reader; a short read means no names for
+ * that file). Keyed by the file's device, inode, size, mtime and ctime: a
+ * changed file is read afresh and its old entry dropped. Bounded: at most
+ * 64 files and 64 MiB held (least recently used evicted), per file a
+ * symbol and a string section of at most 16 MiB each.
  */
 typedef struct pprof_symcache_s pprof_symcache_t;
 
@@ -260,15 +265,17 @@ typedef struct pprof_symcache_s pprof_symcache_t;
 pprof_err_t pprof_symcache_new(const map_allocator_t *allocator,
                                pprof_symcache_t **out);
 
-/* pprof_symcache_free: unmaps every file and frees every table. */
+/* pprof_symcache_free: frees every table and the cache. */
 void pprof_symcache_free(pprof_symcache_t *c);
 
 /* pprof_symcache_stats_t: what the cache holds (for tests and benchmarks). */
 typedef struct pprof_symcache_stats_s {
-    size_t files;            /* ELF images cached (mapped or unreadable) */
-    size_t tables;           /* symbol tables loaded */
+    size_t files;            /* ELF images cached (read or unreadable) */
+    size_t tables;           /* symbol tables held */
     size_t symbols;          /* function symbols across those tables */
     size_t bytes;            /* bytes held from the allocator */
+    size_t evicted;          /* entries evicted to stay within the bounds */
+    size_t dropped;          /* entries dropped because their file changed */
 } pprof_symcache_stats_t;
 
 void pprof_symcache_get_stats(const pprof_symcache_t *c,

@@ -2,18 +2,60 @@
  * pprof_elf.c - ELF build IDs and symbol tables, and the cache that keeps
  * them between profiles.
  *
+ * Rule: no read of a file can raise a signal in the host
+ * --------------------------------------------------------
+ * The files read here are the program's: it may truncate or rewrite a
+ * library while it is loaded (an upgrade, a test, a hostile program). A
+ * mapped file read after such a change faults (SIGBUS beyond the new end
+ * of file), on whatever thread symbolizes: the HTTP server, the
+ * background thread, exit. So nothing here maps a file: what is needed is
+ * read with pread into memory from the caller's allocator (the agent's
+ * arena, never libc malloc), every offset and size checked against the
+ * file size fstat gave and against the buffer it lands in. A pread that
+ * comes back short (the file was truncated meanwhile) or a file whose
+ * identity changed while it was read means "no symbols" for that file.
+ * The vdso is the one image read from memory: the kernel's, not a file.
+ *
  * Symbol cache
  * ------------
- * One pp_elf_t per distinct file (device, inode, size, mtime from fstat of
- * the opened file) plus one for the vdso. A file is mmap'ed read-only when
- * first met (mapped pages are the page cache's, not our heap, and only the
- * pages we touch are read); its symbol table is parsed only when a location
- * first needs a name from it ("lazily"), into a sorted array of 16-byte
- * pp_sym_t taken from the caller's allocator, whose names point into the
- * mapped string section. Entries live until pprof_symcache_free, which
- * munmaps every image and frees every table. A file that cannot be opened
- * or is not a 64-bit ELF gets a `bad` entry so it is not retried, and its
- * locations stay unnamed (they keep their mapping).
+ * One pp_elf_t per distinct file, keyed by device, inode, size, mtime and
+ * ctime from fstat of the opened file (ctime changes with every write or
+ * truncate and cannot be set back, so a rewrite that keeps size and mtime,
+ * as cp -p or rsync -t do, is still seen), plus one for the vdso. When a
+ * file is first met its program headers (PT_LOAD segments), its function
+ * symbols and their names are read at once and the file is closed: an
+ * entry holds no descriptor and no mapping, only a sorted array of 16-byte
+ * pp_sym_t and a packed buffer of NUL-terminated names (or the string
+ * section as read, when packing would take more: symbols sharing names). An entry with the
+ * same device and inode but another size, mtime or ctime is a changed
+ * file: it is dropped (freed) when the new one is read. A file that cannot
+ * be read, is not a 64-bit ELF or changed while read gets a `bad` entry
+ * (no names) so it is not re-read until it changes again.
+ *
+ * Bounds (per file and per cache):
+ *   - program headers: the first PP_ELF_MAX_PHDRS (128); PT_LOAD segments
+ *     kept: PP_ELF_MAX_LOADS (16);
+ *   - section headers: at most PP_ELF_MAX_SECTIONS (65536, 4 MiB), freed
+ *     once the symbol and string sections are found;
+ *   - a symbol section of at most PP_ELF_MAX_SYMTAB (16 MiB, 700k
+ *     symbols, read 4096 at a time) and its string section of at most
+ *     PP_ELF_MAX_STRTAB (16 MiB): a larger .symtab falls back to
+ *     .dynsym; a larger .dynsym too, and the file has no names;
+ *   - one name: at most PP_ELF_MAX_NAME (4096) bytes kept, longer ones cut;
+ *     all the names of a file: at most its string section's size;
+ *   - the cache: at most PP_SYMCACHE_MAX_FILES (64) entries and
+ *     PP_SYMCACHE_MAX_BYTES (64 MiB) held; least recently used entries
+ *     are evicted (freed) when a new one would pass either bound. The
+ *     entry just returned is never evicted, so one file larger than the
+ *     byte bound is held alone until the next file is met.
+ * While a file is read, its string section (<= 16 MiB) and a 24-byte sort
+ * record per function symbol (<= 16 MiB) are held besides what is kept
+ * (16 bytes per symbol and its name, <= 27 MiB): a peak near 60 MiB for
+ * the largest tables accepted, about 1 MiB for libstdc++'s .dynsym; the
+ * temporaries are freed before returning.
+ * An entry returned by pp_symcache_open_fd or pp_symcache_vdso is valid
+ * until the next of those calls (which may evict it): pprof_symbolize.c
+ * names all the locations of one mapping before resolving the next.
  *
  * Which symbols: .symtab when the file has one (static functions
  * included), else .dynsym (a stripped binary or a distribution library:
@@ -33,13 +75,11 @@
  * [st_value, st_value + st_size); a symbol of size 0 (assembly) covers up
  * to the next symbol, never past the last one.
  *
- * No stdio, no malloc: files are read with pread (build IDs) or mmap
- * (symbol tables).
+ * No stdio, no malloc, no mmap of a file: pread (and memcpy for the vdso).
  */
 #include <elf.h>
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -146,6 +186,29 @@ bool pp_elf_build_id_mem(const unsigned char *image, size_t len, char *hex)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Reading an image: a file by pread, or the vdso from memory               */
+/* ------------------------------------------------------------------------ */
+
+/* src_t: where an image's bytes come from. */
+typedef struct src_s {
+    int fd;                  /* the file, or -1 */
+    const unsigned char *mem;/* the vdso image, or NULL */
+    uint64_t len;            /* file size (fstat) or image length */
+} src_t;
+
+/* src_read: exactly n bytes at off, or false (out of bounds, error, or a
+ * short read: the file was truncated since fstat). */
+static bool src_read(const src_t *s, uint64_t off, void *buf, size_t n)
+{
+    if (off > s->len || n > s->len - off) return false;
+    if (s->mem) {
+        memcpy(buf, s->mem + off, n);
+        return true;
+    }
+    return pread_all(s->fd, buf, n, (off_t)off) == (ssize_t)n;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Cache entries                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -159,21 +222,68 @@ pprof_err_t pprof_symcache_new(const map_allocator_t *allocator,
     memset(c, 0, sizeof(*c));
     c->a = *allocator;
     c->bytes = sizeof(*c);
+    c->max_files = PP_SYMCACHE_MAX_FILES;
+    c->max_bytes = PP_SYMCACHE_MAX_BYTES;
     *out = c;
     return PPROF_OK;
+}
+
+void pp_symcache_set_limits(pprof_symcache_t *c, size_t max_files, size_t max_bytes)
+{
+    c->max_files = max_files ? max_files : 1;
+    c->max_bytes = max_bytes;
+}
+
+/* clear_table: frees what an entry read (its symbols and names). */
+static void clear_table(pprof_symcache_t *c, pp_elf_t *e)
+{
+    if (e->syms) {
+        c->a.free(c->a.ctx, e->syms);
+        c->ntables--;
+        c->nsyms -= e->nsyms;
+    }
+    if (e->names) c->a.free(c->a.ctx, e->names);
+    c->bytes -= e->bytes - sizeof(*e);
+    e->bytes = sizeof(*e);
+    e->syms = NULL;
+    e->nsyms = 0;
+    e->names = NULL;
+    e->names_len = 0;
+    e->nloads = 0;
+}
+
+static void unlink_entry(pprof_symcache_t *c, pp_elf_t *e)
+{
+    if (e->prev) e->prev->next = e->next;
+    else c->files = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else c->lru_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void push_front(pprof_symcache_t *c, pp_elf_t *e)
+{
+    e->prev = NULL;
+    e->next = c->files;
+    if (c->files) c->files->prev = e;
+    else c->lru_tail = e;
+    c->files = e;
+}
+
+/* free_entry: unlinks and frees e with everything it holds. */
+static void free_entry(pprof_symcache_t *c, pp_elf_t *e)
+{
+    unlink_entry(c, e);
+    clear_table(c, e);
+    c->bytes -= sizeof(*e);
+    c->nfiles--;
+    c->a.free(c->a.ctx, e);
 }
 
 void pprof_symcache_free(pprof_symcache_t *c)
 {
     if (!c) return;
-    pp_elf_t *e = c->files;
-    while (e) {
-        pp_elf_t *next = e->next;
-        if (e->mmapped) munmap((void *)(uintptr_t)e->image, e->image_len);
-        if (e->syms) c->a.free(c->a.ctx, e->syms);
-        c->a.free(c->a.ctx, e);
-        e = next;
-    }
+    while (c->files) free_entry(c, c->files);
     map_allocator_t a = c->a;
     a.free(a.ctx, c);
 }
@@ -184,17 +294,83 @@ void pprof_symcache_get_stats(const pprof_symcache_t *c, pprof_symcache_stats_t 
     out->tables = c->ntables;
     out->symbols = c->nsyms;
     out->bytes = c->bytes;
+    out->evicted = c->evicted;
+    out->dropped = c->dropped;
 }
 
+/* new_entry: a zeroed entry, not yet in the list. */
 static pp_elf_t *new_entry(pprof_symcache_t *c)
 {
     pp_elf_t *e = c->a.alloc(c->a.ctx, sizeof(*e));
     if (!e) return NULL;
     memset(e, 0, sizeof(*e));
-    e->next = c->files;
-    c->files = e;
+    e->bytes = sizeof(*e);
     c->nfiles++;
     c->bytes += sizeof(*e);
+    return e;
+}
+
+/* insert: e becomes the most recent entry; the least recent others are
+ * evicted while the cache is over a bound. */
+static void insert(pprof_symcache_t *c, pp_elf_t *e)
+{
+    push_front(c, e);
+    while ((c->nfiles > c->max_files || c->bytes > c->max_bytes) && c->lru_tail != e) {
+        free_entry(c, c->lru_tail);
+        c->evicted++;
+    }
+}
+
+/* touch: e was used: it becomes the most recent. */
+static void touch(pprof_symcache_t *c, pp_elf_t *e)
+{
+    if (c->files == e) return;
+    unlink_entry(c, e);
+    push_front(c, e);
+}
+
+static pprof_err_t load_image(pprof_symcache_t *c, pp_elf_t *e, const src_t *src);
+
+static bool same_stat(const pp_elf_t *e, const struct stat *st)
+{
+    return e->dev == (uint64_t)st->st_dev && e->ino == (uint64_t)st->st_ino &&
+           e->size == (uint64_t)st->st_size && e->mtime_sec == st->st_mtim.tv_sec &&
+           e->mtime_nsec == st->st_mtim.tv_nsec && e->ctime_sec == st->st_ctim.tv_sec &&
+           e->ctime_nsec == st->st_ctim.tv_nsec;
+}
+
+/* find_file: the entry of the file st describes, or NULL; an entry of the
+ * same device and inode that differs otherwise is a changed file: dropped. */
+static pp_elf_t *find_file(pprof_symcache_t *c, const struct stat *st)
+{
+    pp_elf_t *e = c->files;
+    while (e) {
+        pp_elf_t *next = e->next;
+        if (e->kind == PP_ELF_FILE && e->dev == (uint64_t)st->st_dev &&
+            e->ino == (uint64_t)st->st_ino) {
+            if (same_stat(e, st)) return e;
+            free_entry(c, e);
+            c->dropped++;
+        }
+        e = next;
+    }
+    return NULL;
+}
+
+/* special_entry: the one shared `bad` entry of things that are not regular
+ * files (nothing identifies them, nothing is read from them). */
+static pp_elf_t *special_entry(pprof_symcache_t *c)
+{
+    for (pp_elf_t *e = c->files; e; e = e->next)
+        if (e->kind == PP_ELF_SPECIAL) {
+            touch(c, e);
+            return e;
+        }
+    pp_elf_t *e = new_entry(c);
+    if (!e) return NULL;
+    e->kind = PP_ELF_SPECIAL;
+    e->bad = true;
+    insert(c, e);
     return e;
 }
 
@@ -203,69 +379,69 @@ pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd)
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        /* Not worth caching: nothing identifies it. A shared bad entry. */
-        for (pp_elf_t *e = c->files; e; e = e->next)
-            if (e->bad && e->dev == UINT64_MAX) return e;
-        pp_elf_t *e = new_entry(c);
-        if (e) {
-            e->bad = true;
-            e->dev = UINT64_MAX;
-        }
+        return special_entry(c);
+    }
+    pp_elf_t *e = find_file(c, &st);
+    if (e) {
+        close(fd);
+        touch(c, e);
         return e;
     }
-    for (pp_elf_t *e = c->files; e; e = e->next) {
-        if (e->dev == (uint64_t)st.st_dev && e->ino == (uint64_t)st.st_ino &&
-            e->size == (uint64_t)st.st_size && e->mtime_sec == st.st_mtim.tv_sec &&
-            e->mtime_nsec == st.st_mtim.tv_nsec) {
-            close(fd);
-            return e;
-        }
-    }
-    pp_elf_t *e = new_entry(c);
+    e = new_entry(c);
     if (!e) {
         close(fd);
         return NULL;
     }
+    e->kind = PP_ELF_FILE;
     e->dev = (uint64_t)st.st_dev;
     e->ino = (uint64_t)st.st_ino;
     e->size = (uint64_t)st.st_size;
     e->mtime_sec = st.st_mtim.tv_sec;
     e->mtime_nsec = st.st_mtim.tv_nsec;
-    if (st.st_size < (off_t)sizeof(Elf64_Ehdr)) {
+    e->ctime_sec = st.st_ctim.tv_sec;
+    e->ctime_nsec = st.st_ctim.tv_nsec;
+    src_t src = { fd, NULL, (uint64_t)st.st_size };
+    pprof_err_t err = load_image(c, e, &src);
+    /* Changed while read: what was read may mix two files. No names; the
+     * entry keeps the identity seen first, so the file as it is now is
+     * read afresh next time (and this entry dropped then). */
+    struct stat st2;
+    if (err == PPROF_OK && !e->bad && (fstat(fd, &st2) != 0 || !same_stat(e, &st2))) {
+        clear_table(c, e);
         e->bad = true;
-        close(fd);
-        return e;
     }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (p == MAP_FAILED) {
-        e->bad = true;
-        return e;
+    if (err != PPROF_OK) {   /* out of memory: not cached, tried again next time */
+        clear_table(c, e);
+        c->nfiles--;
+        c->bytes -= sizeof(*e);
+        c->a.free(c->a.ctx, e);
+        return NULL;
     }
-    e->image = p;
-    e->image_len = (size_t)st.st_size;
-    e->mmapped = true;
-    Elf64_Ehdr eh;
-    memcpy(&eh, e->image, sizeof(eh));
-    if (!ehdr_ok(&eh)) e->bad = true;
+    insert(c, e);
     return e;
 }
 
 pp_elf_t *pp_symcache_vdso(pprof_symcache_t *c, const void *image, size_t len)
 {
     for (pp_elf_t *e = c->files; e; e = e->next)
-        if (!e->mmapped && e->image == image) return e;
+        if (e->kind == PP_ELF_VDSO && e->vdso == image) {
+            touch(c, e);
+            return e;
+        }
     pp_elf_t *e = new_entry(c);
     if (!e) return NULL;
-    e->image = image;
-    e->image_len = len;
-    Elf64_Ehdr eh;
-    if (len < sizeof(eh)) {
-        e->bad = true;
-        return e;
+    e->kind = PP_ELF_VDSO;
+    e->vdso = image;
+    src_t src = { -1, image, len };
+    if (load_image(c, e, &src) != PPROF_OK) {
+        clear_table(c, e);
+        c->nfiles--;
+        c->bytes -= sizeof(*e);
+        c->a.free(c->a.ctx, e);
+        return NULL;
     }
-    memcpy(&eh, image, sizeof(eh));
-    if (!ehdr_ok(&eh)) e->bad = true;
+    insert(c, e);
     return e;
 }
 
@@ -290,17 +466,6 @@ static int cmp_sort_sym(const void *x, const void *y)
     return 0;
 }
 
-/* get_shdr: section header i, bounds-checked. */
-static bool get_shdr(const pp_elf_t *e, const Elf64_Ehdr *eh, size_t i, Elf64_Shdr *out)
-{
-    uint64_t at = eh->e_shoff + (uint64_t)i * sizeof(Elf64_Shdr);
-    if (eh->e_shoff == 0 || at < eh->e_shoff || at > e->image_len ||
-        e->image_len - at < sizeof(Elf64_Shdr))
-        return false;
-    memcpy(out, e->image + at, sizeof(*out));
-    return true;
-}
-
 static uint32_t alias_rank(unsigned bind, const char *name, size_t maxlen)
 {
     uint32_t r = bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2;
@@ -312,61 +477,87 @@ static uint32_t alias_rank(unsigned bind, const char *name, size_t maxlen)
     return r << 24 | (uint32_t)us << 16 | (uint32_t)len;
 }
 
-/* load_table: the function symbols of section `sec` (SYMTAB or DYNSYM).
- * @return PPROF_OK with e->syms set (possibly empty), or PPROF_ERR_NOMEM. */
-static pprof_err_t load_table(pprof_symcache_t *c, pp_elf_t *e, const Elf64_Ehdr *eh,
-                              const Elf64_Shdr *sec, size_t shnum)
+static bool wanted(const Elf64_Sym *s, size_t strsz)
 {
-    Elf64_Shdr strsec;
-    if (sec->sh_entsize != sizeof(Elf64_Sym) || sec->sh_link >= shnum ||
-        !get_shdr(e, eh, sec->sh_link, &strsec) || strsec.sh_type != SHT_STRTAB ||
-        sec->sh_offset > e->image_len || sec->sh_size > e->image_len - sec->sh_offset ||
-        strsec.sh_offset > e->image_len || strsec.sh_size > e->image_len - strsec.sh_offset ||
-        strsec.sh_size == 0)
-        return PPROF_OK;
-    const unsigned char *symp = e->image + sec->sh_offset;
-    size_t nsym = (size_t)(sec->sh_size / sizeof(Elf64_Sym));
-    const char *strtab = (const char *)e->image + strsec.sh_offset;
-    size_t strlen_ = (size_t)strsec.sh_size;
+    unsigned type = ELF64_ST_TYPE(s->st_info);
+    return (type == STT_FUNC || type == STT_GNU_IFUNC) && s->st_shndx != SHN_UNDEF &&
+           s->st_value != 0 && s->st_name != 0 && s->st_name < strsz;
+}
 
-    size_t n = 0;
-    for (size_t i = 0; i < nsym; i++) {
-        Elf64_Sym s;
-        memcpy(&s, symp + i * sizeof(s), sizeof(s));
-        unsigned type = ELF64_ST_TYPE(s.st_info);
-        if ((type == STT_FUNC || type == STT_GNU_IFUNC) && s.st_shndx != SHN_UNDEF &&
-            s.st_value != 0 && s.st_name != 0 && s.st_name < strlen_)
-            n++;
-    }
-    if (n == 0) return PPROF_OK;
-    sort_sym_t *tmp = c->a.alloc(c->a.ctx, n * sizeof(sort_sym_t));
-    if (!tmp) return PPROF_ERR_NOMEM;
+#define SYM_CHUNK 4096   /* symbols read per pread (96 KiB) */
+
+/* table_t: a symbol section and its string section, as read. */
+typedef struct table_s {
+    uint64_t sym_off, nsym;  /* the symbol section in the image */
+    char *str;               /* its string section, in memory */
+    size_t strsz;
+} table_t;
+
+/* scan_syms: one pass over the symbols of t in chunks of SYM_CHUNK: counts
+ * the wanted ones (out == NULL) or records up to max of them in out.
+ * @return the number seen, or SIZE_MAX when a read failed. */
+static size_t scan_syms(const src_t *src, const table_t *t, Elf64_Sym *chunk,
+                        sort_sym_t *out, size_t max)
+{
     size_t k = 0;
-    for (size_t i = 0; i < nsym && k < n; i++) {
-        Elf64_Sym s;
-        memcpy(&s, symp + i * sizeof(s), sizeof(s));
-        unsigned type = ELF64_ST_TYPE(s.st_info);
-        if (!((type == STT_FUNC || type == STT_GNU_IFUNC) && s.st_shndx != SHN_UNDEF &&
-              s.st_value != 0 && s.st_name != 0 && s.st_name < strlen_))
-            continue;
-        tmp[k].addr = s.st_value;
-        tmp[k].size = s.st_size > UINT32_MAX ? UINT32_MAX : (uint32_t)s.st_size;
-        tmp[k].name = s.st_name;
-        tmp[k].rank = alias_rank(ELF64_ST_BIND(s.st_info), strtab + s.st_name,
-                                 strlen_ - s.st_name);
-        tmp[k].pad = 0;
-        k++;
+    for (uint64_t i = 0; i < t->nsym; i += SYM_CHUNK) {
+        size_t n = t->nsym - i < SYM_CHUNK ? (size_t)(t->nsym - i) : SYM_CHUNK;
+        if (!src_read(src, t->sym_off + i * sizeof(Elf64_Sym), chunk, n * sizeof(Elf64_Sym)))
+            return SIZE_MAX;
+        for (size_t j = 0; j < n; j++) {
+            const Elf64_Sym *s = &chunk[j];
+            if (!wanted(s, t->strsz)) continue;
+            if (out) {
+                if (k == max) return k;   /* the image changed between passes */
+                out[k].addr = s->st_value;
+                out[k].size = s->st_size > UINT32_MAX ? UINT32_MAX : (uint32_t)s->st_size;
+                out[k].name = s->st_name;
+                out[k].rank = alias_rank(ELF64_ST_BIND(s->st_info), t->str + s->st_name,
+                                         t->strsz - s->st_name);
+                out[k].pad = 0;
+            }
+            k++;
+        }
     }
+    return k;
+}
+
+/* name_len: the length of the name at off in t (cut at PP_ELF_MAX_NAME and
+ * at the end of an unterminated section). */
+static size_t name_len(const table_t *t, uint32_t off)
+{
+    size_t max = t->strsz - off, n = 0;
+    if (max > PP_ELF_MAX_NAME) max = PP_ELF_MAX_NAME;
+    while (n < max && t->str[off + n]) n++;
+    return n;
+}
+
+/* keep_syms: the sorted, deduplicated symbols tmp[0..k) and their names
+ * become e's table. The names are copied, packed, unless that would take
+ * more than the string section itself (many symbols sharing long names: a
+ * hostile file): then the section read is kept as it is (t->str moves to
+ * the entry). Either way the names held are at most t->strsz bytes.
+ * @return PPROF_OK or PPROF_ERR_NOMEM. */
+static pprof_err_t keep_syms(pprof_symcache_t *c, pp_elf_t *e, table_t *t,
+                             sort_sym_t *tmp, size_t k)
+{
     pp_heapsort(tmp, k, sizeof(sort_sym_t), cmp_sort_sym);
-    size_t uniq = 0;
+    size_t uniq = 0, names = 0;
     for (size_t i = 0; i < k; i++)
-        if (i == 0 || tmp[i].addr != tmp[i - 1].addr) uniq++;
+        if (i == 0 || tmp[i].addr != tmp[i - 1].addr) {
+            uniq++;
+            names += name_len(t, tmp[i].name) + 1;
+        }
+    bool packed = names <= t->strsz;
+    if (!packed) names = t->strsz;
     pp_sym_t *syms = c->a.alloc(c->a.ctx, uniq * sizeof(pp_sym_t));
-    if (!syms) {
-        c->a.free(c->a.ctx, tmp);
+    char *buf = syms && packed ? c->a.alloc(c->a.ctx, names) : t->str;
+    if (!syms || !buf) {
+        if (syms) c->a.free(c->a.ctx, syms);
         return PPROF_ERR_NOMEM;
     }
-    size_t j = 0;
+    if (!packed) t->str = NULL;   /* the entry owns it now */
+    size_t j = 0, at = 0;
     for (size_t i = 0; i < k; i++) {
         if (i > 0 && tmp[i].addr == tmp[i - 1].addr) {
             /* An alias: the first (best ranked) keeps its name; take the
@@ -377,74 +568,161 @@ static pprof_err_t load_table(pprof_symcache_t *c, pp_elf_t *e, const Elf64_Ehdr
         syms[j].addr = tmp[i].addr;
         syms[j].size = tmp[i].size;
         syms[j].name = tmp[i].name;
+        if (packed) {
+            size_t n = name_len(t, tmp[i].name);
+            memcpy(buf + at, t->str + tmp[i].name, n);
+            buf[at + n] = '\0';
+            syms[j].name = (uint32_t)at;
+            at += n + 1;
+        }
         j++;
     }
-    c->a.free(c->a.ctx, tmp);
     e->syms = syms;
     e->nsyms = uniq;
-    e->strtab = strtab;
-    e->strtab_len = strlen_;
+    e->names = buf;
+    e->names_len = names;
+    size_t held = uniq * sizeof(pp_sym_t) + names;
+    e->bytes += held;
+    c->bytes += held;
     c->ntables++;
     c->nsyms += uniq;
-    c->bytes += uniq * sizeof(pp_sym_t);
     return PPROF_OK;
 }
 
-static pprof_err_t load_syms(pprof_symcache_t *c, pp_elf_t *e)
+/* load_table: the function symbols of table t into e.
+ * @return PPROF_OK (e->syms set, or no symbols), PPROF_ERR_NOMEM. */
+static pprof_err_t load_table(pprof_symcache_t *c, pp_elf_t *e, const src_t *src, table_t *t)
 {
-    e->syms_loaded = true;
-    Elf64_Ehdr eh;
-    memcpy(&eh, e->image, sizeof(eh));
-    if (eh.e_shentsize != sizeof(Elf64_Shdr)) return PPROF_OK;
-    size_t shnum = eh.e_shnum;
-    Elf64_Shdr sh0;
-    if (shnum == 0) {   /* more than SHN_LORESERVE sections: count in sh0 */
-        if (!get_shdr(e, &eh, 0, &sh0)) return PPROF_OK;
-        shnum = (size_t)sh0.sh_size;
+    Elf64_Sym *chunk = c->a.alloc(c->a.ctx, SYM_CHUNK * sizeof(Elf64_Sym));
+    if (!chunk) return PPROF_ERR_NOMEM;
+    pprof_err_t err = PPROF_OK;
+    sort_sym_t *tmp = NULL;
+    size_t n = scan_syms(src, t, chunk, NULL, 0);
+    if (n != SIZE_MAX && n > 0) {
+        tmp = c->a.alloc(c->a.ctx, n * sizeof(sort_sym_t));
+        if (!tmp) err = PPROF_ERR_NOMEM;
     }
-    if (shnum > e->image_len / sizeof(Elf64_Shdr)) return PPROF_OK;
-    for (unsigned pass = 0; pass < 2 && e->nsyms == 0; pass++) {
-        uint32_t want = pass == 0 ? SHT_SYMTAB : SHT_DYNSYM;
-        for (size_t i = 1; i < shnum; i++) {
-            Elf64_Shdr sh;
-            if (!get_shdr(e, &eh, i, &sh)) return PPROF_OK;
-            if (sh.sh_type != want) continue;
-            PP_TRY(load_table(c, e, &eh, &sh, shnum));
-            break;
-        }
+    if (tmp) {
+        size_t k = scan_syms(src, t, chunk, tmp, n);
+        if (k != SIZE_MAX) err = keep_syms(c, e, t, tmp, k < n ? k : n);
+        c->a.free(c->a.ctx, tmp);
+    }
+    c->a.free(c->a.ctx, chunk);
+    return err;
+}
+
+/* find_table: the symbol section of type `want` in the section headers
+ * sh[0..shnum) whose sections lie inside the image and within the bounds,
+ * and its string section; false when there is none. */
+static bool find_table(const src_t *src, const Elf64_Shdr *sh, size_t shnum, uint32_t want,
+                       uint64_t *sym_off, uint64_t *sym_size, uint64_t *str_off,
+                       uint64_t *str_size)
+{
+    for (size_t i = 1; i < shnum; i++) {
+        if (sh[i].sh_type != want) continue;
+        const Elf64_Shdr *s = &sh[i];
+        if (s->sh_entsize != sizeof(Elf64_Sym) || s->sh_link >= shnum) return false;
+        const Elf64_Shdr *str = &sh[s->sh_link];
+        if (str->sh_type != SHT_STRTAB || str->sh_size == 0 ||
+            s->sh_size > PP_ELF_MAX_SYMTAB || str->sh_size > PP_ELF_MAX_STRTAB ||
+            s->sh_offset > src->len || s->sh_size > src->len - s->sh_offset ||
+            str->sh_offset > src->len || str->sh_size > src->len - str->sh_offset)
+            return false;
+        *sym_off = s->sh_offset;
+        *sym_size = s->sh_size;
+        *str_off = str->sh_offset;
+        *str_size = str->sh_size;
+        return true;
+    }
+    return false;
+}
+
+/* load_syms: .symtab, else .dynsym (also when .symtab is past the bounds). */
+static pprof_err_t load_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
+                             const Elf64_Ehdr *eh)
+{
+    if (eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shoff == 0) return PPROF_OK;
+    uint64_t shnum = eh->e_shnum;
+    if (shnum == 0) {   /* more than SHN_LORESERVE sections: count in sh0 */
+        Elf64_Shdr sh0;
+        if (!src_read(src, eh->e_shoff, &sh0, sizeof(sh0))) return PPROF_OK;
+        shnum = sh0.sh_size;
+    }
+    if (shnum < 2 || shnum > PP_ELF_MAX_SECTIONS ||
+        shnum > src->len / sizeof(Elf64_Shdr))
+        return PPROF_OK;
+    Elf64_Shdr *sh = c->a.alloc(c->a.ctx, (size_t)shnum * sizeof(Elf64_Shdr));
+    if (!sh) return PPROF_ERR_NOMEM;
+    uint64_t off[2][4];
+    bool have[2] = { false, false };
+    if (src_read(src, eh->e_shoff, sh, (size_t)shnum * sizeof(Elf64_Shdr))) {
+        have[0] = find_table(src, sh, (size_t)shnum, SHT_SYMTAB, &off[0][0], &off[0][1],
+                             &off[0][2], &off[0][3]);
+        have[1] = find_table(src, sh, (size_t)shnum, SHT_DYNSYM, &off[1][0], &off[1][1],
+                             &off[1][2], &off[1][3]);
+    }
+    c->a.free(c->a.ctx, sh);
+    for (int pass = 0; pass < 2 && e->nsyms == 0; pass++) {
+        if (!have[pass]) continue;
+        table_t t = { off[pass][0], off[pass][1] / sizeof(Elf64_Sym), NULL,
+                      (size_t)off[pass][3] };
+        t.str = c->a.alloc(c->a.ctx, t.strsz);
+        if (!t.str) return PPROF_ERR_NOMEM;
+        pprof_err_t err = PPROF_OK;
+        if (src_read(src, off[pass][2], t.str, t.strsz)) err = load_table(c, e, src, &t);
+        if (t.str) c->a.free(c->a.ctx, t.str);   /* NULL: kept by the entry */
+        if (err != PPROF_OK) return err;
     }
     return PPROF_OK;
+}
+
+/* load_loads: the PT_LOAD segments (the first PP_ELF_MAX_LOADS among the
+ * first PP_ELF_MAX_PHDRS program headers). @return false: unreadable. */
+static bool load_loads(pp_elf_t *e, const src_t *src, const Elf64_Ehdr *eh)
+{
+    unsigned phnum = eh->e_phnum > PP_ELF_MAX_PHDRS ? PP_ELF_MAX_PHDRS : eh->e_phnum;
+    for (unsigned i = 0; i < phnum && e->nloads < PP_ELF_MAX_LOADS; i++) {
+        Elf64_Phdr ph;
+        if (!src_read(src, eh->e_phoff + (uint64_t)i * sizeof(ph), &ph, sizeof(ph)))
+            return false;
+        if (ph.p_type != PT_LOAD) continue;
+        pp_load_t *l = &e->loads[e->nloads++];
+        l->offset = ph.p_offset;
+        l->filesz = ph.p_filesz;
+        l->vaddr = ph.p_vaddr;
+    }
+    return true;
+}
+
+/* load_image: everything e needs from the image, into memory; e->bad when
+ * the image is not a readable 64-bit ELF. @return PPROF_OK or NOMEM. */
+static pprof_err_t load_image(pprof_symcache_t *c, pp_elf_t *e, const src_t *src)
+{
+    Elf64_Ehdr eh;
+    if (!src_read(src, 0, &eh, sizeof(eh)) || !ehdr_ok(&eh) ||
+        eh.e_phoff > src->len || !load_loads(e, src, &eh)) {
+        e->bad = true;
+        return PPROF_OK;
+    }
+    return load_syms(c, e, src, &eh);
 }
 
 /* fo_to_vaddr: the link-time address of file offset fo, via PT_LOAD. */
 static bool fo_to_vaddr(const pp_elf_t *e, uint64_t fo, uint64_t *vaddr)
 {
-    Elf64_Ehdr eh;
-    memcpy(&eh, e->image, sizeof(eh));
-    if (eh.e_phoff > e->image_len ||
-        (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > e->image_len - eh.e_phoff)
-        return false;
-    for (unsigned i = 0; i < eh.e_phnum; i++) {
-        Elf64_Phdr ph;
-        memcpy(&ph, e->image + eh.e_phoff + (size_t)i * sizeof(ph), sizeof(ph));
-        if (ph.p_type != PT_LOAD) continue;
-        if (fo >= ph.p_offset && fo - ph.p_offset < ph.p_filesz) {
-            *vaddr = fo - ph.p_offset + ph.p_vaddr;
+    for (unsigned i = 0; i < e->nloads; i++) {
+        const pp_load_t *l = &e->loads[i];
+        if (fo >= l->offset && fo - l->offset < l->filesz) {
+            *vaddr = fo - l->offset + l->vaddr;
             return true;
         }
     }
     return false;
 }
 
-const char *pp_elf_lookup(pprof_symcache_t *c, pp_elf_t *e, uint64_t fo,
-                          size_t *len)
+const char *pp_elf_lookup(const pp_elf_t *e, uint64_t fo, size_t *len)
 {
-    if (!e || e->bad) return NULL;
-    if (!e->syms_loaded && load_syms(c, e) != PPROF_OK) {
-        e->syms_loaded = false;   /* out of memory: try again next time */
-        return NULL;
-    }
-    if (e->nsyms == 0) return NULL;
+    if (!e || e->bad || e->nsyms == 0) return NULL;
     uint64_t va;
     if (!fo_to_vaddr(e, fo, &va)) return NULL;
     size_t lo = 0, hi = e->nsyms;   /* first addr > va */
@@ -458,9 +736,10 @@ const char *pp_elf_lookup(pprof_symcache_t *c, pp_elf_t *e, uint64_t fo,
     if (lo == 0) return NULL;
     const pp_sym_t *s = &e->syms[lo - 1];
     if (s->size ? va - s->addr >= s->size : lo == e->nsyms) return NULL;
-    const char *name = e->strtab + s->name;
-    size_t max = e->strtab_len - s->name, n = 0;
-    while (n < max && name[n]) n++;   /* an unterminated last name is cut */
-    *len = n;
+    const char *name = e->names + s->name;
+    /* Packed names are NUL-terminated within PP_ELF_MAX_NAME; a kept
+     * string section may end unterminated: cut at its end. */
+    size_t max = e->names_len - s->name;
+    *len = strnlen(name, max < PP_ELF_MAX_NAME ? max : PP_ELF_MAX_NAME);
     return name;
 }

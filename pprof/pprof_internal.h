@@ -259,32 +259,68 @@ pprof_err_t pp_attach_locations(pprof_builder_t *b);
 typedef struct pp_sym_s {
     uint64_t addr;           /* st_value (link-time virtual address) */
     uint32_t size;           /* st_size, 0 = unknown (extends to the next) */
-    uint32_t name;           /* offset into the string section */
+    uint32_t name;           /* offset into the entry's names */
 } pp_sym_t;
 
 #define PP_BUILD_ID_MAX 64   /* bytes of a build ID we keep (hex: twice) */
 
-/* pp_elf_t: one ELF image (an mmap'ed file or the vdso) and its symbols. */
+/* Bounds of what one file may cost (see pprof_elf.c's design comment). */
+#define PP_ELF_MAX_PHDRS 128            /* program headers read */
+#define PP_ELF_MAX_LOADS 16             /* PT_LOAD segments kept */
+#define PP_ELF_MAX_SECTIONS 65536u      /* section headers read (4 MiB) */
+#define PP_ELF_MAX_SYMTAB (16u << 20)   /* bytes of a symbol section read */
+#define PP_ELF_MAX_STRTAB (16u << 20)   /* bytes of its string section read */
+#define PP_ELF_MAX_NAME 4096u           /* bytes of one name kept */
+/* Bounds of the cache: entries and bytes held (LRU eviction). */
+#define PP_SYMCACHE_MAX_FILES 64u
+#define PP_SYMCACHE_MAX_BYTES ((size_t)64 << 20)
+
+/* pp_load_t: a PT_LOAD segment: file offset and size, link-time address. */
+typedef struct pp_load_s {
+    uint64_t offset, filesz, vaddr;
+} pp_load_t;
+
+typedef enum {
+    PP_ELF_FILE = 0,         /* a regular file, keyed by its fstat */
+    PP_ELF_VDSO = 1,         /* the kernel's vdso, keyed by its address */
+    PP_ELF_SPECIAL = 2,      /* the shared entry of non-regular files */
+} pp_elf_kind_t;
+
+/* pp_elf_t: what was read of one ELF image (a file or the vdso): its
+ * PT_LOAD segments and function symbols, all in memory from the cache's
+ * allocator (no mapping, no descriptor). */
 typedef struct pp_elf_s {
-    struct pp_elf_s *next;
-    uint64_t dev, ino, size; /* identity (fstat); the vdso has dev = ino = 0 */
+    struct pp_elf_s *prev, *next; /* LRU list, most recently used first */
+    pp_elf_kind_t kind;
+    uint64_t dev, ino, size; /* identity (fstat) of a file */
     int64_t mtime_sec, mtime_nsec;
-    const unsigned char *image;
-    size_t image_len;
-    bool mmapped;            /* image must be munmap'ed */
-    bool bad;                /* unreadable or not a usable ELF: no names */
-    bool syms_loaded;        /* the symbol table below was looked for */
+    int64_t ctime_sec, ctime_nsec;
+    const void *vdso;        /* the image of a PP_ELF_VDSO entry */
+    bool bad;                /* unreadable, not a usable ELF, or changed
+                              * while read: no names */
+    unsigned nloads;
+    pp_load_t loads[PP_ELF_MAX_LOADS];
     pp_sym_t *syms;          /* function symbols sorted by addr */
     size_t nsyms;
-    const char *strtab;      /* names, inside image */
-    size_t strtab_len;
+    char *names;             /* names, packed and NUL-terminated, or the
+                              * string section as read (see keep_syms);
+                              * pp_sym_t.name indexes it */
+    size_t names_len;
+    size_t bytes;            /* held by this entry, itself included */
 } pp_elf_t;
 
 struct pprof_symcache_s {
     map_allocator_t a;
-    pp_elf_t *files;
+    pp_elf_t *files;         /* most recently used first */
+    pp_elf_t *lru_tail;      /* least recently used */
     size_t nfiles, ntables, nsyms, bytes;
+    size_t max_files, max_bytes;
+    size_t evicted, dropped;
 };
+
+/* pp_symcache_set_limits: the cache's bounds (tests; the agent keeps the
+ * defaults PP_SYMCACHE_MAX_FILES and PP_SYMCACHE_MAX_BYTES). */
+void pp_symcache_set_limits(pprof_symcache_t *c, size_t max_files, size_t max_bytes);
 
 /* pp_elf_build_id_fd: the lowercase hex GNU build ID of the ELF file open
  * on fd (PT_NOTE segments read with pread), written NUL-terminated into
@@ -295,17 +331,19 @@ bool pp_elf_build_id_fd(int fd, char *hex);
 bool pp_elf_build_id_mem(const unsigned char *image, size_t len, char *hex);
 
 /* pp_symcache_open_fd: the cache entry for the file open on fd (consumed:
- * closed in every case). NULL only when out of memory. */
+ * closed in every case; a new file is read whole before returning). NULL
+ * only when out of memory. The entry stays valid until the next call of
+ * pp_symcache_open_fd or pp_symcache_vdso, which may evict it. */
 pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd);
 
-/* pp_symcache_vdso: the cache entry of the vdso image, or NULL. */
+/* pp_symcache_vdso: the cache entry of the vdso image, or NULL (out of
+ * memory); valid as pp_symcache_open_fd's. */
 pp_elf_t *pp_symcache_vdso(pprof_symcache_t *c, const void *image, size_t len);
 
 /* pp_elf_lookup: the symbol name covering the file offset fo (mapping
- * offset + address - start) of elf, or NULL; *len gets its length (names
- * are not trusted to be NUL-terminated). Loads symbols lazily. */
-const char *pp_elf_lookup(pprof_symcache_t *c, pp_elf_t *elf, uint64_t fo,
-                          size_t *len);
+ * offset + address - start) of elf, or NULL; *len gets its length. The
+ * name is NUL-terminated, in the entry's memory (valid as the entry). */
+const char *pp_elf_lookup(const pp_elf_t *elf, uint64_t fo, size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* Encoding (pprof_encode.c)                                                */

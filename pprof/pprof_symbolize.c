@@ -11,10 +11,14 @@
  * Per location: its address is already the one to symbolize (return
  * addresses were stored minus 1 by the builder); its mapping gives the file
  * offset (address - start + offset) that pp_elf_lookup turns into a symbol.
- * Mappings are resolved to cache entries once per call: the vdso from its
- * image in memory (getauxval(AT_SYSINFO_EHDR)), a file through
- * pp_open_mapping; pseudo mappings ([vsyscall], anonymous JIT code) and
- * files that cannot be opened stay unnamed.
+ * The locations to name are sorted by mapping, and each mapping is
+ * resolved to a cache entry once per call and used for all its locations
+ * before the next one is resolved (the cache may evict an entry when it
+ * reads another file): the vdso from its image in memory
+ * (getauxval(AT_SYSINFO_EHDR)), a file through pp_open_mapping (read with
+ * pread, never mapped: see pprof_elf.c); pseudo mappings ([vsyscall],
+ * anonymous JIT code) and files that cannot be opened or read stay
+ * unnamed.
  *
  * Names: name = system_name = the linker's symbol. C++ symbols stay mangled
  * (`_ZN6Widget4makeEm`): after loading, pprof runs its demangler over every
@@ -48,40 +52,63 @@ static pp_elf_t *resolve(pprof_builder_t *b, pprof_symcache_t *c, const pp_mappi
     return pp_symcache_open_fd(c, fd);
 }
 
+/* name_group: names the locations idx[0..n) of mapping m from entry e. */
+static pprof_err_t name_group(pprof_builder_t *b, const pp_elf_t *e, const pp_mapping_t *m,
+                              const uint32_t *idx, size_t n)
+{
+    pp_loc_t *locs = b->locs.data;
+    for (size_t i = 0; i < n; i++) {
+        pp_loc_t *l = &locs[idx[i]];
+        size_t len;
+        const char *name = pp_elf_lookup(e, l->addr - m->start + m->offset, &len);
+        if (!name || len == 0) continue;
+        uint32_t s, f;
+        PP_TRY(pp_str_intern(b, name, len, &s));
+        PP_TRY(pp_func_intern(b, s, s, 0, &f));
+        l->function = f + 1;
+    }
+    return PPROF_OK;
+}
+
+static bool to_name(const pp_loc_t *l) { return l->mapping != 0 && l->function == 0; }
+
 pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache)
 {
     if (!b) return PPROF_ERR_INVALID;
     pprof_symcache_t *c = cache;
     if (!c) PP_TRY(pprof_symcache_new(&b->a, &c));
     pprof_err_t err = pp_attach_locations(b);
-    size_t nmaps = b->maps.len;
-    /* elfs[i]: the entry of mapping i; resolved[i]: looked up already. */
-    pp_elf_t **elfs = NULL;
-    if (err == PPROF_OK && nmaps) {
-        elfs = b->a.alloc(b->a.ctx, nmaps * (sizeof(pp_elf_t *) + 1));
-        if (!elfs) err = PPROF_ERR_NOMEM;
+    const pp_loc_t *locs = b->locs.data;
+    size_t nmaps = b->maps.len, n = 0;
+    /* The locations to name grouped by mapping (a counting sort): first[i]
+     * is where mapping i's group starts in idx, first[nmaps] its end. */
+    uint32_t *first = NULL, *idx = NULL;
+    for (size_t i = 0; err == PPROF_OK && i < b->locs.len; i++) n += to_name(&locs[i]);
+    if (err == PPROF_OK && n) {
+        first = b->a.alloc(b->a.ctx, (nmaps + 1) * sizeof(uint32_t));
+        idx = first ? b->a.alloc(b->a.ctx, n * sizeof(uint32_t)) : NULL;
+        if (!idx) err = PPROF_ERR_NOMEM;
     }
-    unsigned char *resolved = elfs ? (unsigned char *)(elfs + nmaps) : NULL;
-    pp_loc_t *locs = b->locs.data;
-    for (size_t i = 0; err == PPROF_OK && elfs && i < b->locs.len; i++) {
-        pp_loc_t *l = &locs[i];
-        if (l->mapping == 0 || l->function != 0) continue;
-        size_t mi = l->mapping - 1;
-        const pp_mapping_t *m = &PP_VEC_AT(&b->maps, pp_mapping_t, mi);
-        if (!resolved[mi]) {
-            resolved[mi] = 1;
-            elfs[mi] = resolve(b, c, m);
-        }
-        if (!elfs[mi]) continue;
-        size_t len;
-        const char *name = pp_elf_lookup(c, elfs[mi], l->addr - m->start + m->offset, &len);
-        if (!name || len == 0) continue;
-        uint32_t s, f;
-        err = pp_str_intern(b, name, len, &s);
-        if (err == PPROF_OK) err = pp_func_intern(b, s, s, 0, &f);
-        if (err == PPROF_OK) l->function = f + 1;
+    if (idx) {
+        memset(first, 0, (nmaps + 1) * sizeof(uint32_t));
+        for (size_t i = 0; i < b->locs.len; i++)
+            if (to_name(&locs[i])) first[locs[i].mapping]++;   /* counts, shifted by one */
+        for (size_t m = 1; m <= nmaps; m++) first[m] += first[m - 1];
+        /* first[m] is now the end of group m - 1, i.e. the start of group
+         * m; filling moves each start up to its group's end. */
+        for (size_t i = 0; i < b->locs.len; i++)
+            if (to_name(&locs[i])) idx[first[locs[i].mapping - 1]++] = (uint32_t)i;
     }
-    if (elfs) b->a.free(b->a.ctx, elfs);
+    for (size_t m = 0, start = 0; err == PPROF_OK && idx && m < nmaps; m++) {
+        size_t end = first[m];
+        if (end == start) continue;
+        const pp_mapping_t *mp = &PP_VEC_AT(&b->maps, pp_mapping_t, m);
+        const pp_elf_t *e = resolve(b, c, mp);
+        if (e) err = name_group(b, e, mp, idx + start, end - start);
+        start = end;
+    }
+    if (idx) b->a.free(b->a.ctx, idx);
+    if (first) b->a.free(b->a.ctx, first);
     if (!cache) pprof_symcache_free(c);
     return err;
 }

@@ -4,14 +4,17 @@
  * distribution libraries), the vdso (from memory), a deleted file (through
  * /proc/self/map_files/, and unnamed but still mapped when that is
  * blocked), manual mappings, return-address adjustment, and the symbol
- * cache (lazy, reused, freed).
+ * cache (lazy, reused, freed; bounded in files and bytes with LRU
+ * eviction; a file changed in place is read afresh, its old entry dropped).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pprof_test.h"
@@ -335,6 +338,265 @@ static void test_cache(void **state)
     pprof_symcache_free(c);   /* teardown checks every block came back */
 }
 
+/* ------------------------------------------------------------------------ */
+/* The cache's bounds and change detection (issue 11: mapped files)         */
+/* ------------------------------------------------------------------------ */
+
+/* zcopy_t: copies of libz in a scratch directory, each a distinct inode;
+ * a profile maps copy i at ZBASE(i) and has one location in its deflate. */
+#define ZCOPIES 70
+#define ZBASE(i) (0x10000000ull + (uint64_t)(i) * 0x1000000ull)
+typedef struct zcopy_s {
+    char dir[64];
+    char zpath[4096];
+    uint64_t zs, ze, zo;     /* libz's executable mapping in this process */
+    unsigned char *bytes;    /* libz's file */
+    size_t len;
+} zcopy_t;
+
+static void zcopy_path(const zcopy_t *z, int i, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/libz.%d.so", z->dir, i);
+}
+
+/* zcopy_write: copy i's content (len bytes of data), in place (same inode). */
+static void zcopy_write(const zcopy_t *z, int i, const void *data, size_t len)
+{
+    char path[128];
+    zcopy_path(z, i, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static void zcopy_init(zcopy_t *z, int n)
+{
+    assert_true(find_xmap(addr_of((void *)deflate), z->zpath, &z->zs, &z->ze, &z->zo));
+    strcpy(z->dir, "/tmp/pprof_sym_cache.XXXXXX");
+    assert_non_null(mkdtemp(z->dir));
+    int in = open(z->zpath, O_RDONLY);
+    assert_true(in >= 0);
+    struct stat st;
+    assert_int_equal(fstat(in, &st), 0);
+    z->len = (size_t)st.st_size;
+    z->bytes = malloc(z->len);
+    assert_int_equal(read(in, z->bytes, z->len), (ssize_t)z->len);
+    close(in);
+    for (int i = 0; i < n; i++) zcopy_write(z, i, z->bytes, z->len);
+}
+
+static void zcopy_fini(zcopy_t *z, int n)
+{
+    char path[128];
+    for (int i = 0; i < n; i++) {
+        zcopy_path(z, i, path, sizeof path);
+        unlink(path);
+    }
+    rmdir(z->dir);
+    free(z->bytes);
+}
+
+/* zcopy_names: symbolizes one location in each of copies [0, n) with c and
+ * returns how many were named "deflate" (named: a bitmap of which). */
+static int zcopy_names(const zcopy_t *z, int n, pprof_symcache_t *c, bool *named)
+{
+    uint64_t pcs[ZCOPIES] = { 0 };
+    for (int i = 0; i < n; i++) pcs[i] = ZBASE(i) + (addr_of((void *)deflate) - z->zs) + 1;
+    pprof_builder_t *b = build(pcs, (size_t)n, PPROF_PCS_RETURN);
+    for (int i = 0; i < n; i++) {
+        char path[128];
+        zcopy_path(z, i, path, sizeof path);
+        pprof_mapping_t m = { ZBASE(i), ZBASE(i) + (z->ze - z->zs), z->zo, path, NULL };
+        assert_int_equal(pprof_builder_add_mapping(b, &m), PPROF_OK);
+    }
+    assert_int_equal(pprof_builder_symbolize(b, c), PPROF_OK);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = pprof_builder_frame_name(b, &pcs[i], 0);
+        bool ok = name && strcmp(name, "deflate") == 0;
+        if (named) named[i] = ok;
+        k += ok;
+    }
+    pprof_builder_free(b);
+    return k;
+}
+
+/* More files than the cache keeps: every one named, at most 64 held (the
+ * least recently used evicted), and the byte bound holds too. */
+static void test_cache_bound(void **state)
+{
+    zcopy_t z;
+    zcopy_init(&z, ZCOPIES);
+    pprof_symcache_t *c;
+    assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
+    pprof_symcache_stats_t s;
+
+    assert_int_equal(zcopy_names(&z, ZCOPIES, c, NULL), ZCOPIES);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, PP_SYMCACHE_MAX_FILES);
+    assert_int_equal(s.tables, PP_SYMCACHE_MAX_FILES);
+    assert_int_equal(s.evicted, ZCOPIES - PP_SYMCACHE_MAX_FILES);
+    assert_true(s.bytes <= PP_SYMCACHE_MAX_BYTES);
+    size_t per_file = (s.bytes - sizeof(*c)) / s.files;
+
+    /* Again: the last 64 are hits, the first 6 are read again, evicting
+     * the least recently used (copies 6..11), never the one in use. */
+    assert_int_equal(zcopy_names(&z, ZCOPIES, c, NULL), ZCOPIES);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, PP_SYMCACHE_MAX_FILES);
+
+    /* A byte bound of 3.5 files: at most 3 held, all still named. */
+    pp_symcache_set_limits(c, PP_SYMCACHE_MAX_FILES, sizeof(*c) + per_file * 7 / 2);
+    assert_int_equal(zcopy_names(&z, 10, c, NULL), 10);
+    pprof_symcache_get_stats(c, &s);
+    assert_true(s.files <= 3);
+    assert_true(s.bytes <= sizeof(*c) + per_file * 7 / 2);
+
+    /* A bound smaller than one file: the file in use is still read and
+     * named, alone in the cache. */
+    pp_symcache_set_limits(c, 1, 1);
+    assert_int_equal(zcopy_names(&z, 5, c, NULL), 5);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, 1);
+
+    pprof_symcache_free(c);   /* teardown checks every block came back */
+    zcopy_fini(&z, ZCOPIES);
+}
+
+/* set_mtime: puts back the file's mtime (what cp -p or rsync -t do). */
+static void set_mtime(const char *path, const struct stat *st)
+{
+    struct timespec ts[2] = { st->st_atim, st->st_mtim };
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* A file changed in place (same inode) is read afresh and its old entry
+ * dropped: garbage of the same size with the mtime put back, a truncated
+ * file, a file cut in its tables, the original bytes again. */
+static void test_cache_change(void **state)
+{
+    zcopy_t z;
+    zcopy_init(&z, 1);
+    char path[128];
+    zcopy_path(&z, 0, path, sizeof path);
+    pprof_symcache_t *c;
+    assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
+    pprof_symcache_stats_t s;
+
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 1);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+
+    unsigned char *junk = malloc(z.len);
+    for (size_t i = 0; i < z.len; i++) junk[i] = (unsigned char)(i * 7 + 3);
+    memcpy(junk, z.bytes, 64);   /* a valid ELF header over garbage */
+    zcopy_write(&z, 0, junk, z.len);
+    set_mtime(path, &st);
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 0);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.dropped, 1);
+
+    zcopy_write(&z, 0, z.bytes, 100);   /* truncated: a header, nothing else */
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 0);
+    zcopy_write(&z, 0, z.bytes, z.len / 2);   /* cut in its tables */
+    zcopy_names(&z, 1, c, NULL);   /* named or not: read within the cut */
+    zcopy_write(&z, 0, "", 0);   /* empty */
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 0);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.dropped, 4);
+
+    zcopy_write(&z, 0, z.bytes, z.len);   /* cp over: named again */
+    assert_int_equal(zcopy_names(&z, 1, c, NULL), 1);
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.tables, 1);
+    assert_int_equal(s.dropped, 5);
+
+    free(junk);
+    pprof_symcache_free(c);
+    zcopy_fini(&z, 1);
+}
+
+/* A hostile file: 2000 function symbols sharing one name of 4000 bytes.
+ * Packing the names would take 8 MB; the cache keeps the 4 KB string
+ * section instead, and still names every address. */
+static void test_cache_shared_names(void **state)
+{
+    enum { NSYM = 2000, NAMELEN = 4000 };
+    char path[] = "/tmp/pprof_sym_shared.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t sym_off = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
+    size_t str_off = sym_off + (NSYM + 1) * sizeof(Elf64_Sym);
+    size_t strsz = NAMELEN + 2;
+    size_t sh_off = (str_off + strsz + 7) & ~(size_t)7;
+    size_t len = sh_off + 3 * sizeof(Elf64_Shdr);
+    unsigned char *img = calloc(1, len);
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+    memcpy(eh->e_ident, ELFMAG, SELFMAG);
+    eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_ident[EI_DATA] = ELFDATA2LSB;
+    eh->e_ident[EI_VERSION] = EV_CURRENT;
+    eh->e_type = ET_DYN;
+    eh->e_machine = EM_X86_64;
+    eh->e_version = EV_CURRENT;
+    eh->e_phoff = sizeof(Elf64_Ehdr);
+    eh->e_shoff = sh_off;
+    eh->e_ehsize = sizeof(Elf64_Ehdr);
+    eh->e_phentsize = sizeof(Elf64_Phdr);
+    eh->e_phnum = 1;
+    eh->e_shentsize = sizeof(Elf64_Shdr);
+    eh->e_shnum = 3;
+    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_flags = PF_R | PF_X, .p_offset = 0,
+                      .p_vaddr = 0, .p_filesz = 0x100000, .p_memsz = 0x100000,
+                      .p_align = 0x1000 };
+    memcpy(img + eh->e_phoff, &ph, sizeof ph);
+    for (int i = 1; i <= NSYM; i++) {
+        Elf64_Sym sym = { .st_name = 1, .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC),
+                          .st_shndx = 1, .st_value = 0x1000 + (uint64_t)i * 16, .st_size = 16 };
+        memcpy(img + sym_off + (size_t)i * sizeof(sym), &sym, sizeof sym);
+    }
+    memset(img + str_off + 1, 'f', NAMELEN);
+    Elf64_Shdr sh[3];
+    memset(sh, 0, sizeof sh);
+    sh[1].sh_type = SHT_SYMTAB;
+    sh[1].sh_offset = sym_off;
+    sh[1].sh_size = (NSYM + 1) * sizeof(Elf64_Sym);
+    sh[1].sh_entsize = sizeof(Elf64_Sym);
+    sh[1].sh_link = 2;
+    sh[2].sh_type = SHT_STRTAB;
+    sh[2].sh_offset = str_off;
+    sh[2].sh_size = strsz;
+    memcpy(img + sh_off, sh, sizeof sh);
+    assert_int_equal(write(fd, img, len), (ssize_t)len);
+    close(fd);
+    free(img);
+
+    uint64_t base = 0x20000000, pcs[3];
+    for (int i = 0; i < 3; i++) pcs[i] = base + 0x1000 + (uint64_t)(1 + i * 999) * 16 + 4;
+    pprof_builder_t *b = build(pcs, 3, PPROF_PCS_EXACT);
+    pprof_mapping_t m = { base, base + 0x100000, 0, path, NULL };
+    assert_int_equal(pprof_builder_add_mapping(b, &m), PPROF_OK);
+    pprof_symcache_t *c;
+    assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
+    assert_int_equal(pprof_builder_symbolize(b, c), PPROF_OK);
+    for (int i = 0; i < 3; i++) {
+        const char *name = pprof_builder_frame_name(b, &pcs[i], 0);
+        assert_non_null(name);
+        assert_int_equal(strlen(name), NAMELEN);
+    }
+    pprof_symcache_stats_t s;
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.symbols, NSYM);
+    assert_true(s.bytes < NSYM * sizeof(pp_sym_t) + strsz + 4096);
+    pprof_symcache_free(c);
+    pprof_builder_free(b);
+    unlink(path);
+}
+
 /* Out of memory while symbolizing: an error or fewer names, never a crash
  * or a leak. */
 static void test_symbolize_oom(void **state)
@@ -367,6 +629,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_manual_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symbolize_oom, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_shared_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
