@@ -608,6 +608,11 @@ int agent_output_profile_path(const char *reason, char *path, size_t cap);
 /* agent_shim_init: resolves the real allocation functions now. */
 void agent_shim_init(void);
 
+/* agent_shim_sanitizer: the sanitizer runtime (ASan, TSan, MSan, LSan,
+ * HWASan) found in the process at resolution, for which the agent steps
+ * aside (agent_enabled is then 0), or NULL. (shim.c) */
+const char *agent_shim_sanitizer(void);
+
 /* agent_init: reads the configuration and starts tracking (idempotent). */
 void agent_init(void);
 

@@ -24,6 +24,22 @@
  * before the real functions are known. Those calls, made while this thread
  * is resolving, are served from a static buffer; free() ignores pointers
  * into it and realloc() moves them out.
+ *
+ * Sanitized programs. ASan, HWASan, TSan, MSan and LSan replace malloc
+ * themselves and keep their own metadata for every block; ours on top of
+ * theirs is not safe (ASan's runtime may still be initialising when it
+ * first calls malloc: its interceptors, dlopen among them, are not yet
+ * usable, and the agent's start-up would call them). So the very first
+ * thing resolve() does, before any call a sanitizer intercepts, is look
+ * for a sanitizer runtime in the process (sanitizer_in_process: one of
+ * their init symbols, found with dlsym(RTLD_DEFAULT), which covers a shared
+ * runtime and one linked into the executable). When there is one the agent
+ * steps aside for this process: agent_enabled is cleared before the real
+ * functions are published, every interposed call goes straight to the
+ * next definition (the sanitizer's: valloc, pvalloc and reallocarray too,
+ * so its own checks and reports are intact), nothing is counted, no file
+ * is written, no thread started (core.c's agent_init prints one line).
+ * UBSan alone has no allocator: the agent profiles such a program as any.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -57,6 +73,11 @@ static memalign_fn_t real_memalign;
 static memalign_fn_t real_aligned_alloc;    /* may stay NULL: then memalign */
 static posix_memalign_fn_t real_posix_memalign;
 static exit_fn_t real_exit, real_Exit;      /* resolved up front: never dlsym at exit */
+/* Only when the agent steps aside for a sanitizer (the sanitizer's own,
+ * with its checks); otherwise built here on malloc/memalign. May be NULL. */
+static malloc_fn_t real_valloc, real_pvalloc;
+static void *(*real_reallocarray)(void *, size_t, size_t);
+static const char *sanitizer;               /* the runtime found, or NULL */
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
@@ -122,6 +143,30 @@ static bool next_is_glibc(void *m, void *usable)
     return same;
 }
 
+/* sanitizer_in_process: the name of a sanitizer runtime that replaces
+ * malloc in this process, or NULL. Only dlsym: a sanitizer does not
+ * intercept it, and what it allocates (the error string of a symbol not
+ * found) comes from the boot buffer while `resolving` is set. UBSan's
+ * runtime is not looked for: it has no allocator of its own. */
+static const char *sanitizer_in_process(void)
+{
+    static const struct { const char *symbol, *name; } runtimes[] = {
+        { "__asan_init", "AddressSanitizer" },
+        { "__hwasan_init", "HWAddressSanitizer" },
+        { "__tsan_init", "ThreadSanitizer" },
+        { "__msan_init", "MemorySanitizer" },
+        { "__lsan_init", "LeakSanitizer" },
+    };
+    for (size_t i = 0; i < sizeof runtimes / sizeof *runtimes; i++)
+        if (dlsym(RTLD_DEFAULT, runtimes[i].symbol)) return runtimes[i].name;
+    return NULL;
+}
+
+const char *agent_shim_sanitizer(void)
+{
+    return sanitizer;
+}
+
 /* resolve: looks the real functions up once (idempotent, thread-safe: a
  * racing thread resolves the same values). */
 static void resolve(void)
@@ -129,6 +174,14 @@ static void resolve(void)
     /* Inside the agent: whatever dlsym allocates is never counted. */
     agent_enter();
     resolving = 1;
+    /* First, before anything a sanitizer intercepts (see the top). */
+    sanitizer = sanitizer_in_process();
+    if (sanitizer) {
+        agent_enabled = 0;     /* before real_malloc is published below */
+        real_valloc = (malloc_fn_t)next_symbol("valloc");
+        real_pvalloc = (malloc_fn_t)next_symbol("pvalloc");
+        real_reallocarray = (void *(*)(void *, size_t, size_t))next_symbol("reallocarray");
+    }
     real_free = (free_fn_t)next_symbol("free");
     real_calloc = (calloc_fn_t)next_symbol("calloc");
     real_realloc = (realloc_fn_t)next_symbol("realloc");
@@ -141,7 +194,10 @@ static void resolve(void)
     if (usable) agent_real_usable_size = usable;
     /* malloc last: it is the flag that everything is resolved. */
     malloc_fn_t m = (malloc_fn_t)next_symbol("malloc");
-    agent_usable_is_glibc = next_is_glibc((void *)m, (void *)usable);
+    /* next_is_glibc calls dlopen, which ASan intercepts (and cannot serve
+     * while its runtime initialises); the answer does not matter when the
+     * agent steps aside. */
+    agent_usable_is_glibc = sanitizer ? false : next_is_glibc((void *)m, (void *)usable);
     resolving = 0;
     /* Before the fast path can run: free() of NULL or of a boot block must
      * always reach free_slow. */
@@ -261,6 +317,7 @@ AGENT_EXPORT void *realloc(void *ptr, size_t size)
 
 AGENT_EXPORT void *reallocarray(void *ptr, size_t n, size_t size)
 {
+    if (AGENT_UNLIKELY(real_reallocarray != NULL)) return real_reallocarray(ptr, n, size);
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) {
         errno = ENOMEM;
@@ -308,11 +365,13 @@ static size_t page_size(void)
 
 AGENT_EXPORT void *valloc(size_t size)
 {
+    if (AGENT_UNLIKELY(real_valloc != NULL)) return real_valloc(size);
     return memalign(page_size(), size);
 }
 
 AGENT_EXPORT void *pvalloc(size_t size)
 {
+    if (AGENT_UNLIKELY(real_pvalloc != NULL)) return real_pvalloc(size);
     size_t pg = page_size();
     size_t rounded;
     if (__builtin_add_overflow(size, pg - 1, &rounded)) {
