@@ -176,6 +176,7 @@ static void resolve(void)
     resolving = 1;
     /* First, before anything a sanitizer intercepts (see the top). */
     sanitizer = sanitizer_in_process();
+    (void)dlerror();           /* the program's dlerror() must not see our misses */
     if (sanitizer) {
         agent_enabled = 0;     /* before real_malloc is published below */
         real_valloc = (malloc_fn_t)next_symbol("valloc");

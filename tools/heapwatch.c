@@ -83,7 +83,12 @@ static const char usage_run[] =
     "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile\n"
     "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
     "  -q, --quiet                no summary on stderr\n"
-    "  -h, --help                 this text\n";
+    "  -h, --help                 this text\n"
+    "\n"
+    "A process with a sanitizer runtime that replaces malloc (ASan, TSan, MSan,\n"
+    "LSan) runs as it does bare: the agent steps aside for it, with one line on\n"
+    "stderr. For ASan, verify_asan_link_order=0 is added to ASAN_OPTIONS (after\n"
+    "the user's own options, which are kept).\n";
 
 typedef struct {
     const char *name;     /* long option */
