@@ -36,8 +36,9 @@
  * runtime and one linked into the executable). When there is one the agent
  * steps aside for this process: agent_enabled is cleared before the real
  * functions are published, every interposed call goes straight to the
- * next definition (the sanitizer's: valloc, pvalloc and reallocarray too,
- * so its own checks and reports are intact), nothing is counted, no file
+ * next definition, by a tail call (the sanitizer's: valloc, pvalloc and
+ * reallocarray too, so its own checks and reports are intact, frame for
+ * frame), nothing is counted, no file
  * is written, no thread started (core.c's agent_init prints one line).
  * UBSan alone has no allocator: the agent profiles such a program as any.
  */
@@ -241,8 +242,25 @@ static void *malloc_first(size_t size)
     return real_malloc(size);
 }
 
+/*
+ * Each allocation function passes the call on as a tail call when the
+ * agent is off (stepped aside for a sanitizer, or setuid): no agent frame
+ * is then left on the stack. A sanitizer records where a block was
+ * allocated from its interceptor's return address (TSan) or a frame-pointer
+ * walk (ASan, LSan, MSan); with a frame of ours in between, the program's
+ * allocating function vanished from its reports ("previously allocated
+ * by", "Location is heap block ... allocated by"). The test costs malloc
+ * three instructions (load, test, branch; malloc_inert keeps the compiler
+ * from hoisting the call's target above it).
+ */
+__attribute__((noinline, cold)) static void *malloc_inert(size_t size)
+{
+    return real_malloc(size);          /* a tail call, as malloc's to here */
+}
+
 AGENT_EXPORT void *malloc(size_t size)
 {
+    if (AGENT_UNLIKELY(!agent_enabled)) return malloc_inert(size);
     void *p = real_malloc(size);
     agent_thread_t *t = agent_tls.fast;
     if (AGENT_UNLIKELY(t == NULL || p == NULL)) return p ? agent_on_alloc_slow(p) : p;
@@ -278,6 +296,7 @@ AGENT_EXPORT void *calloc(size_t n, size_t size)
         if (__builtin_mul_overflow(n, size, &total)) return NULL;
         return boot_alloc(total, 16);
     }
+    if (AGENT_UNLIKELY(!agent_enabled)) return real_calloc(n, size);
     void *p = real_calloc(n, size);
     if (AGENT_UNLIKELY(p == NULL)) return p;
     return agent_on_alloc(p);
@@ -306,6 +325,7 @@ AGENT_EXPORT void *realloc(void *ptr, size_t size)
         return q;
     }
     if (AGENT_UNLIKELY(!ready())) return NULL;
+    if (AGENT_UNLIKELY(!agent_enabled)) return real_realloc(ptr, size);
     /* Report the free first: once the real realloc returns, the old address
      * may already belong to another thread's allocation. A failure is then
      * answered by reporting the block again. */
@@ -330,6 +350,7 @@ AGENT_EXPORT void *reallocarray(void *ptr, size_t n, size_t size)
 AGENT_EXPORT void *memalign(size_t align, size_t size)
 {
     if (AGENT_UNLIKELY(!ready())) return boot_alloc(size, align);
+    if (AGENT_UNLIKELY(!agent_enabled)) return real_memalign(align, size);
     void *p = real_memalign(align, size);
     if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
     return p;
@@ -338,6 +359,8 @@ AGENT_EXPORT void *memalign(size_t align, size_t size)
 AGENT_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
     if (AGENT_UNLIKELY(!ready())) return boot_alloc(size, align);
+    if (AGENT_UNLIKELY(!agent_enabled))
+        return real_aligned_alloc ? real_aligned_alloc(align, size) : real_memalign(align, size);
     void *p = real_aligned_alloc ? real_aligned_alloc(align, size)
                                  : real_memalign(align, size);
     if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
@@ -352,6 +375,7 @@ AGENT_EXPORT int posix_memalign(void **out, size_t align, size_t size)
         *out = p;
         return 0;
     }
+    if (AGENT_UNLIKELY(!agent_enabled)) return real_posix_memalign(out, align, size);
     int err = real_posix_memalign(out, align, size);
     if (err == 0 && *out != NULL) agent_on_alloc(*out);
     return err;

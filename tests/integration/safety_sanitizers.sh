@@ -20,6 +20,9 @@ H=$PWD/$BUILD/heapwatch
 norm() { sed -E 's/==[0-9]+==/==PID==/g; s/0x[0-9a-f]+/0xADDR/g; s/pid=[0-9]+/pid=PID/g'; }
 # head3 FILE: the first three lines that are not the agent's, masked.
 head3() { grep -v '^heapwatch: ' "$1" | head -3 | norm; }
+# prog_frames FILE: the program's own frames in a report, in order
+# ("in main .../sanit_heap.c:49"): where it allocated, freed, raced.
+prog_frames() { grep -o '[A-Za-z_0-9]* [^ ]*sanit_[a-z]*\.c:[0-9]*' "$1"; }
 # hw_lines FILE: how many heapwatch lines.
 hw_lines() { grep -c '^heapwatch' "$1"; }
 # no_files_of ERRFILE DIR: DIR holds no file of the process the agent's
@@ -72,6 +75,9 @@ aside() {
     local b r h
     b=$(head3 "$T/$name.bare.err"); r=$(head3 "$T/$name.run.err"); h=$(head3 "$T/$name.hand.err")
     check "$name: the sanitizer's report as bare (first lines: '$(echo "$b" | grep -m1 -E 'ERROR|WARNING|^$' )')" \
+        same3 "$b" "$r" "$h"
+    b=$(prog_frames "$T/$name.bare.err"); r=$(prog_frames "$T/$name.run.err"); h=$(prog_frames "$T/$name.hand.err")
+    check "$name: the program's frames in the report as bare ($(echo "$b" | grep -c .) frames: $(echo $b | tr '\n' ' ' | cut -c1-80))" \
         same3 "$b" "$r" "$h"
     check "$name: one heapwatch line ($san steps the agent aside): run $(hw_lines "$T/$name.run.err"), by hand $(hw_lines "$T/$name.hand.err")" \
         sh -c "[ \$(grep -c '^heapwatch' '$T/$name.run.err') = 1 ] && [ \$(grep -c '^heapwatch' '$T/$name.hand.err') = 1 ] &&
