@@ -32,15 +32,18 @@
  * usable, and the agent's start-up would call them). So the very first
  * thing resolve() does, before any call a sanitizer intercepts, is look
  * for a sanitizer runtime in the process (sanitizer_in_process: one of
- * their init symbols, found with dlsym(RTLD_DEFAULT), which covers a shared
- * runtime and one linked into the executable). When there is one the agent
- * steps aside for this process: agent_enabled is cleared before the real
- * functions are published, every interposed call goes straight to the
- * next definition, by a tail call (the sanitizer's: valloc, pvalloc and
- * reallocarray too, so its own checks and reports are intact, frame for
- * frame), nothing is counted, no file
- * is written, no thread started (core.c's agent_init prints one line).
- * UBSan alone has no allocator: the agent profiles such a program as any.
+ * their init symbols, found with dlsym(RTLD_DEFAULT): a shared runtime, or
+ * clang's static one, which the executable exports). When there is one the
+ * agent steps aside for this process: agent_enabled is cleared before the
+ * real functions are published, every interposed call goes straight to
+ * the next definition, by a tail call (the sanitizer's: valloc, pvalloc
+ * and reallocarray too, so its own checks and reports are intact, frame
+ * for frame), nothing is counted, no file is written, no thread started
+ * (core.c's agent_init prints one line). gcc's -static-libasan and
+ * -static-libtsan export no such symbol; but then the executable's own
+ * malloc comes before ours: the agent sees no allocation (its summary
+ * says 0) and the program runs as bare. UBSan alone has no allocator: the
+ * agent profiles such a program as any other.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
