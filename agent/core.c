@@ -625,7 +625,8 @@ static void check_out_dir(void)
 }
 
 /* report_sanitizer: the one line of a process the agent steps aside for
- * (agent_enabled is already 0: nothing else is set up). */
+ * (agent_enabled is already 0: nothing else is set up); `name` is a
+ * sanitizer's, or a phrase (agent_shim_sanitizer). */
 static void report_sanitizer(const char *name)
 {
     char line[256];
@@ -633,7 +634,8 @@ static void report_sanitizer(const char *name)
     agent_buf_init(&b, line, sizeof line);
     agent_buf_str(&b, "heapwatch: ");
     agent_buf_str(&b, name);
-    agent_buf_str(&b, " runtime in this process (pid ");
+    if (!strchr(name, ' ')) agent_buf_str(&b, " runtime");   /* a sanitizer's name */
+    agent_buf_str(&b, " in this process (pid ");
     agent_buf_u64(&b, (uint64_t)getpid());
     agent_buf_str(&b, "): the agent steps aside; no heapwatch output for it\n");
     agent_log(line);

@@ -40,10 +40,12 @@
  * and reallocarray too, so its own checks and reports are intact, frame
  * for frame), nothing is counted, no file is written, no thread started
  * (core.c's agent_init prints one line). gcc's -static-libasan and
- * -static-libtsan export no such symbol; but then the executable's own
- * malloc comes before ours: the agent sees no allocation (its summary
- * says 0) and the program runs as bare. UBSan alone has no allocator: the
- * agent profiles such a program as any other.
+ * -static-libtsan export no such symbol, but their malloc, in the
+ * executable, comes before ours: the agent steps aside too whenever the
+ * process's malloc is not this library's (it would see no allocation, and
+ * its thread would only disturb the program: a sanitizer numbers it).
+ * UBSan alone has no allocator: the agent profiles such a program as any
+ * other.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -81,7 +83,9 @@ static exit_fn_t real_exit, real_Exit;      /* resolved up front: never dlsym at
  * with its checks); otherwise built here on malloc/memalign. May be NULL. */
 static malloc_fn_t real_valloc, real_pvalloc;
 static void *(*real_reallocarray)(void *, size_t, size_t);
-static const char *sanitizer;               /* the runtime found, or NULL */
+static const char *sanitizer;               /* why the agent steps aside, or NULL */
+/* This library's own malloc (an alias: &malloc would find the process's). */
+void *shim_own_malloc(size_t size);
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
@@ -147,8 +151,11 @@ static bool next_is_glibc(void *m, void *usable)
     return same;
 }
 
-/* sanitizer_in_process: the name of a sanitizer runtime that replaces
- * malloc in this process, or NULL. Only dlsym: a sanitizer does not
+/* sanitizer_in_process: what makes the agent step aside in this process
+ * (a sanitizer runtime that replaces malloc; or a malloc found before
+ * ours, which the program and its libraries then call instead: gcc's
+ * -static-libasan/-static-libtsan, an allocator linked into the executable
+ * or preloaded before the agent), or NULL. Only dlsym: a sanitizer does not
  * intercept it, and what it allocates (the error string of a symbol not
  * found) comes from the boot buffer while `resolving` is set. UBSan's
  * runtime is not looked for: it has no allocator of its own. */
@@ -163,6 +170,9 @@ static const char *sanitizer_in_process(void)
     };
     for (size_t i = 0; i < sizeof runtimes / sizeof *runtimes; i++)
         if (dlsym(RTLD_DEFAULT, runtimes[i].symbol)) return runtimes[i].name;
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    if (m && m != (void *)shim_own_malloc)
+        return "a malloc found before the agent's (in the executable, or preloaded first)";
     return NULL;
 }
 
@@ -269,6 +279,12 @@ AGENT_EXPORT void *malloc(size_t size)
     if (AGENT_UNLIKELY(t == NULL || p == NULL)) return p ? agent_on_alloc_slow(p) : p;
     return agent_count_alloc_glibc(t, p);
 }
+
+#if defined(__has_attribute) && __has_attribute(copy)
+void *shim_own_malloc(size_t size) __attribute__((alias("malloc"), copy(malloc)));
+#else
+void *shim_own_malloc(size_t size) __attribute__((alias("malloc")));
+#endif
 
 /* free_slow: every free the fast path declines: NULL, the boot buffer,
  * a thread outside the fast path, a pointer the live filter does not

@@ -21,8 +21,9 @@
  * as set), for the program and everything it starts (`heapwatch run --
  * make test`). In a process with a sanitizer runtime that replaces malloc
  * (ASan, TSan, MSan, LSan) the agent steps aside and says so in one stderr
- * line (agent/shim.c); the program runs, reports and exits as it does
- * bare. When the program left no summary, `run` tells why as far as it
+ * line (agent/shim.c), as it does when the executable exports its own
+ * malloc (gcc's static sanitizer runtimes); the program runs, reports and
+ * exits as it does bare. When the program left no summary, `run` tells why as far as it
  * can know: how it ended (status or signal), and nothing more when its
  * executable carries a sanitizer runtime (the agent's line said it).
  */
@@ -192,7 +193,7 @@ static void *read_at(int fd, uint64_t off, uint64_t len)
     return buf;
 }
 
-/* section_names: the sanitizer named by a string in section `sec` (its
+/* section_sanitizer: the sanitizer named by a string in section `sec` (its
  * entries: DT_NEEDED of SHT_DYNAMIC, names of SHT_DYNSYM) or NULL. */
 static const char *section_sanitizer(int fd, const Elf64_Shdr *sh, const Elf64_Shdr *strsh)
 {
@@ -209,7 +210,15 @@ static const char *section_sanitizer(int fd, const Elf64_Shdr *sh, const Elf64_S
                 if (d->d_tag != DT_NEEDED) continue;
                 name = d->d_un.d_val;
             } else {
-                name = ((const Elf64_Sym *)(ents + i * each))->st_name;
+                const Elf64_Sym *sym = (const Elf64_Sym *)(ents + i * each);
+                name = sym->st_name;
+                /* Its own malloc, exported: found before the agent's, which
+                 * then steps aside (gcc's -static-libasan, -static-libtsan). */
+                if (sym->st_shndx != SHN_UNDEF && name < strsh->sh_size &&
+                    strcmp(strs + name, "malloc") == 0) {
+                    found = "its own malloc";
+                    break;
+                }
             }
             if (name < strsh->sh_size) found = sanitizer_mark(strs + name);
         }
@@ -219,8 +228,9 @@ static const char *section_sanitizer(int fd, const Elf64_Shdr *sh, const Elf64_S
     return found;
 }
 
-/* elf_sanitizer: the sanitizer runtime an ELF executable carries, or NULL
- * (not ELF, not 64-bit, unreadable: NULL too). */
+/* elf_sanitizer: the sanitizer runtime an ELF executable carries (or "its
+ * own malloc" when it exports one), for which the agent steps aside; NULL
+ * when none (not ELF, not 64-bit, unreadable: NULL too). */
 static const char *elf_sanitizer(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -12,6 +12,8 @@
 # program is profiled: its own count of what it allocated equals the
 # agent's counters exactly, and a summary is written. Also: the user's
 # ASAN_OPTIONS are kept, and an ASan program started by a profiled shell.
+# gcc's static runtimes (-static-libasan, -static-libtsan) export no
+# sanitizer symbol but their malloc comes first: the agent steps aside too.
 . tests/integration/lib.sh
 
 H=$PWD/$BUILD/heapwatch
@@ -36,8 +38,16 @@ statuses_are() { same3 "$1" "$rc_bare" "$rc_run" && [ "$1" = "$rc_hand" ]; }
 same_files() { cmp -s "$1" "$2" && cmp -s "$1" "$3"; }
 no_files_of() {
     local pid
-    pid=$(sed -n 's/^heapwatch: .* runtime in this process (pid \([0-9]*\)).*/\1/p' "$1")
+    pid=$(sed -n 's/^heapwatch: .* in this process (pid \([0-9]*\)).*/\1/p' "$1")
     [ -n "$pid" ] && ! ls -A "$2" 2>/dev/null | grep -q "\.$pid\."
+}
+# one_line PREFIX TEXT: both runs' stderr hold one heapwatch line, which
+# starts with TEXT.
+one_line() {
+    local f
+    for f in "$1.run.err" "$1.hand.err"; do
+        [ "$(grep -c '^heapwatch' "$f")" = 1 ] && grep '^heapwatch' "$f" | grep -qF "$2" || return 1
+    done
 }
 # no_files_of_both PREFIX: neither run (PREFIX.run, PREFIX.hand) left a file.
 no_files_of_both() { no_files_of "$1.run.err" "$1.run.d" && no_files_of "$1.hand.err" "$1.hand.d"; }
@@ -63,10 +73,13 @@ run3() {
         timeout 30 "$@" >"$T/$name.hand.out" 2>"$T/$name.hand.err"; rc_hand=$?
 }
 
-# aside NAME SANITIZER WANT_RC ENV... -- PROG ARGS: a program the agent
-# steps aside for, checked against its bare run.
+# aside NAME WHY WANT_RC ENV... -- PROG ARGS: a program the agent steps
+# aside for, checked against its bare run; WHY: a sanitizer's name, or
+# "own" (the executable's own malloc: gcc's static runtimes).
 aside() {
     local name=$1 san=$2 want=$3; shift 3
+    local why="$san runtime"
+    [ "$san" = own ] && why="a malloc found before the agent's (in the executable, or preloaded first)"
     run3 "$name" "$@"
     check "$name: exit status as bare ($want): bare $rc_bare, run $rc_run, by hand $rc_hand" \
         statuses_are "$want"
@@ -79,10 +92,8 @@ aside() {
     b=$(prog_frames "$T/$name.bare.err"); r=$(prog_frames "$T/$name.run.err"); h=$(prog_frames "$T/$name.hand.err")
     check "$name: the program's frames in the report as bare ($(echo "$b" | grep -c .) frames: $(echo $b | tr '\n' ' ' | cut -c1-80))" \
         same3 "$b" "$r" "$h"
-    check "$name: one heapwatch line ($san steps the agent aside): run $(hw_lines "$T/$name.run.err"), by hand $(hw_lines "$T/$name.hand.err")" \
-        sh -c "[ \$(grep -c '^heapwatch' '$T/$name.run.err') = 1 ] && [ \$(grep -c '^heapwatch' '$T/$name.hand.err') = 1 ] &&
-               grep -q '^heapwatch: $san runtime in this process (pid [0-9]*): the agent steps aside' '$T/$name.run.err' &&
-               grep -q '^heapwatch: $san runtime in this process' '$T/$name.hand.err'"
+    check "$name: one heapwatch line ($why: the agent steps aside): run $(hw_lines "$T/$name.run.err"), by hand $(hw_lines "$T/$name.hand.err")" \
+        one_line "$T/$name" "heapwatch: $why in this process (pid "
     check "$name: no heapwatch file of the sanitized process" \
         no_files_of_both "$T/$name"
 }
@@ -97,6 +108,8 @@ aside lsan_leak LeakSanitizer 23 -- "$PROGS/sanit_heap_lsan" leak
 aside tsan_clean ThreadSanitizer 0 -- "$PROGS/sanit_race_tsan" clean
 aside tsan_race ThreadSanitizer 66 -- "$PROGS/sanit_race_tsan" race
 check "tsan_race: the report is a data race" grep -q 'WARNING: ThreadSanitizer: data race' "$T/tsan_race.run.err"
+aside asan_static_uaf own 1 -- "$PROGS/sanit_heap_asan_static" uaf
+aside tsan_static_race own 66 -- "$PROGS/sanit_race_tsan_static" race
 if [ -x "$PROGS/sanit_heap_msan" ]; then
     aside msan_uninit MemorySanitizer 1 -- "$PROGS/sanit_heap_msan" uninit
 else
