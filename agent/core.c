@@ -15,9 +15,10 @@
  * before it (another library's constructor) initialises lazily on the slow
  * path; the background thread is started only from the constructor, never
  * from inside malloc. In a process with a sanitizer runtime that replaces
- * malloc (ASan, TSan, MSan, LSan: found by the shim's first resolution,
- * before anything else), the agent steps aside: one stderr line, then
- * nothing (no thread, no files, no fork handlers, nothing counted).
+ * malloc (ASan, TSan, MSan, LSan), or whose malloc is not the agent's
+ * (found by the shim's first resolution, before anything else), the agent
+ * steps aside: one stderr line, then nothing (every call passed straight
+ * on, no thread, no files, no fork handlers, nothing counted).
  *
  * fork. The prepare handler takes the registry lock and the arena lock (in
  * that order); the parent releases them in reverse; the child re-creates
@@ -624,17 +625,16 @@ static void check_out_dir(void)
     }
 }
 
-/* report_sanitizer: the one line of a process the agent steps aside for
- * (agent_enabled is already 0: nothing else is set up); `name` is a
- * sanitizer's, or a phrase (agent_shim_sanitizer). */
-static void report_sanitizer(const char *name)
+/* report_aside: the one line of a process the agent steps aside for
+ * (agent_enabled is already 0: nothing else is set up); `reason` from
+ * agent_shim_aside_reason. */
+static void report_aside(const char *reason)
 {
     char line[256];
     agent_buf_t b;
     agent_buf_init(&b, line, sizeof line);
     agent_buf_str(&b, "heapwatch: ");
-    agent_buf_str(&b, name);
-    if (!strchr(name, ' ')) agent_buf_str(&b, " runtime");   /* a sanitizer's name */
+    agent_buf_str(&b, reason);
     agent_buf_str(&b, " in this process (pid ");
     agent_buf_u64(&b, (uint64_t)getpid());
     agent_buf_str(&b, "): the agent steps aside; no heapwatch output for it\n");
@@ -648,14 +648,15 @@ void agent_init(void)
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return;   /* done, or being done by this or another thread */
     agent_enter();
-    /* The shim first: it finds a sanitizer runtime before anything else
-     * runs (shim.c), and then the agent only says so. */
+    /* The shim first: it finds a sanitizer runtime (or a malloc before
+     * ours) before anything else runs (shim.c); then the agent only says
+     * so. */
     agent_shim_init();
     agent_log_remember_stderr();
     own_pid = (int)getpid();
     start_ns = now_ns(CLOCK_REALTIME);
-    if (agent_shim_sanitizer()) {
-        report_sanitizer(agent_shim_sanitizer());
+    if (agent_shim_aside_reason()) {
+        report_aside(agent_shim_aside_reason());
     } else if (getauxval(AT_SECURE)) {
         /* setuid/setgid: the environment is not the user's to trust. */
         agent_enabled = 0;

@@ -31,7 +31,7 @@
  * first calls malloc: its interceptors, dlopen among them, are not yet
  * usable, and the agent's start-up would call them). So the very first
  * thing resolve() does, before any call a sanitizer intercepts, is look
- * for a sanitizer runtime in the process (sanitizer_in_process: one of
+ * for a sanitizer runtime in the process (find_aside_reason: one of
  * their init symbols, found with dlsym(RTLD_DEFAULT): a shared runtime, or
  * clang's static one, which the executable exports). When there is one the
  * agent steps aside for this process: agent_enabled is cleared before the
@@ -83,7 +83,7 @@ static exit_fn_t real_exit, real_Exit;      /* resolved up front: never dlsym at
  * with its checks); otherwise built here on malloc/memalign. May be NULL. */
 static malloc_fn_t real_valloc, real_pvalloc;
 static void *(*real_reallocarray)(void *, size_t, size_t);
-static const char *sanitizer;               /* why the agent steps aside, or NULL */
+static const char *aside_reason;            /* why the agent steps aside, or NULL */
 /* This library's own malloc (an alias: &malloc would find the process's). */
 void *shim_own_malloc(size_t size);
 
@@ -151,7 +151,7 @@ static bool next_is_glibc(void *m, void *usable)
     return same;
 }
 
-/* sanitizer_in_process: what makes the agent step aside in this process
+/* find_aside_reason: what makes the agent step aside in this process
  * (a sanitizer runtime that replaces malloc; or a malloc found before
  * ours, which the program and its libraries then call instead: gcc's
  * -static-libasan/-static-libtsan, an allocator linked into the executable
@@ -159,14 +159,14 @@ static bool next_is_glibc(void *m, void *usable)
  * intercept it, and what it allocates (the error string of a symbol not
  * found) comes from the boot buffer while `resolving` is set. UBSan's
  * runtime is not looked for: it has no allocator of its own. */
-static const char *sanitizer_in_process(void)
+static const char *find_aside_reason(void)
 {
     static const struct { const char *symbol, *name; } runtimes[] = {
-        { "__asan_init", "AddressSanitizer" },
-        { "__hwasan_init", "HWAddressSanitizer" },
-        { "__tsan_init", "ThreadSanitizer" },
-        { "__msan_init", "MemorySanitizer" },
-        { "__lsan_init", "LeakSanitizer" },
+        { "__asan_init", "AddressSanitizer runtime" },
+        { "__hwasan_init", "HWAddressSanitizer runtime" },
+        { "__tsan_init", "ThreadSanitizer runtime" },
+        { "__msan_init", "MemorySanitizer runtime" },
+        { "__lsan_init", "LeakSanitizer runtime" },
     };
     for (size_t i = 0; i < sizeof runtimes / sizeof *runtimes; i++)
         if (dlsym(RTLD_DEFAULT, runtimes[i].symbol)) return runtimes[i].name;
@@ -176,9 +176,9 @@ static const char *sanitizer_in_process(void)
     return NULL;
 }
 
-const char *agent_shim_sanitizer(void)
+const char *agent_shim_aside_reason(void)
 {
-    return sanitizer;
+    return aside_reason;
 }
 
 /* resolve: looks the real functions up once (idempotent, thread-safe: a
@@ -189,9 +189,9 @@ static void resolve(void)
     agent_enter();
     resolving = 1;
     /* First, before anything a sanitizer intercepts (see the top). */
-    sanitizer = sanitizer_in_process();
+    aside_reason = find_aside_reason();
     (void)dlerror();           /* the program's dlerror() must not see our misses */
-    if (sanitizer) {
+    if (aside_reason) {
         agent_enabled = 0;     /* before real_malloc is published below */
         real_valloc = (malloc_fn_t)next_symbol("valloc");
         real_pvalloc = (malloc_fn_t)next_symbol("pvalloc");
@@ -212,7 +212,7 @@ static void resolve(void)
     /* next_is_glibc calls dlopen, which ASan intercepts (and cannot serve
      * while its runtime initialises); the answer does not matter when the
      * agent steps aside. */
-    agent_usable_is_glibc = sanitizer ? false : next_is_glibc((void *)m, (void *)usable);
+    agent_usable_is_glibc = aside_reason ? false : next_is_glibc((void *)m, (void *)usable);
     resolving = 0;
     /* Before the fast path can run: free() of NULL or of a boot block must
      * always reach free_slow. */
