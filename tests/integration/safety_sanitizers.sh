@@ -23,19 +23,19 @@ norm() { sed -E 's/==[0-9]+==/==PID==/g; s/0x[0-9a-f]+/0xADDR/g; s/pid=[0-9]+/pi
 # head3 FILE: the first three lines that are not the agent's, masked.
 head3() { grep -v '^heapwatch: ' "$1" | head -3 | norm; }
 # prog_frames FILE: the program's own frames in a report, in order
-# ("in main .../sanit_heap.c:49"): where it allocated, freed, raced.
+# ("main .../sanit_heap.c:49"): where it allocated, freed, raced.
 prog_frames() { grep -o '[A-Za-z_0-9]* [^ ]*sanit_[a-z]*\.c:[0-9]*' "$1"; }
 # hw_lines FILE: how many heapwatch lines.
 hw_lines() { grep -c '^heapwatch' "$1"; }
-# no_files_of ERRFILE DIR: DIR holds no file of the process the agent's
-# line in ERRFILE names (other processes, such as the llvm-symbolizer ASan
-# starts, or `timeout`, are profiled as usual).
 # same3 A B C: all three strings equal.
 same3() { [ "$1" = "$2" ] && [ "$1" = "$3" ]; }
 # statuses_are WANT: the three runs of run3 all ended with WANT.
 statuses_are() { same3 "$1" "$rc_bare" "$rc_run" && [ "$1" = "$rc_hand" ]; }
 # same_files A B C: B and C hold what A holds.
 same_files() { cmp -s "$1" "$2" && cmp -s "$1" "$3"; }
+# no_files_of ERRFILE DIR: DIR holds no file of the process the agent's
+# line in ERRFILE names (other processes, such as the llvm-symbolizer ASan
+# starts, or `timeout`, are profiled as usual).
 no_files_of() {
     local pid
     pid=$(sed -n 's/^heapwatch: .* in this process (pid \([0-9]*\)).*/\1/p' "$1")
