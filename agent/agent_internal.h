@@ -608,6 +608,12 @@ int agent_output_profile_path(const char *reason, char *path, size_t cap);
 /* agent_shim_init: resolves the real allocation functions now. */
 void agent_shim_init(void);
 
+/* agent_shim_aside_reason: why the agent steps aside in this process
+ * (agent_enabled is then 0), as a phrase ("AddressSanitizer runtime"): a
+ * sanitizer runtime found at resolution (ASan, TSan, MSan, LSan, HWASan),
+ * or a malloc found before the agent's; NULL when it does not. (shim.c) */
+const char *agent_shim_aside_reason(void);
+
 /* agent_init: reads the configuration and starts tracking (idempotent). */
 void agent_init(void);
 

@@ -14,7 +14,11 @@
  * Start-up. The constructor calls agent_init, but an allocation made
  * before it (another library's constructor) initialises lazily on the slow
  * path; the background thread is started only from the constructor, never
- * from inside malloc.
+ * from inside malloc. In a process with a sanitizer runtime that replaces
+ * malloc (ASan, TSan, MSan, LSan), or whose malloc is not the agent's
+ * (found by the shim's first resolution, before anything else), the agent
+ * steps aside: one stderr line, then nothing (every call passed straight
+ * on, no thread, no files, no fork handlers, nothing counted).
  *
  * fork. The prepare handler takes the registry lock and the arena lock (in
  * that order); the parent releases them in reverse; the child re-creates
@@ -640,6 +644,22 @@ static void check_out_dir(void)
     }
 }
 
+/* report_aside: the one line of a process the agent steps aside for
+ * (agent_enabled is already 0: nothing else is set up); `reason` from
+ * agent_shim_aside_reason. */
+static void report_aside(const char *reason)
+{
+    char line[256];
+    agent_buf_t b;
+    agent_buf_init(&b, line, sizeof line);
+    agent_buf_str(&b, "heapwatch: ");
+    agent_buf_str(&b, reason);
+    agent_buf_str(&b, " in this process (pid ");
+    agent_buf_u64(&b, (uint64_t)getpid());
+    agent_buf_str(&b, "): the agent steps aside; no heapwatch output for it\n");
+    agent_log(line);
+}
+
 void agent_init(void)
 {
     int expected = 0;
@@ -647,11 +667,16 @@ void agent_init(void)
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return;   /* done, or being done by this or another thread */
     agent_enter();
-    agent_log_remember_stderr();
+    /* The shim first: it finds a sanitizer runtime (or a malloc before
+     * ours) before anything else runs (shim.c); then the agent only says
+     * so. */
     agent_shim_init();
+    agent_log_remember_stderr();
     own_pid = (int)getpid();
     start_ns = now_ns(CLOCK_REALTIME);
-    if (getauxval(AT_SECURE)) {
+    if (agent_shim_aside_reason()) {
+        report_aside(agent_shim_aside_reason());
+    } else if (getauxval(AT_SECURE)) {
         /* setuid/setgid: the environment is not the user's to trust. */
         agent_enabled = 0;
     } else {

@@ -24,6 +24,28 @@
  * before the real functions are known. Those calls, made while this thread
  * is resolving, are served from a static buffer; free() ignores pointers
  * into it and realloc() moves them out.
+ *
+ * Sanitized programs. ASan, HWASan, TSan, MSan and LSan replace malloc
+ * themselves and keep their own metadata for every block; ours on top of
+ * theirs is not safe (ASan's runtime may still be initialising when it
+ * first calls malloc: its interceptors, dlopen among them, are not yet
+ * usable, and the agent's start-up would call them). So the very first
+ * thing resolve() does, before any call a sanitizer intercepts, is look
+ * for a sanitizer runtime in the process (find_aside_reason: one of
+ * their init symbols, found with dlsym(RTLD_DEFAULT): a shared runtime, or
+ * clang's static one, which the executable exports). When there is one the
+ * agent steps aside for this process: agent_enabled is cleared before the
+ * real functions are published, every interposed call goes straight to
+ * the next definition, by a tail call (the sanitizer's: valloc, pvalloc
+ * and reallocarray too, so its own checks and reports are intact, frame
+ * for frame), nothing is counted, no file is written, no thread started
+ * (core.c's agent_init prints one line). gcc's -static-libasan and
+ * -static-libtsan export no such symbol, but their malloc, in the
+ * executable, comes before ours: the agent steps aside too whenever the
+ * process's malloc is not this library's (it would see no allocation, and
+ * its thread would only disturb the program: a sanitizer numbers it).
+ * UBSan alone has no allocator: the agent profiles such a program as any
+ * other.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -57,6 +79,13 @@ static memalign_fn_t real_memalign;
 static memalign_fn_t real_aligned_alloc;    /* may stay NULL: then memalign */
 static posix_memalign_fn_t real_posix_memalign;
 static exit_fn_t real_exit, real_Exit;      /* resolved up front: never dlsym at exit */
+/* Only when the agent steps aside for a sanitizer (the sanitizer's own,
+ * with its checks); otherwise built here on malloc/memalign. May be NULL. */
+static malloc_fn_t real_valloc, real_pvalloc;
+static void *(*real_reallocarray)(void *, size_t, size_t);
+static const char *aside_reason;            /* why the agent steps aside, or NULL */
+/* This library's own malloc (an alias: &malloc would find the process's). */
+void *shim_own_malloc(size_t size);
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
@@ -122,6 +151,36 @@ static bool next_is_glibc(void *m, void *usable)
     return same;
 }
 
+/* find_aside_reason: what makes the agent step aside in this process
+ * (a sanitizer runtime that replaces malloc; or a malloc found before
+ * ours, which the program and its libraries then call instead: gcc's
+ * -static-libasan/-static-libtsan, an allocator linked into the executable
+ * or preloaded before the agent), or NULL. Only dlsym: a sanitizer does not
+ * intercept it, and what it allocates (the error string of a symbol not
+ * found) comes from the boot buffer while `resolving` is set. UBSan's
+ * runtime is not looked for: it has no allocator of its own. */
+static const char *find_aside_reason(void)
+{
+    static const struct { const char *symbol, *name; } runtimes[] = {
+        { "__asan_init", "AddressSanitizer runtime" },
+        { "__hwasan_init", "HWAddressSanitizer runtime" },
+        { "__tsan_init", "ThreadSanitizer runtime" },
+        { "__msan_init", "MemorySanitizer runtime" },
+        { "__lsan_init", "LeakSanitizer runtime" },
+    };
+    for (size_t i = 0; i < sizeof runtimes / sizeof *runtimes; i++)
+        if (dlsym(RTLD_DEFAULT, runtimes[i].symbol)) return runtimes[i].name;
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    if (m && m != (void *)shim_own_malloc)
+        return "a malloc found before the agent's (in the executable, or preloaded first)";
+    return NULL;
+}
+
+const char *agent_shim_aside_reason(void)
+{
+    return aside_reason;
+}
+
 /* resolve: looks the real functions up once (idempotent, thread-safe: a
  * racing thread resolves the same values). */
 static void resolve(void)
@@ -129,6 +188,15 @@ static void resolve(void)
     /* Inside the agent: whatever dlsym allocates is never counted. */
     agent_enter();
     resolving = 1;
+    /* First, before anything a sanitizer intercepts (see the top). */
+    aside_reason = find_aside_reason();
+    (void)dlerror();           /* the program's dlerror() must not see our misses */
+    if (aside_reason) {
+        agent_enabled = 0;     /* before real_malloc is published below */
+        real_valloc = (malloc_fn_t)next_symbol("valloc");
+        real_pvalloc = (malloc_fn_t)next_symbol("pvalloc");
+        real_reallocarray = (void *(*)(void *, size_t, size_t))next_symbol("reallocarray");
+    }
     real_free = (free_fn_t)next_symbol("free");
     real_calloc = (calloc_fn_t)next_symbol("calloc");
     real_realloc = (realloc_fn_t)next_symbol("realloc");
@@ -141,7 +209,10 @@ static void resolve(void)
     if (usable) agent_real_usable_size = usable;
     /* malloc last: it is the flag that everything is resolved. */
     malloc_fn_t m = (malloc_fn_t)next_symbol("malloc");
-    agent_usable_is_glibc = next_is_glibc((void *)m, (void *)usable);
+    /* next_is_glibc calls dlopen, which ASan intercepts (and cannot serve
+     * while its runtime initialises); the answer does not matter when the
+     * agent steps aside. */
+    agent_usable_is_glibc = aside_reason ? false : next_is_glibc((void *)m, (void *)usable);
     resolving = 0;
     /* Before the fast path can run: free() of NULL or of a boot block must
      * always reach free_slow. */
@@ -184,13 +255,36 @@ static void *malloc_first(size_t size)
     return real_malloc(size);
 }
 
+/*
+ * Each allocation function passes the call on as a tail call when the
+ * agent is off (stepped aside for a sanitizer, or setuid): no agent frame
+ * is then left on the stack. A sanitizer records where a block was
+ * allocated from its interceptor's return address (TSan) or a frame-pointer
+ * walk (ASan, LSan, MSan); with a frame of ours in between, the program's
+ * allocating function vanished from its reports ("previously allocated
+ * by", "Location is heap block ... allocated by"). The test costs malloc
+ * three instructions (load, test, branch; malloc_inert keeps the compiler
+ * from hoisting the call's target above it).
+ */
+__attribute__((noinline, cold)) static void *malloc_inert(size_t size)
+{
+    return real_malloc(size);          /* a tail call, as malloc's to here */
+}
+
 AGENT_EXPORT void *malloc(size_t size)
 {
+    if (AGENT_UNLIKELY(!agent_enabled)) return malloc_inert(size);
     void *p = real_malloc(size);
     agent_thread_t *t = agent_tls.fast;
     if (AGENT_UNLIKELY(t == NULL || p == NULL)) return p ? agent_on_alloc_slow(p) : p;
     return agent_count_alloc_glibc(t, p);
 }
+
+#if defined(__has_attribute) && __has_attribute(copy)
+void *shim_own_malloc(size_t size) __attribute__((alias("malloc"), copy(malloc)));
+#else
+void *shim_own_malloc(size_t size) __attribute__((alias("malloc")));
+#endif
 
 /* free_slow: every free the fast path declines: NULL, the boot buffer,
  * a thread outside the fast path, a pointer the live filter does not
@@ -221,6 +315,7 @@ AGENT_EXPORT void *calloc(size_t n, size_t size)
         if (__builtin_mul_overflow(n, size, &total)) return NULL;
         return boot_alloc(total, 16);
     }
+    if (AGENT_UNLIKELY(!agent_enabled)) return real_calloc(n, size);
     void *p = real_calloc(n, size);
     if (AGENT_UNLIKELY(p == NULL)) return p;
     return agent_on_alloc(p);
@@ -249,6 +344,7 @@ AGENT_EXPORT void *realloc(void *ptr, size_t size)
         return q;
     }
     if (AGENT_UNLIKELY(!ready())) return NULL;
+    if (AGENT_UNLIKELY(!agent_enabled)) return real_realloc(ptr, size);
     /* Report the free first: once the real realloc returns, the old address
      * may already belong to another thread's allocation. A failure is then
      * answered by reporting the block again. */
@@ -261,6 +357,7 @@ AGENT_EXPORT void *realloc(void *ptr, size_t size)
 
 AGENT_EXPORT void *reallocarray(void *ptr, size_t n, size_t size)
 {
+    if (AGENT_UNLIKELY(real_reallocarray != NULL)) return real_reallocarray(ptr, n, size);
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) {
         errno = ENOMEM;
@@ -272,6 +369,7 @@ AGENT_EXPORT void *reallocarray(void *ptr, size_t n, size_t size)
 AGENT_EXPORT void *memalign(size_t align, size_t size)
 {
     if (AGENT_UNLIKELY(!ready())) return boot_alloc(size, align);
+    if (AGENT_UNLIKELY(!agent_enabled)) return real_memalign(align, size);
     void *p = real_memalign(align, size);
     if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
     return p;
@@ -280,6 +378,8 @@ AGENT_EXPORT void *memalign(size_t align, size_t size)
 AGENT_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
     if (AGENT_UNLIKELY(!ready())) return boot_alloc(size, align);
+    if (AGENT_UNLIKELY(!agent_enabled))
+        return real_aligned_alloc ? real_aligned_alloc(align, size) : real_memalign(align, size);
     void *p = real_aligned_alloc ? real_aligned_alloc(align, size)
                                  : real_memalign(align, size);
     if (AGENT_LIKELY(p != NULL)) agent_on_alloc(p);
@@ -294,6 +394,7 @@ AGENT_EXPORT int posix_memalign(void **out, size_t align, size_t size)
         *out = p;
         return 0;
     }
+    if (AGENT_UNLIKELY(!agent_enabled)) return real_posix_memalign(out, align, size);
     int err = real_posix_memalign(out, align, size);
     if (err == 0 && *out != NULL) agent_on_alloc(*out);
     return err;
@@ -308,11 +409,13 @@ static size_t page_size(void)
 
 AGENT_EXPORT void *valloc(size_t size)
 {
+    if (AGENT_UNLIKELY(real_valloc != NULL)) return real_valloc(size);
     return memalign(page_size(), size);
 }
 
 AGENT_EXPORT void *pvalloc(size_t size)
 {
+    if (AGENT_UNLIKELY(real_pvalloc != NULL)) return real_pvalloc(size);
     size_t pg = page_size();
     size_t rounded;
     if (__builtin_add_overflow(size, pg - 1, &rounded)) {

@@ -13,12 +13,27 @@
  *
  * The agent is found, in order: $HEAPWATCH_AGENT; libheapwatch.so beside
  * this executable (the build tree); ../lib/libheapwatch.so (an install).
+ *
+ * Sanitized programs. ASan's shared runtime refuses to start when another
+ * library is preloaded before it, unless ASAN_OPTIONS holds
+ * verify_asan_link_order=0: `run` appends that to the user's own
+ * ASAN_OPTIONS (kept whole; a verify_asan_link_order the user set is left
+ * as set), for the program and everything it starts (`heapwatch run --
+ * make test`). In a process with a sanitizer runtime that replaces malloc
+ * (ASan, TSan, MSan, LSan) the agent steps aside and says so in one stderr
+ * line (agent/shim.c), as it does when the executable exports its own
+ * malloc (gcc's static sanitizer runtimes); the program runs, reports and
+ * exits as it does bare. When the program left no summary, `run` tells why as far as it
+ * can know: how it ended (status or signal), and nothing more when its
+ * executable carries a sanitizer runtime (the agent's line said it).
  */
 #define _GNU_SOURCE
 #include "tools/json.h"
 #include "tools/tools.h"
 
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -70,7 +85,12 @@ static const char usage_run[] =
     "                                                 USR2, RTMIN+n or RTMAX-n (or 10, 12, 34-64)\n"
     "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
     "  -q, --quiet                no summary on stderr\n"
-    "  -h, --help                 this text\n";
+    "  -h, --help                 this text\n"
+    "\n"
+    "A process with a sanitizer runtime that replaces malloc (ASan, TSan, MSan,\n"
+    "LSan) runs as it does bare: the agent steps aside for it, with one line on\n"
+    "stderr. For ASan, verify_asan_link_order=0 is added to ASAN_OPTIONS (after\n"
+    "the user's own options, which are kept).\n";
 
 typedef struct {
     const char *name;     /* long option */
@@ -131,15 +151,170 @@ static double summary_num(const json_t *v, const char *key)
     return json_get_num(v, key, &x) ? x : -1;
 }
 
-/* print_summary: the agent's summary.<pid>.json, in two lines. */
-static void print_summary(const char *out_dir, pid_t pid, const char *prog)
+/* ------------------------------------------------------------------------ */
+/* Sanitized executables                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* The names that mark a sanitizer runtime replacing malloc: in DT_NEEDED
+ * (a shared runtime: gcc's libasan.so.8, clang's libclang_rt.asan-*.so) or
+ * in the dynamic symbol table (the executable calls or, with clang's static
+ * runtime, exports its init function). UBSan is not here: the agent
+ * profiles a UBSan-only program as any other. */
+static const struct { const char *marker, *name; } sanitizer_marks[] = {
+    { "__asan_init", "AddressSanitizer" }, { "libasan.so", "AddressSanitizer" },
+    { "clang_rt.asan", "AddressSanitizer" },
+    { "__hwasan_init", "HWAddressSanitizer" }, { "clang_rt.hwasan", "HWAddressSanitizer" },
+    { "__tsan_init", "ThreadSanitizer" }, { "libtsan.so", "ThreadSanitizer" },
+    { "clang_rt.tsan", "ThreadSanitizer" },
+    { "__msan_init", "MemorySanitizer" }, { "clang_rt.msan", "MemorySanitizer" },
+    { "__lsan_init", "LeakSanitizer" }, { "liblsan.so", "LeakSanitizer" },
+    { "clang_rt.lsan", "LeakSanitizer" },
+};
+
+static const char *sanitizer_mark(const char *name)
+{
+    for (size_t i = 0; i < sizeof sanitizer_marks / sizeof *sanitizer_marks; i++) {
+        const char *m = sanitizer_marks[i].marker;
+        if (m[0] == '_' ? strcmp(name, m) == 0 : strstr(name, m) != NULL) return sanitizer_marks[i].name;
+    }
+    return NULL;
+}
+
+/* read_at: len bytes at off into a new buffer (NULL when short or over
+ * 64 MiB: no real dynamic table is that large). */
+static void *read_at(int fd, uint64_t off, uint64_t len)
+{
+    if (len == 0 || len > (64u << 20)) return NULL;
+    char *buf = malloc(len);
+    if (!buf) return NULL;
+    if (pread(fd, buf, len, (off_t)off) != (ssize_t)len) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* section_sanitizer: the sanitizer named by a string in section `sec` (its
+ * entries: DT_NEEDED of SHT_DYNAMIC, names of SHT_DYNSYM) or NULL. */
+static const char *section_sanitizer(int fd, const Elf64_Shdr *sh, const Elf64_Shdr *strsh)
+{
+    const char *found = NULL;
+    char *strs = read_at(fd, strsh->sh_offset, strsh->sh_size);
+    char *ents = read_at(fd, sh->sh_offset, sh->sh_size);
+    if (strs && ents && strs[strsh->sh_size - 1] == 0) {
+        bool dyn = sh->sh_type == SHT_DYNAMIC;
+        size_t each = dyn ? sizeof(Elf64_Dyn) : sizeof(Elf64_Sym);
+        for (size_t i = 0; !found && i < sh->sh_size / each; i++) {
+            uint64_t name;
+            if (dyn) {
+                const Elf64_Dyn *d = (const Elf64_Dyn *)(ents + i * each);
+                if (d->d_tag != DT_NEEDED) continue;
+                name = d->d_un.d_val;
+            } else {
+                const Elf64_Sym *sym = (const Elf64_Sym *)(ents + i * each);
+                name = sym->st_name;
+                /* Its own malloc, exported: found before the agent's, which
+                 * then steps aside (gcc's -static-libasan, -static-libtsan). */
+                if (sym->st_shndx != SHN_UNDEF && name < strsh->sh_size &&
+                    strcmp(strs + name, "malloc") == 0) {
+                    found = "its own malloc";
+                    break;
+                }
+            }
+            if (name < strsh->sh_size) found = sanitizer_mark(strs + name);
+        }
+    }
+    free(strs);
+    free(ents);
+    return found;
+}
+
+/* elf_sanitizer: the sanitizer runtime an ELF executable carries (or "its
+ * own malloc" when it exports one), for which the agent steps aside; NULL
+ * when none (not ELF, not 64-bit, unreadable: NULL too). */
+static const char *elf_sanitizer(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    const char *found = NULL;
+    Elf64_Ehdr eh;
+    Elf64_Shdr *sh = NULL;
+    if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_shentsize == sizeof(Elf64_Shdr) && eh.e_shnum > 0)
+        sh = read_at(fd, eh.e_shoff, (uint64_t)eh.e_shnum * sizeof *sh);
+    for (unsigned i = 0; sh && !found && i < eh.e_shnum; i++) {
+        if ((sh[i].sh_type == SHT_DYNAMIC || sh[i].sh_type == SHT_DYNSYM) && sh[i].sh_link < eh.e_shnum)
+            found = section_sanitizer(fd, &sh[i], &sh[sh[i].sh_link]);
+    }
+    free(sh);
+    close(fd);
+    return found;
+}
+
+/* program_path: PROGRAM as execvp finds it (a name without '/' searched
+ * in $PATH), into buf; false when not found. */
+static bool program_path(const char *prog, char *buf, size_t cap)
+{
+    if (strchr(prog, '/')) {
+        snprintf(buf, cap, "%s", prog);
+        return true;
+    }
+    const char *path = getenv("PATH");
+    if (!path || !*path) path = "/bin:/usr/bin";
+    for (const char *p = path; ; ) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        snprintf(buf, cap, "%.*s%s%s", (int)len, p, len ? "/" : "", prog);
+        if (access(buf, X_OK) == 0 && file_exists(buf)) return true;
+        if (!end) return false;
+        p = end + 1;
+    }
+}
+
+/* add_asan_option: ASAN_OPTIONS += verify_asan_link_order=0, so ASan's
+ * shared runtime accepts the agent preloaded before it (and the agent then
+ * steps aside). The user's options stay, in order, first; one they set
+ * for verify_asan_link_order themselves is theirs to keep. */
+static int add_asan_option(void)
+{
+    static const char opt[] = "verify_asan_link_order=0";
+    const char *old = getenv("ASAN_OPTIONS");
+    if (!old || !*old) return setenv("ASAN_OPTIONS", opt, 1);
+    if (strstr(old, "verify_asan_link_order")) return 0;
+    size_t len = strlen(old) + sizeof opt + 1;
+    char *v = malloc(len);
+    if (!v) return -1;
+    snprintf(v, len, "%s:%s", old, opt);
+    int r = setenv("ASAN_OPTIONS", v, 1);
+    free(v);
+    return r;
+}
+
+/* report_no_summary: why PROGRAM left no summary, as far as we know. */
+static void report_no_summary(const char *out_dir, pid_t pid, const char *prog, int status)
+{
+    char path[PATH_MAX + 64];
+    if (program_path(prog, path, sizeof path) && elf_sanitizer(path))
+        return;   /* the agent stepped aside, and said so in its one line */
+    char how[64];
+    if (WIFSIGNALED(status))
+        snprintf(how, sizeof how, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    fprintf(stderr, "heapwatch: %s (pid %d) %s and left no heapwatch summary in %s%s\n",
+            fmt_clean(prog), (int)pid, how, fmt_clean(out_dir),
+            WIFSIGNALED(status) ? "" : " (the agent did not run in it, stepped aside, or could not write there)");
+}
+
+/* print_summary: the agent's summary.<pid>.json, in two lines; or why
+ * there is none. */
+static void print_summary(const char *out_dir, pid_t pid, const char *prog, int status)
 {
     char path[2 * PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/summary.%d.json", out_dir, (int)pid);
     FILE *f = fopen(path, "r");
     if (!f) {
-        fprintf(stderr, "heapwatch: %s (pid %d) left no summary in %s (killed, or _exit)\n",
-                fmt_clean(prog), (int)pid, fmt_clean(out_dir));
+        report_no_summary(out_dir, pid, prog, status);
         return;
     }
     static char text[1 << 20];
@@ -229,6 +404,10 @@ static int cmd_run(int argc, char **argv)
         snprintf(out_abs, sizeof out_abs, "%s/%s", cwd, out);
     }
     setenv("HEAPWATCH_OUT", out_abs, 1);
+    if (add_asan_option() != 0) {
+        fprintf(stderr, "heapwatch run: cannot set ASAN_OPTIONS: %s\n", strerror(errno));
+        return EXIT_USAGE;
+    }
     if (set_preload(agent) != 0) {
         fprintf(stderr, "heapwatch run: cannot set LD_PRELOAD: %s\n", strerror(errno));
         return EXIT_USAGE;
@@ -258,7 +437,7 @@ static int cmd_run(int argc, char **argv)
     }
     /* 126/127 with no summary: the exec itself failed, already reported. */
     bool exec_failed = WIFEXITED(status) && WEXITSTATUS(status) >= 126;
-    if (!quiet && !(exec_failed && !summary_exists(out_abs, pid))) print_summary(out_abs, pid, prog[0]);
+    if (!quiet && !(exec_failed && !summary_exists(out_abs, pid))) print_summary(out_abs, pid, prog[0], status);
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
     return EXIT_USAGE;
