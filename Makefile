@@ -78,7 +78,15 @@ DEB_PACKAGES := \
   heaptrack:/usr/bin/heaptrack \
   libabsl-dev:/usr/include/absl/container/flat_hash_map.h \
   libboost1.81-dev:/usr/include/boost/unordered/unordered_flat_map.hpp \
-  libglib2.0-dev:/usr/include/glib-2.0/glib.h
+  libglib2.0-dev:/usr/include/glib-2.0/glib.h \
+  libasan8:/usr/lib/x86_64-linux-gnu/libasan.so.8 \
+  libtsan2:/usr/lib/x86_64-linux-gnu/libtsan.so.2 \
+  liblsan0:/usr/lib/x86_64-linux-gnu/liblsan.so.0 \
+  libubsan1:/usr/lib/x86_64-linux-gnu/libubsan.so.1 \
+  libgcc-12-dev:/usr/lib/gcc/x86_64-linux-gnu/12/libasan.a \
+  util-linux:/usr/bin/setpriv \
+  curl:/usr/bin/curl \
+  time:/usr/bin/time
 
 deb_missing = $(strip $(foreach p,$(DEB_PACKAGES),$(if $(wildcard $(lastword $(subst :, ,$(p)))),,$(firstword $(subst :, ,$(p))))))
 
