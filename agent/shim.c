@@ -20,6 +20,14 @@
  * _exit and _Exit are interposed too: they skip destructors, and the agent
  * writes its exit summary from them first (agent_on_quick_exit).
  *
+ * unshare and setns are interposed because the kernel refuses some of them
+ * to a multi-threaded process (a new user namespace, joining a user or
+ * mount namespace: EINVAL): the agent's background thread leaves first and
+ * comes back later (agent_thread_pause/resume in core.c). Only the flags
+ * that need a lone thread pause it. A program that makes the system call
+ * itself (syscall(SYS_unshare), or clone3) is not seen; clone with
+ * CLONE_NEWUSER needs no lone thread.
+ *
  * Bootstrap: dlsym itself may call calloc/malloc (for its error buffer)
  * before the real functions are known. Those calls, made while this thread
  * is resolving, are served from a static buffer; free() ignores pointers
@@ -29,6 +37,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>    /* prototypes of the functions we define */
+#include <sched.h>     /* unshare, setns, CLONE_* */
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
@@ -45,6 +54,8 @@ typedef void *(*memalign_fn_t)(size_t, size_t);
 typedef int (*posix_memalign_fn_t)(void **, size_t, size_t);
 typedef size_t (*usable_fn_t)(void *);
 typedef void (*exit_fn_t)(int);
+typedef int (*unshare_fn_t)(int);
+typedef int (*setns_fn_t)(int, int);
 
 static void *malloc_first(size_t size);
 /* real_malloc: malloc_first until the real functions are resolved, so the
@@ -57,6 +68,8 @@ static memalign_fn_t real_memalign;
 static memalign_fn_t real_aligned_alloc;    /* may stay NULL: then memalign */
 static posix_memalign_fn_t real_posix_memalign;
 static exit_fn_t real_exit, real_Exit;      /* resolved up front: never dlsym at exit */
+static unshare_fn_t real_unshare;
+static setns_fn_t real_setns;
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
@@ -137,6 +150,8 @@ static void resolve(void)
     real_posix_memalign = (posix_memalign_fn_t)next_symbol("posix_memalign");
     real_exit = (exit_fn_t)next_symbol("_exit");
     real_Exit = (exit_fn_t)next_symbol("_Exit");
+    real_unshare = (unshare_fn_t)next_symbol("unshare");
+    real_setns = (setns_fn_t)next_symbol("setns");
     usable_fn_t usable = (usable_fn_t)next_symbol("malloc_usable_size");
     if (usable) agent_real_usable_size = usable;
     /* malloc last: it is the flag that everything is resolved. */
@@ -341,4 +356,36 @@ AGENT_EXPORT void _exit(int status)
 AGENT_EXPORT void _Exit(int status)
 {
     quick_exit_common(real_Exit, status);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Namespaces                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* unshare: a new user namespace (and CLONE_VM, CLONE_SIGHAND,
+ * CLONE_THREAD) requires a process with one thread. */
+AGENT_EXPORT int unshare(int flags)
+{
+    (void)ready();
+    bool alone = flags & (CLONE_NEWUSER | CLONE_VM | CLONE_SIGHAND | CLONE_THREAD);
+    if (alone) agent_thread_pause();
+    int r = real_unshare ? real_unshare(flags) : (int)syscall(SYS_unshare, flags);
+    int saved = errno;
+    if (alone) agent_thread_resume();
+    errno = saved;
+    return r;
+}
+
+/* setns: joining a user namespace, or a mount namespace (whose fs_struct
+ * the threads share), requires one thread; nstype 0 may be either. */
+AGENT_EXPORT int setns(int fd, int nstype)
+{
+    (void)ready();
+    bool alone = nstype == 0 || (nstype & (CLONE_NEWUSER | CLONE_NEWNS));
+    if (alone) agent_thread_pause();
+    int r = real_setns ? real_setns(fd, nstype) : (int)syscall(SYS_setns, fd, nstype);
+    int saved = errno;
+    if (alone) agent_thread_resume();
+    errno = saved;
+    return r;
 }

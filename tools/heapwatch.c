@@ -68,6 +68,9 @@ static const char usage_run[] =
     "      --profile-interval S   HEAPWATCH_PROFILE_INTERVAL  periodic profiles (0 = off)\n"
     "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile\n"
     "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
+    "      --thread auto|on|off   HEAPWATCH_THREAD    the agent's background thread: only once\n"
+    "                                                 needed (auto), from start (on), or none:\n"
+    "                                                 allocating threads take the snapshots (off)\n"
     "  -q, --quiet                no summary on stderr\n"
     "  -h, --help                 this text\n";
 
@@ -88,6 +91,7 @@ static const run_option_t run_options[] = {
     { "profile-interval", "HEAPWATCH_PROFILE_INTERVAL" },
     { "signal", "HEAPWATCH_SIGNAL" },
     { "http", "HEAPWATCH_HTTP" },
+    { "thread", "HEAPWATCH_THREAD" },
 };
 #define NRUN_OPTIONS (sizeof run_options / sizeof *run_options)
 
