@@ -115,8 +115,8 @@ void agent_sample_rearm(agent_thread_t *t)
 {
     /* The countdown left, uncut; a handler may allocate meanwhile: at worst
      * it moves one sampling point by that allocation. */
-    int64_t left = t->sample_left;
-    int64_t gap = t->sample_rest > INT64_MAX - left ? INT64_MAX : t->sample_rest + left;
+    int64_t left = t->sample_left, rest = t->sample_rest, gap;
+    if (__builtin_add_overflow(rest, left, &gap)) gap = INT64_MAX;
     set_countdown(t, gap);
 }
 
