@@ -717,9 +717,17 @@ static void wait_gone(int tid)
         nap(PAUSE_STEP_NS);
 }
 
+/* own_process: not a vfork or posix_spawn child (which shares its parent's
+ * memory and must change none of its state; see agent_on_quick_exit). */
+static bool own_process(void)
+{
+    return (pid_t)__atomic_load_n(&own_pid, __ATOMIC_RELAXED) == getpid();
+}
+
 void agent_thread_pause(void)
 {
-    if (!agent_enabled || __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2) return;
+    if (!agent_enabled || __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2 || !own_process())
+        return;
     __atomic_add_fetch(&bg_paused, 1, __ATOMIC_ACQ_REL);
     if (__atomic_load_n(&bg_pid, __ATOMIC_ACQUIRE) != (int)getpid()) return;
     int saved = errno;
@@ -747,7 +755,8 @@ out:
 
 void agent_thread_resume(void)
 {
-    if (!agent_enabled || __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2) return;
+    if (!agent_enabled || __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2 || !own_process())
+        return;
     if (__atomic_sub_fetch(&bg_paused, 1, __ATOMIC_ACQ_REL) != 0) return;
     if (conf.thread == CONF_THREAD_OFF || bg_failed ||
         __atomic_load_n(&bg_pid, __ATOMIC_ACQUIRE) == (int)getpid())
