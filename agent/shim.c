@@ -21,12 +21,13 @@
  * writes its exit summary from them first (agent_on_quick_exit).
  *
  * unshare and setns are interposed because the kernel refuses some of them
- * to a multi-threaded process (a new user namespace, joining a user or
- * mount namespace: EINVAL): the agent's background thread leaves first and
- * comes back later (agent_thread_pause/resume in core.c). Only the flags
- * that need a lone thread pause it. A program that makes the system call
- * itself (syscall(SYS_unshare), or clone3) is not seen; clone with
- * CLONE_NEWUSER needs no lone thread.
+ * to a multi-threaded process (a new user namespace; joining a user, mount
+ * or time namespace: EINVAL, EUSERS): the agent's background thread leaves
+ * first and comes back later (agent_thread_pause/resume in core.c). Only
+ * the flags that need a lone thread pause it. A program that makes the
+ * system call itself (syscall(SYS_unshare)) is not seen; clone and clone3
+ * with CLONE_NEWUSER need no lone thread (the new namespace is the
+ * child's), nor does chroot.
  *
  * Bootstrap: dlsym itself may call calloc/malloc (for its error buffer)
  * before the real functions are known. Those calls, made while this thread
@@ -376,12 +377,17 @@ AGENT_EXPORT int unshare(int flags)
     return r;
 }
 
-/* setns: joining a user namespace, or a mount namespace (whose fs_struct
- * the threads share), requires one thread; nstype 0 may be either. */
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+/* setns: joining a user namespace, a mount namespace (whose fs_struct the
+ * threads share) or a time namespace requires one thread; nstype 0 may be
+ * any of them. */
 AGENT_EXPORT int setns(int fd, int nstype)
 {
     (void)ready();
-    bool alone = nstype == 0 || (nstype & (CLONE_NEWUSER | CLONE_NEWNS));
+    bool alone = nstype == 0 || (nstype & (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWTIME));
     if (alone) agent_thread_pause();
     int r = real_setns ? real_setns(fd, nstype) : (int)syscall(SYS_setns, fd, nstype);
     int saved = errno;
