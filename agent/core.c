@@ -59,8 +59,8 @@
  * names and the counters it inherited, as Go would see it: the parent's
  * live heap is really live in the child (copy-on-write), so live_objects
  * starts from the parent's value. Blocks of threads that did not survive
- * the fork are marked dead; the background thread is restarted by the
- * child's first allocation.
+ * the fork are marked dead; the child, single-threaded, gets its own
+ * background thread as any process does (below), at its first due job.
  *
  * exec. LD_PRELOAD is left as the user set it, so a program exec'ed by the
  * profiled one is profiled too, under its own pid.
@@ -434,7 +434,7 @@ static void snapshot(heapwatch_counters_t *c)
 
 /* on_profile_signal: HEAPWATCH_SIGNAL's handler. Async-signal-safe: it
  * only raises a flag and posts the semaphore; the background thread writes
- * the profile. */
+ * the profile (with no thread, the next tick starts it or writes it). */
 static void on_profile_signal(int sig)
 {
     (void)sig;
@@ -651,10 +651,19 @@ static void start_background_thread(void)
 }
 
 /* tick_jobs: the due jobs, done on this allocating thread (off, or no
- * thread could start); skipped when another thread is at them. */
+ * thread could start); skipped when another thread is at them. Signals
+ * wait meanwhile (two system calls per due job): a handler that ran now
+ * would find work_lock held by its own thread (an exit from it would wait
+ * for it forever) and its allocations would pass uncounted. */
 static void tick_jobs(void)
 {
-    if (pthread_mutex_trylock(&work_lock) != 0) return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (pthread_mutex_trylock(&work_lock) != 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return;
+    }
     if (!exiting) {
         run_due_jobs(now_ns(CLOCK_MONOTONIC), false);
         __atomic_store_n(&agent_tick_due, next_due(), __ATOMIC_RELAXED);
@@ -663,6 +672,7 @@ static void tick_jobs(void)
             __atomic_store_n(&agent_tick_due, 0, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&work_lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 void agent_tick(void)
@@ -787,8 +797,9 @@ void agent_thread_resume(void)
 /* Lock order: registry_lock, the stack stripes, the live-map shards, then
  * the arena's. (work_lock and the profile lock are not taken: a fork must
  * not wait for a profile being written; the child re-creates them, and only
- * the parent's background thread, which does not exist in the child, could
- * have held them.) */
+ * the parent's background thread, or a thread doing a due job
+ * (HEAPWATCH_THREAD=off), neither of which exists in the child, could have
+ * held them.) */
 static void prefork(void)
 {
     agent_enter();
