@@ -83,6 +83,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -593,7 +594,25 @@ static void *background_main(void *arg)
     return NULL;
 }
 
-/* spawn: an agent thread running fn(NULL), every signal blocked in it. */
+#define THREAD_STACK (256 * 1024)
+
+/* bg_stack: the background thread's own stack (mmap'd, a guard page at
+ * its low end), or MAP_FAILED. The thread may now start at any time and
+ * leave again (unshare): a stack from glibc's cache would be one a thread
+ * of the program expected to reuse (then it allocates a new one, and its
+ * TLS, where it did not before), and one it gave back would be cached. A
+ * stack of our own is never cached; it is unmapped after the join. */
+static void *bg_stack = MAP_FAILED;
+static size_t bg_stack_len;
+
+static void bg_stack_free(void)
+{
+    if (bg_stack != MAP_FAILED) munmap(bg_stack, bg_stack_len);
+    bg_stack = MAP_FAILED;
+}
+
+/* spawn: an agent thread running fn(NULL), every signal blocked in it;
+ * joinable ones on a stack of their own (bg_stack) when possible. */
 static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t *out)
 {
     sigset_t all, old;
@@ -602,10 +621,27 @@ static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, detached ? PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
     pthread_t tid;
     agent_enter();
-    int err = pthread_create(&tid, &attr, fn, NULL);
+    int err = EINVAL;
+    if (!detached) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        bg_stack_len = THREAD_STACK + page;
+        bg_stack = mmap(NULL, bg_stack_len, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (bg_stack != MAP_FAILED && mprotect(bg_stack, page, PROT_NONE) == 0 &&
+            pthread_attr_setstack(&attr, (char *)bg_stack + page, THREAD_STACK) == 0)
+            err = pthread_create(&tid, &attr, fn, NULL);
+        if (err) {
+            /* Too small for a large static TLS, say: glibc's stack. */
+            bg_stack_free();
+            pthread_attr_destroy(&attr);
+            pthread_attr_init(&attr);
+            pthread_attr_setstacksize(&attr, THREAD_STACK);
+        }
+    }
+    if (err) err = pthread_create(&tid, &attr, fn, NULL);
     agent_leave();
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -633,7 +669,10 @@ static void start_background_thread(void)
         __atomic_exchange_n(&bg_control, 1, __ATOMIC_ACQUIRE))
         return;
     int saved = errno;
-    if (bg_unjoined && pthread_tryjoin_np(bg_handle, NULL) == 0) bg_unjoined = false;
+    if (bg_unjoined && pthread_tryjoin_np(bg_handle, NULL) == 0) {
+        bg_unjoined = false;
+        bg_stack_free();
+    }
     if (!bg_unjoined && __atomic_load_n(&bg_pid, __ATOMIC_RELAXED) != me) {
         __atomic_store_n(&bg_stop, false, __ATOMIC_RELAXED);
         if (spawn(background_main, "heapwatch", false, &bg_handle) == 0) {
@@ -754,8 +793,12 @@ void agent_thread_pause(void)
         struct timespec ts = { (time_t)(deadline / 1000000000ull), (long)(deadline % 1000000000ull) };
         int tid = __atomic_load_n(&bg_tid, __ATOMIC_RELAXED);
         __atomic_store_n(&bg_pid, 0, __ATOMIC_RELEASE);
-        if (pthread_timedjoin_np(bg_handle, NULL, &ts) == 0) wait_gone(tid);
-        else bg_unjoined = true;   /* it leaves after its job; joined before a restart */
+        if (pthread_timedjoin_np(bg_handle, NULL, &ts) == 0) {
+            wait_gone(tid);
+            bg_stack_free();
+        } else {
+            bg_unjoined = true;   /* it leaves after its job; joined before a restart */
+        }
     }
     __atomic_store_n(&bg_control, 0, __ATOMIC_RELEASE);
 out:
@@ -847,6 +890,7 @@ static void postfork_child(void)
     __atomic_store_n(&bg_control, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&bg_paused, 0, __ATOMIC_RELAXED);
     bg_unjoined = false;
+    bg_stack_free();   /* the parent's thread's stack, copied */
     set_deadlines(now);
     arm_ticks(conf.thread == CONF_THREAD_ON ? 0 : next_due());
     agent_leave();
