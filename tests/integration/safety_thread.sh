@@ -50,6 +50,10 @@ check "the thread came back later ($(kv "$T/lazy.out" threads_later) threads)" [
 n=$(timeline_records "$out")
 check "timeline across unshare: 8 to 16 records over ~1.2 s at 0.1 s ($n)" [ "$n" -ge 8 ] && [ "$n" -le 16 ]
 
+HEAPWATCH_INTERVAL=0.2 with_agent "$T/fork" "$P" fork 0.4 > "$T/fork.out" 2>&1; rc=$?
+check "fork with the thread running: the child is single-threaded at start and after 100000 allocations ($(kv "$T/fork.out" child_threads)), status $rc" \
+    bash -c '[ "$1" = 2 ] && [ "$2" = 1,1 ] && [ $3 = 0 ]' _ "$(kv "$T/fork.out" threads_busy)" "$(kv "$T/fork.out" child_threads)" $rc
+
 if [ "$(id -u)" = 0 ]; then
     out=$T/setns
     HEAPWATCH_INTERVAL=0.1 with_agent "$out" "$P" setns 0.4 > "$T/setns.out" 2>&1; rc=$?

@@ -11,6 +11,8 @@
  *   safe_thread unshare S       allocates for S seconds, then
  *   safe_thread setns S         unshare(CLONE_NEWUSER) / setns(own mount ns),
  *                               then allocates for S seconds again
+ *   safe_thread fork S          allocates for S seconds, forks; the child
+ *                               reports its threads after 100000 allocations
  *
  * Every line is "key=value"; the exit status is 0 unless the call failed.
  */
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int threads(void)
@@ -96,6 +99,22 @@ int main(int argc, char **argv)
         return 0;
     }
     printf("threads_busy=%d\n", allocate(s, 0));
+    if (!strcmp(argv[1], "fork")) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            int first = threads();
+            for (int i = 0; i < 100000; i++) {
+                void *p = malloc(48);
+                if (i % 4) free(p);
+                else sink = p;
+            }
+            printf("child_threads=%d,%d\n", first, threads());
+            return 0;
+        }
+        int st = 0;
+        waitpid(pid, &st, 0);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+    }
     int r, err;
     if (!strcmp(argv[1], "unshare")) {
         r = unshare(CLONE_NEWUSER);
