@@ -144,6 +144,8 @@ typedef struct agent_thread_s {
     uint64_t dropped;           /* samples lost for lack of memory */
     uint64_t filter_hits;       /* frees the live filter sent to the live map */
     uint64_t filter_false;      /* ...that were not sampled (false positives) */
+    int64_t sample_rest;        /* bytes of the gap beyond sample_left when the
+                                 * countdown is cut into ticks (sample.c) */
     struct agent_thread_s *next;/* registry link (all blocks, live or dead) */
     int alive;                  /* owned by a running thread */
 } agent_thread_t;
@@ -373,6 +375,38 @@ extern uint64_t agent_sample_rate;
 /* agent_sample_thread_init: seeds a new or adopted thread block's
  * generator and draws its first sampling point. */
 void agent_sample_thread_init(agent_thread_t *t);
+
+/*
+ * Ticks: how the allocating threads notice that work is due while the agent
+ * has no background thread (HEAPWATCH_THREAD, core.c). While
+ * agent_tick_bytes is not 0, a countdown longer than that is cut into
+ * pieces of agent_tick_bytes (the rest in sample_rest), so the sampling
+ * slow path runs at least once per agent_tick_bytes allocated, whatever the
+ * rate, even 0; there it calls agent_tick, which compares a coarse clock
+ * with agent_tick_due. The fast path is unchanged. Sampling is not: a piece
+ * that runs out only carries the overshoot into the next piece, so the
+ * sampled bytes are exactly those of the uncut countdown.
+ */
+#define AGENT_TICK_BYTES (32u * 1024)
+extern uint64_t agent_tick_bytes;   /* 0 or AGENT_TICK_BYTES (sample.c; atomic) */
+extern uint64_t agent_tick_due;     /* CLOCK_MONOTONIC ns; UINT64_MAX: nothing due (core.c; atomic) */
+
+/* agent_tick_slow: agent_tick_due has passed: start the background thread,
+ * or do the due work on this thread (core.c). Called outside the agent. */
+void agent_tick_slow(void);
+
+/* agent_tick: from the sampling slow path, outside the agent. */
+void agent_tick(void);
+
+/* agent_sample_rearm: recuts the calling thread's countdown t (its own
+ * block) after agent_tick_bytes changed. (sample.c) */
+void agent_sample_rearm(agent_thread_t *t);
+
+/* agent_thread_pause / agent_thread_resume: around unshare and setns (shim):
+ * the background thread leaves, and the process has one thread less when
+ * pause returns (bounded: see core.c); resume arranges its restart. */
+void agent_thread_pause(void);
+void agent_thread_resume(void);
 
 /* agent_current_thread: the calling thread's block when it may count
  * (registering it if new), NULL inside the agent or when it is off. (core.c) */
@@ -645,7 +679,15 @@ typedef struct agent_conf_s {
     int signal;                    /* HEAPWATCH_SIGNAL; 0 = off */
     char http_host[CONF_HOST_MAX]; /* HEAPWATCH_HTTP host; "" = off */
     uint16_t http_port;
+    int thread;                    /* HEAPWATCH_THREAD: CONF_THREAD_* */
 } agent_conf_t;
+
+/* HEAPWATCH_THREAD: when the agent runs its background thread (core.c). */
+enum {
+    CONF_THREAD_AUTO = 0,          /* "auto" (default): only once it is needed */
+    CONF_THREAD_ON = 1,            /* "on", "1": from start-up */
+    CONF_THREAD_OFF = 2,           /* "off", "0": never; work done by the allocating thread */
+};
 
 /* Defaults (SPEC.md; SUSTAIN and GRACE are ours, see README). */
 #define CONF_DEFAULT_OUT "heapwatch-out"

@@ -262,6 +262,18 @@ int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
                    "host:port such as 127.0.0.1:6060 or [::1]:6060", "HTTP server off");
         ld.bad++;
     }
+    const char *thr = getenv_fn("HEAPWATCH_THREAD");
+    if (thr && *thr) {
+        if (!strcasecmp(thr, "auto")) c->thread = CONF_THREAD_AUTO;
+        else if (!strcasecmp(thr, "on") || !strcmp(thr, "1")) c->thread = CONF_THREAD_ON;
+        else if (!strcasecmp(thr, "off") || !strcmp(thr, "0")) c->thread = CONF_THREAD_OFF;
+        else {
+            report_bad(report, "HEAPWATCH_THREAD", thr,
+                       "auto (a thread only once needed), on or 1 (from start-up), "
+                       "off or 0 (no thread)", "using auto");
+            ld.bad++;
+        }
+    }
     if (c->warn > c->crit) {
         report_bad(report, "HEAPWATCH_WARN", getenv_fn("HEAPWATCH_WARN") ?
                    getenv_fn("HEAPWATCH_WARN") : "500",

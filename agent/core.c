@@ -13,12 +13,49 @@
  *
  * Start-up. The constructor calls agent_init, but an allocation made
  * before it (another library's constructor) initialises lazily on the slow
- * path; the background thread is started only from the constructor, never
- * from inside malloc. In a process with a sanitizer runtime that replaces
+ * path. In a process with a sanitizer runtime that replaces
  * malloc (ASan, TSan, MSan, LSan), or whose malloc is not the agent's
  * (found by the shim's first resolution, before anything else), the agent
  * steps aside: one stderr line, then nothing (every call passed straight
  * on, no thread, no files, no fork handlers, nothing counted).
+ *
+ * The background thread (snapshots every HEAPWATCH_INTERVAL, with the
+ * timeline and alerts; interval and HEAPWATCH_SIGNAL profiles; ending a
+ * process whose main thread left with pthread_exit) must not be seen by a
+ * program that is single-threaded: a multi-threaded process cannot enter a
+ * new user namespace (unshare, setns: EINVAL), and programs such as
+ * Chromium's zygote check that they are alone before sandboxing. So, by
+ * HEAPWATCH_THREAD:
+ *   auto (default)  the thread starts only once it is needed: when the
+ *                   program starts a thread of its own (its first
+ *                   allocation, thread_register), or when the first job
+ *                   falls due (the first snapshot, HEAPWATCH_INTERVAL after
+ *                   start; the first periodic profile; a HEAPWATCH_SIGNAL),
+ *                   noticed by an allocating thread (ticks, below). With
+ *                   HEAPWATCH_HTTP it starts at once (the server is a thread
+ *                   anyway). A program that ends within HEAPWATCH_INTERVAL
+ *                   (`id`) never has one.
+ *   on, 1           from the constructor, as before.
+ *   off, 0          never: the allocating thread that notices a job is due
+ *                   does it itself (run_due_jobs, under a try-lock, so it
+ *                   never waits), and the exit does the final snapshot. An
+ *                   idle program gets no records until it allocates again.
+ * Ticks: while there is no thread, each thread's sampling countdown is cut
+ * into AGENT_TICK_BYTES pieces (sample.c), so the sampling slow path runs
+ * at least every 32 KiB allocated, at any rate, and compares a coarse clock
+ * with agent_tick_due (one load when nothing is due). A start from there is
+ * a start from inside malloc, after the real malloc returned: this thread
+ * holds no allocator or agent lock (the restart after fork was always done
+ * so).
+ *
+ * unshare and setns (shim.c) call agent_thread_pause first: the thread is
+ * asked to leave, joined (at most PAUSE_JOIN_NS: it finishes the file it is
+ * writing) and the kernel is seen to have released it (/proc/self/task,
+ * at most PAUSE_GONE_NS), so the call finds the process as the program
+ * left it. agent_thread_resume: a process that is still single-threaded
+ * gets the thread back at its next due job (ticks), a multi-threaded one at
+ * once. A thread that did not leave in time is joined before another
+ * starts.
  *
  * fork. The prepare handler takes the registry lock and the arena lock (in
  * that order); the parent releases them in reverse; the child re-creates
@@ -26,8 +63,8 @@
  * names and the counters it inherited, as Go would see it: the parent's
  * live heap is really live in the child (copy-on-write), so live_objects
  * starts from the parent's value. Blocks of threads that did not survive
- * the fork are marked dead; the background thread is restarted by the
- * child's first allocation.
+ * the fork are marked dead; the child, single-threaded, gets its own
+ * background thread as any process does (below), at its first due job.
  *
  * exec. LD_PRELOAD is left as the user set it, so a program exec'ed by the
  * profiled one is profiled too, under its own pid.
@@ -50,6 +87,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,8 +111,18 @@ static agent_thread_t *registry;           /* append-only list head (atomic) */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t start_ns;                  /* CLOCK_REALTIME at start */
 static uint64_t peak_live_bytes;           /* max seen at snapshots and exit (atomic) */
-static bool bg_running;                    /* background thread alive (atomic) */
-static bool bg_restart;                    /* child: restart it on the slow path */
+static int bg_pid;                         /* pid of the process whose background
+                                            * thread runs; 0: none (atomic) */
+static pthread_t bg_handle;                /* joinable, while bg_pid or bg_unjoined */
+static int bg_tid;                         /* its kernel thread id (atomic) */
+static bool bg_stop;                       /* asks it to leave (atomic) */
+static bool bg_unjoined;                   /* it was asked to leave and has not been joined */
+static bool bg_failed;                     /* it cannot start: jobs run on allocating threads */
+static int bg_control;                     /* held while starting or pausing (atomic flag) */
+static int bg_paused;                      /* inside unshare/setns: no start (atomic) */
+static uint64_t next_snapshot, next_profile; /* CLOCK_MONOTONIC deadlines (under work_lock,
+                                            * or before the thread exists) */
+uint64_t agent_tick_due = UINT64_MAX;
 static int summary_written;                /* once (atomic) */
 static int own_pid;                        /* getpid() at init and after fork */
 
@@ -164,9 +213,9 @@ static void adopt_pending(agent_thread_t *t)
  * block is ready. pthread_setspecific allocates only for a key past its
  * first 32 (glibc), once per thread; inside the quiet stretch that
  * allocation is counted, and so is the free glibc makes of it when the
- * thread exits. Restarting the background thread after a fork is not
- * quiet: pthread_create allocates for the agent (agent_spawn_thread holds
- * the guard), and those allocations must not count.
+ * thread exits. Starting the background thread (the program's second
+ * thread, HEAPWATCH_THREAD=auto) is not quiet: pthread_create allocates
+ * for the agent (under the guard), and those allocations must not count.
  */
 static agent_thread_t *thread_register(void)
 {
@@ -187,7 +236,14 @@ static agent_thread_t *thread_register(void)
     agent_leave();
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     agent_tls.quiet--;
-    if (__atomic_exchange_n(&bg_restart, false, __ATOMIC_RELAXED)) start_background_thread();
+    /* A thread of the program's own: the process is multi-threaded anyway,
+     * so the agent's thread costs nothing observable now. */
+    if (t && conf.thread == CONF_THREAD_AUTO &&
+        __atomic_load_n(&bg_pid, __ATOMIC_RELAXED) != getpid() && gettid() != getpid()) {
+        agent_enter();
+        start_background_thread();
+        agent_leave();
+    }
     return t;
 }
 
@@ -384,12 +440,14 @@ static void snapshot(heapwatch_counters_t *c)
 
 /* on_profile_signal: HEAPWATCH_SIGNAL's handler. Async-signal-safe: it
  * only raises a flag and posts the semaphore; the background thread writes
- * the profile. */
+ * the profile (with no thread, the next tick starts it or writes it). */
 static void on_profile_signal(int sig)
 {
     (void)sig;
     int saved = errno;
     __atomic_store_n(&profile_requested, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&bg_pid, __ATOMIC_RELAXED) != (int)syscall(SYS_getpid))
+        __atomic_store_n(&agent_tick_due, 0, __ATOMIC_RELAXED);   /* no thread: the next tick */
     if (wake_ok) sem_post(&wake);
     errno = saved;
 }
@@ -482,13 +540,10 @@ static void exit_if_alone(void)
     exit(0);
 }
 
-static void *background_main(void *arg)
+/* start_watch: the first base of the growth rates, at start (and in a
+ * forked child): growth from the very start is measured too. */
+static void start_watch(uint64_t now)
 {
-    (void)arg;
-    agent_enter();     /* everything this thread does is the agent's own */
-    uint64_t now = now_ns(CLOCK_MONOTONIC);
-    uint64_t next_snapshot = now + conf.interval_ns;
-    uint64_t next_profile = conf.profile_interval_ns ? now + conf.profile_interval_ns : UINT64_MAX;
     pthread_mutex_lock(&work_lock);
     if (!exiting) {
         heapwatch_counters_t c;
@@ -496,59 +551,309 @@ static void *background_main(void *arg)
         agent_watch_start(&c, now);
     }
     pthread_mutex_unlock(&work_lock);
+}
+
+/* next_due: the earliest deadline (under work_lock, or before the thread). */
+static uint64_t next_due(void)
+{
+    return next_snapshot < next_profile ? next_snapshot : next_profile;
+}
+
+/* set_deadlines: the first snapshot and periodic profile after `now`. */
+static void set_deadlines(uint64_t now)
+{
+    next_snapshot = now + conf.interval_ns;
+    next_profile = conf.profile_interval_ns ? now + conf.profile_interval_ns : UINT64_MAX;
+}
+
+/* arm_ticks: the allocating threads check agent_tick_due from now on
+ * (this thread's countdown is recut at once; others at their next sample
+ * or registration). */
+static void arm_ticks(uint64_t due)
+{
+    __atomic_store_n(&agent_tick_bytes, AGENT_TICK_BYTES, __ATOMIC_RELAXED);
+    __atomic_store_n(&agent_tick_due, due, __ATOMIC_RELAXED);
+    if (agent_tls.thread) agent_sample_rearm(agent_tls.thread);
+}
+
+/* run_due_jobs: the signal profile, snapshot and periodic profile due at
+ * `now` (under work_lock, not exiting), on the background thread or on an
+ * allocating one. */
+static void run_due_jobs(uint64_t now, bool on_thread)
+{
+    if (__atomic_exchange_n(&profile_requested, 0, __ATOMIC_RELAXED)) write_profile("signal");
+    if (now >= next_snapshot) {
+        if (on_thread) exit_if_alone();
+        heapwatch_counters_t c;
+        snapshot(&c);
+        agent_watch_snapshot(&c, now, now_ns(CLOCK_REALTIME), start_ns, false);
+        next_snapshot = advance(next_snapshot, conf.interval_ns, now);
+    }
+    if (now >= next_profile) {
+        write_profile("interval");
+        next_profile = advance(next_profile, conf.profile_interval_ns, now_ns(CLOCK_MONOTONIC));
+    }
+}
+
+static void *background_main(void *arg)
+{
+    (void)arg;
+    agent_enter();     /* everything this thread does is the agent's own */
+    __atomic_store_n(&bg_tid, (int)gettid(), __ATOMIC_RELAXED);
     for (;;) {
-        sleep_until(next_snapshot < next_profile ? next_snapshot : next_profile);
-        now = now_ns(CLOCK_MONOTONIC);
         pthread_mutex_lock(&work_lock);
-        if (exiting) {
-            pthread_mutex_unlock(&work_lock);
-            break;
-        }
-        if (__atomic_exchange_n(&profile_requested, 0, __ATOMIC_RELAXED)) write_profile("signal");
-        if (now >= next_snapshot) {
-            exit_if_alone();
-            heapwatch_counters_t c;
-            snapshot(&c);
-            agent_watch_snapshot(&c, now, now_ns(CLOCK_REALTIME), start_ns, false);
-            next_snapshot = advance(next_snapshot, conf.interval_ns, now);
-        }
-        if (now >= next_profile) {
-            write_profile("interval");
-            next_profile = advance(next_profile, conf.profile_interval_ns, now_ns(CLOCK_MONOTONIC));
-        }
+        bool over = exiting;
+        uint64_t due = next_due();
+        pthread_mutex_unlock(&work_lock);
+        if (over) break;
+        sleep_until(due);
+        if (__atomic_load_n(&bg_stop, __ATOMIC_ACQUIRE)) break;
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        pthread_mutex_lock(&work_lock);
+        if (!exiting) run_due_jobs(now, true);
         pthread_mutex_unlock(&work_lock);
     }
+    agent_leave();
     return NULL;
 }
 
-int agent_spawn_thread(void *(*fn)(void *), const char *name)
+#define THREAD_STACK (256 * 1024)
+
+/* bg_stack: the background thread's own stack (mmap'd, a guard page at
+ * its low end), or MAP_FAILED. The thread may now start at any time and
+ * leave again (unshare): a stack from glibc's cache would be one a thread
+ * of the program expected to reuse (then it allocates a new one, and its
+ * TLS, where it did not before), and one it gave back would be cached. A
+ * stack of our own is never cached; it is unmapped after the join. */
+static void *bg_stack = MAP_FAILED;
+static size_t bg_stack_len;
+
+static void bg_stack_free(void)
+{
+    if (bg_stack != MAP_FAILED) munmap(bg_stack, bg_stack_len);
+    bg_stack = MAP_FAILED;
+}
+
+/* spawn: an agent thread running fn(NULL), every signal blocked in it;
+ * joinable ones on a stack of their own (bg_stack) when possible. */
+static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t *out)
 {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_attr_setdetachstate(&attr, detached ? PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
     pthread_t tid;
     agent_enter();
-    int err = pthread_create(&tid, &attr, fn, NULL);
+    int err = EINVAL;
+    if (!detached) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        bg_stack_len = THREAD_STACK + page;
+        bg_stack = mmap(NULL, bg_stack_len, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (bg_stack != MAP_FAILED && mprotect(bg_stack, page, PROT_NONE) == 0 &&
+            pthread_attr_setstack(&attr, (char *)bg_stack + page, THREAD_STACK) == 0)
+            err = pthread_create(&tid, &attr, fn, NULL);
+        if (err) {
+            /* Too small for a large static TLS, say: glibc's stack. */
+            bg_stack_free();
+            pthread_attr_destroy(&attr);
+            pthread_attr_init(&attr);
+            pthread_attr_setstacksize(&attr, THREAD_STACK);
+        }
+    }
+    if (err) err = pthread_create(&tid, &attr, fn, NULL);
     agent_leave();
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err == 0) pthread_setname_np(tid, name);
+    if (err == 0) {
+        pthread_setname_np(tid, name);
+        if (out) *out = tid;
+    }
     return err;
 }
 
-/* start_background_thread: the snapshot, alert and profile thread. */
+int agent_spawn_thread(void *(*fn)(void *), const char *name)
+{
+    return spawn(fn, name, true, NULL);
+}
+
+/* start_background_thread: starts the snapshot, alert and profile thread
+ * in this process, unless it runs, is not wanted (off), or unshare/setns
+ * is under way; if it cannot start, the allocating threads do its jobs. */
 static void start_background_thread(void)
 {
-    if (agent_spawn_thread(background_main, "heapwatch") == 0) {
-        __atomic_store_n(&bg_running, true, __ATOMIC_RELAXED);
-    } else {
-        agent_log("heapwatch: cannot start the background thread; "
-                  "the timeline, alerts and periodic profiles are off for this process\n");
+    if (conf.thread == CONF_THREAD_OFF || bg_failed) return;
+    int me = (int)getpid();
+    if (__atomic_load_n(&bg_pid, __ATOMIC_RELAXED) == me ||
+        __atomic_load_n(&bg_paused, __ATOMIC_RELAXED) ||
+        __atomic_exchange_n(&bg_control, 1, __ATOMIC_ACQUIRE))
+        return;
+    int saved = errno;
+    if (bg_unjoined && pthread_tryjoin_np(bg_handle, NULL) == 0) {
+        bg_unjoined = false;
+        bg_stack_free();
     }
+    if (!bg_unjoined && __atomic_load_n(&bg_pid, __ATOMIC_RELAXED) != me) {
+        __atomic_store_n(&bg_stop, false, __ATOMIC_RELAXED);
+        if (spawn(background_main, "heapwatch", false, &bg_handle) == 0) {
+            __atomic_store_n(&bg_pid, me, __ATOMIC_RELEASE);
+            __atomic_store_n(&agent_tick_due, UINT64_MAX, __ATOMIC_RELAXED);
+            __atomic_store_n(&agent_tick_bytes, 0, __ATOMIC_RELAXED);
+        } else {
+            bg_failed = true;   /* ticks stay armed: run_due_jobs on allocating threads */
+            agent_log("heapwatch: cannot start the background thread; snapshots, alerts "
+                      "and periodic profiles are taken by allocating threads\n");
+        }
+    }
+    __atomic_store_n(&bg_control, 0, __ATOMIC_RELEASE);
+    errno = saved;
+}
+
+/* tick_jobs: the due jobs, done on this allocating thread (off, or no
+ * thread could start); skipped when another thread is at them. Signals
+ * wait meanwhile (two system calls per due job): a handler that ran now
+ * would find work_lock held by its own thread (an exit from it would wait
+ * for it forever) and its allocations would pass uncounted. */
+static void tick_jobs(void)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (pthread_mutex_trylock(&work_lock) != 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return;
+    }
+    if (!exiting) {
+        run_due_jobs(now_ns(CLOCK_MONOTONIC), false);
+        __atomic_store_n(&agent_tick_due, next_due(), __ATOMIC_RELAXED);
+        /* A signal that came meanwhile must not wait for the next job. */
+        if (__atomic_load_n(&profile_requested, __ATOMIC_RELAXED))
+            __atomic_store_n(&agent_tick_due, 0, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&work_lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void agent_tick(void)
+{
+    uint64_t due = __atomic_load_n(&agent_tick_due, __ATOMIC_RELAXED);
+    if (AGENT_LIKELY(due == UINT64_MAX)) return;
+    if (due && now_ns(CLOCK_MONOTONIC_COARSE) < due) return;   /* a few ns (vDSO) */
+    agent_tick_slow();
+}
+
+void agent_tick_slow(void)
+{
+    if (!agent_enabled || __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2 ||
+        agent_inside() || __atomic_load_n(&bg_paused, __ATOMIC_RELAXED))
+        return;
+    int saved = errno;
+    agent_enter();
+    if (conf.thread == CONF_THREAD_OFF || bg_failed) tick_jobs();
+    else start_background_thread();
+    agent_leave();
+    errno = saved;
+}
+
+/* ------------------------------------------------------------------------ */
+/* unshare and setns                                                        */
+/* ------------------------------------------------------------------------ */
+
+#define PAUSE_JOIN_NS 2000000000ull    /* the thread finishes the file it writes */
+#define PAUSE_GONE_NS 100000000ull     /* the kernel releases an exited thread */
+#define PAUSE_STEP_NS 1000000ull
+
+static void nap(uint64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+    nanosleep(&ts, NULL);
+}
+
+/* wait_gone: the kernel no longer lists thread tid in this process (the
+ * thread count unshare checks drops only then, a little after the join). */
+static void wait_gone(int tid)
+{
+    char path[64];
+    agent_buf_t b;
+    agent_buf_init(&b, path, sizeof path);
+    agent_buf_str(&b, "/proc/self/task/");
+    agent_buf_u64(&b, (uint64_t)tid);
+    if (access("/proc/self/task", F_OK) != 0) {   /* no /proc: a pause instead */
+        nap(PAUSE_STEP_NS);
+        return;
+    }
+    for (uint64_t waited = 0; waited < PAUSE_GONE_NS && access(path, F_OK) == 0; waited += PAUSE_STEP_NS)
+        nap(PAUSE_STEP_NS);
+}
+
+/* own_process: not a vfork or posix_spawn child (which shares its parent's
+ * memory and must change none of its state; see agent_on_quick_exit). */
+static bool own_process(void)
+{
+    return (pid_t)__atomic_load_n(&own_pid, __ATOMIC_RELAXED) == getpid();
+}
+
+void agent_thread_pause(void)
+{
+    if (!agent_enabled || __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2 || !own_process())
+        return;
+    __atomic_add_fetch(&bg_paused, 1, __ATOMIC_ACQ_REL);
+    if (__atomic_load_n(&bg_pid, __ATOMIC_ACQUIRE) != (int)getpid()) return;
+    int saved = errno;
+    agent_enter();
+    /* A start in progress on another thread ends quickly; bounded anyway. */
+    for (uint64_t w = 0; __atomic_exchange_n(&bg_control, 1, __ATOMIC_ACQUIRE); w += PAUSE_STEP_NS) {
+        if (w >= PAUSE_JOIN_NS) goto out;
+        nap(PAUSE_STEP_NS);
+    }
+    if (__atomic_load_n(&bg_pid, __ATOMIC_ACQUIRE) == (int)getpid()) {
+        __atomic_store_n(&bg_stop, true, __ATOMIC_RELEASE);
+        if (wake_ok) sem_post(&wake);
+        uint64_t deadline = now_ns(CLOCK_REALTIME) + PAUSE_JOIN_NS;
+        struct timespec ts = { (time_t)(deadline / 1000000000ull), (long)(deadline % 1000000000ull) };
+        int tid = __atomic_load_n(&bg_tid, __ATOMIC_RELAXED);
+        __atomic_store_n(&bg_pid, 0, __ATOMIC_RELEASE);
+        if (pthread_timedjoin_np(bg_handle, NULL, &ts) == 0) {
+            wait_gone(tid);
+            bg_stack_free();
+        } else {
+            bg_unjoined = true;   /* it leaves after its job; joined before a restart */
+        }
+    }
+    __atomic_store_n(&bg_control, 0, __ATOMIC_RELEASE);
+out:
+    agent_leave();
+    errno = saved;
+}
+
+void agent_thread_resume(void)
+{
+    if (!agent_enabled || __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2 || !own_process())
+        return;
+    if (__atomic_sub_fetch(&bg_paused, 1, __ATOMIC_ACQ_REL) != 0) return;
+    if (conf.thread == CONF_THREAD_OFF || bg_failed ||
+        __atomic_load_n(&bg_pid, __ATOMIC_ACQUIRE) == (int)getpid())
+        return;
+    int saved = errno;
+    agent_enter();
+    if (live_threads() > 1) {
+        start_background_thread();   /* multi-threaded anyway */
+    } else {
+        /* Back at the next due job, not before: the program may go on
+         * with calls that want it alone (another unshare, a seccomp
+         * filter, a check of its threads). */
+        uint64_t due = now_ns(CLOCK_MONOTONIC) + conf.interval_ns;
+        if (pthread_mutex_trylock(&work_lock) == 0) {
+            if (next_due() > due) due = next_due();
+            pthread_mutex_unlock(&work_lock);
+        }
+        arm_ticks(due);
+    }
+    agent_leave();
+    errno = saved;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -558,8 +863,9 @@ static void start_background_thread(void)
 /* Lock order: registry_lock, the stack stripes, the live-map shards, then
  * the arena's. (work_lock and the profile lock are not taken: a fork must
  * not wait for a profile being written; the child re-creates them, and only
- * the parent's background thread, which does not exist in the child, could
- * have held them.) */
+ * the parent's background thread, or a thread doing a due job
+ * (HEAPWATCH_THREAD=off), neither of which exists in the child, could have
+ * held them.) */
 static void prefork(void)
 {
     agent_enter();
@@ -596,13 +902,20 @@ static void postfork_child(void)
     nfiles = 0;
     nfiles_total = 0;
     start_ns = now_ns(CLOCK_REALTIME);
-    agent_watch_postfork_child(now_ns(CLOCK_MONOTONIC));
+    uint64_t now = now_ns(CLOCK_MONOTONIC);
+    agent_watch_postfork_child(now);
     __atomic_store_n(&summary_written, 0, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&bg_running, __ATOMIC_RELAXED)) {
-        __atomic_store_n(&bg_running, false, __ATOMIC_RELAXED);
-        __atomic_store_n(&bg_restart, true, __ATOMIC_RELAXED);
-        agent_tls.thread = NULL;   /* the next allocation takes the slow path */
-    }
+    start_watch(now);
+    /* The parent's background thread is not here. The child is
+     * single-threaded: it gets its own thread (auto, on) or does its jobs
+     * (off) when the first is due; with "on" at its next tick. */
+    __atomic_store_n(&bg_pid, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&bg_control, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&bg_paused, 0, __ATOMIC_RELAXED);
+    bg_unjoined = false;
+    bg_stack_free();   /* the parent's thread's stack, copied */
+    set_deadlines(now);
+    arm_ticks(conf.thread == CONF_THREAD_ON ? 0 : next_due());
     agent_leave();
 }
 
@@ -689,6 +1002,9 @@ void agent_init(void)
             agent_log("heapwatch: no memory for the stack table; sampled stacks are not recorded\n");
         wake_ok = sem_init(&wake, 0, 0) == 0;
         thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0;
+        /* Before any thread registers, so that every countdown is cut. */
+        set_deadlines(now_ns(CLOCK_MONOTONIC));
+        if (conf.thread != CONF_THREAD_ON) arm_ticks(next_due());
         pthread_atfork(prefork, postfork_parent, postfork_child);
     }
     agent_leave();
@@ -709,7 +1025,10 @@ __attribute__((constructor)) static void agent_ctor(void)
      * program links). */
     exit_handler_registered = __cxa_atexit(exit_handler, NULL, NULL) == 0;
     install_signal();
-    start_background_thread();
+    start_watch(now_ns(CLOCK_MONOTONIC));
+    /* See "The background thread" atop this file. */
+    if (conf.thread == CONF_THREAD_ON || (conf.thread == CONF_THREAD_AUTO && conf.http_host[0]))
+        start_background_thread();
     if (conf.http_host[0]) agent_http_start(conf.http_host, conf.http_port);
 }
 

@@ -20,6 +20,13 @@
  *   rate 1: it is kept at -1: every allocation is sampled, weights are
  *           exactly 1.
  *
+ * Ticks. While the agent has no background thread (core.c), a countdown
+ * longer than agent_tick_bytes is cut into pieces (sample_rest holds the
+ * rest), so this slow path also runs every agent_tick_bytes allocated, at
+ * any rate, and checks whether work is due (agent_tick). At the end of a
+ * piece only the overshoot is carried into the rest: an allocation is
+ * sampled exactly when the uncut countdown would have gone below zero.
+ *
  * Draws: -ln(U) * rate with U uniform in (0, 1], from a per-thread
  * xorshift64* generator seeded from AT_RANDOM, the block address and a
  * per-block counter, so threads and processes draw independent sequences.
@@ -48,6 +55,7 @@
 #include "agent/agent_internal.h"
 
 uint64_t agent_sample_rate = CONF_DEFAULT_RATE;
+uint64_t agent_tick_bytes;
 
 /* ------------------------------------------------------------------------ */
 /* Draws                                                                    */
@@ -81,12 +89,35 @@ static uint64_t draw_gap(agent_thread_t *t)
     return gap < 0x1.0p62 ? (uint64_t)gap : (UINT64_C(1) << 62);
 }
 
+/* set_countdown: `gap` bytes before the thread's next sample, cut into
+ * ticks (agent_internal.h) while agent_tick_bytes asks for them. */
+static void set_countdown(agent_thread_t *t, int64_t gap)
+{
+    int64_t tick = (int64_t)__atomic_load_n(&agent_tick_bytes, __ATOMIC_RELAXED);
+    if (tick && gap > tick) {
+        t->sample_rest = gap - tick;
+        t->sample_left = tick;
+    } else {
+        t->sample_rest = 0;
+        t->sample_left = gap;
+    }
+}
+
 /* reset_countdown: the bytes before the thread's next sample. */
 static void reset_countdown(agent_thread_t *t)
 {
-    if (agent_sample_rate == 0) t->sample_left = INT64_MAX;
-    else if (agent_sample_rate == 1) t->sample_left = -1;   /* every allocation, even of 0 bytes */
-    else t->sample_left = (int64_t)draw_gap(t);
+    if (agent_sample_rate == 0) set_countdown(t, INT64_MAX);
+    else if (agent_sample_rate == 1) set_countdown(t, -1);   /* every allocation, even of 0 bytes */
+    else set_countdown(t, (int64_t)draw_gap(t));
+}
+
+void agent_sample_rearm(agent_thread_t *t)
+{
+    /* The countdown left, uncut; a handler may allocate meanwhile: at worst
+     * it moves one sampling point by that allocation. */
+    int64_t left = t->sample_left, rest = t->sample_rest, gap;
+    if (__builtin_add_overflow(rest, left, &gap)) gap = INT64_MAX;
+    set_countdown(t, gap);
 }
 
 void agent_sample_thread_init(agent_thread_t *t)
@@ -171,6 +202,18 @@ static void sample_leave(int saved)
 
 void *agent_sample_slow(agent_thread_t *t, void *ptr, size_t usable)
 {
+    agent_tick();
+    int64_t rest = t->sample_rest;
+    if (rest) {
+        /* The end of a tick: the gap goes on, less this allocation's
+         * overshoot (sample_left <= -1 here). The sample point falls in
+         * this allocation only if the whole gap is used up. */
+        int64_t left = rest + t->sample_left;
+        if (left >= 0) {
+            set_countdown(t, left);
+            return ptr;
+        }
+    }
     reset_countdown(t);
     if (agent_sample_rate == 0) return ptr;   /* a block adopted across a rate change */
     int saved = sample_enter();

@@ -20,6 +20,15 @@
  * _exit and _Exit are interposed too: they skip destructors, and the agent
  * writes its exit summary from them first (agent_on_quick_exit).
  *
+ * unshare and setns are interposed because the kernel refuses some of them
+ * to a multi-threaded process (a new user namespace; joining a user, mount
+ * or time namespace: EINVAL, EUSERS): the agent's background thread leaves
+ * first and comes back later (agent_thread_pause/resume in core.c). Only
+ * the flags that need a lone thread pause it. A program that makes the
+ * system call itself (syscall(SYS_unshare)) is not seen; clone and clone3
+ * with CLONE_NEWUSER need no lone thread (the new namespace is the
+ * child's), nor does chroot.
+ *
  * Bootstrap: dlsym itself may call calloc/malloc (for its error buffer)
  * before the real functions are known. Those calls, made while this thread
  * is resolving, are served from a static buffer; free() ignores pointers
@@ -51,6 +60,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>    /* prototypes of the functions we define */
+#include <sched.h>     /* unshare, setns, CLONE_* */
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
@@ -67,6 +77,8 @@ typedef void *(*memalign_fn_t)(size_t, size_t);
 typedef int (*posix_memalign_fn_t)(void **, size_t, size_t);
 typedef size_t (*usable_fn_t)(void *);
 typedef void (*exit_fn_t)(int);
+typedef int (*unshare_fn_t)(int);
+typedef int (*setns_fn_t)(int, int);
 
 static void *malloc_first(size_t size);
 /* real_malloc: malloc_first until the real functions are resolved, so the
@@ -86,6 +98,8 @@ static void *(*real_reallocarray)(void *, size_t, size_t);
 static const char *aside_reason;            /* why the agent steps aside, or NULL */
 /* This library's own malloc (an alias: &malloc would find the process's). */
 void *shim_own_malloc(size_t size);
+static unshare_fn_t real_unshare;
+static setns_fn_t real_setns;
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
@@ -205,6 +219,8 @@ static void resolve(void)
     real_posix_memalign = (posix_memalign_fn_t)next_symbol("posix_memalign");
     real_exit = (exit_fn_t)next_symbol("_exit");
     real_Exit = (exit_fn_t)next_symbol("_Exit");
+    real_unshare = (unshare_fn_t)next_symbol("unshare");
+    real_setns = (setns_fn_t)next_symbol("setns");
     usable_fn_t usable = (usable_fn_t)next_symbol("malloc_usable_size");
     if (usable) agent_real_usable_size = usable;
     /* malloc last: it is the flag that everything is resolved. */
@@ -444,4 +460,41 @@ AGENT_EXPORT void _exit(int status)
 AGENT_EXPORT void _Exit(int status)
 {
     quick_exit_common(real_Exit, status);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Namespaces                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* unshare: a new user namespace (and CLONE_VM, CLONE_SIGHAND,
+ * CLONE_THREAD) requires a process with one thread. */
+AGENT_EXPORT int unshare(int flags)
+{
+    (void)ready();
+    bool alone = flags & (CLONE_NEWUSER | CLONE_VM | CLONE_SIGHAND | CLONE_THREAD);
+    if (alone) agent_thread_pause();
+    int r = real_unshare ? real_unshare(flags) : (int)syscall(SYS_unshare, flags);
+    int saved = errno;
+    if (alone) agent_thread_resume();
+    errno = saved;
+    return r;
+}
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+/* setns: joining a user namespace, a mount namespace (whose fs_struct the
+ * threads share) or a time namespace requires one thread; nstype 0 may be
+ * any of them. */
+AGENT_EXPORT int setns(int fd, int nstype)
+{
+    (void)ready();
+    bool alone = nstype == 0 || (nstype & (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWTIME));
+    if (alone) agent_thread_pause();
+    int r = real_setns ? real_setns(fd, nstype) : (int)syscall(SYS_setns, fd, nstype);
+    int saved = errno;
+    if (alone) agent_thread_resume();
+    errno = saved;
+    return r;
 }

@@ -28,8 +28,10 @@
  * with one write per record), and one line on stderr. On recovery: a
  * record only.
  *
- * Everything here runs on the background thread (or the exiting thread),
- * under the core's work_lock and the recursion guard, with arena memory.
+ * Everything here runs on the background thread (or the exiting thread, or
+ * with HEAPWATCH_THREAD=off an allocating thread whose job is due; see
+ * core.c), under the core's work_lock and the recursion guard, with arena
+ * memory.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -84,6 +84,9 @@ static const char usage_run[] =
     "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile: USR1,\n"
     "                                                 USR2, RTMIN+n or RTMAX-n (or 10, 12, 34-64)\n"
     "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
+    "      --thread auto|on|off   HEAPWATCH_THREAD    the agent's background thread: only once\n"
+    "                                                 needed (auto), from start (on), or none:\n"
+    "                                                 allocating threads take the snapshots (off)\n"
     "  -q, --quiet                no summary on stderr\n"
     "  -h, --help                 this text\n"
     "\n"
@@ -109,6 +112,7 @@ static const run_option_t run_options[] = {
     { "profile-interval", "HEAPWATCH_PROFILE_INTERVAL" },
     { "signal", "HEAPWATCH_SIGNAL" },
     { "http", "HEAPWATCH_HTTP" },
+    { "thread", "HEAPWATCH_THREAD" },
 };
 #define NRUN_OPTIONS (sizeof run_options / sizeof *run_options)
 
