@@ -86,7 +86,8 @@ DEB_PACKAGES := \
   libgcc-12-dev:/usr/lib/gcc/x86_64-linux-gnu/12/libasan.a \
   util-linux:/usr/bin/setpriv \
   curl:/usr/bin/curl \
-  time:/usr/bin/time
+  time:/usr/bin/time \
+  chromium:/usr/bin/chromium
 
 deb_missing = $(strip $(foreach p,$(DEB_PACKAGES),$(if $(wildcard $(lastword $(subst :, ,$(p)))),,$(firstword $(subst :, ,$(p))))))
 
