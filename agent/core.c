@@ -33,8 +33,9 @@
  *                   start; the first periodic profile; a HEAPWATCH_SIGNAL),
  *                   noticed by an allocating thread (ticks, below). With
  *                   HEAPWATCH_HTTP it starts at once (the server is a thread
- *                   anyway). A program that ends within HEAPWATCH_INTERVAL
- *                   (`id`) never has one.
+ *                   anyway), and so it does with HEAPWATCH_SIGNAL (an idle
+ *                   daemon asked for its heap must answer). A program that
+ *                   ends within HEAPWATCH_INTERVAL (`id`) never has one.
  *   on, 1           from the constructor, as before.
  *   off, 0          never: the allocating thread that notices a job is due
  *                   does it itself (run_due_jobs, under a try-lock, so it
@@ -1026,8 +1027,11 @@ __attribute__((constructor)) static void agent_ctor(void)
     exit_handler_registered = __cxa_atexit(exit_handler, NULL, NULL) == 0;
     install_signal();
     start_watch(now_ns(CLOCK_MONOTONIC));
-    /* See "The background thread" atop this file. */
-    if (conf.thread == CONF_THREAD_ON || (conf.thread == CONF_THREAD_AUTO && conf.http_host[0]))
+    /* See "The background thread" atop this file. A HEAPWATCH_SIGNAL
+     * request must be answered even by a program that sits idle (a daemon
+     * asked for its heap): only a thread can do that. */
+    if (conf.thread == CONF_THREAD_ON ||
+        (conf.thread == CONF_THREAD_AUTO && (conf.http_host[0] || conf.signal)))
         start_background_thread();
     if (conf.http_host[0]) agent_http_start(conf.http_host, conf.http_port);
 }
