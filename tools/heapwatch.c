@@ -116,11 +116,37 @@ static const char *find_agent(char *buf, size_t cap)
     return NULL;
 }
 
+/* summary_path: the newest summary of pid in out_dir: summary.<pid>.json,
+ * or summary.<pid>-<n>.json when that name was taken (the agent never
+ * replaces another process's file: a re-run, another pid namespace).
+ * @return false when there is none. */
+static bool summary_path(const char *out_dir, pid_t pid, char *path, size_t cap)
+{
+    char p[2 * PATH_MAX + 64];
+    struct timespec best = { 0, 0 };
+    bool found = false;
+    for (unsigned n = 1; n <= 1000; n++) {
+        if (n == 1) snprintf(p, sizeof p, "%s/summary.%d.json", out_dir, (int)pid);
+        else snprintf(p, sizeof p, "%s/summary.%d-%u.json", out_dir, (int)pid, n);
+        struct stat st;
+        if (stat(p, &st) != 0) {
+            if (n > 1) break;   /* tags are taken in order */
+            continue;
+        }
+        if (!found || st.st_mtim.tv_sec > best.tv_sec ||
+            (st.st_mtim.tv_sec == best.tv_sec && st.st_mtim.tv_nsec >= best.tv_nsec)) {
+            best = st.st_mtim;
+            snprintf(path, cap, "%s", p);
+            found = true;
+        }
+    }
+    return found;
+}
+
 static bool summary_exists(const char *out_dir, pid_t pid)
 {
     char path[2 * PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/summary.%d.json", out_dir, (int)pid);
-    return file_exists(path);
+    return summary_path(out_dir, pid, path, sizeof path);
 }
 
 /* summary_num: a number of the summary, or -1 when it is missing. */
@@ -134,8 +160,7 @@ static double summary_num(const json_t *v, const char *key)
 static void print_summary(const char *out_dir, pid_t pid, const char *prog)
 {
     char path[2 * PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/summary.%d.json", out_dir, (int)pid);
-    FILE *f = fopen(path, "r");
+    FILE *f = summary_path(out_dir, pid, path, sizeof path) ? fopen(path, "r") : NULL;
     if (!f) {
         fprintf(stderr, "heapwatch: %s (pid %d) left no summary in %s (killed, or _exit)\n",
                 prog, (int)pid, out_dir);
