@@ -5,13 +5,18 @@
  *                           net/http/pprof serves it, so that
  *                           `go tool pprof http://HOST:PORT/debug/pprof/heap`
  *                           works; the same profile is written to
- *                           HEAPWATCH_OUT as heap.<pid>.<seq>.http.pb.gz
+ *                           HEAPWATCH_OUT as heap.<tag>.<seq>.http.pb.gz
+ *                           and what is sent is read back from the very
+ *                           descriptor that wrote it (pread), never from
+ *                           a file reopened by name
  *   /debug/pprof/symbol     names for addresses, as Go's: what `go tool
  *                           pprof` asks for the frames a profile could not
  *                           name itself
  *   GET /metrics            the counters in Prometheus' text format
  *   GET /, /debug/pprof/    a short index
- * HEAD is answered like GET without the body; other methods get 405.
+ * HEAD is answered like GET without the body, except that HEAD of
+ * /debug/pprof/heap writes no profile (and so sends no Content-Length):
+ * a HEAD costs nothing on disk. Other methods get 405.
  *
  * The host comes first, so the rules are the agent's usual ones:
  *
