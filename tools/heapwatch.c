@@ -66,6 +66,8 @@ static const char usage_run[] =
     "      --sustain SECONDS      HEAPWATCH_SUSTAIN   time above a threshold before it fires (3)\n"
     "      --grace SECONDS        HEAPWATCH_GRACE     quiet time after start (10)\n"
     "      --profile-interval S   HEAPWATCH_PROFILE_INTERVAL  periodic profiles (0 = off)\n"
+    "      --max-profiles N       HEAPWATCH_MAX_PROFILES  interval, signal and http profiles\n"
+    "                                                 kept per process, oldest removed (64)\n"
     "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile\n"
     "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
     "  -q, --quiet                no summary on stderr\n"
@@ -86,6 +88,7 @@ static const run_option_t run_options[] = {
     { "sustain", "HEAPWATCH_SUSTAIN" },
     { "grace", "HEAPWATCH_GRACE" },
     { "profile-interval", "HEAPWATCH_PROFILE_INTERVAL" },
+    { "max-profiles", "HEAPWATCH_MAX_PROFILES" },
     { "signal", "HEAPWATCH_SIGNAL" },
     { "http", "HEAPWATCH_HTTP" },
 };
