@@ -33,7 +33,9 @@
  *     the directory. A planted link is never followed, and a planted name
  *     is never used.
  *   - Final names are never replaced (agent_publish_at): renameat2 with
- *     RENAME_NOREPLACE, or linkat + unlinkat on a filesystem without it.
+ *     RENAME_NOREPLACE, or linkat + unlinkat on a filesystem without it
+ *     (EINVAL), or, with no hard links either, a check then renameat (the
+ *     one case where two processes racing on one name could replace).
  *     A name that exists is reported (-EEXIST) to the caller, which picks
  *     another (core.c: the per-process tag).
  *
@@ -455,9 +457,19 @@ int agent_publish_at(int dirfd, const char *tmp, const char *name)
      * never replaces an existing name either; then the temporary name
      * goes. Readers may see both names for a moment, never a partial
      * file. */
-    if (linkat(dirfd, tmp, dirfd, name, 0) != 0) return -errno;
-    (void)unlinkat(dirfd, tmp, 0);
-    return 0;
+    if (linkat(dirfd, tmp, dirfd, name, 0) == 0) {
+        (void)unlinkat(dirfd, tmp, 0);
+        return 0;
+    }
+    if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS) return -errno;
+    /* Neither (vfat and some FUSE filesystems have no hard links): a
+     * check, then a plain rename. Only two processes publishing the same
+     * name between these two calls could replace one another; a planted
+     * link is replaced itself, never followed. */
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) return -EEXIST;
+    if (errno != ENOENT) return -errno;
+    return renameat(dirfd, tmp, dirfd, name) == 0 ? 0 : -errno;
 }
 
 int agent_file_check(int fd, dev_t dev, ino_t ino)
