@@ -254,6 +254,32 @@ check "exec 3>log3.txt ... 9>log9.txt, 3000 lines each at HEAPWATCH_INTERVAL=0.0
     bash -c '[ "$2" = 0 ] && for f in 3 4 5 6 7 8 9; do cmp -s "$1/log$f.txt" <(seq 3000 | sed "s/^/line /") || exit 1; done' _ "$T" "$st"
 check "exec 3>log3.txt ... 9>log9.txt: no error on stderr" [ ! -s "$T/tl3.err" ]
 
+# A daemon-style script: closes every descriptor from 3 to 1023 once the
+# timeline runs (the agent's directory among them), then opens its own
+# files on 3..9. Its files hold exactly its lines, and the timeline goes on.
+DM=$T/daemon
+mkdir "$DM"
+(cd "$T" && timeout 60 env HEAPWATCH_RATE=0 HEAPWATCH_OUT=$DM HEAPWATCH_INTERVAL=0.01 LD_PRELOAD=$AGENT bash -c '
+    sleep 0.2
+    for fd in $(seq 3 1023); do eval "exec $fd>&-"; done
+    date +%s.%N >closed_at
+    sleep 0.2
+    exec 3>d3.txt 4>d4.txt 5>d5.txt 6>d6.txt 7>d7.txt 8>d8.txt 9>d9.txt
+    for i in $(seq 1000); do
+        for f in 3 4 5 6 7 8 9; do echo "line $i" >&$f; done
+        [ $((i % 50)) = 0 ] && sleep 0.02
+    done
+    exit 0' 2>"$T/dm.err"); st=$?
+check "a script that closes 3..1023 and opens its own files on 3..9: each file exactly its 1000 lines (status $st)" \
+    bash -c '[ "$2" = 0 ] && for f in 3 4 5 6 7 8 9; do cmp -s "$1/d$f.txt" <(seq 1000 | sed "s/^/line /") || exit 1; done' _ "$T" "$st"
+n_after=$(zstd -dc "$DM"/timeline.*.jsonl.zst 2>/dev/null | python3 -c '
+import json, sys
+closed = float(open(sys.argv[1]).read())
+print(sum(json.loads(l)["time"] > closed for l in sys.stdin))' "$T/closed_at")
+check "closes 3..1023: the timeline went on after ($n_after records after the close, at least 10)" \
+    [ "${n_after:-0}" -ge 10 ]
+check "closes 3..1023: nothing on stderr ($(head -c 120 "$T/dm.err"))" [ ! -s "$T/dm.err" ]
+
 # --- HEAPWATCH_MAX_PROFILES ----------------------------------------------
 MP=$T/maxp
 mkdir "$MP"
