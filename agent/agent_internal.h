@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "agent/agent.h"
 
@@ -536,11 +537,14 @@ void agent_live_postfork_child(void);
 /* Heap profiles (profile.c)                                                */
 /* ------------------------------------------------------------------------ */
 
-/* agent_profile_write: writes heap.<pid>.<seq>.<reason>.pb.gz into dir from
- * the stack table; name (optional, namecap bytes) receives the file name.
- * Runs under the recursion guard; serialised by its own lock.
- * @return 0, or a pprof_err_t value. */
-int agent_profile_write(const char *dir, const char *reason, char *name, size_t namecap);
+/* agent_profile_write: writes heap.<tag>.<seq>.<reason>.pb.gz into the
+ * directory dirfd from the stack table (temporary file O_EXCL|O_NOFOLLOW,
+ * published by agent_output_publish: never replacing a file); name
+ * (optional, namecap bytes) receives the file name; with keep_fd, the
+ * file's descriptor at offset 0 goes to *keep_fd (the caller closes it).
+ * Runs under the recursion guard; serialised by its own lock; the caller
+ * holds the work lock. @return 0, or a pprof_err_t value. */
+int agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap, int *keep_fd);
 
 /* agent_profile_name_stacks: names the frames of n stacks: builds a
  * throwaway profile of them, symbolizes it with the profile writer's symbol
@@ -594,6 +598,16 @@ void agent_watch_postfork_child(uint64_t start_mono_ns);
  * agent_peak_live_bytes: the peak of live bytes seen so far. */
 bool agent_output_ready(void);
 void agent_output_remember(const char *name);
+/* agent_output_dirfd: the verified output directory descriptor (borrowed),
+ * or -1 once there is no output (reported once).
+ * agent_output_tag: this process's file tag, "<pid>" or "<pid>-<n>".
+ * agent_output_publish: renames tmp (in dirfd) to prefix + tag + suffix,
+ * never replacing a file (a taken name moves the process to its next
+ * tag); the name into name. @return 0 or -errno. */
+int agent_output_dirfd(void);
+const char *agent_output_tag(void);
+int agent_output_publish(int dirfd, const char *tmp, const char *prefix, const char *suffix,
+                         char *name, size_t cap);
 void agent_output_profile(const char *reason, char *name, size_t cap);
 uint64_t agent_peak_live_bytes(void);
 
@@ -634,10 +648,13 @@ typedef struct agent_metrics_s {
 /* agent_metrics_read: fills *m (takes the work lock). */
 void agent_metrics_read(agent_metrics_t *m);
 
-/* agent_output_profile_path: writes a heap profile for `reason` (takes the
- * work lock) and puts its full path into path. @return 0, -ESHUTDOWN once
- * the exit output has begun, or -EIO when no profile could be written. */
-int agent_output_profile_path(const char *reason, char *path, size_t cap);
+/* agent_output_profile_fd: writes a heap profile for `reason` (takes the
+ * work lock), its file name into name and a descriptor of the very file
+ * written into *fd (at offset 0; the caller closes it), so that what is
+ * sent is what was written, never a file reopened by name. @return 0,
+ * -ESHUTDOWN once the exit output has begun, or -EIO when no profile
+ * could be written. */
+int agent_output_profile_fd(const char *reason, char *name, size_t cap, int *fd);
 
 /* agent_shim_init: resolves the real allocation functions now. */
 void agent_shim_init(void);
@@ -680,6 +697,7 @@ typedef struct agent_conf_s {
     char http_host[CONF_HOST_MAX]; /* HEAPWATCH_HTTP host; "" = off */
     uint16_t http_port;
     int thread;                    /* HEAPWATCH_THREAD: CONF_THREAD_* */
+    uint64_t max_profiles;         /* HEAPWATCH_MAX_PROFILES: interval, signal, http kept */
 } agent_conf_t;
 
 /* HEAPWATCH_THREAD: when the agent runs its background thread (core.c). */
@@ -698,6 +716,8 @@ enum {
 #define CONF_DEFAULT_CRIT 2000u
 #define CONF_DEFAULT_SUSTAIN_NS 3000000000ull
 #define CONF_DEFAULT_GRACE_NS 10000000000ull
+#define CONF_DEFAULT_MAX_PROFILES 64u
+#define CONF_MAX_PROFILES_MAX 4096u   /* bounds the core's list of kept names (64 B each) */
 
 /* agent_conf_defaults: fills *c with every default. */
 void agent_conf_defaults(agent_conf_t *c);
@@ -775,11 +795,29 @@ int agent_write_all(int fd, const void *data, size_t len);
  * 2 is no longer the file it was at agent_log_remember_stderr. */
 void agent_log(const char *line);
 void agent_log_remember_stderr(void);
-/* agent_mkdir_p: creates path and its parents. @return 0 or -errno. */
-int agent_mkdir_p(const char *path);
-/* agent_write_file_atomic: dir/name appears whole with data, or not at all.
- * @return 0 or -errno. */
-int agent_write_file_atomic(const char *dir, const char *name, const void *data, size_t len);
+/* The output directory and its files (out.c; callers serialise, core.c's
+ * work lock). See out.c's design comment for the rules.
+ * agent_outdir_init: remembers the absolute path, creates it (0755) and
+ *   opens it, every component checked; @return 0 or -errno with the
+ *   reason (one line, escaped) in why.
+ * agent_outdir_fd: the verified directory descriptor (reopened by path,
+ *   with every check, when the program closed or reused it or the
+ *   directory was removed or replaced); @return it or -errno, why filled.
+ * agent_tmp_create: creates ".<name>.tmp.<random>" in dirfd with
+ *   O_CREAT|O_EXCL|O_NOFOLLOW, mode 0644, its name into tmp; @return the
+ *   descriptor (O_RDWR) or -errno.
+ * agent_publish_at: renames tmp to name within dirfd, never replacing a
+ *   file: @return 0, -EEXIST when name exists, or -errno.
+ * agent_file_check: fd is still the regular file (dev, ino) we created:
+ *   close-on-exec set, owned by us. @return 0, -EBADF or -ESTALE.
+ * agent_write_at: dirfd/name appears whole with data, or not at all; an
+ *   existing name is never replaced (-EEXIST). @return 0 or -errno. */
+int agent_outdir_init(const char *path, char *why, size_t whycap);
+int agent_outdir_fd(char *why, size_t whycap);
+int agent_tmp_create(int dirfd, const char *name, char *tmp, size_t cap);
+int agent_publish_at(int dirfd, const char *tmp, const char *name);
+int agent_file_check(int fd, dev_t dev, ino_t ino);
+int agent_write_at(int dirfd, const char *name, const void *data, size_t len);
 
 #pragma GCC visibility pop
 

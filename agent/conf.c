@@ -32,6 +32,7 @@ void agent_conf_defaults(agent_conf_t *c)
     c->crit = CONF_DEFAULT_CRIT;
     c->sustain_ns = CONF_DEFAULT_SUSTAIN_NS;
     c->grace_ns = CONF_DEFAULT_GRACE_NS;
+    c->max_profiles = CONF_DEFAULT_MAX_PROFILES;
 }
 
 static bool is_digit(char ch) { return ch >= '0' && ch <= '9'; }
@@ -245,6 +246,9 @@ int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
         c->profile_interval_ns = 0;
         ld.bad++;
     }
+    load_u64(&ld, "HEAPWATCH_MAX_PROFILES", 1, CONF_MAX_PROFILES_MAX, &c->max_profiles,
+             "a whole number of interval, signal and http profiles kept per process, "
+             "from 1 to 4096", "using 64");
 
     const char *sig = getenv_fn("HEAPWATCH_SIGNAL");
     if (sig && *sig && !agent_conf_parse_signal(sig, &c->signal)) {

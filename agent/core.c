@@ -89,6 +89,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -138,6 +139,13 @@ static int profile_requested;              /* HEAPWATCH_SIGNAL arrived (atomic) 
 static char files_written[FILES_MAX][96];  /* names written by this process */
 static unsigned nfiles;                    /* (under work_lock) */
 static unsigned nfiles_total;
+static char files_removed[FILES_MAX][96];  /* HEAPWATCH_MAX_PROFILES removed these */
+static unsigned nremoved, nremoved_total;
+static char (*kept)[64];                   /* capped profiles kept, a ring of max_profiles */
+static unsigned nkept, kept_head;
+static char tag[32];                       /* "<pid>" or "<pid>-<n>": see Output */
+static unsigned tag_n;                     /* n; 0: not chosen yet */
+static bool tag_fixed;                     /* a file was published with it */
 
 /* ------------------------------------------------------------------------ */
 /* Time                                                                     */
@@ -315,36 +323,68 @@ AGENT_EXPORT void heapwatch_read_counters(heapwatch_counters_t *out)
 /* Output files                                                             */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Output. Everything goes through the verified directory descriptor of
+ * out.c (agent_output_dirfd), under work_lock. Final names are never
+ * replaced, so that no process's result replaces another's, even when
+ * processes in different pid namespaces share a pid and a directory:
+ * each process names its files with a tag, "<pid>", or "<pid>-<n>" (n =
+ * 2, 3, ...) when a file of that pid already exists. The tag is chosen at
+ * the first file the process publishes (skipping a tag whose summary,
+ * timeline or alerts file exists) and kept for every later file, so the
+ * files of one process share it; a name that turns out to be taken moves
+ * the process to the next tag from then on (only two processes racing on
+ * their very first files can split one process's files over two tags;
+ * nothing is ever replaced). tools/rundir.c reads "<pid>-<n>" as its own
+ * process.
+ *
+ * HEAPWATCH_MAX_PROFILES bounds the interval, signal and http profiles
+ * kept: once a new one is written, the oldest beyond the cap is removed
+ * (exit, alert and peak profiles are never removed). The summary lists
+ * the files that exist ("files") and those removed ("files_removed", the
+ * first FILES_MAX names, with "files_removed_total").
+ */
+
 /* report_out_dir: the one message about an unusable HEAPWATCH_OUT. */
-static void report_out_dir(int err)
+static void report_out_dir(int err, const char *why)
 {
-    char line[CONF_PATH_MAX + 200];
+    char line[CONF_PATH_MAX + 600];
     agent_buf_t b;
     agent_buf_init(&b, line, sizeof line);
-    agent_buf_str(&b, "heapwatch: HEAPWATCH_OUT directory \"");
-    agent_buf_str_escaped(&b, out_dir, AGENT_QUOTE_MAX);   /* one line, whatever the path holds */
-    agent_buf_str(&b, "\"");
-    agent_buf_str(&b, " cannot be written (");
-    agent_buf_str(&b, strerror(-err));
-    agent_buf_str(&b, "): expected a directory this user can create or write; "
-                      "the program runs on without heapwatch output\n");
+    agent_buf_str(&b, "heapwatch: HEAPWATCH_OUT: ");
+    if (why && why[0]) {
+        agent_buf_str(&b, why);
+        if (err == -EPERM || err == -ELOOP)
+            agent_buf_str(&b, "; refused: the output directory and every directory above it must "
+                              "belong to this user or root and be writable by no one else, unless sticky");
+    } else {
+        agent_buf_str(&b, "the directory \"");
+        agent_buf_str_escaped(&b, out_dir, AGENT_QUOTE_MAX);   /* one line, whatever the path holds */
+        agent_buf_str(&b, "\" cannot be written (");
+        agent_buf_str(&b, strerror(-err));
+        agent_buf_str(&b, ")");
+    }
+    agent_buf_str(&b, "; the program runs on without heapwatch output\n");
+    if (b.overflow) line[sizeof line - 2] = '\n';
     agent_log(line);
 }
 
-/* ensure_out_dir: the directory exists (the program may have removed it).
- * @return false, after one message, when there is no output any more. */
-static bool ensure_out_dir(void)
+/* output_dirfd: the verified output directory (under work_lock), or -1
+ * after one message, when there is no output any more. */
+static int output_dirfd(void)
 {
-    if (!out_dir_ok) return false;
-    int err = agent_mkdir_p(out_dir);
-    if (err) {
+    if (!out_dir_ok) return -1;
+    char why[CONF_PATH_MAX + 200];
+    int fd = agent_outdir_fd(why, sizeof why);
+    if (fd < 0) {
         out_dir_ok = false;
-        report_out_dir(err);
+        report_out_dir(fd, why);
+        return -1;
     }
-    return out_dir_ok;
+    return fd;
 }
 
-/* remember_file: a name for the summary's "files" (under work_lock). */
+/* files_*: the summary's lists (under work_lock). */
 static void remember_file(const char *name)
 {
     if (nfiles < FILES_MAX) {
@@ -355,30 +395,174 @@ static void remember_file(const char *name)
     nfiles_total++;
 }
 
-/* output_file: writes out_dir/name atomically (under work_lock). */
-static int output_file(const char *name, const void *data, size_t len)
+static void forget_file(const char *name)
 {
-    if (!ensure_out_dir()) return -EACCES;
-    int err = agent_write_file_atomic(out_dir, name, data, len);
+    for (unsigned i = 0; i < nfiles; i++) {
+        if (strcmp(files_written[i], name) != 0) continue;
+        memmove(files_written[i], files_written[i + 1], (nfiles - i - 1) * sizeof files_written[0]);
+        nfiles--;
+        break;
+    }
+    if (nfiles_total) nfiles_total--;
+    if (nremoved < FILES_MAX) {
+        agent_buf_t b;
+        agent_buf_init(&b, files_removed[nremoved++], sizeof files_removed[0]);
+        agent_buf_str(&b, name);
+    }
+    nremoved_total++;
+}
+
+/* tag_set: the tag for instance n (1: the bare pid). */
+static void tag_set(unsigned n)
+{
+    tag_n = n;
+    agent_buf_t b;
+    agent_buf_init(&b, tag, sizeof tag);
+    agent_buf_u64(&b, (uint64_t)getpid());
+    if (n > 1) {
+        agent_buf_str(&b, "-");
+        agent_buf_u64(&b, n);
+    }
+}
+
+/* tag_taken: a summary, timeline or alerts file of tag t exists. */
+static bool tag_taken(int dirfd)
+{
+    static const char *const kinds[][2] = {
+        { "summary.", ".json" }, { "timeline.", ".jsonl.zst" }, { "alerts.", ".jsonl" },
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        char name[96];
+        agent_buf_t b;
+        agent_buf_init(&b, name, sizeof name);
+        agent_buf_str(&b, kinds[i][0]);
+        agent_buf_str(&b, tag);
+        agent_buf_str(&b, kinds[i][1]);
+        struct stat st;
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) return true;
+    }
+    return false;
+}
+
+#define TAG_TRIES 1000   /* instances of one pid in one directory, at most */
+
+/* output_name: prefix + tag + suffix (choosing the tag at the process's
+ * first file). @return false when no tag is left. */
+static bool output_name(int dirfd, const char *prefix, const char *suffix, char *name, size_t cap)
+{
+    if (!tag_fixed) {
+        if (!tag_n) tag_set(1);
+        while (tag_n < TAG_TRIES && tag_taken(dirfd)) tag_set(tag_n + 1);
+    }
+    if (tag_n >= TAG_TRIES) return false;
+    agent_buf_t b;
+    agent_buf_init(&b, name, cap);
+    agent_buf_str(&b, prefix);
+    agent_buf_str(&b, tag);
+    agent_buf_str(&b, suffix);
+    return !b.overflow;
+}
+
+int agent_output_publish(int dirfd, const char *tmp, const char *prefix, const char *suffix,
+                         char *name, size_t cap)
+{
+    for (unsigned tries = 0; tries < TAG_TRIES; tries++) {
+        if (!output_name(dirfd, prefix, suffix, name, cap)) break;
+        int err = agent_publish_at(dirfd, tmp, name);
+        if (err != -EEXIST) {
+            if (!err) tag_fixed = true;
+            return err;
+        }
+        tag_set(tag_n + 1);   /* taken: this process moves on */
+    }
+    name[0] = 0;
+    return -EEXIST;
+}
+
+const char *agent_output_tag(void)
+{
+    if (!tag_n) tag_set(1);
+    return tag;
+}
+
+int agent_output_dirfd(void) { return output_dirfd(); }
+
+/* output_summary: writes the summary (built by build for its own name)
+ * under a name no other file has (under work_lock). */
+static int output_summary(void (*build)(agent_buf_t *b, const char *own_name), char *text, size_t cap)
+{
+    int dirfd = output_dirfd();
+    if (dirfd < 0) return -EACCES;
+    char tmp[128];
+    int err = -EEXIST;
+    for (unsigned tries = 0; tries < 8 && err == -EEXIST; tries++) {
+        char name[96];
+        if (!output_name(dirfd, "summary.", ".json", name, sizeof name)) break;
+        agent_buf_t b;
+        agent_buf_init(&b, text, cap);
+        build(&b, name);
+        int fd = agent_tmp_create(dirfd, name, tmp, sizeof tmp);
+        if (fd < 0) {
+            err = fd;
+            break;
+        }
+        err = agent_write_all(fd, b.buf, b.len);
+        if (!err && fsync(fd) != 0) err = -errno;
+        if (close(fd) != 0 && !err) err = -errno;
+        if (!err) err = agent_publish_at(dirfd, tmp, name);
+        if (err) (void)unlinkat(dirfd, tmp, 0);
+        if (err == -EEXIST) tag_set(tag_n + 1);
+        if (!err) tag_fixed = true;
+    }
     if (err) {
         out_dir_ok = false;             /* one message, then quiet */
-        report_out_dir(err);
-        return err;
+        report_out_dir(err, NULL);
     }
-    remember_file(name);
-    return 0;
+    return err;
+}
+
+/* capped: a profile reason that HEAPWATCH_MAX_PROFILES bounds. */
+static bool capped(const char *reason)
+{
+    return strcmp(reason, "interval") == 0 || strcmp(reason, "signal") == 0 ||
+           strcmp(reason, "http") == 0;
+}
+
+/* keep_capped: name was just written; removes the oldest capped profile
+ * beyond the cap (under work_lock). */
+static void keep_capped(int dirfd, const char *name)
+{
+    unsigned max = (unsigned)conf.max_profiles;
+    if (!kept) {
+        kept = map_arena_alloc((size_t)max * sizeof *kept);
+        if (!kept) return;   /* no memory: nothing is removed (never a file we did not list) */
+    }
+    if (nkept == max) {
+        const char *oldest = kept[kept_head];
+        if (unlinkat(dirfd, oldest, 0) == 0 || errno == ENOENT) forget_file(oldest);
+        kept_head = (kept_head + 1) % max;
+        nkept--;
+    }
+    agent_buf_t b;
+    agent_buf_init(&b, kept[(kept_head + nkept) % max], sizeof kept[0]);
+    agent_buf_str(&b, name);
+    nkept++;
 }
 
 /* write_profile_named: a heap profile for `reason` (under work_lock); its
- * file name into name, "" when none was written. */
-static void write_profile_named(const char *reason, char *name, size_t cap)
+ * file name into name, "" when none was written. With keep_fd, the
+ * descriptor of the file written (read it from offset 0) goes to
+ * *keep_fd, for the caller to close. */
+static void write_profile_fd(const char *reason, char *name, size_t cap, int *keep_fd)
 {
     static bool reported;
     name[0] = 0;
-    if (!ensure_out_dir()) return;
-    int err = agent_profile_write(out_dir, reason, name, cap);
+    int dirfd = output_dirfd();
+    if (dirfd < 0) return;
+    int err = agent_profile_write(dirfd, reason, name, cap, keep_fd);
     if (err == 0) {
         remember_file(name);
+        if (capped(reason)) keep_capped(dirfd, name);
     } else if (!reported) {
         reported = true;
         char line[256];
@@ -391,13 +575,18 @@ static void write_profile_named(const char *reason, char *name, size_t cap)
     }
 }
 
+static void write_profile_named(const char *reason, char *name, size_t cap)
+{
+    write_profile_fd(reason, name, cap, NULL);
+}
+
 static void write_profile(const char *reason)
 {
     char name[96];
     write_profile_named(reason, name, sizeof name);
 }
 
-bool agent_output_ready(void) { return ensure_out_dir(); }
+bool agent_output_ready(void) { return output_dirfd() >= 0; }
 void agent_output_remember(const char *name) { remember_file(name); }
 void agent_output_profile(const char *reason, char *name, size_t cap)
 {
@@ -405,22 +594,17 @@ void agent_output_profile(const char *reason, char *name, size_t cap)
 }
 uint64_t agent_peak_live_bytes(void) { return __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED); }
 
-int agent_output_profile_path(const char *reason, char *path, size_t cap)
+int agent_output_profile_fd(const char *reason, char *name, size_t cap, int *fd)
 {
-    char name[96];
+    *fd = -1;
     name[0] = 0;
     pthread_mutex_lock(&work_lock);
     bool over = exiting;
-    if (!over) write_profile_named(reason, name, sizeof name);
+    if (!over) write_profile_fd(reason, name, cap, fd);
     pthread_mutex_unlock(&work_lock);
     if (over) return -ESHUTDOWN;
-    if (!name[0]) return -EIO;
-    agent_buf_t b;
-    agent_buf_init(&b, path, cap);
-    agent_buf_str(&b, out_dir);
-    agent_buf_str(&b, "/");
-    agent_buf_str(&b, name);
-    return b.overflow ? -ENAMETOOLONG : 0;
+    if (!name[0] || *fd < 0) return -EIO;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -902,6 +1086,10 @@ static void postfork_child(void)
     own_pid = (int)getpid();
     nfiles = 0;
     nfiles_total = 0;
+    nremoved = nremoved_total = 0;
+    nkept = kept_head = 0;      /* the parent's profiles are the parent's */
+    tag_n = 0;                  /* a new pid: a new tag */
+    tag_fixed = false;
     start_ns = now_ns(CLOCK_REALTIME);
     uint64_t now = now_ns(CLOCK_MONOTONIC);
     agent_watch_postfork_child(now);
@@ -945,16 +1133,16 @@ static void resolve_out_dir(void)
     agent_buf_str(&b, conf.out_dir);
 }
 
-/* check_out_dir: creates HEAPWATCH_OUT at start, while stderr is surely
- * still open (programs such as GNU sort close it at exit), so a bad
- * directory is reported once, up front. */
+/* check_out_dir: creates and opens HEAPWATCH_OUT at start, while stderr
+ * is surely still open (programs such as GNU sort close it at exit), so
+ * a bad or unsafe directory is reported once, up front (out.c). */
 static void check_out_dir(void)
 {
-    int err = agent_mkdir_p(out_dir);
-    if (!err && access(out_dir, W_OK | X_OK) != 0) err = -errno;
+    char why[CONF_PATH_MAX + 200];
+    int err = agent_outdir_init(out_dir, why, sizeof why);
     if (err) {
         out_dir_ok = false;
-        report_out_dir(err);
+        report_out_dir(err, why);
     }
 }
 
@@ -1039,15 +1227,6 @@ __attribute__((constructor)) static void agent_ctor(void)
 /* ------------------------------------------------------------------------ */
 /* The exit summary                                                         */
 /* ------------------------------------------------------------------------ */
-
-static void summary_name(char *name, size_t cap)
-{
-    agent_buf_t b;
-    agent_buf_init(&b, name, cap);
-    agent_buf_str(&b, "summary.");
-    agent_buf_u64(&b, (uint64_t)getpid());
-    agent_buf_str(&b, ".json");
-}
 
 /* thread_sums_t: the sampling counters of every thread block. */
 typedef struct thread_sums_s {
@@ -1168,6 +1347,15 @@ static void build_summary(agent_buf_t *b, const char *own_name)
     agent_buf_json_str(b, own_name);
     agent_buf_str(b, "]");
     agent_buf_json_u64(b, "files_total", nfiles_total + 1, true);
+    agent_buf_json_key(b, "files_removed", true);
+    agent_buf_str(b, "[");
+    for (unsigned i = 0; i < nremoved; i++) {
+        agent_buf_str(b, i ? ", " : "");
+        agent_buf_json_str(b, files_removed[i]);
+    }
+    agent_buf_str(b, "]");
+    agent_buf_json_u64(b, "files_removed_total", nremoved_total, true);
+    agent_buf_json_u64(b, "max_profiles", conf.max_profiles, true);
     agent_buf_str(b, "\n}\n");
 }
 
@@ -1185,13 +1373,8 @@ static void write_exit_output(void)
     agent_watch_snapshot(&c, now_ns(CLOCK_MONOTONIC), now_ns(CLOCK_REALTIME), start_ns, true);
     agent_watch_close();
     write_profile("exit");
-    static char text[16384];
-    char name[64];
-    summary_name(name, sizeof name);
-    agent_buf_t b;
-    agent_buf_init(&b, text, sizeof text);
-    build_summary(&b, name);
-    (void)output_file(name, b.buf, b.len);
+    static char text[32768];
+    (void)output_summary(build_summary, text, sizeof text);
     pthread_mutex_unlock(&work_lock);
 }
 

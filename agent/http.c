@@ -5,13 +5,18 @@
  *                           net/http/pprof serves it, so that
  *                           `go tool pprof http://HOST:PORT/debug/pprof/heap`
  *                           works; the same profile is written to
- *                           HEAPWATCH_OUT as heap.<pid>.<seq>.http.pb.gz
+ *                           HEAPWATCH_OUT as heap.<tag>.<seq>.http.pb.gz
+ *                           and what is sent is read back from the very
+ *                           descriptor that wrote it (pread), never from
+ *                           a file reopened by name
  *   /debug/pprof/symbol     names for addresses, as Go's: what `go tool
  *                           pprof` asks for the frames a profile could not
  *                           name itself
  *   GET /metrics            the counters in Prometheus' text format
  *   GET /, /debug/pprof/    a short index
- * HEAD is answered like GET without the body; other methods get 405.
+ * HEAD is answered like GET without the body, except that HEAD of
+ * /debug/pprof/heap writes no profile (and so sends no Content-Length):
+ * a HEAD costs nothing on disk. Other methods get 405.
  *
  * The host comes first, so the rules are the agent's usual ones:
  *
@@ -333,7 +338,11 @@ static void serve_index(int c, const request_t *r)
     send_text(c, r, "200 OK", "text/plain; charset=utf-8", index, sizeof index - 1, NULL);
 }
 
-/* serve_heap: writes a profile (reason http) and sends that file. */
+/* serve_heap: writes a profile (reason http) and sends the bytes of that
+ * very file, read back through the descriptor that wrote it (never a file
+ * reopened by name: a link planted in its place would send another file).
+ * HEAD writes nothing: the headers only, without a length (the profile
+ * does not exist until a GET makes it). */
 static void serve_heap(int c, const request_t *r)
 {
     char val[32];
@@ -344,36 +353,45 @@ static void serve_heap(int c, const request_t *r)
                    "read it with go tool pprof", NULL);
         return;
     }
-    char path[CONF_PATH_MAX + 128];
-    int err = agent_output_profile_path("http", path, sizeof path);
+    if (r->head) {
+        static const char head[] = "HTTP/1.1 200 OK\r\nServer: heapwatch\r\n"
+                                   "Content-Type: application/octet-stream\r\n"
+                                   "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
+        (void)send_all(c, head, sizeof head - 1);
+        return;
+    }
+    char name[128];
+    int fd = -1;
+    int err = agent_output_profile_fd("http", name, sizeof name, &fd);
     if (err == -ESHUTDOWN) {
         send_error(c, r, "503 Service Unavailable", "the program is exiting", NULL);
         return;
     }
-    int fd = err ? -1 : open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
+    if (err || fstat(fd, &st) != 0) {
         if (fd >= 0) close(fd);
         send_error(c, r, "500 Internal Server Error",
                    "no heap profile could be written in HEAPWATCH_OUT (see the program's stderr)", NULL);
         return;
     }
-    const char *name = strrchr(path, '/');
     char extra[256];
     agent_buf_t xb;
     agent_buf_init(&xb, extra, sizeof extra);
     agent_buf_str(&xb, "Content-Disposition: attachment; filename=\"");
-    agent_buf_str(&xb, name ? name + 1 : path);
+    agent_buf_str(&xb, name);
     agent_buf_str(&xb, "\"\r\n");
-    if (send_head(c, "200 OK", "application/octet-stream", (uint64_t)st.st_size, extra) && !r->head) {
+    if (send_head(c, "200 OK", "application/octet-stream", (uint64_t)st.st_size, extra)) {
         static char chunk[65536];   /* this thread's alone */
-        for (;;) {
-            ssize_t n = read(fd, chunk, sizeof chunk);
+        off_t off = 0;
+        while (off < st.st_size) {
+            /* pread: the offset is ours alone, whatever the program does. */
+            ssize_t n = pread(fd, chunk, sizeof chunk, off);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0 || !send_all(c, chunk, (size_t)n)) break;
+            off += n;
         }
     }
-    close(fd);
+    if (agent_file_check(fd, st.st_dev, st.st_ino) == 0) close(fd);
 }
 
 /* metric: one metric with its HELP and TYPE lines. */

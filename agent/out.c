@@ -1,21 +1,58 @@
 /*
  * out.c - the agent's output primitives, none of which allocates: a text
  * buffer with integer, fixed-point and JSON-string formatting (no printf:
- * glibc's may malloc and takes locale locks), EINTR-safe writes, and
- * files that appear whole or not at all.
+ * glibc's may malloc and takes locale locks), EINTR-safe writes, the
+ * output directory, and files that appear whole or not at all.
  *
- * Atomic files: the content goes to ".<name>.tmp.<pid>" in the same
- * directory, is fsync'ed, then renamed over <name>. A reader sees the old
- * file, the new file, or no file; never a prefix. A failed write removes
- * the temporary file.
+ * The output directory (HEAPWATCH_OUT) may sit where other users can
+ * write (/tmp, a CI scratch directory), and the agent often runs as root.
+ * Rules, so that no other user can steer a write:
+ *   - It is reached by a walk from "/", one component at a time, with
+ *     openat(O_DIRECTORY|O_NOFOLLOW). Every directory on the way, the last
+ *     one included, must be owned by this user (the effective uid) or root,
+ *     and must not be group- or world-writable unless it has the sticky bit
+ *     (whoever can write a non-sticky directory can replace what is in it).
+ *     A symbolic link on the way is followed only when root or this user
+ *     owns it (what the kernel's protected_symlinks also trusts); the
+ *     directory it leads to is checked like any other. Anything else is
+ *     refused: no output at all, one stderr line (core.c), the program
+ *     runs on.
+ *   - Missing components are created mode 0755 (& ~umask): never
+ *     writable by others, whatever the umask.
+ *   - The directory is opened once and kept at a high descriptor number
+ *     (F_DUPFD_CLOEXEC, so that shells' `exec 3>` and friends do not meet
+ *     it), and checked before every use: the descriptor still has our
+ *     close-on-exec flag and the same device and inode, and the path
+ *     still names that directory. When it changed (the program closed or
+ *     reused the number, removed or replaced the directory), the number is
+ *     forgotten, never closed (it may be the program's now), and the
+ *     directory is walked to again, with every check.
+ *   - Files are created inside it only with openat(O_CREAT|O_EXCL|
+ *     O_NOFOLLOW) under a temporary name no one can predict
+ *     (".<name>.tmp.<16 hex digits from getrandom>"), then renamed within
+ *     the directory. A planted link is never followed, and a planted name
+ *     is never used.
+ *   - Final names are never replaced (agent_publish_at): renameat2 with
+ *     RENAME_NOREPLACE, or linkat + unlinkat on a filesystem without it
+ *     (EINVAL), or, with no hard links either, a check then renameat (the
+ *     one case where two processes racing on one name could replace).
+ *     A name that exists is reported (-EEXIST) to the caller, which picks
+ *     another (core.c: the per-process tag).
+ *
+ * Atomic files: the content goes to the temporary file, is fsync'ed, then
+ * renamed to <name>. A reader sees the file whole or not at all. A failed
+ * write removes the temporary file.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>     /* rename() only: no stream is used */
+#include <stdio.h>     /* renameat2() and RENAME_NOREPLACE only: no stream is used */
 #include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent_internal.h"
@@ -211,55 +248,284 @@ void agent_log(const char *line)
     errno = saved;
 }
 
-int agent_mkdir_p(const char *path)
+/* ------------------------------------------------------------------------ */
+/* The output directory                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* The one output directory of the process (callers serialise: core.c's
+ * work_lock). fd is -1 when none is open. */
+static struct {
+    char path[CONF_PATH_MAX];
+    int fd;
+    dev_t dev;
+    ino_t ino;
+} od = { .fd = -1 };
+
+/* why_*: the reason for a refusal, for the one stderr line. */
+static void why_path(agent_buf_t *why, const char *path, size_t len)
 {
-    char tmp[CONF_PATH_MAX];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof tmp) return -ENAMETOOLONG;
-    memcpy(tmp, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] != '/' && tmp[i] != 0) continue;
-        char saved = tmp[i];
-        tmp[i] = 0;
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return -errno;
-        tmp[i] = saved;
+    char prefix[CONF_PATH_MAX];
+    if (len >= sizeof prefix) len = sizeof prefix - 1;
+    memcpy(prefix, path, len);
+    prefix[len] = 0;
+    agent_buf_str_escaped(why, prefix, AGENT_QUOTE_MAX);   /* one line, whatever the path holds */
+}
+
+/* dir_is_safe: st (a directory reached at path[0..len)) cannot be
+ * replaced or filled by another user. */
+static int dir_is_safe(const struct stat *st, const char *path, size_t len, agent_buf_t *why)
+{
+    uid_t me = geteuid();
+    if (st->st_uid != me && st->st_uid != 0) {
+        why_path(why, path, len);
+        agent_buf_str(why, " is owned by uid ");
+        agent_buf_u64(why, st->st_uid);
+        agent_buf_str(why, ", not by this user (uid ");
+        agent_buf_u64(why, me);
+        agent_buf_str(why, ") or root");
+        return -EPERM;
     }
-    struct stat st;
-    if (stat(path, &st) != 0) return -errno;
-    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX)) {
+        why_path(why, path, len);
+        agent_buf_str(why, " is group- or world-writable without the sticky bit (mode 0");
+        char mode[4] = { (char)('0' + ((st->st_mode >> 6) & 7)), (char)('0' + ((st->st_mode >> 3) & 7)),
+                         (char)('0' + (st->st_mode & 7)), 0 };
+        agent_buf_str(why, mode);
+        agent_buf_str(why, ")");
+        return -EPERM;
+    }
+    return 0;
 }
 
-/* join: dir + "/" + name into out. */
-static int join(char *out, size_t cap, const char *dir, const char *prefix, const char *name,
-                const char *suffix)
+/* open_component: the directory `name` in dirfd (created 0755 when missing
+ * and create is set), following a link only when root or this user owns
+ * it. */
+static int open_component(int dirfd, const char *name, bool create)
 {
-    agent_buf_t b;
-    agent_buf_init(&b, out, cap);
-    agent_buf_str(&b, dir);
-    agent_buf_str(&b, "/");
-    agent_buf_str(&b, prefix);
-    agent_buf_str(&b, name);
-    agent_buf_str(&b, suffix);
-    return b.overflow ? -ENAMETOOLONG : 0;
+    const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    int fd = openat(dirfd, name, flags);
+    if (fd < 0 && errno == ENOENT && create) {
+        if (mkdirat(dirfd, name, 0755) != 0 && errno != EEXIST) return -errno;
+        fd = openat(dirfd, name, flags);
+    }
+    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+        int saved = errno;
+        struct stat lst;
+        if (fstatat(dirfd, name, &lst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISLNK(lst.st_mode))
+            return -saved;
+        if (lst.st_uid != geteuid() && lst.st_uid != 0) return -ELOOP;
+        fd = openat(dirfd, name, (flags & ~O_NOFOLLOW));
+    }
+    return fd < 0 ? -errno : fd;
 }
 
-int agent_write_file_atomic(const char *dir, const char *name, const void *data, size_t len)
+/* walk: opens the absolute path component by component, every directory
+ * checked (see the design comment). @return the descriptor or -errno,
+ * with the reason in why. */
+static int walk(const char *path, bool create, agent_buf_t *why)
 {
-    char final_path[CONF_PATH_MAX + 256], tmp_path[CONF_PATH_MAX + 300], suffix[40];
-    agent_buf_t sb;
-    agent_buf_init(&sb, suffix, sizeof suffix);
-    agent_buf_str(&sb, ".tmp.");
-    agent_buf_u64(&sb, (uint64_t)getpid());
-    int err = join(final_path, sizeof final_path, dir, "", name, "");
-    if (!err) err = join(tmp_path, sizeof tmp_path, dir, ".", name, suffix);
-    if (err) return err;
-
-    int fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (path[0] != '/') return -EINVAL;
+    int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -errno;
-    err = agent_write_all(fd, data, len);
+    struct stat st;
+    int err = fstat(fd, &st) == 0 ? dir_is_safe(&st, "/", 1, why) : -errno;
+    size_t i = 0, n = strlen(path);
+    while (!err) {
+        while (path[i] == '/') i++;
+        if (i >= n) break;
+        size_t end = i;
+        while (end < n && path[end] != '/') end++;
+        char name[256];
+        if (end - i >= sizeof name) {
+            err = -ENAMETOOLONG;
+            break;
+        }
+        memcpy(name, path + i, end - i);
+        name[end - i] = 0;
+        int next = open_component(fd, name, create);
+        if (next < 0) {
+            err = next;
+            why_path(why, path, end);
+            if (err == -ELOOP) agent_buf_str(why, " is a symbolic link owned by another user");
+            else {
+                agent_buf_str(why, ": ");
+                agent_buf_str(why, strerror(-err));
+            }
+            break;
+        }
+        close(fd);
+        fd = next;
+        err = fstat(fd, &st) == 0 ? dir_is_safe(&st, path, end, why) : -errno;
+        i = end;
+    }
+    if (err) {
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+/* high_fd: fd moved to a number programs rarely pick (half the descriptor
+ * limit, at most 1024), close-on-exec; fd itself when that fails. */
+static int high_fd(int fd)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 64) return fd;
+    long base = rl.rlim_cur >= 2048 ? 1024 : (long)rl.rlim_cur / 2;
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, (int)base);
+    if (hi < 0) return fd;
+    close(fd);
+    return hi;
+}
+
+static int outdir_open(agent_buf_t *why)
+{
+    int fd = walk(od.path, true, why);
+    if (fd < 0) return fd;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    if (faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
+        int err = -errno;
+        close(fd);
+        why_path(why, od.path, strlen(od.path));
+        agent_buf_str(why, ": ");
+        agent_buf_str(why, strerror(-err));
+        return err;
+    }
+    od.fd = high_fd(fd);
+    od.dev = st.st_dev;
+    od.ino = st.st_ino;
+    return od.fd;
+}
+
+/* outdir_still_ours: od.fd is the directory we opened, and the path
+ * still leads to it. */
+static bool outdir_still_ours(void)
+{
+    int flags = fcntl(od.fd, F_GETFD);
+    struct stat st;
+    if (flags < 0 || !(flags & FD_CLOEXEC) || fstat(od.fd, &st) != 0 || st.st_dev != od.dev ||
+        st.st_ino != od.ino)
+        return false;
+    if (stat(od.path, &st) != 0 || st.st_dev != od.dev || st.st_ino != od.ino) {
+        /* Removed or replaced by path: ours still, but no longer the
+         * output directory. */
+        close(od.fd);
+        return false;
+    }
+    return true;
+}
+
+int agent_outdir_init(const char *path, char *why, size_t whycap)
+{
+    agent_buf_t wb;
+    agent_buf_init(&wb, why, whycap);
+    od.fd = -1;
+    agent_buf_t pb;
+    agent_buf_init(&pb, od.path, sizeof od.path);
+    agent_buf_str(&pb, path);
+    if (pb.overflow) return -ENAMETOOLONG;
+    int fd = outdir_open(&wb);
+    return fd < 0 ? fd : 0;
+}
+
+int agent_outdir_fd(char *why, size_t whycap)
+{
+    agent_buf_t wb;
+    agent_buf_init(&wb, why, whycap);
+    if (od.fd >= 0 && outdir_still_ours()) return od.fd;
+    od.fd = -1;
+    if (!od.path[0]) return -ENOENT;
+    return outdir_open(&wb);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files in the output directory                                            */
+/* ------------------------------------------------------------------------ */
+
+/* random64: 64 unpredictable bits (getrandom; a weaker mix only if the
+ * kernel has none to give). */
+static uint64_t random64(void)
+{
+    uint64_t v;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v) return v;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    static uint64_t counter;
+    v = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ ((uint64_t)getpid() << 16) ^
+        (uint64_t)(uintptr_t)&v ^ __atomic_add_fetch(&counter, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED);
+    v ^= v >> 30; v *= 0xbf58476d1ce4e5b9ull;
+    v ^= v >> 27; v *= 0x94d049bb133111ebull;
+    return v ^ (v >> 31);
+}
+
+int agent_tmp_create(int dirfd, const char *name, char *tmp, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int attempt = 0; attempt < 8; attempt++) {
+        agent_buf_t b;
+        agent_buf_init(&b, tmp, cap);
+        agent_buf_str(&b, ".");
+        agent_buf_str(&b, name);
+        agent_buf_str(&b, ".tmp.");
+        uint64_t r = random64();
+        char digits[16];
+        for (int i = 0; i < 16; i++) digits[i] = hex[(r >> (4 * i)) & 15];
+        agent_buf_mem(&b, digits, sizeof digits);
+        if (b.overflow) return -ENAMETOOLONG;
+        int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd >= 0) return fd;
+        if (errno != EEXIST) return -errno;
+    }
+    return -EEXIST;
+}
+
+int agent_publish_at(int dirfd, const char *tmp, const char *name)
+{
+    if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return -errno;
+    /* No RENAME_NOREPLACE on this filesystem (or kernel): a hard link
+     * never replaces an existing name either; then the temporary name
+     * goes. Readers may see both names for a moment, never a partial
+     * file. */
+    if (linkat(dirfd, tmp, dirfd, name, 0) == 0) {
+        (void)unlinkat(dirfd, tmp, 0);
+        return 0;
+    }
+    if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS) return -errno;
+    /* Neither (vfat and some FUSE filesystems have no hard links): a
+     * check, then a plain rename. Only two processes publishing the same
+     * name between these two calls could replace one another; a planted
+     * link is replaced itself, never followed. */
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) return -EEXIST;
+    if (errno != ENOENT) return -errno;
+    return renameat(dirfd, tmp, dirfd, name) == 0 ? 0 : -errno;
+}
+
+int agent_file_check(int fd, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0 || !(flags & FD_CLOEXEC) || fstat(fd, &st) != 0) return -EBADF;
+    if (st.st_dev != dev || st.st_ino != ino || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+        return -ESTALE;
+    return 0;
+}
+
+int agent_write_at(int dirfd, const char *name, const void *data, size_t len)
+{
+    char tmp[300];
+    int fd = agent_tmp_create(dirfd, name, tmp, sizeof tmp);
+    if (fd < 0) return fd;
+    int err = agent_write_all(fd, data, len);
     if (!err && fsync(fd) != 0) err = -errno;
     if (close(fd) != 0 && !err) err = -errno;
-    if (!err && rename(tmp_path, final_path) != 0) err = -errno;
-    if (err) unlink(tmp_path);
+    if (!err) err = agent_publish_at(dirfd, tmp, name);
+    if (err) (void)unlinkat(dirfd, tmp, 0);
     return err;
 }

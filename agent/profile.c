@@ -16,15 +16,21 @@
  * arena, never maps them (a library the program truncates cannot fault
  * us), and is bounded (pprof/pprof_elf.c).
  *
- * Names: heap.<pid>.<seq>.<reason>.pb.gz, seq counting from 1 per process
- * with at least 4 digits. pprof_builder_write_gz writes a temporary file
- * and renames it: the profile appears whole or not at all.
+ * Names: heap.<tag>.<seq>.<reason>.pb.gz (tag: the pid, or "<pid>-<n>",
+ * see core.c), seq counting from 1 per process with at least 4 digits.
+ * The profile is streamed into a temporary file created in the verified
+ * output directory with O_CREAT|O_EXCL|O_NOFOLLOW under an unpredictable
+ * name (out.c), fsync'ed, and renamed to its final name without ever
+ * replacing a file: it appears whole or not at all, and no planted link
+ * or name is ever written through.
  *
  * Everything here allocates from the arena and runs under the recursion
  * guard; one lock serialises profile writers (exit, the background thread,
  * signal and alert requests).
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,18 +65,56 @@ static pprof_err_t add_stacks(pprof_builder_t *b)
     return PPROF_OK;
 }
 
-static void profile_name(char *name, size_t cap, unsigned n, const char *reason)
+/* profile_suffix: ".<seq>.<reason>.pb.gz", what follows the tag. */
+static void profile_suffix(char *suffix, size_t cap, unsigned n, const char *reason)
 {
     agent_buf_t nb;
-    agent_buf_init(&nb, name, cap);
-    agent_buf_str(&nb, "heap.");
-    agent_buf_u64(&nb, (uint64_t)getpid());
+    agent_buf_init(&nb, suffix, cap);
     agent_buf_str(&nb, ".");
     for (unsigned pad = 1000; pad > 1 && n < pad; pad /= 10) agent_buf_str(&nb, "0");
     agent_buf_u64(&nb, n);
     agent_buf_str(&nb, ".");
     agent_buf_str(&nb, reason);
     agent_buf_str(&nb, ".pb.gz");
+}
+
+static pprof_err_t errno_err(int e)
+{
+    switch (e) {
+    case ENOSPC: case EDQUOT: case EFBIG: return PPROF_ERR_NOSPACE;
+    case EACCES: case EPERM: case EROFS: return PPROF_ERR_PERM;
+    case ENOENT: case ENOTDIR: return PPROF_ERR_NOENT;
+    default: return PPROF_ERR_IO;
+    }
+}
+
+/* write_file: the profile into a new temporary file of dirfd, durable,
+ * then published; its name into name. */
+static pprof_err_t write_file(pprof_builder_t *b, int dirfd, const char *reason, char *name,
+                              size_t namecap, int *keep_fd)
+{
+    char suffix[64], base[96], tmp[160];
+    profile_suffix(suffix, sizeof suffix, ++seq, reason);
+    agent_buf_t bb;
+    agent_buf_init(&bb, base, sizeof base);
+    agent_buf_str(&bb, "heap.");
+    agent_buf_str(&bb, agent_output_tag());
+    agent_buf_str(&bb, suffix);
+    int fd = agent_tmp_create(dirfd, base, tmp, sizeof tmp);
+    if (fd < 0) return errno_err(-fd);
+    pprof_err_t err = pprof_builder_write_fd(b, fd);
+    if (!err && fsync(fd) != 0) err = errno_err(errno);
+    if (!err) {
+        int perr = agent_output_publish(dirfd, tmp, "heap.", suffix, name, namecap);
+        if (perr) err = errno_err(-perr);
+    }
+    if (err) (void)unlinkat(dirfd, tmp, 0);
+    if (!err && keep_fd && lseek(fd, 0, SEEK_SET) == 0) {
+        *keep_fd = fd;   /* created just now, ours */
+        return PPROF_OK;
+    }
+    close(fd);
+    return err;
 }
 
 static pprof_err_t build(pprof_builder_t *b, const char *reason)
@@ -102,7 +146,7 @@ static pprof_err_t build(pprof_builder_t *b, const char *reason)
     return err;
 }
 
-int agent_profile_write(const char *dir, const char *reason, char *name, size_t namecap)
+int agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap, int *keep_fd)
 {
     char local[128];
     if (!name || namecap == 0) {
@@ -117,8 +161,7 @@ int agent_profile_write(const char *dir, const char *reason, char *name, size_t 
     pprof_err_t err = pprof_builder_new(&a, &b);
     if (!err) err = build(b, reason);
     if (!err) {
-        profile_name(name, namecap, ++seq, reason);
-        err = pprof_builder_write_gz(b, dir, name);
+        err = write_file(b, dirfd, reason, name, namecap, keep_fd);
         if (err) name[0] = 0;
     }
     pprof_builder_free(b);

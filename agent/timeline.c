@@ -39,18 +39,30 @@
  * Publication. open creates the temporary file, so a directory we cannot
  * write to fails at open. The first append writes a complete flushed
  * record (frame header and first block), fsyncs, and renames to the final
- * name: a reader never sees an empty or headerless file. The descriptor
- * follows the inode through the rename, so later records need no reopen.
+ * name: a reader never sees an empty or headerless file.
+ *
+ * Descriptors. The agent's writer (timeline_open_io) keeps none: a program
+ * may close any descriptor number and reuse it (a shell's `exec 5>&1`, a
+ * daemon closing 3..1023), and a number kept from one snapshot to the
+ * next could then be the program's own file. Each append opens the file
+ * through the verified output directory (out.c) with O_APPEND|O_NOFOLLOW,
+ * checks that it is the inode created at open (device, inode, owner), and
+ * checks it again before every write and before the close. Everything a
+ * record produces is flushed by then, so nothing is lost between opens.
+ * A file removed or replaced behind the writer stops it (sticky
+ * TIMELINE_ERR_STALE): it never writes into a file it did not create.
+ * The path-based writer (timeline_open, unit tests and tools) keeps one
+ * descriptor from open to close, as before.
  *
  * Failure. Any write, fsync, rename or compressor error is sticky: the
  * agent logs it once and the writer does nothing more; no crash, no retry
  * (a half-written block cannot be continued). Before publication the
  * temporary file is removed at once, so no timeline appears.
  *
- * Fork. A child inherits the descriptor, which shares its file offset with
- * the parent's: a single write from the child would land in the middle of
- * the parent's compressed stream and corrupt it. timeline_abandon only
- * closes and frees.
+ * Fork. A child must not write to its parent's file: a single write would
+ * land in the middle of the parent's compressed stream and corrupt it.
+ * timeline_abandon only frees (and, for the path-based writer, closes its
+ * inherited descriptor).
  */
 #define _GNU_SOURCE
 #define ZSTD_STATIC_LINKING_ONLY   /* ZSTD_customMem, ZSTD_createCCtx_advanced */
@@ -67,12 +79,17 @@
 #include "agent/timeline.h"
 
 #define OUT_BUF (16u * 1024u)   /* compressed bytes per write; zstd loops to fill it */
-#define NAME_MAX_LEN 64         /* "timeline.<pid>.jsonl.zst" */
+#define NAME_MAX_LEN 64         /* "timeline.<pid>[-<n>].jsonl.zst" */
 
 struct timeline_s {
     map_allocator_t allocator;  /* copied at open; zstd's opaque points here */
     ZSTD_CCtx *cctx;
-    int fd;
+    int fd;                     /* path mode: kept; io mode: only inside a call */
+    bool use_io;                /* opened by timeline_open_io */
+    timeline_io_t io;
+    dev_t dev;                  /* io mode: the file created at open */
+    ino_t ino;
+    char tmp[NAME_MAX_LEN + 40];  /* io mode: temporary name in the directory */
     timeline_err_t error;       /* sticky: the failed state */
     bool published;             /* renamed to the final name */
     unsigned frame_records;     /* limits of a frame */
@@ -98,6 +115,8 @@ const char *timeline_strerror(timeline_err_t err)
     case TIMELINE_ERR_NOENT: return "no such directory";
     case TIMELINE_ERR_IO: return "input/output error";
     case TIMELINE_ERR_ZSTD: return "zstd compression error";
+    case TIMELINE_ERR_STALE: return "the file was removed or replaced by someone else";
+    case TIMELINE_ERR_EXISTS: return "the file name is taken";
     }
     return "unknown error";
 }
@@ -134,6 +153,11 @@ static timeline_err_t errno_to_err(int e)
         return TIMELINE_ERR_NOMEM;
     case ENAMETOOLONG:
         return TIMELINE_ERR_INVALID;
+    case ESTALE:
+    case EBADF:
+        return TIMELINE_ERR_STALE;
+    case EEXIST:
+        return TIMELINE_ERR_EXISTS;
     default:
         return TIMELINE_ERR_IO;
     }
@@ -178,6 +202,8 @@ static timeline_err_t zstd_err(size_t ret)
                                                                    : TIMELINE_ERR_ZSTD;
 }
 
+static bool fd_ok(const timeline_t *t);
+
 /* compress: feeds in[0..len) with directive `how` and writes out whatever
  * zstd produces, until it has taken all the input and, for a flush or an
  * end, emitted everything. */
@@ -191,6 +217,7 @@ static timeline_err_t compress(timeline_t *t, const void *in, size_t len, ZSTD_E
         t->pending = ob.pos;
         bool done = ib.pos == ib.size && (how == ZSTD_e_continue || left == 0);
         if (t->pending && (done || ob.pos == ob.size)) {
+            if (!fd_ok(t)) return TIMELINE_ERR_STALE;
             timeline_err_t err = write_all(t->fd, t->out, t->pending);
             if (err) return err;
             t->stats.bytes_out += t->pending;
@@ -278,7 +305,7 @@ timeline_err_t timeline_open(timeline_t **out, const map_allocator_t *allocator,
     if (!err) err = make_compressor(t, level);
     if (!err) {
         /* Last, so that no failure above leaves a file behind. */
-        t->fd = timeline_sys_open(t->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        t->fd = timeline_sys_open(t->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (t->fd < 0) err = errno_to_err(errno);
     }
     if (err) {
@@ -289,11 +316,98 @@ timeline_err_t timeline_open(timeline_t **out, const map_allocator_t *allocator,
     return TIMELINE_OK;
 }
 
+timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocator,
+                                const timeline_io_t *io, const char *base,
+                                const timeline_opts_t *opts)
+{
+    if (!out) return TIMELINE_ERR_INVALID;
+    *out = NULL;
+    if (!allocator || !allocator->alloc || !allocator->free || !io || !io->dirfd || !io->publish ||
+        !base || !*base || strlen(base) >= NAME_MAX_LEN)
+        return TIMELINE_ERR_INVALID;
+    timeline_t *t = allocator->alloc(allocator->ctx, sizeof *t);
+    if (!t) return TIMELINE_ERR_NOMEM;
+    memset(t, 0, sizeof *t);
+    t->allocator = *allocator;
+    t->fd = -1;
+    t->use_io = true;
+    t->io = *io;
+    t->frame_records = opts && opts->frame_records ? opts->frame_records : TIMELINE_FRAME_RECORDS;
+    t->frame_bytes = opts && opts->frame_bytes ? opts->frame_bytes : TIMELINE_FRAME_BYTES;
+    int level = opts && opts->level ? opts->level : TIMELINE_LEVEL;
+    memcpy(t->name, base, strlen(base) + 1);
+
+    timeline_err_t err = make_compressor(t, level);
+    if (!err) {
+        /* Last, so that no failure above leaves a file behind. */
+        int dirfd = t->io.dirfd(t->io.ctx);
+        int fd = dirfd < 0 ? dirfd : agent_tmp_create(dirfd, base, t->tmp, sizeof t->tmp);
+        struct stat st;
+        if (fd < 0) {
+            err = errno_to_err(-fd);
+        } else {
+            if (fstat(fd, &st) == 0) {
+                t->dev = st.st_dev;
+                t->ino = st.st_ino;
+            } else {
+                err = errno_to_err(errno);
+                (void)unlinkat(dirfd, t->tmp, 0);
+            }
+            close(fd);   /* ours: created just now */
+        }
+    }
+    if (err) {
+        release(t);
+        return err;
+    }
+    *out = t;
+    return TIMELINE_OK;
+}
+
+/* file_begin: io mode: opens the file for this call (t->fd), checked to
+ * be the one created at open. Path mode: the kept descriptor. */
+static timeline_err_t file_begin(timeline_t *t)
+{
+    if (!t->use_io) return TIMELINE_OK;
+    int dirfd = t->io.dirfd(t->io.ctx);
+    if (dirfd < 0) return errno_to_err(-dirfd);
+    int fd = openat(dirfd, t->published ? t->name : t->tmp, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT || errno == ELOOP ? TIMELINE_ERR_STALE : errno_to_err(errno);
+    if (agent_file_check(fd, t->dev, t->ino) != 0) {
+        close(fd);   /* opened just now: ours, though not our file */
+        return TIMELINE_ERR_STALE;
+    }
+    t->fd = fd;
+    return TIMELINE_OK;
+}
+
+/* file_end: io mode: closes the call's descriptor if it is still the one
+ * opened (a thread of the program may have closed and reused it). */
+static void file_end(timeline_t *t)
+{
+    if (!t->use_io || t->fd < 0) return;
+    if (agent_file_check(t->fd, t->dev, t->ino) == 0) close(t->fd);
+    t->fd = -1;
+}
+
+/* fd_ok: the descriptor may be written (io mode: still our file). */
+static bool fd_ok(const timeline_t *t)
+{
+    return !t->use_io || agent_file_check(t->fd, t->dev, t->ino) == 0;
+}
+
 /* fail: enters the failed state; before publication nothing may appear. */
 static timeline_err_t fail(timeline_t *t, timeline_err_t err)
 {
     t->error = err;
-    if (!t->published) unlink(t->tmp_path);
+    if (!t->published) {
+        if (!t->use_io) {
+            unlink(t->tmp_path);
+        } else {
+            int dirfd = t->io.dirfd(t->io.ctx);
+            if (dirfd >= 0) (void)unlinkat(dirfd, t->tmp, 0);
+        }
+    }
     return err;
 }
 
@@ -302,7 +416,13 @@ static timeline_err_t fail(timeline_t *t, timeline_err_t err)
 static timeline_err_t publish(timeline_t *t)
 {
     if (timeline_sys_fsync(t->fd) != 0) return errno_to_err(errno);
-    if (timeline_sys_rename(t->tmp_path, t->path) != 0) return errno_to_err(errno);
+    if (t->use_io) {
+        int dirfd = t->io.dirfd(t->io.ctx);
+        int err = dirfd < 0 ? dirfd : t->io.publish(t->io.ctx, dirfd, t->tmp, t->name, sizeof t->name);
+        if (err) return errno_to_err(-err);
+    } else if (timeline_sys_rename(t->tmp_path, t->path) != 0) {
+        return errno_to_err(errno);
+    }
     t->published = true;
     return TIMELINE_OK;
 }
@@ -315,8 +435,10 @@ timeline_err_t timeline_append(timeline_t *t, const char *line, size_t len)
 
     bool end = t->records_in_frame + 1 >= t->frame_records ||
                t->bytes_in_frame + len >= t->frame_bytes;
-    timeline_err_t err = compress(t, line, len, end ? ZSTD_e_end : ZSTD_e_flush);
+    timeline_err_t err = file_begin(t);
+    if (!err) err = compress(t, line, len, end ? ZSTD_e_end : ZSTD_e_flush);
     if (!err && !t->published) err = publish(t);
+    file_end(t);
     if (err) return fail(t, err);
 
     t->stats.records++;
@@ -336,6 +458,20 @@ timeline_err_t timeline_close(timeline_t *t)
 {
     if (!t) return TIMELINE_ERR_INVALID;
     timeline_err_t err = t->error;
+    if (t->use_io) {
+        if (!err && t->published) {
+            err = file_begin(t);
+            if (!err && t->records_in_frame) {
+                err = compress(t, NULL, 0, ZSTD_e_end);
+                if (!err) t->stats.frames++;
+            }
+            if (!err && (!fd_ok(t) || timeline_sys_fsync(t->fd) != 0)) err = errno_to_err(errno);
+            file_end(t);
+        }
+        if (!t->published && !t->error) (void)fail(t, TIMELINE_OK);   /* no record: no timeline */
+        release(t);
+        return err;
+    }
     if (!err && t->published && t->records_in_frame) {
         err = compress(t, NULL, 0, ZSTD_e_end);
         if (!err) t->stats.frames++;
@@ -350,7 +486,7 @@ timeline_err_t timeline_close(timeline_t *t)
 void timeline_abandon(timeline_t *t)
 {
     if (!t) return;
-    close(t->fd);
+    if (!t->use_io) close(t->fd);   /* io mode keeps none */
     release(t);
 }
 

@@ -15,9 +15,15 @@
  *
  * The file appears whole or not at all: open creates a hidden temporary
  * file in the directory; the first append writes and fsyncs a complete,
- * flushed first record there and renames it to the final name; later
- * records go to the same descriptor. A timeline closed with no record
- * leaves no file.
+ * flushed first record there and renames it to the final name. A timeline
+ * closed with no record leaves no file.
+ *
+ * Two ways to open. timeline_open_io (the agent): no descriptor is kept
+ * between appends; each append reopens the file through the caller's
+ * verified directory descriptor (O_APPEND|O_NOFOLLOW) and checks it is
+ * the same inode, so a program that closes or reuses descriptor numbers
+ * never receives the timeline's bytes. timeline_open (tests and tools): a
+ * directory path, one descriptor kept from open to close.
  *
  * Memory: never malloc. The writer (~25 KiB) and zstd's compression context
  * (~200 KB with these parameters), all taken at open and nothing after,
@@ -51,6 +57,8 @@ typedef enum {
     TIMELINE_ERR_NOENT = 5,     /* the directory does not exist (ENOENT, ENOTDIR) */
     TIMELINE_ERR_IO = 6,        /* any other system call failure */
     TIMELINE_ERR_ZSTD = 7,      /* the compressor failed (other than memory) */
+    TIMELINE_ERR_STALE = 8,     /* the file was removed or replaced behind the writer */
+    TIMELINE_ERR_EXISTS = 9,    /* the final name exists (never replaced) */
 } timeline_err_t;
 
 /* timeline_strerror: a static, human-readable text for an error code. */
@@ -93,6 +101,28 @@ typedef struct timeline_s timeline_t;
  */
 timeline_err_t timeline_open(timeline_t **out, const map_allocator_t *allocator,
                              const char *dir, pid_t pid, const timeline_opts_t *opts);
+
+/*
+ * timeline_io_t: the agent's directory services for timeline_open_io.
+ * dirfd: the verified output directory descriptor (borrowed, valid until
+ * the next call), or a negative errno. publish: gives the temporary file
+ * tmp (in dirfd) its final name without replacing any file, the name
+ * chosen into name; @return 0 or a negative errno.
+ */
+typedef struct timeline_io_s {
+    int (*dirfd)(void *ctx);
+    int (*publish)(void *ctx, int dirfd, const char *tmp, char *name, size_t cap);
+    void *ctx;
+} timeline_io_t;
+
+/*
+ * timeline_open_io: as timeline_open, but in the directory io gives, with
+ * a temporary file named after base (".<base>.tmp.<random>", created
+ * O_EXCL|O_NOFOLLOW) and no descriptor kept between calls (see above).
+ */
+timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocator,
+                                const timeline_io_t *io, const char *base,
+                                const timeline_opts_t *opts);
 
 /*
  * timeline_append: compresses one line (len bytes, ending with '\n') and

@@ -24,9 +24,16 @@
  * strdup) - the agent's own frames were never recorded.
  *
  * On entering warn or crit: a heap profile (reason `alert`), a record
- * appended to alerts.<pid>.jsonl (created whole by rename, then appended
- * with one write per record), and one line on stderr. On recovery: a
- * record only.
+ * appended to alerts.<tag>.jsonl, and one line on stderr. On recovery: a
+ * record only. The alerts file is created whole (temporary file O_EXCL,
+ * then a rename that never replaces), and each later record is one write
+ * through a descriptor opened for it through the verified output
+ * directory with O_APPEND|O_NOFOLLOW and checked to be the very file
+ * created (device, inode, owner): never a link, never someone else's
+ * file; a file removed or replaced ends the appends (quietly).
+ *
+ * The timeline keeps no descriptor between snapshots either (timeline.c,
+ * timeline_open_io), through the same directory services of the core.
  *
  * Everything here runs on the background thread (or the exiting thread, or
  * with HEAPWATCH_THREAD=off an allocating thread whose job is due; see
@@ -38,6 +45,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent_internal.h"
@@ -72,7 +80,11 @@ static stack_copy_t history[HISTORY];
 static unsigned history_next;    /* slot of the next copy */
 static uint64_t last_copy_ns;
 static bool have_copy;
-static bool alerts_published;    /* alerts.<pid>.jsonl exists */
+static bool alerts_published;    /* alerts.<tag>.jsonl exists */
+static bool alerts_stopped;      /* removed or replaced: no more appends */
+static char alerts_name[96];
+static dev_t alerts_dev;
+static ino_t alerts_ino;
 static char exe_name[256];
 static alert_result_t last;      /* the last snapshot's rates (for /metrics) */
 static bool have_last;
@@ -133,6 +145,7 @@ void agent_watch_postfork_child(uint64_t start_mono_ns)
     timeline = NULL;
     timeline_failed = false;
     alerts_published = false;
+    alerts_stopped = false;
     if (engine_ok) alert_engine_reset(&engine, start_mono_ns);
     drop_history();
     have_last = false;
@@ -284,6 +297,19 @@ static void timeline_record(agent_buf_t *b, const heapwatch_counters_t *c, uint6
     agent_buf_str(b, "}\n");
 }
 
+static int timeline_dirfd(void *ctx)
+{
+    (void)ctx;
+    int fd = agent_output_dirfd();
+    return fd < 0 ? -EACCES : fd;
+}
+
+static int timeline_publish(void *ctx, int dirfd, const char *tmp, char *name, size_t cap)
+{
+    (void)ctx;
+    return agent_output_publish(dirfd, tmp, "timeline.", ".jsonl.zst", name, cap);
+}
+
 /* append_timeline: one record; the file is opened on first use. */
 static void append_timeline(const agent_buf_t *b)
 {
@@ -291,7 +317,14 @@ static void append_timeline(const agent_buf_t *b)
     timeline_err_t err = TIMELINE_OK;
     if (!timeline) {
         if (!agent_output_ready()) return;
-        err = timeline_open(&timeline, &arena, dir, getpid(), NULL);
+        static const timeline_io_t io = { timeline_dirfd, timeline_publish, NULL };
+        char base[96];
+        agent_buf_t nb;
+        agent_buf_init(&nb, base, sizeof base);
+        agent_buf_str(&nb, "timeline.");
+        agent_buf_str(&nb, agent_output_tag());
+        agent_buf_str(&nb, ".jsonl.zst");
+        err = timeline_open_io(&timeline, &arena, &io, base, NULL);
     }
     if (!err) {
         bool was_published = timeline_published(timeline);
@@ -387,33 +420,51 @@ static void top_json(pprof_builder_t *pb, void *vctx)
     agent_buf_str(b, "]");
 }
 
-/* append_alert: one line to alerts.<pid>.jsonl, whole or not at all. */
-static void append_alert(const agent_buf_t *b)
+/* publish_alerts: the alerts file, created whole with its first line. */
+static void publish_alerts(int dirfd, const agent_buf_t *b)
 {
-    if (b->overflow || !agent_output_ready()) return;
-    char name[64];
-    agent_buf_t nb;
-    agent_buf_init(&nb, name, sizeof name);
-    agent_buf_str(&nb, "alerts.");
-    agent_buf_u64(&nb, (uint64_t)getpid());
-    agent_buf_str(&nb, ".jsonl");
-    if (!alerts_published) {
-        if (agent_write_file_atomic(dir, name, b->buf, b->len) == 0) {
-            alerts_published = true;
-            agent_output_remember(name);
-        }
+    char tmp[128];
+    int fd = agent_tmp_create(dirfd, "alerts.jsonl", tmp, sizeof tmp);
+    if (fd < 0) return;
+    struct stat st;
+    int err = agent_write_all(fd, b->buf, b->len);
+    if (!err && (fsync(fd) != 0 || fstat(fd, &st) != 0)) err = -errno;
+    if (close(fd) != 0 && !err) err = -errno;
+    if (!err) err = agent_output_publish(dirfd, tmp, "alerts.", ".jsonl", alerts_name, sizeof alerts_name);
+    if (err) {
+        (void)unlinkat(dirfd, tmp, 0);
         return;
     }
-    char path[CONF_PATH_MAX + 64];
-    agent_buf_t pb;
-    agent_buf_init(&pb, path, sizeof path);
-    agent_buf_str(&pb, dir);
-    agent_buf_str(&pb, "/");
-    agent_buf_str(&pb, name);
-    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) return;
+    alerts_published = true;
+    alerts_dev = st.st_dev;
+    alerts_ino = st.st_ino;
+    agent_output_remember(alerts_name);
+}
+
+/* append_alert: one line to alerts.<tag>.jsonl, whole or not at all. */
+static void append_alert(const agent_buf_t *b)
+{
+    if (b->overflow || alerts_stopped) return;
+    int dirfd = agent_output_dirfd();
+    if (dirfd < 0) return;
+    if (!alerts_published) {
+        publish_alerts(dirfd, b);
+        return;
+    }
+    int fd = openat(dirfd, alerts_name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        alerts_stopped = true;
+        return;
+    }
+    if (agent_file_check(fd, alerts_dev, alerts_ino) != 0) {
+        alerts_stopped = true;   /* not the file we created */
+        close(fd);               /* opened just now: ours */
+        return;
+    }
     (void)agent_write_all(fd, b->buf, b->len);   /* one write: a whole line */
-    close(fd);
+    /* Closed only while still ours: a thread of the program may have
+     * closed and reused the number meanwhile. */
+    if (agent_file_check(fd, alerts_dev, alerts_ino) == 0) close(fd);
 }
 
 /* alert_line: the one stderr line of an alert. */

@@ -19,6 +19,13 @@
  *
  * The write, fsync, rename and open calls go through the seams of
  * pprof_internal.h so the unit tests can inject ENOSPC and EACCES.
+ *
+ * This is for directories the caller trusts (tests, tools): the name is
+ * replaced if it exists, and the directory is used by path. The agent,
+ * whose output directory other users may be able to reach, does not use
+ * it: it streams pprof_builder_write_fd into a file it created O_EXCL|
+ * O_NOFOLLOW in its verified directory descriptor and publishes it without
+ * replacing anything (agent/profile.c, agent/out.c).
  */
 #include <errno.h>
 #include <fcntl.h>

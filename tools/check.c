@@ -395,7 +395,7 @@ static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v)
 {
     double t = p->has_summary ? p->summary.duration_s : NAN;
     if (isnan(t) && p->nsamples > 1) t = p->samples[p->nsamples - 1].time - p->samples[0].time;
-    fprintf(f, "    <testcase classname=\"heapwatch.check\" name=\"pid %ld (", p->pid);
+    fprintf(f, "    <testcase classname=\"heapwatch.check\" name=\"pid %s (", p->tag);
     xml_put(f, rundir_exe_name(p));
     fprintf(f, ")\" time=\"%.3f\">\n", isnan(t) || t < 0 ? 0.0 : t);
     if (v->nfails) {
@@ -469,14 +469,14 @@ static int write_junit(const char *path, const char *dir, const rundir_t *rd, co
 static void print_verdict(const rundir_proc_t *p, const verdict_t *v, const check_opts_t *o)
 {
     const char *exe = fmt_clean(rundir_exe_name(p));
-    for (size_t i = 0; i < v->nfails; i++) printf("heapwatch check: FAIL pid %ld (%s): %s\n", p->pid, exe, v->fails[i]);
+    for (size_t i = 0; i < v->nfails; i++) printf("heapwatch check: FAIL pid %s (%s): %s\n", p->tag, exe, v->fails[i]);
     for (size_t i = 0; i < p->nerrors; i++)
-        fprintf(stderr, "heapwatch check: ERROR pid %ld (%s): %s\n", p->pid, exe, fmt_clean(p->errors[i]));
+        fprintf(stderr, "heapwatch check: ERROR pid %s (%s): %s\n", p->tag, exe, fmt_clean(p->errors[i]));
     if (o->quiet) return;
-    if (!v->nfails && !p->nerrors) printf("heapwatch check: ok   pid %ld (%s): %s\n", p->pid, exe, v->ok_line ? v->ok_line : "");
-    for (size_t i = 0; i < v->nnotes; i++) printf("heapwatch check: note pid %ld (%s): %s\n", p->pid, exe, v->notes[i]);
+    if (!v->nfails && !p->nerrors) printf("heapwatch check: ok   pid %s (%s): %s\n", p->tag, exe, v->ok_line ? v->ok_line : "");
+    for (size_t i = 0; i < v->nnotes; i++) printf("heapwatch check: note pid %s (%s): %s\n", p->tag, exe, v->notes[i]);
     for (size_t i = 0; i < p->nnotes; i++)
-        printf("heapwatch check: note pid %ld (%s): %s\n", p->pid, exe, fmt_clean(p->notes[i]));
+        printf("heapwatch check: note pid %s (%s): %s\n", p->tag, exe, fmt_clean(p->notes[i]));
 }
 
 int cmd_check(int argc, char **argv)

@@ -81,6 +81,8 @@ static const char usage_run[] =
     "      --sustain SECONDS      HEAPWATCH_SUSTAIN   time above a threshold before it fires (3)\n"
     "      --grace SECONDS        HEAPWATCH_GRACE     quiet time after start (10)\n"
     "      --profile-interval S   HEAPWATCH_PROFILE_INTERVAL  periodic profiles (0 = off)\n"
+    "      --max-profiles N       HEAPWATCH_MAX_PROFILES  interval, signal and http profiles\n"
+    "                                                 kept per process, oldest removed (64)\n"
     "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile: USR1,\n"
     "                                                 USR2, RTMIN+n or RTMAX-n (or 10, 12, 34-64)\n"
     "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
@@ -110,6 +112,7 @@ static const run_option_t run_options[] = {
     { "sustain", "HEAPWATCH_SUSTAIN" },
     { "grace", "HEAPWATCH_GRACE" },
     { "profile-interval", "HEAPWATCH_PROFILE_INTERVAL" },
+    { "max-profiles", "HEAPWATCH_MAX_PROFILES" },
     { "signal", "HEAPWATCH_SIGNAL" },
     { "http", "HEAPWATCH_HTTP" },
     { "thread", "HEAPWATCH_THREAD" },
@@ -141,11 +144,37 @@ static const char *find_agent(char *buf, size_t cap)
     return NULL;
 }
 
+/* summary_path: the newest summary of pid in out_dir: summary.<pid>.json,
+ * or summary.<pid>-<n>.json when that name was taken (the agent never
+ * replaces another process's file: a re-run, another pid namespace).
+ * @return false when there is none. */
+static bool summary_path(const char *out_dir, pid_t pid, char *path, size_t cap)
+{
+    char p[2 * PATH_MAX + 64];
+    struct timespec best = { 0, 0 };
+    bool found = false;
+    for (unsigned n = 1; n <= 1000; n++) {
+        if (n == 1) snprintf(p, sizeof p, "%s/summary.%d.json", out_dir, (int)pid);
+        else snprintf(p, sizeof p, "%s/summary.%d-%u.json", out_dir, (int)pid, n);
+        struct stat st;
+        if (stat(p, &st) != 0) {
+            if (n > 1) break;   /* tags are taken in order */
+            continue;
+        }
+        if (!found || st.st_mtim.tv_sec > best.tv_sec ||
+            (st.st_mtim.tv_sec == best.tv_sec && st.st_mtim.tv_nsec >= best.tv_nsec)) {
+            best = st.st_mtim;
+            snprintf(path, cap, "%s", p);
+            found = true;
+        }
+    }
+    return found;
+}
+
 static bool summary_exists(const char *out_dir, pid_t pid)
 {
     char path[2 * PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/summary.%d.json", out_dir, (int)pid);
-    return file_exists(path);
+    return summary_path(out_dir, pid, path, sizeof path);
 }
 
 /* summary_num: a number of the summary, or -1 when it is missing. */
@@ -315,8 +344,7 @@ static void report_no_summary(const char *out_dir, pid_t pid, const char *prog, 
 static void print_summary(const char *out_dir, pid_t pid, const char *prog, int status)
 {
     char path[2 * PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/summary.%d.json", out_dir, (int)pid);
-    FILE *f = fopen(path, "r");
+    FILE *f = summary_path(out_dir, pid, path, sizeof path) ? fopen(path, "r") : NULL;
     if (!f) {
         report_no_summary(out_dir, pid, prog, status);
         return;

@@ -162,7 +162,7 @@ static double span(const rundir_proc_t *p)
 
 static void print_header(const rundir_proc_t *p)
 {
-    printf("pid %ld  %s", p->pid, fmt_clean(rundir_exe_name(p)));
+    printf("pid %s  %s", p->tag, fmt_clean(rundir_exe_name(p)));
     if (p->exe && strcmp(p->exe, rundir_exe_name(p)) != 0) printf("  (%s)", fmt_clean(p->exe));
     if (p->has_summary && !isnan(p->summary.ppid)) printf("  parent %.0f", p->summary.ppid);
     printf("\n");
@@ -418,7 +418,7 @@ static void print_table(const rundir_t *rd)
         bool s = p->has_summary;
         char ppid[32] = "?";
         if (s && !isnan(p->summary.ppid)) snprintf(ppid, sizeof ppid, "%.0f", p->summary.ppid);
-        printf("  %-8ld %-8s %-16.16s %10s %14s %12s %12s %6zu%s\n", p->pid, ppid, fmt_clean(rundir_exe_name(p)),
+        printf("  %-8s %-8s %-16.16s %10s %14s %12s %12s %6zu%s\n", p->tag, ppid, fmt_clean(rundir_exe_name(p)),
                fmt_duration(span(p)), s ? fmt_count(p->summary.mallocs) : "-", s ? fmt_bytes(p->summary.live_bytes) : "-",
                s ? fmt_bytes(p->summary.peak_live_bytes) : "-", na, s ? "" : "  (killed)");
     }

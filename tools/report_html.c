@@ -175,7 +175,7 @@ static void alert_table(FILE *f, const rundir_proc_t *p, double t0)
 static void process(FILE *f, const rundir_proc_t *p)
 {
     double t0 = rundir_start(p);
-    fprintf(f, "<section>\n<h2>pid %ld &mdash; ", p->pid);
+    fprintf(f, "<section>\n<h2>pid %s &mdash; ", p->tag);
     put_escaped(f, rundir_exe_name(p));
     fputs("</h2>\n<p>", f);
     if (p->exe) put_escaped(f, p->exe);

@@ -86,6 +86,7 @@ typedef enum { F_SUMMARY, F_TIMELINE, F_ALERTS, F_PROFILE } file_kind_t;
 /* entry_t: one matching directory entry. */
 typedef struct {
     long pid;
+    unsigned long inst;        /* the agent's "<pid>-<n>" tag: n; 1 for the bare pid */
     file_kind_t kind;
     char *name;
     unsigned long seq;         /* profiles */
@@ -183,12 +184,30 @@ static bool eat(const char **s, const char *lit)
     return true;
 }
 
-/* parse_profile_name: heap.<pid>.<seq>.<reason>.pb.gz, reason [a-z0-9_-]+. */
+/* eat_tag: the agent's process tag, <pid> or <pid>-<n> (n >= 2: a second
+ * process with the same pid in the same directory, e.g. from another pid
+ * namespace; the agent never replaces another process's file). */
+static bool eat_tag(const char **s, unsigned long *pid, unsigned long *inst)
+{
+    if (!eat_digits(s, pid, NULL)) return false;
+    *inst = 1;
+    const char *p = *s;
+    if (*p == '-') {
+        p++;
+        unsigned long n;
+        if (!eat_digits(&p, &n, NULL) || n < 2) return false;
+        *inst = n;
+        *s = p;
+    }
+    return true;
+}
+
+/* parse_profile_name: heap.<tag>.<seq>.<reason>.pb.gz, reason [a-z0-9_-]+. */
 static bool parse_profile_name(const char *name, entry_t *e)
 {
     const char *s = name;
-    unsigned long pid, seq;
-    if (!eat(&s, "heap.") || !eat_digits(&s, &pid, NULL) || !eat(&s, ".")) return false;
+    unsigned long pid, seq, inst;
+    if (!eat(&s, "heap.") || !eat_tag(&s, &pid, &inst) || !eat(&s, ".")) return false;
     if (!eat_digits(&s, &seq, NULL) || !eat(&s, ".")) return false;
     const char *r = s;
     while ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-') s++;
@@ -196,6 +215,7 @@ static bool parse_profile_name(const char *name, entry_t *e)
     e->reason = strndup(r, (size_t)(s - r));
     if (!e->reason) return false;
     e->pid = (long)pid;
+    e->inst = inst;
     e->seq = seq;
     e->kind = F_PROFILE;
     return true;
@@ -215,9 +235,10 @@ static bool classify(const char *name, entry_t *e)
     memset(e, 0, sizeof *e);
     for (size_t i = 0; i < sizeof pats / sizeof *pats; i++) {
         const char *s = name;
-        unsigned long pid;
-        if (eat(&s, pats[i].prefix) && eat_digits(&s, &pid, NULL) && strcmp(s, pats[i].suffix) == 0) {
+        unsigned long pid, inst;
+        if (eat(&s, pats[i].prefix) && eat_tag(&s, &pid, &inst) && strcmp(s, pats[i].suffix) == 0) {
             e->pid = (long)pid;
+            e->inst = inst;
             e->kind = pats[i].kind;
             return true;
         }
@@ -229,6 +250,7 @@ static int cmp_entry(const void *a, const void *b)
 {
     const entry_t *x = a, *y = b;
     if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
+    if (x->inst != y->inst) return x->inst < y->inst ? -1 : 1;
     if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
     if (x->seq != y->seq) return x->seq < y->seq ? -1 : 1;
     return strcmp(x->name, y->name);
@@ -855,6 +877,9 @@ static void load_proc(rundir_proc_t *p, const char *dir, entry_t *es, size_t n)
 {
     memset(p, 0, sizeof *p);
     p->pid = es[0].pid;
+    p->inst = (unsigned)es[0].inst;
+    if (p->inst > 1) snprintf(p->tag, sizeof p->tag, "%ld-%u", p->pid, p->inst);
+    else snprintf(p->tag, sizeof p->tag, "%ld", p->pid);
     p->timeline_start = NAN;
     size_t pcap = 0;
     /* Timeline and alerts first, so the summary's exe replaces theirs. */
@@ -873,7 +898,8 @@ static int cmp_proc(const void *a, const void *b)
     double sx = rundir_start(x), sy = rundir_start(y);
     if (!isnan(sx) && !isnan(sy) && sx != sy) return sx < sy ? -1 : 1;
     if (isnan(sx) != isnan(sy)) return isnan(sx) ? 1 : -1;
-    return x->pid < y->pid ? -1 : x->pid > y->pid;
+    if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
+    return x->inst < y->inst ? -1 : x->inst > y->inst;
 }
 
 rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgcap)
@@ -890,7 +916,7 @@ rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgc
     size_t npids = 0;
     bool any_result = false;
     for (size_t i = 0; i < n; i++) {
-        if (i == 0 || es[i].pid != es[i - 1].pid) npids++;
+        if (i == 0 || es[i].pid != es[i - 1].pid || es[i].inst != es[i - 1].inst) npids++;
         if (es[i].kind != F_PROFILE) any_result = true;
     }
     if (!any_result) {
@@ -907,7 +933,7 @@ rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgc
     }
     for (size_t i = 0; i < n;) {
         size_t j = i;
-        while (j < n && es[j].pid == es[i].pid) j++;
+        while (j < n && es[j].pid == es[i].pid && es[j].inst == es[i].inst) j++;
         load_proc(&out->procs[out->nprocs++], path, es + i, j - i);
         i = j;
     }

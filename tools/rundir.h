@@ -2,7 +2,8 @@
  * rundir.h - reading a heapwatch output directory (HEAPWATCH_OUT).
  *
  * `heapwatch check` and `heapwatch report` both start from the files the
- * agent wrote, grouped by the pid in their names:
+ * agent wrote, grouped by the process tag in their names (<pid>, or
+ * <pid>-<n> for a later process with a pid already used in the directory):
  *
  *   summary.<pid>.json          one JSON object, written at exit
  *   timeline.<pid>.jsonl.zst    JSON lines, zstd (one or more frames; the
@@ -83,9 +84,14 @@ typedef struct {
     char *reason;
 } rundir_profile_t;
 
-/* rundir_proc_t: everything found for one pid. */
+/* rundir_proc_t: everything found for one process: one pid, or one
+ * "<pid>-<n>" tag when several processes of a directory had that pid
+ * (separate pid namespaces, a re-run): the agent never replaces another
+ * process's file and names the later ones <pid>-2, <pid>-3, ... */
 typedef struct {
     long pid;
+    unsigned inst;             /* n of "<pid>-<n>"; 1 for the bare pid */
+    char tag[32];              /* "<pid>" or "<pid>-<n>", for messages */
     char *exe;                 /* from the summary (or a record that names it), or NULL */
     bool has_summary;
     rundir_summary_t summary;

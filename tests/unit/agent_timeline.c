@@ -24,6 +24,7 @@
 #include <zstd.h>
 #include <cmocka.h>
 
+#include "agent/agent_internal.h"
 #include "agent/timeline.h"
 #include "test_util.h"
 
@@ -830,6 +831,103 @@ static void test_arena_memory(void **state)
     assert_int_equal(after.inuse_bytes, before.inuse_bytes);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The agent's writer: timeline_open_io                                     */
+/* ------------------------------------------------------------------------ */
+
+static int io_dirfd_value = -1;
+static int io_dirfd(void *ctx) { (void)ctx; return io_dirfd_value; }
+static int io_publish(void *ctx, int dirfd, const char *tmp, char *name, size_t cap)
+{
+    (void)ctx;
+    snprintf(name, cap, "timeline.%d.jsonl.zst", PID);
+    return agent_publish_at(dirfd, tmp, name);
+}
+static const timeline_io_t io = { io_dirfd, io_publish, NULL };
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) n += de->d_name[0] != '.';
+    closedir(d);
+    return n - 1;   /* opendir's own */
+}
+
+/* No descriptor is kept between appends; the program may take any number
+ * over and still the records land in the timeline and nowhere else. */
+static void test_io_keeps_no_descriptor(void **state)
+{
+    (void)state;
+    io_dirfd_value = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(io_dirfd_value >= 0);
+    int before = count_fds();
+    timeline_t *t;
+    char base[64];
+    snprintf(base, sizeof base, "timeline.%d.jsonl.zst", PID);
+    assert_int_equal(timeline_open_io(&t, &alloc, &io, base, NULL), TIMELINE_OK);
+    assert_int_equal(count_fds(), before);
+    assert_false(exists(tmp_path));          /* random temporary name, not the old one */
+    text_t all = { 0 };
+    append_n(t, 0, 10, 0, &all);
+    assert_int_equal(count_fds(), before);
+    /* The program's file on the lowest free number: untouched. */
+    char prog[600];
+    snprintf(prog, sizeof prog, "%s/program.txt", dir);
+    int pfd = open(prog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    append_n(t, 10, 20, 0, &all);
+    struct stat st;
+    assert_int_equal(fstat(pfd, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    close(pfd);
+    assert_int_equal(timeline_close(t), TIMELINE_OK);
+    assert_int_equal(count_fds(), before);
+    decoded_t d;
+    decode_file(final_path, 7, &d);
+    assert_false(d.error);
+    assert_text_equal(&d.text, &all);
+    text_free(&all);
+    text_free(&d.text);
+    close(io_dirfd_value);
+    assert_int_equal(ta.live_blocks, 0);
+}
+
+/* The published file replaced behind the writer: it stops (STALE) and
+ * writes nothing into the replacement; a final name taken: EXISTS, and
+ * the taken file is untouched. */
+static void test_io_replaced_and_taken(void **state)
+{
+    (void)state;
+    io_dirfd_value = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    timeline_t *t;
+    char base[64];
+    snprintf(base, sizeof base, "timeline.%d.jsonl.zst", PID);
+    assert_int_equal(timeline_open_io(&t, &alloc, &io, base, NULL), TIMELINE_OK);
+    append_n(t, 0, 3, 0, NULL);
+    char other[600];
+    snprintf(other, sizeof other, "%s/other", dir);
+    FILE *f = fopen(other, "w");
+    fputs("theirs\n", f);
+    fclose(f);
+    assert_int_equal(rename(other, final_path), 0);
+    char line[] = "{\"a\":1}\n";
+    assert_int_equal(timeline_append(t, line, strlen(line)), TIMELINE_ERR_STALE);
+    assert_int_equal(timeline_close(t), TIMELINE_ERR_STALE);
+    struct stat st;
+    assert_int_equal(stat(final_path, &st), 0);
+    assert_int_equal(st.st_size, 7);
+
+    assert_int_equal(timeline_open_io(&t, &alloc, &io, base, NULL), TIMELINE_OK);
+    assert_int_equal(timeline_append(t, line, strlen(line)), TIMELINE_ERR_EXISTS);
+    assert_int_equal(timeline_close(t), TIMELINE_ERR_EXISTS);
+    assert_int_equal(stat(final_path, &st), 0);
+    assert_int_equal(st.st_size, 7);
+    assert_int_equal(dir_entries(), 1);      /* no temporary file left */
+    close(io_dirfd_value);
+    assert_int_equal(ta.live_blocks, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -845,6 +943,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nomem_every_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arena_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_keeps_no_descriptor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_replaced_and_taken, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
