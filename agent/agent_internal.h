@@ -811,7 +811,22 @@ void agent_log_remember_stderr(void);
  * agent_file_check: fd is still the regular file (dev, ino) we created:
  *   close-on-exec set, owned by us. @return 0, -EBADF or -ESTALE.
  * agent_write_at: dirfd/name appears whole with data, or not at all; an
- *   existing name is never replaced (-EEXIST). @return 0 or -errno. */
+ *   existing name is never replaced (-EEXIST). @return 0 or -errno.
+ * Descriptors (out.c's design comment): every descriptor the agent opens
+ * goes through these, so that none it closes is the program's.
+ * agent_fd_claimat: openat(dirfd, name, flags | O_CLOEXEC, mode), claimed:
+ *   moved to a high number, its identity (device, inode: of the file the
+ *   name leads to) recorded; @return it or -errno (-ESTALE: the program
+ *   took the number meanwhile; nothing of ours is left open).
+ * agent_fd_claim: the same for a descriptor just returned by socket or
+ *   accept (its identity: what it holds now).
+ * agent_fd_release: closes a claimed descriptor if it still holds its file;
+ *   otherwise only forgets it.
+ * agent_fd_forget: forgets a claimed descriptor, never closing it. */
+int agent_fd_claimat(int dirfd, const char *name, int flags, mode_t mode);
+int agent_fd_claim(int fd);
+void agent_fd_release(int fd);
+void agent_fd_forget(int fd);
 int agent_outdir_init(const char *path, char *why, size_t whycap);
 int agent_outdir_fd(char *why, size_t whycap);
 int agent_tmp_create(int dirfd, const char *name, char *tmp, size_t cap);

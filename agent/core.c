@@ -33,8 +33,9 @@
  *                   start; the first periodic profile; a HEAPWATCH_SIGNAL),
  *                   noticed by an allocating thread (ticks, below). With
  *                   HEAPWATCH_HTTP it starts at once (the server is a thread
- *                   anyway), and so it does with HEAPWATCH_SIGNAL (an idle
- *                   daemon asked for its heap must answer). A program that
+ *                   anyway), and so it does with HEAPWATCH_SIGNAL or
+ *                   HEAPWATCH_PROFILE_INTERVAL (an idle daemon asked for
+ *                   its heap must answer). A program that
  *                   ends within HEAPWATCH_INTERVAL (`id`) never has one.
  *   on, 1           from the constructor, as before.
  *   off, 0          never: the allocating thread that notices a job is due
@@ -508,7 +509,7 @@ static int output_summary(void (*build)(agent_buf_t *b, const char *own_name), c
         }
         err = agent_write_all(fd, b.buf, b.len);
         if (!err && fsync(fd) != 0) err = -errno;
-        if (close(fd) != 0 && !err) err = -errno;
+        agent_fd_release(fd);
         if (!err) err = agent_publish_at(dirfd, tmp, name);
         if (err) (void)unlinkat(dirfd, tmp, 0);
         if (err == -EEXIST) tag_set(tag_n + 1);
@@ -1216,10 +1217,11 @@ __attribute__((constructor)) static void agent_ctor(void)
     install_signal();
     start_watch(now_ns(CLOCK_MONOTONIC));
     /* See "The background thread" atop this file. A HEAPWATCH_SIGNAL
-     * request must be answered even by a program that sits idle (a daemon
-     * asked for its heap): only a thread can do that. */
+     * request and periodic profiles must be served even to a program that
+     * sits idle (a daemon asked for its heap): only a thread can do that. */
     if (conf.thread == CONF_THREAD_ON ||
-        (conf.thread == CONF_THREAD_AUTO && (conf.http_host[0] || conf.signal)))
+        (conf.thread == CONF_THREAD_AUTO &&
+         (conf.http_host[0] || conf.signal || conf.profile_interval_ns)))
         start_background_thread();
     if (conf.http_host[0]) agent_http_start(conf.http_host, conf.http_port);
 }

@@ -369,7 +369,7 @@ static void serve_heap(int c, const request_t *r)
     }
     struct stat st;
     if (err || fstat(fd, &st) != 0) {
-        if (fd >= 0) close(fd);
+        agent_fd_release(fd);
         send_error(c, r, "500 Internal Server Error",
                    "no heap profile could be written in HEAPWATCH_OUT (see the program's stderr)", NULL);
         return;
@@ -391,7 +391,7 @@ static void serve_heap(int c, const request_t *r)
             off += n;
         }
     }
-    if (agent_file_check(fd, st.st_dev, st.st_ino) == 0) close(fd);
+    agent_fd_release(fd);
 }
 
 /* metric: one metric with its HELP and TYPE lines. */

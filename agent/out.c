@@ -39,6 +39,19 @@
  *     A name that exists is reported (-EEXIST) to the caller, which picks
  *     another (core.c: the per-process tag).
  *
+ * Descriptors (agent_fd_claimat, agent_fd_release). The kernel hands out the
+ * lowest free number, and a program may dup2 over any number at any
+ * moment (a shell's `exec 3>log` takes 3 whether or not someone holds
+ * it). So every descriptor the agent opens is claimed at once: its
+ * identity is taken from the name it was opened by (fstatat), it is
+ * moved to a high number (F_DUPFD_CLOEXEC at half the descriptor limit,
+ * at most 1024) and the low number is closed only if it still holds that
+ * same file; a number that no longer does is the program's, and is left
+ * alone. Claimed descriptors sit in a small table with their device and
+ * inode, and agent_fd_release closes one only if it still holds that file.
+ * What remains is the few instructions between a check and the call it
+ * guards, at a number programs do not pick.
+ *
  * Atomic files: the content goes to the temporary file, is fsync'ed, then
  * renamed to <name>. A reader sees the file whole or not at all. A failed
  * write removes the temporary file.
@@ -268,7 +281,9 @@ static void why_path(agent_buf_t *why, const char *path, size_t len)
     if (len >= sizeof prefix) len = sizeof prefix - 1;
     memcpy(prefix, path, len);
     prefix[len] = 0;
+    agent_buf_str(why, "\"");
     agent_buf_str_escaped(why, prefix, AGENT_QUOTE_MAX);   /* one line, whatever the path holds */
+    agent_buf_str(why, "\"");
 }
 
 /* dir_is_safe: st (a directory reached at path[0..len)) cannot be
@@ -297,26 +312,132 @@ static int dir_is_safe(const struct stat *st, const char *path, size_t len, agen
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Descriptors the agent holds                                              */
+/* ------------------------------------------------------------------------ */
+
+#define CLAIMS 32                    /* descriptors held at once (a few are) */
+static struct claim_s {
+    int fd_plus1;                    /* 0: free slot (atomic) */
+    dev_t dev;
+    ino_t ino;
+} claims[CLAIMS];
+
+static bool same_file(int fd, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+/* high_base: the lowest number the agent moves its descriptors to. */
+static int high_base(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 64) return 0;
+    return rl.rlim_cur >= 2048 ? 1024 : (int)(rl.rlim_cur / 2);
+}
+
+static void claim_record(int fd, dev_t dev, ino_t ino)
+{
+    for (int i = 0; i < CLAIMS; i++) {
+        int free_slot = 0;
+        if (__atomic_compare_exchange_n(&claims[i].fd_plus1, &free_slot, fd + 1, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            claims[i].dev = dev;
+            claims[i].ino = ino;
+            return;
+        }
+    }
+    /* Table full (never seen: the agent holds a handful): the descriptor
+     * is still the agent's, closed after the close-on-exec check only. */
+}
+
+/* claim: fd was just returned for the file `want` names; @return it at
+ * a high number, or -ESTALE when the program took the number meanwhile. */
+static int claim(int fd, const struct stat *want)
+{
+    if (!same_file(fd, want->st_dev, want->st_ino)) return -ESTALE;   /* not ours: leave it */
+    int base = high_base();
+    int hi = base > fd ? fcntl(fd, F_DUPFD_CLOEXEC, base) : -1;
+    if (hi >= 0) {
+        if (!same_file(hi, want->st_dev, want->st_ino)) {
+            close(hi);               /* our copy of what the program put there */
+            return -ESTALE;
+        }
+        if (same_file(fd, want->st_dev, want->st_ino)) close(fd);
+        fd = hi;
+    }
+    claim_record(fd, want->st_dev, want->st_ino);
+    return fd;
+}
+
+int agent_fd_claimat(int dirfd, const char *name, int flags, mode_t mode)
+{
+    int fd = openat(dirfd, name, flags | O_CLOEXEC, mode);
+    if (fd < 0) return -errno;
+    struct stat want;
+    int at = (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0;
+    if (fstatat(dirfd, name, &want, at) != 0) {
+        int err = -errno;
+        struct stat st;
+        /* The name went away (the program removed it): the descriptor is
+         * ours only while it is still a fresh close-on-exec one. */
+        if (fstat(fd, &st) == 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC)) close(fd);
+        return err;
+    }
+    return claim(fd, &want);
+}
+
+int agent_fd_claim(int fd)
+{
+    struct stat st;
+    if (fd < 0) return fd;
+    if (fstat(fd, &st) != 0) return -errno;
+    return claim(fd, &st);
+}
+
+void agent_fd_release(int fd)
+{
+    if (fd < 0) return;
+    for (int i = 0; i < CLAIMS; i++) {
+        if (__atomic_load_n(&claims[i].fd_plus1, __ATOMIC_ACQUIRE) != fd + 1) continue;
+        if (same_file(fd, claims[i].dev, claims[i].ino)) close(fd);
+        __atomic_store_n(&claims[i].fd_plus1, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && (flags & FD_CLOEXEC)) close(fd);
+}
+
+void agent_fd_forget(int fd)
+{
+    for (int i = 0; i < CLAIMS; i++)
+        if (__atomic_load_n(&claims[i].fd_plus1, __ATOMIC_ACQUIRE) == fd + 1) {
+            __atomic_store_n(&claims[i].fd_plus1, 0, __ATOMIC_RELEASE);
+            return;
+        }
+}
+
 /* open_component: the directory `name` in dirfd (created 0755 when missing
  * and create is set), following a link only when root or this user owns
  * it. */
 static int open_component(int dirfd, const char *name, bool create)
 {
-    const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-    int fd = openat(dirfd, name, flags);
-    if (fd < 0 && errno == ENOENT && create) {
+    const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
+    int fd = agent_fd_claimat(dirfd, name, flags, 0);
+    if (fd == -ENOENT && create) {
         if (mkdirat(dirfd, name, 0755) != 0 && errno != EEXIST) return -errno;
-        fd = openat(dirfd, name, flags);
+        fd = agent_fd_claimat(dirfd, name, flags, 0);
     }
-    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
-        int saved = errno;
+    if (fd == -ELOOP || fd == -ENOTDIR) {
+        int saved = fd;
         struct stat lst;
         if (fstatat(dirfd, name, &lst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISLNK(lst.st_mode))
-            return -saved;
+            return saved;
         if (lst.st_uid != geteuid() && lst.st_uid != 0) return -ELOOP;
-        fd = openat(dirfd, name, (flags & ~O_NOFOLLOW));
+        fd = agent_fd_claimat(dirfd, name, flags & ~O_NOFOLLOW, 0);
     }
-    return fd < 0 ? -errno : fd;
+    return fd;
 }
 
 /* walk: opens the absolute path component by component, every directory
@@ -325,8 +446,8 @@ static int open_component(int dirfd, const char *name, bool create)
 static int walk(const char *path, bool create, agent_buf_t *why)
 {
     if (path[0] != '/') return -EINVAL;
-    int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -errno;
+    int fd = agent_fd_claimat(AT_FDCWD, "/", O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0) return fd;
     struct stat st;
     int err = fstat(fd, &st) == 0 ? dir_is_safe(&st, "/", 1, why) : -errno;
     size_t i = 0, n = strlen(path);
@@ -353,29 +474,16 @@ static int walk(const char *path, bool create, agent_buf_t *why)
             }
             break;
         }
-        close(fd);
+        agent_fd_release(fd);
         fd = next;
         err = fstat(fd, &st) == 0 ? dir_is_safe(&st, path, end, why) : -errno;
         i = end;
     }
     if (err) {
-        close(fd);
+        agent_fd_release(fd);
         return err;
     }
     return fd;
-}
-
-/* high_fd: fd moved to a number programs rarely pick (half the descriptor
- * limit, at most 1024), close-on-exec; fd itself when that fails. */
-static int high_fd(int fd)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 64) return fd;
-    long base = rl.rlim_cur >= 2048 ? 1024 : (long)rl.rlim_cur / 2;
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, (int)base);
-    if (hi < 0) return fd;
-    close(fd);
-    return hi;
 }
 
 static int outdir_open(agent_buf_t *why)
@@ -385,18 +493,18 @@ static int outdir_open(agent_buf_t *why)
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int err = -errno;
-        close(fd);
+        agent_fd_release(fd);
         return err;
     }
     if (faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
         int err = -errno;
-        close(fd);
+        agent_fd_release(fd);
         why_path(why, od.path, strlen(od.path));
         agent_buf_str(why, ": ");
         agent_buf_str(why, strerror(-err));
         return err;
     }
-    od.fd = high_fd(fd);
+    od.fd = fd;   /* claimed at a high number by the walk */
     od.dev = st.st_dev;
     od.ino = st.st_ino;
     return od.fd;
@@ -409,12 +517,14 @@ static bool outdir_still_ours(void)
     int flags = fcntl(od.fd, F_GETFD);
     struct stat st;
     if (flags < 0 || !(flags & FD_CLOEXEC) || fstat(od.fd, &st) != 0 || st.st_dev != od.dev ||
-        st.st_ino != od.ino)
+        st.st_ino != od.ino) {
+        agent_fd_forget(od.fd);   /* the program's now: never closed */
         return false;
+    }
     if (stat(od.path, &st) != 0 || st.st_dev != od.dev || st.st_ino != od.ino) {
         /* Removed or replaced by path: ours still, but no longer the
          * output directory. */
-        close(od.fd);
+        agent_fd_release(od.fd);
         return false;
     }
     return true;
@@ -477,9 +587,8 @@ int agent_tmp_create(int dirfd, const char *name, char *tmp, size_t cap)
         for (int i = 0; i < 16; i++) digits[i] = hex[(r >> (4 * i)) & 15];
         agent_buf_mem(&b, digits, sizeof digits);
         if (b.overflow) return -ENAMETOOLONG;
-        int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd >= 0) return fd;
-        if (errno != EEXIST) return -errno;
+        int fd = agent_fd_claimat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
+        if (fd != -EEXIST) return fd;
     }
     return -EEXIST;
 }
@@ -524,7 +633,7 @@ int agent_write_at(int dirfd, const char *name, const void *data, size_t len)
     if (fd < 0) return fd;
     int err = agent_write_all(fd, data, len);
     if (!err && fsync(fd) != 0) err = -errno;
-    if (close(fd) != 0 && !err) err = -errno;
+    agent_fd_release(fd);
     if (!err) err = agent_publish_at(dirfd, tmp, name);
     if (err) (void)unlinkat(dirfd, tmp, 0);
     return err;

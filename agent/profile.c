@@ -113,7 +113,7 @@ static pprof_err_t write_file(pprof_builder_t *b, int dirfd, const char *reason,
         *keep_fd = fd;   /* created just now, ours */
         return PPROF_OK;
     }
-    close(fd);
+    agent_fd_release(fd);
     return err;
 }
 

@@ -353,7 +353,7 @@ timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocat
                 err = errno_to_err(errno);
                 (void)unlinkat(dirfd, t->tmp, 0);
             }
-            close(fd);   /* ours: created just now */
+            agent_fd_release(fd);
         }
     }
     if (err) {
@@ -371,10 +371,10 @@ static timeline_err_t file_begin(timeline_t *t)
     if (!t->use_io) return TIMELINE_OK;
     int dirfd = t->io.dirfd(t->io.ctx);
     if (dirfd < 0) return errno_to_err(-dirfd);
-    int fd = openat(dirfd, t->published ? t->name : t->tmp, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT || errno == ELOOP ? TIMELINE_ERR_STALE : errno_to_err(errno);
+    int fd = agent_fd_claimat(dirfd, t->published ? t->name : t->tmp, O_WRONLY | O_APPEND | O_NOFOLLOW, 0);
+    if (fd < 0) return fd == -ENOENT || fd == -ELOOP || fd == -ESTALE ? TIMELINE_ERR_STALE : errno_to_err(-fd);
     if (agent_file_check(fd, t->dev, t->ino) != 0) {
-        close(fd);   /* opened just now: ours, though not our file */
+        agent_fd_release(fd);   /* ours, though not our file */
         return TIMELINE_ERR_STALE;
     }
     t->fd = fd;
@@ -386,7 +386,7 @@ static timeline_err_t file_begin(timeline_t *t)
 static void file_end(timeline_t *t)
 {
     if (!t->use_io || t->fd < 0) return;
-    if (agent_file_check(t->fd, t->dev, t->ino) == 0) close(t->fd);
+    agent_fd_release(t->fd);   /* only while it still holds our file */
     t->fd = -1;
 }
 

@@ -429,7 +429,7 @@ static void publish_alerts(int dirfd, const agent_buf_t *b)
     struct stat st;
     int err = agent_write_all(fd, b->buf, b->len);
     if (!err && (fsync(fd) != 0 || fstat(fd, &st) != 0)) err = -errno;
-    if (close(fd) != 0 && !err) err = -errno;
+    agent_fd_release(fd);
     if (!err) err = agent_output_publish(dirfd, tmp, "alerts.", ".jsonl", alerts_name, sizeof alerts_name);
     if (err) {
         (void)unlinkat(dirfd, tmp, 0);
@@ -451,20 +451,20 @@ static void append_alert(const agent_buf_t *b)
         publish_alerts(dirfd, b);
         return;
     }
-    int fd = openat(dirfd, alerts_name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    int fd = agent_fd_claimat(dirfd, alerts_name, O_WRONLY | O_APPEND | O_NOFOLLOW, 0);
     if (fd < 0) {
         alerts_stopped = true;
         return;
     }
     if (agent_file_check(fd, alerts_dev, alerts_ino) != 0) {
         alerts_stopped = true;   /* not the file we created */
-        close(fd);               /* opened just now: ours */
+        agent_fd_release(fd);
         return;
     }
     (void)agent_write_all(fd, b->buf, b->len);   /* one write: a whole line */
     /* Closed only while still ours: a thread of the program may have
      * closed and reused the number meanwhile. */
-    if (agent_file_check(fd, alerts_dev, alerts_ino) == 0) close(fd);
+    agent_fd_release(fd);
 }
 
 /* alert_line: the one stderr line of an alert. */

@@ -128,7 +128,7 @@ nl_case() {   # nl_case WHAT PATTERN VAR=VALUE...
 }
 nl_case "HEAPWATCH_RATE with a newline" 'HEAPWATCH_RATE="12\\nx" is not valid' HEAPWATCH_RATE=$'12\nx'
 nl_case "HEAPWATCH_SIGNAL with a newline and ESC" 'HEAPWATCH_SIGNAL="USR1\\nx\\x1b\[2J"' HEAPWATCH_SIGNAL=$'USR1\nx\e[2J'
-nl_case "HEAPWATCH_OUT (unwritable) with a newline" 'HEAPWATCH_OUT directory "/proc/no\\nsuch\\tdir"' \
+nl_case "HEAPWATCH_OUT (unwritable) with a newline" 'HEAPWATCH_OUT: "/proc/no\\nsuch\\tdir"' \
     HEAPWATCH_OUT=$'/proc/no\nsuch\tdir'
 nl_case "HEAPWATCH_HTTP with a newline" 'HEAPWATCH_HTTP="a\\nb:6060" is not valid' HEAPWATCH_HTTP=$'a\nb:6060'
 long=$(printf 'x%.0s' $(seq 5000))

@@ -113,7 +113,7 @@ mkdir "$W" && chmod 777 "$W"
 timeout 30 env HEAPWATCH_OUT=$W LD_PRELOAD=$AGENT sh -c 'echo hello' >"$T/w.out" 2>"$T/w.err"; st=$?
 check "0777 directory: refused with one stderr line, output and status as bare" \
     bash -c '[ "$3" = 0 ] && [ "$(cat "$1")" = hello ] && [ "$(wc -l <"$2")" = 1 ] &&
-             grep -q "^heapwatch: HEAPWATCH_OUT: .*open777 is group- or world-writable without the sticky bit (mode 0777)" "$2"' \
+             grep -q "^heapwatch: HEAPWATCH_OUT: .*open777\" is group- or world-writable without the sticky bit (mode 0777)" "$2"' \
     _ "$T/w.out" "$T/w.err" "$st"
 check "0777 directory: nothing written" [ -z "$(ls -A "$W")" ]
 
@@ -122,7 +122,7 @@ mkdir "$T/rootdir" && chmod 700 "$T/rootdir"
 as_nobody ln -s "$T/rootdir" "$S/hw-out"
 timeout 30 env HEAPWATCH_OUT=$S/hw-out LD_PRELOAD=$AGENT sh -c 'echo hi' >"$T/l.out" 2>"$T/l.err"
 check "HEAPWATCH_OUT a link owned by nobody: refused (one line), nothing in its target" \
-    bash -c '[ "$(wc -l <"$1")" = 1 ] && grep -q "hw-out is a symbolic link owned by another user" "$1" && [ -z "$(ls -A "$2")" ]' \
+    bash -c '[ "$(wc -l <"$1")" = 1 ] && grep -q "hw-out\" is a symbolic link owned by another user" "$1" && [ -z "$(ls -A "$2")" ]' \
     _ "$T/l.err" "$T/rootdir"
 
 # --- umask 000 -----------------------------------------------------------

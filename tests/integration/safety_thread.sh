@@ -100,7 +100,7 @@ fi
 page=$T/www/page.html
 mkdir -p "$T/www" "$T/home"
 echo '<html><body><p id=x>hello heapwatch</p><script>document.getElementById("x").textContent+=" js";</script></body></html>' > "$page"
-chmod 755 "$T" "$T/www"; chmod 644 "$page"; chmod 777 "$T/home"
+chmod 755 "$T" "$T/www"; chmod 644 "$page"; chmod 1777 "$T/home"   # sticky: the agent refuses an output directory under a plain 0777 one
 FLAGS=(--headless --disable-gpu --disable-quic --no-first-run --disable-background-networking
        --disable-component-update --disable-sync --dump-dom)
 
