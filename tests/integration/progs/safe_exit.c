@@ -23,6 +23,10 @@
  *           interrupt the agent (or the program's own code).
  *   thread  (not a handler) a thread calls exit(3) while the others are
  *           allocating
+ *   stuck   a SIGUSR1 handler stops one allocating thread for good, where it
+ *           was (at rate 1 mostly inside the agent, perhaps holding one of
+ *           its locks); then the main thread, which does not allocate
+ *           meanwhile, calls exit(3). THREADS >= 2.
  * The loop gives up after 10 s with status 2 (the handler never ran).
  */
 #define _GNU_SOURCE
@@ -129,6 +133,15 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static volatile sig_atomic_t stuck;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    stuck = 1;
+    for (;;) pause();
+}
+
 static void *exiter(void *arg)
 {
     useconds_t delay = (useconds_t)(uintptr_t)arg;
@@ -149,6 +162,14 @@ int main(int argc, char **argv)
     pthread_t tid[64];
     int extra = threads - 1 < 64 ? threads - 1 : 64;
     for (int i = 0; i < extra; i++) pthread_create(&tid[i], NULL, worker, (void *)(uintptr_t)(i + 11));
+    if (strcmp(mode, "stuck") == 0) {
+        if (extra < 1) return 64;
+        signal(SIGUSR1, on_usr1);
+        usleep((useconds_t)delay);
+        pthread_kill(tid[0], SIGUSR1);
+        for (int i = 0; i < 5000 && !stuck; i++) usleep(1000);
+        exit(stuck ? 3 : 2);
+    }
     if (strcmp(mode, "thread") == 0) {
         pthread_t t;
         pthread_create(&t, NULL, exiter, (void *)(uintptr_t)delay);
