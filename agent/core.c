@@ -563,7 +563,7 @@ static void start_background_thread(void)
  * lock is waited for until one deadline at most (AGENT_FORK_WAIT_NS in
  * all; one try each when this thread was inside the agent: a handler that
  * forks may have interrupted agent code holding any of them). */
-static bool fork_took_registry;
+static AGENT_TLS bool fork_took_registry;   /* per thread: two threads may fork at once */
 
 static void prefork(void)
 {

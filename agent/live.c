@@ -51,7 +51,7 @@ static shard_t shards[SHARDS] = {
 };
 
 static bool lost;                        /* child of a fork that missed a shard */
-static bool prefork_took[SHARDS];        /* shards the prepare handler holds */
+static AGENT_TLS bool prefork_took[SHARDS];  /* shards this thread's prepare handler holds */
 
 static shard_t *shard_of(const void *ptr)
 {

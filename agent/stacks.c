@@ -64,7 +64,7 @@ static size_t table_bytes;               /* records and chunks (atomic) */
 static map_allocator_t allocator;
 static int ready;                        /* init succeeded */
 static bool lost;                        /* child of a fork that missed a stripe */
-static bool prefork_took[STRIPES];       /* stripes the prepare handler holds */
+static AGENT_TLS bool prefork_took[STRIPES]; /* stripes this thread's prepare handler holds */
 static uintptr_t own_lo, own_hi;         /* libheapwatch.so's executable segment */
 
 /* ------------------------------------------------------------------------ */

@@ -111,12 +111,13 @@ static unsigned cache_count;
 static size_t cache_bytes;
 
 static bool lists_lost;          /* child of a fork that could not take the lock */
-static bool prefork_took;        /* the prepare handler holds the lock */
 
 /* The calling thread's no-wait mode and its own chunk (initial-exec TLS:
  * no allocation on first use). */
 #define ARENA_TLS __thread __attribute__((tls_model("initial-exec")))
 static ARENA_TLS bool nowait;
+static ARENA_TLS bool prefork_took;     /* this thread's prepare handler holds the lock
+                                        * (two threads may fork at once) */
 static ARENA_TLS unsigned char *own_next, *own_end;
 
 static _Atomic size_t stat_mapped;

@@ -12,6 +12,7 @@
  *   _exit   _exit(3)
  *   exit    exit(3)
  *   Exit    _Exit(3)
+ *   quick   quick_exit(3)
  *   fork    fork(); the child allocates, frees and leaves with exit(4); the
  *           parent's main thread stops the loop, waits for the child and
  *           exits 0 when the child's status is 4 (else 1). A handler that
@@ -103,6 +104,7 @@ static void on_alarm(int sig, siginfo_t *si, void *uc)
     if (strcmp(mode, "_exit") == 0) _exit(3);
     if (strcmp(mode, "Exit") == 0) _Exit(3);
     if (strcmp(mode, "exit") == 0) exit(3);
+    if (strcmp(mode, "quick") == 0) quick_exit(3);
     if (strcmp(mode, "fork") == 0 && child < 0) {
         pid_t pid = fork();
         if (pid == 0) {
@@ -152,7 +154,7 @@ static void *exiter(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s _exit|exit|Exit|fork|thread THREADS [DELAY_US]\n", argv[0]);
+        fprintf(stderr, "usage: %s _exit|exit|Exit|quick|fork|thread|stuck THREADS [DELAY_US]\n", argv[0]);
         return 64;
     }
     mode = argv[1];
