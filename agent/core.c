@@ -49,7 +49,8 @@
  * that interrupted agent code holding a lock, or race with a thread
  * stopped inside the agent. The exit output runs in a bounded stretch
  * (lock.c): every lock is waited for AGENT_EXIT_WAIT_NS in all at most, or
- * only tried once when the exiting thread was itself inside the agent;
+ * only tried once when the exiting thread was itself inside the agent
+ * (except the work lock, which that thread cannot hold);
  * what cannot be had is skipped and listed in the summary's "incomplete"
  * array (always present; [] when nothing was skipped): without the work
  * lock (the background thread is writing, or stuck), no final timeline
@@ -865,7 +866,12 @@ static void write_exit_output(uint64_t deadline)
     if (!agent_enabled || __atomic_exchange_n(&summary_written, 1, __ATOMIC_ACQ_REL)) return;
     agent_bounded_begin(deadline, true);
     __atomic_store_n(&exiting, 1, __ATOMIC_RELEASE);   /* the background thread starts no job */
-    bool have_work = agent_lock(&work_lock);
+    /* The work lock is waited for even by a thread interrupted inside the
+     * agent: no program thread holds it outside this function (run once),
+     * only the agent's own threads, which finish their job and let go
+     * unless they wait for a lock the interrupted code holds: bounded. */
+    uint64_t work_deadline = deadline ? deadline : agent_mono_ns() + AGENT_EXIT_WAIT_NS;
+    bool have_work = agent_lock_until(&work_lock, work_deadline);
     if (have_work) {
         heapwatch_counters_t c;
         snapshot(&c);

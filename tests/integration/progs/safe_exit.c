@@ -28,6 +28,8 @@
  *           was (at rate 1 mostly inside the agent, perhaps holding one of
  *           its locks); then the main thread, which does not allocate
  *           meanwhile, calls exit(3). THREADS >= 2.
+ *   stuckwait as stuck, but the main thread first writes "stuck" on stdout
+ *           and sleeps 0.8 s (a test reads /metrics meanwhile).
  * The loop gives up after 10 s with status 2 (the handler never ran).
  */
 #define _GNU_SOURCE
@@ -164,12 +166,19 @@ int main(int argc, char **argv)
     pthread_t tid[64];
     int extra = threads - 1 < 64 ? threads - 1 : 64;
     for (int i = 0; i < extra; i++) pthread_create(&tid[i], NULL, worker, (void *)(uintptr_t)(i + 11));
-    if (strcmp(mode, "stuck") == 0) {
+    if (strncmp(mode, "stuck", 5) == 0) {
         if (extra < 1) return 64;
         signal(SIGUSR1, on_usr1);
         usleep((useconds_t)delay);
         pthread_kill(tid[0], SIGUSR1);
         for (int i = 0; i < 5000 && !stuck; i++) usleep(1000);
+        if (stuck && strcmp(mode, "stuckwait") == 0) {
+            /* No allocation here: the stopped thread may hold a live-map
+             * shard that this thread's sampled allocation would wait for. */
+            ssize_t w = write(1, "stuck\n", 6);
+            (void)w;
+            usleep(800000);
+        }
         exit(stuck ? 3 : 2);
     }
     if (strcmp(mode, "thread") == 0) {
