@@ -26,7 +26,9 @@
  * the child for good (the stack table and the live map are never touched
  * again there), a missed arena lock leaves the child its own arena chunks
  * (map_arena.c); the registry is an append-only list, consistent at every
- * instant. The child's summary says so under "incomplete". Child policy: the child keeps tracking, with its own pid in its file
+ * instant. The child's summary says so under "incomplete".
+ *
+ * Child policy: the child keeps tracking, with its own pid in its file
  * names and the counters it inherited, as Go would see it: the parent's
  * live heap is really live in the child (copy-on-write), so live_objects
  * starts from the parent's value. Blocks of threads that did not survive
@@ -50,10 +52,10 @@
  * stopped inside the agent. The exit output runs in a bounded stretch
  * (lock.c): every lock is waited for AGENT_EXIT_WAIT_NS in all at most, or
  * only tried once when the exiting thread was itself inside the agent
- * (except the work lock, which that thread cannot hold);
- * what cannot be had is skipped and listed in the summary's "incomplete"
- * array (always present; [] when nothing was skipped): without the work
- * lock (the background thread is writing, or stuck), no final timeline
+ * (except the work lock, which that thread cannot hold); what cannot be
+ * had is skipped and listed in the summary's "incomplete" array (always
+ * present; [] when nothing was skipped): without the work lock (the
+ * background or HTTP thread is writing, or stuck), no final timeline
  * record and no exit profile; without the profile lock, no exit profile;
  * without a shard or a stripe, partial statistics. The summary itself is
  * always written. /metrics reads under a bounded stretch too
@@ -879,7 +881,7 @@ static void write_exit_output(uint64_t deadline)
         agent_watch_close();
         write_profile("exit");
     } else {
-        agent_incomplete_add("timeline and exit profile: the background thread was busy");
+        agent_incomplete_add("timeline and exit profile: another agent thread kept the work lock");
     }
     static char text[16384];
     char name[64];

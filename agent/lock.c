@@ -21,7 +21,11 @@
  * may hold any agent lock, and waiting cannot help; otherwise a bounded
  * time for locks that other running threads hold briefly (a shard or a
  * stripe: microseconds; the background thread's work lock: the time of
- * one profile), after which every lock is tried once.
+ * one profile), after which every lock is tried once. (The exit output
+ * waits for the work lock in either case: only agent threads hold it; see
+ * core.c.) So an exit waits AGENT_EXIT_WAIT_NS (2 s) at most in all, a
+ * fork AGENT_FORK_WAIT_NS (0.5 s), a /metrics read AGENT_METRICS_WAIT_NS
+ * (0.2 s).
  *
  * The arena (map/map_arena.c) never waits inside a stretch: when its lock
  * is busy it serves small blocks from a chunk of the thread's own

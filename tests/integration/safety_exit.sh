@@ -44,8 +44,10 @@ for f in files:
         bad.append(f + ": " + str(e))
 if sys.argv[2] != "any" and len(files) != int(sys.argv[2]):
     bad.append("%d summaries, expected %s" % (len(files), sys.argv[2]))
-for b in bad:
+for b in bad[:3]:
     print("  " + b, file=sys.stderr)
+if len(bad) > 3:
+    print("  ... %d more" % (len(bad) - 3), file=sys.stderr)
 sys.exit(1 if bad else 0)
 EOF
 }
