@@ -371,11 +371,6 @@ void agent_counters_read(heapwatch_counters_t *out);
  * (0 = none, 1 = every allocation); set once at start. */
 extern uint64_t agent_sample_rate;
 
-/* agent_sampling_stopped: no more samples in this process (a fork child
- * whose prepare handler missed a stack stripe or a live-map shard: see
- * core.c); agent_sample_rate stays, for what the profiles hold. */
-extern bool agent_sampling_stopped;
-
 /* agent_sample_thread_init: seeds a new or adopted thread block's
  * generator and draws its first sampling point. */
 void agent_sample_thread_init(agent_thread_t *t);

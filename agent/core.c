@@ -597,7 +597,7 @@ static void postfork_child_notes(bool arena_ok, bool live_ok, bool stacks_ok)
     if (!arena_ok) agent_incomplete_add("fork: agent memory busy at fork: this process allocates from its own chunks");
     if (!live_ok) agent_incomplete_add("fork: live map busy at fork: sampling off in this process");
     if (!stacks_ok) agent_incomplete_add("fork: stack table busy at fork: sampling off in this process");
-    if (!live_ok || !stacks_ok) agent_sampling_stopped = true;   /* each thread stops at its next sample */
+    if (!live_ok || !stacks_ok) agent_sample_rate = 0;   /* each thread stops at its next sample */
 }
 
 static void postfork_child(void)

@@ -48,7 +48,6 @@
 #include "agent/agent_internal.h"
 
 uint64_t agent_sample_rate = CONF_DEFAULT_RATE;
-bool agent_sampling_stopped;
 
 /* ------------------------------------------------------------------------ */
 /* Draws                                                                    */
@@ -85,7 +84,7 @@ static uint64_t draw_gap(agent_thread_t *t)
 /* reset_countdown: the bytes before the thread's next sample. */
 static void reset_countdown(agent_thread_t *t)
 {
-    if (agent_sample_rate == 0 || agent_sampling_stopped) t->sample_left = INT64_MAX;
+    if (agent_sample_rate == 0) t->sample_left = INT64_MAX;
     else if (agent_sample_rate == 1) t->sample_left = -1;   /* every allocation, even of 0 bytes */
     else t->sample_left = (int64_t)draw_gap(t);
 }
@@ -173,8 +172,7 @@ static void sample_leave(int saved)
 void *agent_sample_slow(agent_thread_t *t, void *ptr, size_t usable)
 {
     reset_countdown(t);
-    if (agent_sample_rate == 0 || agent_sampling_stopped)
-        return ptr;   /* a block adopted across a rate change, or sampling stopped */
+    if (agent_sample_rate == 0) return ptr;   /* a block adopted across a rate change */
     int saved = sample_enter();
     record(t, ptr, usable);
     sample_leave(saved);
