@@ -22,9 +22,10 @@
  * handler that interrupted agent code on this thread: see lock.c); the
  * parent releases what was taken, in reverse; the child re-creates them
  * all. A lock that could not be had guards a structure that may be
- * mid-update in the child: a missed stripe or shard turns sampling off in
- * the child for good (the stack table and the live map are never touched
- * again there), a missed arena lock leaves the child its own arena chunks
+ * mid-update in the child: the child never touches that stack table or
+ * live map again (a missed shard drops every new sample, counted in
+ * samples_dropped; a missed stripe gives new samples the empty stack), a
+ * missed arena lock leaves the child its own arena chunks
  * (map_arena.c); the registry is an append-only list, consistent at every
  * instant. The child's summary says so under "incomplete".
  *
@@ -588,16 +589,16 @@ static void postfork_parent(void)
 }
 
 /* postfork_child_notes: what the child lost at the fork (see the design
- * comment), noted for its summary; sampling off when the stack table or
- * the live map was lost. */
+ * comment), noted for its summary. (Sampling needs no switch: a lost live
+ * map drops every new sample, a lost stack table gives each the empty
+ * stack; agent_sample_rate stays, for the samples the child inherited.) */
 static void postfork_child_notes(bool arena_ok, bool live_ok, bool stacks_ok)
 {
     agent_incomplete_reset();
     if (!fork_took_registry) agent_incomplete_add("fork: thread registry busy at fork");
     if (!arena_ok) agent_incomplete_add("fork: agent memory busy at fork: this process allocates from its own chunks");
-    if (!live_ok) agent_incomplete_add("fork: live map busy at fork: sampling off in this process");
-    if (!stacks_ok) agent_incomplete_add("fork: stack table busy at fork: sampling off in this process");
-    if (!live_ok || !stacks_ok) agent_sample_rate = 0;   /* each thread stops at its next sample */
+    if (!live_ok) agent_incomplete_add("fork: live map busy at fork: new samples are dropped in this process");
+    if (!stacks_ok) agent_incomplete_add("fork: stack table busy at fork: new samples have no stack in this process");
 }
 
 static void postfork_child(void)

@@ -25,8 +25,8 @@
  * most until the fork's deadline (agent/lock.c). A shard it could not take
  * may be mid-update in the child, so the child never touches the live map
  * again (lost): inserts and removes fail, which the caller counts as
- * dropped samples and filter false positives, and core.c turns sampling
- * off in that child and notes it in its summary. The statistics reader
+ * dropped samples and filter false positives; core.c notes it in the
+ * child's summary. The statistics reader
  * takes each shard with agent_lock: at exit (a bounded stretch) a busy
  * shard is skipped and noted.
  */

@@ -30,7 +30,7 @@
  * every stripe in index order, each waiting at most until the fork's
  * deadline (agent/lock.c). A stripe it could not take may be mid-update in
  * the child, so the child interns no stack again (lost: every sample gets
- * record 0, and core.c turns sampling off in that child); the records
+ * record 0, and core.c notes it in the child's summary); the records
  * themselves stay readable (the directory is published lock-free).
  * agent_stacks_bytes takes each stripe with agent_lock: at exit a busy
  * stripe is skipped and noted.
