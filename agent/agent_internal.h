@@ -11,6 +11,7 @@
 #ifndef HEAPWATCH_AGENT_INTERNAL_H
 #define HEAPWATCH_AGENT_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -477,9 +478,14 @@ uint32_t agent_stacks_count(void);
 /* agent_stacks_bytes: memory held by the table and its records. */
 size_t agent_stacks_bytes(void);
 
-void agent_stacks_prefork(void);
+/* agent_stacks_bytes takes each stripe with agent_lock (a busy one is
+ * skipped at exit). fork: agent_stacks_prefork takes every stripe, waiting
+ * at most until deadline_ns (lock.c), and says whether it has them all;
+ * agent_stacks_postfork_child returns false when one was missed: the child
+ * then interns no stack again. */
+bool agent_stacks_prefork(uint64_t deadline_ns);
 void agent_stacks_postfork_parent(void);
-void agent_stacks_postfork_child(void);
+bool agent_stacks_postfork_child(void);
 
 /* ------------------------------------------------------------------------ */
 /* The live map (live.c): sampled live allocations, sharded                 */
@@ -527,11 +533,16 @@ typedef struct agent_live_stats_s {
     uint64_t grow_failures;
     uint64_t filter_bytes;       /* size of the filter array (virtual) */
 } agent_live_stats_t;
-void agent_live_get_stats(agent_live_stats_t *out);
+/* agent_live_get_stats: takes each shard with agent_lock; @return false
+ * when a shard was busy (bounded stretch) or the map was lost at a fork:
+ * the figures then miss it. */
+bool agent_live_get_stats(agent_live_stats_t *out);
 
-void agent_live_prefork(void);
+/* fork: as the stack table's (agent_stacks_prefork); a child that missed
+ * a shard never touches the live map again (inserts and removes fail). */
+bool agent_live_prefork(uint64_t deadline_ns);
 void agent_live_postfork_parent(void);
-void agent_live_postfork_child(void);
+bool agent_live_postfork_child(void);
 
 /* ------------------------------------------------------------------------ */
 /* Heap profiles (profile.c)                                                */
@@ -542,8 +553,11 @@ void agent_live_postfork_child(void);
  * published by agent_output_publish: never replacing a file); name
  * (optional, namecap bytes) receives the file name; with keep_fd, the
  * file's descriptor at offset 0 goes to *keep_fd (the caller closes it).
- * Runs under the recursion guard; serialised by its own lock; the caller
- * holds the work lock. @return 0, or a pprof_err_t value. */
+ * Runs under the recursion guard; serialised by its own lock, taken with
+ * agent_lock (in a bounded stretch a busy writer is noted and nothing is
+ * written: AGENT_PROFILE_BUSY); the caller holds the work lock.
+ * @return 0, AGENT_PROFILE_BUSY, or a pprof_err_t value. */
+#define AGENT_PROFILE_BUSY (-1)
 int agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap, int *keep_fd);
 
 /* agent_profile_name_stacks: names the frames of n stacks: builds a
@@ -671,6 +685,61 @@ void agent_init(void);
 /* agent_on_quick_exit: the process is leaving through _exit/_Exit, which
  * skips destructors: write what exit would have written. */
 void agent_on_quick_exit(void);
+
+/* ------------------------------------------------------------------------ */
+/* Bounded locking for exit, fork and /metrics (lock.c; design there)       */
+/* ------------------------------------------------------------------------ */
+
+/* How long the paths that must not block wait in all for locks that
+ * other running threads hold (none when the thread itself was inside the
+ * agent: agent_bound_deadline). Exit: the background thread may be
+ * writing a profile. fork: only short sampling-path holds. /metrics: the
+ * HTTP thread must answer. */
+#define AGENT_EXIT_WAIT_NS 2000000000ull     /* 2 s */
+#define AGENT_FORK_WAIT_NS 500000000ull      /* 0.5 s */
+#define AGENT_METRICS_WAIT_NS 200000000ull   /* 0.2 s */
+
+/* Distinct notes kept for the summary's "incomplete" list. */
+#define AGENT_NOTES_MAX 8
+
+/* agent_mono_ns: CLOCK_MONOTONIC in ns. */
+uint64_t agent_mono_ns(void);
+
+/* agent_bound_deadline: the deadline for a path that must not block,
+ * called before that path's agent_enter: 0 (one try per lock) when the
+ * calling thread is inside the agent (a signal handler interrupted agent
+ * code, which may hold any agent lock), else now + wait_ns. */
+uint64_t agent_bound_deadline(uint64_t wait_ns);
+
+/* agent_lock_until: takes m, waiting at most until deadline_ns
+ * (CLOCK_MONOTONIC; 0: one try). @return true when taken. */
+bool agent_lock_until(pthread_mutex_t *m, uint64_t deadline_ns);
+
+/* agent_bounded_begin / _end: a bounded stretch on this thread (they
+ * nest): agent_lock waits until deadline_ns at most, and the arena never
+ * waits (map_arena_set_nowait). notes_to_summary: agent_lock_note's
+ * failures go to the summary's "incomplete" list. */
+void agent_bounded_begin(uint64_t deadline_ns, bool notes_to_summary);
+void agent_bounded_end(void);
+
+/* agent_lock: pthread_mutex_lock outside a bounded stretch; inside, waits
+ * until its deadline at most. @return true when taken. */
+bool agent_lock(pthread_mutex_t *m);
+
+/* agent_lock_note: agent_lock, and when the lock is not had, `what` (a
+ * static string) is noted for the summary if the stretch says so. */
+bool agent_lock_note(pthread_mutex_t *m, const char *what);
+
+/* agent_incomplete_add: notes `what` (a static string; once) for the
+ * summary's "incomplete" list. Lock-free. */
+void agent_incomplete_add(const char *what);
+
+/* agent_incomplete_json: the notes as a JSON array of strings ("[]"). */
+struct agent_buf_s;
+void agent_incomplete_json(struct agent_buf_s *b);
+
+/* agent_incomplete_reset: no notes (a fork child starts its own list). */
+void agent_incomplete_reset(void);
 
 /* ------------------------------------------------------------------------ */
 /* Configuration (conf.c): the HEAPWATCH_* variables of SPEC.md, parsed once */

@@ -59,9 +59,20 @@
  * once. A thread that did not leave in time is joined before another
  * starts.
  *
- * fork. The prepare handler takes the registry lock and the arena lock (in
- * that order); the parent releases them in reverse; the child re-creates
- * them. Child policy: the child keeps tracking, with its own pid in its file
+ * fork. The prepare handler takes the registry lock, every stack stripe,
+ * every live-map shard and the arena lock (in that order), each waiting
+ * at most until a deadline (never, when fork is called from a signal
+ * handler that interrupted agent code on this thread: see lock.c); the
+ * parent releases what was taken, in reverse; the child re-creates them
+ * all. A lock that could not be had guards a structure that may be
+ * mid-update in the child: the child never touches that stack table or
+ * live map again (a missed shard drops every new sample, counted in
+ * samples_dropped; a missed stripe gives new samples the empty stack), a
+ * missed arena lock leaves the child its own arena chunks
+ * (map_arena.c); the registry is an append-only list, consistent at every
+ * instant. The child's summary says so under "incomplete".
+ *
+ * Child policy: the child keeps tracking, with its own pid in its file
  * names and the counters it inherited, as Go would see it: the parent's
  * live heap is really live in the child (copy-on-write), so live_objects
  * starts from the parent's value. Blocks of threads that did not survive
@@ -77,7 +88,22 @@
  * destructors. A program that leaves with _exit or _Exit (shells, forked
  * children) gets its summary from the shim's _exit, except in a vfork or
  * posix_spawn child, which shares its parent's memory. Fatal signals skip
- * it; nothing can hang.
+ * it. quick_exit and abort write nothing (glibc's quick_exit ends in its
+ * own _exit, which the shim does not see).
+ *
+ * Exit never blocks (issue 11): any exit may come from a signal handler
+ * that interrupted agent code holding a lock, or race with a thread
+ * stopped inside the agent. The exit output runs in a bounded stretch
+ * (lock.c): every lock is waited for AGENT_EXIT_WAIT_NS in all at most, or
+ * only tried once when the exiting thread was itself inside the agent
+ * (except the work lock, which that thread cannot hold); what cannot be
+ * had is skipped and listed in the summary's "incomplete" array (always
+ * present; [] when nothing was skipped): without the work lock (the
+ * background or HTTP thread is writing, or stuck), no final timeline
+ * record and no exit profile; without the profile lock, no exit profile;
+ * without a shard or a stripe, partial statistics. The summary itself is
+ * always written. /metrics reads under a bounded stretch too
+ * (AGENT_METRICS_WAIT_NS).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -130,7 +156,7 @@ static int summary_written;                /* once (atomic) */
 static int own_pid;                        /* getpid() at init and after fork */
 
 static bool out_dir_ok = true;             /* false: no output for this process */
-static int exiting;                        /* exit output started (under work_lock) */
+static int exiting;                        /* exit output started (atomic; read under work_lock) */
 static pthread_mutex_t work_lock = PTHREAD_MUTEX_INITIALIZER;  /* one output job at a time */
 static sem_t wake;                         /* posted to wake the background thread */
 static bool wake_ok;
@@ -561,6 +587,7 @@ static void write_profile_fd(const char *reason, char *name, size_t cap, int *ke
     int dirfd = output_dirfd();
     if (dirfd < 0) return;
     int err = agent_profile_write(dirfd, reason, name, cap, keep_fd);
+    if (err == AGENT_PROFILE_BUSY) return;   /* exit: skipped, and noted (lock.c) */
     if (err == 0) {
         remember_file(name);
         if (capped(reason)) keep_capped(dirfd, name);
@@ -600,7 +627,7 @@ int agent_output_profile_fd(const char *reason, char *name, size_t cap, int *fd)
     *fd = -1;
     name[0] = 0;
     pthread_mutex_lock(&work_lock);
-    bool over = exiting;
+    bool over = __atomic_load_n(&exiting, __ATOMIC_ACQUIRE);
     if (!over) write_profile_fd(reason, name, cap, fd);
     pthread_mutex_unlock(&work_lock);
     if (over) return -ESHUTDOWN;
@@ -731,7 +758,7 @@ static void exit_if_alone(void)
 static void start_watch(uint64_t now)
 {
     pthread_mutex_lock(&work_lock);
-    if (!exiting) {
+    if (!__atomic_load_n(&exiting, __ATOMIC_ACQUIRE)) {
         heapwatch_counters_t c;
         snapshot(&c);
         agent_watch_start(&c, now);
@@ -788,7 +815,7 @@ static void *background_main(void *arg)
     __atomic_store_n(&bg_tid, (int)gettid(), __ATOMIC_RELAXED);
     for (;;) {
         pthread_mutex_lock(&work_lock);
-        bool over = exiting;
+        bool over = __atomic_load_n(&exiting, __ATOMIC_ACQUIRE);
         uint64_t due = next_due();
         pthread_mutex_unlock(&work_lock);
         if (over) break;
@@ -796,7 +823,7 @@ static void *background_main(void *arg)
         if (__atomic_load_n(&bg_stop, __ATOMIC_ACQUIRE)) break;
         uint64_t now = now_ns(CLOCK_MONOTONIC);
         pthread_mutex_lock(&work_lock);
-        if (!exiting) run_due_jobs(now, true);
+        if (!__atomic_load_n(&exiting, __ATOMIC_ACQUIRE)) run_due_jobs(now, true);
         pthread_mutex_unlock(&work_lock);
     }
     agent_leave();
@@ -1047,18 +1074,24 @@ void agent_thread_resume(void)
 /* ------------------------------------------------------------------------ */
 
 /* Lock order: registry_lock, the stack stripes, the live-map shards, then
- * the arena's. (work_lock and the profile lock are not taken: a fork must
- * not wait for a profile being written; the child re-creates them, and only
- * the parent's background thread, or a thread doing a due job
- * (HEAPWATCH_THREAD=off), neither of which exists in the child, could have
- * held them.) */
+ * the arena's (lock.c has the whole order). (work_lock and the profile
+ * lock are not taken: a fork must not wait for a profile being written;
+ * the child re-creates them, and only the parent's background and HTTP
+ * threads, or a thread doing a due job (HEAPWATCH_THREAD=off), none of
+ * which exists in the child, could have held them.) Every
+ * lock is waited for until one deadline at most (AGENT_FORK_WAIT_NS in
+ * all; one try each when this thread was inside the agent: a handler that
+ * forks may have interrupted agent code holding any of them). */
+static AGENT_TLS bool fork_took_registry;   /* per thread: two threads may fork at once */
+
 static void prefork(void)
 {
+    uint64_t deadline = agent_bound_deadline(AGENT_FORK_WAIT_NS);
     agent_enter();
-    pthread_mutex_lock(&registry_lock);
-    agent_stacks_prefork();
-    agent_live_prefork();
-    map_arena_prefork();
+    fork_took_registry = agent_lock_until(&registry_lock, deadline);
+    agent_stacks_prefork(deadline);
+    agent_live_prefork(deadline);
+    map_arena_prefork(deadline);
 }
 
 static void postfork_parent(void)
@@ -1066,15 +1099,29 @@ static void postfork_parent(void)
     map_arena_postfork_parent();
     agent_live_postfork_parent();
     agent_stacks_postfork_parent();
-    pthread_mutex_unlock(&registry_lock);
+    if (fork_took_registry) pthread_mutex_unlock(&registry_lock);
     agent_leave();
+}
+
+/* postfork_child_notes: what the child lost at the fork (see the design
+ * comment), noted for its summary. (Sampling needs no switch: a lost live
+ * map drops every new sample, a lost stack table gives each the empty
+ * stack; agent_sample_rate stays, for the samples the child inherited.) */
+static void postfork_child_notes(bool arena_ok, bool live_ok, bool stacks_ok)
+{
+    agent_incomplete_reset();
+    if (!fork_took_registry) agent_incomplete_add("fork: thread registry busy at fork");
+    if (!arena_ok) agent_incomplete_add("fork: agent memory busy at fork: this process allocates from its own chunks");
+    if (!live_ok) agent_incomplete_add("fork: live map busy at fork: new samples are dropped in this process");
+    if (!stacks_ok) agent_incomplete_add("fork: stack table busy at fork: new samples have no stack in this process");
 }
 
 static void postfork_child(void)
 {
-    map_arena_postfork_child();
-    agent_live_postfork_child();
-    agent_stacks_postfork_child();
+    bool arena_ok = map_arena_postfork_child();
+    bool live_ok = agent_live_postfork_child();
+    bool stacks_ok = agent_stacks_postfork_child();
+    postfork_child_notes(arena_ok, live_ok, stacks_ok);
     agent_profile_postfork_child();
     agent_http_postfork_child();
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
@@ -1253,12 +1300,17 @@ void agent_metrics_read(agent_metrics_t *m)
     thread_sums_t th;
     agent_live_stats_t live;
     map_arena_stats_t arena;
-    pthread_mutex_lock(&work_lock);
+    /* Bounded (lock.c): the exit path may hold work_lock and a thread
+     * stopped inside the agent a shard; what is busy reads as zeros. */
+    agent_bounded_begin(agent_mono_ns() + AGENT_METRICS_WAIT_NS, false);
     snapshot(&m->counters);
-    agent_watch_last(&m->objects_rate, &m->bytes_rate, &m->alert_level);
-    pthread_mutex_unlock(&work_lock);
+    if (agent_lock(&work_lock)) {
+        agent_watch_last(&m->objects_rate, &m->bytes_rate, &m->alert_level);
+        pthread_mutex_unlock(&work_lock);
+    }
     sum_threads(&th);
-    agent_live_get_stats(&live);
+    (void)agent_live_get_stats(&live);
+    agent_bounded_end();
     map_arena_get_stats(&arena);
     m->peak_live_bytes = __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED);
     m->rate = conf.rate;
@@ -1278,7 +1330,7 @@ static void summary_sampling(agent_buf_t *b, const heapwatch_counters_t *c)
     thread_sums_t th;
     sum_threads(&th);
     agent_live_stats_t live;
-    agent_live_get_stats(&live);
+    (void)agent_live_get_stats(&live);   /* a busy shard is noted (lock.c) */
     agent_buf_json_u64(b, "rate", conf.rate, true);
     agent_buf_json_u64(b, "samples", th.samples, true);
     agent_buf_json_u64(b, "samples_dropped", th.dropped, true);
@@ -1358,33 +1410,49 @@ static void build_summary(agent_buf_t *b, const char *own_name)
     agent_buf_str(b, "]");
     agent_buf_json_u64(b, "files_removed_total", nremoved_total, true);
     agent_buf_json_u64(b, "max_profiles", conf.max_profiles, true);
+    agent_buf_json_key(b, "incomplete", true);
+    agent_incomplete_json(b);
     agent_buf_str(b, "\n}\n");
 }
 
 /* write_exit_output: the exit profile, then the summary that lists it;
  * once per process. The background thread finishes the job it is doing
  * (work_lock) and starts no other, so no file is left half-written when
- * the process ends. */
-static void write_exit_output(void)
+ * the process ends; but the wait is bounded (see the design comment):
+ * deadline from agent_bound_deadline, taken by the caller before its
+ * agent_enter. */
+static void write_exit_output(uint64_t deadline)
 {
     if (!agent_enabled || __atomic_exchange_n(&summary_written, 1, __ATOMIC_ACQ_REL)) return;
-    pthread_mutex_lock(&work_lock);
-    exiting = 1;
-    heapwatch_counters_t c;
-    snapshot(&c);
-    agent_watch_snapshot(&c, now_ns(CLOCK_MONOTONIC), now_ns(CLOCK_REALTIME), start_ns, true);
-    agent_watch_close();
-    write_profile("exit");
+    agent_bounded_begin(deadline, true);
+    __atomic_store_n(&exiting, 1, __ATOMIC_RELEASE);   /* the background thread starts no job */
+    /* The work lock is waited for even by a thread interrupted inside the
+     * agent: no program thread holds it outside this function (run once),
+     * only the agent's own threads, which finish their job and let go
+     * unless they wait for a lock the interrupted code holds: bounded. */
+    uint64_t work_deadline = deadline ? deadline : agent_mono_ns() + AGENT_EXIT_WAIT_NS;
+    bool have_work = agent_lock_until(&work_lock, work_deadline);
+    if (have_work) {
+        heapwatch_counters_t c;
+        snapshot(&c);
+        agent_watch_snapshot(&c, now_ns(CLOCK_MONOTONIC), now_ns(CLOCK_REALTIME), start_ns, true);
+        agent_watch_close();
+        write_profile("exit");
+    } else {
+        agent_incomplete_add("timeline and exit profile: another agent thread kept the work lock");
+    }
     static char text[32768];
     (void)output_summary(build_summary, text, sizeof text);
-    pthread_mutex_unlock(&work_lock);
+    if (have_work) pthread_mutex_unlock(&work_lock);
+    agent_bounded_end();
 }
 
 static void exit_handler(void *arg)
 {
     (void)arg;
+    uint64_t deadline = agent_bound_deadline(AGENT_EXIT_WAIT_NS);
     agent_enter();
-    write_exit_output();
+    write_exit_output(deadline);
     agent_leave();
 }
 
@@ -1393,8 +1461,9 @@ static void exit_handler(void *arg)
 __attribute__((destructor)) static void agent_dtor(void)
 {
     if (exit_handler_registered) return;
+    uint64_t deadline = agent_bound_deadline(AGENT_EXIT_WAIT_NS);
     agent_enter();
-    write_exit_output();
+    write_exit_output(deadline);
     agent_leave();
 }
 
@@ -1404,7 +1473,8 @@ void agent_on_quick_exit(void)
      * a small stack; it never ran our fork handler, so its pid differs from
      * the one we know. Only a real process of our own writes. */
     if ((pid_t)__atomic_load_n(&own_pid, __ATOMIC_RELAXED) != getpid()) return;
+    uint64_t deadline = agent_bound_deadline(AGENT_EXIT_WAIT_NS);
     agent_enter();
-    write_exit_output();
+    write_exit_output(deadline);
     agent_leave();
 }

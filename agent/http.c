@@ -24,9 +24,11 @@
  *   recursion guard for its whole life (what libc allocates for it is not
  *   counted), serving one connection at a time. It never takes a lock an
  *   allocating thread needs: profiles and metrics are read under the
- *   core's work lock, which only the agent's own threads take, and the
- *   lock is dropped before a byte goes to the network, so a slow client
- *   never delays the program's exit.
+ *   core's work lock, which only the agent's own threads and the exit
+ *   output take, and the lock is dropped before a byte goes to the
+ *   network, so a slow client never delays the program's exit. /metrics
+ *   waits AGENT_METRICS_WAIT_NS at most for that lock and the live-map
+ *   shards (agent/lock.c); what is busy then reads as zero.
  * - A client gets 5 seconds to send its request (8 KiB at most) and each
  *   send 5 seconds to progress; MSG_NOSIGNAL, so a client that hangs up
  *   raises no SIGPIPE.

@@ -20,8 +20,15 @@
  * (filter_false) and reported in the summary; at the default rate they are
  * about live samples / 2^20.
  *
- * Lock order: a shard lock, then the arena's. fork: prefork takes every
- * shard in index order.
+ * Lock order: a shard lock, then the arena's (the whole order is in
+ * lock.c). fork: prefork takes every shard in index order, each waiting at
+ * most until the fork's deadline (agent/lock.c). A shard it could not take
+ * may be mid-update in the child, so the child never touches the live map
+ * again (lost): inserts and removes fail, which the caller counts as
+ * dropped samples and filter false positives; core.c notes it in the
+ * child's summary. The statistics reader
+ * takes each shard with agent_lock: at exit (a bounded stretch) a busy
+ * shard is skipped and noted.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -42,6 +49,9 @@ typedef struct shard_s {
 static shard_t shards[SHARDS] = {
     [0 ... SHARDS - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER, .map = NULL },
 };
+
+static bool lost;                        /* child of a fork that missed a shard */
+static AGENT_TLS bool prefork_took[SHARDS];  /* shards this thread's prepare handler holds */
 
 static shard_t *shard_of(const void *ptr)
 {
@@ -79,6 +89,7 @@ void agent_live_filter_pin(const void *lo, size_t len)
 
 bool agent_live_insert(const void *ptr, uint64_t value)
 {
+    if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
     shard_t *s = shard_of(ptr);
     bool ok = false;
     pthread_mutex_lock(&s->lock);
@@ -103,6 +114,7 @@ bool agent_live_insert(const void *ptr, uint64_t value)
 
 bool agent_live_remove(const void *ptr, uint64_t *value)
 {
+    if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
     shard_t *s = shard_of(ptr);
     bool found = false;
     pthread_mutex_lock(&s->lock);
@@ -114,11 +126,16 @@ bool agent_live_remove(const void *ptr, uint64_t *value)
     return found;
 }
 
-void agent_live_get_stats(agent_live_stats_t *out)
+bool agent_live_get_stats(agent_live_stats_t *out)
 {
     *out = (agent_live_stats_t){ .shards = SHARDS, .filter_bytes = sizeof agent_live_filter };
+    if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
+    bool complete = true;
     for (unsigned i = 0; i < SHARDS; i++) {
-        pthread_mutex_lock(&shards[i].lock);
+        if (!agent_lock_note(&shards[i].lock, "live map statistics: a shard was busy")) {
+            complete = false;
+            continue;
+        }
         if (shards[i].map) {
             map_stats_t st;
             map_get_stats(shards[i].map, &st);
@@ -132,19 +149,33 @@ void agent_live_get_stats(agent_live_stats_t *out)
         }
         pthread_mutex_unlock(&shards[i].lock);
     }
+    return complete;
 }
 
-void agent_live_prefork(void)
+bool agent_live_prefork(uint64_t deadline_ns)
 {
-    for (unsigned i = 0; i < SHARDS; i++) pthread_mutex_lock(&shards[i].lock);
+    bool all = true;
+    for (unsigned i = 0; i < SHARDS; i++) {
+        prefork_took[i] = agent_lock_until(&shards[i].lock, deadline_ns);
+        all &= prefork_took[i];
+    }
+    return all;
 }
 
 void agent_live_postfork_parent(void)
 {
-    for (unsigned i = SHARDS; i-- > 0;) pthread_mutex_unlock(&shards[i].lock);
+    for (unsigned i = SHARDS; i-- > 0;) {
+        if (prefork_took[i]) pthread_mutex_unlock(&shards[i].lock);
+        prefork_took[i] = false;
+    }
 }
 
-void agent_live_postfork_child(void)
+bool agent_live_postfork_child(void)
 {
-    for (unsigned i = 0; i < SHARDS; i++) pthread_mutex_init(&shards[i].lock, NULL);
+    for (unsigned i = 0; i < SHARDS; i++) {
+        pthread_mutex_init(&shards[i].lock, NULL);
+        if (!prefork_took[i]) __atomic_store_n(&lost, true, __ATOMIC_RELAXED);
+        prefork_took[i] = false;
+    }
+    return !__atomic_load_n(&lost, __ATOMIC_RELAXED);
 }

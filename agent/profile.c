@@ -26,7 +26,8 @@
  *
  * Everything here allocates from the arena and runs under the recursion
  * guard; one lock serialises profile writers (exit, the background thread,
- * signal and alert requests).
+ * signal and alert requests). The exit path takes it with a bounded wait
+ * (agent_lock, lock.c): a profile that cannot have it is skipped and noted.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -155,7 +156,10 @@ int agent_profile_write(int dirfd, const char *reason, char *name, size_t nameca
     }
     name[0] = 0;
     agent_enter();
-    pthread_mutex_lock(&profile_lock);
+    if (!agent_lock_note(&profile_lock, "profile: the profile writer was busy")) {
+        agent_leave();
+        return AGENT_PROFILE_BUSY;
+    }
     map_allocator_t a = map_arena_allocator();
     pprof_builder_t *b = NULL;
     pprof_err_t err = pprof_builder_new(&a, &b);

@@ -26,7 +26,14 @@
  * (table full, no memory) are counted there rather than lost.
  *
  * Lock order: a stripe lock, then the arena's (records and table growth
- * allocate under it). fork: prefork takes every stripe in index order.
+ * allocate under it; the whole order is in lock.c). fork: prefork takes
+ * every stripe in index order, each waiting at most until the fork's
+ * deadline (agent/lock.c). A stripe it could not take may be mid-update in
+ * the child, so the child interns no stack again (lost: every sample gets
+ * record 0, and core.c notes it in the child's summary); the records
+ * themselves stay readable (the directory is published lock-free).
+ * agent_stacks_bytes takes each stripe with agent_lock: at exit a busy
+ * stripe is skipped and noted.
  */
 #define _GNU_SOURCE
 #define UNW_LOCAL_ONLY
@@ -56,6 +63,8 @@ static uint32_t next_id;                 /* ids handed out (atomic) */
 static size_t table_bytes;               /* records and chunks (atomic) */
 static map_allocator_t allocator;
 static int ready;                        /* init succeeded */
+static bool lost;                        /* child of a fork that missed a stripe */
+static AGENT_TLS bool prefork_took[STRIPES]; /* stripes this thread's prepare handler holds */
 static uintptr_t own_lo, own_hi;         /* libheapwatch.so's executable segment */
 
 /* ------------------------------------------------------------------------ */
@@ -136,7 +145,8 @@ size_t agent_stacks_bytes(void)
     size_t n = __atomic_load_n(&table_bytes, __ATOMIC_RELAXED);
     for (unsigned i = 0; i < STRIPES; i++) {
         map_stats_t st;
-        pthread_mutex_lock(&stripes[i].lock);
+        if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) break;
+        if (!agent_lock_note(&stripes[i].lock, "stack table size: a stripe was busy")) continue;
         if (stripes[i].index) {
             map_get_stats(stripes[i].index, &st);
             n += st.bytes;
@@ -220,7 +230,7 @@ static agent_stack_t *lookup_or_add(stripe_t *st, const uint64_t *pcs, size_t de
 
 agent_stack_t *agent_stack_intern(const uint64_t *pcs, size_t depth)
 {
-    if (!ready) return agent_stack_get(0);
+    if (!ready || __atomic_load_n(&lost, __ATOMIC_RELAXED)) return agent_stack_get(0);
     uint64_t hash = hash_frames(pcs, depth);
     stripe_t *st = &stripes[hash >> 60 & (STRIPES - 1)];
     pthread_mutex_lock(&st->lock);
@@ -247,17 +257,30 @@ int agent_stacks_init(void)
     return 0;
 }
 
-void agent_stacks_prefork(void)
+bool agent_stacks_prefork(uint64_t deadline_ns)
 {
-    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
+    bool all = true;
+    for (unsigned i = 0; i < STRIPES; i++) {
+        prefork_took[i] = agent_lock_until(&stripes[i].lock, deadline_ns);
+        all &= prefork_took[i];
+    }
+    return all;
 }
 
 void agent_stacks_postfork_parent(void)
 {
-    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
+    for (unsigned i = STRIPES; i-- > 0;) {
+        if (prefork_took[i]) pthread_mutex_unlock(&stripes[i].lock);
+        prefork_took[i] = false;
+    }
 }
 
-void agent_stacks_postfork_child(void)
+bool agent_stacks_postfork_child(void)
 {
-    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
+    for (unsigned i = 0; i < STRIPES; i++) {
+        pthread_mutex_init(&stripes[i].lock, NULL);
+        if (!prefork_took[i]) __atomic_store_n(&lost, true, __ATOMIC_RELAXED);
+        prefork_took[i] = false;
+    }
+    return !__atomic_load_n(&lost, __ATOMIC_RELAXED);
 }

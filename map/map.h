@@ -96,15 +96,25 @@ typedef struct map_arena_stats_s {
 /* map_arena_get_stats: a consistent snapshot of the arena's counters. */
 void map_arena_get_stats(map_arena_stats_t *out);
 
+/* map_arena_set_nowait: the calling thread's arena calls never wait for
+ * the arena lock while on (paths that must never block: exit, fork):
+ * allocations still succeed (from a chunk of the thread's own), frees may
+ * leak. */
+void map_arena_set_nowait(bool on);
+
 /*
  * Fork support: call map_arena_prefork() in a pthread_atfork prepare
  * handler (after taking every lock that may be held while allocating), and
- * the matching postfork function in the parent and the child. The child
- * gets a fully working arena.
+ * the matching postfork function in the parent and the child.
+ * map_arena_prefork waits for the lock until deadline_ns (CLOCK_MONOTONIC;
+ * 0: one try; UINT64_MAX: no bound) and says whether it has it. The child
+ * gets a working arena either way; map_arena_postfork_child returns false
+ * when its shared lists were lost (the lock was not taken) and the child
+ * allocates from per-thread chunks for good.
  */
-void map_arena_prefork(void);
+bool map_arena_prefork(uint64_t deadline_ns);
 void map_arena_postfork_parent(void);
-void map_arena_postfork_child(void);
+bool map_arena_postfork_child(void);
 
 /* ------------------------------------------------------------------------ */
 /* Map                                                                      */

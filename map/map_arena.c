@@ -39,9 +39,25 @@
  *          evacuation first touches them.
  *
  * Locking: one mutex, taken for small blocks and the large-block cache;
- * mmap, munmap and memset run outside it. The fork handlers take it so a
- * child never inherits it held. Statistics are relaxed atomics so readers
- * need no lock.
+ * mmap, munmap and memset run outside it. Statistics are relaxed atomics
+ * so readers need no lock.
+ *
+ * Paths that must never block (the agent's exit output and fork: see
+ * agent/lock.c) set the thread's no-wait mode (map_arena_set_nowait): the
+ * lock is then only tried. A small block that cannot have it is carved,
+ * without any lock, from a chunk of the calling thread's own (the same
+ * 1 MiB chunks, never returned); a large block skips the cache (a fresh
+ * mapping; freed: unmapped); a small block freed without the lock is
+ * leaked (its bytes stay mapped, never reused). So memory never fails for
+ * want of the lock: the lock may be held by the very thread that was
+ * interrupted by the signal handler now calling _exit.
+ *
+ * fork: the prepare handler takes the lock, waiting at most until a
+ * deadline. When it could not (its holder may be stopped in a signal
+ * handler, or be the forking thread itself), the free lists, the shared
+ * chunk and the cache may be mid-update in the child: the child never
+ * touches them again (lists_lost) and every thread of it allocates from
+ * its own chunks as in no-wait mode. The child's arena keeps working.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -49,6 +65,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "map/map.h"
@@ -93,6 +110,16 @@ static cached_map_t cache[ARENA_CACHE_SLOTS];
 static unsigned cache_count;
 static size_t cache_bytes;
 
+static bool lists_lost;          /* child of a fork that could not take the lock */
+
+/* The calling thread's no-wait mode and its own chunk (initial-exec TLS:
+ * no allocation on first use). */
+#define ARENA_TLS __thread __attribute__((tls_model("initial-exec")))
+static ARENA_TLS bool nowait;
+static ARENA_TLS bool prefork_took;     /* this thread's prepare handler holds the lock
+                                        * (two threads may fork at once) */
+static ARENA_TLS unsigned char *own_next, *own_end;
+
 static _Atomic size_t stat_mapped;
 static _Atomic size_t stat_cached;
 static _Atomic size_t stat_inuse;
@@ -131,6 +158,33 @@ static unsigned class_of(size_t total)
     return c;
 }
 
+/* lock_arena: takes the lock; false (not taken) in no-wait mode when it
+ * is busy, and always once the lists were lost at a fork. */
+static bool lock_arena(void)
+{
+    if (__atomic_load_n(&lists_lost, __ATOMIC_RELAXED)) return false;
+    if (nowait) return pthread_mutex_trylock(&arena_lock) == 0;
+    pthread_mutex_lock(&arena_lock);
+    return true;
+}
+
+/* carve_own: a fresh block of 2^cls bytes from the thread's own chunk, no
+ * lock (see the design comment). */
+static unsigned char *carve_own(unsigned cls)
+{
+    size_t len = (size_t)1 << cls;
+    if ((size_t)(own_end - own_next) < len) {
+        unsigned char *chunk = os_map(ARENA_CHUNK);
+        if (!chunk) return NULL;
+        stat_add(&stat_mapped, ARENA_CHUNK);
+        own_next = chunk;
+        own_end = chunk + ARENA_CHUNK;
+    }
+    unsigned char *b = own_next;
+    own_next += len;
+    return b;
+}
+
 /* carve_locked: a fresh block of 2^cls bytes from the current chunk. */
 static unsigned char *carve_locked(unsigned cls)
 {
@@ -156,16 +210,19 @@ static void *alloc_small(size_t total)
     unsigned char *b;
     int recycled = 0;
 
-    pthread_mutex_lock(&arena_lock);
-    free_block_t *f = free_lists[cls];
-    if (f) {
-        free_lists[cls] = f->next;
-        b = (unsigned char *)f;
-        recycled = 1;
+    if (!lock_arena()) {
+        b = carve_own(cls);
     } else {
-        b = carve_locked(cls);
+        free_block_t *f = free_lists[cls];
+        if (f) {
+            free_lists[cls] = f->next;
+            b = (unsigned char *)f;
+            recycled = 1;
+        } else {
+            b = carve_locked(cls);
+        }
+        pthread_mutex_unlock(&arena_lock);
     }
-    pthread_mutex_unlock(&arena_lock);
     if (!b) return NULL;
     if (recycled) memset(b, 0, total);   /* the rest is never handed out */
 
@@ -229,9 +286,8 @@ static void *alloc_large(size_t total)
     size_t pg = page_size();
     size_t len = (total + pg - 1) & ~(pg - 1);
     unsigned char *b = NULL;
-    if (len <= ARENA_CACHE_BLOCK_MAX) {
+    if (len <= ARENA_CACHE_BLOCK_MAX && lock_arena()) {
         size_t got = 0;
-        pthread_mutex_lock(&arena_lock);
         b = cache_take_locked(len, &got);
         pthread_mutex_unlock(&arena_lock);
         if (b) {
@@ -256,7 +312,7 @@ static void *alloc_large(size_t total)
 static void free_large(unsigned char *b, size_t len)
 {
     stat_sub(&stat_inuse, len);
-    if (len > ARENA_CACHE_BLOCK_MAX) {
+    if (len > ARENA_CACHE_BLOCK_MAX || !lock_arena()) {
         munmap(b, len);
         stat_sub(&stat_mapped, len);
         return;
@@ -264,8 +320,7 @@ static void free_large(unsigned char *b, size_t len)
     ((arena_header_t *)(void *)b)->magic = 0;   /* a second free is ignored */
     cached_map_t evicted[ARENA_CACHE_SLOTS];
     stat_add(&stat_cached, len);
-    pthread_mutex_lock(&arena_lock);
-    unsigned n = cache_put_locked(b, len, evicted);
+    unsigned n = cache_put_locked(b, len, evicted);   /* lock taken above */
     pthread_mutex_unlock(&arena_lock);
     unmap_all(evicted, n);
 }
@@ -299,7 +354,7 @@ void map_arena_free(void *ptr)
     unsigned cls = (unsigned)h->size;
     stat_sub(&stat_inuse, (size_t)1 << cls);
     h->magic = 0;   /* a second free of the same block is then ignored */
-    pthread_mutex_lock(&arena_lock);
+    if (!lock_arena()) return;   /* leaked: see the design comment */
     free_block_t *f = (free_block_t *)(void *)b;
     f->next = free_lists[cls];
     free_lists[cls] = f;
@@ -333,21 +388,40 @@ void map_arena_get_stats(map_arena_stats_t *out)
     out->cached_bytes = atomic_load_explicit(&stat_cached, memory_order_relaxed);
 }
 
-void map_arena_prefork(void)
+void map_arena_set_nowait(bool on)
 {
-    pthread_mutex_lock(&arena_lock);
+    nowait = on;
+}
+
+bool map_arena_prefork(uint64_t deadline_ns)
+{
+    prefork_took = false;
+    if (__atomic_load_n(&lists_lost, __ATOMIC_RELAXED)) return true;   /* nothing to guard */
+    if (pthread_mutex_trylock(&arena_lock) == 0) {
+        prefork_took = true;
+    } else if (deadline_ns == UINT64_MAX) {
+        pthread_mutex_lock(&arena_lock);
+        prefork_took = true;
+    } else if (deadline_ns) {
+        struct timespec ts = { (time_t)(deadline_ns / 1000000000ull), (long)(deadline_ns % 1000000000ull) };
+        prefork_took = pthread_mutex_clocklock(&arena_lock, CLOCK_MONOTONIC, &ts) == 0;
+    }
+    return prefork_took;
 }
 
 void map_arena_postfork_parent(void)
 {
-    pthread_mutex_unlock(&arena_lock);
+    if (prefork_took) pthread_mutex_unlock(&arena_lock);
+    prefork_took = false;
 }
 
-void map_arena_postfork_child(void)
+bool map_arena_postfork_child(void)
 {
-    /* The forking thread holds the lock; no other thread exists in the
-     * child, so a fresh mutex is equivalent and avoids relying on
-     * unlock-after-fork semantics. */
+    /* No other thread exists in the child, so a fresh mutex is equivalent
+     * to unlocking it and avoids relying on unlock-after-fork semantics. */
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     arena_lock = fresh;
+    if (!prefork_took) __atomic_store_n(&lists_lost, true, __ATOMIC_RELAXED);
+    prefork_took = false;
+    return !__atomic_load_n(&lists_lost, __ATOMIC_RELAXED);
 }
