@@ -7,7 +7,7 @@ FDS_CFLAGS := -std=gnu11 -O1 -g -pthread -Wall -Wextra -I. -Itests/integration/p
 
 $(BUILD)/progs/fds_nounwind.o: tests/integration/progs/fds_nounwind.c tests/integration/progs/fds_nounwind.h
 	@mkdir -p $(@D)
-	$(CC) $(FDS_CFLAGS) -fno-asynchronous-unwind-tables -fno-unwind-tables -c $< -o $@
+	$(CC) $(FDS_CFLAGS) -fno-asynchronous-unwind-tables -fno-unwind-tables -fno-omit-frame-pointer -c $< -o $@
 
 $(BUILD)/progs/fds_daemon: tests/integration/progs/fds_daemon.c tests/integration/progs/fds_nounwind.h $(BUILD)/progs/fds_nounwind.o
 	@mkdir -p $(@D)
