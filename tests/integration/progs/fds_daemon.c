@@ -12,7 +12,9 @@
  * The files' contents are deterministic, so a run under the agent can be
  * compared byte for byte with a bare run.
  *
- * Usage: fds_daemon DIR [LINES]
+ * Usage: fds_daemon DIR [LINES [PAUSE_US]]: with PAUSE_US, it sleeps 15 times
+ * that before closing its descriptors and PAUSE_US every 100 lines, so the
+ * agent's background thread runs before and meanwhile.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,15 +41,17 @@ __attribute__((noinline)) static void *deep(int k, int depth, size_t n)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: fds_daemon DIR [LINES]\n");
+        fprintf(stderr, "usage: fds_daemon DIR [LINES [PAUSE_US]]\n");
         return 2;
     }
     const char *dir = argv[1];
     int lines = argc > 2 ? atoi(argv[2]) : 2000;
+    int pause_us = argc > 3 ? atoi(argv[3]) : 0;
 
     /* Warm up: the agent (and its unwinder) see this process first. */
     for (int i = 0; i < 64; i++) free(fds_nounwind_alloc(3, 4096));
     fflush(stdout);
+    if (pause_us > 0) usleep(15u * (useconds_t)pause_us);   /* the agent's thread writes first */
 
     for (int fd = 3; fd < 1024; fd++) close(fd);
 
@@ -73,6 +77,7 @@ int main(int argc, char **argv)
 
         char line[128];
         int len = snprintf(line, sizeof line, "line %d of file %d: %zu bytes\n", i, i % NFILES, n);
+        if (pause_us > 0 && i % 100 == 99) usleep((useconds_t)pause_us);
         ssize_t w = write(fds[i % NFILES], line, (size_t)len);
         if (w != len) {
             if (errors < 3) printf("write %d: %s\n", i, w < 0 ? strerror(errno) : "short");
