@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "agent/agent.h"
 
@@ -712,6 +713,23 @@ void agent_buf_json_str(agent_buf_t *b, const char *s);
 void agent_buf_json_key(agent_buf_t *b, const char *key, bool pretty);
 /* agent_buf_json_u64: a member with an unsigned number. */
 void agent_buf_json_u64(agent_buf_t *b, const char *key, uint64_t v, bool pretty);
+
+/* agent_fd_t: a descriptor the agent opened, with the file it was then
+ * (fds.c: checked before every use, never closed once the program took
+ * the number back). */
+typedef struct agent_fd_s {
+    int fd;                  /* -1: none */
+    dev_t dev;
+    ino_t ino;
+} agent_fd_t;
+
+/* agent_fd_open: opens path with flags | O_CLOEXEC and records the file.
+ * @return success (errno set on failure). */
+bool agent_fd_open(agent_fd_t *f, const char *path, int flags);
+/* agent_fd_ours: f's number still holds that file, close-on-exec. */
+bool agent_fd_ours(const agent_fd_t *f);
+/* agent_fd_close: closes f if still ours; f->fd becomes -1 either way. */
+void agent_fd_close(agent_fd_t *f);
 
 /* agent_write_all: writes everything, retrying on EINTR. @return 0 or -errno. */
 int agent_write_all(int fd, const void *data, size_t len);

@@ -430,10 +430,10 @@ static uint64_t advance(uint64_t deadline, uint64_t period, uint64_t now)
 static long live_threads(void)
 {
     char buf[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    agent_fd_t f;   /* checked before the read and the close (fds.c) */
+    if (!agent_fd_open(&f, "/proc/self/stat", O_RDONLY)) return 0;
+    ssize_t n = agent_fd_ours(&f) ? read(f.fd, buf, sizeof buf - 1) : -1;
+    agent_fd_close(&f);
     if (n <= 0) return 0;
     buf[n] = 0;
     const char *p = strrchr(buf, ')');   /* the command name may hold anything */

@@ -9,7 +9,10 @@
 #  - fds_daemon (closes 3..1023, opens its own files, writes 2,000 lines
 #    while allocating through code without unwind tables) at rates 0, 1 and
 #    the default: its files byte-identical to a bare run, every write
-#    succeeds, exit status as bare.
+#    succeeds, exit status as bare;
+#  - HEAPWATCH_HTTP in a program that closed every descriptor and forks: the
+#    agent never closes the number the program took back;
+#  - no descriptor kept by the agent at start (libunwind's pipe is closed).
 # Each case runs twice: with HEAPWATCH_INTERVAL=1000 (no timeline record
 # before exit: only the unwinder can touch the program's descriptors), and
 # with a short interval (the timeline writer too).
@@ -80,6 +83,21 @@ for interval in 1000 0.1; do
         fi
     done
 done
+
+# --- HEAPWATCH_HTTP: the listener's number, taken back by the program -----------
+# safe_fds_http closes 3..1023, opens 8 files (one gets the listening
+# socket's number), binds the agent's port itself, forks; both processes
+# write to every file. The agent's fork handler must not close that number.
+port=$((20000 + RANDOM % 20000))
+d=$T/http; mkdir -p "$d"
+HEAPWATCH_HTTP=127.0.0.1:$port with_agent "$d/out" "$PROGS/safe_fds_http" "$d" "$port" > "$d/stdout" 2>"$d/stderr"
+st=$?
+lines=$(cat "$d"/own*.txt | wc -l)
+if [ $st -eq 0 ] && [ "$lines" -eq 200 ]; then
+    ok "HEAPWATCH_HTTP, program closed 3..1023 and forked: the child's and parent's writes all land (200 lines), the port is free again"
+else
+    not_ok "HEAPWATCH_HTTP, program closed 3..1023 and forked: all writes land (status $st, $lines of 200 lines, $(tr '\n' ' ' < "$d/stdout"))"
+fi
 
 # --- the unwinder keeps no descriptor --------------------------------------------
 # A program that lists its own descriptors after the agent started: only 0-2
