@@ -70,6 +70,7 @@
 #include <fcntl.h>
 #include <libunwind.h>                   /* generic API: libunwind-x86_64 */
 #include <link.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -121,6 +122,7 @@ typedef struct walk_s {
     uintptr_t good[GOOD_PAGES];          /* pages read through the kernel */
     unsigned ngood;
     pid_t pid;                           /* 0 until the first checked read */
+    bool probe;                          /* a probe: stack reads are synthetic */
 } walk_t;
 
 /* find_s: dl_iterate_phdr's search for the object that holds an ip. */
@@ -177,22 +179,50 @@ static void remember_page(walk_t *w, uintptr_t page)
  * guessed frame pointer) directly only on a page this walk has already read
  * through the kernel, else through the kernel: a bad address fails the
  * step, it never faults. */
+static bool read_word(walk_t *w, uintptr_t a, uint64_t *val);
+
 static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write, void *arg)
 {
     (void)as;
-    walk_t *w = arg;
     if (write) return -UNW_EREADONLYREG;
-    uintptr_t a = (uintptr_t)addr;
-    if (a > UINTPTR_MAX - sizeof *val) return -UNW_EINVAL;
+    uint64_t v;
+    if (!read_word(arg, (uintptr_t)addr, &v)) return -UNW_EINVAL;
+    *val = (unw_word_t)v;
+    return 0;
+}
+
+/* Probes (see "Recipes" at top): the stack pointer and frame pointer of a
+ * probe point into two fake regions that are never read; a word "read"
+ * there is its own address plus FAKE_MARK, so the values libunwind derives
+ * tell where it read them. */
+#define FAKE_SP 0x100000000000ull
+#define FAKE_BP 0x200000000000ull
+#define FAKE_SPAN 0x40000000ull          /* +-1 GiB around each */
+#define FAKE_MARK 0x4000000000000000ull
+
+static bool in_fake(uint64_t a, uint64_t base)
+{
+    return a >= base - FAKE_SPAN && a < base + FAKE_SPAN;
+}
+
+/* read_word: the word at a, or false when it cannot be read (never a
+ * fault): see access_mem. */
+static bool read_word(walk_t *w, uintptr_t a, uint64_t *val)
+{
+    if (w->probe && (in_fake(a, FAKE_SP) || in_fake(a, FAKE_BP))) {
+        *val = (uint64_t)a + FAKE_MARK;
+        return true;
+    }
+    if (a > UINTPTR_MAX - sizeof *val) return false;
     uintptr_t first = a & ~(uintptr_t)(PAGE - 1), last = (a + sizeof *val - 1) & ~(uintptr_t)(PAGE - 1);
     if (in_info_segment(w, a, sizeof *val) || (page_good(w, first) && page_good(w, last))) {
         memcpy(val, (const void *)a, sizeof *val);
-        return 0;
+        return true;
     }
-    if (!checked_read(w, a, val, sizeof *val)) return -UNW_EINVAL;
+    if (!checked_read(w, a, val, sizeof *val)) return false;
     remember_page(w, first);
     remember_page(w, last);
-    return 0;
+    return true;
 }
 
 /* access_reg: the registers saved by unw_getcontext at the capture. */
@@ -275,6 +305,7 @@ static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *p
                           int need_unwind_info, void *arg)
 {
     walk_t *w = arg;
+    if (w->probe && (in_fake(ip, FAKE_SP) || in_fake(ip, FAKE_BP))) return -UNW_ENOINFO;
     find_t f = {.ip = (uintptr_t)ip};
     if (!dl_iterate_phdr(find_object, &f) || !f.hdr) return -UNW_ENOINFO;
     const uint8_t *h = f.hdr;
@@ -322,27 +353,221 @@ static bool is_own(uint64_t pc)
     return pc >= own_lo && pc < own_hi;
 }
 
+/* ---- Recipes: the fast path ---------------------------------------------- */
+
+/* A recipe says how to leave the frame whose unwind info is looked up at
+ * an address: kind, then for R_STD the CFA (the caller's stack pointer) as
+ * rsp or rbp plus an offset, the return address at CFA - 8, and the
+ * caller's rbp either unchanged or saved at CFA + an offset. */
+enum { R_NONE = 0, R_STD = 1, R_END = 2, R_SLOW = 3 };
+#define R_KIND(r) ((unsigned)((r) & 3))
+#define R_CFA_RBP 4u                     /* CFA from rbp (else rsp) */
+#define R_RBP_SAVED 8u                   /* caller's rbp at CFA + rbp_off */
+#define R_CFA_OFF(r) ((int64_t)(int32_t)(uint32_t)((r) >> 8))
+#define R_RBP_OFF(r) ((int64_t)((int64_t)(r) >> 40))
+#define RCACHE_BITS 14                   /* 16384 recipes, 256 KiB */
+#define RCACHE_WAYS 4
+
+/* rslot_t: one cached recipe. x is the lookup address xor the recipe, so a
+ * reader that meets a half-written slot (no lock) sees x ^ r != key and
+ * misses, rather than taking another address's recipe. */
+typedef struct rslot_s {
+    uint64_t x, r;
+} rslot_t;
+
+static rslot_t rcache[1u << RCACHE_BITS];
+
+static unsigned rcache_index(uint64_t key)
+{
+    uint64_t h = key * 0x9e3779b97f4a7c15ull;
+    return (unsigned)(h >> (64 - RCACHE_BITS));
+}
+
+static uint64_t rcache_get(uint64_t key)
+{
+    unsigned i = rcache_index(key);
+    for (unsigned k = 0; k < RCACHE_WAYS; k++) {
+        rslot_t *sl = &rcache[(i + k) & ((1u << RCACHE_BITS) - 1)];
+        uint64_t r = __atomic_load_n(&sl->r, __ATOMIC_ACQUIRE);
+        uint64_t x = __atomic_load_n(&sl->x, __ATOMIC_ACQUIRE);
+        if (r && (x ^ r) == key) return r;
+    }
+    return R_NONE;
+}
+
+/* rcache_put: into the first empty way, else over the first (the table
+ * is a cache: a recipe lost is probed again). */
+static void rcache_put(uint64_t key, uint64_t r)
+{
+    unsigned i = rcache_index(key);
+    rslot_t *sl = &rcache[i];
+    for (unsigned k = 0; k < RCACHE_WAYS; k++) {
+        rslot_t *c = &rcache[(i + k) & ((1u << RCACHE_BITS) - 1)];
+        if (!__atomic_load_n(&c->r, __ATOMIC_RELAXED)) {
+            sl = c;
+            break;
+        }
+    }
+    __atomic_store_n(&sl->r, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&sl->x, key ^ r, __ATOMIC_RELEASE);
+    __atomic_store_n(&sl->r, r, __ATOMIC_RELEASE);
+}
+
+/* has_fde: the address has DWARF unwind info (else libunwind would guess). */
+static bool has_fde(walk_t *w, uint64_t addr)
+{
+    unw_proc_info_t pi;
+    memset(&pi, 0, sizeof pi);
+    return find_proc_info(self_as, (unw_word_t)addr, &pi, 0, w) == 0;
+}
+
+/* probe_recipe: the recipe at addr, learnt by letting libunwind take one
+ * step from a fake frame (rip = addr, rsp and rbp in the fake regions) and
+ * reading back where it found the CFA, the return address and rbp. A
+ * frame whose rule is anything else (a signal trampoline, a CFA
+ * expression, a register other than rsp/rbp, no unwind info) is R_SLOW. */
+static uint64_t probe_recipe(uint64_t addr)
+{
+    unw_context_t uc;
+    memset(&uc, 0, sizeof uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)addr;
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)FAKE_SP;
+    uc.uc_mcontext.gregs[REG_RBP] = (greg_t)FAKE_BP;
+    walk_t w;
+    memset(&w, 0, sizeof w);
+    w.uc = &uc;
+    w.probe = true;
+    if (!has_fde(&w, addr)) return R_SLOW;
+    unw_cursor_t c;
+    if (unw_init_remote(&c, self_as, &w) != 0) return R_SLOW;
+    int ret = unw_step(&c);
+    if (ret == 0) return R_END;
+    unw_word_t ip, sp, bp;
+    if (ret < 0 || unw_get_reg(&c, UNW_REG_IP, &ip) != 0 || unw_get_reg(&c, UNW_X86_64_RSP, &sp) != 0 ||
+        unw_get_reg(&c, UNW_X86_64_RBP, &bp) != 0)
+        return R_SLOW;
+    uint64_t base = in_fake(sp, FAKE_SP) ? FAKE_SP : in_fake(sp, FAKE_BP) ? FAKE_BP : 0;
+    if (!base || ip != sp - 8 + FAKE_MARK) return R_SLOW;
+    int64_t cfa_off = (int64_t)(sp - base);
+    if (cfa_off <= 0 || cfa_off > INT32_MAX) return R_SLOW;
+    uint64_t r = R_STD | (base == FAKE_BP ? R_CFA_RBP : 0) | ((uint64_t)(uint32_t)cfa_off << 8);
+    if (bp != FAKE_BP) {
+        uint64_t slot = bp - FAKE_MARK;
+        if (!in_fake(slot, base)) return R_SLOW;
+        int64_t rbp_off = (int64_t)(slot - sp);
+        if (rbp_off < -(1 << 23) || rbp_off >= (1 << 23)) return R_SLOW;
+        r |= R_RBP_SAVED | ((uint64_t)rbp_off << 40);
+    }
+    return r;
+}
+
+/* ---- Capture ------------------------------------------------------------- */
+
+/* record: appends ip to pcs unless it is one of the agent's leading frames. */
+static void record(uint64_t ip, uint64_t *pcs, size_t *depth, bool *leading)
+{
+    if (*leading && is_own(ip)) return;
+    *leading = false;
+    pcs[(*depth)++] = ip;
+}
+
+/* sigreturn_step: when ip is glibc's x86-64 signal trampoline
+ * (__restore_rt: mov $15,%rax; syscall), the frame below is the
+ * interrupted one, whose registers are in the ucontext at sp.
+ * @return true when it was (and *ip, *sp, *bp are the interrupted ones). */
+static bool sigreturn_step(walk_t *w, uint64_t *ip, uint64_t *sp, uint64_t *bp)
+{
+    uint64_t code0, code1;
+    if (!read_word(w, (uintptr_t)*ip, &code0) || !read_word(w, (uintptr_t)*ip + 8, &code1)) return false;
+    if (code0 != 0x0f0000000fc0c748ull || (code1 & 0xff) != 0x05) return false;
+    uint64_t gregs = *sp + offsetof(ucontext_t, uc_mcontext.gregs);
+    uint64_t nip, nsp, nbp;
+    if (!read_word(w, (uintptr_t)(gregs + 8 * REG_RIP), &nip) ||
+        !read_word(w, (uintptr_t)(gregs + 8 * REG_RSP), &nsp) ||
+        !read_word(w, (uintptr_t)(gregs + 8 * REG_RBP), &nbp))
+        return false;
+    *ip = nip;
+    *sp = nsp;
+    *bp = nbp;
+    return true;
+}
+
+/* slow_step: one step by libunwind (our accessors) from rip = key (the
+ * lookup address), rsp and rbp, as libunwind's own fast tracer does for
+ * the frames it cannot cache: a frame without unwind info (libunwind's
+ * frame-chain guess), a CFA expression. @return success. */
+static bool slow_step(walk_t *w, uint64_t key, uint64_t *ip, uint64_t *sp, uint64_t *bp)
+{
+    unw_context_t uc;
+    memset(&uc, 0, sizeof uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)key;
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)*sp;
+    uc.uc_mcontext.gregs[REG_RBP] = (greg_t)*bp;
+    const unw_context_t *saved = w->uc;
+    w->uc = &uc;
+    unw_cursor_t c;
+    unw_word_t nip, nsp, nbp;
+    bool ok = unw_init_remote(&c, self_as, w) == 0 && unw_step(&c) > 0 &&
+              unw_get_reg(&c, UNW_REG_IP, &nip) == 0 && unw_get_reg(&c, UNW_X86_64_RSP, &nsp) == 0 &&
+              unw_get_reg(&c, UNW_X86_64_RBP, &nbp) == 0;
+    w->uc = saved;
+    if (!ok) return false;
+    *ip = nip;
+    *sp = nsp;
+    *bp = nbp;
+    return true;
+}
+
+/* walk: the stack by cached recipes (probing the missing ones), a frame
+ * no recipe covers by sigreturn_step or slow_step. @return the depth. */
+static size_t walk(const unw_context_t *uc, uint64_t *pcs, size_t max)
+{
+    walk_t w;
+    memset(&w, 0, sizeof w);
+    w.uc = uc;
+    uint64_t ip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+    uint64_t sp = (uint64_t)uc->uc_mcontext.gregs[REG_RSP];
+    uint64_t bp = (uint64_t)uc->uc_mcontext.gregs[REG_RBP];
+    uint64_t key = ip;                   /* the first frame: its own ip */
+    size_t depth = 0;
+    bool leading = true;
+    for (unsigned steps = 0; steps < AGENT_MAX_FRAMES + 8 && depth < max; steps++) {
+        record(ip, pcs, &depth, &leading);
+        uint64_t r = rcache_get(key);
+        if (r == R_NONE) {
+            r = probe_recipe(key);
+            rcache_put(key, r);
+        }
+        if (R_KIND(r) == R_END) break;
+        if (R_KIND(r) == R_SLOW) {
+            uint64_t osp = sp;
+            if (sigreturn_step(&w, &ip, &sp, &bp)) {
+                key = ip;                /* interrupted, not called: ip itself */
+            } else {
+                if (!slow_step(&w, key, &ip, &sp, &bp) || sp <= osp) break;
+                key = ip - 1;
+            }
+            if (ip < 0x4000) break;
+            continue;
+        }
+        uint64_t cfa = ((r & R_CFA_RBP) ? bp : sp) + (uint64_t)R_CFA_OFF(r);
+        uint64_t ra;
+        if (cfa <= sp || !read_word(&w, (uintptr_t)(cfa - 8), &ra)) break;
+        if ((r & R_RBP_SAVED) && !read_word(&w, (uintptr_t)(cfa + (uint64_t)R_RBP_OFF(r)), &bp)) break;
+        sp = cfa;
+        ip = ra;
+        if (ip < 0x4000) break;          /* no code there: the end, or junk */
+        key = ip - 1;                    /* a return address: the call is before it */
+    }
+    return depth;
+}
+
 size_t agent_stack_capture(uint64_t *pcs, size_t max)
 {
     if (!self_as) return 0;
     unw_context_t uc;
-    unw_cursor_t cursor;
-    walk_t w;
-    memset(&w, 0, sizeof w);
-    w.uc = &uc;
-    if (unw_getcontext(&uc) != 0 || unw_init_remote(&cursor, self_as, &w) != 0) return 0;
-    size_t depth = 0;
-    bool leading = true;                 /* still in the agent's own frames */
-    for (unsigned steps = 0; steps < AGENT_MAX_FRAMES + 8 && depth < max; steps++) {
-        unw_word_t ip;
-        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) != 0 || ip == 0) break;
-        if (!(leading && is_own((uint64_t)ip))) {
-            leading = false;
-            pcs[depth++] = (uint64_t)ip;
-        }
-        if (unw_step(&cursor) <= 0) break;
-    }
-    return depth;
+    if (unw_getcontext(&uc) != 0) return 0;
+    return walk(&uc, pcs, max);
 }
 
 /* close_validation_pipe: runs init, which makes libunwind initialise, and
@@ -394,7 +619,11 @@ static void create_self_as(void)
     };
     unw_addr_space_t as = unw_create_addr_space(&accessors, 0);
     if (!as) return;
-    unw_set_caching_policy(as, UNW_CACHE_GLOBAL);
+    /* "Per thread": in Debian's build (no per-thread cache compiled in)
+     * libunwind then uses its one cache without its lock, which blocks
+     * every signal (a program single-stepping itself would die of the
+     * SIGTRAP); the local address space ran that way before. */
+    unw_set_caching_policy(as, UNW_CACHE_PER_THREAD);
     /* libunwind initialises (and opens its pipe) at its first cursor. */
     unw_context_t uc;
     unw_cursor_t cursor;
