@@ -360,6 +360,7 @@ static bool is_own(uint64_t pc)
  * rsp or rbp plus an offset, the return address at CFA - 8, and the
  * caller's rbp either unchanged or saved at CFA + an offset. */
 enum { R_NONE = 0, R_STD = 1, R_END = 2, R_SLOW = 3 };
+#define R_NOINFO 4u                      /* R_SLOW: no unwind info at all */
 #define R_KIND(r) ((unsigned)((r) & 3))
 #define R_CFA_RBP 4u                     /* CFA from rbp (else rsp) */
 #define R_RBP_SAVED 8u                   /* caller's rbp at CFA + rbp_off */
@@ -437,7 +438,7 @@ static uint64_t probe_recipe(uint64_t addr)
     memset(&w, 0, sizeof w);
     w.uc = &uc;
     w.probe = true;
-    if (!has_fde(&w, addr)) return R_SLOW;
+    if (!has_fde(&w, addr)) return R_SLOW | R_NOINFO;
     unw_cursor_t c;
     if (unw_init_remote(&c, self_as, &w) != 0) return R_SLOW;
     int ret = unw_step(&c);
@@ -488,6 +489,45 @@ static bool sigreturn_step(walk_t *w, uint64_t *ip, uint64_t *sp, uint64_t *bp)
         return false;
     *ip = nip;
     *sp = nsp;
+    *bp = nbp;
+    return true;
+}
+
+/* is_code: addr lies in an executable segment of a loaded object. */
+static int find_code(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    uintptr_t a = *(const uintptr_t *)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && a >= lo && a < lo + ph->p_memsz) return 1;
+    }
+    return 0;
+}
+
+static bool is_code(uint64_t addr)
+{
+    uintptr_t a = (uintptr_t)addr;
+    return dl_iterate_phdr(find_code, &a) != 0;
+}
+
+/* FP_SPAN: how far above the stack pointer a frame pointer may be. */
+#define FP_SPAN (1u << 20)
+
+/* fp_step: a frame without unwind info (-fno-asynchronous-unwind-tables,
+ * hand-written assembly): the frame-pointer chain, if it has one: rbp
+ * within FP_SPAN above sp, the caller's rbp at [rbp], a return address at
+ * [rbp + 8] that lies in a loaded object's code. Every read checked; a
+ * frame that fails any test ends the stack. @return success. */
+static bool fp_step(walk_t *w, uint64_t *ip, uint64_t *sp, uint64_t *bp)
+{
+    uint64_t b = *bp, ra, nbp;
+    if (b < *sp || b - *sp > FP_SPAN || (b & 7)) return false;
+    if (!read_word(w, (uintptr_t)(b + 8), &ra) || !read_word(w, (uintptr_t)b, &nbp) || !is_code(ra))
+        return false;
+    *ip = ra;
+    *sp = b + 16;
     *bp = nbp;
     return true;
 }
@@ -544,7 +584,8 @@ static size_t walk(const unw_context_t *uc, uint64_t *pcs, size_t max)
             if (sigreturn_step(&w, &ip, &sp, &bp)) {
                 key = ip;                /* interrupted, not called: ip itself */
             } else {
-                if (!slow_step(&w, key, &ip, &sp, &bp) || sp <= osp) break;
+                bool stepped = (r & R_NOINFO) ? fp_step(&w, &ip, &sp, &bp) : slow_step(&w, key, &ip, &sp, &bp);
+                if (!stepped || sp <= osp) break;
                 key = ip - 1;
             }
             if (ip < 0x4000) break;

@@ -5,7 +5,7 @@
 
 FDS_CFLAGS := -std=gnu11 -O1 -g -pthread -Wall -Wextra -I. -Itests/integration/progs
 
-$(BUILD)/progs/fds_nounwind.o: tests/integration/progs/fds_nounwind.c tests/integration/progs/fds_nounwind.h
+$(BUILD)/progs/fds_nounwind.o: tests/integration/progs/fds_nounwind.c tests/integration/progs/fds_nounwind.h tests/integration/safety_fds.mk
 	@mkdir -p $(@D)
 	$(CC) $(FDS_CFLAGS) -fno-asynchronous-unwind-tables -fno-unwind-tables -fno-omit-frame-pointer -c $< -o $@
 

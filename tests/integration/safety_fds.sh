@@ -84,6 +84,20 @@ for interval in 1000 0.1; do
     done
 done
 
+# The rate-1 profile's stacks go through the frames without unwind info
+# (their frame-pointer chain) up to deep() and main().
+prof=$(ls "$T"/daemon.1000.1/out/heap.*.exit.pb.gz 2>/dev/null | head -1)
+if [ -n "$prof" ] && command -v go >/dev/null; then
+    traces=$(go tool pprof -traces -sample_index=alloc_space "$prof" 2>/dev/null)
+    if echo "$traces" | awk '/^-+\+/{blk=""} {blk=blk" "$NF} /main$/ && blk ~ /fds_nounwind_alloc .*deep .*main/ {found=1} END{exit !found}'; then
+        ok "fds_daemon rate 1: stacks run from fds_nounwind_alloc (no unwind tables) through deep to main"
+    else
+        not_ok "fds_daemon rate 1: stacks run from fds_nounwind_alloc (no unwind tables) through deep to main"
+    fi
+else
+    not_ok "fds_daemon rate 1: an exit profile and go tool pprof to read it"
+fi
+
 # --- HEAPWATCH_HTTP: the listener's number, taken back by the program -----------
 # safe_fds_http closes 3..1023, opens 8 files (one gets the listening
 # socket's number), binds the agent's port itself, forks; both processes
