@@ -2,46 +2,68 @@
  * stacks.c - call stacks of sampled allocations: captured with libunwind,
  * interned so that each distinct stack is stored once, never freed.
  *
- * Capture. libunwind walks the calling thread's stack, but never through
- * its local address space: Debian's libunwind (1.6.2, built with
- * CONSERVATIVE_CHECKS) validates, in local mode, every address of an
- * unw_step that misses its cache and every frame it guessed (code without
- * unwind tables: -fno-asynchronous-unwind-tables, hand-written assembly,
- * JIT) by reading and writing one byte through a pipe it keeps in two
- * static descriptor numbers, and when that read fails it closes both
- * numbers and makes a new pipe. A program that closed its descriptors
- * (daemons close 3..1023) and reused the numbers then has its own files
- * read, closed and replaced under it: its writes fail with EBADF.
- * So the walk is "remote" unwinding of this very process, through our own
- * accessors (libunwind-x86_64's documented unw_create_addr_space /
- * unw_init_remote API, the one libunwind-ptrace uses); libunwind validates
- * only its local address space, so the pipe is never reached:
- *  - registers come from unw_getcontext at the capture;
- *  - find_proc_info finds the loaded object that holds an ip
- *    (dl_iterate_phdr, as libunwind's local mode does) and lets libunwind
- *    binary-search its .eh_frame_hdr table; those tables' segment is then
- *    read directly;
- *  - every other read (stack slots, code at an ip, a guessed frame
- *    pointer) goes through process_vm_readv on this process, which fails
- *    with EFAULT instead of faulting, once per page and walk: later reads
- *    of a page this walk has read are direct. A frame without unwind info
- *    is guessed by libunwind's own frame-chain heuristic (an rbp above the
- *    CFA by at most 16 KiB), every read checked; a bad guess ends the walk.
- *  No descriptor is used or kept: libunwind still opens its pipe once when
- *  it initialises (at agent start); close_validation_pipe closes it right
- *  away, only after checking (a probe pipe before, then fstat/F_GETFL/
- *  F_GETFD) that the two numbers are that new pipe, and since local
- *  validation is never reached libunwind never touches those numbers again.
- * Bounds: AGENT_MAX_FRAMES + 8 steps; 16 checked pages and 4 unwind-table
- * segments remembered per walk. Costs: libunwind's global register-state
- * cache (its per-thread cache is not built in Debian's package) takes a
- * mutex with all signals blocked per step, and the first read of each stack
- * page is a system call: about 12 us per captured stack, against about
- * 1 us for the local fast tracer this replaces; at the default rate (one
- * stack per 512 KiB allocated) that is invisible, at HEAPWATCH_RATE=1 it is
- * the cost of the profile. Without process_vm_readv (seccomp, a kernel
- * without CONFIG_CROSS_MEMORY_ATTACH) stacks end at the first frame whose
- * saved registers live on the stack: short stacks, never a fault.
+ * Capture, and why not libunwind's local unwinder. Debian's libunwind
+ * (1.6.2, built with CONSERVATIVE_CHECKS) validates, in its local address
+ * space, every address of an unw_step that misses its cache and every
+ * frame it guessed (code without unwind tables: -fno-asynchronous-unwind-
+ * tables, hand-written assembly, JIT) by reading and writing one byte
+ * through a pipe kept in two static descriptor numbers, and when that read
+ * fails it closes both numbers and makes a new pipe. A program that closed
+ * its descriptors (daemons close 3..1023, shells `exec 3>file`) and reused
+ * the numbers had its own files read, closed and replaced: its writes
+ * failed with EBADF. So libunwind never runs in its local address space
+ * here: we give it our own (libunwind-x86_64's unw_create_addr_space /
+ * unw_init_remote, the API libunwind-ptrace uses), whose accessors read
+ * this process, and libunwind validates only its local space.
+ *  - Reads. Unwind tables (.eh_frame_hdr, .eh_frame) of the object that
+ *    find_proc_info found (dl_iterate_phdr, as libunwind's local mode
+ *    does) are read directly; any other word (stack slots, code at an ip,
+ *    a frame pointer) through process_vm_readv on this process, which
+ *    fails with EFAULT instead of faulting, once per page and walk (later
+ *    reads of that page are direct; 16 pages remembered). No descriptor.
+ *  - Recipes (the fast path). Like libunwind's own fast tracer, the walk
+ *    caches per lookup address how to leave a frame: the CFA as rsp or rbp
+ *    plus an offset, the return address at CFA - 8, the caller's rbp
+ *    unchanged or at CFA plus an offset. A missing recipe is learnt by a
+ *    probe: libunwind takes one step from a fake frame whose rsp and rbp
+ *    point into two fake regions never read (access_mem makes up each word
+ *    there as its own address plus FAKE_MARK), and where it found the CFA,
+ *    the return address and rbp tells the recipe; any other rule (a CFA
+ *    expression, another base register) makes the frame R_SLOW. Recipes
+ *    live in a lock-free table (RCACHE_BITS, 4 ways; a slot holds key xor
+ *    recipe beside the recipe, so a half-written slot reads as a miss), so
+ *    a stack whose recipes are known takes no lock and blocks no signal
+ *    (a program that single-steps itself, tests/integration/progs/
+ *    life_step, dies if SIGTRAP is blocked across an allocation). Recipes
+ *    are never dropped: code unloaded and other code loaded at the same
+ *    address may get wrong stacks, never a bad read.
+ *  - Other frames. A signal trampoline (__restore_rt's code at the return
+ *    address) is left from the ucontext it returns to; a frame without
+ *    unwind info by its frame-pointer chain (rbp at most FP_SPAN = 1 MiB
+ *    above sp, the return address inside a loaded object's code: else the
+ *    stack ends there); any other frame by one libunwind step from rip, rsp
+ *    and rbp (what libunwind's fast tracer does for its uncacheable frames).
+ *  - libunwind's register-state cache is set "per thread": Debian's build
+ *    has no per-thread cache, and libunwind then uses its global cache
+ *    without taking its lock (which blocks every signal), as the local
+ *    address space did before; its unwind-info pool still takes a lock
+ *    (all signals blocked) on a miss, during probes only. Since that cache
+ *    is then unguarded, every libunwind call (probes, single steps) is made
+ *    under unwind_lock, only ever tried: a thread that finds it taken (by
+ *    another thread, or by the code its signal handler interrupted) ends
+ *    that stack at the frame it needed, and caches nothing for it.
+ *  - libunwind still opens its pipe once when it initialises (agent
+ *    start); close_validation_pipe closes it at once, only after checking
+ *    (a probe pipe just before, then fstat, F_GETFL, F_GETFD) that the two
+ *    numbers are that new pipe; libunwind never touches them again since
+ *    its local validation is never reached.
+ * Bounds: AGENT_MAX_FRAMES + 8 frames per walk; 16384 recipes (256 KiB).
+ * Cost at HEAPWATCH_RATE=1, stacks of ~15 frames: about 1 us per stack
+ * more than libunwind's local fast tracer (two or three process_vm_readv
+ * calls); a frame whose recipe is R_SLOW costs a libunwind step each time.
+ * Without process_vm_readv (a seccomp filter that refuses it, a kernel
+ * without CONFIG_CROSS_MEMORY_ATTACH) stacks end at the first stack read:
+ * empty stacks, never a fault.
  * The innermost frames are the agent's own (the capture, the sampling slow
  * path, the interposed malloc); every leading frame whose address lies in
  * libheapwatch.so's executable segment is dropped, so pcs[0] is the return
@@ -134,6 +156,11 @@ typedef struct find_s {
 } find_t;
 
 static unw_addr_space_t self_as;         /* our address space (see top) */
+/* unwind_lock: one libunwind call at a time (its caches are not thread-
+ * safe the way we use them, see top). Only ever tried: a thread that finds
+ * it taken (another thread, or this one interrupted by a signal handler
+ * that allocates) ends its stack there instead of waiting. */
+static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Declared by libunwind's internal headers only; exported by
  * libunwind-x86_64.so (the table search its ptrace accessors use too). */
@@ -427,7 +454,17 @@ static bool has_fde(walk_t *w, uint64_t addr)
  * reading back where it found the CFA, the return address and rbp. A
  * frame whose rule is anything else (a signal trampoline, a CFA
  * expression, a register other than rsp/rbp, no unwind info) is R_SLOW. */
+static uint64_t probe_recipe_locked(uint64_t addr);
+
 static uint64_t probe_recipe(uint64_t addr)
+{
+    if (pthread_mutex_trylock(&unwind_lock) != 0) return R_NONE;
+    uint64_t r = probe_recipe_locked(addr);
+    pthread_mutex_unlock(&unwind_lock);
+    return r;
+}
+
+static uint64_t probe_recipe_locked(uint64_t addr)
 {
     unw_context_t uc;
     memset(&uc, 0, sizeof uc);
@@ -547,9 +584,11 @@ static bool slow_step(walk_t *w, uint64_t key, uint64_t *ip, uint64_t *sp, uint6
     w->uc = &uc;
     unw_cursor_t c;
     unw_word_t nip, nsp, nbp;
+    if (pthread_mutex_trylock(&unwind_lock) != 0) return false;
     bool ok = unw_init_remote(&c, self_as, w) == 0 && unw_step(&c) > 0 &&
               unw_get_reg(&c, UNW_REG_IP, &nip) == 0 && unw_get_reg(&c, UNW_X86_64_RSP, &nsp) == 0 &&
               unw_get_reg(&c, UNW_X86_64_RBP, &nbp) == 0;
+    pthread_mutex_unlock(&unwind_lock);
     w->uc = saved;
     if (!ok) return false;
     *ip = nip;
@@ -576,6 +615,7 @@ static size_t walk(const unw_context_t *uc, uint64_t *pcs, size_t max)
         uint64_t r = rcache_get(key);
         if (r == R_NONE) {
             r = probe_recipe(key);
+            if (r == R_NONE) break;      /* libunwind busy: the stack ends here */
             rcache_put(key, r);
         }
         if (R_KIND(r) == R_END) break;
@@ -838,5 +878,6 @@ void agent_stacks_postfork_parent(void)
 
 void agent_stacks_postfork_child(void)
 {
+    pthread_mutex_init(&unwind_lock, NULL);   /* its holder did not fork with us */
     for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
 }
