@@ -17,10 +17,15 @@
  * this process, and libunwind validates only its local space.
  *  - Reads. Unwind tables (.eh_frame_hdr, .eh_frame) of the object that
  *    find_proc_info found (dl_iterate_phdr, as libunwind's local mode
- *    does) are read directly; any other word (stack slots, code at an ip,
- *    a frame pointer) through process_vm_readv on this process, which
- *    fails with EFAULT instead of faulting, once per page and walk (later
- *    reads of that page are direct; 16 pages remembered). No descriptor.
+ *    does) are read directly. So are the stack slots a recipe names while
+ *    the walk is "trusted": every step since the capture's own registers
+ *    came from DWARF (recipes, and signal frames, whose ucontext the
+ *    kernel wrote), the trust libunwind's local fast tracer gave its
+ *    cached frames. Every other word (after a frame-pointer guess or a
+ *    libunwind step, code at an ip, libunwind's own reads) goes through
+ *    process_vm_readv on this process, which fails with EFAULT instead of
+ *    faulting, once per page and walk (later reads of that page are
+ *    direct; 16 pages remembered). No descriptor.
  *  - Recipes (the fast path). Like libunwind's own fast tracer, the walk
  *    caches per lookup address how to leave a frame: the CFA as rsp or rbp
  *    plus an offset, the return address at CFA - 8, the caller's rbp
@@ -58,12 +63,12 @@
  *    numbers are that new pipe; libunwind never touches them again since
  *    its local validation is never reached.
  * Bounds: AGENT_MAX_FRAMES + 8 frames per walk; 16384 recipes (256 KiB).
- * Cost at HEAPWATCH_RATE=1, stacks of ~15 frames: about 1 us per stack
- * more than libunwind's local fast tracer (two or three process_vm_readv
- * calls); a frame whose recipe is R_SLOW costs a libunwind step each time.
- * Without process_vm_readv (a seccomp filter that refuses it, a kernel
- * without CONFIG_CROSS_MEMORY_ATTACH) stacks end at the first stack read:
- * empty stacks, never a fault.
+ * Cost: a stack whose recipes are known costs what libunwind's fast tracer
+ * did (a table lookup and one or two loads per frame); a frame whose
+ * recipe is R_SLOW costs a libunwind step each time, and every frame after
+ * a guess a system call per new page. Without process_vm_readv (a seccomp
+ * filter that refuses it, a kernel without CONFIG_CROSS_MEMORY_ATTACH),
+ * stacks end at the first frame that needs a checked read; never a fault.
  * The innermost frames are the agent's own (the capture, the sampling slow
  * path, the interposed malloc); every leading frame whose address lies in
  * libheapwatch.so's executable segment is dropped, so pcs[0] is the return
@@ -145,6 +150,7 @@ typedef struct walk_s {
     unsigned ngood;
     pid_t pid;                           /* 0 until the first checked read */
     bool probe;                          /* a probe: stack reads are synthetic */
+    bool trusted;                        /* every step so far by a recipe */
 } walk_t;
 
 /* find_s: dl_iterate_phdr's search for the object that holds an ip. */
@@ -230,6 +236,17 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int
 static bool in_fake(uint64_t a, uint64_t base)
 {
     return a >= base - FAKE_SPAN && a < base + FAKE_SPAN;
+}
+
+/* stack_word: a word the current recipe says is on the stack: read
+ * directly while the walk is trusted (see top), else as read_word. */
+static bool stack_word(walk_t *w, uintptr_t a, uint64_t *val)
+{
+    if (w->trusted) {
+        memcpy(val, (const void *)a, sizeof *val);
+        return true;
+    }
+    return read_word(w, a, val);
 }
 
 /* read_word: the word at a, or false when it cannot be read (never a
@@ -520,9 +537,9 @@ static bool sigreturn_step(walk_t *w, uint64_t *ip, uint64_t *sp, uint64_t *bp)
     if (code0 != 0x0f0000000fc0c748ull || (code1 & 0xff) != 0x05) return false;
     uint64_t gregs = *sp + offsetof(ucontext_t, uc_mcontext.gregs);
     uint64_t nip, nsp, nbp;
-    if (!read_word(w, (uintptr_t)(gregs + 8 * REG_RIP), &nip) ||
-        !read_word(w, (uintptr_t)(gregs + 8 * REG_RSP), &nsp) ||
-        !read_word(w, (uintptr_t)(gregs + 8 * REG_RBP), &nbp))
+    if (!stack_word(w, (uintptr_t)(gregs + 8 * REG_RIP), &nip) ||
+        !stack_word(w, (uintptr_t)(gregs + 8 * REG_RSP), &nsp) ||
+        !stack_word(w, (uintptr_t)(gregs + 8 * REG_RBP), &nbp))
         return false;
     *ip = nip;
     *sp = nsp;
@@ -604,6 +621,7 @@ static size_t walk(const unw_context_t *uc, uint64_t *pcs, size_t max)
     walk_t w;
     memset(&w, 0, sizeof w);
     w.uc = uc;
+    w.trusted = true;
     uint64_t ip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
     uint64_t sp = (uint64_t)uc->uc_mcontext.gregs[REG_RSP];
     uint64_t bp = (uint64_t)uc->uc_mcontext.gregs[REG_RBP];
@@ -624,6 +642,7 @@ static size_t walk(const unw_context_t *uc, uint64_t *pcs, size_t max)
             if (sigreturn_step(&w, &ip, &sp, &bp)) {
                 key = ip;                /* interrupted, not called: ip itself */
             } else {
+                w.trusted = false;       /* a guess, or libunwind's: check every read from here */
                 bool stepped = (r & R_NOINFO) ? fp_step(&w, &ip, &sp, &bp) : slow_step(&w, key, &ip, &sp, &bp);
                 if (!stepped || sp <= osp) break;
                 key = ip - 1;
@@ -633,8 +652,8 @@ static size_t walk(const unw_context_t *uc, uint64_t *pcs, size_t max)
         }
         uint64_t cfa = ((r & R_CFA_RBP) ? bp : sp) + (uint64_t)R_CFA_OFF(r);
         uint64_t ra;
-        if (cfa <= sp || !read_word(&w, (uintptr_t)(cfa - 8), &ra)) break;
-        if ((r & R_RBP_SAVED) && !read_word(&w, (uintptr_t)(cfa + (uint64_t)R_RBP_OFF(r)), &bp)) break;
+        if (cfa <= sp || !stack_word(&w, (uintptr_t)(cfa - 8), &ra)) break;
+        if ((r & R_RBP_SAVED) && !stack_word(&w, (uintptr_t)(cfa + (uint64_t)R_RBP_OFF(r)), &bp)) break;
         sp = cfa;
         ip = ra;
         if (ip < 0x4000) break;          /* no code there: the end, or junk */
