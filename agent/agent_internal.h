@@ -422,8 +422,9 @@ static inline void agent_stack_read(agent_stack_t *s, agent_stack_totals_t *t)
     t->inuse_bytes = t->alloc_bytes - free_bytes;
 }
 
-/* agent_stacks_init: the table and libunwind's caching policy. @return 0,
- * or -1 when no memory (sampling then records empty stacks). */
+/* agent_stacks_init: the table, and libunwind's address space for this
+ * process (its init pipe closed: stacks.c). @return 0, or -1 when no
+ * memory (sampling then records empty stacks). */
 int agent_stacks_init(void);
 
 /* agent_stack_capture: unwinds the calling thread into pcs (at most max

@@ -56,7 +56,10 @@
  *    is then unguarded, every libunwind call (probes, single steps) is made
  *    under unwind_lock, only ever tried: a thread that finds it taken (by
  *    another thread, or by the code its signal handler interrupted) ends
- *    that stack at the frame it needed, and caches nothing for it.
+ *    that stack at the frame it needed, and caches nothing for it. fork
+ *    tries it UNWIND_FORK_TRIES times; a child forked while another thread
+ *    held it never calls libunwind again (its locks may be held forever):
+ *    it unwinds with the recipes it inherited.
  *  - libunwind still opens its pipe once when it initialises (agent
  *    start); close_validation_pipe closes it at once, only after checking
  *    (a probe pipe just before, then fstat, F_GETFL, F_GETFD) that the two
@@ -90,7 +93,9 @@
  * (table full, no memory) are counted there rather than lost.
  *
  * Lock order: a stripe lock, then the arena's (records and table growth
- * allocate under it). fork: prefork takes every stripe in index order.
+ * allocate under it); unwind_lock is taken with no other (capture runs
+ * before interning). fork: prefork takes every stripe in index order, then
+ * tries unwind_lock (see Capture).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -99,6 +104,7 @@
 #include <link.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -167,6 +173,8 @@ static unw_addr_space_t self_as;         /* our address space (see top) */
  * it taken (another thread, or this one interrupted by a signal handler
  * that allocates) ends its stack there instead of waiting. */
 static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool unwind_held_at_fork;         /* prefork got unwind_lock */
+static bool unwind_off;                  /* a child forked while libunwind ran: never again */
 
 /* Declared by libunwind's internal headers only; exported by
  * libunwind-x86_64.so (the table search its ptrace accessors use too). */
@@ -475,7 +483,7 @@ static uint64_t probe_recipe_locked(uint64_t addr);
 
 static uint64_t probe_recipe(uint64_t addr)
 {
-    if (pthread_mutex_trylock(&unwind_lock) != 0) return R_NONE;
+    if (unwind_off || pthread_mutex_trylock(&unwind_lock) != 0) return R_NONE;
     uint64_t r = probe_recipe_locked(addr);
     pthread_mutex_unlock(&unwind_lock);
     return r;
@@ -597,11 +605,11 @@ static bool slow_step(walk_t *w, uint64_t key, uint64_t *ip, uint64_t *sp, uint6
     uc.uc_mcontext.gregs[REG_RIP] = (greg_t)key;
     uc.uc_mcontext.gregs[REG_RSP] = (greg_t)*sp;
     uc.uc_mcontext.gregs[REG_RBP] = (greg_t)*bp;
+    if (unwind_off || pthread_mutex_trylock(&unwind_lock) != 0) return false;
     const unw_context_t *saved = w->uc;
     w->uc = &uc;
     unw_cursor_t c;
     unw_word_t nip, nsp, nbp;
-    if (pthread_mutex_trylock(&unwind_lock) != 0) return false;
     bool ok = unw_init_remote(&c, self_as, w) == 0 && unw_step(&c) > 0 &&
               unw_get_reg(&c, UNW_REG_IP, &nip) == 0 && unw_get_reg(&c, UNW_X86_64_RSP, &nsp) == 0 &&
               unw_get_reg(&c, UNW_X86_64_RBP, &nbp) == 0;
@@ -877,6 +885,7 @@ int agent_stacks_init(void)
     for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
     dl_iterate_phdr(find_own_segment, (void *)(uintptr_t)agent_stack_capture);
     close_validation_pipe(create_self_as);
+    if (!self_as) agent_log("heapwatch: libunwind could not be set up; sampled allocations get no stack\n");
     /* Record 0: the empty stack. */
     if (!new_record(NULL, 0, 0)) return -1;
     for (unsigned i = 0; i < STRIPES; i++)
@@ -885,18 +894,33 @@ int agent_stacks_init(void)
     return 0;
 }
 
+/* UNWIND_FORK_TRIES: how many times prefork tries unwind_lock (a few
+ * milliseconds at most; never waits on it: the forking thread may be a
+ * signal handler that interrupted a libunwind call). */
+#define UNWIND_FORK_TRIES 1000
+
 void agent_stacks_prefork(void)
 {
     for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
+    unwind_held_at_fork = false;
+    for (unsigned t = 0; t < UNWIND_FORK_TRIES && !unwind_held_at_fork; t++) {
+        unwind_held_at_fork = pthread_mutex_trylock(&unwind_lock) == 0;
+        if (!unwind_held_at_fork) sched_yield();
+    }
 }
 
 void agent_stacks_postfork_parent(void)
 {
+    if (unwind_held_at_fork) pthread_mutex_unlock(&unwind_lock);
     for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
 }
 
 void agent_stacks_postfork_child(void)
 {
-    pthread_mutex_init(&unwind_lock, NULL);   /* its holder did not fork with us */
+    /* A child forked while another thread was inside libunwind inherits
+     * its locks and caches mid-update: it uses the recipes it has, and
+     * libunwind never again (stacks end at a frame with no recipe). */
+    if (!unwind_held_at_fork) unwind_off = true;
+    pthread_mutex_init(&unwind_lock, NULL);
     for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
 }
