@@ -575,7 +575,8 @@ void agent_watch_last(double *objects_rate, double *bytes_rate, int *level);
 
 /* agent_spawn_thread: a detached agent thread running fn(NULL), with
  * every signal blocked (the host's signals are never delivered to it) and
- * a 256 KiB stack. @return 0 or the pthread_create error. */
+ * a 256 KiB stack, that names itself name (static storage; no descriptor
+ * opened). @return 0, ENOMEM or the pthread_create error. */
 int agent_spawn_thread(void *(*fn)(void *), const char *name);
 
 /* agent_http_start: binds host:port and starts the server thread (a

@@ -498,8 +498,32 @@ static void *background_main(void *arg)
     return NULL;
 }
 
+/* spawn_t: what a new agent thread runs and its name, handed over in
+ * arena memory that the thread frees. */
+typedef struct spawn_s {
+    void *(*fn)(void *);
+    const char *name;
+} spawn_t;
+
+/* spawn_main: names the thread itself (prctl on the calling thread: no
+ * /proc/self/task/<tid>/comm descriptor opened on the program's thread,
+ * which naming another thread needs), then runs its function. */
+static void *spawn_main(void *arg)
+{
+    spawn_t s = *(spawn_t *)arg;
+    map_allocator_t a = map_arena_allocator();
+    a.free(a.ctx, arg);
+    pthread_setname_np(pthread_self(), s.name);
+    return s.fn(NULL);
+}
+
 int agent_spawn_thread(void *(*fn)(void *), const char *name)
 {
+    map_allocator_t a = map_arena_allocator();
+    spawn_t *s = a.alloc(a.ctx, sizeof *s);
+    if (!s) return ENOMEM;
+    s->fn = fn;
+    s->name = name;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -509,11 +533,11 @@ int agent_spawn_thread(void *(*fn)(void *), const char *name)
     pthread_attr_setstacksize(&attr, 256 * 1024);
     pthread_t tid;
     agent_enter();
-    int err = pthread_create(&tid, &attr, fn, NULL);
+    int err = pthread_create(&tid, &attr, spawn_main, s);
     agent_leave();
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err == 0) pthread_setname_np(tid, name);
+    if (err != 0) a.free(a.ctx, s);
     return err;
 }
 
