@@ -2,7 +2,7 @@
 MODULES += agent
 agent_SRCS := $(sort $(wildcard agent/*.c))
 agent_DEPS := pprof
-agent_LIBS := -lunwind -lzstd -ldl -lpthread
+agent_LIBS := -lunwind-x86_64 -lunwind -lzstd -ldl -lpthread
 # No SLP vectorisation: it turns the hot path's two counter increments
 # into SSE loads, adds and stores, longer than two `add` to memory.
 agent_CPPFLAGS := -fno-tree-slp-vectorize

@@ -457,8 +457,9 @@ static inline void agent_stack_read(agent_stack_t *s, agent_stack_totals_t *t)
     t->inuse_bytes = t->alloc_bytes - free_bytes;
 }
 
-/* agent_stacks_init: the table and libunwind's caching policy. @return 0,
- * or -1 when no memory (sampling then records empty stacks). */
+/* agent_stacks_init: the table, and libunwind's address space for this
+ * process (its init pipe closed: stacks.c). @return 0, or -1 when no
+ * memory (sampling then records empty stacks). */
 int agent_stacks_init(void);
 
 /* agent_stack_capture: unwinds the calling thread into pcs (at most max
@@ -635,7 +636,8 @@ void agent_watch_last(double *objects_rate, double *bytes_rate, int *level);
 
 /* agent_spawn_thread: a detached agent thread running fn(NULL), with
  * every signal blocked (the host's signals are never delivered to it) and
- * a 256 KiB stack. @return 0 or the pthread_create error. */
+ * a 256 KiB stack, that names itself name (static storage; no descriptor
+ * opened). @return 0, ENOMEM or the pthread_create error. */
 int agent_spawn_thread(void *(*fn)(void *), const char *name);
 
 /* agent_http_start: binds host:port and starts the server thread (a
@@ -857,6 +859,23 @@ void agent_buf_str_escaped(agent_buf_t *b, const char *s, size_t max);
 void agent_buf_json_key(agent_buf_t *b, const char *key, bool pretty);
 /* agent_buf_json_u64: a member with an unsigned number. */
 void agent_buf_json_u64(agent_buf_t *b, const char *key, uint64_t v, bool pretty);
+
+/* agent_fd_t: a descriptor the agent opened, with the file it was then
+ * (fds.c: checked before every use, never closed once the program took
+ * the number back). */
+typedef struct agent_fd_s {
+    int fd;                  /* -1: none */
+    dev_t dev;
+    ino_t ino;
+} agent_fd_t;
+
+/* agent_fd_open: opens path with flags | O_CLOEXEC and records the file.
+ * @return success (errno set on failure). */
+bool agent_fd_open(agent_fd_t *f, const char *path, int flags);
+/* agent_fd_ours: f's number still holds that file, close-on-exec. */
+bool agent_fd_ours(const agent_fd_t *f);
+/* agent_fd_close: closes f if still ours; f->fd becomes -1 either way. */
+void agent_fd_close(agent_fd_t *f);
 
 /* agent_write_all: writes everything, retrying on EINTR. @return 0 or -errno. */
 int agent_write_all(int fd, const void *data, size_t len);

@@ -724,10 +724,10 @@ static uint64_t advance(uint64_t deadline, uint64_t period, uint64_t now)
 static long live_threads(void)
 {
     char buf[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    agent_fd_t f;   /* checked before the read and the close (fds.c) */
+    if (!agent_fd_open(&f, "/proc/self/stat", O_RDONLY)) return 0;
+    ssize_t n = agent_fd_ours(&f) ? read(f.fd, buf, sizeof buf - 1) : -1;
+    agent_fd_close(&f);
     if (n <= 0) return 0;
     buf[n] = 0;
     const char *p = strrchr(buf, ')');   /* the command name may hold anything */
@@ -847,10 +847,34 @@ static void bg_stack_free(void)
     bg_stack = MAP_FAILED;
 }
 
+/* spawn_t: what a new agent thread runs and its name, handed over in
+ * arena memory that the thread frees. */
+typedef struct spawn_s {
+    void *(*fn)(void *);
+    const char *name;
+} spawn_t;
+
+/* spawn_main: names the thread itself (prctl on the calling thread: no
+ * /proc/self/task/<tid>/comm descriptor opened on the program's thread,
+ * which naming another thread needs), then runs its function. */
+static void *spawn_main(void *arg)
+{
+    spawn_t s = *(spawn_t *)arg;
+    map_allocator_t a = map_arena_allocator();
+    a.free(a.ctx, arg);
+    pthread_setname_np(pthread_self(), s.name);
+    return s.fn(NULL);
+}
+
 /* spawn: an agent thread running fn(NULL), every signal blocked in it;
  * joinable ones on a stack of their own (bg_stack) when possible. */
 static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t *out)
 {
+    map_allocator_t a = map_arena_allocator();
+    spawn_t *s = a.alloc(a.ctx, sizeof *s);
+    if (!s) return ENOMEM;
+    s->fn = fn;
+    s->name = name;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -868,7 +892,7 @@ static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
         if (bg_stack != MAP_FAILED && mprotect(bg_stack, page, PROT_NONE) == 0 &&
             pthread_attr_setstack(&attr, (char *)bg_stack + page, THREAD_STACK) == 0)
-            err = pthread_create(&tid, &attr, fn, NULL);
+            err = pthread_create(&tid, &attr, spawn_main, s);
         if (err) {
             /* Too small for a large static TLS, say: glibc's stack. */
             bg_stack_free();
@@ -877,14 +901,12 @@ static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t
             pthread_attr_setstacksize(&attr, THREAD_STACK);
         }
     }
-    if (err) err = pthread_create(&tid, &attr, fn, NULL);
+    if (err) err = pthread_create(&tid, &attr, spawn_main, s);
     agent_leave();
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err == 0) {
-        pthread_setname_np(tid, name);
-        if (out) *out = tid;
-    }
+    if (err != 0) a.free(a.ctx, s);
+    else if (out) *out = tid;
     return err;
 }
 

@@ -35,9 +35,12 @@
  * - Every descriptor is close-on-exec; a forked child closes the listening
  *   socket (only the process that bound the port serves it).
  * - The program may close or dup2 over the listening descriptor (daemons
- *   close every descriptor): before each accept the descriptor must still
- *   be the socket that was bound (same inode), else the server stops for
- *   good rather than accept on a socket of the program's.
+ *   close every descriptor): before each accept (and at least once a
+ *   second) the descriptor must still be the socket that was bound (same
+ *   device and inode, still close-on-exec), else the server stops for good
+ *   rather than accept on a socket of the program's, and never closes that
+ *   number (not in a forked child either). A client's socket is checked
+ *   the same way (agent_fd_ours) before every recv, send and its close.
  * - A numeric host (or "localhost") is bound before the program's main
  *   runs, so the port answers as soon as the program starts and a busy
  *   port is reported up front; a name is resolved on the server thread,
@@ -69,7 +72,9 @@
 static char host[CONF_HOST_MAX];
 static uint16_t port;
 static int listen_fd = -1;
+static dev_t listen_dev;
 static ino_t listen_ino;
+static agent_fd_t client = { -1, 0, 0 };   /* the connection being served */
 static bool running;                       /* the server thread exists (atomic) */
 
 /* ------------------------------------------------------------------------ */
@@ -130,6 +135,7 @@ static int open_listener(void)
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         struct stat st;
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 16) == 0 && fstat(fd, &st) == 0) {
+            listen_dev = st.st_dev;
             listen_ino = st.st_ino;
             listen_fd = fd;
             err = 0;
@@ -155,7 +161,16 @@ static bool listen_now(void)
 static bool still_ours(void)
 {
     struct stat st;
-    return fstat(listen_fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == listen_ino;
+    if (listen_fd < 0 || fstat(listen_fd, &st) != 0) return false;
+    int fl = fcntl(listen_fd, F_GETFD);
+    return S_ISSOCK(st.st_mode) && st.st_dev == listen_dev && st.st_ino == listen_ino &&
+           fl >= 0 && (fl & FD_CLOEXEC);
+}
+
+/* client_ours: c is still the connection accepted (see top). */
+static bool client_ours(int c)
+{
+    return c == client.fd && agent_fd_ours(&client);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -191,7 +206,7 @@ static ssize_t read_request(int c, char *buf, size_t cap)
         struct pollfd p = { c, POLLIN, 0 };
         int n = poll(&p, 1, (int)(deadline - now));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
+        if (n <= 0 || !client_ours(c)) return -1;
         ssize_t r = recv(c, buf + len, cap - 1 - len, 0);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return -1;
@@ -287,6 +302,7 @@ static bool send_all(int c, const void *data, size_t len)
 {
     const char *p = data;
     while (len > 0) {
+        if (!client_ours(c)) return false;
         ssize_t w = send(c, p, len, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) return false;   /* gone, or SO_SNDTIMEO expired */
@@ -534,7 +550,7 @@ static bool read_body(int c, const request_t *r, char *mem)
         struct pollfd p = { c, POLLIN, 0 };
         int n = poll(&p, 1, (int)(deadline - now));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
+        if (n <= 0 || !client_ours(c)) return false;
         ssize_t got = recv(c, mem + have, (size_t)r->content_length - have, 0);
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) return false;
@@ -628,10 +644,10 @@ static void *server_main(void *arg)
     if (listen_fd < 0 && !listen_now()) goto out;
     for (;;) {
         struct pollfd p = { listen_fd, POLLIN, 0 };
-        int n = poll(&p, 1, -1);
+        int n = poll(&p, 1, 1000);   /* a timeout: notice a closed listener within a second */
         if (n < 0 && errno != EINTR) break;
-        if (n <= 0) continue;
         if (!still_ours()) break;   /* closed or replaced by the program: never touch it again */
+        if (n <= 0) continue;
         int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (c < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -643,8 +659,16 @@ static void *server_main(void *arg)
             }
             continue;
         }
+        struct stat st;
+        if (fstat(c, &st) != 0) {
+            close(c);   /* just accepted: still ours */
+            continue;
+        }
+        client.fd = c;
+        client.dev = st.st_dev;
+        client.ino = st.st_ino;
         serve(c);
-        close(c);
+        agent_fd_close(&client);
     }
 out:
     __atomic_store_n(&running, false, __ATOMIC_RELAXED);
@@ -682,8 +706,9 @@ int agent_http_threads(void)
 void agent_http_postfork_child(void)
 {
     /* The server thread did not survive the fork; the port is the
-     * parent's. (Still ours in the child: nothing ran in between.) */
-    if (listen_fd >= 0) close(listen_fd);
+     * parent's. The parent may have closed and reused the number before
+     * forking: closed only if still the socket. */
+    if (still_ours()) close(listen_fd);
     listen_fd = -1;
     __atomic_store_n(&running, false, __ATOMIC_RELAXED);
 }

@@ -47,6 +47,29 @@ extern int (*PP_SEAM pp_sys_rename)(const char *from, const char *to);
  * @return 0, or the errno of the failure (ENOSPC for a write returning 0). */
 int pp_write_all(int fd, const void *buf, size_t n);
 
+/* pp_fd_t: a descriptor this module opened, with the file it was then.
+ * The program may close any descriptor at any time (daemons close
+ * 3..1023) and get the same number back for a file of its own: every
+ * read and the close go through pp_fd_ours first, so a number that now
+ * holds another file (device, inode) or lost its close-on-exec flag
+ * (dup2 clears it) is never read, written or closed, only forgotten. */
+typedef struct pp_fd_s {
+    int fd;                  /* -1: none */
+    dev_t dev;
+    ino_t ino;
+} pp_fd_t;
+
+/* pp_fd_open: opens path with flags | O_CLOEXEC. @return success (errno
+ * set on failure). */
+bool pp_fd_open(pp_fd_t *f, const char *path, int flags);
+
+/* pp_fd_ours: f's number still holds the file opened, close-on-exec. */
+bool pp_fd_ours(const pp_fd_t *f);
+
+/* pp_fd_close: closes f if it is still ours (else leaves the number to the
+ * program); f->fd becomes -1. */
+void pp_fd_close(pp_fd_t *f);
+
 /* pp_read_file: the whole of a (possibly /proc) file into a buffer from a;
  * *out is NUL-terminated. @return PPROF_OK or an error (errno mapped). */
 pprof_err_t pp_read_file(const map_allocator_t *a, const char *path,

@@ -174,10 +174,17 @@ static pprof_err_t add_line(pprof_builder_t *b, const maps_line_t *l, char *path
     } else if (l->ino != 0) {
         extra.start = l->start;
         extra.limit = l->end;
-        int fd = pp_open_mapping(&extra, pathbuf);
-        if (fd >= 0) {
-            if (!pp_elf_build_id_fd(fd, hex)) hex[0] = '\0';
-            close(fd);
+        pp_fd_t f = { pp_open_mapping(&extra, pathbuf), 0, 0 };
+        struct stat st;
+        if (f.fd >= 0 && fstat(f.fd, &st) == 0) {
+            f.dev = st.st_dev;
+            f.ino = st.st_ino;
+            /* A number the program took back meanwhile is neither trusted
+             * (its bytes are not this mapping's) nor closed. */
+            if (!pp_elf_build_id_fd(f.fd, hex) || !pp_fd_ours(&f)) hex[0] = '\0';
+            pp_fd_close(&f);
+        } else if (f.fd >= 0) {
+            close(f.fd);   /* fstat failed just after the open: still ours */
         }
     }
     pprof_mapping_t m = { l->start, l->end, l->offset, pathbuf, hex };

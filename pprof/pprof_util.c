@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdio.h>   /* rename() only: nothing here uses FILE or printf */
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pprof/pprof_internal.h"
@@ -90,15 +91,46 @@ int pp_write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
+bool pp_fd_open(pp_fd_t *f, const char *path, int flags)
+{
+    f->fd = pp_sys_open(path, flags | O_CLOEXEC, 0);
+    if (f->fd < 0) return false;
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) {
+        int e = errno;
+        close(f->fd);   /* nothing ran in between: still ours */
+        f->fd = -1;
+        errno = e;
+        return false;
+    }
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    return true;
+}
+
+bool pp_fd_ours(const pp_fd_t *f)
+{
+    struct stat st;
+    if (f->fd < 0 || fstat(f->fd, &st) != 0) return false;
+    int fl = fcntl(f->fd, F_GETFD);
+    return st.st_dev == f->dev && st.st_ino == f->ino && fl >= 0 && (fl & FD_CLOEXEC);
+}
+
+void pp_fd_close(pp_fd_t *f)
+{
+    if (pp_fd_ours(f)) close(f->fd);
+    f->fd = -1;
+}
+
 pprof_err_t pp_read_file(const map_allocator_t *a, const char *path,
                          char **out, size_t *len)
 {
-    int fd = pp_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) return pp_errno_to_err(errno);
+    pp_fd_t f;
+    if (!pp_fd_open(&f, path, O_RDONLY)) return pp_errno_to_err(errno);
     size_t cap = 16384, n = 0;
     char *buf = a->alloc(a->ctx, cap);
     if (!buf) {
-        close(fd);
+        pp_fd_close(&f);
         return PPROF_ERR_NOMEM;
     }
     for (;;) {
@@ -106,7 +138,7 @@ pprof_err_t pp_read_file(const map_allocator_t *a, const char *path,
             char *nb = a->alloc(a->ctx, cap * 2);
             if (!nb) {
                 a->free(a->ctx, buf);
-                close(fd);
+                pp_fd_close(&f);
                 return PPROF_ERR_NOMEM;
             }
             memcpy(nb, buf, n);
@@ -114,18 +146,18 @@ pprof_err_t pp_read_file(const map_allocator_t *a, const char *path,
             buf = nb;
             cap *= 2;
         }
-        ssize_t r = read(fd, buf + n, cap - n - 1);
+        ssize_t r = pp_fd_ours(&f) ? read(f.fd, buf + n, cap - n - 1) : (errno = EBADF, -1);
         if (r < 0) {
             if (errno == EINTR) continue;
             int e = errno;
             a->free(a->ctx, buf);
-            close(fd);
+            pp_fd_close(&f);
             return pp_errno_to_err(e);
         }
         if (r == 0) break;
         n += (size_t)r;
     }
-    close(fd);
+    pp_fd_close(&f);
     buf[n] = '\0';
     *out = buf;
     *len = n;
