@@ -17,7 +17,7 @@ TEST_PREREQS += $(BUILD)/libheapwatch.so
 
 # Unit tests link the pure parts only: the shim would interpose malloc in
 # the test binary, and core.c's constructor would start the agent in it.
-agent_TEST_SRCS := $(filter agent/conf.c agent/out.c agent/alert.c agent/timeline.c,$(agent_SRCS))
+agent_TEST_SRCS := $(filter agent/conf.c agent/out.c agent/fds.c agent/alert.c agent/timeline.c,$(agent_SRCS))
 
 # Test programs run under the agent (plain builds: no sanitizer under LD_PRELOAD).
 AGENT_PROGS := $(BUILD)/progs/agent_truth $(BUILD)/progs/agent_truth_cxx $(BUILD)/progs/agent_fork \

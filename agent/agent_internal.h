@@ -900,23 +900,33 @@ void agent_log_remember_stderr(void);
  *   close-on-exec set, owned by us. @return 0, -EBADF or -ESTALE.
  * agent_write_at: dirfd/name appears whole with data, or not at all; an
  *   existing name is never replaced (-EEXIST). @return 0 or -errno.
- * Descriptors (out.c's design comment): every descriptor the agent opens
+ * Descriptors (fds.c's design comment): every descriptor the agent opens
  * goes through these, so that none it closes is the program's.
  * agent_fd_claimat: openat(dirfd, name, flags | O_CLOEXEC, mode), claimed:
  *   moved to a high number, its identity (device, inode: of the file the
  *   name leads to) recorded; @return it or -errno (-ESTALE: the program
  *   took the number meanwhile; nothing of ours is left open).
  * agent_fd_claim: the same for a descriptor just returned by socket or
- *   accept (its identity: what it holds now).
+ *   accept (its identity: what it holds now); passes a negative fd on.
  * agent_fd_release: closes a claimed descriptor if it still holds its file;
  *   otherwise only forgets it.
- * agent_fd_forget: forgets a claimed descriptor, never closing it. */
+ * agent_fd_forget: forgets a claimed descriptor, never closing it.
+ * agent_fds_private: gives the calling agent thread a descriptor table of
+ *   its own, empty (close_range(CLOSE_RANGE_UNSHARE)): nothing it opens or
+ *   closes can then meet the program's numbers. @return false when the
+ *   kernel refused (the thread goes on in the shared table, with claims).
+ * agent_fds_are_private: the calling thread has such a table. */
 int agent_fd_claimat(int dirfd, const char *name, int flags, mode_t mode);
 int agent_fd_claim(int fd);
 void agent_fd_release(int fd);
 void agent_fd_forget(int fd);
+bool agent_fds_private(void);
+bool agent_fds_are_private(void);
 int agent_outdir_init(const char *path, char *why, size_t whycap);
 int agent_outdir_fd(char *why, size_t whycap);
+/* agent_outdir_drop: closes this table's handle of the directory (the end
+ * of a round of output: no descriptor of ours stays in the program's). */
+void agent_outdir_drop(void);
 int agent_tmp_create(int dirfd, const char *name, char *tmp, size_t cap);
 int agent_publish_at(int dirfd, const char *tmp, const char *name);
 int agent_file_check(int fd, dev_t dev, ino_t ino);

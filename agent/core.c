@@ -158,6 +158,15 @@ static int own_pid;                        /* getpid() at init and after fork */
 static bool out_dir_ok = true;             /* false: no output for this process */
 static int exiting;                        /* exit output started (atomic; read under work_lock) */
 static pthread_mutex_t work_lock = PTHREAD_MUTEX_INITIALIZER;  /* one output job at a time */
+
+/* work_unlock: the end of a round of output: the output directory's
+ * descriptor is closed (none of ours stays in the program's table between
+ * rounds), then the work lock is let go. */
+static void work_unlock(void)
+{
+    agent_outdir_drop();
+    pthread_mutex_unlock(&work_lock);
+}
 static sem_t wake;                         /* posted to wake the background thread */
 static bool wake_ok;
 static int profile_requested;              /* HEAPWATCH_SIGNAL arrived (atomic) */
@@ -629,7 +638,7 @@ int agent_output_profile_fd(const char *reason, char *name, size_t cap, int *fd)
     pthread_mutex_lock(&work_lock);
     bool over = __atomic_load_n(&exiting, __ATOMIC_ACQUIRE);
     if (!over) write_profile_fd(reason, name, cap, fd);
-    pthread_mutex_unlock(&work_lock);
+    work_unlock();
     if (over) return -ESHUTDOWN;
     if (!name[0] || *fd < 0) return -EIO;
     return 0;
@@ -740,17 +749,14 @@ static long live_threads(void)
     return strtol(p, NULL, 10) - (leader_gone ? 1 : 0);
 }
 
-/* exit_if_alone: the program's threads have all ended (main called
- * pthread_exit and the others returned); only this thread (and the HTTP
- * server's, when there is one) keeps the process alive. glibc would now
- * call exit(0): do so on its behalf, outside the agent so that what the
- * exit handlers allocate is the program's. */
-static void exit_if_alone(void)
+/* program_threads_gone: the program's threads have all ended (main
+ * called pthread_exit and the others returned); only the agent's own
+ * (`agent_threads` of them, and the HTTP server's) keep the process
+ * alive. glibc would now call exit(0): the background thread does so on
+ * its behalf (background_main). */
+static bool program_threads_gone(long agent_threads)
 {
-    if (live_threads() != 1 + agent_http_threads()) return;
-    pthread_mutex_unlock(&work_lock);
-    agent_leave();
-    exit(0);
+    return live_threads() == agent_threads + agent_http_threads();
 }
 
 /* start_watch: the first base of the growth rates, at start (and in a
@@ -763,7 +769,7 @@ static void start_watch(uint64_t now)
         snapshot(&c);
         agent_watch_start(&c, now);
     }
-    pthread_mutex_unlock(&work_lock);
+    work_unlock();
 }
 
 /* next_due: the earliest deadline (under work_lock, or before the thread). */
@@ -790,13 +796,19 @@ static void arm_ticks(uint64_t due)
 }
 
 /* run_due_jobs: the signal profile, snapshot and periodic profile due at
- * `now` (under work_lock, not exiting), on the background thread or on an
- * allocating one. */
-static void run_due_jobs(uint64_t now, bool on_thread)
+ * `now` (under work_lock, not exiting), on the background thread's job
+ * worker, on the background thread itself, or on an allocating one. With
+ * `gone` (a thread of the agent's: `agent_threads` of them run now), a
+ * due snapshot first checks whether the program's threads have all ended:
+ * then *gone is set and nothing is done. */
+static void run_due_jobs(uint64_t now, long agent_threads, bool *gone)
 {
+    if (gone && now >= next_snapshot && program_threads_gone(agent_threads)) {
+        *gone = true;
+        return;
+    }
     if (__atomic_exchange_n(&profile_requested, 0, __ATOMIC_RELAXED)) write_profile("signal");
     if (now >= next_snapshot) {
-        if (on_thread) exit_if_alone();
         heapwatch_counters_t c;
         snapshot(&c);
         agent_watch_snapshot(&c, now, now_ns(CLOCK_REALTIME), start_ns, false);
@@ -808,6 +820,71 @@ static void run_due_jobs(uint64_t now, bool on_thread)
     }
 }
 
+/* The job worker. The background thread's jobs open, write and close
+ * files; in the program's descriptor table a shell's `exec 3>log` or a
+ * daemon's close-and-reopen can meet them at any moment (fds.c). So each
+ * round of jobs runs on a short-lived worker thread that first gives
+ * itself an empty descriptor table of its own (agent_fds_private), while
+ * the background thread, which stays in the program's table, waits for
+ * it. (The background thread itself must stay there: when it ends the
+ * process on behalf of a program whose threads have all ended, the exit
+ * handlers run on it and need the program's descriptors.) One worker at a
+ * time, on one stack of ours, reused. A worker costs a thread creation
+ * and one close_range per round; when one cannot start (or the kernel
+ * has no CLOSE_RANGE_UNSHARE), the round runs on the background thread,
+ * in the shared table, with the rules of fds.c. */
+typedef struct job_s {
+    uint64_t now;
+    bool gone;                         /* out: the program's threads have all ended */
+} job_t;
+
+#define WORKER_STACK (128 * 1024)
+static void *worker_stack = MAP_FAILED;
+static size_t worker_stack_len;
+
+static void *job_main(void *arg)
+{
+    job_t *j = arg;
+    agent_enter();   /* never left: what glibc frees as this thread ends is the agent's */
+    (void)agent_fds_private();
+    run_due_jobs(j->now, 2, &j->gone);   /* the background thread and this one */
+    return NULL;
+}
+
+/* run_jobs_on_worker: the round of jobs at `now` on a worker (under
+ * work_lock, held by the background thread for it). @return whether the
+ * program's threads have all ended. */
+static bool run_jobs_on_worker(uint64_t now)
+{
+    job_t job = { now, false };
+    if (worker_stack == MAP_FAILED) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        worker_stack_len = WORKER_STACK + page;
+        worker_stack = mmap(NULL, worker_stack_len, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (worker_stack != MAP_FAILED && mprotect(worker_stack, page, PROT_NONE) != 0) {
+            munmap(worker_stack, worker_stack_len);
+            worker_stack = MAP_FAILED;
+        }
+    }
+    pthread_attr_t attr;
+    pthread_t tid;
+    int err = EINVAL;
+    if (worker_stack != MAP_FAILED && pthread_attr_init(&attr) == 0) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        if (pthread_attr_setstack(&attr, (char *)worker_stack + page, WORKER_STACK) == 0)
+            err = pthread_create(&tid, &attr, job_main, &job);   /* signals: all blocked, as here */
+        pthread_attr_destroy(&attr);
+    }
+    if (err == 0) {
+        pthread_join(tid, NULL);
+    } else {
+        run_due_jobs(now, 1, &job.gone);
+    }
+    return job.gone;
+}
+
+
 static void *background_main(void *arg)
 {
     (void)arg;
@@ -817,14 +894,21 @@ static void *background_main(void *arg)
         pthread_mutex_lock(&work_lock);
         bool over = __atomic_load_n(&exiting, __ATOMIC_ACQUIRE);
         uint64_t due = next_due();
-        pthread_mutex_unlock(&work_lock);
+        work_unlock();
         if (over) break;
         sleep_until(due);
         if (__atomic_load_n(&bg_stop, __ATOMIC_ACQUIRE)) break;
         uint64_t now = now_ns(CLOCK_MONOTONIC);
         pthread_mutex_lock(&work_lock);
-        if (!__atomic_load_n(&exiting, __ATOMIC_ACQUIRE)) run_due_jobs(now, true);
-        pthread_mutex_unlock(&work_lock);
+        if (!__atomic_load_n(&exiting, __ATOMIC_ACQUIRE) && run_jobs_on_worker(now)) {
+            /* The program's threads have all ended: exit as glibc would,
+             * outside the agent, so that what the exit handlers allocate
+             * is the program's. */
+            work_unlock();
+            agent_leave();
+            exit(0);
+        }
+        work_unlock();
     }
     agent_leave();
     return NULL;
@@ -962,13 +1046,13 @@ static void tick_jobs(void)
         return;
     }
     if (!exiting) {
-        run_due_jobs(now_ns(CLOCK_MONOTONIC), false);
+        run_due_jobs(now_ns(CLOCK_MONOTONIC), 0, NULL);
         __atomic_store_n(&agent_tick_due, next_due(), __ATOMIC_RELAXED);
         /* A signal that came meanwhile must not wait for the next job. */
         if (__atomic_load_n(&profile_requested, __ATOMIC_RELAXED))
             __atomic_store_n(&agent_tick_due, 0, __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&work_lock);
+    work_unlock();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -1083,7 +1167,7 @@ void agent_thread_resume(void)
         uint64_t due = now_ns(CLOCK_MONOTONIC) + conf.interval_ns;
         if (pthread_mutex_trylock(&work_lock) == 0) {
             if (next_due() > due) due = next_due();
-            pthread_mutex_unlock(&work_lock);
+            work_unlock();
         }
         arm_ticks(due);
     }
@@ -1214,6 +1298,7 @@ static void check_out_dir(void)
         out_dir_ok = false;
         report_out_dir(err, why);
     }
+    agent_outdir_drop();   /* checked; opened again for each round of output */
 }
 
 /* report_aside: the one line of a process the agent steps aside for
@@ -1328,7 +1413,7 @@ void agent_metrics_read(agent_metrics_t *m)
     snapshot(&m->counters);
     if (agent_lock(&work_lock)) {
         agent_watch_last(&m->objects_rate, &m->bytes_rate, &m->alert_level);
-        pthread_mutex_unlock(&work_lock);
+        work_unlock();
     }
     sum_threads(&th);
     (void)agent_live_get_stats(&live);
@@ -1465,7 +1550,7 @@ static void write_exit_output(uint64_t deadline)
     }
     static char text[32768];
     (void)output_summary(build_summary, text, sizeof text);
-    if (have_work) pthread_mutex_unlock(&work_lock);
+    if (have_work) work_unlock();
     agent_bounded_end();
 }
 

@@ -126,9 +126,10 @@ static int open_listener(void)
     if (getaddrinfo(host, service, &hints, &res) != 0 || !res) return -1;
     int err = EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        int fd = agent_fd_claim(socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                                       ai->ai_protocol));   /* at a high number (fds.c) */
         if (fd < 0) {
-            err = errno;
+            err = fd == -1 ? errno : -fd;
             continue;
         }
         int one = 1;
@@ -142,7 +143,7 @@ static int open_listener(void)
             break;
         }
         err = errno;
-        close(fd);
+        agent_fd_release(fd);
     }
     freeaddrinfo(res);
     return err;
@@ -649,6 +650,10 @@ static void *server_main(void *arg)
         if (!still_ours()) break;   /* closed or replaced by the program: never touch it again */
         if (n <= 0) continue;
         int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c >= 0) {
+            c = agent_fd_claim(c);   /* at a high number (fds.c) */
+            if (c < 0) continue;     /* the program took the number at once: its own */
+        }
         if (c < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 struct timespec ts = { 0, 100 * 1000000 };   /* let the program have its descriptors */
@@ -661,7 +666,7 @@ static void *server_main(void *arg)
         }
         struct stat st;
         if (fstat(c, &st) != 0) {
-            close(c);   /* just accepted: still ours */
+            agent_fd_release(c);
             continue;
         }
         client.fd = c;
@@ -692,7 +697,7 @@ void agent_http_start(const char *h, uint16_t p)
     if (err != 0) {
         __atomic_store_n(&running, false, __ATOMIC_RELAXED);
         report("cannot start the server thread", err);
-        if (listen_fd >= 0) close(listen_fd);
+        agent_fd_release(listen_fd);
         listen_fd = -1;
     }
     agent_leave();
@@ -708,7 +713,8 @@ void agent_http_postfork_child(void)
     /* The server thread did not survive the fork; the port is the
      * parent's. The parent may have closed and reused the number before
      * forking: closed only if still the socket. */
-    if (still_ours()) close(listen_fd);
+    if (still_ours()) agent_fd_release(listen_fd);
+    else agent_fd_forget(listen_fd);
     listen_fd = -1;
     __atomic_store_n(&running, false, __ATOMIC_RELAXED);
 }

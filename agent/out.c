@@ -19,9 +19,10 @@
  *     runs on.
  *   - Missing components are created mode 0755 (& ~umask): never
  *     writable by others, whatever the umask.
- *   - The directory is opened once and kept at a high descriptor number
- *     (F_DUPFD_CLOEXEC, so that shells' `exec 3>` and friends do not meet
- *     it), and checked before every use: the descriptor still has our
+ *   - The directory is opened for a round of output (claimed at a high
+ *     descriptor number, fds.c) and closed after it (agent_outdir_drop:
+ *     a program that lists its own descriptors sees none of ours between
+ *     rounds), and checked before every use: the descriptor still has our
  *     close-on-exec flag and the same device and inode, and the path
  *     still names that directory. When it changed (the program closed or
  *     reused the number, removed or replaced the directory), the number is
@@ -39,18 +40,9 @@
  *     A name that exists is reported (-EEXIST) to the caller, which picks
  *     another (core.c: the per-process tag).
  *
- * Descriptors (agent_fd_claimat, agent_fd_release). The kernel hands out the
- * lowest free number, and a program may dup2 over any number at any
- * moment (a shell's `exec 3>log` takes 3 whether or not someone holds
- * it). So every descriptor the agent opens is claimed at once: its
- * identity is taken from the name it was opened by (fstatat), it is
- * moved to a high number (F_DUPFD_CLOEXEC at half the descriptor limit,
- * at most 1024) and the low number is closed only if it still holds that
- * same file; a number that no longer does is the program's, and is left
- * alone. Claimed descriptors sit in a small table with their device and
- * inode, and agent_fd_release closes one only if it still holds that file.
- * What remains is the few instructions between a check and the call it
- * guards, at a number programs do not pick.
+ * Every descriptor it opens goes through fds.c (claimed at a high number,
+ * closed only while it still holds its file); on a thread with a
+ * descriptor table of its own, nothing it opens can meet the program's.
  *
  * Atomic files: the content goes to the temporary file, is fsync'ed, then
  * renamed to <name>. A reader sees the file whole or not at all. A failed
@@ -254,10 +246,30 @@ static bool stderr_is_ours(void)
     return st.st_dev == stderr_dev && st.st_ino == stderr_ino;
 }
 
+/* log_from_private: a thread with a descriptor table of its own has no
+ * descriptor 2: it borrows a copy of the program's (pidfd_getfd, from the
+ * thread-group leader's table), writes if that is still the stderr the
+ * program started with, and closes the copy (in its own table). A leader
+ * that has ended (pthread_exit from main) has no table: no message. */
+static void log_from_private(const char *line)
+{
+    if (stderr_known <= 0) return;
+    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (pidfd < 0) return;
+    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, 2, 0);
+    close(pidfd);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_dev == stderr_dev && st.st_ino == stderr_ino)
+        (void)agent_write_all(fd, line, strlen(line));
+    close(fd);
+}
+
 void agent_log(const char *line)
 {
     int saved = errno;
-    if (stderr_is_ours()) (void)agent_write_all(2, line, strlen(line));
+    if (agent_fds_are_private()) log_from_private(line);
+    else if (stderr_is_ours()) (void)agent_write_all(2, line, strlen(line));
     errno = saved;
 }
 
@@ -267,12 +279,19 @@ void agent_log(const char *line)
 
 /* The one output directory of the process (callers serialise: core.c's
  * work_lock). fd is -1 when none is open. */
-static struct {
-    char path[CONF_PATH_MAX];
-    int fd;
+/* The output directory: its path, and one open handle per descriptor
+ * table: the program's, shared by its threads, and the private table of
+ * an agent thread that has one (fds.c). */
+typedef struct od_handle_s {
+    int fd;                          /* -1: not open in this table */
     dev_t dev;
     ino_t ino;
-} od = { .fd = -1 };
+} od_handle_t;
+static char od_path[CONF_PATH_MAX];
+static od_handle_t od_shared = { .fd = -1 };
+static AGENT_TLS od_handle_t od_private = { .fd = -1 };
+
+static od_handle_t *od_here(void) { return agent_fds_are_private() ? &od_private : &od_shared; }
 
 /* why_*: the reason for a refusal, for the one stderr line. */
 static void why_path(agent_buf_t *why, const char *path, size_t len)
@@ -310,112 +329,6 @@ static int dir_is_safe(const struct stat *st, const char *path, size_t len, agen
         return -EPERM;
     }
     return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Descriptors the agent holds                                              */
-/* ------------------------------------------------------------------------ */
-
-#define CLAIMS 32                    /* descriptors held at once (a few are) */
-static struct claim_s {
-    int fd_plus1;                    /* 0: free slot (atomic) */
-    dev_t dev;
-    ino_t ino;
-} claims[CLAIMS];
-
-static bool same_file(int fd, dev_t dev, ino_t ino)
-{
-    struct stat st;
-    return fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
-}
-
-/* high_base: the lowest number the agent moves its descriptors to. */
-static int high_base(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 64) return 0;
-    return rl.rlim_cur >= 2048 ? 1024 : (int)(rl.rlim_cur / 2);
-}
-
-static void claim_record(int fd, dev_t dev, ino_t ino)
-{
-    for (int i = 0; i < CLAIMS; i++) {
-        int free_slot = 0;
-        if (__atomic_compare_exchange_n(&claims[i].fd_plus1, &free_slot, fd + 1, false,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-            claims[i].dev = dev;
-            claims[i].ino = ino;
-            return;
-        }
-    }
-    /* Table full (never seen: the agent holds a handful): the descriptor
-     * is still the agent's, closed after the close-on-exec check only. */
-}
-
-/* claim: fd was just returned for the file `want` names; @return it at
- * a high number, or -ESTALE when the program took the number meanwhile. */
-static int claim(int fd, const struct stat *want)
-{
-    if (!same_file(fd, want->st_dev, want->st_ino)) return -ESTALE;   /* not ours: leave it */
-    int base = high_base();
-    int hi = base > fd ? fcntl(fd, F_DUPFD_CLOEXEC, base) : -1;
-    if (hi >= 0) {
-        if (!same_file(hi, want->st_dev, want->st_ino)) {
-            close(hi);               /* our copy of what the program put there */
-            return -ESTALE;
-        }
-        if (same_file(fd, want->st_dev, want->st_ino)) close(fd);
-        fd = hi;
-    }
-    claim_record(fd, want->st_dev, want->st_ino);
-    return fd;
-}
-
-int agent_fd_claimat(int dirfd, const char *name, int flags, mode_t mode)
-{
-    int fd = openat(dirfd, name, flags | O_CLOEXEC, mode);
-    if (fd < 0) return -errno;
-    struct stat want;
-    int at = (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0;
-    if (fstatat(dirfd, name, &want, at) != 0) {
-        int err = -errno;
-        struct stat st;
-        /* The name went away (the program removed it): the descriptor is
-         * ours only while it is still a fresh close-on-exec one. */
-        if (fstat(fd, &st) == 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC)) close(fd);
-        return err;
-    }
-    return claim(fd, &want);
-}
-
-int agent_fd_claim(int fd)
-{
-    struct stat st;
-    if (fd < 0) return fd;
-    if (fstat(fd, &st) != 0) return -errno;
-    return claim(fd, &st);
-}
-
-void agent_fd_release(int fd)
-{
-    if (fd < 0) return;
-    for (int i = 0; i < CLAIMS; i++) {
-        if (__atomic_load_n(&claims[i].fd_plus1, __ATOMIC_ACQUIRE) != fd + 1) continue;
-        if (same_file(fd, claims[i].dev, claims[i].ino)) close(fd);
-        __atomic_store_n(&claims[i].fd_plus1, 0, __ATOMIC_RELEASE);
-        return;
-    }
-    int flags = fcntl(fd, F_GETFD);
-    if (flags >= 0 && (flags & FD_CLOEXEC)) close(fd);
-}
-
-void agent_fd_forget(int fd)
-{
-    for (int i = 0; i < CLAIMS; i++)
-        if (__atomic_load_n(&claims[i].fd_plus1, __ATOMIC_ACQUIRE) == fd + 1) {
-            __atomic_store_n(&claims[i].fd_plus1, 0, __ATOMIC_RELEASE);
-            return;
-        }
 }
 
 /* open_component: the directory `name` in dirfd (created 0755 when missing
@@ -488,7 +401,7 @@ static int walk(const char *path, bool create, agent_buf_t *why)
 
 static int outdir_open(agent_buf_t *why)
 {
-    int fd = walk(od.path, true, why);
+    int fd = walk(od_path, true, why);
     if (fd < 0) return fd;
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -499,32 +412,33 @@ static int outdir_open(agent_buf_t *why)
     if (faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
         int err = -errno;
         agent_fd_release(fd);
-        why_path(why, od.path, strlen(od.path));
+        why_path(why, od_path, strlen(od_path));
         agent_buf_str(why, ": ");
         agent_buf_str(why, strerror(-err));
         return err;
     }
-    od.fd = fd;   /* claimed at a high number by the walk */
-    od.dev = st.st_dev;
-    od.ino = st.st_ino;
-    return od.fd;
+    od_handle_t *od = od_here();
+    od->fd = fd;   /* claimed at a high number by the walk */
+    od->dev = st.st_dev;
+    od->ino = st.st_ino;
+    return od->fd;
 }
 
-/* outdir_still_ours: od.fd is the directory we opened, and the path
+/* outdir_still_ours: od->fd is the directory we opened, and the path
  * still leads to it. */
-static bool outdir_still_ours(void)
+static bool outdir_still_ours(od_handle_t *od)
 {
-    int flags = fcntl(od.fd, F_GETFD);
+    int flags = fcntl(od->fd, F_GETFD);
     struct stat st;
-    if (flags < 0 || !(flags & FD_CLOEXEC) || fstat(od.fd, &st) != 0 || st.st_dev != od.dev ||
-        st.st_ino != od.ino) {
-        agent_fd_forget(od.fd);   /* the program's now: never closed */
+    if (flags < 0 || !(flags & FD_CLOEXEC) || fstat(od->fd, &st) != 0 || st.st_dev != od->dev ||
+        st.st_ino != od->ino) {
+        agent_fd_forget(od->fd);   /* the program's now: never closed */
         return false;
     }
-    if (stat(od.path, &st) != 0 || st.st_dev != od.dev || st.st_ino != od.ino) {
+    if (stat(od_path, &st) != 0 || st.st_dev != od->dev || st.st_ino != od->ino) {
         /* Removed or replaced by path: ours still, but no longer the
          * output directory. */
-        agent_fd_release(od.fd);
+        agent_fd_release(od->fd);
         return false;
     }
     return true;
@@ -534,9 +448,9 @@ int agent_outdir_init(const char *path, char *why, size_t whycap)
 {
     agent_buf_t wb;
     agent_buf_init(&wb, why, whycap);
-    od.fd = -1;
+    od_here()->fd = -1;
     agent_buf_t pb;
-    agent_buf_init(&pb, od.path, sizeof od.path);
+    agent_buf_init(&pb, od_path, sizeof od_path);
     agent_buf_str(&pb, path);
     if (pb.overflow) return -ENAMETOOLONG;
     int fd = outdir_open(&wb);
@@ -547,10 +461,19 @@ int agent_outdir_fd(char *why, size_t whycap)
 {
     agent_buf_t wb;
     agent_buf_init(&wb, why, whycap);
-    if (od.fd >= 0 && outdir_still_ours()) return od.fd;
-    od.fd = -1;
-    if (!od.path[0]) return -ENOENT;
+    od_handle_t *od = od_here();
+    if (od->fd >= 0 && outdir_still_ours(od)) return od->fd;
+    od->fd = -1;
+    if (!od_path[0]) return -ENOENT;
     return outdir_open(&wb);
+}
+
+void agent_outdir_drop(void)
+{
+    od_handle_t *od = od_here();
+    if (od->fd < 0) return;
+    if (!agent_fds_are_private()) agent_fd_release(od->fd);   /* (a private table dies with its thread) */
+    od->fd = -1;
 }
 
 /* ------------------------------------------------------------------------ */
