@@ -50,6 +50,13 @@
  * holds no allocator or agent lock (the restart after fork was always done
  * so).
  *
+ * Each round of the thread's jobs runs on a short-lived worker thread with
+ * an empty descriptor table of its own (see "The job worker" below and
+ * fds.c): nothing the jobs open or close can meet the program's numbers.
+ * The background thread itself stays in the program's table: when the
+ * program's threads have all ended it calls exit(0) as glibc would, and
+ * the exit handlers then run on it with the program's descriptors.
+ *
  * unshare and setns (shim.c) call agent_thread_pause first: the thread is
  * asked to leave, joined (at most PAUSE_JOIN_NS: it finishes the file it is
  * writing) and the kernel is seen to have released it (/proc/self/task,

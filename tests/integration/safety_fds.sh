@@ -99,8 +99,9 @@ else
 fi
 
 # --- HEAPWATCH_HTTP: the listener's number, taken back by the program -----------
-# safe_fds_http closes 3..1023, opens 8 files (one gets the listening
-# socket's number), binds the agent's port itself, forks; both processes
+# safe_fds_http closes every descriptor from 3, opens 8 files (the last
+# moved to the number the listening socket had), binds the agent's port
+# itself, forks; both processes
 # write to every file. The agent's fork handler must not close that number.
 port=$((20000 + RANDOM % 20000))
 d=$T/http; mkdir -p "$d"
@@ -108,9 +109,9 @@ HEAPWATCH_HTTP=127.0.0.1:$port with_agent "$d/out" "$PROGS/safe_fds_http" "$d" "
 st=$?
 lines=$(cat "$d"/own*.txt | wc -l)
 if [ $st -eq 0 ] && [ "$lines" -eq 200 ]; then
-    ok "HEAPWATCH_HTTP, program closed 3..1023 and forked: the child's and parent's writes all land (200 lines), the port is free again"
+    ok "HEAPWATCH_HTTP, program closed every descriptor and forked: the child's and parent's writes all land (200 lines), the port is free again"
 else
-    not_ok "HEAPWATCH_HTTP, program closed 3..1023 and forked: all writes land (status $st, $lines of 200 lines, $(tr '\n' ' ' < "$d/stdout"))"
+    not_ok "HEAPWATCH_HTTP, program closed every descriptor and forked: all writes land (status $st, $lines of 200 lines, $(tr '\n' ' ' < "$d/stdout"))"
 fi
 
 # --- the unwinder keeps no descriptor --------------------------------------------

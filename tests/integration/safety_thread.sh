@@ -41,24 +41,27 @@ check "single-threaded: summary written, status 0" bash -c '[ $1 = 0 ] && ls "$2
 # --- the thread comes when due, leaves around unshare/setns, comes back -----
 out=$T/lazy
 HEAPWATCH_INTERVAL=0.1 with_agent "$out" "$P" unshare 0.6 > "$T/lazy.out" 2>&1; rc=$?
+# (2 threads, or 3 while a round of jobs runs on the thread's short-lived
+# worker: see core.c, "The job worker")
+busy_ok() { [ "$1" = 2 ] || [ "$1" = 3 ]; }
 check "allocating past the first snapshot: the thread started ($(kv "$T/lazy.out" threads_busy) threads)" \
-    [ "$(kv "$T/lazy.out" threads_busy)" = 2 ]
+    busy_ok "$(kv "$T/lazy.out" threads_busy)"
 check "unshare(CLONE_NEWUSER) with the thread running: succeeds ($(kv "$T/lazy.out" unshare), status $rc)" \
     bash -c '[ "$1" = ok ] && [ $2 = 0 ]' _ "$(kv "$T/lazy.out" unshare)" $rc
 check "after unshare: 1 thread ($(kv "$T/lazy.out" threads_after))" [ "$(kv "$T/lazy.out" threads_after)" = 1 ]
-check "the thread came back later ($(kv "$T/lazy.out" threads_later) threads)" [ "$(kv "$T/lazy.out" threads_later)" = 2 ]
+check "the thread came back later ($(kv "$T/lazy.out" threads_later) threads)" busy_ok "$(kv "$T/lazy.out" threads_later)"
 n=$(timeline_records "$out")
 check "timeline across unshare: 8 to 16 records over ~1.2 s at 0.1 s ($n)" [ "$n" -ge 8 ] && [ "$n" -le 16 ]
 
 HEAPWATCH_INTERVAL=0.2 with_agent "$T/fork" "$P" fork 0.4 > "$T/fork.out" 2>&1; rc=$?
 check "fork with the thread running: the child is single-threaded at start and after 100000 allocations ($(kv "$T/fork.out" child_threads)), status $rc" \
-    bash -c '[ "$1" = 2 ] && [ "$2" = 1,1 ] && [ $3 = 0 ]' _ "$(kv "$T/fork.out" threads_busy)" "$(kv "$T/fork.out" child_threads)" $rc
+    bash -c '{ [ "$1" = 2 ] || [ "$1" = 3 ]; } && [ "$2" = 1,1 ] && [ $3 = 0 ]' _ "$(kv "$T/fork.out" threads_busy)" "$(kv "$T/fork.out" child_threads)" $rc
 
 if [ "$(id -u)" = 0 ]; then
     out=$T/setns
     HEAPWATCH_INTERVAL=0.1 with_agent "$out" "$P" setns 0.4 > "$T/setns.out" 2>&1; rc=$?
     check "setns(own mount namespace) with the thread running: succeeds ($(kv "$T/setns.out" setns), status $rc)" \
-        bash -c '[ "$1" = ok ] && [ $2 = 0 ] && [ "$3" = 2 ] && [ "$4" = 1 ]' _ \
+        bash -c '[ "$1" = ok ] && [ $2 = 0 ] && { [ "$3" = 2 ] || [ "$3" = 3 ]; } && [ "$4" = 1 ]' _ \
         "$(kv "$T/setns.out" setns)" $rc "$(kv "$T/setns.out" threads_busy)" "$(kv "$T/setns.out" threads_after)"
 else
     ok "setns(mount namespace) # SKIP needs root"

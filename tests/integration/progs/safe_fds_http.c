@@ -1,8 +1,10 @@
 /*
  * safe_fds_http.c - a daemon-style program under HEAPWATCH_HTTP (see
  * tests/integration/safety_fds.sh): it closes every descriptor from 3 to
- * 1023 (the agent's listening socket among them), opens NFILES files of
- * its own (one gets the socket's old number), waits, binds the agent's port
+ * its limit (the agent's listening socket among them, wherever the agent
+ * put it), opens NFILES files of its own and moves the last one to the
+ * number where the agent puts what it holds (1024, or half the limit:
+ * agent/fds.c), so that it has the socket's old number; waits, binds the agent's port
  * itself, then forks; parent and child append lines to every file.
  *
  * The agent must never close the number the program now uses (not in the
@@ -47,7 +49,9 @@ int main(int argc, char **argv)
         return 2;
     }
     fflush(stdout);
-    for (int fd = 3; fd < 1024; fd++) close(fd);
+    long limit = sysconf(_SC_OPEN_MAX);
+    if (limit < 0 || limit > 65536) limit = 65536;
+    for (int fd = 3; fd < limit; fd++) close(fd);
     for (int f = 0; f < NFILES; f++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/own%d.txt", argv[1], f);
@@ -57,6 +61,14 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+
+    int high = limit >= 2048 ? 1024 : (int)(limit / 2);
+    if (dup2(fds[NFILES - 1], high) != high) {
+        printf("dup2: %s\n", strerror(errno));
+        return 1;
+    }
+    close(fds[NFILES - 1]);
+    fds[NFILES - 1] = high;
 
     struct timespec wait = { 1, 500 * 1000000 };
     nanosleep(&wait, NULL);
