@@ -54,9 +54,10 @@
  *    address space did before; its unwind-info pool still takes a lock
  *    (all signals blocked) on a miss, during probes only. Since that cache
  *    is then unguarded, every libunwind call (probes, single steps) is made
- *    under unwind_lock, only ever tried: a thread that finds it taken (by
- *    another thread, or by the code its signal handler interrupted) ends
- *    that stack at the frame it needed, and caches nothing for it. fork
+ *    under unwind_lock. A thread whose signal handler interrupted its own
+ *    libunwind call never waits for it: that stack ends at the frame it
+ *    needed, and nothing is cached for it; another thread's hold is one
+ *    step, waited for a bounded time (unwind_lock_take). fork
  *    tries it UNWIND_FORK_TRIES times; a child forked while another thread
  *    held it never calls libunwind again (its locks may be held forever):
  *    it unwinds with the recipes it inherited.
@@ -177,12 +178,34 @@ typedef struct find_s {
 
 static unw_addr_space_t self_as;         /* our address space (see top) */
 /* unwind_lock: one libunwind call at a time (its caches are not thread-
- * safe the way we use them, see top). Only ever tried: a thread that finds
- * it taken (another thread, or this one interrupted by a signal handler
- * that allocates) ends its stack there instead of waiting. */
+ * safe the way we use them, see top). Never waited for by the thread that
+ * holds it (a signal handler that allocates, interrupting a libunwind
+ * call): that stack ends there. Another thread's hold is a single step or
+ * probe, so a thread that finds it taken tries again for a bounded time
+ * (UNWIND_WAIT_TRIES yields) before it ends its stack: two threads that
+ * meet a new frame at once both get the whole stack. */
 static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
-static AGENT_TLS bool unwind_held_at_fork;         /* prefork got unwind_lock */
+static AGENT_TLS bool unwind_mine;       /* this thread holds unwind_lock */
 static bool unwind_off;                  /* a child forked while libunwind ran: never again */
+#define UNWIND_WAIT_TRIES 20000
+
+static bool unwind_lock_take(void)
+{
+    if (unwind_off || unwind_mine) return false;
+    for (unsigned t = 0; pthread_mutex_trylock(&unwind_lock) != 0; t++) {
+        if (t >= UNWIND_WAIT_TRIES || unwind_off) return false;
+        sched_yield();
+    }
+    unwind_mine = true;
+    return true;
+}
+
+static void unwind_lock_give(void)
+{
+    unwind_mine = false;
+    pthread_mutex_unlock(&unwind_lock);
+}
+static AGENT_TLS bool unwind_held_at_fork;         /* prefork got unwind_lock */
 
 /* Declared by libunwind's internal headers only; exported by
  * libunwind-x86_64.so (the table search its ptrace accessors use too). */
@@ -491,9 +514,9 @@ static uint64_t probe_recipe_locked(uint64_t addr);
 
 static uint64_t probe_recipe(uint64_t addr)
 {
-    if (unwind_off || pthread_mutex_trylock(&unwind_lock) != 0) return R_NONE;
+    if (!unwind_lock_take()) return R_NONE;
     uint64_t r = probe_recipe_locked(addr);
-    pthread_mutex_unlock(&unwind_lock);
+    unwind_lock_give();
     return r;
 }
 
@@ -613,7 +636,7 @@ static bool slow_step(walk_t *w, uint64_t key, uint64_t *ip, uint64_t *sp, uint6
     uc.uc_mcontext.gregs[REG_RIP] = (greg_t)key;
     uc.uc_mcontext.gregs[REG_RSP] = (greg_t)*sp;
     uc.uc_mcontext.gregs[REG_RBP] = (greg_t)*bp;
-    if (unwind_off || pthread_mutex_trylock(&unwind_lock) != 0) return false;
+    if (!unwind_lock_take()) return false;
     const unw_context_t *saved = w->uc;
     w->uc = &uc;
     unw_cursor_t c;
@@ -621,7 +644,7 @@ static bool slow_step(walk_t *w, uint64_t key, uint64_t *ip, uint64_t *sp, uint6
     bool ok = unw_init_remote(&c, self_as, w) == 0 && unw_step(&c) > 0 &&
               unw_get_reg(&c, UNW_REG_IP, &nip) == 0 && unw_get_reg(&c, UNW_X86_64_RSP, &nsp) == 0 &&
               unw_get_reg(&c, UNW_X86_64_RBP, &nbp) == 0;
-    pthread_mutex_unlock(&unwind_lock);
+    unwind_lock_give();
     w->uc = saved;
     if (!ok) return false;
     *ip = nip;
