@@ -461,6 +461,9 @@ static inline void agent_stack_read(agent_stack_t *s, agent_stack_totals_t *t)
  * process (its init pipe closed: stacks.c). @return 0, or -1 when no
  * memory (sampling then records empty stacks). */
 int agent_stacks_init(void);
+/* agent_stacks_code_unloaded: code may have been unmapped (dlclose): the
+ * unwind recipes learnt so far are forgotten. Async-signal-safe. */
+void agent_stacks_code_unloaded(void);
 
 /* agent_stack_capture: unwinds the calling thread into pcs (at most max
  * frames), dropping the agent's own frames. @return the depth. */
@@ -921,6 +924,12 @@ int agent_fd_claim(int fd);
 void agent_fd_release(int fd);
 void agent_fd_forget(int fd);
 bool agent_fds_private(void);
+/* agent_fds_postfork_child: closes what the agent's threads held (they
+ * did not survive the fork), each only while it is still the agent's. */
+void agent_fds_postfork_child(void);
+/* agent_fds_init: pprof/'s file opens and closes go through these rules
+ * too (pprof_set_fd_hooks). */
+void agent_fds_init(void);
 bool agent_fds_are_private(void);
 int agent_outdir_init(const char *path, char *why, size_t whycap);
 int agent_outdir_fd(char *why, size_t whycap);

@@ -117,6 +117,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -151,6 +152,7 @@ static int bg_pid;                         /* pid of the process whose backgroun
                                             * thread runs; 0: none (atomic) */
 static pthread_t bg_handle;                /* joinable, while bg_pid or bg_unjoined */
 static int bg_tid;                         /* its kernel thread id (atomic) */
+static int worker_tid;                     /* the last job worker's (atomic; 0: none yet) */
 static bool bg_stop;                       /* asks it to leave (atomic) */
 static bool bg_unjoined;                   /* it was asked to leave and has not been joined */
 static bool bg_failed;                     /* it cannot start: jobs run on allocating threads */
@@ -770,6 +772,11 @@ static bool program_threads_gone(long agent_threads)
  * forked child): growth from the very start is measured too. */
 static void start_watch(uint64_t now)
 {
+    /* Signals wait meanwhile: a handler that exits would otherwise find
+     * work_lock held by its own thread (the exit waits for it). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_mutex_lock(&work_lock);
     if (!__atomic_load_n(&exiting, __ATOMIC_ACQUIRE)) {
         heapwatch_counters_t c;
@@ -777,6 +784,7 @@ static void start_watch(uint64_t now)
         agent_watch_start(&c, now);
     }
     work_unlock();
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* next_due: the earliest deadline (under work_lock, or before the thread). */
@@ -845,7 +853,7 @@ typedef struct job_s {
     bool gone;                         /* out: the program's threads have all ended */
 } job_t;
 
-#define WORKER_STACK (128 * 1024)
+#define WORKER_STACK (256 * 1024)       /* as the background thread's: the jobs it ran there run here */
 static void *worker_stack = MAP_FAILED;
 static size_t worker_stack_len;
 
@@ -853,6 +861,7 @@ static void *job_main(void *arg)
 {
     job_t *j = arg;
     agent_enter();   /* never left: what glibc frees as this thread ends is the agent's */
+    __atomic_store_n(&worker_tid, (int)gettid(), __ATOMIC_RELAXED);
     (void)agent_fds_private();
     run_due_jobs(j->now, 2, &j->gone);   /* the background thread and this one */
     return NULL;
@@ -959,6 +968,24 @@ static void *spawn_main(void *arg)
 
 /* spawn: an agent thread running fn(NULL), every signal blocked in it;
  * joinable ones on a stack of their own (bg_stack) when possible. */
+/* A thread of the agent's may be started from any thread of the
+ * program (HEAPWATCH_THREAD=auto starts it from an allocating thread):
+ * it must not take that thread's real-time policy and priority, nor its
+ * CPU pinning. It gets the ordinary policy and the CPUs the process had
+ * at start (init_cpus, read by agent_init on the main thread). */
+static cpu_set_t init_cpus;
+static bool init_cpus_ok;
+
+static void plain_sched(pthread_attr_t *attr)
+{
+    struct sched_param sp = { .sched_priority = 0 };
+    if (pthread_attr_setinheritsched(attr, PTHREAD_EXPLICIT_SCHED) == 0) {
+        (void)pthread_attr_setschedpolicy(attr, SCHED_OTHER);
+        (void)pthread_attr_setschedparam(attr, &sp);
+    }
+    if (init_cpus_ok) (void)pthread_attr_setaffinity_np(attr, sizeof init_cpus, &init_cpus);
+}
+
 static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t *out)
 {
     map_allocator_t a = map_arena_allocator();
@@ -973,6 +1000,7 @@ static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, detached ? PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
     pthread_attr_setstacksize(&attr, THREAD_STACK);
+    plain_sched(&attr);
     pthread_t tid;
     agent_enter();
     int err = EINVAL;
@@ -990,6 +1018,7 @@ static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t
             pthread_attr_destroy(&attr);
             pthread_attr_init(&attr);
             pthread_attr_setstacksize(&attr, THREAD_STACK);
+            plain_sched(&attr);
         }
     }
     if (err) err = pthread_create(&tid, &attr, spawn_main, s);
@@ -1144,6 +1173,10 @@ void agent_thread_pause(void)
         __atomic_store_n(&bg_pid, 0, __ATOMIC_RELEASE);
         if (pthread_timedjoin_np(bg_handle, NULL, &ts) == 0) {
             wait_gone(tid);
+            /* Its last job worker was joined before it ended, but the
+             * kernel may list that thread a little longer too. */
+            int wtid = __atomic_load_n(&worker_tid, __ATOMIC_RELAXED);
+            if (wtid) wait_gone(wtid);
             bg_stack_free();
         } else {
             bg_unjoined = true;   /* it leaves after its job; joined before a restart */
@@ -1231,6 +1264,7 @@ static void postfork_child_notes(bool arena_ok, bool live_ok, bool stacks_ok)
 
 static void postfork_child(void)
 {
+    agent_fds_postfork_child();
     bool arena_ok = map_arena_postfork_child();
     bool live_ok = agent_live_postfork_child();
     bool stacks_ok = agent_stacks_postfork_child();
@@ -1337,6 +1371,8 @@ void agent_init(void)
     agent_shim_init();
     agent_log_remember_stderr();
     own_pid = (int)getpid();
+    init_cpus_ok = sched_getaffinity(0, sizeof init_cpus, &init_cpus) == 0;   /* see plain_sched */
+    agent_fds_init();
     start_ns = now_ns(CLOCK_REALTIME);
     if (agent_shim_aside_reason()) {
         report_aside(agent_shim_aside_reason());
@@ -1541,9 +1577,11 @@ static void write_exit_output(uint64_t deadline)
     agent_bounded_begin(deadline, true);
     __atomic_store_n(&exiting, 1, __ATOMIC_RELEASE);   /* the background thread starts no job */
     /* The work lock is waited for even by a thread interrupted inside the
-     * agent: no program thread holds it outside this function (run once),
-     * only the agent's own threads, which finish their job and let go
-     * unless they wait for a lock the interrupted code holds: bounded. */
+     * agent: a program thread holds it only with its signals blocked
+     * (tick_jobs, start_watch) or for a few instructions (the try in
+     * agent_thread_resume); otherwise only the agent's own threads do,
+     * which finish their job and let go unless they wait for a lock the
+     * interrupted code holds: bounded. */
     uint64_t work_deadline = deadline ? deadline : agent_mono_ns() + AGENT_EXIT_WAIT_NS;
     bool have_work = agent_lock_until(&work_lock, work_deadline);
     if (have_work) {

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "agent/agent_internal.h"
+#include "pprof/pprof.h"
 
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
@@ -84,6 +85,7 @@ static int high_base(void)
 
 static void claim_record(int fd, dev_t dev, ino_t ino)
 {
+    agent_fd_forget(fd);   /* a slot left for this number (the program took it back) */
     for (int i = 0; i < CLAIMS; i++) {
         int free_slot = 0;
         if (__atomic_compare_exchange_n(&claims[i].fd_plus1, &free_slot, fd + 1, false,
@@ -166,6 +168,20 @@ void agent_fd_forget(int fd)
         }
 }
 
+void agent_fds_postfork_child(void)
+{
+    /* Only the forking thread survived: whatever the agent's other threads
+     * held (an HTTP client, a profile being sent, the output directory)
+     * is no use here and would keep a connection or a file open for the
+     * child's life. Closed while still the agent's, else forgotten. */
+    for (int i = 0; i < CLAIMS; i++) {
+        int fd = __atomic_load_n(&claims[i].fd_plus1, __ATOMIC_ACQUIRE) - 1;
+        if (fd < 0) continue;
+        if (cloexec(fd) && same_file(fd, claims[i].dev, claims[i].ino)) close(fd);
+        __atomic_store_n(&claims[i].fd_plus1, 0, __ATOMIC_RELEASE);
+    }
+}
+
 bool agent_fds_private(void)
 {
     if (files_private) return true;
@@ -175,6 +191,22 @@ bool agent_fds_private(void)
 }
 
 bool agent_fds_are_private(void) { return files_private; }
+
+/* pprof_open: pprof's opens (/proc/self/maps, the files behind mappings),
+ * claimed like the agent's own. */
+static int pprof_open(const char *path, int flags)
+{
+    int fd = agent_fd_claimat(AT_FDCWD, path, flags, 0);
+    if (fd >= 0) return fd;
+    errno = -fd;
+    return -1;
+}
+
+void agent_fds_init(void)
+{
+    const pprof_fd_hooks_t hooks = { pprof_open, agent_fd_release };
+    pprof_set_fd_hooks(&hooks);
+}
 
 /* ------------------------------------------------------------------------ */
 /* agent_fd_t: the same, with the identity kept by the caller               */

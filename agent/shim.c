@@ -79,6 +79,7 @@ typedef size_t (*usable_fn_t)(void *);
 typedef void (*exit_fn_t)(int);
 typedef int (*unshare_fn_t)(int);
 typedef int (*setns_fn_t)(int, int);
+typedef int (*dlclose_fn_t)(void *);
 
 static void *malloc_first(size_t size);
 /* real_malloc: malloc_first until the real functions are resolved, so the
@@ -100,6 +101,7 @@ static const char *aside_reason;            /* why the agent steps aside, or NUL
 void *shim_own_malloc(size_t size);
 static unshare_fn_t real_unshare;
 static setns_fn_t real_setns;
+static dlclose_fn_t real_dlclose;
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
@@ -221,6 +223,7 @@ static void resolve(void)
     real_Exit = (exit_fn_t)next_symbol("_Exit");
     real_unshare = (unshare_fn_t)next_symbol("unshare");
     real_setns = (setns_fn_t)next_symbol("setns");
+    real_dlclose = (dlclose_fn_t)next_symbol("dlclose");
     usable_fn_t usable = (usable_fn_t)next_symbol("malloc_usable_size");
     if (usable) agent_real_usable_size = usable;
     /* malloc last: it is the flag that everything is resolved. */
@@ -495,6 +498,23 @@ AGENT_EXPORT int setns(int fd, int nstype)
     int r = real_setns ? real_setns(fd, nstype) : (int)syscall(SYS_setns, fd, nstype);
     int saved = errno;
     if (alone) agent_thread_resume();
+    errno = saved;
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Unloaded code                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* dlclose: code may be unmapped, and another library loaded at its
+ * address later: the unwinder's recipes learnt so far are forgotten
+ * (stacks.c). */
+AGENT_EXPORT int dlclose(void *handle)
+{
+    (void)ready();
+    int r = real_dlclose ? real_dlclose(handle) : -1;
+    int saved = errno;
+    agent_stacks_code_unloaded();
     errno = saved;
     return r;
 }

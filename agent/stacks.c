@@ -182,28 +182,38 @@ static unw_addr_space_t self_as;         /* our address space (see top) */
  * holds it (a signal handler that allocates, interrupting a libunwind
  * call): that stack ends there. Another thread's hold is a single step or
  * probe, so a thread that finds it taken tries again for a bounded time
- * (UNWIND_WAIT_TRIES yields) before it ends its stack: two threads that
+ * (UNWIND_WAIT_NS) before it ends its stack: two threads that
  * meet a new frame at once both get the whole stack. */
 static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
 static AGENT_TLS bool unwind_mine;       /* this thread holds unwind_lock */
 static bool unwind_off;                  /* a child forked while libunwind ran: never again */
-#define UNWIND_WAIT_TRIES 20000
+#define UNWIND_WAIT_NS 20000000ull      /* 20 ms: another thread's step or probe takes microseconds */
 
 static bool unwind_lock_take(void)
 {
     if (unwind_off || unwind_mine) return false;
-    for (unsigned t = 0; pthread_mutex_trylock(&unwind_lock) != 0; t++) {
-        if (t >= UNWIND_WAIT_TRIES || unwind_off) return false;
+    /* The flag goes up before the lock is tried: a signal handler that
+     * allocates on this thread from here on never waits for it. */
+    unwind_mine = true;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    uint64_t deadline = 0;
+    while (pthread_mutex_trylock(&unwind_lock) != 0) {
+        uint64_t now = agent_mono_ns();
+        if (!deadline) deadline = now + UNWIND_WAIT_NS;
+        if (unwind_off || now >= deadline) {
+            unwind_mine = false;
+            return false;
+        }
         sched_yield();
     }
-    unwind_mine = true;
     return true;
 }
 
 static void unwind_lock_give(void)
 {
-    unwind_mine = false;
     pthread_mutex_unlock(&unwind_lock);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    unwind_mine = false;   /* after the unlock: see unwind_lock_take */
 }
 static AGENT_TLS bool unwind_held_at_fork;         /* prefork got unwind_lock */
 
@@ -460,6 +470,20 @@ typedef struct rslot_s {
 } rslot_t;
 
 static rslot_t rcache[1u << RCACHE_BITS];
+/* rcache_gen: bumped when code may have been unmapped (dlclose: shim.c);
+ * mixed into every slot's check, so recipes learnt before are misses and
+ * another library loaded at the same address is probed afresh. */
+static uint64_t rcache_gen;
+
+static uint64_t gen_mix(void)
+{
+    return __atomic_load_n(&rcache_gen, __ATOMIC_ACQUIRE) * 0x9e3779b97f4a7c15ull;
+}
+
+void agent_stacks_code_unloaded(void)
+{
+    __atomic_add_fetch(&rcache_gen, 1, __ATOMIC_ACQ_REL);
+}
 
 static unsigned rcache_index(uint64_t key)
 {
@@ -474,7 +498,7 @@ static uint64_t rcache_get(uint64_t key)
         rslot_t *sl = &rcache[(i + k) & ((1u << RCACHE_BITS) - 1)];
         uint64_t r = __atomic_load_n(&sl->r, __ATOMIC_ACQUIRE);
         uint64_t x = __atomic_load_n(&sl->x, __ATOMIC_ACQUIRE);
-        if (r && (x ^ r) == key) return r;
+        if (r && (x ^ r ^ gen_mix()) == key) return r;
     }
     return R_NONE;
 }
@@ -493,7 +517,7 @@ static void rcache_put(uint64_t key, uint64_t r)
         }
     }
     __atomic_store_n(&sl->r, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&sl->x, key ^ r, __ATOMIC_RELEASE);
+    __atomic_store_n(&sl->x, key ^ r ^ gen_mix(), __ATOMIC_RELEASE);
     __atomic_store_n(&sl->r, r, __ATOMIC_RELEASE);
 }
 
@@ -510,17 +534,18 @@ static bool has_fde(walk_t *w, uint64_t addr)
  * reading back where it found the CFA, the return address and rbp. A
  * frame whose rule is anything else (a signal trampoline, a CFA
  * expression, a register other than rsp/rbp, no unwind info) is R_SLOW. */
-static uint64_t probe_recipe_locked(uint64_t addr);
+static __attribute__((noinline)) uint64_t probe_recipe_locked(uint64_t addr);
 
 static uint64_t probe_recipe(uint64_t addr)
 {
     if (!unwind_lock_take()) return R_NONE;
     uint64_t r = probe_recipe_locked(addr);
+    if (r != R_NONE) rcache_put(addr, r);   /* under the lock: one writer at a time */
     unwind_lock_give();
     return r;
 }
 
-static uint64_t probe_recipe_locked(uint64_t addr)
+static __attribute__((noinline)) uint64_t probe_recipe_locked(uint64_t addr)
 {
     unw_context_t uc;
     memset(&uc, 0, sizeof uc);
@@ -629,7 +654,9 @@ static bool fp_step(walk_t *w, uint64_t *ip, uint64_t *sp, uint64_t *bp)
  * lookup address), rsp and rbp, as libunwind's own fast tracer does for
  * the frames it cannot cache: a frame without unwind info (libunwind's
  * frame-chain guess), a CFA expression. @return success. */
-static bool slow_step(walk_t *w, uint64_t key, uint64_t *ip, uint64_t *sp, uint64_t *bp)
+/* (noinline, as probe_recipe_locked: their libunwind cursors would add
+ * kilobytes to the capture's frame on every allocating thread's stack.) */
+static __attribute__((noinline)) bool slow_step(walk_t *w, uint64_t key, uint64_t *ip, uint64_t *sp, uint64_t *bp)
 {
     unw_context_t uc;
     memset(&uc, 0, sizeof uc);
@@ -673,7 +700,6 @@ static size_t walk(const unw_context_t *uc, uint64_t *pcs, size_t max)
         if (r == R_NONE) {
             r = probe_recipe(key);
             if (r == R_NONE) break;      /* libunwind busy: the stack ends here */
-            rcache_put(key, r);
         }
         if (R_KIND(r) == R_END) break;
         if (R_KIND(r) == R_SLOW) {

@@ -248,6 +248,21 @@ pprof_err_t pprof_builder_add_mapping(pprof_builder_t *b,
 pprof_err_t pprof_builder_add_mappings_from_proc(pprof_builder_t *b);
 
 /*
+ * pprof_fd_hooks_t: how the module opens and closes the files it reads
+ * (/proc/self/maps, the files behind mappings). A preloaded agent routes
+ * them through its own descriptor rules (agent/fds.c: a descriptor of the
+ * agent's at a number the program does not pick, closed only while it is
+ * still the agent's). open: a descriptor, or -1 with errno set (O_CLOEXEC
+ * is in flags); close: closes it only while it is still the one opened.
+ * NULL (the default): open(2) and close(2). Set once, before any use.
+ */
+typedef struct pprof_fd_hooks_s {
+    int (*open)(const char *path, int flags);
+    void (*close)(int fd);
+} pprof_fd_hooks_t;
+void pprof_set_fd_hooks(const pprof_fd_hooks_t *hooks);
+
+/*
  * pprof_symcache_t: ELF symbol tables of mapped files, kept between
  * profiles so that an agent writing a profile every few seconds parses
  * libstdc++ once. A file is read with pread into memory from the cache's

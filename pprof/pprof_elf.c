@@ -378,18 +378,18 @@ pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd)
 {
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
+        pp_close(fd);
         return special_entry(c);
     }
     pp_elf_t *e = find_file(c, &st);
     if (e) {
-        close(fd);
+        pp_close(fd);
         touch(c, e);
         return e;
     }
     e = new_entry(c);
     if (!e) {
-        close(fd);
+        pp_close(fd);
         return NULL;
     }
     e->kind = PP_ELF_FILE;
@@ -410,7 +410,7 @@ pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd)
         clear_table(c, e);
         e->bad = true;
     }
-    close(fd);
+    pp_close(fd);
     if (err != PPROF_OK) {   /* out of memory: not cached, tried again next time */
         clear_table(c, e);
         c->nfiles--;

@@ -47,6 +47,10 @@ extern int (*PP_SEAM pp_sys_rename)(const char *from, const char *to);
  * @return 0, or the errno of the failure (ENOSPC for a write returning 0). */
 int pp_write_all(int fd, const void *buf, size_t n);
 
+/* pp_close: closes a descriptor this module opened (through the hooks of
+ * pprof_set_fd_hooks when set: closed only while still the one opened). */
+void pp_close(int fd);
+
 /* pp_fd_t: a descriptor this module opened, with the file it was then.
  * The program may close any descriptor at any time (daemons close
  * 3..1023) and get the same number back for a file of its own: every

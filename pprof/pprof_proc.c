@@ -143,7 +143,7 @@ int pp_open_mapping(const pp_mapping_t *m, const char *path)
         struct stat st;
         if (fstat(fd, &st) != 0 || (uint64_t)st.st_ino != m->ino ||
             (uint64_t)st.st_dev != m->dev) {
-            close(fd);
+            pp_close(fd);
             return -1;
         }
     }
@@ -184,7 +184,7 @@ static pprof_err_t add_line(pprof_builder_t *b, const maps_line_t *l, char *path
             if (!pp_elf_build_id_fd(f.fd, hex) || !pp_fd_ours(&f)) hex[0] = '\0';
             pp_fd_close(&f);
         } else if (f.fd >= 0) {
-            close(f.fd);   /* fstat failed just after the open: still ours */
+            pp_close(f.fd);
         }
     }
     pprof_mapping_t m = { l->start, l->end, l->offset, pathbuf, hex };
