@@ -284,6 +284,20 @@ static void release(timeline_t *t)
     a.free(a.ctx, t);
 }
 
+/* new_writer: a zeroed writer with the allocator and frame options
+ * (both modes), or NULL. */
+static timeline_t *new_writer(const map_allocator_t *allocator, const timeline_opts_t *opts)
+{
+    timeline_t *t = allocator->alloc(allocator->ctx, sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->allocator = *allocator;
+    t->fd = -1;
+    t->frame_records = opts && opts->frame_records ? opts->frame_records : TIMELINE_FRAME_RECORDS;
+    t->frame_bytes = opts && opts->frame_bytes ? opts->frame_bytes : TIMELINE_FRAME_BYTES;
+    return t;
+}
+
 timeline_err_t timeline_open(timeline_t **out, const map_allocator_t *allocator,
                              const char *dir, pid_t pid, const timeline_opts_t *opts)
 {
@@ -292,13 +306,8 @@ timeline_err_t timeline_open(timeline_t **out, const map_allocator_t *allocator,
     if (!allocator || !allocator->alloc || !allocator->free || !dir || !*dir || pid <= 0 ||
         strlen(dir) >= CONF_PATH_MAX)
         return TIMELINE_ERR_INVALID;
-    timeline_t *t = allocator->alloc(allocator->ctx, sizeof *t);
+    timeline_t *t = new_writer(allocator, opts);
     if (!t) return TIMELINE_ERR_NOMEM;
-    memset(t, 0, sizeof *t);
-    t->allocator = *allocator;
-    t->fd = -1;
-    t->frame_records = opts && opts->frame_records ? opts->frame_records : TIMELINE_FRAME_RECORDS;
-    t->frame_bytes = opts && opts->frame_bytes ? opts->frame_bytes : TIMELINE_FRAME_BYTES;
     int level = opts && opts->level ? opts->level : TIMELINE_LEVEL;
 
     timeline_err_t err = make_paths(t, dir, pid);
@@ -325,15 +334,10 @@ timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocat
     if (!allocator || !allocator->alloc || !allocator->free || !io || !io->dirfd || !io->publish ||
         !base || !*base || strlen(base) >= NAME_MAX_LEN)
         return TIMELINE_ERR_INVALID;
-    timeline_t *t = allocator->alloc(allocator->ctx, sizeof *t);
+    timeline_t *t = new_writer(allocator, opts);
     if (!t) return TIMELINE_ERR_NOMEM;
-    memset(t, 0, sizeof *t);
-    t->allocator = *allocator;
-    t->fd = -1;
     t->use_io = true;
     t->io = *io;
-    t->frame_records = opts && opts->frame_records ? opts->frame_records : TIMELINE_FRAME_RECORDS;
-    t->frame_bytes = opts && opts->frame_bytes ? opts->frame_bytes : TIMELINE_FRAME_BYTES;
     int level = opts && opts->level ? opts->level : TIMELINE_LEVEL;
     memcpy(t->name, base, strlen(base) + 1);
 

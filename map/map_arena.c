@@ -168,40 +168,31 @@ static bool lock_arena(void)
     return true;
 }
 
-/* carve_own: a fresh block of 2^cls bytes from the thread's own chunk, no
- * lock (see the design comment). */
-static unsigned char *carve_own(unsigned cls)
+/* carve: a fresh block of 2^cls bytes from the chunk [*next, *end),
+ * mapping a new chunk when it is used up. The tail of the previous chunk
+ * is abandoned: at most 64 KiB of address space, never touched, so it
+ * costs no memory. */
+static unsigned char *carve(unsigned char **next, unsigned char **end, unsigned cls)
 {
     size_t len = (size_t)1 << cls;
-    if ((size_t)(own_end - own_next) < len) {
+    if ((size_t)(*end - *next) < len) {
         unsigned char *chunk = os_map(ARENA_CHUNK);
         if (!chunk) return NULL;
         stat_add(&stat_mapped, ARENA_CHUNK);
-        own_next = chunk;
-        own_end = chunk + ARENA_CHUNK;
+        *next = chunk;
+        *end = chunk + ARENA_CHUNK;
     }
-    unsigned char *b = own_next;
-    own_next += len;
+    unsigned char *b = *next;
+    *next += len;
     return b;
 }
 
-/* carve_locked: a fresh block of 2^cls bytes from the current chunk. */
-static unsigned char *carve_locked(unsigned cls)
-{
-    size_t len = (size_t)1 << cls;
-    if ((size_t)(chunk_end - chunk_next) < len) {
-        unsigned char *chunk = os_map(ARENA_CHUNK);
-        if (!chunk) return NULL;
-        stat_add(&stat_mapped, ARENA_CHUNK);
-        /* The tail of the previous chunk is abandoned: at most 64 KiB of
-         * address space, never touched, so it costs no memory. */
-        chunk_next = chunk;
-        chunk_end = chunk + ARENA_CHUNK;
-    }
-    unsigned char *b = chunk_next;
-    chunk_next += len;
-    return b;
-}
+/* carve_own: from the thread's own chunk, no lock (see the design
+ * comment). */
+static unsigned char *carve_own(unsigned cls) { return carve(&own_next, &own_end, cls); }
+
+/* carve_locked: from the current shared chunk (under arena_lock). */
+static unsigned char *carve_locked(unsigned cls) { return carve(&chunk_next, &chunk_end, cls); }
 
 static void *alloc_small(size_t total)
 {

@@ -374,6 +374,16 @@ static pp_elf_t *special_entry(pprof_symcache_t *c)
     return e;
 }
 
+/* discard_new: an entry from new_entry that could not be loaded (out of
+ * memory): not cached, tried again next time. */
+static void discard_new(pprof_symcache_t *c, pp_elf_t *e)
+{
+    clear_table(c, e);
+    c->nfiles--;
+    c->bytes -= sizeof(*e);
+    c->a.free(c->a.ctx, e);
+}
+
 pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd)
 {
     struct stat st;
@@ -412,10 +422,7 @@ pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd)
     }
     pp_close(fd);
     if (err != PPROF_OK) {   /* out of memory: not cached, tried again next time */
-        clear_table(c, e);
-        c->nfiles--;
-        c->bytes -= sizeof(*e);
-        c->a.free(c->a.ctx, e);
+        discard_new(c, e);
         return NULL;
     }
     insert(c, e);
@@ -435,10 +442,7 @@ pp_elf_t *pp_symcache_vdso(pprof_symcache_t *c, const void *image, size_t len)
     e->vdso = image;
     src_t src = { -1, image, len };
     if (load_image(c, e, &src) != PPROF_OK) {
-        clear_table(c, e);
-        c->nfiles--;
-        c->bytes -= sizeof(*e);
-        c->a.free(c->a.ctx, e);
+        discard_new(c, e);
         return NULL;
     }
     insert(c, e);
