@@ -17,6 +17,8 @@
 #   rel   -O2, -fPIC -fvisibility=hidden: what ships and what is benchmarked
 #   dbg   -O1 -DMAP_DEBUG ...: unit tests with invariant checks
 #   asan  dbg + ASan + UBSan
+#   adbg  rel + the agent's and the map's asserts (AGENT_DEBUG, MAP_DEBUG):
+#         build/debug/libheapwatch.so, which integration tests also run
 # Unit tests are tests/unit/<mod>_<topic>.c: one cmocka binary each, linked
 # with <mod> and its dependencies, built for dbg and asan.
 
@@ -49,7 +51,8 @@ CFLAGS_dbg  := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer -ftrivial-auto-var-ini
                -DMAP_DEBUG=1 -DHEAPWATCH_TEST=1
 CFLAGS_asan := $(CFLAGS_dbg) -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS_asan := -fsanitize=address,undefined
-VARIANTS := rel dbg asan
+CFLAGS_adbg := $(CFLAGS_rel) -DAGENT_DEBUG=1 -DMAP_DEBUG=1
+VARIANTS := rel dbg asan adbg
 
 # ---------------------------------------------------------------------------
 # Debian packages: "package:file-that-proves-it-is-installed"
@@ -209,7 +212,7 @@ all: $(PRODUCTS) $(call mod_objs,rel,map)
 test-build: $(UNIT_BINS) $(FUZZ_REGRESSION_BINS) $(TEST_PREREQS)
 test: deps
 	@$(MAKE) --no-print-directory test-build
-	@BUILD=$(BUILD) bash tests/run.sh $(UNIT_BINS) -- $(FUZZ_REGRESSION_BINS)
+	@BUILD=$(BUILD) DEBUG_AGENT_SCRIPTS="$(DEBUG_AGENT_SCRIPTS)" bash tests/run.sh $(UNIT_BINS) -- $(FUZZ_REGRESSION_BINS)
 
 .PHONY: bench
 bench: deps

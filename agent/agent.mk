@@ -15,9 +15,23 @@ $(BUILD)/libheapwatch.so: $(call mod_objs,rel,agent)
 PRODUCTS += $(BUILD)/libheapwatch.so
 TEST_PREREQS += $(BUILD)/libheapwatch.so
 
-# Unit tests link the pure parts only: the shim would interpose malloc in
-# the test binary, and core.c's constructor would start the agent in it.
-agent_TEST_SRCS := $(filter agent/conf.c agent/out.c agent/fds.c agent/alert.c agent/timeline.c,$(agent_SRCS))
+# The debug agent: the same, with AGENT_ASSERT and the map's checks on
+# (lock ranks, the work lock's holder, the invariants the comments state).
+# tests/run.sh runs DEBUG_AGENT_SCRIPTS a second time under it; a line
+# "heapwatch: assertion failed" in any integration log fails the run.
+$(BUILD)/debug/libheapwatch.so: $(call mod_objs,adbg,agent)
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -Wl,-z,nodelete -Wl,--no-undefined -o $@ $^ $(call mod_libs,agent) -lm
+TEST_PREREQS += $(BUILD)/debug/libheapwatch.so
+DEBUG_AGENT_SCRIPTS := agent_basics agent_lifecycle agent_profiles agent_alerts agent_http \
+                       safety_exit safety_fds safety_fdfork safety_thread
+
+# Unit tests link all of agent/ but the shim, which would interpose malloc
+# in the test binary, and preload.c, whose constructor would start the
+# agent in it; a double stands in for the shim (the next allocator's usable
+# size, no sanitizer to step aside for).
+agent_TEST_SRCS := $(filter-out agent/shim.c agent/preload.c,$(agent_SRCS)) \
+                   tests/unit/support/agent_shim_double.c
 
 # Test programs run under the agent (plain builds: no sanitizer under LD_PRELOAD).
 AGENT_PROGS := $(BUILD)/progs/agent_truth $(BUILD)/progs/agent_truth_cxx $(BUILD)/progs/agent_fork \

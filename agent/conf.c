@@ -1,5 +1,5 @@
 /*
- * conf.c - parsing the HEAPWATCH_* variables (declared in agent_internal.h).
+ * conf.c - parsing the HEAPWATCH_* variables (declared in conf.h).
  *
  * Runs inside the host process before anything else of the agent, possibly
  * before the host's own constructors: no malloc, no stdio, no locale; every
@@ -15,7 +15,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "agent/agent_internal.h"
+#include "agent/buf.h"
+#include "agent/conf.h"
+#include "agent/log.h"
 
 #define NS_PER_S 1000000000ull
 #define SECONDS_MAX (100ull * 365 * 24 * 3600)    /* a century: "forever" */

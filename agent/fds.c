@@ -45,7 +45,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "agent/agent_internal.h"
+#include "agent/fds.h"
+#include "agent/thread.h"
 #include "pprof/pprof.h"
 
 #ifndef CLOSE_RANGE_UNSHARE

@@ -63,7 +63,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/agent_internal.h"
+#include "agent/buf.h"
+#include "agent/conf.h"
+#include "agent/fds.h"
+#include "agent/http.h"
+#include "agent/lock.h"
+#include "agent/log.h"
+#include "agent/output.h"
+#include "agent/profile.h"
+#include "agent/spawn.h"
+#include "agent/summary.h"
+#include "agent/thread.h"
 #include "pprof/pprof.h"
 
 #define REQUEST_MAX 8192
@@ -110,7 +120,7 @@ static bool is_numeric(const char *h)
 }
 
 /* open_listener: binds host:port (every address it resolves to, first
- * success wins). @return 0 or an errno value (or -1: the name did not
+ * success wins). @return 0 or -errno (-ENXIO: the name did not
  * resolve). */
 static int open_listener(void)
 {
@@ -123,13 +133,13 @@ static int open_listener(void)
     agent_buf_t sb;
     agent_buf_init(&sb, service, sizeof service);
     agent_buf_u64(&sb, port);
-    if (getaddrinfo(host, service, &hints, &res) != 0 || !res) return -1;
-    int err = EADDRNOTAVAIL;
+    if (getaddrinfo(host, service, &hints, &res) != 0 || !res) return -ENXIO;
+    int err = -EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         int fd = agent_fd_claim(socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
                                        ai->ai_protocol));   /* at a high number (fds.c) */
         if (fd < 0) {
-            err = fd == -1 ? errno : -fd;
+            err = fd == -1 ? -errno : fd;
             continue;
         }
         int one = 1;
@@ -142,7 +152,7 @@ static int open_listener(void)
             err = 0;
             break;
         }
-        err = errno;
+        err = -errno;
         agent_fd_release(fd);
     }
     freeaddrinfo(res);
@@ -153,8 +163,8 @@ static int open_listener(void)
 static bool listen_now(void)
 {
     int err = open_listener();
-    if (err == -1) report("the host name does not resolve", 0);
-    else if (err) report("cannot listen", err);
+    if (err == -ENXIO) report("the host name does not resolve", 0);
+    else if (err) report("cannot listen", -err);
     return err == 0;
 }
 
@@ -696,7 +706,7 @@ void agent_http_start(const char *h, uint16_t p)
     int err = agent_spawn_thread(server_main, "heapwatch-http");
     if (err != 0) {
         __atomic_store_n(&running, false, __ATOMIC_RELAXED);
-        report("cannot start the server thread", err);
+        report("cannot start the server thread", -err);
         agent_fd_release(listen_fd);
         listen_fd = -1;
     }

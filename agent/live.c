@@ -8,7 +8,7 @@
  * threads of a program sampling at rate 1 spread over the shards instead
  * of queueing on one lock. A shard's map is created on its first insert.
  *
- * The filter (declared in agent_internal.h, where free() reads it inline):
+ * The filter (declared in hot.h, where free() reads it inline):
  * 2^20 16-bit counters; slot = address bits 4..23. A sampled pointer is
  * counted in its slot after it is stored in the map and uncounted after it
  * leaves, both under the shard lock, with atomic read-modify-writes since
@@ -33,7 +33,9 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 
-#include "agent/agent_internal.h"
+#include "agent/hot.h"
+#include "agent/live.h"
+#include "agent/lock.h"
 #include "map/map.h"
 
 #define SHARDS 64                        /* power of two */
@@ -92,7 +94,7 @@ bool agent_live_insert(const void *ptr, uint64_t value)
     if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
     shard_t *s = shard_of(ptr);
     bool ok = false;
-    pthread_mutex_lock(&s->lock);
+    agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
     if (!s->map) {
         map_allocator_t a = map_arena_allocator();
         if (map_new(8, 8, 0, &a, &s->map) != MAP_OK) s->map = NULL;
@@ -108,7 +110,7 @@ bool agent_live_insert(const void *ptr, uint64_t value)
             ok = true;
         }
     }
-    pthread_mutex_unlock(&s->lock);
+    agent_unlock_ranked(&s->lock, AGENT_RANK_SHARD);
     return ok;
 }
 
@@ -117,12 +119,12 @@ bool agent_live_remove(const void *ptr, uint64_t *value)
     if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
     shard_t *s = shard_of(ptr);
     bool found = false;
-    pthread_mutex_lock(&s->lock);
+    agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
     if (s->map && map_delete64(s->map, (uint64_t)(uintptr_t)ptr, value)) {
         filter_uncount(ptr);
         found = true;
     }
-    pthread_mutex_unlock(&s->lock);
+    agent_unlock_ranked(&s->lock, AGENT_RANK_SHARD);
     return found;
 }
 
@@ -132,7 +134,7 @@ bool agent_live_get_stats(agent_live_stats_t *out)
     if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
     bool complete = true;
     for (unsigned i = 0; i < SHARDS; i++) {
-        if (!agent_lock_note(&shards[i].lock, "live map statistics: a shard was busy")) {
+        if (!agent_lock_ranked_note(&shards[i].lock, AGENT_RANK_SHARD, "live map statistics: a shard was busy")) {
             complete = false;
             continue;
         }
@@ -147,7 +149,7 @@ bool agent_live_get_stats(agent_live_stats_t *out)
             out->grow_failures += st.grow_failures;
             if (st.B > out->max_B) out->max_B = st.B;
         }
-        pthread_mutex_unlock(&shards[i].lock);
+        agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
     }
     return complete;
 }
@@ -156,7 +158,7 @@ bool agent_live_prefork(uint64_t deadline_ns)
 {
     bool all = true;
     for (unsigned i = 0; i < SHARDS; i++) {
-        prefork_took[i] = agent_lock_until(&shards[i].lock, deadline_ns);
+        prefork_took[i] = agent_lock_ranked_until(&shards[i].lock, AGENT_RANK_SHARD, deadline_ns);
         all &= prefork_took[i];
     }
     return all;
@@ -165,7 +167,7 @@ bool agent_live_prefork(uint64_t deadline_ns)
 void agent_live_postfork_parent(void)
 {
     for (unsigned i = SHARDS; i-- > 0;) {
-        if (prefork_took[i]) pthread_mutex_unlock(&shards[i].lock);
+        if (prefork_took[i]) agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
         prefork_took[i] = false;
     }
 }

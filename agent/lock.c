@@ -48,7 +48,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/agent_internal.h"
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "agent/buf.h"
+#include "agent/lock.h"
+#include "agent/thread.h"
 #include "map/map.h"
 
 static AGENT_TLS uint64_t bound_deadline;  /* CLOCK_MONOTONIC ns; 0: one try */
@@ -58,13 +63,6 @@ static AGENT_TLS bool bound_notes;         /* failures go to the summary */
 static const char *notes[AGENT_NOTES_MAX];
 static unsigned nnotes;                    /* claimed slots (atomic) */
 static bool notes_overflow;
-
-uint64_t agent_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 uint64_t agent_bound_deadline(uint64_t wait_ns)
 {
@@ -108,6 +106,67 @@ bool agent_lock_note(pthread_mutex_t *m, const char *what)
     if (agent_lock(m)) return true;
     if (bound_notes) agent_incomplete_add(what);
     return false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lock ranks (the debug agent's checks)                                    */
+/* ------------------------------------------------------------------------ */
+
+static AGENT_TLS unsigned char held[AGENT_RANKS];   /* locks held by this thread, by rank */
+
+static const char *const rank_names[AGENT_RANKS] = {
+    "work", "profile", "registry", "unwind", "stripe", "shard",
+};
+
+void agent_rank_check_order(agent_rank_t r)
+{
+    for (int above = r; above < AGENT_RANKS; above++) {
+        if (!held[above]) continue;
+        char line[160];
+        agent_buf_t b;
+        agent_buf_init(&b, line, sizeof line);
+        agent_buf_str(&b, "lock order: blocking on a ");
+        agent_buf_str(&b, rank_names[r]);
+        agent_buf_str(&b, " lock while holding a ");
+        agent_buf_str(&b, rank_names[above]);
+        agent_buf_str(&b, " lock");
+        agent_assert_fail(__FILE__, __LINE__, line);
+    }
+}
+
+void agent_rank_count(agent_rank_t r, int delta)
+{
+    AGENT_ASSERT(delta > 0 || held[r] > 0);   /* given back, never taken */
+    held[r] = (unsigned char)(held[r] + delta);
+}
+
+bool agent_rank_held(agent_rank_t r) { return held[r] > 0; }
+
+void agent_ranks_reset(void) { memset(held, 0, sizeof held); }
+
+bool agent_lock_ranked_note(pthread_mutex_t *m, agent_rank_t r, const char *what)
+{
+    if (AGENT_DEBUG && !bounded) agent_rank_check_order(r);
+    if (!agent_lock_note(m, what)) return false;
+    agent_rank_taken(r);
+    return true;
+}
+
+_Noreturn void agent_assert_fail(const char *file, int line, const char *cond)
+{
+    char text[512];
+    agent_buf_t b;
+    agent_buf_init(&b, text, sizeof text);
+    agent_buf_str(&b, "heapwatch: assertion failed: ");
+    agent_buf_str(&b, file);
+    agent_buf_str(&b, ":");
+    agent_buf_u64(&b, (uint64_t)line);
+    agent_buf_str(&b, ": ");
+    agent_buf_str(&b, cond);
+    agent_buf_str(&b, "\n");
+    if (b.overflow) text[sizeof text - 2] = '\n';
+    (void)!write(2, text, strlen(text));   /* not agent_log: the state may be broken */
+    abort();
 }
 
 void agent_incomplete_add(const char *what)

@@ -36,7 +36,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/agent_internal.h"
+#include "agent/buf.h"
+#include "agent/core.h"
+#include "agent/fds.h"
+#include "agent/hot.h"
+#include "agent/lock.h"
+#include "agent/log.h"
+#include "agent/out.h"
+#include "agent/output.h"
+#include "agent/profile.h"
+#include "agent/sample.h"
+#include "agent/stacks.h"
+#include "agent/thread.h"
 #include "pprof/pprof.h"
 
 static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -156,7 +167,7 @@ int agent_profile_write(int dirfd, const char *reason, char *name, size_t nameca
     }
     name[0] = 0;
     agent_enter();
-    if (!agent_lock_note(&profile_lock, "profile: the profile writer was busy")) {
+    if (!agent_lock_ranked_note(&profile_lock, AGENT_RANK_PROFILE, "profile: the profile writer was busy")) {
         agent_leave();
         return AGENT_PROFILE_BUSY;
     }
@@ -169,7 +180,7 @@ int agent_profile_write(int dirfd, const char *reason, char *name, size_t nameca
         if (err) name[0] = 0;
     }
     pprof_builder_free(b);
-    pthread_mutex_unlock(&profile_lock);
+    agent_unlock_ranked(&profile_lock, AGENT_RANK_PROFILE);
     agent_leave();
     return (int)err;
 }
@@ -188,7 +199,7 @@ static int name_frames(const frames_t *f, void (*fn)(struct pprof_builder_s *b, 
 {
     static const pprof_value_type_t count = { "samples", "count" };
     agent_enter();
-    pthread_mutex_lock(&profile_lock);
+    agent_lock_ranked(&profile_lock, AGENT_RANK_PROFILE);
     map_allocator_t a = map_arena_allocator();
     pprof_builder_t *b = NULL;
     pprof_err_t err = pprof_builder_new(&a, &b);
@@ -206,7 +217,7 @@ static int name_frames(const frames_t *f, void (*fn)(struct pprof_builder_s *b, 
     if (!err) err = pprof_builder_symbolize(b, symcache);
     fn(err ? NULL : b, ctx);
     pprof_builder_free(b);
-    pthread_mutex_unlock(&profile_lock);
+    agent_unlock_ranked(&profile_lock, AGENT_RANK_PROFILE);
     agent_leave();
     return (int)err;
 }

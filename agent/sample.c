@@ -36,7 +36,7 @@
  * Sizes are usable sizes (malloc_usable_size), as the exact counters: the
  * profile's inuse_space at rate 1 equals the counters' live bytes of the
  * same allocations. The countdown counts usable + 8 per allocation (see
- * "Block bytes" in agent_internal.h): the sampling probability is then
+ * "Block bytes" in hot.h): the sampling probability is then
  * 1 - exp(-(usable + 8)/rate), and the profile unsamples with that.
  *
  * A sampled allocation: its stack is captured (stacks.c) and interned,
@@ -52,7 +52,12 @@
 #include <string.h>
 #include <sys/auxv.h>
 
-#include "agent/agent_internal.h"
+#include "agent/conf.h"
+#include "agent/hot.h"
+#include "agent/live.h"
+#include "agent/sample.h"
+#include "agent/stacks.h"
+#include "agent/thread.h"
 
 uint64_t agent_sample_rate = CONF_DEFAULT_RATE;
 uint64_t agent_tick_bytes;
@@ -79,8 +84,7 @@ static uint64_t next_random(agent_thread_t *t)
     return x * 0x2545f4914f6cdd1dull;
 }
 
-/* draw_gap: bytes until the next sample: exponential with mean rate. */
-static uint64_t draw_gap(agent_thread_t *t)
+uint64_t agent_sample_gap(agent_thread_t *t)
 {
     uint64_t rate = agent_sample_rate;
     /* U in (0, 1]: 53 random bits, plus one so that log(U) is finite. */
@@ -90,7 +94,7 @@ static uint64_t draw_gap(agent_thread_t *t)
 }
 
 /* set_countdown: `gap` bytes before the thread's next sample, cut into
- * ticks (agent_internal.h) while agent_tick_bytes asks for them. */
+ * ticks (sample.h) while agent_tick_bytes asks for them. */
 static void set_countdown(agent_thread_t *t, int64_t gap)
 {
     int64_t tick = (int64_t)__atomic_load_n(&agent_tick_bytes, __ATOMIC_RELAXED);
@@ -108,7 +112,7 @@ static void reset_countdown(agent_thread_t *t)
 {
     if (agent_sample_rate == 0) set_countdown(t, INT64_MAX);
     else if (agent_sample_rate == 1) set_countdown(t, -1);   /* every allocation, even of 0 bytes */
-    else set_countdown(t, (int64_t)draw_gap(t));
+    else set_countdown(t, (int64_t)agent_sample_gap(t));
 }
 
 void agent_sample_rearm(agent_thread_t *t)

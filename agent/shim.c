@@ -2,7 +2,7 @@
  * shim.c - the interposed allocation functions, and nothing else.
  *
  * Each exported function calls the real one, found with dlsym(RTLD_NEXT),
- * and reports to the core (agent_internal.h) only what succeeded: a free is
+ * and reports to the core (hot.h) only what succeeded: a free is
  * reported *before* the real free (afterwards another thread could already
  * have been handed the same address), an allocation after it returned.
  *
@@ -67,7 +67,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "agent/agent_internal.h"
+#include "agent/background.h"
+#include "agent/core.h"
+#include "agent/hot.h"
+#include "agent/live.h"
+#include "agent/shim.h"
+#include "agent/stacks.h"
+#include "agent/thread.h"
 
 typedef void *(*malloc_fn_t)(size_t);
 typedef void (*free_fn_t)(void *);

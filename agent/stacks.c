@@ -119,7 +119,11 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "agent/agent_internal.h"
+#include "agent/live.h"
+#include "agent/lock.h"
+#include "agent/log.h"
+#include "agent/stacks.h"
+#include "agent/thread.h"
 #include "map/map.h"
 
 #define STRIPES 16                       /* interning tables (power of two) */
@@ -206,12 +210,13 @@ static bool unwind_lock_take(void)
         }
         sched_yield();
     }
+    agent_rank_taken(AGENT_RANK_UNWIND);
     return true;
 }
 
 static void unwind_lock_give(void)
 {
-    pthread_mutex_unlock(&unwind_lock);
+    agent_unlock_ranked(&unwind_lock, AGENT_RANK_UNWIND);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     unwind_mine = false;   /* after the unlock: see unwind_lock_take */
 }
@@ -840,12 +845,12 @@ size_t agent_stacks_bytes(void)
     for (unsigned i = 0; i < STRIPES; i++) {
         map_stats_t st;
         if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) break;
-        if (!agent_lock_note(&stripes[i].lock, "stack table size: a stripe was busy")) continue;
+        if (!agent_lock_ranked_note(&stripes[i].lock, AGENT_RANK_STRIPE, "stack table size: a stripe was busy")) continue;
         if (stripes[i].index) {
             map_get_stats(stripes[i].index, &st);
             n += st.bytes;
         }
-        pthread_mutex_unlock(&stripes[i].lock);
+        agent_unlock_ranked(&stripes[i].lock, AGENT_RANK_STRIPE);
     }
     return n;
 }
@@ -927,9 +932,9 @@ agent_stack_t *agent_stack_intern(const uint64_t *pcs, size_t depth)
     if (!ready || __atomic_load_n(&lost, __ATOMIC_RELAXED)) return agent_stack_get(0);
     uint64_t hash = hash_frames(pcs, depth);
     stripe_t *st = &stripes[hash >> 60 & (STRIPES - 1)];
-    pthread_mutex_lock(&st->lock);
+    agent_lock_ranked(&st->lock, AGENT_RANK_STRIPE);
     agent_stack_t *r = lookup_or_add(st, pcs, depth, hash);
-    pthread_mutex_unlock(&st->lock);
+    agent_unlock_ranked(&st->lock, AGENT_RANK_STRIPE);
     return r ? r : agent_stack_get(0);
 }
 
@@ -962,12 +967,13 @@ bool agent_stacks_prefork(uint64_t deadline_ns)
 {
     bool all = true;
     for (unsigned i = 0; i < STRIPES; i++) {
-        prefork_took[i] = agent_lock_until(&stripes[i].lock, deadline_ns);
+        prefork_took[i] = agent_lock_ranked_until(&stripes[i].lock, AGENT_RANK_STRIPE, deadline_ns);
         all &= prefork_took[i];
     }
     unwind_held_at_fork = false;
     for (unsigned t = 0; t < UNWIND_FORK_TRIES && !unwind_held_at_fork; t++) {
         unwind_held_at_fork = pthread_mutex_trylock(&unwind_lock) == 0;
+        if (unwind_held_at_fork) agent_rank_taken(AGENT_RANK_UNWIND);
         if (!unwind_held_at_fork) {
             if (agent_mono_ns() >= deadline_ns) break;
             sched_yield();
@@ -978,9 +984,9 @@ bool agent_stacks_prefork(uint64_t deadline_ns)
 
 void agent_stacks_postfork_parent(void)
 {
-    if (unwind_held_at_fork) pthread_mutex_unlock(&unwind_lock);
+    if (unwind_held_at_fork) agent_unlock_ranked(&unwind_lock, AGENT_RANK_UNWIND);
     for (unsigned i = STRIPES; i-- > 0;) {
-        if (prefork_took[i]) pthread_mutex_unlock(&stripes[i].lock);
+        if (prefork_took[i]) agent_unlock_ranked(&stripes[i].lock, AGENT_RANK_STRIPE);
         prefork_took[i] = false;
     }
 }

@@ -75,7 +75,10 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#include "agent/agent_internal.h"
+#include "agent/buf.h"
+#include "agent/conf.h"
+#include "agent/fds.h"
+#include "agent/out.h"
 #include "agent/timeline.h"
 
 #define OUT_BUF (16u * 1024u)   /* compressed bytes per write; zstd loops to fill it */

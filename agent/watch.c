@@ -48,9 +48,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/agent_internal.h"
 #include "agent/alert.h"
+#include "agent/buf.h"
+#include "agent/conf.h"
+#include "agent/core.h"
+#include "agent/fds.h"
+#include "agent/hot.h"
+#include "agent/live.h"
+#include "agent/log.h"
+#include "agent/out.h"
+#include "agent/output.h"
+#include "agent/profile.h"
+#include "agent/sample.h"
+#include "agent/stacks.h"
 #include "agent/timeline.h"
+#include "agent/watch.h"
 #include "pprof/pprof.h"
 
 #define HISTORY 6                /* per-stack copies kept */

@@ -12,6 +12,10 @@
 #                     counts as one test (TAP style); a script that prints
 #                     none counts as one test judged by its exit status, and
 #                     a non-zero exit always counts one more failure.
+#                     The scripts named in DEBUG_AGENT_SCRIPTS run a second
+#                     time under the debug agent ($BUILD/debug/libheapwatch.so,
+#                     asserts on), reported as "integration/<name> [debug]".
+#                     A log with "heapwatch: assertion failed" fails its run.
 #   fuzz regression   each replays tests/fuzz/corpus/<name>/ (one test each).
 #
 # Select with TEST_FILTER=<substring>. Full logs: $BUILD/test-logs/.
@@ -60,11 +64,20 @@ for bin in "${unit[@]}"; do
     fi
 done
 
-for script in $(ls tests/integration/*.sh 2>/dev/null | grep -v '/lib\.sh$'); do
-    selected "$script" || continue
+# run_integration SCRIPT AGENT_VARIANT: one run of an integration script;
+# variant "debug" preloads the debug agent instead of the release one.
+run_integration() {
+    local script=$1 variant=$2 name label log rc p f
     name=$(basename "$script" .sh)
+    label="integration/$name"
     log="$LOGS/integration.$name.log"
-    BUILD=$BUILD bash "$script" >"$log" 2>&1
+    local -a env=(BUILD="$BUILD")
+    if [ "$variant" = debug ]; then
+        label="$label [debug]"
+        log="$LOGS/integration.$name.debug.log"
+        env+=(HEAPWATCH_TEST_AGENT="$PWD/$BUILD/debug/libheapwatch.so")
+    fi
+    env "${env[@]}" bash "$script" >"$log" 2>&1
     rc=$?
     p=$(grep -c '^ok ' "$log")
     f=$(grep -c '^not ok ' "$log")
@@ -73,14 +86,29 @@ for script in $(ls tests/integration/*.sh 2>/dev/null | grep -v '/lib\.sh$'); do
     elif [ "$rc" != 0 ]; then
         f=$((f + 1))
     fi
+    if grep -q 'heapwatch: assertion failed' "$log"; then
+        echo "not ok - the agent's asserts held ($(grep -m1 'heapwatch: assertion failed' "$log"))" >>"$log"
+        f=$((f + 1))
+    fi
     passed=$((passed + p)); failed=$((failed + f))
     if [ "$f" = 0 ]; then
-        printf 'PASS  %-40s %4d tests\n' "integration/$name" "$p"
+        printf 'PASS  %-40s %4d tests\n' "$label" "$p"
     else
-        printf 'FAIL  %-40s %4d passed, %d failed (exit %d)\n' "integration/$name" "$p" "$f" "$rc"
+        printf 'FAIL  %-40s %4d passed, %d failed (exit %d)\n' "$label" "$p" "$f" "$rc"
         grep '^not ok ' "$log" | sed 's/^/    /'
-        report_failure "integration/$name" "$log"
+        report_failure "$label" "$log"
     fi
+}
+
+for script in $(ls tests/integration/*.sh 2>/dev/null | grep -v '/lib\.sh$'); do
+    selected "$script" || continue
+    run_integration "$script" release
+done
+for name in ${DEBUG_AGENT_SCRIPTS:-}; do
+    script=tests/integration/$name.sh
+    [ -f "$script" ] || { echo "run.sh: DEBUG_AGENT_SCRIPTS names $name: no $script" >&2; failed=$((failed + 1)); continue; }
+    selected "$script" || continue
+    run_integration "$script" debug
 done
 
 for bin in "${fuzz[@]}"; do

@@ -5,7 +5,10 @@
 # $BUILD set; each gets a scratch directory $T, removed at exit.
 
 BUILD=${BUILD:-build}
-AGENT=$PWD/$BUILD/libheapwatch.so
+# The agent under test: the release build, or the one tests/run.sh names
+# (the debug agent, asserts on); `heapwatch run` preloads the same.
+AGENT=${HEAPWATCH_TEST_AGENT:-$PWD/$BUILD/libheapwatch.so}
+if [ -n "${HEAPWATCH_TEST_AGENT:-}" ]; then export HEAPWATCH_AGENT=$HEAPWATCH_TEST_AGENT; fi
 PROGS=$PWD/$BUILD/progs
 T=$(mktemp -d /tmp/heapwatch-test.XXXXXX)
 trap 'rm -rf "$T"' EXIT

@@ -15,7 +15,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "agent/agent_internal.h"
+#include "agent/buf.h"
+#include "agent/conf.h"
 
 static void test_parse_u64(void **state)
 {

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "agent/agent_internal.h"
+#include "agent/conf.h"
 
 static const char *thread_value;     /* HEAPWATCH_THREAD, or NULL */
 static char reported[4][600];

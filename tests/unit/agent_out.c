@@ -22,7 +22,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "agent/agent_internal.h"
+#include "agent/out.h"
 
 #define NOBODY 65534
 

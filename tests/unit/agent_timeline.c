@@ -24,7 +24,7 @@
 #include <zstd.h>
 #include <cmocka.h>
 
-#include "agent/agent_internal.h"
+#include "agent/out.h"
 #include "agent/timeline.h"
 #include "test_util.h"
 

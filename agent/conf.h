@@ -1,0 +1,95 @@
+/*
+ * conf.h - the HEAPWATCH_* variables of SPEC.md, parsed once at start by
+ * pure, allocation-free functions (conf.c) (agent/, private). A bad value
+ * never stops the program: one line names the variable and the accepted
+ * form, the default is kept.
+ */
+#ifndef HEAPWATCH_AGENT_CONF_H
+#define HEAPWATCH_AGENT_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/base.h"
+
+#pragma GCC visibility push(hidden)
+
+#define CONF_PATH_MAX 4096
+#define CONF_HOST_MAX 256
+
+typedef struct agent_conf_s {
+    char out_dir[CONF_PATH_MAX];   /* HEAPWATCH_OUT, as given (made absolute by the agent) */
+    uint64_t rate;                 /* HEAPWATCH_RATE: mean bytes between samples; 0 = none */
+    uint64_t interval_ns;          /* HEAPWATCH_INTERVAL */
+    uint64_t window_ns;            /* HEAPWATCH_WINDOW */
+    uint64_t warn;                 /* HEAPWATCH_WARN: objects/s */
+    uint64_t crit;                 /* HEAPWATCH_CRIT: objects/s */
+    uint64_t sustain_ns;           /* HEAPWATCH_SUSTAIN */
+    uint64_t grace_ns;             /* HEAPWATCH_GRACE */
+    uint64_t profile_interval_ns;  /* HEAPWATCH_PROFILE_INTERVAL; 0 = off */
+    int signal;                    /* HEAPWATCH_SIGNAL; 0 = off */
+    char http_host[CONF_HOST_MAX]; /* HEAPWATCH_HTTP host; "" = off */
+    uint16_t http_port;
+    int thread;                    /* HEAPWATCH_THREAD: CONF_THREAD_* */
+    uint64_t max_profiles;         /* HEAPWATCH_MAX_PROFILES: interval, signal, http kept */
+} agent_conf_t;
+
+/* HEAPWATCH_THREAD: when the agent runs its background thread (core.c). */
+enum {
+    CONF_THREAD_AUTO = 0,          /* "auto" (default): only once it is needed */
+    CONF_THREAD_ON = 1,            /* "on", "1": from start-up */
+    CONF_THREAD_OFF = 2,           /* "off", "0": never; work done by the allocating thread */
+};
+
+/* Defaults (SPEC.md; SUSTAIN and GRACE are ours, see README). */
+#define CONF_DEFAULT_OUT "heapwatch-out"
+#define CONF_DEFAULT_RATE 524288u
+#define CONF_DEFAULT_INTERVAL_NS 1000000000ull
+#define CONF_DEFAULT_WINDOW_NS 5000000000ull
+#define CONF_DEFAULT_WARN 500u
+#define CONF_DEFAULT_CRIT 2000u
+#define CONF_DEFAULT_SUSTAIN_NS 3000000000ull
+#define CONF_DEFAULT_GRACE_NS 10000000000ull
+#define CONF_DEFAULT_MAX_PROFILES 64u
+#define CONF_MAX_PROFILES_MAX 4096u   /* bounds the core's list of kept names (64 B each) */
+
+/* agent_conf_defaults: fills *c with every default. */
+void agent_conf_defaults(agent_conf_t *c);
+
+/* agent_conf_parse_u64: a whole decimal number in [min, max], nothing else.
+ * @return true on success. */
+bool agent_conf_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* agent_conf_parse_seconds: seconds as a decimal number with an optional
+ * fraction ("1", "0.25", "2.5"), at most 9 fraction digits, in
+ * [min_ns, max_ns] once converted to nanoseconds. @return true on success. */
+bool agent_conf_parse_seconds(const char *s, uint64_t min_ns, uint64_t max_ns, uint64_t *out_ns);
+
+/* agent_conf_parse_signal: the profile signal: USR1, USR2 or a real-time
+ * signal, by name ("USR1", "SIGUSR2", "RTMIN+2", "SIGRTMAX-1",
+ * case-insensitive) or number ("10", "12", "34".."64"). Every other signal
+ * means something to the program (TERM, INT, CHLD, PIPE, TSTP...) and is
+ * refused, as are KILL, STOP and the crash signals. @return true on success. */
+bool agent_conf_parse_signal(const char *s, int *out);
+/* agent_conf_signal_allowed: signo is USR1, USR2 or SIGRTMIN..SIGRTMAX. */
+bool agent_conf_signal_allowed(int signo);
+
+/* agent_conf_parse_hostport: "host:port" or "[v6]:port", port 1..65535, host
+ * non-empty and shorter than CONF_HOST_MAX. @return true on success. */
+bool agent_conf_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/*
+ * agent_conf_load: reads every variable through getenv_fn (secure_getenv in the
+ * agent, a table in tests) into *c, starting from the defaults. Each bad
+ * value is reported once through report(line) as a complete line such as
+ *   heapwatch: HEAPWATCH_RATE="abc" is not valid: expected ...; using 524288
+ * and the default is kept. @return the number of bad values.
+ */
+int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
+              void (*report)(const char *line));
+
+
+#pragma GCC visibility pop
+
+#endif /* HEAPWATCH_AGENT_CONF_H */

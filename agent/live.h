@@ -1,0 +1,73 @@
+/*
+ * live.h - the live map: the sampled allocations still live, sharded, and
+ * the filter in front of it (live.c; the filter's inline test is in hot.h)
+ * (agent/, private).
+ */
+#ifndef HEAPWATCH_AGENT_LIVE_H
+#define HEAPWATCH_AGENT_LIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/base.h"
+
+#pragma GCC visibility push(hidden)
+
+/* A live-map value packs the stack id (high 24 bits) and the usable size
+ * (low 40 bits, clamped). */
+#define AGENT_LIVE_SIZE_BITS 40
+#define AGENT_LIVE_SIZE_MAX ((UINT64_C(1) << AGENT_LIVE_SIZE_BITS) - 1)
+#define AGENT_STACKS_MAX (UINT32_C(1) << (64 - AGENT_LIVE_SIZE_BITS))
+
+/* agent_live_clamp: a size as the live map keeps it. */
+static inline uint64_t agent_live_clamp(size_t usable)
+{
+    return usable < AGENT_LIVE_SIZE_MAX ? usable : AGENT_LIVE_SIZE_MAX;
+}
+static inline uint64_t agent_live_pack(uint32_t stack_id, size_t usable)
+{
+    return ((uint64_t)stack_id << AGENT_LIVE_SIZE_BITS) | agent_live_clamp(usable);
+}
+static inline uint32_t agent_live_stack(uint64_t v) { return (uint32_t)(v >> AGENT_LIVE_SIZE_BITS); }
+static inline uint64_t agent_live_size(uint64_t v) { return v & AGENT_LIVE_SIZE_MAX; }
+
+/* agent_live_filter_pin: marks the filter slots of [lo, lo+len) for good,
+ * so that free() of any address there always takes the slow path (the
+ * shim's boot buffer, and NULL). */
+void agent_live_filter_pin(const void *lo, size_t len);
+
+/* agent_live_insert: ptr -> value; counts ptr in the filter.
+ * @return false when no memory (nothing recorded). */
+bool agent_live_insert(const void *ptr, uint64_t value);
+
+/* agent_live_remove: takes ptr out; @return true and *value when it was there. */
+bool agent_live_remove(const void *ptr, uint64_t *value);
+
+/* agent_live_stats_t: the live map's state, summed over its shards. */
+typedef struct agent_live_stats_s {
+    uint64_t count;              /* live sampled allocations */
+    uint64_t bytes;              /* memory of the maps */
+    unsigned shards;
+    unsigned max_B;              /* largest shard's log2 bucket count */
+    uint64_t buckets;            /* bucket count over all shards */
+    uint64_t noverflow;          /* Go's overflow estimate, summed */
+    uint64_t overflow_buckets;   /* exact, summed */
+    uint64_t grow_failures;
+    uint64_t filter_bytes;       /* size of the filter array (virtual) */
+} agent_live_stats_t;
+/* agent_live_get_stats: takes each shard with agent_lock; @return false
+ * when a shard was busy (bounded stretch) or the map was lost at a fork:
+ * the figures then miss it. */
+bool agent_live_get_stats(agent_live_stats_t *out);
+
+/* fork: as the stack table's (agent_stacks_prefork); a child that missed
+ * a shard never touches the live map again (inserts and removes fail). */
+bool agent_live_prefork(uint64_t deadline_ns);
+void agent_live_postfork_parent(void);
+bool agent_live_postfork_child(void);
+
+
+#pragma GCC visibility pop
+
+#endif /* HEAPWATCH_AGENT_LIVE_H */

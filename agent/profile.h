@@ -1,0 +1,50 @@
+/*
+ * profile.h - heap profiles of the stack table, and frame names (profile.c)
+ * (agent/, private).
+ */
+#ifndef HEAPWATCH_AGENT_PROFILE_H
+#define HEAPWATCH_AGENT_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/base.h"
+#include "agent/stacks.h"
+
+#pragma GCC visibility push(hidden)
+
+/* agent_profile_write: writes heap.<tag>.<seq>.<reason>.pb.gz into the
+ * directory dirfd from the stack table (temporary file O_EXCL|O_NOFOLLOW,
+ * published by agent_output_publish: never replacing a file); name
+ * (optional, namecap bytes) receives the file name; with keep_fd, the
+ * file's descriptor at offset 0 goes to *keep_fd (the caller closes it).
+ * Runs under the recursion guard; serialised by its own lock, taken with
+ * agent_lock (in a bounded stretch a busy writer is noted and nothing is
+ * written: AGENT_PROFILE_BUSY); the caller holds the work lock.
+ * @return 0, AGENT_PROFILE_BUSY, or a pprof_err_t value. */
+#define AGENT_PROFILE_BUSY (-1)
+int agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap, int *keep_fd);
+
+/* agent_profile_name_stacks: names the frames of n stacks: builds a
+ * throwaway profile of them, symbolizes it with the profile writer's symbol
+ * cache, and calls fn once, with that builder (read names with
+ * pprof_builder_frame_name) or with NULL when naming failed.
+ * @return 0, or a pprof_err_t value. */
+struct pprof_builder_s;
+int agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
+                              void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx);
+
+/* agent_profile_name_pcs: agent_profile_name_stacks for n exact
+ * instruction addresses (as a profile's locations hold them); read each
+ * name with pprof_builder_frame_name(b, pcs, i). */
+int agent_profile_name_pcs(const uint64_t *pcs, size_t n,
+                           void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx);
+
+/* agent_profile_postfork_child: a new process: sequence numbers restart
+ * and the lock is re-created. */
+void agent_profile_postfork_child(void);
+
+
+#pragma GCC visibility pop
+
+#endif /* HEAPWATCH_AGENT_PROFILE_H */

@@ -1,0 +1,24 @@
+/*
+ * shim.h - what the interposition shim (shim.c) offers the core (agent/,
+ * private). The hot path's side of the contract is in hot.h.
+ */
+#ifndef HEAPWATCH_AGENT_SHIM_H
+#define HEAPWATCH_AGENT_SHIM_H
+
+#include "agent/base.h"
+
+#pragma GCC visibility push(hidden)
+
+/* agent_shim_init: resolves the real allocation functions now. */
+void agent_shim_init(void);
+
+/* agent_shim_aside_reason: why the agent steps aside in this process
+ * (agent_enabled is then 0), as a phrase ("AddressSanitizer runtime"): a
+ * sanitizer runtime found at resolution (ASan, TSan, MSan, LSan, HWASan),
+ * or a malloc found before the agent's; NULL when it does not. (shim.c) */
+const char *agent_shim_aside_reason(void);
+
+
+#pragma GCC visibility pop
+
+#endif /* HEAPWATCH_AGENT_SHIM_H */

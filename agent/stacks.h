@@ -1,0 +1,93 @@
+/*
+ * stacks.h - call stacks: capture with libunwind and interning into a
+ * table of records that hold each stack's sampled totals (stacks.c; the
+ * design is there) (agent/, private).
+ */
+#ifndef HEAPWATCH_AGENT_STACKS_H
+#define HEAPWATCH_AGENT_STACKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/base.h"
+
+#pragma GCC visibility push(hidden)
+
+#define AGENT_MAX_FRAMES 64
+
+/*
+ * agent_stack_t: one distinct call stack, stored once, never freed, with
+ * the sampled totals of the allocations made from it. pcs[0] is the
+ * allocation function's caller (a return address), pcs[depth-1] the
+ * outermost frame. Totals are raw samples (not unsampled), updated with
+ * relaxed atomic adds by the allocating and freeing threads.
+ */
+typedef struct agent_stack_s {
+    uint64_t hash;               /* of the frames */
+    uint32_t id;                 /* index in the table; 0 is "no stack" */
+    uint32_t depth;
+    uint64_t alloc_objects;      /* sampled allocations made here */
+    uint64_t alloc_bytes;
+    uint64_t free_objects;       /* ...of which freed */
+    uint64_t free_bytes;
+    uint64_t pcs[];
+} agent_stack_t;
+
+/* agent_stack_totals_t: what a stack's totals say, read at one moment. */
+typedef struct agent_stack_totals_s {
+    int64_t alloc_objects, alloc_bytes;   /* sampled allocations */
+    int64_t inuse_objects, inuse_bytes;   /* ...not freed yet */
+} agent_stack_totals_t;
+
+/* agent_stack_read: s's totals. The freed totals are read first: a free
+ * is counted after its allocation, so in-use is never negative even while
+ * other threads allocate and free. */
+static inline void agent_stack_read(agent_stack_t *s, agent_stack_totals_t *t)
+{
+    int64_t free_objects = (int64_t)__atomic_load_n(&s->free_objects, __ATOMIC_ACQUIRE);
+    int64_t free_bytes = (int64_t)__atomic_load_n(&s->free_bytes, __ATOMIC_ACQUIRE);
+    t->alloc_objects = (int64_t)__atomic_load_n(&s->alloc_objects, __ATOMIC_ACQUIRE);
+    t->alloc_bytes = (int64_t)__atomic_load_n(&s->alloc_bytes, __ATOMIC_ACQUIRE);
+    t->inuse_objects = t->alloc_objects - free_objects;
+    t->inuse_bytes = t->alloc_bytes - free_bytes;
+}
+
+/* agent_stacks_init: the table, and libunwind's address space for this
+ * process (its init pipe closed: stacks.c). @return 0, or -1 when no
+ * memory (sampling then records empty stacks). */
+int agent_stacks_init(void);
+/* agent_stacks_code_unloaded: code may have been unmapped (dlclose): the
+ * unwind recipes learnt so far are forgotten. Async-signal-safe. */
+void agent_stacks_code_unloaded(void);
+
+/* agent_stack_capture: unwinds the calling thread into pcs (at most max
+ * frames), dropping the agent's own frames. @return the depth. */
+size_t agent_stack_capture(uint64_t *pcs, size_t max);
+
+/* agent_stack_intern: the one record for this stack, created if new;
+ * the "no stack" record (id 0) when the table is full or out of memory. */
+agent_stack_t *agent_stack_intern(const uint64_t *pcs, size_t depth);
+
+/* agent_stack_get: record number id (< agent_stacks_count()), or NULL. */
+agent_stack_t *agent_stack_get(uint32_t id);
+
+/* agent_stacks_count: records created so far (ids 0 .. count-1). */
+uint32_t agent_stacks_count(void);
+
+/* agent_stacks_bytes: memory held by the table and its records. */
+size_t agent_stacks_bytes(void);
+
+/* agent_stacks_bytes takes each stripe with agent_lock (a busy one is
+ * skipped at exit). fork: agent_stacks_prefork takes every stripe, waiting
+ * at most until deadline_ns (lock.c), and says whether it has them all;
+ * agent_stacks_postfork_child returns false when one was missed: the child
+ * then interns no stack again. */
+bool agent_stacks_prefork(uint64_t deadline_ns);
+void agent_stacks_postfork_parent(void);
+bool agent_stacks_postfork_child(void);
+
+
+#pragma GCC visibility pop
+
+#endif /* HEAPWATCH_AGENT_STACKS_H */
