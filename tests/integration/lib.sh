@@ -63,7 +63,7 @@ check() {
 # the full length said; with QUOTE, in double quotes and \ escaped too.
 _tap_escape() {
     local LC_ALL=C
-    local s=$1 max=${2:-} quote=${3:-} out= c i n
+    local s=$1 max=${2:-} quote=${3:-} out='' c i n
     n=${#s}
     if [ -n "$max" ] && [ "$n" -gt "$max" ]; then s=${s:0:max}; fi
     if [[ $s == *[[:cntrl:]]* ]] || { [ -n "$quote" ] && [[ $s == *\\* ]]; }; then
