@@ -123,7 +123,7 @@ assert max(r["objects_rate"] for r in recs) > 4000
 PY
 ktl=$(ls "$T/kill"/timeline.*.jsonl.zst 2>/dev/null)
 n=$(zstd -dc "$ktl" 2>/dev/null | wc -l)
-check "after kill -9 at ~3 s (interval 0.2 s), the flushed records decode ($n)" [ "$n" -ge 10 ]
+check_ge "after kill -9 at ~3 s (interval 0.2 s), the flushed records decode ($n)" "$n" 10
 check "after kill -9, every decoded line is a whole JSON record" \
     bash -c 'zstd -dc "$1" 2>/dev/null | python3 -c "import json,sys; [json.loads(l) for l in sys.stdin]"' _ "$ktl"
 check "after kill -9, no summary and no temporary files" \
@@ -141,16 +141,17 @@ cases = r.findall(".//testcase")
 assert len(cases) == 1 and cases[0].find("failure") is not None
 ' "$T/crit.xml"
 "$HW" check -q "$T/steady"; rc=$?
-check "heapwatch check on the steady run: exit 0" [ $rc = 0 ]
+check_eq "heapwatch check on the steady run: exit 0" 0 "$rc"
 "$HW" check -q "$T/warn"; rc1=$?
 "$HW" check -q --fail-on warn "$T/warn" >/dev/null; rc2=$?
-check "heapwatch check on the warn run: 0 by default, 1 with --fail-on warn" [ $rc1 = 0 ] && [ $rc2 = 1 ]
+check_eq "heapwatch check on the warn run: 0 by default, 1 with --fail-on warn" \
+    "default 0, --fail-on warn 1" "default $rc1, --fail-on warn $rc2"
 "$HW" check -q --max-live-objects 1000 "$T/steady" >/dev/null; rc=$?
-check "heapwatch check --max-live-objects 1000 on the steady run (1024 live): exit 1" [ $rc = 1 ]
+check_eq "heapwatch check --max-live-objects 1000 on the steady run (1024 live): exit 1" 1 "$rc"
 mkdir -p "$T/empty"; "$HW" check "$T/empty" 2>/dev/null; rc=$?
-check "heapwatch check on an empty directory: exit 2" [ $rc = 2 ]
+check_eq "heapwatch check on an empty directory: exit 2" 2 "$rc"
 "$HW" check -q "$T/kill" >/dev/null 2>&1; rc=$?
-check "heapwatch check reads the killed run from its timeline alone (exit 0)" [ $rc = 0 ]
+check_eq "heapwatch check reads the killed run from its timeline alone (exit 0)" 0 "$rc"
 "$HW" report --width 70 "$T/crit" > "$T/report.out" 2>&1; rc=$?
 check "heapwatch report on the leaking run: charts, the crit alert and leak_node" \
     bash -c '[ "$1" = 0 ] && grep -q "live objects" "$2" && grep -q "crit" "$2" && grep -q leak_node "$2"' _ $rc "$T/report.out"

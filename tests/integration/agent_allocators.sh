@@ -35,7 +35,7 @@ allocator() {
 
     # agent_truth: exact counters, bytes from malloc_usable_size (the allocator's).
     run_agent "$T/$name-truth" "$PROGS/agent_truth" >"$T/$name-truth.tap" 2>"$T/$name-truth.err"
-    check "$name: agent_truth exits 0 (exact counters, every allocation function)" [ $rc = 0 ]
+    check_eq "$name: agent_truth exits 0 (exact counters, every allocation function)" 0 "$rc"
     sed -n "s/^\(\(not \)\{0,1\}ok\) - /\1 - $name: agent_truth: /p" "$T/$name-truth.tap" > "$T/$name-truth.rel"
     relay "$T/$name-truth.rel"
     check "$name: agent_truth: one valid summary" summary_ok "$(only_summary "$T/$name-truth")" 40000
@@ -53,8 +53,8 @@ allocator() {
     # life_alloc: the allocator serves the blocks; same output without the agent.
     same_behaviour "$name: life_alloc" "$T/$name-alloc" env LIFE_TAP="$T/$name-alloc.tap" \
         "$PROGS/life_alloc" "$name"
-    check "$name: life_alloc: malloc and malloc_usable_size are $name's" \
-        [ "$(grep -c ": yes$" "$out_agent")" = 3 ]
+    check_eq "$name: life_alloc: malloc and malloc_usable_size are $name's" \
+        3 "$(grep -c ": yes$" "$out_agent")"
     sed -i "s/^\(\(not \)\{0,1\}ok\) - /\1 - $name: /" "$T/$name-alloc.tap"
     relay "$T/$name-alloc.tap"
     check "$name: life_alloc: one valid summary" summary_ok "$(only_summary "$T/$name-alloc")"
@@ -70,8 +70,8 @@ allocator tcmalloc "$LIBDIR/libtcmalloc.so.4" libgoogle-perftools4
 if [ -x "$PROGS/life_alloc_je" ]; then
     same_behaviour "linked jemalloc: life_alloc_je" "$T/je-linked" env LIFE_TAP="$T/je-linked.tap" \
         "$PROGS/life_alloc_je" jemalloc
-    check "linked jemalloc: malloc and malloc_usable_size are jemalloc's" \
-        [ "$(grep -c ": yes$" "$out_agent")" = 3 ]
+    check_eq "linked jemalloc: malloc and malloc_usable_size are jemalloc's" \
+        3 "$(grep -c ": yes$" "$out_agent")"
     sed -i "s/^\(\(not \)\{0,1\}ok\) - /\1 - linked jemalloc: /" "$T/je-linked.tap"
     relay "$T/je-linked.tap"
     check "linked jemalloc: one valid summary" summary_ok "$(only_summary "$T/je-linked")"

@@ -8,11 +8,11 @@ set -u
 
 # --- exact counters (the programs print their own TAP lines) ---------------
 with_agent "$T/truth" "$PROGS/agent_truth"; rc=$?
-check "agent_truth exits 0 under the agent" [ $rc = 0 ]
+check_eq "agent_truth exits 0 under the agent" 0 "$rc"
 with_agent "$T/truth" "$PROGS/agent_truth_cxx"; rc=$?
-check "agent_truth_cxx exits 0 under the agent" [ $rc = 0 ]
+check_eq "agent_truth_cxx exits 0 under the agent" 0 "$rc"
 "$PROGS/agent_truth" >/dev/null; rc=$?
-check "agent_truth runs without the agent (exit 77: not loaded)" [ $rc = 77 ]
+check_eq "agent_truth runs without the agent (exit 77: not loaded)" 77 "$rc"
 
 # --- the summary ----------------------------------------------------------
 out=$T/sum
@@ -36,9 +36,9 @@ assert d["peak_live_bytes"] >= d["live_bytes"] >= 0
 assert ("summary.%d.json" % d["pid"]) in d["files"]
 assert sys.argv[1].endswith("summary.%d.json" % d["pid"])
 PY
-check "only the summary, the timeline and the exit profile, no temporary files" \
-    [ -z "$(ls -A "$out" | grep -v '^summary\.[0-9]*\.json$' | grep -v '^heap\.[0-9]*\.0001\.exit\.pb\.gz$' |
-            grep -v '^timeline\.[0-9]*\.jsonl\.zst$')" ]
+check_eq "only the summary, the timeline and the exit profile, no temporary files" "" \
+    "$(ls -A "$out" | grep -v '^summary\.[0-9]*\.json$' | grep -v '^heap\.[0-9]*\.0001\.exit\.pb\.gz$' |
+       grep -v '^timeline\.[0-9]*\.jsonl\.zst$')"
 
 # --- real programs: same output, same exit status --------------------------
 same_run() {   # what, cmd...: stdout+stderr and exit status identical with and without the agent
@@ -60,9 +60,9 @@ same_run "sort" sort -n "$T/numbers"
 same_run "sort of a missing file (exit 2)" sort /nonexistent/file
 printf '#include <stdio.h>\nint main(void){puts("built");return 0;}\n' > "$T/hello.c"
 same_run "gcc compiling a program" gcc -O2 "$T/hello.c" -o "$T/hello"
-check "the program gcc built under the agent runs" [ "$("$T/hello")" = built ]
-check "gcc's exec'ed tools (cc1, as, collect2/ld) are profiled too" \
-    [ "$(grep -l '"exe": ".*/\(cc1\|as\|collect2\|ld[^"]*\)"' "$T/real"/summary.*.json 2>/dev/null | wc -l)" -ge 2 ]
+check_eq "the program gcc built under the agent runs" built "$("$T/hello")"
+check_ge "gcc's exec'ed tools (cc1, as, collect2/ld) are profiled too" \
+    "$(grep -l '"exe": ".*/\(cc1\|as\|collect2\|ld[^"]*\)"' "$T/real"/summary.*.json 2>/dev/null | wc -l)" 2
 
 # --- bad configuration: one line naming the variable, program unharmed ------
 for kv in HEAPWATCH_RATE=-1 HEAPWATCH_INTERVAL=0 HEAPWATCH_WINDOW=abc HEAPWATCH_WARN=0 \
@@ -98,7 +98,7 @@ out=$T/fork
 with_agent "$out" "$PROGS/agent_fork" /usr/bin/sort -n "$T/numbers" > "$T/fork.out"
 line=$(head -1 "$T/fork.out")
 parent=$(echo "$line" | awk '{print $2}'); child=$(echo "$line" | awk '{print $4}')
-check "fork: the child's exit status is unchanged" [ "$(echo "$line" | awk '{print $6}')" = 3 ]
+check_eq "fork: the child's exit status is unchanged" 3 "$(echo "$line" | awk '{print $6}')"
 check "fork: the child writes its own summary.<child pid>.json" [ -f "$out/summary.$child.json" ]
 check "fork: the child's counters include what it inherited and its own" python3 - "$out/summary.$child.json" <<'PY'
 import json, sys
@@ -106,7 +106,7 @@ d = json.load(open(sys.argv[1]))
 assert d["mallocs"] >= 1000 and d["frees"] >= 100, d
 assert d["live_objects"] == d["mallocs"] - d["frees"]
 PY
-check "exec: the exec'ed program (same pid) is profiled as itself" \
-    [ "$(json_get "$out/summary.$parent.json" exe 2>/dev/null)" = /usr/bin/sort ]
+check_eq "exec: the exec'ed program (same pid) is profiled as itself" \
+    /usr/bin/sort "$(json_get "$out/summary.$parent.json" exe 2>/dev/null)"
 
 finish

@@ -82,11 +82,11 @@ http GET "http://127.0.0.1:$port/metrics" >"$T/metrics.txt"
 check "/metrics: 200, Prometheus text format 0.0.4" \
     bash -c 'head -1 "$1" | grep -qx 200 && grep -qi "^Content-Type: text/plain; version=0.0.4" "$1"' _ "$T/metrics.txt"
 metric() { awk -v k="heapwatch_$1" '$1 == k { print $2 }' "$T/metrics.txt"; }
-check "/metrics while the program idles = the counters it read itself: mallocs $(metric mallocs_total)/$m frees $(metric frees_total)/$f alloc_bytes $(metric alloc_bytes_total)/$ab free_bytes $(metric free_bytes_total)/$fb" \
-    [ "$(metric mallocs_total)" = "$m" -a "$(metric frees_total)" = "$f" \
-      -a "$(metric alloc_bytes_total)" = "$ab" -a "$(metric free_bytes_total)" = "$fb" ]
-check "/metrics: live_objects = mallocs - frees, live_bytes = alloc - free" \
-    [ "$(metric live_objects)" = $((m - f)) -a "$(metric live_bytes)" = $((ab - fb)) ]
+check_eq "/metrics while the program idles = the counters it read itself: mallocs $(metric mallocs_total)/$m frees $(metric frees_total)/$f alloc_bytes $(metric alloc_bytes_total)/$ab free_bytes $(metric free_bytes_total)/$fb" \
+    "mallocs $m frees $f alloc_bytes $ab free_bytes $fb" \
+    "mallocs $(metric mallocs_total) frees $(metric frees_total) alloc_bytes $(metric alloc_bytes_total) free_bytes $(metric free_bytes_total)"
+check_eq "/metrics: live_objects = mallocs - frees, live_bytes = alloc - free" \
+    "live_objects $((m - f)) live_bytes $((ab - fb))" "live_objects $(metric live_objects) live_bytes $(metric live_bytes)"
 check "/metrics: every sample has HELP and TYPE lines, sampling rate 1" \
     python3 -c '
 import sys
@@ -108,10 +108,10 @@ keep_bytes=$(go tool pprof -raw "http://127.0.0.1:$port/debug/pprof/heap" 2>/dev
     python3 tests/integration/pprof_raw.py | python3 -c '
 import json, sys
 print(json.load(sys.stdin)["by_leaf"].get("http_keep", [0, 0, 0, 0])[3])')
-check "the profile from the URL: http_keep holds 1000 x 1000 bytes in use (${keep_bytes:-?} bytes, usable sizes)" \
-    [ "${keep_bytes:-0}" -ge 1000000 -a "${keep_bytes:-0}" -le 1016000 ]
+check_range "the profile from the URL: http_keep holds 1000 x 1000 bytes in use (${keep_bytes:-?} bytes, usable sizes)" \
+    "$keep_bytes" 1000000 1016000
 n_http=$(ls "$out"/heap.*.http.pb.gz 2>/dev/null | wc -l)
-check "each request wrote heap.<pid>.<seq>.http.pb.gz in HEAPWATCH_OUT ($n_http files)" [ "$n_http" = 2 ]
+check_eq "each request wrote heap.<pid>.<seq>.http.pb.gz in HEAPWATCH_OUT ($n_http files)" 2 "$n_http"
 
 # --- 2. HTTP errors ---------------------------------------------------------------
 check "GET /nope: 404" bash -c 'http GET "$1" | head -1 | grep -qx 404' _ "http://127.0.0.1:$port/nope"
@@ -139,10 +139,10 @@ assert r.status == 200
 assert idle.recv(10) == b""   # closed by the server
 ' "$port"
 stop
-check "the program exits 0 after being queried" [ $rc = 0 ]
+check_eq "the program exits 0 after being queried" 0 "$rc"
 s=$(ls "$out"/summary.*.json 2>/dev/null | head -1)
-check "the summary lists the http profiles" \
-    bash -c '[ -n "$1" ] && [ "$(python3 -c "import json,sys; print(sum(f.endswith(\".http.pb.gz\") for f in json.load(open(sys.argv[1]))[\"files\"]))" "$1")" = 2 ]' _ "$s"
+check_eq "the summary lists the http profiles" 2 \
+    "$([ -n "$s" ] && python3 -c 'import json,sys; print(sum(f.endswith(".http.pb.gz") for f in json.load(open(sys.argv[1]))["files"]))' "$s")"
 
 # --- 3. a busy port, a bad value: one line, the program runs on --------------------
 busy=$(free_port)
@@ -156,7 +156,7 @@ echo | timeout 60 env HEAPWATCH_HTTP=127.0.0.1:$busy HEAPWATCH_OUT=$T/busy LD_PR
     "$PROG" "$T/busy.counts" >"$T/busy.out" 2>"$T/busy.err"
 rc=$?
 kill $holder 2>/dev/null; wait $holder 2>/dev/null
-check "a busy port: exit 0, stdout unchanged" [ $rc = 0 -a "$(cat "$T/busy.out")" = ready ]
+check_eq "a busy port: exit 0, stdout unchanged" "status 0, stdout ready" "status $rc, stdout $(cat "$T/busy.out")"
 check "a busy port: exactly one stderr line, naming HEAPWATCH_HTTP ($(head -c 150 "$T/busy.err"))" \
     bash -c '[ "$(wc -l <"$1")" = 1 ] && grep -q "HEAPWATCH_HTTP=127.0.0.1:$2: cannot listen: Address already in use" "$1"' \
     _ "$T/busy.err" "$busy"
@@ -174,14 +174,14 @@ check "fork: the parent serves /metrics" bash -c 'http GET "$1" | head -1 | grep
 socks=$(ls -l /proc/"${child:-0}"/fd 2>/dev/null | grep -c "socket:")
 check "fork: the child holds no socket (${socks} found)" [ -d /proc/"${child:-0}" -a "$socks" = 0 ]
 stop
-check "fork: parent and child exit 0" [ $rc = 0 ]
+check_eq "fork: parent and child exit 0" 0 "$rc"
 
 # --- 5. pthread_exit from main: the process still ends ----------------------------
 start pexit pexit
 check "pthread_exit: served while main is gone" bash -c 'http GET "$1" | head -1 | grep -qx 200' \
     _ "http://127.0.0.1:$port/metrics"
 stop
-check "pthread_exit: the process ends with its last thread, status 0 (not killed by timeout: $rc)" [ $rc = 0 ]
+check_eq "pthread_exit: the process ends with its last thread, status 0 (not killed by timeout: $rc)" 0 "$rc"
 
 # --- 6. exit while a client hangs ---------------------------------------------------
 start hang plain

@@ -24,7 +24,7 @@ set -u
 
 # --- 1. dlopen, dlclose, dlopen again ----------------------------------------
 run_agent "$T/dl" env LIFE_TAP="$T/dlopen.tap" "$PROGS/life_dlopen" "$PROGS/liblife_dl.so" >/dev/null
-check "dlopen: life_dlopen exits 0 under the agent" [ $rc = 0 ]
+check_eq "dlopen: life_dlopen exits 0 under the agent" 0 "$rc"
 relay "$T/dlopen.tap"
 s=$(only_summary "$T/dl")
 check "dlopen: one valid summary" summary_ok "${s:-none}" 33000
@@ -106,13 +106,13 @@ fi
 
 # --- 4. 200 short-lived threads ------------------------------------------------
 run_agent "$T/threads" env LIFE_TAP="$T/threads.tap" "$PROGS/life_threads" >/dev/null
-check "threads: life_threads exits 0 under the agent" [ $rc = 0 ]
+check_eq "threads: life_threads exits 0 under the agent" 0 "$rc"
 relay "$T/threads.tap"
 s=$(only_summary "$T/threads")
 check "threads: one valid summary" summary_ok "${s:-none}" 60000
 blocks=$(json_get "${s:-none}" thread_blocks 2>/dev/null)
-check "threads: 200 threads in waves of 20 reuse thread blocks (thread_blocks ${blocks:-?} <= 40)" \
-    [ "${blocks:-999}" -le 40 ]
+check_le "threads: 200 threads in waves of 20 reuse thread blocks (thread_blocks ${blocks:-?} <= 40)" \
+    "$blocks" 40
 
 # --- 5. signal handlers that allocate, timer storms --------------------------
 # With sampling off (HEAPWATCH_RATE=0) the counters must be exact; with
@@ -148,13 +148,13 @@ done
 # --- 6. fork, vfork+exec, posix_spawn, system() while threads allocate ---------
 : > "$T/pids"
 run_agent "$T/fork" env LIFE_TAP="$T/fork.tap" LIFE_PIDS="$T/pids" "$PROGS/life_fork" 50 >"$T/fork.out"
-check "fork: 50 forks while 4 threads allocate: no hang, exit 0" [ $rc = 0 ]
+check_eq "fork: 50 forks while 4 threads allocate: no hang, exit 0" 0 "$rc"
 "${TO[@]}" "$PROGS/life_fork" 50 >"$T/fork.plain" 2>&1
 check "fork: the children's exit statuses are the same as without the agent" \
     cmp -s <(awk '{print $1, $NF}' "$T/fork.out") <(awk '{print $1, $NF}' "$T/fork.plain")
 nchecks=$(grep -c '^ok - ' "$T/fork.tap" 2>/dev/null)
-check "fork: each fork, vfork+exec and posix_spawn child counted its own allocations exactly ($nchecks/70)" \
-    [ "$nchecks" = 70 -a "$(grep -c . "$T/fork.tap")" = 70 ]
+check_eq "fork: each fork, vfork+exec and posix_spawn child counted its own allocations exactly ($nchecks/70)" \
+    "70 ok lines of 70" "$nchecks ok lines of $(grep -c . "$T/fork.tap" 2>/dev/null)"
 grep '^not ok' "$T/fork.tap" | head -3 | sed 's/^/# /'
 fork_summaries() {
     local kind pid st files=()
@@ -176,10 +176,10 @@ check "fork: the parent and every child (fork with exit/_exit/_Exit, vfork+exec,
 
 # --- 7. exec chains ----------------------------------------------------------------
 run_agent "$T/exec" env LIFE_RECORD="$T/exec.rec" "$PROGS/life_exec" 0
-check "exec: a program that execve's itself 3 times exits 0" [ $rc = 0 ]
+check_eq "exec: a program that execve's itself 3 times exits 0" 0 "$rc"
 pid=$(awk 'NR == 1 {print $4}' "$T/exec.rec" 2>/dev/null)
-check "exec: the four images ran under one pid" \
-    [ "$(awk '{print $4}' "$T/exec.rec" | sort -u | wc -l)" = 1 -a "$(wc -l < "$T/exec.rec")" = 4 ]
+check_eq "exec: the four images ran under one pid" \
+    "1 pid, 4 images" "$(awk '{print $4}' "$T/exec.rec" | sort -u | wc -l) pid, $(wc -l < "$T/exec.rec") images"
 s=$(only_summary "$T/exec")
 last_image_summary() {   # the pid's only summary is the last image's
     [ -n "$s" ] && [ "$s" = "$T/exec/summary.$pid.json" ] && summary_ok "$s" 4000 &&
@@ -221,8 +221,8 @@ cf_same() {
 check "edge: stdout and stderr closed early, descriptors 1 and 2 reused: same status (5) and data" cf_same
 check "edge: stdout and stderr closed early: a valid summary" summary_ok "$(only_summary "$T/cf-cf")"
 closefds cfbreak 1
-check "edge: closed stdio, output directory gone at exit: same status (5)" \
-    [ "$(tr '\n' ' ' < "$T/cfbreak.rc")" = "plain 5 agent 5 " ]
+check_eq "edge: closed stdio, output directory gone at exit: same status (5)" \
+    "plain 5 agent 5 " "$(tr '\n' ' ' < "$T/cfbreak.rc")"
 check "edge: closed stdio, output directory gone at exit: the program's own file (now descriptor 2) is untouched" \
     cmp -s "$T/cfbreak.plain.data" "$T/cfbreak.agent.data"
 

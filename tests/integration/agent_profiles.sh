@@ -18,10 +18,10 @@ one_profile() {   # DIR REASON: the single heap.*.REASON.pb.gz in DIR
 # --- rate 1: every allocation, exact ---------------------------------------
 out=$T/exact
 HEAPWATCH_RATE=1 with_agent "$out" "$PROGS/agent_sites" exact "$T/exact.truth"; rc=$?
-check "agent_sites exact exits 0 under the agent at rate 1" [ $rc = 0 ]
+check_eq "agent_sites exact exits 0 under the agent at rate 1" 0 "$rc"
 prof=$(one_profile "$out" exit)
-check "one exit profile, named heap.<pid>.0001.exit.pb.gz" \
-    bash -c '[[ "$(basename "$1")" =~ ^heap\.[0-9]+\.0001\.exit\.pb\.gz$ ]]' _ "$prof"
+check_match "one exit profile, named heap.<pid>.0001.exit.pb.gz" \
+    '^heap\.[0-9]+\.0001\.exit\.pb\.gz$' "$(basename "$prof")"
 raw "$prof" > "$T/exact.json"
 check "go tool pprof reads the exit profile" [ -s "$T/exact.json" ]
 python3 - "$T/exact.truth" "$T/exact.json" <<'PY' && ok "rate 1: per-site alloc and inuse objects and bytes equal the ground truth" || not_ok "rate 1: per-site totals differ from the ground truth"
@@ -77,7 +77,7 @@ PY
 # blocks of 24 bytes.
 out=$T/large
 with_agent "$out" "$PROGS/agent_sites" large "$T/large.truth"; rc=$?
-check "agent_sites large exits 0 under the agent (default rate)" [ $rc = 0 ]
+check_eq "agent_sites large exits 0 under the agent (default rate)" 0 "$rc"
 raw "$(one_profile "$out" exit)" > "$T/large.json"
 python3 - "$T/large.truth" "$T/large.json" <<'PY' && ok "default rate: large sites within 6 sigma of the truth" || not_ok "default rate: an estimate is outside its bound"
 import json, math, sys
@@ -123,26 +123,26 @@ check "the signal profile opens in go tool pprof" \
 # Without the variable, SIGUSR1 keeps its default action (terminates).
 sh -c 'HEAPWATCH_OUT=$1 LD_PRELOAD=$2 "$3" signal "$1"; echo $? > "$1.rc"' _ "$T/nosig" "$AGENT" "$PROGS/agent_sites" >/dev/null 2>&1
 rc=$(cat "$T/nosig.rc")
-check "without HEAPWATCH_SIGNAL, SIGUSR1 keeps its default action (exit 138)" [ $rc = 138 ]
+check_eq "without HEAPWATCH_SIGNAL, SIGUSR1 keeps its default action (exit 138)" 138 "$rc"
 
 # --- periodic: HEAPWATCH_PROFILE_INTERVAL ----------------------------------
 out=$T/interval
 HEAPWATCH_PROFILE_INTERVAL=0.2 with_agent "$out" "$PROGS/agent_sites" sleep 1.5; rc=$?
 n=$(ls "$out" | grep -cE '^heap\.[0-9]+\.[0-9]{4}\.interval\.pb\.gz$')
-check "HEAPWATCH_PROFILE_INTERVAL=0.2 over 1.5 s: 4 to 8 interval profiles ($n)" [ "$n" -ge 4 ] && [ "$n" -le 8 ]
+check_range "HEAPWATCH_PROFILE_INTERVAL=0.2 over 1.5 s: 4 to 8 interval profiles ($n)" "$n" 4 8
 check "interval profiles count up from 0001, the exit profile is last" bash -c \
     'ls "$1" | grep -q "\.0001\.interval\." && last=$(ls "$1" | grep -E "^heap\." | sort | tail -1) && [[ $last == *.exit.pb.gz ]]' _ "$out"
 bad=0
 for f in "$out"/heap.*.pb.gz; do go tool pprof -raw "$f" >/dev/null 2>&1 || bad=$((bad + 1)); done
-check "every interval profile opens in go tool pprof" [ $bad = 0 ]
-check "no temporary file left in the output directory" bash -c '[ -z "$(ls -A "$1" | grep "^\.")" ]' _ "$out"
+check_eq "every interval profile opens in go tool pprof" 0 "$bad"
+check_eq "no temporary file left in the output directory" "" "$(ls -A "$out" | grep '^\.')"
 
 # --- fork: parent and child each write their own ----------------------------
 out=$T/fork
 HEAPWATCH_RATE=1 with_agent "$out" "$PROGS/agent_fork" > "$T/fork.out"
 read -r _ parent _ child _ < "$T/fork.out"
 check "fork: parent and child each write heap.<their pid>.0001.exit.pb.gz" \
-    [ -f "$out/heap.$parent.0001.exit.pb.gz" ] && [ -f "$out/heap.$child.0001.exit.pb.gz" ]
+    [ -f "$out/heap.$parent.0001.exit.pb.gz" -a -f "$out/heap.$child.0001.exit.pb.gz" ]
 python3 - <(go tool pprof -raw "$out/heap.$parent.0001.exit.pb.gz" 2>/dev/null | python3 "$PP") \
           <(go tool pprof -raw "$out/heap.$child.0001.exit.pb.gz" 2>/dev/null | python3 "$PP") <<'PY' \
     && ok "fork: the child's profile has the inherited live heap less its frees, plus its own" \

@@ -112,8 +112,8 @@ else
     not_ok "inherited SIG_IGN: '$out' (bare '$bare'), status $rc, stderr: $(head -c 300 "$T/i.err")"
 fi
 out=$(HEAPWATCH_SIGNAL=USR1 with_agent "$T/d" "$P" disp 2> "$T/d.err")
-check "without an inherited disposition the agent's handler is installed, silently" \
-    [ "$out" = handler ] && [ ! -s "$T/d.err" ]
+check_eq "without an inherited disposition the agent's handler is installed, silently" \
+    "handler, 0 bytes on stderr" "$out, $(wc -c < "$T/d.err") bytes on stderr"
 
 # --- a newline or control bytes in a value: one line, escaped ---------------
 nl_case() {   # nl_case WHAT PATTERN VAR=VALUE...
@@ -133,7 +133,7 @@ nl_case "HEAPWATCH_OUT (unwritable) with a newline" 'HEAPWATCH_OUT: "/proc/no\\n
 nl_case "HEAPWATCH_HTTP with a newline" 'HEAPWATCH_HTTP="a\\nb:6060" is not valid' HEAPWATCH_HTTP=$'a\nb:6060'
 long=$(printf 'x%.0s' $(seq 5000))
 nl_case "a 5000-byte HEAPWATCH_WINDOW" 'HEAPWATCH_WINDOW="x*\.\.\."' HEAPWATCH_WINDOW="$long"
-check "... and that line is cut (under 600 bytes)" [ "$(wc -c < "$T/nl.err")" -lt 600 ]
+check_lt "... and that line is cut (under 600 bytes)" "$(wc -c < "$T/nl.err")" 600
 "$HW" check $'/nonexistent\ndir' > /dev/null 2> "$T/tool.err"
 check "heapwatch check of a DIR with a newline: one stderr line" one_line "$T/tool.err" 'nonexistent?dir'
 "$HW" run -- $'/no/such\nprog' > /dev/null 2> "$T/tool.err"
@@ -189,7 +189,7 @@ else
     not_ok "merged timeline: status $rc: $(head -c 800 "$T/merge.out")"
 fi
 rss_check merge2 "$T/merge" --max-objects-rate 987654 --max-peak-bytes 9000000 --max-live-bytes 4242
-check "... and the same limits set at those values pass (status $rc)" [ $rc = 0 ]
+check_eq "... and the same limits set at those values pass (status $rc)" 0 "$rc"
 
 # Past the caps: 4,200,000 records (concatenated frames), then 1.1 GB of lines.
 mkdir -p "$T/records"

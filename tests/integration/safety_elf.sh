@@ -151,23 +151,23 @@ rc=$?
 echo "# driver: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r.pop("first_symbol",0); r.pop("last_symbol",0); s=r.pop("samples"); print(json.dumps(r), "samples:", s[:3], "...", s[-3:])' "$T/driver.json" 2>&1)"
 get() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); v=eval(sys.argv[2]); print(v)' "$T/driver.json" "$1"; }
 
-check "the host exits 0 after 2000 changes of its mapped library and $(get 'r["flip_answers"]') symbol requests while it flips (status $rc, no SIGBUS)" test "$rc" = 0
+check_eq "the host exits 0 after 2000 changes of its mapped library and $(get 'r["flip_answers"]') symbol requests while it flips (status $rc, no SIGBUS)" 0 "$rc"
 check "the host ran to its end" grep -qx done "$T/stdout"
-check "the host lived through every change (driver: died_at $(get 'r["died_at"]'))" test "$(get 'r["died_at"]')" = None
+check_eq "the host lived through every change (driver: died_at $(get 'r["died_at"]'))" None "$(get 'r["died_at"]')"
 base_lib=$(get 'r["base"][1]'); base_total=$(get 'r["base"][0]')
 max_lib=$(get 'r["max_lib"]'); max_total=$(get 'r["max_total"]')
-check "mappings of the file never above the program's own ($max_lib, program: $base_lib)" \
-    test "$max_lib" -le "$base_lib"
-check "total mappings bounded ($max_total, at start $base_total, bound +32)" \
-    test "$max_total" -le $((base_total + 32))
-check "the server answered every request ($(get 'r["answers"]') of ${CHANGES:-2000})" \
-    test "$(get 'r["answers"]')" = "${CHANGES:-2000}"
+check_le "mappings of the file never above the program's own ($max_lib, program: $base_lib)" \
+    "$max_lib" "$base_lib"
+check_le "total mappings bounded ($max_total, at start $base_total, bound +32)" \
+    "$max_total" $((base_total + 32))
+check_eq "the server answered every request ($(get 'r["answers"]') of ${CHANGES:-2000})" \
+    "${CHANGES:-2000}" "$(get 'r["answers"]')"
 check "every symbol request after the whole file was written back named it ($(get 'r["whole_named"]') of $(get 'r["whole_asked"]'))" \
     test "$(get 'r["whole_named"]')" = "$(get 'r["whole_asked"]')" -a "$(get 'r["whole_asked"]')" -gt 0
-check "no symbol request named it from an empty or garbage file ($(get 'r["broken_named"]'))" \
-    test "$(get 'r["broken_named"]')" = 0
-check "resident memory grew by less than 32 MiB ($(get 'r["rss_base"]') KiB -> $(get 'r["rss_end"]') KiB)" \
-    test "$(get '(r["rss_end"] or 1 << 30) - (r["rss_base"] or 0)')" -lt 32768
+check_eq "no symbol request named it from an empty or garbage file ($(get 'r["broken_named"]'))" \
+    0 "$(get 'r["broken_named"]')"
+check_lt "resident memory grew by less than 32 MiB ($(get 'r["rss_base"]') KiB -> $(get 'r["rss_end"]') KiB)" \
+    "$(get '(r["rss_end"] or 1 << 30) - (r["rss_base"] or 0)')" 32768
 check "/debug/pprof/symbol names the library's function before the changes" \
     python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["first_symbol"] or ""; sys.exit("safelib_keep" not in s)' "$T/driver.json"
 check "/debug/pprof/symbol names it again once the file is restored (the changed entries were dropped)" \

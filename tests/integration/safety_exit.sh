@@ -90,8 +90,7 @@ run_config() {
     fi
 }
 
-[ "$(bare_status _exit 1)" = 3 ] && ok "bare: _exit(3) from the handler gives status 3" \
-    || not_ok "bare: _exit(3) from the handler gives status 3"
+check_eq "bare: _exit(3) from the handler gives status 3" 3 "$(bare_status _exit 1)"
 
 #          name              mode   threads rate    runs summaries/run
 run_config _exit-1t-rate1    _exit  1       1       20   1

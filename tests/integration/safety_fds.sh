@@ -66,8 +66,8 @@ done
 mkdir -p "$T/bare"
 "$DAEMON" "$T/bare" 2000 20000 > "$T/bare.stdout"
 bare_status=$?
-check "bare fds_daemon: status 0, no write error" \
-    test "$bare_status" -eq 0 -a "$(cat "$T/bare.stdout")" = "write errors: 0"
+check_eq "bare fds_daemon: status 0, no write error" \
+    "status 0, write errors: 0" "status $bare_status, $(cat "$T/bare.stdout")"
 for interval in 1000 0.1; do
     for rate in $RATES; do
         d=$T/daemon.$interval.$rate; mkdir -p "$d"
@@ -119,6 +119,6 @@ fi
 # (and the one ls opens to read /proc/self/fd).
 fds=$(HEAPWATCH_INTERVAL=1000 HEAPWATCH_RATE=1 with_agent "$T/out.ls" ls /proc/self/fd | sort -n | tr '\n' ' ')
 fds_bare=$(ls /proc/self/fd | sort -n | tr '\n' ' ')
-check "no descriptor kept by the agent at start (rate 1): $fds" test "$fds" = "$fds_bare"
+check_eq "no descriptor kept by the agent at start (rate 1): $fds" "$fds_bare" "$fds"
 
 finish

@@ -135,8 +135,8 @@ for mode in clean overflow; do
         check "ubsan $mode ($how): summary written, mallocs $( [ -n "$s" ] && json_get "$s" mallocs) >= 3000, frees >= 1000" \
             sh -c "[ -n '$s' ] && [ \$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(int(d[\"mallocs\"]>=3000 and d[\"frees\"]>=1000))' '$s') = 1 ]"
     done
-    check "ubsan $mode: UBSan's report as bare" \
-        [ "$(head3 "$T/ubsan_$mode.bare.err")" = "$(grep -v '^heapwatch: ' "$T/ubsan_$mode.hand.err" | head -3 | norm)" ]
+    check_eq "ubsan $mode: UBSan's report as bare" \
+        "$(head3 "$T/ubsan_$mode.bare.err")" "$(grep -v '^heapwatch: ' "$T/ubsan_$mode.hand.err" | head -3 | norm)"
 done
 check "ubsan overflow: UBSan reported the signed overflow" grep -q 'runtime error: signed integer overflow' "$T/ubsan_overflow.run.err"
 

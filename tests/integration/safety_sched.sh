@@ -11,16 +11,17 @@ want_cpus=$(python3 -c 'import os; s=sorted(os.sched_getaffinity(0)); print(len(
 out=$(HEAPWATCH_INTERVAL=0.1 with_agent "$T/out" "$PROGS/safe_sched" 2>"$T/err"); st=$?
 echo "# $out"
 kv() { echo "$out" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-check "safe_sched ran (status $st) and pinned itself to CPU 0" [ $st = 0 ] && [ "$(kv main_cpus)" = 0 ]
+check_eq "safe_sched ran (status $st) and pinned itself to CPU 0" "status 0, main_cpus 0" "status $st, main_cpus $(kv main_cpus)"
 if [ "$want_cpus" -gt 1 ]; then
-    check "the agent's thread keeps the CPUs the process had at start ($(kv agent_cpus)), not the pinned thread's" \
-        bash -c '[ "$1" != "?" ] && [ "$1" != 0 ]' _ "$(kv agent_cpus)"
+    # (the program inherits this shell's CPUs: its start CPUs)
+    check_eq "the agent's thread keeps the CPUs the process had at start ($(kv agent_cpus)), not the pinned thread's" \
+        "$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)" "$(kv agent_cpus)"
 else
     ok "the agent's thread's CPUs # SKIP a single CPU here"
 fi
 if [ "$(kv rt)" = 1 ]; then
-    check "the program thread is SCHED_FIFO ($(kv main_policy)); the agent's thread is SCHED_OTHER ($(kv agent_policy))" \
-        bash -c '[ "$1" = 1 ] && [ "$2" = 0 ]' _ "$(kv main_policy)" "$(kv agent_policy)"
+    check_eq "the program thread is SCHED_FIFO ($(kv main_policy)); the agent's thread is SCHED_OTHER ($(kv agent_policy))" \
+        "main_policy 1, agent_policy 0" "main_policy $(kv main_policy), agent_policy $(kv agent_policy)"
 else
     ok "real-time policy # SKIP the program may not take SCHED_FIFO here (not root)"
 fi

@@ -28,44 +28,44 @@ check "heapwatch --help lists check and report" sh -c "'$HW' --help | grep -q '^
 check "check --help documents every option" sh -c "'$HW' check --help >'$T/help' && for o in --fail-on --max-objects-rate --max-bytes-rate --max-live-bytes --max-live-objects --max-peak-bytes --junit --quiet 'exit status'; do grep -q -- \"\$o\" '$T/help' || exit 1; done"
 
 run_check clean "$F/clean"
-check "a clean process: exit 0" [ $rc = 0 ]
+check_eq "a clean process: exit 0" 0 "$rc"
 check "  one ok line naming pid and exe" has clean '^heapwatch check: ok   pid 100 (clean): ran 5.0 s'
 check "  temporary and foreign files ignored" [ ! -s "$T/clean.err" ]
 
 run_check crit "$F/crit"
-check "a crit alert: exit 1" [ $rc = 1 ]
+check_eq "a crit alert: exit 1" 1 "$rc"
 check "  the FAIL line names pid, exe, level, metric, value, limit, time and top function" \
     has crit '^heapwatch check: FAIL pid 200 (leaky): crit alert.*: objects_rate 5012/s > 2000/s at +5.0s; top: leak_node <- build_list'
 check "  and the profile taken" has crit 'profile heap.200.0003.alert.pb.gz'
-check "  exactly one FAIL line (one limit broken)" [ "$(grep -c FAIL "$T/crit.out")" = 1 ]
+check_eq "  exactly one FAIL line (one limit broken)" 1 "$(grep -c FAIL "$T/crit.out")"
 run_check crit_none "$F/crit" --fail-on none
-check "--fail-on none: alerts do not fail" [ $rc = 0 ]
+check_eq "--fail-on none: alerts do not fail" 0 "$rc"
 
 run_check warn "$F/warn"
-check "warn alerts only: exit 0 by default (--fail-on crit)" [ $rc = 0 ]
+check_eq "warn alerts only: exit 0 by default (--fail-on crit)" 0 "$rc"
 check "  noted as below --fail-on" has warn 'note pid 300 (warner): raised warn alert'
 run_check warn_fail "$F/warn" --fail-on warn
-check "warn alerts with --fail-on warn: exit 1" [ $rc = 1 ]
+check_eq "warn alerts with --fail-on warn: exit 1" 1 "$rc"
 check "  FAIL line: warn alert, value, threshold, top function" \
     has warn_fail 'FAIL pid 300 (warner): warn alert: objects_rate 700/s > 500/s at +11.0s; top: cache_put'
 run_check crit_warn "$F/crit" --fail-on warn
 check "--fail-on warn with crit alerts: the crit one is reported" has crit_warn 'FAIL pid 200 (leaky): crit alert'
 
 run_check rate_ok "$F/clean" --max-objects-rate 50
-check "--max-objects-rate at the maximum (50/s): exit 0" [ $rc = 0 ]
+check_eq "--max-objects-rate at the maximum (50/s): exit 0" 0 "$rc"
 run_check rate_bad "$F/clean" --max-objects-rate 20
-check "--max-objects-rate 20: exit 1" [ $rc = 1 ]
+check_eq "--max-objects-rate 20: exit 1" 1 "$rc"
 check "  names the value, the limit, the option and when" \
     has rate_bad 'FAIL pid 100 (clean): objects_rate 50/s > 20/s (--max-objects-rate) at +5.0s; 3 of 5 timeline records above'
 run_check rate_k "$F/crit" --fail-on none --max-objects-rate 5k
-check "--max-objects-rate 5k (= 5000): 5012/s fails" [ $rc = 1 ]
+check_eq "--max-objects-rate 5k (= 5000): 5012/s fails" 1 "$rc"
 run_check brate_bad "$F/crit" --fail-on none --max-bytes-rate 100K
 check "--max-bytes-rate 100K: 256 KiB/s fails" sh -c "[ $rc = 1 ] && grep -q 'bytes_rate 256.0 KiB/s > 100.0 KiB/s (--max-bytes-rate)' '$T/brate_bad.out'"
 run_check brate_ok "$F/crit" --fail-on none --max-bytes-rate 1MiB
-check "--max-bytes-rate 1MiB: exit 0" [ $rc = 0 ]
+check_eq "--max-bytes-rate 1MiB: exit 0" 0 "$rc"
 
 run_check live_ok "$F/crit" --fail-on none --max-live-bytes 3M
-check "--max-live-bytes 3M (= live at exit): exit 0" [ $rc = 0 ]
+check_eq "--max-live-bytes 3M (= live at exit): exit 0" 0 "$rc"
 run_check live_bad "$F/crit" --fail-on none --max-live-bytes 1M
 check "--max-live-bytes 1M: exit 1, value and limit in bytes" \
     sh -c "[ $rc = 1 ] && grep -q 'FAIL pid 200 (leaky): live_bytes at exit 3145728 (3.00 MiB) > 1048576 (1.00 MiB) (--max-live-bytes)' '$T/live_bad.out'"
@@ -74,24 +74,24 @@ check "--max-live-objects 10000: exit 1" sh -c "[ $rc = 1 ] && grep -q 'live_obj
 run_check peak_bad "$F/clean" --max-peak-bytes 32K
 check "--max-peak-bytes 32K: exit 1" sh -c "[ $rc = 1 ] && grep -q 'peak_live_bytes 40960' '$T/peak_bad.out'"
 run_check two "$F/crit" --max-live-bytes 1M
-check "two limits broken: two FAIL lines" [ "$(grep -c FAIL "$T/two.out")" = 2 ]
+check_eq "two limits broken: two FAIL lines" 2 "$(grep -c FAIL "$T/two.out")"
 
 run_check killed "$F/killed"
-check "a killed process (no summary, unfinished zstd frame): exit 0" [ $rc = 0 ]
+check_eq "a killed process (no summary, unfinished zstd frame): exit 0" 0 "$rc"
 check "  every complete record read (6), the cut noted, not an error" \
     sh -c "grep -q 'ok   pid 400 (?): no summary (killed?); 6 timeline records' '$T/killed.out' && grep -q 'unfinished zstd frame.*6 records read, a partial last line dropped' '$T/killed.out' && [ ! -s '$T/killed.err' ]"
 run_check killed_live "$F/killed" --max-live-bytes 24575
 check "  live bytes at exit from the last complete record (24576), and said so" \
     sh -c "[ $rc = 1 ] && grep -q 'live_bytes at exit 24576 .* (no summary: .* from the last timeline record, at +6.0s)' '$T/killed_live.out'"
 run_check killed_ok "$F/killed" --max-live-bytes 24576
-check "  --max-live-bytes at that value: exit 0" [ $rc = 0 ]
+check_eq "  --max-live-bytes at that value: exit 0" 0 "$rc"
 
 run_check multi "$F/multiframe" --max-objects-rate 1000
 check "three concatenated frames (zstd, raw blocks, zstd): all read, the spike in the last caught" \
     sh -c "[ $rc = 1 ] && grep -q 'objects_rate 9999/s > 1000/s (--max-objects-rate) at +8.0s; 1 of 9 timeline records' '$T/multi.out'"
 
 run_check family "$F/family"
-check "three processes in one directory: exit 1 for the child's crit alert" [ $rc = 1 ]
+check_eq "three processes in one directory: exit 1 for the child's crit alert" 1 "$rc"
 check "  one FAIL (pid 601), two ok lines (600, the killed 602)" \
     sh -c "grep -q 'FAIL pid 601 (parent)' '$T/family.out' && grep -q 'ok   pid 600' '$T/family.out' && grep -q 'ok   pid 602' '$T/family.out' && grep -q '3 processes, 1 failed' '$T/family.out'"
 run_check quiet "$F/family" -q
@@ -105,13 +105,13 @@ check "a missing directory: exit 2, the reason on stderr" sh -c "[ $rc = 2 ] && 
 run_check empty "$F/empty"
 check "an empty directory: exit 2, 'no heapwatch results'" sh -c "[ $rc = 2 ] && grep -q 'no heapwatch results' '$T/empty.err'"
 run_check only_profiles "$F/only_profiles"
-check "only heap profiles: exit 2" [ $rc = 2 ]
+check_eq "only heap profiles: exit 2" 2 "$rc"
 run_check a_file "$F/a_file"
 check "a file instead of a directory: exit 2, 'not a directory'" sh -c "[ $rc = 2 ] && grep -q 'not a directory' '$T/a_file.err'"
 if [ "$(id -u)" != 0 ]; then
     mkdir "$T/locked" && chmod 000 "$T/locked"
     run_check locked "$T/locked"
-    check "an unreadable directory: exit 2" [ $rc = 2 ]
+    check_eq "an unreadable directory: exit 2" 2 "$rc"
 fi
 run_check gsum "$F/garbage_summary"
 check "a garbage summary: exit 2, file and byte named" sh -c "[ $rc = 2 ] && grep -q 'ERROR pid 800 (?): summary.800.json: not valid JSON at byte' '$T/gsum.err'"
@@ -123,13 +123,13 @@ check "garbage alert lines: exit 2, first bad line named, bad lines counted" \
 run_check deep "$F/deep"
 check "100000 nested arrays: exit 2, no stack overflow" sh -c "[ $rc = 2 ] && grep -q 'nested too deep' '$T/deep.err'"
 run_check usage1
-check "no DIR: exit 2" [ $rc = 2 ]
+check_eq "no DIR: exit 2" 2 "$rc"
 run_check usage2 "$F/clean" --fail-on sometimes
 check "--fail-on sometimes: exit 2 and the accepted values" sh -c "[ $rc = 2 ] && grep -q 'warn, crit or none' '$T/usage2.err'"
 run_check usage3 "$F/clean" --max-live-bytes 12Q
-check "--max-live-bytes 12Q: exit 2" [ $rc = 2 ]
+check_eq "--max-live-bytes 12Q: exit 2" 2 "$rc"
 run_check usage4 "$F/clean" --bogus
-check "an unknown option: exit 2" [ $rc = 2 ]
+check_eq "an unknown option: exit 2" 2 "$rc"
 
 # JUnit XML.
 junit_py='
@@ -159,7 +159,7 @@ run_check junit_empty "$F/empty" --junit "$T/empty.xml"
 check "--junit on an empty directory: exit 2, an error testcase saying why" \
     sh -c "[ $rc = 2 ] && python3 -c 'import xml.etree.ElementTree as E,sys; r=E.parse(sys.argv[1]).getroot(); e=r.find(\".//error\"); assert \"no heapwatch results\" in e.get(\"message\")' '$T/empty.xml'"
 run_check junit_bad "$F/clean" --junit "$T/no/such/dir/out.xml"
-check "--junit to an unwritable path: exit 2" [ $rc = 2 ]
+check_eq "--junit to an unwritable path: exit 2" 2 "$rc"
 
 # Damaged input never crashes: seeded random mutations of every fixture
 # file, and truncations of the timeline at every length, under ASan/UBSan.
@@ -202,7 +202,7 @@ for d in "$T"/mut/m*; do
         bad=$((bad + 1)); echo "# crash or bad status on $d: check $r1, report $r2"; head -5 "$T/mut.err"
     fi
 done
-check "$n damaged result directories: check and report exit 0/1/2, no sanitizer report ($(basename "$HWA") build)" [ $bad = 0 ]
+check_eq "$n damaged result directories: check and report exit 0/1/2, no sanitizer report ($(basename "$HWA") build)" 0 "$bad"
 
 # End to end with the real agent, when it is built.
 if [ -f "$AGENT" ]; then

@@ -26,7 +26,7 @@ check "report --help documents the options" \
     sh -c "'$HW' report --help >'$T/help' && for o in --width --height --pid --ascii --html 'go tool pprof'; do grep -q -- \"\$o\" '$T/help' || exit 1; done"
 
 run_report crit "$F/crit" --width 90
-check "a process with alerts: exit 0" [ $rc = 0 ]
+check_eq "a process with alerts: exit 0" 0 "$rc"
 check "  header: pid, exe, duration, counters at exit, peak" \
     sh -c "grep -q '^pid 200  leaky  (/opt/app/leaky)' '$T/crit.out' && grep -q 'ran 12.0 s, exited' '$T/crit.out' && grep -q 'live at exit 36,000 objects, 3.00 MiB; peak 3.00 MiB' '$T/crit.out'"
 check "  growth: objects_rate max (and when) and mean" has crit 'objects_rate  max 5012/s at +5.0s, mean 3541/s'
@@ -58,8 +58,8 @@ for w in 40 90 150; do
     check "--width $w: every chart row is $w columns" python3 -c "$widths_py" "$T/w$w.out" $w
 done
 run_report h4 "$F/crit" --width 60 --height 4
-check "--height 4: four rows per chart" \
-    sh -c "[ \$(sed -n '/^  live bytes (/,/└/p' '$T/h4.out' | grep -c '[┤│]') = 4 ]"
+check_eq "--height 4: four rows per chart" \
+    4 "$(sed -n '/^  live bytes (/,/└/p' "$T/h4.out" | grep -c '[┤│]')"
 run_report ascii "$F/crit" --width 60 --ascii
 check "--ascii: ASCII only, bars of #" sh -c "! LC_ALL=C grep -q '[^ -~]' '$T/ascii.out' && grep -q '#' '$T/ascii.out'"
 COLUMNS=70 "$HW" report "$F/crit" >"$T/cols.out" 2>&1
@@ -88,11 +88,11 @@ check "--html: names from the files are escaped" \
 run_report empty "$F/empty"
 check "an empty directory: exit 2" sh -c "[ $rc = 2 ] && grep -q 'no heapwatch results' '$T/empty.err'"
 run_report missing "$F/nope"
-check "a missing directory: exit 2" [ $rc = 2 ]
+check_eq "a missing directory: exit 2" 2 "$rc"
 run_report file "$F/a_file"
-check "a file instead of a directory: exit 2" [ $rc = 2 ]
+check_eq "a file instead of a directory: exit 2" 2 "$rc"
 run_report badw "$F/crit" --width 5
-check "--width 5: exit 2 (too narrow)" [ $rc = 2 ]
+check_eq "--width 5: exit 2 (too narrow)" 2 "$rc"
 run_report garbage "$F/garbage_alerts"
 check "damaged alerts: the report still shows the rest, and the error" \
     sh -c "[ $rc = 0 ] && grep -q 'error: alerts.802.jsonl: line 2' '$T/garbage.out' && grep -q '+0.5s    warn' '$T/garbage.out'"
