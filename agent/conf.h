@@ -35,7 +35,7 @@ typedef struct agent_conf_s {
     uint64_t max_profiles;         /* HEAPWATCH_MAX_PROFILES: interval, signal, http kept */
 } agent_conf_t;
 
-/* HEAPWATCH_THREAD: when the agent runs its background thread (core.c). */
+/* HEAPWATCH_THREAD: when the agent runs its background thread (background.c). */
 enum {
     CONF_THREAD_AUTO = 0,          /* "auto" (default): only once it is needed */
     CONF_THREAD_ON = 1,            /* "on", "1": from start-up */

@@ -25,7 +25,7 @@
  * most until the fork's deadline (agent/lock.c). A shard it could not take
  * may be mid-update in the child, so the child never touches the live map
  * again (lost): inserts and removes fail, which the caller counts as
- * dropped samples and filter false positives; core.c notes it in the
+ * dropped samples and filter false positives; fork.c notes it in the
  * child's summary. The statistics reader
  * takes each shard with agent_lock: at exit (a bounded stretch) a busy
  * shard is skipped and noted.

@@ -16,7 +16,7 @@
  * records what was skipped (agent_incomplete_add) for the summary's
  * "incomplete" list. Outside a stretch agent_lock is pthread_mutex_lock.
  *
- * The deadline (chosen by the caller, see core.c): "now" (one try per
+ * The deadline (chosen by the caller: core.c for exit, fork.c, summary.c): "now" (one try per
  * lock) when the thread was itself inside the agent as the path began: it
  * may hold any agent lock, and waiting cannot help; otherwise a bounded
  * time for locks that other running threads hold briefly (a shard or a
@@ -34,11 +34,20 @@
  * Lock order, every lock of the agent (a path that holds several takes
  * them in this order, never the other way round):
  *   work_lock (core.c) -> profile_lock (profile.c) -> registry_lock
- *   (core.c) -> a stack stripe (stacks.c, by index) -> a live-map shard
- *   (live.c, by index) -> arena_lock (map/map_arena.c).
+ *   (thread.c) -> unwind_lock (stacks.c; only ever tried) -> a stack
+ *   stripe (stacks.c, by index) -> a live-map shard (live.c, by index)
+ *   -> arena_lock (map/map_arena.c).
  * The sampling path takes a stripe or a shard (never both at once), each
- * then perhaps the arena's; fork's prepare handler takes registry_lock,
- * every stripe, every shard, then the arena's.
+ * then perhaps the arena's; fork's prepare handler (fork.c) takes
+ * registry_lock, every stripe, every shard, then the arena's.
+ *
+ * Ranks (lock.h) are this order as numbers, arena_lock aside (map/ checks
+ * its own). The debug agent counts, per thread, the locks it holds by rank:
+ * a blocking acquisition while a lock of the same or a later rank is held
+ * aborts with "lock order" (a try or a bounded wait may go against the
+ * order: it cannot deadlock), and AGENT_ASSERT_HELD / the work lock's
+ * owner check what the comments say is held. The release agent keeps no
+ * count: the checks compile away.
  *
  * Notes are static strings, at most AGENT_NOTES_MAX distinct ones per
  * process (more are dropped; the list says so with a last "..." entry).

@@ -15,7 +15,7 @@
  *     A symbolic link on the way is followed only when root or this user
  *     owns it (what the kernel's protected_symlinks also trusts); the
  *     directory it leads to is checked like any other. Anything else is
- *     refused: no output at all, one stderr line (core.c), the program
+ *     refused: no output at all, one stderr line (output.c), the program
  *     runs on.
  *   - Missing components are created mode 0755 (& ~umask): never
  *     writable by others, whatever the umask.
@@ -38,7 +38,7 @@
  *     (EINVAL), or, with no hard links either, a check then renameat (the
  *     one case where two processes racing on one name could replace).
  *     A name that exists is reported (-EEXIST) to the caller, which picks
- *     another (core.c: the per-process tag).
+ *     another (output.c: the per-process tag).
  *
  * Every descriptor it opens goes through fds.c (claimed at a high number,
  * closed only while it still holds its file); on a thread with a

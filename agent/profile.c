@@ -17,7 +17,7 @@
  * us), and is bounded (pprof/pprof_elf.c).
  *
  * Names: heap.<tag>.<seq>.<reason>.pb.gz (tag: the pid, or "<pid>-<n>",
- * see core.c), seq counting from 1 per process with at least 4 digits.
+ * see output.c), seq counting from 1 per process with at least 4 digits.
  * The profile is streamed into a temporary file created in the verified
  * output directory with O_CREAT|O_EXCL|O_NOFOLLOW under an unpredictable
  * name (out.c), fsync'ed, and renamed to its final name without ever
@@ -160,6 +160,7 @@ static pprof_err_t build(pprof_builder_t *b, const char *reason)
 
 int agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap, int *keep_fd)
 {
+    AGENT_ASSERT_WORK_HELD();
     char local[128];
     if (!name || namecap == 0) {
         name = local;

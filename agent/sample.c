@@ -7,8 +7,7 @@
  * of s bytes is sampled with probability 1 - exp(-s/rate) and the
  * unsampling in pprof/ (pprof_heap_scale, Go's scaleHeapSample) gives
  * unbiased estimates. The gaps between sampled bytes are then exponential
- * with mean `rate`. Each thread keeps the
- * a countdown `sample_left` of the bytes before its next sample: every
+ * with mean `rate`. Each thread keeps a countdown `sample_left` of the bytes before its next sample: every
  * allocation subtracts its size, the one that takes it below zero is
  * sampled, and the countdown restarts from a fresh exponential draw. On
  * the hot path that is one `sub` to memory and a sign test.
@@ -20,7 +19,7 @@
  *   rate 1: it is kept at -1: every allocation is sampled, weights are
  *           exactly 1.
  *
- * Ticks. While the agent has no background thread (core.c), a countdown
+ * Ticks. While the agent has no background thread (background.c), a countdown
  * longer than agent_tick_bytes is cut into pieces (sample_rest holds the
  * rest), so this slow path also runs every agent_tick_bytes allocated, at
  * any rate, and checks whether work is due (agent_tick). At the end of a
@@ -186,7 +185,7 @@ void *agent_count_alloc_mmapped(agent_thread_t *t, void *ptr)
  * thread holds no agent lock yet, or no more) or the mark (counted by
  * agent_in_handler), never the guard alone, which would pass it through
  * uncounted. tests/integration/progs/life_step.c steps through this.
- * (thread_register in core.c does the same.) */
+ * (thread_register in thread.c does the same.) */
 static int sample_enter(void)
 {
     int saved = errno;

@@ -23,7 +23,7 @@
  * unshare and setns are interposed because the kernel refuses some of them
  * to a multi-threaded process (a new user namespace; joining a user, mount
  * or time namespace: EINVAL, EUSERS): the agent's background thread leaves
- * first and comes back later (agent_thread_pause/resume in core.c). Only
+ * first and comes back later (agent_thread_pause/resume in background.c). Only
  * the flags that need a lone thread pause it. A program that makes the
  * system call itself (syscall(SYS_unshare)) is not seen; clone and clone3
  * with CLONE_NEWUSER need no lone thread (the new namespace is the

@@ -37,8 +37,8 @@
  *
  * Everything here runs on the background thread (or the exiting thread, or
  * with HEAPWATCH_THREAD=off an allocating thread whose job is due; see
- * core.c), under the core's work_lock and the recursion guard, with arena
- * memory.
+ * background.c), under the core's work lock (checked by the debug agent)
+ * and the recursion guard, with arena memory.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -569,6 +569,7 @@ static void raise_alert(const heapwatch_counters_t *c, uint64_t real_ns, const a
 void agent_watch_snapshot(const heapwatch_counters_t *c, uint64_t mono_ns, uint64_t real_ns,
                           uint64_t start_real_ns, bool final)
 {
+    AGENT_ASSERT_WORK_HELD();
     alert_result_t r;
     bool have_rate = false;
     if (engine_ok) {
@@ -589,6 +590,7 @@ void agent_watch_snapshot(const heapwatch_counters_t *c, uint64_t mono_ns, uint6
 
 void agent_watch_start(const heapwatch_counters_t *c, uint64_t mono_ns)
 {
+    AGENT_ASSERT_WORK_HELD();
     /* The first base of the rates: growth from the very start (a load
      * phase before the first interval ends) is measured too. */
     if (!engine_ok) return;
@@ -600,6 +602,7 @@ void agent_watch_start(const heapwatch_counters_t *c, uint64_t mono_ns)
 
 void agent_watch_last(double *objects_rate, double *bytes_rate, int *level)
 {
+    AGENT_ASSERT_WORK_HELD();
     *objects_rate = have_last ? last.objects_rate : 0;
     *bytes_rate = have_last ? last.bytes_rate : 0;
     *level = have_last ? (int)last.level : ALERT_LEVEL_NONE;   /* 0, 1, 2: none, warn, crit */
@@ -607,6 +610,7 @@ void agent_watch_last(double *objects_rate, double *bytes_rate, int *level)
 
 void agent_watch_close(void)
 {
+    AGENT_ASSERT_WORK_HELD();
     if (!timeline) return;
     timeline_err_t err = timeline_close(timeline);
     timeline = NULL;
