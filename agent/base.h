@@ -9,7 +9,9 @@
  *
  * Conventions of agent/ (README, "Style"):
  *   - a function that can fail returns int: 0, or a negative errno value
- *     (-ENOMEM, -EBUSY, ...), never -1 with errno; a function that answers
+ *     (-ENOMEM, -EBUSY, ...), never -1 with errno (except a hook that
+ *     stands in for a system call, such as pprof's open hook in fds.c,
+ *     which keeps the call's convention); a function that answers
  *     a question or says whether it did something returns bool (true: yes,
  *     done). Module error enums (pprof_err_t, alert_err_t, timeline_err_t)
  *     stay at the boundary of their module, with their _strerror.

@@ -81,18 +81,18 @@ static void report_out_dir(int err, const char *why)
     agent_log(line);
 }
 
-/* output_dirfd: the verified output directory (under the work lock), or -1
- * after one message, when there is no output any more. */
+/* output_dirfd: the verified output directory (under the work lock), or
+ * -errno after one message, when there is no output any more (-EACCES
+ * once the reason was reported). */
 static int output_dirfd(void)
 {
     AGENT_ASSERT_WORK_HELD();
-    if (!out_dir_ok) return -1;
+    if (!out_dir_ok) return -EACCES;
     char why[CONF_PATH_MAX + 200];
     int fd = agent_outdir_fd(why, sizeof why);
     if (fd < 0) {
         out_dir_ok = false;
         report_out_dir(fd, why);
-        return -1;
     }
     return fd;
 }

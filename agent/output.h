@@ -25,7 +25,7 @@
 bool agent_output_ready(void);
 void agent_output_remember(const char *name);
 /* agent_output_dirfd: the verified output directory descriptor (borrowed),
- * or -1 once there is no output (reported once).
+ * or -errno once there is no output (reported once).
  * agent_output_tag: this process's file tag, "<pid>" or "<pid>-<n>".
  * agent_output_publish: renames tmp (in dirfd) to prefix + tag + suffix,
  * never replacing a file (a taken name moves the process to its next
