@@ -179,6 +179,10 @@ bool agent_own_process(void)
 void agent_snapshot(heapwatch_counters_t *c)
 {
     agent_counters_read(c);
+    /* Each block's count is read after its bytes and a free after its
+     * allocation is counted, but blocks are read one by one while threads
+     * run: frees may lead mallocs by what other threads freed meanwhile,
+     * so no invariant holds between the sums; only within a block. */
     uint64_t live = c->alloc_bytes >= c->free_bytes ? c->alloc_bytes - c->free_bytes : 0;
     uint64_t peak = __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED);
     while (live > peak &&

@@ -149,6 +149,9 @@ static void forget(uint64_t v)
 {
     agent_stack_t *s = agent_stack_get(agent_live_stack(v));
     if (!s) return;
+    /* A free is counted after its allocation: in-use never goes negative. */
+    AGENT_ASSERT(__atomic_load_n(&s->free_objects, __ATOMIC_RELAXED) <
+                 __atomic_load_n(&s->alloc_objects, __ATOMIC_RELAXED));
     __atomic_add_fetch(&s->free_objects, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&s->free_bytes, agent_live_size(v), __ATOMIC_RELAXED);
 }
@@ -161,7 +164,10 @@ static void record(agent_thread_t *t, void *ptr, size_t usable)
      * that allocation is gone, count it freed. */
     if (agent_maybe_sampled(ptr) && agent_live_remove(ptr, &stale)) forget(stale);
     size_t depth = agent_stack_capture(pcs, AGENT_MAX_FRAMES);
+    AGENT_ASSERT(depth <= AGENT_MAX_FRAMES);
+    AGENT_ASSERT(agent_inside());   /* no allocation of ours is counted */
     agent_stack_t *s = agent_stack_intern(pcs, depth);
+    AGENT_ASSERT(!s || s->id < AGENT_STACKS_MAX);   /* it fits a live-map value */
     if (!s || !agent_live_insert(ptr, agent_live_pack(s->id, usable))) {
         agent_tally_add(&t->dropped, 1);
         return;

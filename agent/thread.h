@@ -70,6 +70,7 @@ static inline void agent_enter(void)
 }
 static inline void agent_leave(void)
 {
+    AGENT_ASSERT(agent_tls.depth > 0);   /* every leave has its enter */
     if (--agent_tls.depth == 0) agent_refresh_fast();
 }
 static inline bool agent_inside(void) { return agent_tls.depth > 0; }
