@@ -18,7 +18,8 @@
  *   - the filter against a model: a slot is non-zero exactly while some
  *     live sampled address maps there, and holds how many do; two
  *     addresses 16 MiB apart share a slot (a false positive for the one
- *     not sampled, and its remove must not uncount the other);
+ *     not sampled, and its remove must not uncount the other); threads
+ *     updating one slot under different shard locks keep it exact;
  *   - the stuck slot: agent_live_filter_pin, and a counter that reaches
  *     0xffff (65535 live addresses in one slot) stays there;
  *   - shard distribution (agent_live_shard_counts, a HEAPWATCH_TEST-only
@@ -31,6 +32,7 @@
  *     than its count needs).
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -350,6 +352,43 @@ static void test_filter_model(void **state)
     assert_clean();
 }
 
+/* Threads insert and remove addresses that share filter slots (16 MiB
+ * apart) but not shards: the slot's count is changed under different
+ * shard locks at once, so only atomic updates keep it exact. At the end
+ * every slot is back at zero; meanwhile a live address is always
+ * "maybe". */
+enum { RACE_THREADS = 4, RACE_SLOTS = 8, RACE_ROUNDS = 40000 };
+
+static void *race_thread(void *arg)
+{
+    uint64_t me = (uint64_t)(uintptr_t)arg;
+    for (unsigned round = 0; round < RACE_ROUNDS; round++) {
+        uint64_t a = HEAP + 0x3000000 + 16 * (round % RACE_SLOTS) + (1 + me) * SLOT_SPAN;
+        if (!agent_live_insert(A(a), agent_live_pack((uint32_t)me, round))) return (void *)1;
+        if (!agent_maybe_sampled(A(a))) return (void *)2;
+        uint64_t v;
+        if (!agent_live_remove(A(a), &v) || v != agent_live_pack((uint32_t)me, round)) return (void *)3;
+    }
+    return NULL;
+}
+
+static void test_filter_concurrent(void **state)
+{
+    (void)state;
+    pthread_t th[RACE_THREADS];
+    for (uintptr_t i = 0; i < RACE_THREADS; i++) {
+        for (unsigned s = 0; s < RACE_SLOTS; s++)   /* noted for the teardown */
+            noted[nnoted++] = HEAP + 0x3000000 + 16 * s + (1 + i) * SLOT_SPAN;
+        assert_int_equal(pthread_create(&th[i], NULL, race_thread, (void *)i), 0);
+    }
+    for (unsigned i = 0; i < RACE_THREADS; i++) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        assert_null(ret);
+    }
+    assert_clean();
+}
+
 /* ------------------------------------------------------------------------ */
 /* Shards                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -478,6 +517,7 @@ int main(void)
         cmocka_unit_test_teardown(test_reinsert_new_wins, teardown),
         cmocka_unit_test_teardown(test_false_positive_16mib, teardown),
         cmocka_unit_test_teardown(test_filter_model, teardown),
+        cmocka_unit_test_teardown(test_filter_concurrent, teardown),
         cmocka_unit_test_teardown(test_shard_distribution, teardown),
         cmocka_unit_test(test_stuck_slots),   /* last: its slots stay stuck */
     };
