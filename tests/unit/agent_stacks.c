@@ -5,7 +5,8 @@
  * Interning: the same frames give the same record, different frames (one
  * frame, or one frame more) a different one; stacks whose hashes collide
  * (forced through agent_stacks_test_hash) are told apart by probing, up to
- * PROBES (8) per hash, and the one beyond gets the "no stack" record; the
+ * PROBES (8) per hash, and the one beyond gets the "no stack" record;
+ * threads interning at once each get one record per stack; the
  * full table (its bound is AGENT_STACKS_MAX, 2^24 ids: lowered here
  * through agent_stacks_test_max) gives the "no stack" record, id 0, to new
  * stacks while known ones are still found. Totals: agent_stack_read, and
@@ -21,6 +22,7 @@
  * differences; the seams are reset by every test's teardown.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -147,6 +149,53 @@ static void test_many_one_frame_apart(void **state)
     }
     assert_int_equal(agent_stacks_count(), before + N);
     assert_true(agent_stacks_bytes() > (size_t)N * D * sizeof(uint64_t));
+}
+
+/* Threads interning at once (every stripe, new directory chunks made by
+ * several stripes at a time, 4096 ids each): every stack gets one record,
+ * found by its id, and a stack interned by all threads at once gets one. */
+enum { RACERS = 4, RACE_STACKS = 6000 };
+static agent_stack_t *raced[RACERS][RACE_STACKS];
+static agent_stack_t *shared[RACERS][64];
+static pthread_barrier_t race_start;
+
+static void *intern_thread(void *arg)
+{
+    unsigned me = (unsigned)(uintptr_t)arg;
+    uint64_t pcs[5];
+    pthread_barrier_wait(&race_start);   /* all at once, not one after another */
+    for (unsigned i = 0; i < RACE_STACKS; i++) {
+        make_stack(pcs, 5, 200000 + me * RACE_STACKS + i);
+        raced[me][i] = agent_stack_intern(pcs, 5);
+        if (i % 100 == 0) {   /* and one that every thread interns */
+            make_stack(pcs, 5, 190000 + i / 100);
+            shared[me][i / 100] = agent_stack_intern(pcs, 5);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_intern(void **state)
+{
+    (void)state;
+    uint32_t before = agent_stacks_count();
+    pthread_t th[RACERS];
+    assert_int_equal(pthread_barrier_init(&race_start, NULL, RACERS), 0);
+    for (uintptr_t i = 0; i < RACERS; i++) assert_int_equal(pthread_create(&th[i], NULL, intern_thread, (void *)i), 0);
+    for (unsigned i = 0; i < RACERS; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&race_start);
+    assert_int_equal(agent_stacks_count(), before + RACERS * RACE_STACKS + RACE_STACKS / 100);
+    uint64_t pcs[5];
+    for (unsigned t = 0; t < RACERS; t++)
+        for (unsigned i = 0; i < RACE_STACKS; i++) {
+            make_stack(pcs, 5, 200000 + t * RACE_STACKS + i);
+            assert_record(raced[t][i], pcs, 5);
+            assert_true(raced[t][i]->id >= before);
+        }
+    for (unsigned k = 0; k < RACE_STACKS / 100; k++)
+        for (unsigned t = 1; t < RACERS; t++) assert_ptr_equal(shared[t][k], shared[0][k]);
+    /* every id handed out is published */
+    for (uint32_t id = before; id < agent_stacks_count(); id++) assert_non_null(agent_stack_get(id));
 }
 
 static uint64_t same_hash(const uint64_t *pcs, size_t depth)
@@ -472,6 +521,7 @@ int main(void)
         cmocka_unit_test_teardown(test_no_stack_record, teardown),
         cmocka_unit_test_teardown(test_same_and_different, teardown),
         cmocka_unit_test_teardown(test_many_one_frame_apart, teardown),
+        cmocka_unit_test_teardown(test_concurrent_intern, teardown),
         cmocka_unit_test_teardown(test_forced_collisions, teardown),
         cmocka_unit_test_teardown(test_chains_meet, teardown),
         cmocka_unit_test_teardown(test_full_table, teardown),
