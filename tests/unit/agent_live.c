@@ -21,10 +21,11 @@
  *     not sampled, and its remove must not uncount the other); threads
  *     updating one slot under different shard locks keep it exact;
  *   - the stuck slot: agent_live_filter_pin, and a counter that reaches
- *     0xffff (65535 live addresses in one slot) stays there;
+ *     0xffff (65536 live addresses in one slot) stays there;
  *   - shard distribution (agent_live_shard_counts, a HEAPWATCH_TEST-only
  *     reader): glibc-like consecutive chunks of several sizes, page-spaced
- *     and 2 MiB-spaced mmap chunks, and random addresses each spread over
+ *     and 2 MiB-spaced mmap chunks, 16 arenas 64 MiB apart, and random
+ *     addresses each spread over
  *     the 64 shards (chi-square at p = 0.001, and max/min within 25% of
  *     the mean);
  *   - agent_live_get_stats: the count, and buckets as Go's load factor
