@@ -181,3 +181,20 @@ bool agent_live_postfork_child(void)
     }
     return !__atomic_load_n(&lost, __ATOMIC_RELAXED);
 }
+
+#ifdef HEAPWATCH_TEST
+unsigned agent_live_shard_counts(uint64_t *counts, unsigned cap)
+{
+    for (unsigned i = 0; i < SHARDS && i < cap; i++) {
+        agent_lock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
+        counts[i] = 0;
+        if (shards[i].map) {
+            map_stats_t st;
+            map_get_stats(shards[i].map, &st);
+            counts[i] = st.count;
+        }
+        agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
+    }
+    return SHARDS;
+}
+#endif

@@ -67,6 +67,12 @@ bool agent_live_prefork(uint64_t deadline_ns);
 void agent_live_postfork_parent(void);
 bool agent_live_postfork_child(void);
 
+#ifdef HEAPWATCH_TEST
+/* agent_live_shard_counts (unit tests only): the entries of each shard
+ * into counts[0 .. cap-1], each shard under its lock. @return the number
+ * of shards. */
+unsigned agent_live_shard_counts(uint64_t *counts, unsigned cap);
+#endif
 
 #pragma GCC visibility pop
 

@@ -147,6 +147,19 @@ static bool lost;                        /* child of a fork that missed a stripe
 static AGENT_TLS bool prefork_took[STRIPES]; /* stripes this thread's prepare handler holds */
 static uintptr_t own_lo, own_hi;         /* libheapwatch.so's executable segment */
 
+#ifdef HEAPWATCH_TEST
+uint32_t agent_stacks_test_max = AGENT_STACKS_MAX;
+uint64_t (*agent_stacks_test_hash)(const uint64_t *pcs, size_t depth);
+#define STACKS_LIMIT agent_stacks_test_max  /* see stacks.h */
+void agent_stacks_test_own_range(uintptr_t lo, uintptr_t hi)
+{
+    own_lo = lo;
+    own_hi = hi;
+}
+#else
+#define STACKS_LIMIT AGENT_STACKS_MAX       /* ids handed out at most */
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Capture                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -813,6 +826,9 @@ static void create_self_as(void)
 
 static uint64_t hash_frames(const uint64_t *pcs, size_t depth)
 {
+#ifdef HEAPWATCH_TEST
+    if (agent_stacks_test_hash) return agent_stacks_test_hash(pcs, depth);
+#endif
     uint64_t h = 0x84222325cbf29ce4ull ^ depth;
     for (size_t i = 0; i < depth; i++) {
         h ^= pcs[i];
@@ -836,7 +852,7 @@ agent_stack_t *agent_stack_get(uint32_t id)
 uint32_t agent_stacks_count(void)
 {
     uint32_t n = __atomic_load_n(&next_id, __ATOMIC_ACQUIRE);
-    return n < AGENT_STACKS_MAX ? n : AGENT_STACKS_MAX;
+    return n < STACKS_LIMIT ? n : STACKS_LIMIT;
 }
 
 size_t agent_stacks_bytes(void)
@@ -881,8 +897,8 @@ static bool publish(uint32_t id, agent_stack_t *r)
 static agent_stack_t *new_record(const uint64_t *pcs, size_t depth, uint64_t hash)
 {
     uint32_t id = __atomic_fetch_add(&next_id, 1, __ATOMIC_ACQ_REL);
-    if (id >= AGENT_STACKS_MAX) {
-        __atomic_store_n(&next_id, AGENT_STACKS_MAX, __ATOMIC_RELAXED);
+    if (id >= STACKS_LIMIT) {
+        __atomic_store_n(&next_id, STACKS_LIMIT, __ATOMIC_RELAXED);
         return NULL;
     }
     size_t bytes = sizeof(agent_stack_t) + depth * sizeof pcs[0];

@@ -87,6 +87,23 @@ bool agent_stacks_prefork(uint64_t deadline_ns);
 void agent_stacks_postfork_parent(void);
 bool agent_stacks_postfork_child(void);
 
+#ifdef HEAPWATCH_TEST
+/* Unit-test seams (HEAPWATCH_TEST builds only; the release and debug
+ * agents have none of these):
+ * agent_stacks_test_max: ids handed out at most (AGENT_STACKS_MAX, 2^24,
+ *   too many records to fill in a unit test); lower it to reach the full
+ *   table.
+ * agent_stacks_test_hash: when set, replaces the frames' hash, so that
+ *   tests can make different stacks collide.
+ * agent_stacks_test_own_range: the code whose leading frames a capture
+ *   drops ([lo, hi); at start, the executable segment that holds the
+ *   agent: libheapwatch.so's, but in a unit test the whole test binary,
+ *   the test's own frames included). */
+extern uint32_t agent_stacks_test_max;
+extern uint64_t (*agent_stacks_test_hash)(const uint64_t *pcs, size_t depth);
+void agent_stacks_test_own_range(uintptr_t lo, uintptr_t hi);
+#endif
+
 
 #pragma GCC visibility pop
 

@@ -1,0 +1,526 @@
+/*
+ * agent_live.c - the live map and its filter (agent/live.c, the filter's
+ * inline test in agent/hot.h), without any preload.
+ *
+ * Addresses here are numbers shaped like glibc's (16-byte aligned, in the
+ * ranges a 64-bit heap uses); the live map never dereferences them. The
+ * map and the filter are process-wide, so every test leaves them as it
+ * found them: no entry, every filter slot zero (checked at each test's
+ * end), except test_stuck_slots, which pins slots for good and runs last.
+ * So that one failing test does not fail the others, each insert is
+ * noted and the teardown takes every noted address out and clears the
+ * filter (after the test's own checks).
+ *
+ * What is checked:
+ *   - insert/remove round trips with packed values (stack id, clamped
+ *     size); remove of an absent pointer; a present address inserted again
+ *     (the new record wins, the filter counts the address once);
+ *   - the filter against a model: a slot is non-zero exactly while some
+ *     live sampled address maps there, and holds how many do; two
+ *     addresses 16 MiB apart share a slot (a false positive for the one
+ *     not sampled, and its remove must not uncount the other); threads
+ *     updating one slot under different shard locks keep it exact;
+ *   - the stuck slot: agent_live_filter_pin, and a counter that reaches
+ *     0xffff (65536 live addresses in one slot) stays there;
+ *   - shard distribution (agent_live_shard_counts, a HEAPWATCH_TEST-only
+ *     reader): glibc-like consecutive chunks of several sizes, page-spaced
+ *     and 2 MiB-spaced mmap chunks, 16 arenas 64 MiB apart, and random
+ *     addresses each spread over
+ *     the 64 shards (chi-square at p = 0.001, and max/min within 25% of
+ *     the mean);
+ *   - agent_live_get_stats: the count, and buckets as Go's load factor
+ *     leaves them (count <= 6.5 buckets per shard, and no shard larger
+ *     than its count needs).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "agent/hot.h"
+#include "agent/live.h"
+#include "test_util.h"
+
+#define SHARDS 64
+#define MIB (UINT64_C(1) << 20)
+#define SLOT_SPAN (16 * MIB)                 /* addresses this far apart share a slot */
+#define HEAP UINT64_C(0x00005555a0000000)    /* a PIE program's brk heap */
+#define MMAPS UINT64_C(0x00007f3c00000000)   /* where mmap'd chunks and arenas live */
+
+static const void *A(uint64_t a) { return (const void *)(uintptr_t)a; }
+
+/* The addresses a test inserted, for the teardown. */
+#define NOTED_MAX 600000
+static uint64_t noted[NOTED_MAX];
+static size_t nnoted;
+
+/* ins: agent_live_insert, noted. */
+static bool ins(uint64_t a, uint64_t value)
+{
+    if (nnoted < NOTED_MAX) noted[nnoted++] = a;
+    return agent_live_insert(A(a), value);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < nnoted; i++) (void)agent_live_remove(A(noted[i]), NULL);
+    nnoted = 0;
+    memset(agent_live_filter, 0, sizeof agent_live_filter);
+    return 0;
+}
+
+/* nonzero_slots: filter slots that are not zero, over the whole array. */
+static size_t nonzero_slots(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < (1u << AGENT_FILTER_BITS); i++) n += agent_live_filter[i] != 0;
+    return n;
+}
+
+static uint64_t live_count(void)
+{
+    agent_live_stats_t st;
+    assert_true(agent_live_get_stats(&st));
+    return st.count;
+}
+
+/* clean: what every test but the last leaves behind: nothing. */
+static void assert_clean(void)
+{
+    assert_int_equal(live_count(), 0);
+    assert_int_equal(nonzero_slots(), 0);
+}
+
+/* random_addr: a random 16-byte-aligned user address (47 bits). */
+static uint64_t random_addr(uint64_t *rng)
+{
+    return (test_rand(rng) & ((UINT64_C(1) << 47) - 1) & ~UINT64_C(15)) | 0x10000;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Statistics (first: the shards' maps are fresh)                           */
+/* ------------------------------------------------------------------------ */
+
+/* min_B: the fewest buckets (log2) a map/ map holding n entries has after
+ * inserts alone: Go's rule, grow when count > 8 and count > 6.5 * 2^B. */
+static unsigned min_B(uint64_t n)
+{
+    unsigned B = 0;
+    while (n > 8 && n > 13 * ((UINT64_C(1) << B) / 2)) B++;
+    return B;
+}
+
+static void test_stats(void **state)
+{
+    (void)state;
+    agent_live_stats_t st;
+    assert_true(agent_live_get_stats(&st));
+    assert_int_equal(st.count, 0);
+    assert_int_equal(st.shards, SHARDS);
+    assert_int_equal(st.filter_bytes, sizeof(uint16_t) << AGENT_FILTER_BITS);
+
+    enum { N = 20000 };
+    static uint64_t addrs[N];
+    uint64_t rng = 11;
+    for (size_t i = 0; i < N; i++) {
+        addrs[i] = random_addr(&rng);
+        assert_true(ins(addrs[i], agent_live_pack(1, 32)));
+        if ((i + 1) % 5000) continue;
+        /* Along the way: the count is exact, and Go's load factor holds. */
+        assert_true(agent_live_get_stats(&st));
+        assert_int_equal(st.count, i + 1);
+        assert_true((double)st.count <= 6.5 * (double)st.buckets);
+    }
+    uint64_t per_shard[SHARDS];
+    assert_int_equal(agent_live_shard_counts(per_shard, SHARDS), SHARDS);
+    uint64_t sum = 0, buckets = 0;
+    unsigned max_B = 0;
+    for (unsigned i = 0; i < SHARDS; i++) {
+        sum += per_shard[i];
+        unsigned B = min_B(per_shard[i]);
+        /* every shard is past its first bucket: 6.5 per bucket, strictly */
+        assert_true(per_shard[i] > 8);
+        assert_true((double)per_shard[i] <= 6.5 * (double)(UINT64_C(1) << B));
+        buckets += UINT64_C(1) << B;
+        if (B > max_B) max_B = B;
+    }
+    assert_true(agent_live_get_stats(&st));
+    assert_int_equal(sum, N);
+    assert_int_equal(st.count, N);
+    /* Each shard grew only as far as its count needs (fresh maps, inserts
+     * only): the sum of buckets and the largest B are exactly Go's. */
+    assert_int_equal(st.buckets, buckets);
+    assert_int_equal(st.max_B, max_B);
+    assert_true((double)st.count <= 6.5 * (double)st.buckets);
+    assert_true((double)st.count > 3.25 * (double)st.buckets);   /* not over-grown */
+    assert_true(st.bytes >= st.buckets * 8 * 16);   /* 8 slots of key and value per bucket */
+    assert_true(st.overflow_buckets <= st.buckets);
+    assert_int_equal(st.grow_failures, 0);
+
+    for (size_t i = 0; i < N; i++) {
+        uint64_t v = 0;
+        assert_true(agent_live_remove(A(addrs[i]), &v));
+        assert_int_equal(v, agent_live_pack(1, 32));
+    }
+    assert_true(agent_live_get_stats(&st));
+    assert_int_equal(st.count, 0);
+    assert_true(st.buckets >= buckets);   /* maps never shrink */
+    assert_clean();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Round trips                                                              */
+/* ------------------------------------------------------------------------ */
+
+static void test_pack(void **state)
+{
+    (void)state;
+    uint64_t v = agent_live_pack(AGENT_STACKS_MAX - 1, 12345);
+    assert_int_equal(agent_live_stack(v), AGENT_STACKS_MAX - 1);
+    assert_int_equal(agent_live_size(v), 12345);
+    v = agent_live_pack(7, (size_t)1 << 45);           /* clamped, not wrapped */
+    assert_int_equal(agent_live_stack(v), 7);
+    assert_int_equal(agent_live_size(v), AGENT_LIVE_SIZE_MAX);
+    v = agent_live_pack(0, 0);
+    assert_int_equal(v, 0);
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    static uint64_t addrs[N], vals[N];
+    uint64_t rng = 1;
+    /* glibc-like: a run of consecutive chunks of mixed sizes, then
+     * random addresses, with values spanning both fields. */
+    uint64_t a = HEAP + 0x2a0;
+    for (size_t i = 0; i < N; i++) {
+        if (i < N / 2) {
+            addrs[i] = a;
+            a += 32 + 16 * (test_rand(&rng) % 64);
+        } else {
+            addrs[i] = random_addr(&rng);
+        }
+        uint32_t id = (uint32_t)(test_rand(&rng) % AGENT_STACKS_MAX);
+        size_t size = (size_t)(test_rand(&rng) >> (test_rand(&rng) % 64));
+        vals[i] = agent_live_pack(id, size);
+        assert_true(ins(addrs[i], vals[i]));
+        assert_true(agent_maybe_sampled(A(addrs[i])));
+    }
+    assert_int_equal(live_count(), N);
+    /* Removed in another order than inserted: each gives its own value
+     * back, once. */
+    for (size_t k = 0; k < N; k++) {
+        size_t i = (k * 7919) % N;
+        uint64_t v = ~UINT64_C(0);
+        assert_true(agent_live_remove(A(addrs[i]), &v));
+        assert_int_equal(v, vals[i]);
+        v = 42;
+        assert_false(agent_live_remove(A(addrs[i]), &v));
+        assert_int_equal(v, 42);   /* untouched */
+    }
+    assert_clean();
+}
+
+static void test_remove_absent(void **state)
+{
+    (void)state;
+    uint64_t v = 99;
+    assert_false(agent_live_remove(A(HEAP + 0x1000), &v));   /* a shard never used */
+    assert_int_equal(v, 99);
+    assert_true(ins(HEAP + 0x1000, agent_live_pack(3, 48)));
+    /* Its neighbours, 16 bytes either side: other slots, not in the map. */
+    assert_false(agent_maybe_sampled(A(HEAP + 0x1010)));
+    assert_false(agent_maybe_sampled(A(HEAP + 0x0ff0)));
+    assert_false(agent_live_remove(A(HEAP + 0x1010), &v));
+    assert_false(agent_live_remove(A(HEAP + 0x0ff0), &v));
+    assert_int_equal(v, 99);
+    assert_int_equal(agent_live_filter[agent_filter_slot(A(HEAP + 0x1000))], 1);
+    assert_true(agent_live_remove(A(HEAP + 0x1000), &v));
+    assert_int_equal(v, agent_live_pack(3, 48));
+    assert_clean();
+}
+
+/* An address recorded and never seen freed (a free the shim could not
+ * observe), sampled again: the new record replaces the old, and the
+ * filter counts the address once, so one remove clears it. */
+static void test_reinsert_new_wins(void **state)
+{
+    (void)state;
+    const void *p = A(MMAPS + 0x10);
+    assert_true(ins(MMAPS + 0x10, agent_live_pack(5, 100)));
+    assert_true(ins(MMAPS + 0x10, agent_live_pack(6, 200)));
+    assert_int_equal(live_count(), 1);
+    assert_int_equal(agent_live_filter[agent_filter_slot(p)], 1);
+    uint64_t v = 0;
+    assert_true(agent_live_remove(p, &v));
+    assert_int_equal(agent_live_stack(v), 6);
+    assert_int_equal(agent_live_size(v), 200);
+    assert_false(agent_maybe_sampled(p));
+    assert_false(agent_live_remove(p, &v));
+    assert_clean();
+}
+
+/* ------------------------------------------------------------------------ */
+/* The filter                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Two addresses 16 MiB apart share a slot: while one is live the other is
+ * a false positive, whose remove finds nothing and must leave the count
+ * alone; the slot counts both when both are live. */
+static void test_false_positive_16mib(void **state)
+{
+    (void)state;
+    const void *a = A(HEAP + 0x5430);
+    const void *b = A(HEAP + 0x5430 + SLOT_SPAN);
+    const void *c = A(HEAP + 0x5430 + 3 * SLOT_SPAN);
+    assert_int_equal(agent_filter_slot(a), agent_filter_slot(b));
+    assert_int_equal(agent_filter_slot(a), agent_filter_slot(c));
+    assert_true(agent_filter_slot(a) != agent_filter_slot(A(HEAP + 0x5430 + SLOT_SPAN / 2)));
+    size_t slot = agent_filter_slot(a);
+
+    assert_true(ins(HEAP + 0x5430, agent_live_pack(1, 1)));
+    assert_true(agent_maybe_sampled(b));        /* the false positive */
+    uint64_t v = 7;
+    assert_false(agent_live_remove(b, &v));     /* what agent_free_sampled meets */
+    assert_int_equal(v, 7);
+    assert_int_equal(agent_live_filter[slot], 1);
+    assert_true(agent_maybe_sampled(a));        /* a is still covered */
+
+    assert_true(ins(HEAP + 0x5430 + SLOT_SPAN, agent_live_pack(2, 2)));
+    assert_int_equal(agent_live_filter[slot], 2);
+    assert_true(agent_live_remove(a, &v));
+    assert_int_equal(v, agent_live_pack(1, 1));
+    assert_int_equal(agent_live_filter[slot], 1);
+    assert_true(agent_maybe_sampled(b));
+    assert_true(agent_maybe_sampled(c));        /* still a false positive */
+    assert_true(agent_live_remove(b, &v));
+    assert_int_equal(v, agent_live_pack(2, 2));
+    assert_false(agent_maybe_sampled(a));
+    assert_false(agent_maybe_sampled(b));
+    assert_false(agent_maybe_sampled(c));
+    assert_clean();
+}
+
+/* A random walk of inserts and removes over 48 slots, 4 addresses each
+ * (16 MiB apart), against a model: after every step, each slot holds how
+ * many of its addresses are live, and agent_maybe_sampled says "maybe"
+ * for exactly the addresses of non-zero slots. */
+static void test_filter_model(void **state)
+{
+    (void)state;
+    enum { SLOTS = 48, ALIASES = 4, STEPS = 20000 };
+    static bool live[SLOTS][ALIASES];
+    static uint64_t val[SLOTS][ALIASES];
+    memset(live, 0, sizeof live);
+    uint64_t rng = 7;
+    uint64_t base[SLOTS];
+    for (unsigned s = 0; s < SLOTS; s++)   /* consecutive chunks, then a few far away */
+        base[s] = s < SLOTS / 2 ? HEAP + 0x100000 + 48 * s : MMAPS + 0x10 + 4096 * (s - SLOTS / 2);
+    for (unsigned step = 0; step < STEPS; step++) {
+        unsigned s = (unsigned)(test_rand(&rng) % SLOTS), k = (unsigned)(test_rand(&rng) % ALIASES);
+        uint64_t pa = base[s] + k * SLOT_SPAN;
+        const void *p = A(pa);
+        uint64_t v = 0;
+        if (live[s][k]) {
+            assert_true(agent_live_remove(p, &v));
+            assert_int_equal(v, val[s][k]);
+            live[s][k] = false;
+        } else {
+            val[s][k] = agent_live_pack((uint32_t)step, step * 16);
+            assert_true(ins(pa, val[s][k]));
+            live[s][k] = true;
+        }
+        unsigned n = 0;
+        for (unsigned j = 0; j < ALIASES; j++) n += live[s][j];
+        assert_int_equal(agent_live_filter[agent_filter_slot(p)], n);
+        for (unsigned j = 0; j < ALIASES; j++)
+            assert_int_equal(agent_maybe_sampled(A(base[s] + j * SLOT_SPAN)), n > 0);
+        /* and a miss in any slot but the model's says "not sampled" */
+        assert_false(agent_maybe_sampled(A(base[s] + 8 * SLOT_SPAN + 16 * 3000)));
+    }
+    /* Counts drop back to zero. */
+    for (unsigned s = 0; s < SLOTS; s++)
+        for (unsigned k = 0; k < ALIASES; k++)
+            if (live[s][k]) assert_true(agent_live_remove(A(base[s] + k * SLOT_SPAN), NULL));
+    assert_clean();
+}
+
+/* Threads insert and remove addresses that share filter slots (16 MiB
+ * apart) but not shards: the slot's count is changed under different
+ * shard locks at once, so only atomic updates keep it exact. At the end
+ * every slot is back at zero; meanwhile a live address is always
+ * "maybe". */
+enum { RACE_THREADS = 4, RACE_SLOTS = 8, RACE_ROUNDS = 40000 };
+
+static void *race_thread(void *arg)
+{
+    uint64_t me = (uint64_t)(uintptr_t)arg;
+    for (unsigned round = 0; round < RACE_ROUNDS; round++) {
+        uint64_t a = HEAP + 0x3000000 + 16 * (round % RACE_SLOTS) + (1 + me) * SLOT_SPAN;
+        if (!agent_live_insert(A(a), agent_live_pack((uint32_t)me, round))) return (void *)1;
+        if (!agent_maybe_sampled(A(a))) return (void *)2;
+        uint64_t v;
+        if (!agent_live_remove(A(a), &v) || v != agent_live_pack((uint32_t)me, round)) return (void *)3;
+    }
+    return NULL;
+}
+
+static void test_filter_concurrent(void **state)
+{
+    (void)state;
+    pthread_t th[RACE_THREADS];
+    for (uintptr_t i = 0; i < RACE_THREADS; i++) {
+        for (unsigned s = 0; s < RACE_SLOTS; s++)   /* noted for the teardown */
+            noted[nnoted++] = HEAP + 0x3000000 + 16 * s + (1 + i) * SLOT_SPAN;
+        assert_int_equal(pthread_create(&th[i], NULL, race_thread, (void *)i), 0);
+    }
+    for (unsigned i = 0; i < RACE_THREADS; i++) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        assert_null(ret);
+    }
+    assert_clean();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shards                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* chi2_63_p001: the chi-square quantile for 63 degrees of freedom at
+ * p = 0.001 (a fair spread exceeds it once in a thousand seeds). */
+#define CHI2_63_P001 103.44
+
+/* spread: inserts n addresses from gen, checks every shard's share, and
+ * takes them out again. */
+static void spread(const char *what, uint64_t (*gen)(uint64_t i, uint64_t *rng), unsigned n)
+{
+    static uint64_t addrs[64000];
+    assert_true(n <= sizeof addrs / sizeof addrs[0]);
+    uint64_t rng = 3;
+    for (unsigned i = 0; i < n; i++) {
+        addrs[i] = gen(i, &rng);
+        assert_true(ins(addrs[i], agent_live_pack(1, 16)));
+    }
+    uint64_t c[SHARDS];
+    assert_int_equal(agent_live_shard_counts(c, SHARDS), SHARDS);
+    double mean = (double)n / SHARDS, chi2 = 0;
+    uint64_t lo = UINT64_MAX, hi = 0, total = 0;
+    for (unsigned i = 0; i < SHARDS; i++) {
+        chi2 += ((double)c[i] - mean) * ((double)c[i] - mean) / mean;
+        if (c[i] < lo) lo = c[i];
+        if (c[i] > hi) hi = c[i];
+        total += c[i];
+    }
+    assert_int_equal(total, n);
+    if (chi2 > CHI2_63_P001 || (double)lo < 0.75 * mean || (double)hi > 1.25 * mean)
+        fail_msg("%s: %u addresses over %d shards: chi-square %.1f (limit %.1f), "
+                 "min %llu, max %llu (mean %.1f, allowed 25%%)",
+                 what, n, SHARDS, chi2, CHI2_63_P001, (unsigned long long)lo,
+                 (unsigned long long)hi, mean);
+    for (unsigned i = 0; i < n; i++) assert_true(agent_live_remove(A(addrs[i]), NULL));
+}
+
+static uint64_t gen_consecutive_32(uint64_t i, uint64_t *rng) { (void)rng; return HEAP + 0x2a0 + 32 * i; }
+static uint64_t gen_consecutive_48(uint64_t i, uint64_t *rng) { (void)rng; return HEAP + 0x2a0 + 48 * i; }
+static uint64_t gen_consecutive_64(uint64_t i, uint64_t *rng) { (void)rng; return HEAP + 0x2a0 + 64 * i; }
+static uint64_t gen_consecutive_1040(uint64_t i, uint64_t *rng) { (void)rng; return HEAP + 0x2a0 + 1040 * i; }
+static uint64_t gen_mixed_run(uint64_t i, uint64_t *rng)
+{
+    static uint64_t a;
+    if (i == 0) a = HEAP + 0x2a0;
+    uint64_t p = a;
+    a += 32 + 16 * (test_rand(rng) % 32);   /* 32 .. 528-byte chunks, back to back */
+    return p;
+}
+/* mmap'd chunks: page-aligned + 16 (the chunk header), a page or 2 MiB apart */
+static uint64_t gen_pages(uint64_t i, uint64_t *rng) { (void)rng; return MMAPS + 4096 * i + 16; }
+static uint64_t gen_2mib(uint64_t i, uint64_t *rng) { (void)rng; return MMAPS + 2 * MIB * i + 16; }
+/* per-thread arenas: 64 MiB apart (glibc's HEAP_MAX), consecutive inside */
+static uint64_t gen_arenas(uint64_t i, uint64_t *rng)
+{
+    (void)rng;
+    return MMAPS + 64 * MIB * (i % 16) + 0x8c0 + 48 * (i / 16);
+}
+static uint64_t gen_random(uint64_t i, uint64_t *rng) { (void)i; return random_addr(rng); }
+
+static void test_shard_distribution(void **state)
+{
+    (void)state;
+    spread("consecutive 32-byte chunks", gen_consecutive_32, 64000);
+    spread("consecutive 48-byte chunks", gen_consecutive_48, 64000);
+    spread("consecutive 64-byte chunks", gen_consecutive_64, 64000);
+    spread("consecutive 1040-byte chunks", gen_consecutive_1040, 64000);
+    spread("a run of mixed chunks", gen_mixed_run, 64000);
+    spread("page-spaced mmap chunks", gen_pages, 64000);
+    spread("2 MiB-spaced mmap chunks", gen_2mib, 64000);
+    spread("16 arenas 64 MiB apart", gen_arenas, 64000);
+    spread("random addresses", gen_random, 64000);
+    assert_clean();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Stuck slots (last: they stay stuck)                                      */
+/* ------------------------------------------------------------------------ */
+
+static void test_stuck_slots(void **state)
+{
+    (void)state;
+    /* Pinned: a 64-byte range (four slots), and NULL's one slot. */
+    uint64_t lo = HEAP + 0x777000;
+    agent_live_filter_pin(A(lo + 8), 56);   /* unaligned start: its slot too */
+    agent_live_filter_pin(NULL, 0);
+    assert_int_equal(nonzero_slots(), 5);
+    for (uint64_t a = lo; a < lo + 64; a += 16) {
+        assert_int_equal(agent_live_filter[agent_filter_slot(A(a))], 0xffff);
+        assert_true(agent_maybe_sampled(A(a)));
+    }
+    assert_false(agent_maybe_sampled(A(lo + 64)));
+    assert_false(agent_maybe_sampled(A(lo - 16)));
+    assert_true(agent_maybe_sampled(NULL));
+    /* A pinned slot is neither counted nor uncounted. */
+    assert_true(ins(lo + 16, agent_live_pack(1, 1)));
+    assert_true(agent_live_remove(A(lo + 16), NULL));
+    assert_false(agent_live_remove(A(lo + 16), NULL));
+    assert_int_equal(agent_live_filter[agent_filter_slot(A(lo + 16))], 0xffff);
+
+    /* A counter that reaches 0xffff sticks: 65535 live addresses in one
+     * slot (16 MiB apart), and one more; every one of them is still
+     * "maybe" (a counter that wrapped to 0 would hide them all from
+     * free()), and after they all leave the slot stays stuck. */
+    enum { N = 0xffff + 1 };
+    uint64_t s = MMAPS + 0x3450;
+    size_t slot = agent_filter_slot(A(s));
+    for (uint64_t k = 0; k < N; k++) assert_true(ins(s + k * SLOT_SPAN, agent_live_pack(1, 1)));
+    assert_int_equal(agent_live_filter[slot], 0xffff);
+    assert_true(agent_maybe_sampled(A(s)));
+    assert_int_equal(live_count(), N);
+    for (uint64_t k = 0; k < N; k++) assert_true(agent_live_remove(A(s + k * SLOT_SPAN), NULL));
+    assert_int_equal(live_count(), 0);
+    assert_int_equal(agent_live_filter[slot], 0xffff);
+    assert_int_equal(nonzero_slots(), 6);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_stats, teardown),   /* first: fresh shard maps */
+        cmocka_unit_test_teardown(test_pack, teardown),
+        cmocka_unit_test_teardown(test_round_trip, teardown),
+        cmocka_unit_test_teardown(test_remove_absent, teardown),
+        cmocka_unit_test_teardown(test_reinsert_new_wins, teardown),
+        cmocka_unit_test_teardown(test_false_positive_16mib, teardown),
+        cmocka_unit_test_teardown(test_filter_model, teardown),
+        cmocka_unit_test_teardown(test_filter_concurrent, teardown),
+        cmocka_unit_test_teardown(test_shard_distribution, teardown),
+        cmocka_unit_test(test_stuck_slots),   /* last: its slots stay stuck */
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
