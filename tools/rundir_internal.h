@@ -1,0 +1,140 @@
+/*
+ * rundir_internal.h - what the files of the results reader share (rundir.h
+ * is its interface to check and report):
+ *
+ *   rundir.c           the directory: one process's files in turn, the
+ *                      directory-wide budgets, notes and errors
+ *   rundir_list.c      which names are the agent's files (listing)
+ *   rundir_lines.c     a byte stream cut into lines (rundir_lines.h)
+ *   rundir_zstd.c      a zstd stream decompressed (rundir_zstd.h)
+ *   rundir_json.c      one JSON text read, its errors told
+ *   rundir_summary.c   summary.<tag>.json
+ *   rundir_timeline.c  timeline.<tag>.jsonl.zst, kept as samples
+ *   rundir_alerts.c    alerts.<tag>.jsonl
+ *
+ * The bounds below, and the memory they add up to, are explained at the
+ * top of rundir.c.
+ */
+#ifndef HEAPWATCH_TOOLS_RUNDIR_INTERNAL_H
+#define HEAPWATCH_TOOLS_RUNDIR_INTERNAL_H
+
+#include "tools/rundir.h"
+
+#include "tools/json.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define SUMMARY_MAX (1u << 20)    /* a summary larger than this is not ours (the agent's: < 16 KiB) */
+#define LINE_MAX_BYTES (1u << 20) /* nor is a JSON line larger than this (an alert: < 200 KiB) */
+#define EXE_MAX 8192              /* bytes of an exe name kept */
+#define SAMPLES_PER_PROC 65536u   /* samples kept per process (a power of two) */
+#define SAMPLES_BUDGET 262144u    /* samples kept in all */
+#define SAMPLES_FLOOR 8u          /* samples per process past the budget */
+#define ALERTS_PER_PROC 4096u     /* alerts kept whole per process */
+#define ALERT_BYTES_BUDGET (64u << 20)   /* JSON bytes of the alerts kept, in all */
+#define TOP_KEPT 16u              /* stacks kept per alert (the agent writes 5) */
+#define FRAMES_KEPT 256u          /* frames kept per stack */
+
+/* rundir_budget_t: what is left of the directory-wide budgets while one
+ * directory is read (rundir_load starts them full). */
+typedef struct {
+    size_t samples_left;       /* of SAMPLES_BUDGET */
+    size_t alert_bytes_left;   /* of ALERT_BYTES_BUDGET */
+} rundir_budget_t;
+
+/* ------------------------------------------------------------------------ */
+/* Notes, errors, arrays (rundir.c)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* rundir_add_line: appends a formatted line to a list (notes or errors).
+ * Out of memory, the line is dropped: these lists only explain. */
+void rundir_add_line(char ***list, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define NOTE(p, ...) rundir_add_line(&(p)->notes, &(p)->nnotes, __VA_ARGS__)
+#define ERROR(p, ...) rundir_add_line(&(p)->errors, &(p)->nerrors, __VA_ARGS__)
+
+/* rundir_set_msg: a formatted message into msg (cap bytes; none if NULL). */
+void rundir_set_msg(char *msg, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* rundir_grow: room for element n in *items of *cap elements of elem bytes
+ * (doubling). @return false out of memory (*items unchanged). */
+bool rundir_grow(void **items, size_t *cap, size_t n, size_t elem);
+
+/* rundir_open: dir/name opened for reading, or NULL with errno set. */
+FILE *rundir_open(const char *dir, const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* Listing (rundir_list.c)                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { F_SUMMARY, F_TIMELINE, F_ALERTS, F_PROFILE } rundir_kind_t;
+
+/* rundir_entry_t: one directory entry that is one of the agent's files. */
+typedef struct {
+    long pid;
+    unsigned long inst;        /* the agent's "<pid>-<n>" tag: n; 1 for the bare pid */
+    rundir_kind_t kind;
+    char *name;
+    unsigned long seq;         /* profiles */
+    char *reason;              /* profiles */
+} rundir_entry_t;
+
+/* rundir_list: the agent's regular files in dir, sorted by process (pid,
+ * then n), kind, profile seq and name; at most RUNDIR_FILES_MAX, the rest
+ * counted in *skipped. @return RUNDIR_OK, or an error explained in msg. */
+rundir_err_t rundir_list(const char *dir, rundir_entry_t **out, size_t *nout, size_t *skipped, char *msg,
+                         size_t cap);
+
+void rundir_entries_free(rundir_entry_t *es, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Records of one line (rundir_json.c)                                      */
+/* ------------------------------------------------------------------------ */
+
+/* rundir_reader_t: where the records of one JSON lines file go, and what
+ * is said about the bad ones. */
+typedef struct {
+    rundir_proc_t *proc;
+    const char *file;          /* the file's name, for messages */
+    size_t lineno;             /* the line being read (from 1) */
+    size_t bad;                /* lines that were not valid records */
+} rundir_reader_t;
+
+/* rundir_json_line: the JSON object of one line, or NULL (the line counted
+ * bad, the first bad line named in the errors). Free with json_free. */
+json_t *rundir_json_line(rundir_reader_t *rd, const char *line, size_t len);
+
+/* rundir_json_doc: the JSON object of a whole file's text, or NULL with
+ * the reason in p's errors. Free with json_free. */
+json_t *rundir_json_doc(rundir_proc_t *p, const char *name, const char *text, size_t len);
+
+/* rundir_json_num: obj[key] when it is a finite number, else NAN. */
+double rundir_json_num(const json_t *obj, const char *key);
+
+/* rundir_take_exe: p's exe from obj's "exe" (cut at EXE_MAX), unless p
+ * has one. */
+void rundir_take_exe(rundir_proc_t *p, const json_t *obj);
+
+/* rundir_bad_record: counts a bad line; the first is named in the errors. */
+void rundir_bad_record(rundir_reader_t *rd, const char *why);
+
+/* rundir_report_bad: after the file: how many bad lines, when several. */
+void rundir_report_bad(const rundir_reader_t *rd);
+
+/* ------------------------------------------------------------------------ */
+/* The files of one process                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* rundir_load_summary, _timeline, _alerts: read dir/name into *p; what
+ * cannot be read is in p's errors, what is odd in its notes. The summary
+ * is read last: its exe replaces one a record named. */
+void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name);
+void rundir_load_timeline(rundir_proc_t *p, const char *dir, const char *name, rundir_budget_t *budget);
+void rundir_load_alerts(rundir_proc_t *p, const char *dir, const char *name, rundir_budget_t *budget);
+
+/* rundir_free_alerts: frees p's alerts. */
+void rundir_free_alerts(rundir_proc_t *p);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * rundir_summary.c - summary.<tag>.json, the counters at exit
+ * (rundir_internal.h). The file is read whole, at most SUMMARY_MAX bytes,
+ * and must be one JSON object.
+ */
+#define _GNU_SOURCE
+#include "tools/rundir_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* read_small_file: the whole file (at most max bytes), NUL-terminated. */
+static char *read_small_file(const char *dir, const char *name, size_t max, size_t *len, const char **why)
+{
+    FILE *f = rundir_open(dir, name);
+    if (!f) {
+        *why = strerror(errno);
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf || bad || n > max) {
+        *why = !buf ? "out of memory" : bad ? "read error" : "too large";
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
+{
+    size_t len = 0;
+    const char *why = NULL;
+    char *text = read_small_file(dir, name, SUMMARY_MAX, &len, &why);
+    if (!text) {
+        ERROR(p, "%s: %s", name, why);
+        return;
+    }
+    json_t *v = rundir_json_doc(p, name, text, len);
+    free(text);
+    if (!v) return;
+    rundir_summary_t *s = &p->summary;
+    double pid;
+    if (json_get_num(v, "pid", &pid) && pid != (double)p->pid)
+        NOTE(p, "%s: says pid %.0f", name, pid);
+    s->ppid = rundir_json_num(v, "ppid");
+    s->start_time = rundir_json_num(v, "start_time");
+    s->end_time = rundir_json_num(v, "end_time");
+    s->duration_s = rundir_json_num(v, "duration_s");
+    if (isnan(s->duration_s) && !isnan(s->start_time) && !isnan(s->end_time))
+        s->duration_s = s->end_time - s->start_time;
+    s->mallocs = rundir_json_num(v, "mallocs");
+    s->frees = rundir_json_num(v, "frees");
+    s->live_objects = rundir_json_num(v, "live_objects");
+    s->live_bytes = rundir_json_num(v, "live_bytes");
+    s->peak_live_bytes = rundir_json_num(v, "peak_live_bytes");
+    s->alloc_bytes = rundir_json_num(v, "alloc_bytes");
+    s->free_bytes = rundir_json_num(v, "free_bytes");
+    s->rate = rundir_json_num(v, "rate");
+    s->agent_memory_bytes = rundir_json_num(v, "agent_memory_bytes");
+    free(p->exe);
+    p->exe = NULL;
+    rundir_take_exe(p, v);   /* the summary's word wins over a record's */
+    p->has_summary = true;
+    json_free(v);
+}
