@@ -141,6 +141,11 @@ rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgc
 
 void rundir_free(rundir_t *rd);
 
+/* rundir_read_summary: the summary file at path (summary.<tag>.json) into
+ * *s, read as rundir_load reads one. @return false when it cannot be read,
+ * is larger than a summary can be, or is not a JSON object. */
+bool rundir_read_summary(const char *path, rundir_summary_t *s);
+
 /* rundir_exe_name: the basename of the process's executable, or "?". */
 const char *rundir_exe_name(const rundir_proc_t *p);
 

@@ -61,20 +61,20 @@ static char *dup_or_null(const char *s)
 static bool parse_stack(const json_t *v, rundir_stack_t *s)
 {
     memset(s, 0, sizeof *s);
-    if (v->type != JSON_OBJECT) return false;
-    const json_t *st = json_get(v, "stack");
-    if (st && st->type == JSON_ARRAY && st->u.arr.n) {
-        size_t n = st->u.arr.n < FRAMES_KEPT ? st->u.arr.n : FRAMES_KEPT;
+    if (!json_is_object(v)) return false;
+    const json_t *st = json_object_get(v, "stack");
+    if (json_array_size(st)) {
+        size_t n = json_array_size(st) < FRAMES_KEPT ? json_array_size(st) : FRAMES_KEPT;
         s->frames = calloc(n, sizeof *s->frames);
         if (!s->frames) return false;
         for (size_t i = 0; i < n; i++) {
-            const json_t *fr = st->u.arr.items[i];
-            s->frames[i] = strdup(fr->type == JSON_STRING && fr->u.str.len ? fr->u.str.s : "?");
+            const json_t *fr = json_array_get(st, i);
+            s->frames[i] = strdup(json_string_length(fr) ? json_string_value(fr) : "?");
             if (!s->frames[i]) return false;
             s->nframes++;
         }
     }
-    const char *fn = json_get_str(v, "function");
+    const char *fn = rundir_json_str(v, "function");
     s->function = strdup(fn && *fn ? fn : s->nframes ? s->frames[0] : "?");
     s->growth_bytes = rundir_json_num(v, "growth_bytes");
     s->growth_objects = rundir_json_num(v, "growth_objects");
@@ -87,33 +87,33 @@ static const char *parse_alert(const json_t *v, rundir_alert_t *a)
     memset(a, 0, sizeof *a);
     a->time = rundir_json_num(v, "time");
     if (isnan(a->time)) return "no \"time\"";
-    const char *level = json_get_str(v, "level");
+    const char *level = rundir_json_str(v, "level");
     if (!level) return "no \"level\"";
     if (strcmp(level, "warn") == 0) a->level = RUNDIR_WARN;
     else if (strcmp(level, "crit") == 0) a->level = RUNDIR_CRIT;
     else return "\"level\" is neither \"warn\" nor \"crit\"";
-    const char *event = json_get_str(v, "event");
+    const char *event = rundir_json_str(v, "event");
     a->recovery = event && strcmp(event, "recovery") == 0;
-    const char *metric = json_get_str(v, "metric");
+    const char *metric = rundir_json_str(v, "metric");
     a->metric = strdup(metric && *metric ? metric : "objects_rate");
-    a->profile = dup_or_null(json_get_str(v, "profile"));
+    a->profile = dup_or_null(rundir_json_str(v, "profile"));
     if (!a->metric) return "out of memory";
     a->value = rundir_json_num(v, "value");
     a->threshold = rundir_json_num(v, "threshold");
     a->window_s = rundir_json_num(v, "window_s");
     a->live_objects = rundir_json_num(v, "live_objects");
     a->live_bytes = rundir_json_num(v, "live_bytes");
-    const json_t *top = json_get(v, "top");
-    if (top && top->type == JSON_ARRAY && top->u.arr.n) {
-        size_t n = top->u.arr.n < TOP_KEPT ? top->u.arr.n : TOP_KEPT;
+    const json_t *top = json_object_get(v, "top");
+    if (json_array_size(top)) {
+        size_t n = json_array_size(top) < TOP_KEPT ? json_array_size(top) : TOP_KEPT;
         a->top = calloc(n, sizeof *a->top);
         if (!a->top) return "out of memory";
         for (size_t i = 0; i < n; i++) {
-            bool ok = parse_stack(top->u.arr.items[i], &a->top[a->ntop]);
+            bool ok = parse_stack(json_array_get(top, i), &a->top[a->ntop]);
             a->ntop++;   /* freed with the alert even when half-filled */
             if (!ok) return "an entry of \"top\" is not a stack object";
         }
-    } else if (top && top->type != JSON_ARRAY && top->type != JSON_NULL) {
+    } else if (top && !json_is_array(top) && !json_is_null(top)) {
         return "\"top\" is not an array";
     }
     return NULL;
@@ -149,16 +149,16 @@ static bool alerts_line(void *ctx, const char *line, size_t len, size_t lineno)
     al->rd.lineno = lineno;
     json_t *v = rundir_json_line(&al->rd, line, len);
     if (!v) return true;
-    const char *event = json_get_str(v, "event");
+    const char *event = rundir_json_str(v, "event");
     if (event && strcmp(event, "alert") != 0 && strcmp(event, "recovery") != 0) {
         if (al->skipped_events++ == 0) NOTE(p, "%s: line %zu: event \"%s\" ignored", al->rd.file, lineno, event);
-        json_free(v);
+        json_decref(v);
         return true;
     }
     rundir_alert_t a;
     const char *why = parse_alert(v, &a);
     rundir_take_exe(p, v);
-    json_free(v);
+    json_decref(v);
     if (!why && !keep_alert(al, &a, len)) {
         free_alert(&a);
         p->alerts_dropped++;
@@ -200,10 +200,11 @@ void rundir_load_alerts(rundir_proc_t *p, const char *dir, const char *name, run
     if (st == LINES_OK && len) {
         /* No final newline: the agent writes each line whole, so this is a
          * line cut by a crash (a note) unless it parses. */
-        json_t *v = NULL;
-        if (json_parse(rest, len, &v, NULL) == JSON_OK) lines_finish(&al.lines);
+        json_t *v;
+        size_t at;
+        if (!rundir_json_parse(rest, len, &v, &at)) lines_finish(&al.lines);
         else NOTE(p, "%s: an unfinished last line ignored", name);
-        json_free(v);
+        json_decref(v);
     }
     if (p->alerts_dropped)
         NOTE(p, "%s: %zu alert%s not kept (past %u per process or %u MiB of alerts in all; the worst level is "

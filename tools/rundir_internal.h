@@ -7,7 +7,7 @@
  *   rundir_list.c      which names are the agent's files (listing)
  *   rundir_lines.c     a byte stream cut into lines (rundir_lines.h)
  *   rundir_zstd.c      a zstd stream decompressed (rundir_zstd.h)
- *   rundir_json.c      one JSON text read, its errors told
+ *   rundir_json.c      one JSON text read with jansson, its errors told
  *   rundir_summary.c   summary.<tag>.json
  *   rundir_timeline.c  timeline.<tag>.jsonl.zst, kept as samples
  *   rundir_alerts.c    alerts.<tag>.jsonl
@@ -20,7 +20,7 @@
 
 #include "tools/rundir.h"
 
-#include "tools/json.h"
+#include <jansson.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -90,7 +90,7 @@ rundir_err_t rundir_list(const char *dir, rundir_entry_t **out, size_t *nout, si
 void rundir_entries_free(rundir_entry_t *es, size_t n);
 
 /* ------------------------------------------------------------------------ */
-/* Records of one line (rundir_json.c)                                      */
+/* JSON (rundir_json.c)                                                     */
 /* ------------------------------------------------------------------------ */
 
 /* rundir_reader_t: where the records of one JSON lines file go, and what
@@ -102,16 +102,26 @@ typedef struct {
     size_t bad;                /* lines that were not valid records */
 } rundir_reader_t;
 
+/* rundir_json_parse: text[0..len) read as one JSON value (rundir_json.c
+ * says how jansson is called, and what it is not handed). @return NULL and
+ * *out (json_decref it), or what is wrong, in a few words, with *out NULL
+ * and *at the byte where it was found. */
+const char *rundir_json_parse(const char *text, size_t len, json_t **out, size_t *at);
+
 /* rundir_json_line: the JSON object of one line, or NULL (the line counted
- * bad, the first bad line named in the errors). Free with json_free. */
+ * bad, the first bad line named in the errors). Free with json_decref. */
 json_t *rundir_json_line(rundir_reader_t *rd, const char *line, size_t len);
 
 /* rundir_json_doc: the JSON object of a whole file's text, or NULL with
- * the reason in p's errors. Free with json_free. */
+ * the reason in p's errors. Free with json_decref. */
 json_t *rundir_json_doc(rundir_proc_t *p, const char *name, const char *text, size_t len);
 
 /* rundir_json_num: obj[key] when it is a finite number, else NAN. */
 double rundir_json_num(const json_t *obj, const char *key);
+
+/* rundir_json_str: obj[key] when it is a string, else NULL (a string
+ * with a \u0000 reads as far as it). */
+const char *rundir_json_str(const json_t *obj, const char *key);
 
 /* rundir_take_exe: p's exe from obj's "exe" (cut at EXE_MAX), unless p
  * has one. */

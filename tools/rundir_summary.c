@@ -12,10 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* read_small_file: the whole file (at most max bytes), NUL-terminated. */
+/* read_small_file: the whole file dir/name (or the path name, when dir is
+ * NULL), at most max bytes, NUL-terminated. */
 static char *read_small_file(const char *dir, const char *name, size_t max, size_t *len, const char **why)
 {
-    FILE *f = rundir_open(dir, name);
+    FILE *f = dir ? rundir_open(dir, name) : fopen(name, "rb");
     if (!f) {
         *why = strerror(errno);
         return NULL;
@@ -34,22 +35,9 @@ static char *read_small_file(const char *dir, const char *name, size_t max, size
     return buf;
 }
 
-void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
+/* decode: the fields of a summary object into *s (NAN for those it lacks). */
+static void decode(const json_t *v, rundir_summary_t *s)
 {
-    size_t len = 0;
-    const char *why = NULL;
-    char *text = read_small_file(dir, name, SUMMARY_MAX, &len, &why);
-    if (!text) {
-        ERROR(p, "%s: %s", name, why);
-        return;
-    }
-    json_t *v = rundir_json_doc(p, name, text, len);
-    free(text);
-    if (!v) return;
-    rundir_summary_t *s = &p->summary;
-    double pid;
-    if (json_get_num(v, "pid", &pid) && pid != (double)p->pid)
-        NOTE(p, "%s: says pid %.0f", name, pid);
     s->ppid = rundir_json_num(v, "ppid");
     s->start_time = rundir_json_num(v, "start_time");
     s->end_time = rundir_json_num(v, "end_time");
@@ -65,9 +53,41 @@ void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
     s->free_bytes = rundir_json_num(v, "free_bytes");
     s->rate = rundir_json_num(v, "rate");
     s->agent_memory_bytes = rundir_json_num(v, "agent_memory_bytes");
+}
+
+void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
+{
+    size_t len = 0;
+    const char *why = NULL;
+    char *text = read_small_file(dir, name, SUMMARY_MAX, &len, &why);
+    if (!text) {
+        ERROR(p, "%s: %s", name, why);
+        return;
+    }
+    json_t *v = rundir_json_doc(p, name, text, len);
+    free(text);
+    if (!v) return;
+    double pid = rundir_json_num(v, "pid");
+    if (!isnan(pid) && pid != (double)p->pid) NOTE(p, "%s: says pid %.0f", name, pid);
+    decode(v, &p->summary);
     free(p->exe);
     p->exe = NULL;
     rundir_take_exe(p, v);   /* the summary's word wins over a record's */
     p->has_summary = true;
-    json_free(v);
+    json_decref(v);
+}
+
+bool rundir_read_summary(const char *path, rundir_summary_t *s)
+{
+    size_t len = 0;
+    const char *why = NULL;
+    char *text = read_small_file(NULL, path, SUMMARY_MAX, &len, &why);
+    if (!text) return false;
+    json_t *v;
+    size_t at;
+    bool ok = !rundir_json_parse(text, len, &v, &at) && json_is_object(v);
+    free(text);
+    if (ok) decode(v, s);
+    json_decref(v);
+    return ok;
 }

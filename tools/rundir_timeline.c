@@ -101,7 +101,7 @@ static bool timeline_line(void *ctx, const char *line, size_t len, size_t lineno
     s.time = rundir_json_num(v, "time");
     if (isnan(s.time)) {
         rundir_bad_record(&tl->rd, "no \"time\"");
-        json_free(v);
+        json_decref(v);
         return true;
     }
     s.mallocs = rundir_json_num(v, "mallocs");
@@ -121,7 +121,7 @@ static bool timeline_line(void *ctx, const char *line, size_t len, size_t lineno
     double elapsed = rundir_json_num(v, "elapsed_s");
     if (p->nrecords == 0 && !isnan(elapsed) && elapsed >= 0) p->timeline_start = s.time - elapsed;
     rundir_take_exe(p, v);
-    json_free(v);
+    json_decref(v);
     add_sample(tl, &s);
     return true;
 }
