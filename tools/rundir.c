@@ -35,8 +35,10 @@
  *     RUNDIR_TIMELINE_BYTES_MAX (1 GiB) decompressed: past either, the rest
  *     of the file is not read and that is an error naming the limit;
  *   - the records are kept as at most SAMPLES_PER_PROC (65536) samples per
- *     process and SAMPLES_BUDGET (262144, 28 MiB) in all (a process past the
- *     budget still gets SAMPLES_FLOOR, 8). A longer timeline is merged: when
+ *     process and SAMPLES_BUDGET (262144) in all (a process past the budget
+ *     still gets SAMPLES_FLOOR, 8). A sample holds every numeric field of
+ *     the agent's record (agent/records.h: 17 doubles, 136 bytes), so the
+ *     budget is 34 MiB; rundir_timeline.c asserts it stays under 36 MiB. A longer timeline is merged: when
  *     the samples are full, neighbours are merged pairwise and each sample
  *     stands for twice as many records (sample_stride). A merged sample has
  *     the later record's values with the highest objects_rate, bytes_rate
@@ -50,8 +52,9 @@
  *     alert's, in which case it is kept without its stacks and profile, so
  *     the worst level is never lost.
  *
- * So at most about 28 MiB of samples + 8 per process, 64 MiB of alerts and
- * one line's or summary's parse tree at a time, plus per-file bookkeeping.
+ * So at most about 34 MiB of samples + 8 per process, 64 MiB of alerts and
+ * one line's or summary's parse tree at a time (at most about 25 MiB:
+ * rundir_json.c), plus per-file bookkeeping.
  */
 #define _GNU_SOURCE
 #include "tools/rundir_internal.h"

@@ -22,9 +22,16 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The numeric fields of an alert and of a stack of its top (agent/records.h). */
+#define ALERT_FIELD(name, type, doc) RUNDIR_FIELD_##type(rundir_alert_t, name)
+static const rundir_field_t alert_fields[] = { HEAPWATCH_ALERT_FIELDS(ALERT_FIELD) };
+#define TOP_FIELD(name, type, doc) RUNDIR_FIELD_##type(rundir_stack_t, name)
+static const rundir_field_t top_fields[] = { HEAPWATCH_ALERT_TOP_FIELDS(TOP_FIELD) };
 
 /* alerts_t: the state of one alerts file being read. */
 typedef struct {
@@ -76,8 +83,7 @@ static bool parse_stack(const json_t *v, rundir_stack_t *s)
     }
     const char *fn = rundir_json_str(v, "function");
     s->function = strdup(fn && *fn ? fn : s->nframes ? s->frames[0] : "?");
-    s->growth_bytes = rundir_json_num(v, "growth_bytes");
-    s->growth_objects = rundir_json_num(v, "growth_objects");
+    rundir_json_fields(v, top_fields, sizeof top_fields / sizeof *top_fields, s);
     return s->function != NULL;
 }
 
@@ -85,7 +91,7 @@ static bool parse_stack(const json_t *v, rundir_stack_t *s)
 static const char *parse_alert(const json_t *v, rundir_alert_t *a)
 {
     memset(a, 0, sizeof *a);
-    a->time = rundir_json_num(v, "time");
+    rundir_json_fields(v, alert_fields, sizeof alert_fields / sizeof *alert_fields, a);
     if (isnan(a->time)) return "no \"time\"";
     const char *level = rundir_json_str(v, "level");
     if (!level) return "no \"level\"";
@@ -98,11 +104,6 @@ static const char *parse_alert(const json_t *v, rundir_alert_t *a)
     a->metric = strdup(metric && *metric ? metric : "objects_rate");
     a->profile = dup_or_null(rundir_json_str(v, "profile"));
     if (!a->metric) return "out of memory";
-    a->value = rundir_json_num(v, "value");
-    a->threshold = rundir_json_num(v, "threshold");
-    a->window_s = rundir_json_num(v, "window_s");
-    a->live_objects = rundir_json_num(v, "live_objects");
-    a->live_bytes = rundir_json_num(v, "live_bytes");
     const json_t *top = json_object_get(v, "top");
     if (json_array_size(top)) {
         size_t n = json_array_size(top) < TOP_KEPT ? json_array_size(top) : TOP_KEPT;

@@ -116,8 +116,30 @@ json_t *rundir_json_line(rundir_reader_t *rd, const char *line, size_t len);
  * the reason in p's errors. Free with json_decref. */
 json_t *rundir_json_doc(rundir_proc_t *p, const char *name, const char *text, size_t len);
 
-/* rundir_json_num: obj[key] when it is a finite number, else NAN. */
-double rundir_json_num(const json_t *obj, const char *key);
+/* rundir_field_t: a numeric field of a record and where its value goes.
+ * The table of a list's numeric fields, for a struct st made with
+ * RUNDIR_MEMBER (rundir.h):
+ *
+ *   #define F(name, type, doc) RUNDIR_FIELD_##type(st, name)
+ *   static const rundir_field_t fields[] = { HEAPWATCH_..._FIELDS(F) };
+ */
+typedef struct {
+    const char *key;
+    size_t offset;
+} rundir_field_t;
+
+#define RUNDIR_FIELD_u64(st, name) { #name, offsetof(st, name) },
+#define RUNDIR_FIELD_i64(st, name) RUNDIR_FIELD_u64(st, name)
+#define RUNDIR_FIELD_f3(st, name) RUNDIR_FIELD_u64(st, name)
+#define RUNDIR_FIELD_f6(st, name) RUNDIR_FIELD_u64(st, name)
+#define RUNDIR_FIELD_str(st, name)
+#define RUNDIR_FIELD_strnull(st, name)
+#define RUNDIR_FIELD_strs(st, name)
+#define RUNDIR_FIELD_tops(st, name)
+
+/* rundir_json_fields: out's member of every field of fields[0..n) from
+ * obj: its value when it is a (finite) number, else NAN. */
+void rundir_json_fields(const json_t *obj, const rundir_field_t *fields, size_t n, void *out);
 
 /* rundir_json_str: obj[key] when it is a string, else NULL (a string
  * with a \u0000 reads as far as it). */

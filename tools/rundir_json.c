@@ -240,11 +240,20 @@ json_t *rundir_json_doc(rundir_proc_t *p, const char *name, const char *text, si
     return NULL;
 }
 
-double rundir_json_num(const json_t *obj, const char *key)
+/* json_num: obj[key] when it is a finite number, else NAN. */
+static double json_num(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
     double d = json_is_number(v) ? json_number_value(v) : NAN;
     return isfinite(d) ? d : NAN;
+}
+
+void rundir_json_fields(const json_t *obj, const rundir_field_t *fields, size_t n, void *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        double x = json_num(obj, fields[i].key);
+        memcpy((char *)out + fields[i].offset, &x, sizeof x);
+    }
 }
 
 const char *rundir_json_str(const json_t *obj, const char *key)

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,24 +36,16 @@ static char *read_small_file(const char *dir, const char *name, size_t max, size
     return buf;
 }
 
+/* The numeric fields of a summary (agent/records.h). */
+#define SUMMARY_FIELD(name, type, doc) RUNDIR_FIELD_##type(rundir_summary_t, name)
+static const rundir_field_t summary_fields[] = { HEAPWATCH_SUMMARY_FIELDS(SUMMARY_FIELD) };
+
 /* decode: the fields of a summary object into *s (NAN for those it lacks). */
 static void decode(const json_t *v, rundir_summary_t *s)
 {
-    s->ppid = rundir_json_num(v, "ppid");
-    s->start_time = rundir_json_num(v, "start_time");
-    s->end_time = rundir_json_num(v, "end_time");
-    s->duration_s = rundir_json_num(v, "duration_s");
+    rundir_json_fields(v, summary_fields, sizeof summary_fields / sizeof *summary_fields, s);
     if (isnan(s->duration_s) && !isnan(s->start_time) && !isnan(s->end_time))
         s->duration_s = s->end_time - s->start_time;
-    s->mallocs = rundir_json_num(v, "mallocs");
-    s->frees = rundir_json_num(v, "frees");
-    s->live_objects = rundir_json_num(v, "live_objects");
-    s->live_bytes = rundir_json_num(v, "live_bytes");
-    s->peak_live_bytes = rundir_json_num(v, "peak_live_bytes");
-    s->alloc_bytes = rundir_json_num(v, "alloc_bytes");
-    s->free_bytes = rundir_json_num(v, "free_bytes");
-    s->rate = rundir_json_num(v, "rate");
-    s->agent_memory_bytes = rundir_json_num(v, "agent_memory_bytes");
 }
 
 void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
@@ -67,9 +60,9 @@ void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
     json_t *v = rundir_json_doc(p, name, text, len);
     free(text);
     if (!v) return;
-    double pid = rundir_json_num(v, "pid");
-    if (!isnan(pid) && pid != (double)p->pid) NOTE(p, "%s: says pid %.0f", name, pid);
     decode(v, &p->summary);
+    if (!isnan(p->summary.pid) && p->summary.pid != (double)p->pid)
+        NOTE(p, "%s: says pid %.0f", name, p->summary.pid);
     free(p->exe);
     p->exe = NULL;
     rundir_take_exe(p, v);   /* the summary's word wins over a record's */

@@ -28,9 +28,18 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The numeric fields of a record (agent/records.h). */
+#define SAMPLE_FIELD(name, type, doc) RUNDIR_FIELD_##type(rundir_sample_t, name)
+static const rundir_field_t sample_fields[] = { HEAPWATCH_TIMELINE_FIELDS(SAMPLE_FIELD) };
+
+/* The samples' memory: SAMPLES_BUDGET of them in all; a field added to the
+ * records adds 2 MiB (rundir.c states the total). */
+_Static_assert(sizeof(rundir_sample_t) * SAMPLES_BUDGET <= (36u << 20), "samples past their memory bound");
 
 /* timeline_t: the state of one timeline being read. */
 typedef struct {
@@ -98,28 +107,14 @@ static bool timeline_line(void *ctx, const char *line, size_t len, size_t lineno
     json_t *v = rundir_json_line(&tl->rd, line, len);
     if (!v) return true;
     rundir_sample_t s;
-    s.time = rundir_json_num(v, "time");
+    rundir_json_fields(v, sample_fields, sizeof sample_fields / sizeof *sample_fields, &s);
     if (isnan(s.time)) {
         rundir_bad_record(&tl->rd, "no \"time\"");
         json_decref(v);
         return true;
     }
-    s.mallocs = rundir_json_num(v, "mallocs");
-    s.frees = rundir_json_num(v, "frees");
-    s.live_objects = rundir_json_num(v, "live_objects");
-    s.live_bytes = rundir_json_num(v, "live_bytes");
-    s.alloc_bytes = rundir_json_num(v, "alloc_bytes");
-    s.objects_rate = rundir_json_num(v, "objects_rate");
-    s.bytes_rate = rundir_json_num(v, "bytes_rate");
-    s.peak_live_bytes = rundir_json_num(v, "peak_live_bytes");
-    s.agent_memory_bytes = rundir_json_num(v, "agent_memory_bytes");
-    s.stacks = rundir_json_num(v, "stacks");
-    s.map_count = rundir_json_num(v, "map_count");
-    s.map_B = rundir_json_num(v, "map_B");
-    s.map_noverflow = rundir_json_num(v, "map_noverflow");
     if (isnan(s.live_objects) && !isnan(s.mallocs) && !isnan(s.frees)) s.live_objects = s.mallocs - s.frees;
-    double elapsed = rundir_json_num(v, "elapsed_s");
-    if (p->nrecords == 0 && !isnan(elapsed) && elapsed >= 0) p->timeline_start = s.time - elapsed;
+    if (p->nrecords == 0 && !isnan(s.elapsed_s) && s.elapsed_s >= 0) p->timeline_start = s.time - s.elapsed_s;
     rundir_take_exe(p, v);
     json_decref(v);
     add_sample(tl, &s);
