@@ -256,17 +256,21 @@ static void judge_rate(const rundir_proc_t *p, const char *metric, size_t offset
 }
 
 /* at_exit: a value at exit from the summary, else the last timeline record
- * that has it (the field at field_offset). *from says which. */
-static double at_exit(const rundir_proc_t *p, double summary_value, size_t field_offset, double t0, char *from,
-                      size_t cap)
+ * that has it (the field at field_offset). *from says which, and why. */
+static double at_exit(const rundir_proc_t *p, const char *field, double summary_value, size_t field_offset, double t0,
+                      char *from, size_t cap)
 {
     from[0] = 0;
     if (p->has_summary && !isnan(summary_value)) return summary_value;
     for (size_t i = p->nsamples; i-- > 0;) {
         double x = rundir_sample_get(&p->samples[i], field_offset);
         if (isnan(x)) continue;
-        snprintf(from, cap, " (no summary: the process did not exit normally; from the last timeline record, at %s)",
-                 fmt_reltime(p->samples[i].time - t0));
+        if (p->has_summary)
+            snprintf(from, cap, " (the summary has no %s; from the last timeline record, at %s)", field,
+                     fmt_reltime(p->samples[i].time - t0));
+        else
+            snprintf(from, cap, " (no summary: the process did not exit normally; from the last timeline record, at %s)",
+                     fmt_reltime(p->samples[i].time - t0));
         return x;
     }
     return NAN;
@@ -277,9 +281,13 @@ static void judge_at_exit(const rundir_proc_t *p, const char *field, size_t fiel
 {
     if (isnan(limit)) return;
     char from[256];
-    double x = at_exit(p, summary_value, field_offset, t0, from, sizeof from);
+    double x = at_exit(p, field, summary_value, field_offset, t0, from, sizeof from);
     if (isnan(x)) {
-        push(&v->notes, &v->nnotes, "no summary and no timeline record with %s: %s not checked", field, opt);
+        if (p->has_summary)
+            push(&v->notes, &v->nnotes, "the summary has no %s and there is no timeline record with it: %s not checked",
+                 field, opt);
+        else
+            push(&v->notes, &v->nnotes, "no summary and no timeline record with %s: %s not checked", field, opt);
         return;
     }
     if (x <= limit) return;
@@ -310,12 +318,16 @@ static void judge_peak(const rundir_proc_t *p, double limit, verdict_t *v)
     bool from_timeline;
     double x = peak_bytes(p, &from_timeline);
     if (isnan(x)) {
-        push(&v->notes, &v->nnotes, "no summary and no timeline: --max-peak-bytes not checked");
+        push(&v->notes, &v->nnotes, "%s: --max-peak-bytes not checked",
+             p->has_summary ? "the summary has no peak_live_bytes and there is no timeline" : "no summary and no timeline");
         return;
     }
     if (x > limit)
         push(&v->fails, &v->nfails, "peak_live_bytes %.0f (%s) > %.0f (%s) (--max-peak-bytes)%s", x, fmt_bytes(x),
-             limit, fmt_bytes(limit), from_timeline ? " (no summary: the highest in the timeline)" : "");
+             limit, fmt_bytes(limit),
+             !from_timeline ? ""
+             : p->has_summary ? " (the summary has no peak_live_bytes: the highest in the timeline)"
+                              : " (no summary: the highest in the timeline)");
 }
 
 static void make_ok_line(const rundir_proc_t *p, verdict_t *v)
