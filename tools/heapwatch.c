@@ -364,7 +364,9 @@ static void print_summary(const char *out_dir, pid_t pid, const char *prog, int 
             fmt_clean(out_dir));
 }
 
-/* prepend_preload: LD_PRELOAD = agent [+ ' ' + what the user had]. */
+/* set_preload: LD_PRELOAD = agent [+ ' ' + what the user had]: the agent
+ * first, so a preloaded allocator is the next malloc it finds. @return 0,
+ * or -1 (out of memory). */
 static int set_preload(const char *agent)
 {
     const char *old = getenv("LD_PRELOAD");
