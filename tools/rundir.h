@@ -23,7 +23,8 @@
  * member of the same name below (RUNDIR_MEMBER), so the reader follows the
  * agent's list; a field the agent did not write (or wrote as something
  * else than a finite number) is NAN. Counters above 2^53 are read to the
- * nearest double. Strings are read where the tools use them.
+ * nearest double. Strings are read where the tools use them, bytes that
+ * are not UTF-8 as '?' (rundir_json.c).
  */
 #ifndef HEAPWATCH_TOOLS_RUNDIR_H
 #define HEAPWATCH_TOOLS_RUNDIR_H
