@@ -67,6 +67,7 @@ DEB_PACKAGES := \
   libcmocka-dev:/usr/include/cmocka.h \
   libunwind-dev:/usr/include/x86_64-linux-gnu/libunwind.h \
   libzstd-dev:/usr/include/zstd.h \
+  libjansson-dev:/usr/include/jansson.h \
   zstd:/usr/bin/zstd \
   zlib1g-dev:/usr/include/zlib.h \
   libprotobuf-c-dev:/usr/include/protobuf-c/protobuf-c.h \

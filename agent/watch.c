@@ -59,6 +59,7 @@
 #include "agent/out.h"
 #include "agent/output.h"
 #include "agent/profile.h"
+#include "agent/records.h"
 #include "agent/sample.h"
 #include "agent/stacks.h"
 #include "agent/timeline.h"
@@ -279,6 +280,17 @@ static void kv_time(agent_buf_t *b, const char *k, uint64_t real_ns)
     agent_buf_fixed(b, (int64_t)(real_ns / 1000), 6);
 }
 
+/* put_<type>: one "key": value, written as agent/records.h says of <type>
+ * (f6 takes nanoseconds and writes seconds to the microsecond). */
+#define put_u64(b, k, v) agent_buf_json_u64(b, k, v, false)
+#define put_i64(b, k, v) kv_i64(b, k, v)
+#define put_f3(b, k, v) kv_num(b, k, v)
+#define put_f6(b, k, ns) kv_time(b, k, ns)
+#define put_str(b, k, v) (agent_buf_json_key(b, k, false), agent_buf_json_str(b, v))
+
+/* timeline_record: one line of the timeline, its fields those of
+ * HEAPWATCH_TIMELINE_FIELDS in their order; the value of field F is TL_F
+ * below, so a field added to the list does not compile without one. */
 static void timeline_record(agent_buf_t *b, const heapwatch_counters_t *c, uint64_t real_ns,
                             uint64_t start_real_ns, const alert_result_t *r)
 {
@@ -286,27 +298,29 @@ static void timeline_record(agent_buf_t *b, const heapwatch_counters_t *c, uint6
     agent_live_get_stats(&live);
     map_arena_stats_t mem;
     map_arena_get_stats(&mem);
+#define TL_time real_ns
+#define TL_elapsed_s ((double)(real_ns - start_real_ns) * 1e-9)
+#define TL_mallocs c->mallocs
+#define TL_frees c->frees
+#define TL_live_objects ((int64_t)(c->mallocs - c->frees))
+#define TL_live_bytes ((int64_t)(c->alloc_bytes - c->free_bytes))
+#define TL_alloc_bytes c->alloc_bytes
+#define TL_free_bytes c->free_bytes
+#define TL_objects_rate (r ? r->objects_rate : 0)
+#define TL_bytes_rate (r ? r->bytes_rate : 0)
+#define TL_window_s (r ? (double)r->window_span_ns * 1e-9 : 0)
+#define TL_level (r ? alert_level_name(r->level) : "none")
+#define TL_peak_live_bytes agent_peak_live_bytes()
+#define TL_map_count live.count
+#define TL_map_B live.max_B
+#define TL_map_noverflow live.noverflow
+#define TL_stacks (agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0)
+#define TL_agent_memory_bytes mem.mapped_bytes
+#define TL_FIELD(name, type, doc) put_##type(b, #name, TL_##name);
     agent_buf_str(b, "{");
-    kv_time(b, "time", real_ns);
-    kv_num(b, "elapsed_s", (double)(real_ns - start_real_ns) * 1e-9);
-    agent_buf_json_u64(b, "mallocs", c->mallocs, false);
-    agent_buf_json_u64(b, "frees", c->frees, false);
-    kv_i64(b, "live_objects", (int64_t)(c->mallocs - c->frees));
-    kv_i64(b, "live_bytes", (int64_t)(c->alloc_bytes - c->free_bytes));
-    agent_buf_json_u64(b, "alloc_bytes", c->alloc_bytes, false);
-    agent_buf_json_u64(b, "free_bytes", c->free_bytes, false);
-    kv_num(b, "objects_rate", r ? r->objects_rate : 0);
-    kv_num(b, "bytes_rate", r ? r->bytes_rate : 0);
-    kv_num(b, "window_s", r ? (double)r->window_span_ns * 1e-9 : 0);
-    agent_buf_json_key(b, "level", false);
-    agent_buf_json_str(b, r ? alert_level_name(r->level) : "none");
-    agent_buf_json_u64(b, "peak_live_bytes", agent_peak_live_bytes(), false);
-    agent_buf_json_u64(b, "map_count", live.count, false);
-    agent_buf_json_u64(b, "map_B", live.max_B, false);
-    agent_buf_json_u64(b, "map_noverflow", live.noverflow, false);
-    agent_buf_json_u64(b, "stacks", agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0, false);
-    agent_buf_json_u64(b, "agent_memory_bytes", mem.mapped_bytes, false);
+    HEAPWATCH_TIMELINE_FIELDS(TL_FIELD)
     agent_buf_str(b, "}\n");
+#undef TL_FIELD
 }
 
 static int timeline_dirfd(void *ctx)

@@ -19,10 +19,9 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: %.proto
 # header) waits for the generated header. The generated code compiles
 # cleanly with our full warning set (checked with gcc 12 and clang 14), so
 # it gets no special flags; should a protobuf-c release change that, add
-# them here with a target-specific variable on PPROF_GEN_OBJS only.
-# (The top Makefile defines `objs` after including this file, so the object
-# paths are spelled out here.)
-PPROF_OBJS := $(foreach v,$(VARIANTS),$(patsubst %.c,$(BUILD)/$(v)/%.o,$(pprof_SRCS)))
+# them here with a target-specific variable on the objects of
+# $(PPROF_GEN)/profile.pb-c.c only.
+PPROF_OBJS := $(foreach v,$(VARIANTS),$(call objs,$(v),$(pprof_SRCS)))
 $(PPROF_OBJS): $(PPROF_GEN)/profile.pb-c.h
 .SECONDARY: $(PPROF_GEN)/profile.pb-c.c $(PPROF_GEN)/profile.pb-c.h
 
@@ -33,7 +32,7 @@ $(PPROF_OBJS): $(PPROF_GEN)/profile.pb-c.h
 # ---------------------------------------------------------------------------
 PPROF_PROGS := $(BUILD)/pprof-progs
 PPROF_PROG_SRC := tests/integration/progs
-PPROF_REL_OBJS := $(patsubst %.c,$(BUILD)/rel/%.o,$(pprof_SRCS) $(map_SRCS))
+PPROF_REL_OBJS := $(call objs,rel,$(pprof_SRCS) $(map_SRCS))
 PPROF_PROG_FLAGS := -g -O0 -fno-omit-frame-pointer -fno-optimize-sibling-calls \
     -fno-inline -I. -I$(BUILD)/gen -I$(PPROF_PROG_SRC)
 PPROF_PROG_CFLAGS := -std=gnu11 $(WARN) $(PPROF_PROG_FLAGS)

@@ -229,58 +229,65 @@ static void judge_alerts(const rundir_proc_t *p, const check_opts_t *o, double t
     free(top);
 }
 
-/* judge_rate: the highest value of a timeline rate against a limit. */
-static void judge_rate(const rundir_proc_t *p, const char *metric, const char *opt, double limit, double t0,
-                       verdict_t *v)
+/* judge_rate: the highest value of a timeline rate (the field metric, at
+ * offset in a sample) against a limit. */
+static void judge_rate(const rundir_proc_t *p, const char *metric, size_t offset, const char *opt, double limit,
+                       double t0, verdict_t *v)
 {
     if (isnan(limit)) return;
     const rundir_sample_t *max = NULL;
     size_t over = 0, n = 0;
     for (size_t i = 0; i < p->nsamples; i++) {
         const rundir_sample_t *s = &p->samples[i];
-        double x = strcmp(metric, "objects_rate") == 0 ? s->objects_rate : s->bytes_rate;
+        double x = rundir_sample_get(s, offset);
         if (isnan(x)) continue;
         n++;
         over += x > limit;
-        double mx = max ? (strcmp(metric, "objects_rate") == 0 ? max->objects_rate : max->bytes_rate) : 0;
-        if (!max || x > mx) max = s;
+        if (!max || x > rundir_sample_get(max, offset)) max = s;
     }
     if (!n) {
         push(&v->notes, &v->nnotes, "no timeline records with %s: %s not checked", metric, opt);
         return;
     }
-    double x = strcmp(metric, "objects_rate") == 0 ? max->objects_rate : max->bytes_rate;
+    double x = rundir_sample_get(max, offset);
     if (x > limit)
         push(&v->fails, &v->nfails, "%s %s > %s (%s) at %s; %zu of %zu timeline records above", metric,
              fmt_metric(metric, x), fmt_metric(metric, limit), opt, fmt_reltime(max->time - t0), over, n);
 }
 
 /* at_exit: a value at exit from the summary, else the last timeline record
- * that has it. *from says which. */
-static double at_exit(const rundir_proc_t *p, double summary_value, size_t field_offset, double t0, char *from,
-                      size_t cap)
+ * that has it (the field at field_offset). *from says which, and why. */
+static double at_exit(const rundir_proc_t *p, const char *field, double summary_value, size_t field_offset, double t0,
+                      char *from, size_t cap)
 {
     from[0] = 0;
     if (p->has_summary && !isnan(summary_value)) return summary_value;
     for (size_t i = p->nsamples; i-- > 0;) {
-        double x;
-        memcpy(&x, (const char *)&p->samples[i] + field_offset, sizeof x);
+        double x = rundir_sample_get(&p->samples[i], field_offset);
         if (isnan(x)) continue;
-        snprintf(from, cap, " (no summary: the process did not exit normally; from the last timeline record, at %s)",
-                 fmt_reltime(p->samples[i].time - t0));
+        if (p->has_summary)
+            snprintf(from, cap, " (the summary has no %s; from the last timeline record, at %s)", field,
+                     fmt_reltime(p->samples[i].time - t0));
+        else
+            snprintf(from, cap, " (no summary: the process did not exit normally; from the last timeline record, at %s)",
+                     fmt_reltime(p->samples[i].time - t0));
         return x;
     }
     return NAN;
 }
 
-static void judge_at_exit(const rundir_proc_t *p, const char *field, bool bytes, double summary_value,
-                          size_t field_offset, const char *opt, double limit, double t0, verdict_t *v)
+static void judge_at_exit(const rundir_proc_t *p, const char *field, size_t field_offset, bool bytes,
+                          double summary_value, const char *opt, double limit, double t0, verdict_t *v)
 {
     if (isnan(limit)) return;
     char from[256];
-    double x = at_exit(p, summary_value, field_offset, t0, from, sizeof from);
+    double x = at_exit(p, field, summary_value, field_offset, t0, from, sizeof from);
     if (isnan(x)) {
-        push(&v->notes, &v->nnotes, "no summary and no timeline record with %s: %s not checked", field, opt);
+        if (p->has_summary)
+            push(&v->notes, &v->nnotes, "the summary has no %s and there is no timeline record with it: %s not checked",
+                 field, opt);
+        else
+            push(&v->notes, &v->nnotes, "no summary and no timeline record with %s: %s not checked", field, opt);
         return;
     }
     if (x <= limit) return;
@@ -311,12 +318,16 @@ static void judge_peak(const rundir_proc_t *p, double limit, verdict_t *v)
     bool from_timeline;
     double x = peak_bytes(p, &from_timeline);
     if (isnan(x)) {
-        push(&v->notes, &v->nnotes, "no summary and no timeline: --max-peak-bytes not checked");
+        push(&v->notes, &v->nnotes, "%s: --max-peak-bytes not checked",
+             p->has_summary ? "the summary has no peak_live_bytes and there is no timeline" : "no summary and no timeline");
         return;
     }
     if (x > limit)
         push(&v->fails, &v->nfails, "peak_live_bytes %.0f (%s) > %.0f (%s) (--max-peak-bytes)%s", x, fmt_bytes(x),
-             limit, fmt_bytes(limit), from_timeline ? " (no summary: the highest in the timeline)" : "");
+             limit, fmt_bytes(limit),
+             !from_timeline ? ""
+             : p->has_summary ? " (the summary has no peak_live_bytes: the highest in the timeline)"
+                              : " (no summary: the highest in the timeline)");
 }
 
 static void make_ok_line(const rundir_proc_t *p, verdict_t *v)
@@ -347,12 +358,12 @@ static void judge(const rundir_proc_t *p, const check_opts_t *o, verdict_t *v)
     memset(v, 0, sizeof *v);
     double t0 = rundir_start(p);
     judge_alerts(p, o, t0, v);
-    judge_rate(p, "objects_rate", "--max-objects-rate", o->max_objects_rate, t0, v);
-    judge_rate(p, "bytes_rate", "--max-bytes-rate", o->max_bytes_rate, t0, v);
-    judge_at_exit(p, "live_bytes", true, p->summary.live_bytes, offsetof(rundir_sample_t, live_bytes),
-                  "--max-live-bytes", o->max_live_bytes, t0, v);
-    judge_at_exit(p, "live_objects", false, p->summary.live_objects, offsetof(rundir_sample_t, live_objects),
-                  "--max-live-objects", o->max_live_objects, t0, v);
+    judge_rate(p, RUNDIR_SAMPLE_FIELD(objects_rate), "--max-objects-rate", o->max_objects_rate, t0, v);
+    judge_rate(p, RUNDIR_SAMPLE_FIELD(bytes_rate), "--max-bytes-rate", o->max_bytes_rate, t0, v);
+    judge_at_exit(p, RUNDIR_SAMPLE_FIELD(live_bytes), true, p->summary.live_bytes, "--max-live-bytes",
+                  o->max_live_bytes, t0, v);
+    judge_at_exit(p, RUNDIR_SAMPLE_FIELD(live_objects), false, p->summary.live_objects, "--max-live-objects",
+                  o->max_live_objects, t0, v);
     judge_peak(p, o->max_peak_bytes, v);
     make_ok_line(p, v);
 }

@@ -28,7 +28,7 @@
  * executable carries a sanitizer runtime (the agent's line said it).
  */
 #define _GNU_SOURCE
-#include "tools/json.h"
+#include "tools/rundir.h"
 #include "tools/tools.h"
 
 #include <elf.h>
@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -177,11 +178,10 @@ static bool summary_exists(const char *out_dir, pid_t pid)
     return summary_path(out_dir, pid, path, sizeof path);
 }
 
-/* summary_num: a number of the summary, or -1 when it is missing. */
-static double summary_num(const json_t *v, const char *key)
+/* or_minus1: a number of the summary, or -1 when it is missing. */
+static double or_minus1(double x)
 {
-    double x;
-    return json_get_num(v, key, &x) ? x : -1;
+    return isnan(x) ? -1 : x;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -349,11 +349,9 @@ static void print_summary(const char *out_dir, pid_t pid, const char *prog, int 
         report_no_summary(out_dir, pid, prog, status);
         return;
     }
-    static char text[1 << 20];
-    size_t n = fread(text, 1, sizeof text, f);
     fclose(f);
-    json_t *v = NULL;
-    if (json_parse(text, n, &v, NULL) != JSON_OK) {
+    rundir_summary_t s;
+    if (!rundir_read_summary(path, &s)) {
         fprintf(stderr, "heapwatch: %s (pid %d): cannot read %s\n", fmt_clean(prog), (int)pid, fmt_clean(path));
         return;
     }
@@ -361,13 +359,14 @@ static void print_summary(const char *out_dir, pid_t pid, const char *prog, int 
             "heapwatch: %s (pid %d): %.0f allocations (%s), %.0f frees; "
             "at exit %.0f live objects, %s live (peak %s)\n"
             "heapwatch: results in %s\n",
-            fmt_clean(prog), (int)pid, summary_num(v, "mallocs"), fmt_bytes(summary_num(v, "alloc_bytes")),
-            summary_num(v, "frees"), summary_num(v, "live_objects"), fmt_bytes(summary_num(v, "live_bytes")),
-            fmt_bytes(summary_num(v, "peak_live_bytes")), fmt_clean(out_dir));
-    json_free(v);
+            fmt_clean(prog), (int)pid, or_minus1(s.mallocs), fmt_bytes(or_minus1(s.alloc_bytes)), or_minus1(s.frees),
+            or_minus1(s.live_objects), fmt_bytes(or_minus1(s.live_bytes)), fmt_bytes(or_minus1(s.peak_live_bytes)),
+            fmt_clean(out_dir));
 }
 
-/* prepend_preload: LD_PRELOAD = agent [+ ' ' + what the user had]. */
+/* set_preload: LD_PRELOAD = agent [+ ' ' + what the user had]: the agent
+ * first, so a preloaded allocator is the next malloc it finds. @return 0,
+ * or -1 (out of memory). */
 static int set_preload(const char *agent)
 {
     const char *old = getenv("LD_PRELOAD");

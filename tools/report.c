@@ -195,8 +195,7 @@ static void print_rate(const rundir_proc_t *p, const char *metric, size_t offset
     double max = NAN, max_t = NAN, sum = 0;
     size_t n = 0;
     for (size_t i = 0; i < p->nsamples; i++) {
-        double x;
-        memcpy(&x, (const char *)&p->samples[i] + offset, sizeof x);
+        double x = rundir_sample_get(&p->samples[i], offset);
         if (isnan(x)) continue;
         if (isnan(max) || x > max) {
             max = x;
@@ -224,8 +223,8 @@ static void print_growth(const rundir_proc_t *p, double t0)
     printf("  growth over %zu timeline record%s", p->nrecords, p->nrecords == 1 ? "" : "s");
     if (!isnan(every)) printf(" (one every %s)", fmt_duration(every));
     printf(":\n");
-    print_rate(p, "objects_rate", offsetof(rundir_sample_t, objects_rate), t0);
-    print_rate(p, "bytes_rate", offsetof(rundir_sample_t, bytes_rate), t0);
+    print_rate(p, RUNDIR_SAMPLE_FIELD(objects_rate), t0);
+    print_rate(p, RUNDIR_SAMPLE_FIELD(bytes_rate), t0);
 }
 
 static void print_chart(const rundir_proc_t *p, const report_opts_t *o, const char *title, size_t offset, bool bytes)
@@ -240,7 +239,7 @@ static void print_chart(const rundir_proc_t *p, const report_opts_t *o, const ch
     size_t nv = 0;
     for (size_t i = 0; i < n; i++) {
         t[i] = p->samples[i].time;
-        memcpy(&v[i], (const char *)&p->samples[i] + offset, sizeof v[i]);
+        v[i] = rundir_sample_get(&p->samples[i], offset);
         if (!isnan(v[i])) {
             max = isnan(max) ? v[i] : fmax(max, v[i]);
             last = v[i];

@@ -63,13 +63,6 @@ static double py(const frame_t *fr, double v)
     return M_TOP + h - (v - fr->lo) / (fr->hi - fr->lo) * h;
 }
 
-static double field(const rundir_sample_t *s, size_t offset)
-{
-    double x;
-    memcpy(&x, (const char *)s + offset, sizeof x);
-    return x;
-}
-
 /* polyline: the points, one min/max pair per pixel column when there are
  * more records than columns. Records are assumed in time order (the
  * agent's); out-of-order ones only make a zigzag. */
@@ -80,7 +73,7 @@ static void polyline(FILE *f, const rundir_proc_t *p, size_t offset, const frame
     int col = 0;
     double cmin = 0, cmax = 0, ct = 0;
     for (size_t i = 0; i < p->nsamples; i++) {
-        double v = field(&p->samples[i], offset);
+        double v = rundir_sample_get(&p->samples[i], offset);
         if (isnan(v)) continue;
         double x = px(fr, p->samples[i].time);
         if (have && (int)x != col) {
@@ -124,7 +117,7 @@ static void chart(FILE *f, const rundir_proc_t *p, const char *title, size_t off
     frame_t fr = { INFINITY, -INFINITY, 0, 0 };
     size_t n = 0;
     for (size_t i = 0; i < p->nsamples; i++) {
-        double v = field(&p->samples[i], offset);
+        double v = rundir_sample_get(&p->samples[i], offset);
         if (isnan(v)) continue;
         fr.tmin = fmin(fr.tmin, p->samples[i].time);
         fr.tmax = fmax(fr.tmax, p->samples[i].time);

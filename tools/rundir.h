@@ -18,13 +18,34 @@
  * the others: each process carries its notes (harmless: a cut-short
  * timeline) and errors (a file that is not what it should be).
  *
- * Numbers are doubles; a field the agent did not write is NAN.
+ * The records' fields are those of agent/records.h: each numeric field of
+ * a timeline record, a summary, an alert and an alert's stack is a double
+ * member of the same name below (RUNDIR_MEMBER), so the reader follows the
+ * agent's list; a field the agent did not write (or wrote as something
+ * else than a finite number) is NAN. Counters above 2^53 are read to the
+ * nearest double. Strings are read where the tools use them, bytes that
+ * are not UTF-8 as '?' (rundir_json.c).
  */
 #ifndef HEAPWATCH_TOOLS_RUNDIR_H
 #define HEAPWATCH_TOOLS_RUNDIR_H
 
+#include "agent/records.h"
+
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
+
+/* RUNDIR_MEMBER: X for agent/records.h's lists: a double member for a
+ * numeric field, nothing for the others (read by hand where used). */
+#define RUNDIR_MEMBER(name, type, doc) RUNDIR_MEMBER_##type(name)
+#define RUNDIR_MEMBER_u64(name) double name;
+#define RUNDIR_MEMBER_i64(name) double name;
+#define RUNDIR_MEMBER_f3(name) double name;
+#define RUNDIR_MEMBER_f6(name) double name;
+#define RUNDIR_MEMBER_str(name)
+#define RUNDIR_MEMBER_strnull(name)
+#define RUNDIR_MEMBER_strs(name)
+#define RUNDIR_MEMBER_tops(name)
 
 typedef enum {
     RUNDIR_OK = 0,
@@ -34,47 +55,55 @@ typedef enum {
     RUNDIR_ERR_NOMEM = 4,      /* out of memory */
 } rundir_err_t;
 
-/* rundir_sample_t: one timeline record. */
+/* rundir_sample_t: one timeline record (HEAPWATCH_TIMELINE_FIELDS: time,
+ * mallocs, live_bytes, objects_rate, ...); time is never NAN. */
 typedef struct {
-    double time;               /* Unix seconds */
-    double mallocs, frees, live_objects, live_bytes, alloc_bytes;
-    double objects_rate;       /* live objects per second over the window */
-    double bytes_rate;         /* live bytes per second over the window */
-    double peak_live_bytes, agent_memory_bytes, stacks;
-    double map_count, map_B, map_noverflow;
+    HEAPWATCH_TIMELINE_FIELDS(RUNDIR_MEMBER)
 } rundir_sample_t;
+
+/* RUNDIR_SAMPLE_FIELD(name): a timeline field's key and its offset in
+ * rundir_sample_t, for code that takes both: one spelling, which the
+ * compiler checks against the list. */
+#define RUNDIR_SAMPLE_FIELD(name) #name, offsetof(rundir_sample_t, name)
+
+/* rundir_sample_get: the field at offset (from RUNDIR_SAMPLE_FIELD) of s. */
+static inline double rundir_sample_get(const rundir_sample_t *s, size_t offset)
+{
+    double x;
+    memcpy(&x, (const char *)s + offset, sizeof x);
+    return x;
+}
 
 typedef enum {
     RUNDIR_WARN = 1,
     RUNDIR_CRIT = 2,
 } rundir_level_t;
 
-/* rundir_stack_t: one entry of an alert's "top". */
+/* rundir_stack_t: one entry of an alert's "top" (HEAPWATCH_ALERT_TOP_FIELDS). */
 typedef struct {
     char *function;            /* innermost frame outside the allocator ("?" if absent) */
-    char **frames;             /* function names, innermost first */
+    char **frames;             /* "stack": function names, innermost first */
     size_t nframes;
-    double growth_bytes, growth_objects;
+    HEAPWATCH_ALERT_TOP_FIELDS(RUNDIR_MEMBER)
 } rundir_stack_t;
 
-/* rundir_alert_t: one line of alerts.<pid>.jsonl. */
+/* rundir_alert_t: one line of alerts.<pid>.jsonl (HEAPWATCH_ALERT_FIELDS);
+ * time is never NAN. */
 typedef struct {
-    double time;
+    HEAPWATCH_ALERT_FIELDS(RUNDIR_MEMBER)
     bool recovery;             /* event "recovery": level is the one that ended */
     rundir_level_t level;
     char *metric;              /* "objects_rate" unless told otherwise */
-    double value, threshold, window_s, live_objects, live_bytes;
     char *profile;             /* file name, or NULL */
     rundir_stack_t *top;
     size_t ntop;
 } rundir_alert_t;
 
-/* rundir_summary_t: summary.<pid>.json (valid when rundir_proc_t.has_summary). */
+/* rundir_summary_t: summary.<pid>.json (HEAPWATCH_SUMMARY_FIELDS; valid
+ * when rundir_proc_t.has_summary). duration_s, when missing, is
+ * end_time - start_time. */
 typedef struct {
-    double ppid;
-    double start_time, end_time, duration_s;
-    double mallocs, frees, live_objects, live_bytes, peak_live_bytes;
-    double alloc_bytes, free_bytes, rate, agent_memory_bytes;
+    HEAPWATCH_SUMMARY_FIELDS(RUNDIR_MEMBER)
 } rundir_summary_t;
 
 /* rundir_profile_t: a heap.<pid>.<seq>.<reason>.pb.gz file. */
@@ -140,6 +169,11 @@ typedef struct {
 rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgcap);
 
 void rundir_free(rundir_t *rd);
+
+/* rundir_read_summary: the summary file at path (summary.<tag>.json) into
+ * *s, read as rundir_load reads one. @return false when it cannot be read,
+ * is larger than a summary can be, or is not a JSON object. */
+bool rundir_read_summary(const char *path, rundir_summary_t *s);
 
 /* rundir_exe_name: the basename of the process's executable, or "?". */
 const char *rundir_exe_name(const rundir_proc_t *p);

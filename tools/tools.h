@@ -2,8 +2,8 @@
  * tools.h - what the files of the heapwatch command share: the verbs'
  * entry points, exit codes, and the formatting helpers of fmt.c.
  *
- * Private to tools/ (the command is one program; json.h and rundir.h are
- * its readers, this header its glue).
+ * Private to tools/ (the command is one program; rundir.h is its reader
+ * of the agent's results, this header its glue).
  */
 #ifndef HEAPWATCH_TOOLS_H
 #define HEAPWATCH_TOOLS_H

@@ -1,9 +1,19 @@
 # tools/: the heapwatch command (run, check, report). Uses public headers
-# only; reads the agent's zstd timelines with libzstd.
+# only; reads the agent's zstd timelines with libzstd and its JSON with jansson.
 MODULES += tools
 tools_SRCS := $(sort $(wildcard tools/*.c))
 tools_DEPS :=
-tools_LIBS := -lzstd -lm
+tools_LIBS := -lzstd -ljansson -lm
+# Unit tests (tests/unit/tools_*.c) link everything but main().
+tools_TEST_SRCS := $(filter-out tools/heapwatch.c,$(tools_SRCS))
+# ... and are rebuilt when the agent's record format changes (their
+# objects follow it through -MMD; the test sources through this).
+$(foreach v,dbg asan,$(patsubst tests/unit/%.c,$(BUILD)/$(v)/tests/%,$(wildcard tests/unit/tools_*.c))): agent/records.h
+# A plain build that misses jansson stops with one line naming the package.
+$(foreach v,$(VARIANTS),$(call objs,$(v),$(tools_SRCS))): | tools-pkgs
+.PHONY: tools-pkgs
+tools-pkgs:
+	$(call require_pkgs,libjansson-dev)
 
 $(BUILD)/heapwatch: $(call mod_objs,rel,tools)
 	@mkdir -p $(@D)

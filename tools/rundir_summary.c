@@ -1,0 +1,86 @@
+/*
+ * rundir_summary.c - summary.<tag>.json, the counters at exit
+ * (rundir_internal.h). The file is read whole, at most SUMMARY_MAX bytes,
+ * and must be one JSON object.
+ */
+#define _GNU_SOURCE
+#include "tools/rundir_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* read_small_file: the whole file dir/name (or the path name, when dir is
+ * NULL), at most max bytes, NUL-terminated. */
+static char *read_small_file(const char *dir, const char *name, size_t max, size_t *len, const char **why)
+{
+    FILE *f = dir ? rundir_open(dir, name) : fopen(name, "rb");
+    if (!f) {
+        *why = strerror(errno);
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf || bad || n > max) {
+        *why = !buf ? "out of memory" : bad ? "read error" : "too large";
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* The numeric fields of a summary (agent/records.h). */
+#define SUMMARY_FIELD(name, type, doc) RUNDIR_FIELD_##type(rundir_summary_t, name)
+static const rundir_field_t summary_fields[] = { HEAPWATCH_SUMMARY_FIELDS(SUMMARY_FIELD) };
+
+/* decode: the fields of a summary object into *s (NAN for those it lacks). */
+static void decode(const json_t *v, rundir_summary_t *s)
+{
+    rundir_json_fields(v, summary_fields, sizeof summary_fields / sizeof *summary_fields, s);
+    if (isnan(s->duration_s) && !isnan(s->start_time) && !isnan(s->end_time))
+        s->duration_s = s->end_time - s->start_time;
+}
+
+void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
+{
+    size_t len = 0;
+    const char *why = NULL;
+    char *text = read_small_file(dir, name, SUMMARY_MAX, &len, &why);
+    if (!text) {
+        ERROR(p, "%s: %s", name, why);
+        return;
+    }
+    json_t *v = rundir_json_doc(p, name, text, len);
+    free(text);
+    if (!v) return;
+    decode(v, &p->summary);
+    if (!isnan(p->summary.pid) && p->summary.pid != (double)p->pid)
+        NOTE(p, "%s: says pid %.0f", name, p->summary.pid);
+    free(p->exe);
+    p->exe = NULL;
+    rundir_take_exe(p, v);   /* the summary's word wins over a record's */
+    p->has_summary = true;
+    json_decref(v);
+}
+
+bool rundir_read_summary(const char *path, rundir_summary_t *s)
+{
+    size_t len = 0;
+    const char *why = NULL;
+    char *text = read_small_file(NULL, path, SUMMARY_MAX, &len, &why);
+    if (!text) return false;
+    json_t *v;
+    size_t at;
+    bool ok = !rundir_json_parse(text, len, &v, &at) && json_is_object(v);
+    free(text);
+    if (ok) decode(v, s);
+    json_decref(v);
+    return ok;
+}

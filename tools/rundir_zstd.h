@@ -1,0 +1,37 @@
+/*
+ * rundir_zstd.h - a zstd file decompressed as one stream, for the agent's
+ * timelines.
+ *
+ * The agent ends a frame every 256 records (64 KiB) and at exit, and
+ * flushes a block at every record, so a timeline is one or more whole
+ * frames and, when the process was killed or still runs, a last frame cut
+ * short; each frame's window is at most 16 KiB (README, "The timeline").
+ * libzstd's streaming decoder reads concatenated frames as one stream and
+ * gives out every byte of a cut frame up to the last whole block: so the
+ * records before a cut are all read, and the cut is told apart from a
+ * stream that ended at a frame's end.
+ */
+#ifndef HEAPWATCH_TOOLS_RUNDIR_ZSTD_H
+#define HEAPWATCH_TOOLS_RUNDIR_ZSTD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* unzstd_sink: the next n decompressed bytes. @return false to stop. */
+typedef bool (*unzstd_sink)(void *ctx, const char *data, size_t n);
+
+typedef enum {
+    UNZSTD_END = 0,            /* the file ended at the end of a frame */
+    UNZSTD_CUT = 1,            /* the file ended inside a frame */
+    UNZSTD_STOPPED = 2,        /* the sink returned false */
+    UNZSTD_TOO_BIG = 3,        /* the next bytes would pass max: not given out */
+    UNZSTD_DAMAGED = 4,        /* not zstd data, a read error, or out of memory (*why) */
+} unzstd_status_t;
+
+/* unzstd_read: decompresses f to its end through sink, giving out at most
+ * max bytes. The bytes before damaged data are given out. @return how it
+ * ended; for UNZSTD_DAMAGED, *why says why (a static string). */
+unzstd_status_t unzstd_read(FILE *f, unsigned long long max, unzstd_sink sink, void *ctx, const char **why);
+
+#endif
