@@ -360,7 +360,6 @@ const char *agent_output_path(void) { return out_dir; }
 
 void agent_output_files_json(agent_buf_t *b, const char *own_name)
 {
-    agent_buf_json_key(b, "files", true);
     agent_buf_str(b, "[");
     for (unsigned i = 0; i < nfiles; i++) {
         agent_buf_str(b, i ? ", " : "");
@@ -369,16 +368,21 @@ void agent_output_files_json(agent_buf_t *b, const char *own_name)
     agent_buf_str(b, nfiles ? ", " : "");
     agent_buf_json_str(b, own_name);
     agent_buf_str(b, "]");
-    agent_buf_json_u64(b, "files_total", nfiles_total + 1, true);
-    agent_buf_json_key(b, "files_removed", true);
+}
+
+uint64_t agent_output_files_total(void) { return nfiles_total + 1; }
+
+void agent_output_removed_json(agent_buf_t *b)
+{
     agent_buf_str(b, "[");
     for (unsigned i = 0; i < nremoved; i++) {
         agent_buf_str(b, i ? ", " : "");
         agent_buf_json_str(b, files_removed[i]);
     }
     agent_buf_str(b, "]");
-    agent_buf_json_u64(b, "files_removed_total", nremoved_total, true);
 }
+
+uint64_t agent_output_removed_total(void) { return nremoved_total; }
 
 void agent_output_postfork_child(void)
 {

@@ -61,9 +61,14 @@ const char *agent_output_path(void);
  * @return 0 or -errno (reported once). */
 int agent_output_summary(void (*build)(agent_buf_t *b, const char *own_name), char *text, size_t cap);
 
-/* agent_output_files_json: the summary's "files" (those that exist, then
- * own_name), "files_total", "files_removed" and "files_removed_total". */
+/* The summary's lists: agent_output_files_json, the files that exist (the
+ * first 64) then own_name, as a JSON array; agent_output_files_total, all
+ * of them, the summary included; agent_output_removed_json and _total,
+ * the profiles HEAPWATCH_MAX_PROFILES removed. */
 void agent_output_files_json(agent_buf_t *b, const char *own_name);
+uint64_t agent_output_files_total(void);
+void agent_output_removed_json(agent_buf_t *b);
+uint64_t agent_output_removed_total(void);
 
 /* agent_output_postfork_child: a new process: a new tag, and the parent's
  * files are the parent's. */

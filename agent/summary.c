@@ -16,6 +16,7 @@
 #include "agent/live.h"
 #include "agent/lock.h"
 #include "agent/output.h"
+#include "agent/records.h"
 #include "agent/stacks.h"
 #include "agent/summary.h"
 #include "agent/thread.h"
@@ -52,75 +53,91 @@ void agent_metrics_read(agent_metrics_t *m)
     m->start_real_ns = agent_start_real_ns;
 }
 
-/* summary_sampling: what sampling, the live map and the filter hold. */
-static void summary_sampling(agent_buf_t *b, const heapwatch_counters_t *c)
-{
+/* summary_t: what the summary says, read at one moment. */
+typedef struct summary_s {
+    heapwatch_counters_t c;
     agent_thread_sums_t th;
-    agent_threads_sum(&th);
     agent_live_stats_t live;
-    (void)agent_live_get_stats(&live);   /* a busy shard is noted (lock.c) */
-    agent_buf_json_u64(b, "rate", agent_conf.rate, true);
-    agent_buf_json_u64(b, "samples", th.samples, true);
-    agent_buf_json_u64(b, "samples_dropped", th.dropped, true);
-    agent_buf_json_u64(b, "sampled_live", live.count, true);
-    agent_buf_json_u64(b, "stacks", agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0, true);
-    agent_buf_json_u64(b, "stacks_bytes", agent_stacks_bytes(), true);
-    agent_buf_json_u64(b, "map_count", live.count, true);
-    agent_buf_json_u64(b, "map_B", live.max_B, true);
-    agent_buf_json_u64(b, "map_noverflow", live.noverflow, true);
-    agent_buf_json_u64(b, "map_shards", live.shards, true);
-    agent_buf_json_u64(b, "map_buckets", live.buckets, true);
-    agent_buf_json_u64(b, "map_overflow_buckets", live.overflow_buckets, true);
-    agent_buf_json_u64(b, "map_bytes", live.bytes, true);
-    agent_buf_json_u64(b, "map_grow_failures", live.grow_failures, true);
-    agent_buf_json_u64(b, "filter_bytes", live.filter_bytes, true);
-    agent_buf_json_u64(b, "filter_hits", th.filter_hits, true);
-    agent_buf_json_u64(b, "filter_false_positives", th.filter_false, true);
+    map_arena_stats_t arena;
+    uint64_t end_ns;
+    uint64_t unsampled_frees;      /* frees of allocations never sampled */
+    char exe[CONF_PATH_MAX];
+} summary_t;
+
+static void summary_read(summary_t *s)
+{
+    agent_snapshot(&s->c);
+    s->end_ns = agent_clock_ns(CLOCK_REALTIME);
+    ssize_t n = readlink("/proc/self/exe", s->exe, sizeof s->exe - 1);
+    s->exe[n > 0 ? n : 0] = 0;
+    agent_threads_sum(&s->th);
+    (void)agent_live_get_stats(&s->live);   /* a busy shard is noted (lock.c) */
+    map_arena_get_stats(&s->arena);
     /* The rate that matters: how many unsampled frees pay for a map lookup. */
-    uint64_t unsampled = c->frees > th.filter_hits - th.filter_false
-                         ? c->frees - (th.filter_hits - th.filter_false) : 0;
-    agent_buf_json_key(b, "filter_false_positive_rate", true);
-    agent_buf_fixed(b, unsampled ? (int64_t)(th.filter_false * 1000000 / unsampled) : 0, 6);
-    agent_buf_json_u64(b, "thread_blocks", th.blocks, true);
+    uint64_t sampled_frees = s->th.filter_hits - s->th.filter_false;
+    s->unsampled_frees = s->c.frees > sampled_frees ? s->c.frees - sampled_frees : 0;
 }
+
+/* put_<type>: one member, written as agent/records.h says of <type> (one
+ * per line); f6 values are integers in millionths. */
+#define put_u64(b, k, v) agent_buf_json_u64(b, k, v, true)
+#define put_i64(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_i64(b, v))
+#define put_f6(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_fixed(b, (int64_t)(v), 6))
+#define put_str(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_json_str(b, v))
+#define put_strs(b, k, write) (agent_buf_json_key(b, k, true), write)
+
+/* The value of each field of HEAPWATCH_SUMMARY_FIELDS (SU_<name>): a field
+ * added to the list and not here does not compile. */
+#define SU_pid ((uint64_t)getpid())
+#define SU_ppid ((uint64_t)getppid())
+#define SU_exe s->exe
+#define SU_start_time (agent_start_real_ns / 1000)
+#define SU_end_time (s->end_ns / 1000)
+#define SU_duration_s ((s->end_ns - agent_start_real_ns) / 1000)
+#define SU_mallocs s->c.mallocs
+#define SU_frees s->c.frees
+#define SU_live_objects ((int64_t)(s->c.mallocs - s->c.frees))
+#define SU_live_bytes ((int64_t)(s->c.alloc_bytes - s->c.free_bytes))
+#define SU_peak_live_bytes agent_peak_live_bytes()
+#define SU_alloc_bytes s->c.alloc_bytes
+#define SU_free_bytes s->c.free_bytes
+#define SU_rate agent_conf.rate
+#define SU_samples s->th.samples
+#define SU_samples_dropped s->th.dropped
+#define SU_sampled_live s->live.count
+#define SU_stacks (agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0)
+#define SU_stacks_bytes agent_stacks_bytes()
+#define SU_map_count s->live.count
+#define SU_map_B s->live.max_B
+#define SU_map_noverflow s->live.noverflow
+#define SU_map_shards s->live.shards
+#define SU_map_buckets s->live.buckets
+#define SU_map_overflow_buckets s->live.overflow_buckets
+#define SU_map_bytes s->live.bytes
+#define SU_map_grow_failures s->live.grow_failures
+#define SU_filter_bytes s->live.filter_bytes
+#define SU_filter_hits s->th.filter_hits
+#define SU_filter_false_positives s->th.filter_false
+#define SU_filter_false_positive_rate \
+    (s->unsampled_frees ? s->th.filter_false * 1000000 / s->unsampled_frees : 0)
+#define SU_thread_blocks s->th.blocks
+#define SU_agent_memory_bytes s->arena.mapped_bytes
+#define SU_agent_memory_inuse_bytes s->arena.inuse_bytes
+#define SU_files agent_output_files_json(b, own_name)
+#define SU_files_total agent_output_files_total()
+#define SU_files_removed agent_output_removed_json(b)
+#define SU_files_removed_total agent_output_removed_total()
+#define SU_max_profiles agent_conf.max_profiles
+#define SU_incomplete agent_incomplete_json(b)
 
 void agent_summary_build(agent_buf_t *b, const char *own_name)
 {
-    heapwatch_counters_t c;
-    agent_snapshot(&c);
-    uint64_t end = agent_clock_ns(CLOCK_REALTIME);
-    char exe[CONF_PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = 0;
-    map_arena_stats_t arena;
-    map_arena_get_stats(&arena);
-
+    static summary_t one;   /* 4 KiB of path: not on the exit path's stack (serialised: once) */
+    summary_t *s = &one;
+    summary_read(s);
     agent_buf_str(b, "{");
-    agent_buf_json_u64(b, "pid", (uint64_t)getpid(), true);
-    agent_buf_json_u64(b, "ppid", (uint64_t)getppid(), true);
-    agent_buf_json_key(b, "exe", true);
-    agent_buf_json_str(b, exe);
-    agent_buf_json_key(b, "start_time", true);
-    agent_buf_fixed(b, (int64_t)(agent_start_real_ns / 1000), 6);
-    agent_buf_json_key(b, "end_time", true);
-    agent_buf_fixed(b, (int64_t)(end / 1000), 6);
-    agent_buf_json_key(b, "duration_s", true);
-    agent_buf_fixed(b, (int64_t)((end - agent_start_real_ns) / 1000), 6);
-    agent_buf_json_u64(b, "mallocs", c.mallocs, true);
-    agent_buf_json_u64(b, "frees", c.frees, true);
-    agent_buf_json_key(b, "live_objects", true);
-    agent_buf_i64(b, (int64_t)(c.mallocs - c.frees));
-    agent_buf_json_key(b, "live_bytes", true);
-    agent_buf_i64(b, (int64_t)(c.alloc_bytes - c.free_bytes));
-    agent_buf_json_u64(b, "peak_live_bytes", agent_peak_live_bytes(), true);
-    agent_buf_json_u64(b, "alloc_bytes", c.alloc_bytes, true);
-    agent_buf_json_u64(b, "free_bytes", c.free_bytes, true);
-    summary_sampling(b, &c);
-    agent_buf_json_u64(b, "agent_memory_bytes", arena.mapped_bytes, true);
-    agent_buf_json_u64(b, "agent_memory_inuse_bytes", arena.inuse_bytes, true);
-    agent_output_files_json(b, own_name);
-    agent_buf_json_u64(b, "max_profiles", agent_conf.max_profiles, true);
-    agent_buf_json_key(b, "incomplete", true);
-    agent_incomplete_json(b);
+#define SU_FIELD(name, type, doc) put_##type(b, #name, SU_##name);
+    HEAPWATCH_SUMMARY_FIELDS(SU_FIELD)
+#undef SU_FIELD
     agent_buf_str(b, "\n}\n");
 }
