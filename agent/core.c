@@ -3,8 +3,8 @@
  * force, the work lock, snapshots and the peak, and the exit output.
  *
  * The rooms around it: thread.c (the registry and the hot path's slow
- * paths), sample.c (sampling), stacks.c and live.c (what a sample
- * records), background.c (the background thread and its jobs), output.c
+ * paths), sample.c (sampling), unwind.c, stacks.c and live.c (what a
+ * sample records), background.c (the background thread and its jobs), output.c
  * (files, profiles), summary.c (the summary and /metrics), fork.c, and
  * preload.c, the only file that runs by itself (constructor, exit
  * handler): without it the rest links into unit tests.
@@ -74,6 +74,7 @@
 #include "agent/stacks.h"
 #include "agent/summary.h"
 #include "agent/thread.h"
+#include "agent/unwind.h"
 #include "agent/watch.h"
 
 int agent_enabled = 1;
@@ -244,6 +245,7 @@ void agent_init(void)
         agent_sample_rate = agent_conf.rate;
         agent_output_start(agent_conf.out_dir);
         agent_watch_init(&agent_conf, agent_output_path(), agent_mono_ns());
+        agent_unwind_init();
         if (agent_stacks_init() != 0)
             agent_log("heapwatch: no memory for the stack table; sampled stacks are not recorded\n");
         agent_threads_init();

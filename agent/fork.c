@@ -6,15 +6,19 @@
  * agent's whole order), each waiting at most until one deadline
  * (AGENT_FORK_WAIT_NS in all; never, when fork is called from a signal
  * handler that interrupted agent code on this thread: one try each, since
- * that code may hold any of them). The parent releases what was taken, in
- * reverse; the child re-creates them all. A lock that could not be had
- * guards a structure that may be mid-update in the child: the child never
- * touches that stack table or live map again (a missed shard drops every
- * new sample, counted in samples_dropped; a missed stripe gives new
- * samples the empty stack), a missed arena lock leaves the child its own
- * arena chunks (map_arena.c); the registry is an append-only list,
- * consistent at every instant. The child's summary says so under
- * "incomplete".
+ * that code may hold any of them). After the stripes it tries the unwind
+ * lock (unwind.c), a bounded number of times, never blocking on it. The
+ * parent releases what was taken, in reverse; the child re-creates them
+ * all. A lock that could not be had guards a structure that may be
+ * mid-update in the child: the child never touches that stack table or
+ * live map again (a missed shard drops every new sample, counted in
+ * samples_dropped; a missed stripe gives new samples the empty stack), a
+ * missed arena lock leaves the child its own arena chunks (map_arena.c);
+ * the registry is an append-only list, consistent at every instant. The
+ * child's summary says so under "incomplete". A missed unwind lock leaves
+ * libunwind's caches mid-update in the child: it unwinds with the recipes
+ * it inherited and never calls libunwind again (a stack ends at a frame
+ * that has none; not noted in the summary).
  *
  * The work lock and the profile lock are not taken: a fork must not wait
  * for a profile being written. Only the parent's background and HTTP
@@ -49,6 +53,7 @@
 #include "agent/profile.h"
 #include "agent/stacks.h"
 #include "agent/thread.h"
+#include "agent/unwind.h"
 #include "agent/watch.h"
 #include "map/map.h"
 
@@ -60,6 +65,7 @@ static void prefork(void)
     agent_enter();
     fork_took_registry = agent_threads_prefork(deadline);
     agent_stacks_prefork(deadline);
+    agent_unwind_prefork(deadline);
     agent_live_prefork(deadline);
     map_arena_prefork(deadline);
 }
@@ -68,6 +74,7 @@ static void postfork_parent(void)
 {
     map_arena_postfork_parent();
     agent_live_postfork_parent();
+    agent_unwind_postfork_parent();
     agent_stacks_postfork_parent();
     agent_threads_postfork_parent();
     agent_leave();
@@ -92,6 +99,7 @@ static void postfork_child(void)
     agent_fds_postfork_child();
     bool arena_ok = map_arena_postfork_child();
     bool live_ok = agent_live_postfork_child();
+    agent_unwind_postfork_child();
     bool stacks_ok = agent_stacks_postfork_child();
     postfork_child_notes(arena_ok, live_ok, stacks_ok);
     agent_profile_postfork_child();

@@ -1,6 +1,7 @@
 /*
- * http.h - HEAPWATCH_HTTP: the agent's HTTP server thread (http.c; the
- * design is there) (agent/, private).
+ * http.h - HEAPWATCH_HTTP: the agent's HTTP server thread (http.c, and
+ * http_endpoints.c for what it answers; the design is atop both) (agent/,
+ * private).
  */
 #ifndef HEAPWATCH_AGENT_HTTP_H
 #define HEAPWATCH_AGENT_HTTP_H

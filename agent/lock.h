@@ -77,7 +77,7 @@ typedef enum agent_rank_e {
     AGENT_RANK_WORK = 0,      /* core.c: one round of output at a time */
     AGENT_RANK_PROFILE,       /* profile.c: the profile writer */
     AGENT_RANK_REGISTRY,      /* thread.c: the registry's writers */
-    AGENT_RANK_UNWIND,        /* stacks.c: libunwind (only ever tried) */
+    AGENT_RANK_UNWIND,        /* unwind.c: libunwind (only ever tried) */
     AGENT_RANK_STRIPE,        /* stacks.c: a stripe of the stack table */
     AGENT_RANK_SHARD,         /* live.c: a shard of the live map */
     AGENT_RANKS

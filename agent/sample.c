@@ -38,10 +38,11 @@
  * "Block bytes" in hot.h): the sampling probability is then
  * 1 - exp(-(usable + 8)/rate), and the profile unsamples with that.
  *
- * A sampled allocation: its stack is captured (stacks.c) and interned,
- * the pointer goes into the live map (live.c) with its stack id and size,
- * and the stack's alloc totals grow. Its free (the live filter said
- * "maybe") takes it out of the map and adds to the stack's freed totals.
+ * A sampled allocation: its stack is captured (unwind.c) and interned
+ * (stacks.c), the pointer goes into the live map (live.c) with its stack
+ * id and size, and the stack's alloc totals grow. Its free (the live
+ * filter said "maybe") takes it out of the map and adds to the stack's
+ * freed totals.
  * realloc: the old block is taken out before the real realloc and put back
  * if the realloc fails.
  */
@@ -57,6 +58,7 @@
 #include "agent/sample.h"
 #include "agent/stacks.h"
 #include "agent/thread.h"
+#include "agent/unwind.h"
 
 uint64_t agent_sample_rate = CONF_DEFAULT_RATE;
 uint64_t agent_tick_bytes;

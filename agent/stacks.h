@@ -1,7 +1,7 @@
 /*
- * stacks.h - call stacks: capture with libunwind and interning into a
- * table of records that hold each stack's sampled totals (stacks.c; the
- * design is there) (agent/, private).
+ * stacks.h - call stacks: interning into a table of records that hold
+ * each stack's sampled totals (stacks.c; the design is there) (agent/,
+ * private). Capture is unwind.h's.
  */
 #ifndef HEAPWATCH_AGENT_STACKS_H
 #define HEAPWATCH_AGENT_STACKS_H
@@ -11,10 +11,12 @@
 #include <stdint.h>
 
 #include "agent/base.h"
+/* Capture was declared here until unwind.c left stacks.c; shim.c, which
+ * that split did not touch, still reaches agent_stacks_code_unloaded
+ * through this include. */
+#include "agent/unwind.h"
 
 #pragma GCC visibility push(hidden)
-
-#define AGENT_MAX_FRAMES 64
 
 /*
  * agent_stack_t: one distinct call stack, stored once, never freed, with
@@ -53,17 +55,9 @@ static inline void agent_stack_read(agent_stack_t *s, agent_stack_totals_t *t)
     t->inuse_bytes = t->alloc_bytes - free_bytes;
 }
 
-/* agent_stacks_init: the table, and libunwind's address space for this
- * process (its init pipe closed: stacks.c). @return 0, or -1 when no
- * memory (sampling then records empty stacks). */
+/* agent_stacks_init: the table, and its record 0 (the empty stack).
+ * @return 0, or -1 when no memory (sampling then records empty stacks). */
 int agent_stacks_init(void);
-/* agent_stacks_code_unloaded: code may have been unmapped (dlclose): the
- * unwind recipes learnt so far are forgotten. Async-signal-safe. */
-void agent_stacks_code_unloaded(void);
-
-/* agent_stack_capture: unwinds the calling thread into pcs (at most max
- * frames), dropping the agent's own frames. @return the depth. */
-size_t agent_stack_capture(uint64_t *pcs, size_t max);
 
 /* agent_stack_intern: the one record for this stack, created if new;
  * the "no stack" record (id 0) when the table is full or out of memory. */

@@ -47,6 +47,7 @@ static int group_setup(void **state)
 {
     (void)state;
     saved_rate = agent_sample_rate;
+    agent_unwind_init();   /* as agent_init: the walker first, then the table */
     return agent_stacks_init();   /* sampled allocations get stacks */
 }
 

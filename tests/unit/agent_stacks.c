@@ -45,6 +45,7 @@
 static int group_setup(void **state)
 {
     (void)state;
+    agent_unwind_init();   /* as agent_init: the walker first, then the table */
     return agent_stacks_init();
 }
 

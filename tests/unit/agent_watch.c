@@ -4,7 +4,7 @@
  * temporary HEAPWATCH_OUT (agent_output_start on a mkdtemp directory), a
  * configuration of short times (interval 0.1 s, window 1 s, warn 100/s,
  * crit 1000/s, sustain 0.3 s, grace 0.5 s), the component inits that
- * agent_init would call (agent_fds_init, agent_stacks_init,
+ * agent_init would call (agent_fds_init, agent_unwind_init, agent_stacks_init,
  * agent_watch_init), then agent_watch_start and agent_watch_snapshot with
  * synthetic counters and times, each under the work lock as the
  * background thread holds it (the debug build asserts it).
@@ -69,6 +69,7 @@ static int group_setup(void **state)
 {
     (void)state;
     agent_fds_init();
+    agent_unwind_init();
     if (agent_stacks_init() != 0) return -1;
     snprintf(tag, sizeof tag, "%d", (int)getpid());
     return 0;

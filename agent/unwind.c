@@ -1,0 +1,498 @@
+/*
+ * unwind.c - the call stacks of sampled allocations, captured by a walk of
+ * our own: recipes cached per frame for the fast path, libunwind for the
+ * rest, run in an address space of ours (unwind_as.c, which says why not
+ * libunwind's local unwinder). stacks.c interns what is captured.
+ *
+ *  - Reads. The stack slots a recipe names are read directly while the
+ *    walk is "trusted": every step since the capture's own registers came
+ *    from DWARF (recipes, and signal frames, whose ucontext the kernel
+ *    wrote), the trust libunwind's local fast tracer gave its cached
+ *    frames. Every other word (after a frame-pointer guess or a libunwind
+ *    step, code at an ip, libunwind's own reads) goes through unwind_as.c's
+ *    checked reads: process_vm_readv on this process, which fails with
+ *    EFAULT instead of faulting. No descriptor.
+ *  - Recipes (the fast path). Like libunwind's own fast tracer, the walk
+ *    caches per lookup address how to leave a frame: the CFA as rsp or rbp
+ *    plus an offset, the return address at CFA - 8, the caller's rbp
+ *    unchanged or at CFA plus an offset. A missing recipe is learnt by a
+ *    probe: libunwind takes one step from a fake frame whose rsp and rbp
+ *    point into two fake regions never read (access_mem makes up each word
+ *    there as its own address plus UNWIND_FAKE_MARK), and where it found
+ *    the CFA, the return address and rbp tells the recipe; any other rule
+ *    (a CFA expression, another base register) makes the frame R_SLOW.
+ *    Recipes live in a lock-free table (RCACHE_BITS, 4 ways; a slot holds
+ *    key xor recipe beside the recipe, so a half-written slot reads as a
+ *    miss), so a stack whose recipes are known takes no lock and blocks no
+ *    signal (a program that single-steps itself, tests/integration/progs/
+ *    life_step, dies if SIGTRAP is blocked across an allocation). Recipes
+ *    are never dropped: code unloaded and other code loaded at the same
+ *    address may get wrong stacks, never a bad read.
+ *  - Other frames. A signal trampoline (__restore_rt's code at the return
+ *    address) is left from the ucontext it returns to; a frame without
+ *    unwind info by its frame-pointer chain (rbp at most FP_SPAN = 1 MiB
+ *    above sp, the return address inside a loaded object's code: else the
+ *    stack ends there); any other frame by one libunwind step from rip, rsp
+ *    and rbp (what libunwind's fast tracer does for its uncacheable frames).
+ *  - unwind_lock. libunwind's register-state cache is unguarded as we use
+ *    it (unwind_as.c), so every libunwind call (probes, single steps) is
+ *    made under unwind_lock. A thread whose signal handler interrupted its
+ *    own libunwind call never waits for it: that stack ends at the frame it
+ *    needed, and nothing is cached for it; another thread's hold is one
+ *    step, waited for a bounded time (unwind_lock_take). It is taken with
+ *    no other lock (capture runs before interning). fork: prefork (fork.c,
+ *    after the stack table's stripes) tries it UNWIND_FORK_TRIES times; a
+ *    child forked while another thread held it never calls libunwind again
+ *    (its locks may be held forever): it unwinds with the recipes it
+ *    inherited.
+ * Bounds: AGENT_MAX_FRAMES + 8 frames per walk; 16384 recipes (256 KiB).
+ * Cost: a stack whose recipes are known costs what libunwind's fast tracer
+ * did (a table lookup and one or two loads per frame); a frame whose
+ * recipe is R_SLOW costs a libunwind step each time, and every frame after
+ * a guess a system call per new page. Without process_vm_readv (a seccomp
+ * filter that refuses it, a kernel without CONFIG_CROSS_MEMORY_ATTACH),
+ * stacks end at the first frame that needs a checked read; never a fault.
+ * The innermost frames are the agent's own (the capture, the sampling slow
+ * path, the interposed malloc); every leading frame whose address lies in
+ * libheapwatch.so's executable segment is dropped, so pcs[0] is the return
+ * address in the allocation function's caller: what SPEC asks ("no agent
+ * frames"), and robust to inlining, which a fixed skip count is not.
+ */
+#define _GNU_SOURCE
+#include <libunwind.h>                   /* generic API: libunwind-x86_64 */
+#include <link.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include "agent/lock.h"
+#include "agent/log.h"
+#include "agent/stacks.h"
+#include "agent/unwind.h"
+#include "agent/unwind_as.h"
+
+static unw_addr_space_t self_as;         /* our address space (unwind_as.c) */
+static uintptr_t own_lo, own_hi;         /* libheapwatch.so's executable segment */
+
+#ifdef HEAPWATCH_TEST
+void agent_stacks_test_own_range(uintptr_t lo, uintptr_t hi)   /* see stacks.h */
+{
+    own_lo = lo;
+    own_hi = hi;
+}
+#endif
+
+/* ---- The unwind lock ----------------------------------------------------- */
+
+/* unwind_lock: one libunwind call at a time (its caches are not thread-
+ * safe the way we use them, see top). Never waited for by the thread that
+ * holds it (a signal handler that allocates, interrupting a libunwind
+ * call): that stack ends there. Another thread's hold is a single step or
+ * probe, so a thread that finds it taken tries again for a bounded time
+ * (UNWIND_WAIT_NS) before it ends its stack: two threads that
+ * meet a new frame at once both get the whole stack. */
+static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
+static AGENT_TLS bool unwind_mine;       /* this thread holds unwind_lock */
+static bool unwind_off;                  /* a child forked while libunwind ran: never again */
+#define UNWIND_WAIT_NS 20000000ull      /* 20 ms: another thread's step or probe takes microseconds */
+
+static bool unwind_lock_take(void)
+{
+    if (unwind_off || unwind_mine) return false;
+    /* The flag goes up before the lock is tried: a signal handler that
+     * allocates on this thread from here on never waits for it. */
+    unwind_mine = true;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    uint64_t deadline = 0;
+    while (pthread_mutex_trylock(&unwind_lock) != 0) {
+        uint64_t now = agent_mono_ns();
+        if (!deadline) deadline = now + UNWIND_WAIT_NS;
+        if (unwind_off || now >= deadline) {
+            unwind_mine = false;
+            return false;
+        }
+        sched_yield();
+    }
+    agent_rank_taken(AGENT_RANK_UNWIND);
+    return true;
+}
+
+static void unwind_lock_give(void)
+{
+    agent_unlock_ranked(&unwind_lock, AGENT_RANK_UNWIND);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    unwind_mine = false;   /* after the unlock: see unwind_lock_take */
+}
+static AGENT_TLS bool unwind_held_at_fork;         /* prefork got unwind_lock */
+
+/* ---- Reads and the agent's own frames ------------------------------------ */
+
+/* stack_word: a word the current recipe says is on the stack: read
+ * directly while the walk is trusted (see top), else as
+ * agent_unwind_read_word. */
+static bool stack_word(agent_unwind_walk_t *w, uintptr_t a, uint64_t *val)
+{
+    if (w->trusted) {
+        memcpy(val, (const void *)a, sizeof *val);
+        return true;
+    }
+    return agent_unwind_read_word(w, a, val);
+}
+
+static int find_own_segment(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    uintptr_t probe = (uintptr_t)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        uintptr_t hi = lo + ph->p_memsz;
+        if (probe >= lo && probe < hi) {
+            own_lo = lo;
+            own_hi = hi;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static bool is_own(uint64_t pc)
+{
+    return pc >= own_lo && pc < own_hi;
+}
+
+/* ---- Recipes: the fast path ---------------------------------------------- */
+
+/* A recipe says how to leave the frame whose unwind info is looked up at
+ * an address: kind, then for R_STD the CFA (the caller's stack pointer) as
+ * rsp or rbp plus an offset, the return address at CFA - 8, and the
+ * caller's rbp either unchanged or saved at CFA + an offset. */
+enum { R_NONE = 0, R_STD = 1, R_END = 2, R_SLOW = 3 };
+#define R_NOINFO 4u                      /* R_SLOW: no unwind info at all */
+#define R_KIND(r) ((unsigned)((r) & 3))
+#define R_CFA_RBP 4u                     /* CFA from rbp (else rsp) */
+#define R_RBP_SAVED 8u                   /* caller's rbp at CFA + rbp_off */
+#define R_CFA_OFF(r) ((int64_t)(int32_t)(uint32_t)((r) >> 8))
+#define R_RBP_OFF(r) ((int64_t)((int64_t)(r) >> 40))
+#define RCACHE_BITS 14                   /* 16384 recipes, 256 KiB */
+#define RCACHE_WAYS 4
+
+/* rslot_t: one cached recipe. x is the lookup address xor the recipe, so a
+ * reader that meets a half-written slot (no lock) sees x ^ r != key and
+ * misses, rather than taking another address's recipe. */
+typedef struct rslot_s {
+    uint64_t x, r;
+} rslot_t;
+
+static rslot_t rcache[1u << RCACHE_BITS];
+/* rcache_gen: bumped when code may have been unmapped (dlclose: shim.c);
+ * mixed into every slot's check, so recipes learnt before are misses and
+ * another library loaded at the same address is probed afresh. */
+static uint64_t rcache_gen;
+
+static uint64_t gen_mix(void)
+{
+    return __atomic_load_n(&rcache_gen, __ATOMIC_ACQUIRE) * 0x9e3779b97f4a7c15ull;
+}
+
+void agent_stacks_code_unloaded(void)
+{
+    __atomic_add_fetch(&rcache_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+static unsigned rcache_index(uint64_t key)
+{
+    uint64_t h = key * 0x9e3779b97f4a7c15ull;
+    return (unsigned)(h >> (64 - RCACHE_BITS));
+}
+
+static uint64_t rcache_get(uint64_t key)
+{
+    unsigned i = rcache_index(key);
+    for (unsigned k = 0; k < RCACHE_WAYS; k++) {
+        rslot_t *sl = &rcache[(i + k) & ((1u << RCACHE_BITS) - 1)];
+        uint64_t r = __atomic_load_n(&sl->r, __ATOMIC_ACQUIRE);
+        uint64_t x = __atomic_load_n(&sl->x, __ATOMIC_ACQUIRE);
+        if (r && (x ^ r ^ gen_mix()) == key) return r;
+    }
+    return R_NONE;
+}
+
+/* rcache_put: into the first empty way, else over the first (the table
+ * is a cache: a recipe lost is probed again). */
+static void rcache_put(uint64_t key, uint64_t r)
+{
+    unsigned i = rcache_index(key);
+    rslot_t *sl = &rcache[i];
+    for (unsigned k = 0; k < RCACHE_WAYS; k++) {
+        rslot_t *c = &rcache[(i + k) & ((1u << RCACHE_BITS) - 1)];
+        if (!__atomic_load_n(&c->r, __ATOMIC_RELAXED)) {
+            sl = c;
+            break;
+        }
+    }
+    __atomic_store_n(&sl->r, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&sl->x, key ^ r ^ gen_mix(), __ATOMIC_RELEASE);
+    __atomic_store_n(&sl->r, r, __ATOMIC_RELEASE);
+}
+
+/* has_fde: the address has DWARF unwind info (else libunwind would guess). */
+static bool has_fde(agent_unwind_walk_t *w, uint64_t addr)
+{
+    unw_proc_info_t pi;
+    memset(&pi, 0, sizeof pi);
+    return agent_unwind_find_proc_info(self_as, (unw_word_t)addr, &pi, 0, w) == 0;
+}
+
+/* probe_recipe: the recipe at addr, learnt by letting libunwind take one
+ * step from a fake frame (rip = addr, rsp and rbp in the fake regions) and
+ * reading back where it found the CFA, the return address and rbp. A
+ * frame whose rule is anything else (a signal trampoline, a CFA
+ * expression, a register other than rsp/rbp, no unwind info) is R_SLOW. */
+static __attribute__((noinline)) uint64_t probe_recipe_locked(uint64_t addr);
+
+static uint64_t probe_recipe(uint64_t addr)
+{
+    if (!unwind_lock_take()) return R_NONE;
+    uint64_t r = probe_recipe_locked(addr);
+    if (r != R_NONE) rcache_put(addr, r);   /* under the lock: one writer at a time */
+    unwind_lock_give();
+    return r;
+}
+
+static __attribute__((noinline)) uint64_t probe_recipe_locked(uint64_t addr)
+{
+    unw_context_t uc;
+    memset(&uc, 0, sizeof uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)addr;
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)UNWIND_FAKE_SP;
+    uc.uc_mcontext.gregs[REG_RBP] = (greg_t)UNWIND_FAKE_BP;
+    agent_unwind_walk_t w;
+    memset(&w, 0, sizeof w);
+    w.uc = &uc;
+    w.probe = true;
+    if (!has_fde(&w, addr)) return R_SLOW | R_NOINFO;
+    unw_cursor_t c;
+    if (unw_init_remote(&c, self_as, &w) != 0) return R_SLOW;
+    int ret = unw_step(&c);
+    if (ret == 0) return R_END;
+    unw_word_t ip, sp, bp;
+    if (ret < 0 || unw_get_reg(&c, UNW_REG_IP, &ip) != 0 || unw_get_reg(&c, UNW_X86_64_RSP, &sp) != 0 ||
+        unw_get_reg(&c, UNW_X86_64_RBP, &bp) != 0)
+        return R_SLOW;
+    uint64_t base = agent_unwind_in_fake(sp, UNWIND_FAKE_SP) ? UNWIND_FAKE_SP : agent_unwind_in_fake(sp, UNWIND_FAKE_BP) ? UNWIND_FAKE_BP : 0;
+    if (!base || ip != sp - 8 + UNWIND_FAKE_MARK) return R_SLOW;
+    int64_t cfa_off = (int64_t)(sp - base);
+    if (cfa_off <= 0 || cfa_off > INT32_MAX) return R_SLOW;
+    uint64_t r = R_STD | (base == UNWIND_FAKE_BP ? R_CFA_RBP : 0) | ((uint64_t)(uint32_t)cfa_off << 8);
+    if (bp != UNWIND_FAKE_BP) {
+        uint64_t slot = bp - UNWIND_FAKE_MARK;
+        if (!agent_unwind_in_fake(slot, base)) return R_SLOW;
+        int64_t rbp_off = (int64_t)(slot - sp);
+        if (rbp_off < -(1 << 23) || rbp_off >= (1 << 23)) return R_SLOW;
+        r |= R_RBP_SAVED | ((uint64_t)rbp_off << 40);
+    }
+    return r;
+}
+
+/* ---- Capture ------------------------------------------------------------- */
+
+/* record: appends ip to pcs unless it is one of the agent's leading frames. */
+static void record(uint64_t ip, uint64_t *pcs, size_t *depth, bool *leading)
+{
+    if (*leading && is_own(ip)) return;
+    *leading = false;
+    pcs[(*depth)++] = ip;
+}
+
+/* sigreturn_step: when ip is glibc's x86-64 signal trampoline
+ * (__restore_rt: mov $15,%rax; syscall), the frame below is the
+ * interrupted one, whose registers are in the ucontext at sp.
+ * @return true when it was (and *ip, *sp, *bp are the interrupted ones). */
+static bool sigreturn_step(agent_unwind_walk_t *w, uint64_t *ip, uint64_t *sp, uint64_t *bp)
+{
+    uint64_t code0, code1;
+    if (!agent_unwind_read_word(w, (uintptr_t)*ip, &code0) || !agent_unwind_read_word(w, (uintptr_t)*ip + 8, &code1)) return false;
+    if (code0 != 0x0f0000000fc0c748ull || (code1 & 0xff) != 0x05) return false;
+    uint64_t gregs = *sp + offsetof(ucontext_t, uc_mcontext.gregs);
+    uint64_t nip, nsp, nbp;
+    if (!stack_word(w, (uintptr_t)(gregs + 8 * REG_RIP), &nip) ||
+        !stack_word(w, (uintptr_t)(gregs + 8 * REG_RSP), &nsp) ||
+        !stack_word(w, (uintptr_t)(gregs + 8 * REG_RBP), &nbp))
+        return false;
+    *ip = nip;
+    *sp = nsp;
+    *bp = nbp;
+    return true;
+}
+
+/* is_code: addr lies in an executable segment of a loaded object. */
+static int find_code(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    uintptr_t a = *(const uintptr_t *)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && a >= lo && a < lo + ph->p_memsz) return 1;
+    }
+    return 0;
+}
+
+static bool is_code(uint64_t addr)
+{
+    uintptr_t a = (uintptr_t)addr;
+    return dl_iterate_phdr(find_code, &a) != 0;
+}
+
+/* FP_SPAN: how far above the stack pointer a frame pointer may be. */
+#define FP_SPAN (1u << 20)
+
+/* fp_step: a frame without unwind info (-fno-asynchronous-unwind-tables,
+ * hand-written assembly): the frame-pointer chain, if it has one: rbp
+ * within FP_SPAN above sp, the caller's rbp at [rbp], a return address at
+ * [rbp + 8] that lies in a loaded object's code. Every read checked; a
+ * frame that fails any test ends the stack. @return success. */
+static bool fp_step(agent_unwind_walk_t *w, uint64_t *ip, uint64_t *sp, uint64_t *bp)
+{
+    uint64_t b = *bp, ra, nbp;
+    if (b < *sp || b - *sp > FP_SPAN || (b & 7)) return false;
+    if (!agent_unwind_read_word(w, (uintptr_t)(b + 8), &ra) || !agent_unwind_read_word(w, (uintptr_t)b, &nbp) || !is_code(ra))
+        return false;
+    *ip = ra;
+    *sp = b + 16;
+    *bp = nbp;
+    return true;
+}
+
+/* slow_step: one step by libunwind (our accessors) from rip = key (the
+ * lookup address), rsp and rbp, as libunwind's own fast tracer does for
+ * the frames it cannot cache: a frame without unwind info (libunwind's
+ * frame-chain guess), a CFA expression. @return success. */
+/* (noinline, as probe_recipe_locked: their libunwind cursors would add
+ * kilobytes to the capture's frame on every allocating thread's stack.) */
+static __attribute__((noinline)) bool slow_step(agent_unwind_walk_t *w, uint64_t key, uint64_t *ip, uint64_t *sp, uint64_t *bp)
+{
+    unw_context_t uc;
+    memset(&uc, 0, sizeof uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)key;
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)*sp;
+    uc.uc_mcontext.gregs[REG_RBP] = (greg_t)*bp;
+    if (!unwind_lock_take()) return false;
+    const unw_context_t *saved = w->uc;
+    w->uc = &uc;
+    unw_cursor_t c;
+    unw_word_t nip, nsp, nbp;
+    bool ok = unw_init_remote(&c, self_as, w) == 0 && unw_step(&c) > 0 &&
+              unw_get_reg(&c, UNW_REG_IP, &nip) == 0 && unw_get_reg(&c, UNW_X86_64_RSP, &nsp) == 0 &&
+              unw_get_reg(&c, UNW_X86_64_RBP, &nbp) == 0;
+    unwind_lock_give();
+    w->uc = saved;
+    if (!ok) return false;
+    *ip = nip;
+    *sp = nsp;
+    *bp = nbp;
+    return true;
+}
+
+/* walk: the stack by cached recipes (probing the missing ones), a frame
+ * no recipe covers by sigreturn_step or slow_step. @return the depth. */
+static size_t walk(const unw_context_t *uc, uint64_t *pcs, size_t max)
+{
+    agent_unwind_walk_t w;
+    memset(&w, 0, sizeof w);
+    w.uc = uc;
+    w.trusted = true;
+    uint64_t ip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+    uint64_t sp = (uint64_t)uc->uc_mcontext.gregs[REG_RSP];
+    uint64_t bp = (uint64_t)uc->uc_mcontext.gregs[REG_RBP];
+    uint64_t key = ip;                   /* the first frame: its own ip */
+    size_t depth = 0;
+    bool leading = true;
+    for (unsigned steps = 0; steps < AGENT_MAX_FRAMES + 8 && depth < max; steps++) {
+        record(ip, pcs, &depth, &leading);
+        uint64_t r = rcache_get(key);
+        if (r == R_NONE) {
+            r = probe_recipe(key);
+            if (r == R_NONE) break;      /* libunwind busy: the stack ends here */
+        }
+        if (R_KIND(r) == R_END) break;
+        if (R_KIND(r) == R_SLOW) {
+            uint64_t osp = sp;
+            if (sigreturn_step(&w, &ip, &sp, &bp)) {
+                key = ip;                /* interrupted, not called: ip itself */
+            } else {
+                w.trusted = false;       /* a guess, or libunwind's: check every read from here */
+                bool stepped = (r & R_NOINFO) ? fp_step(&w, &ip, &sp, &bp) : slow_step(&w, key, &ip, &sp, &bp);
+                if (!stepped || sp <= osp) break;
+                key = ip - 1;
+            }
+            if (ip < 0x4000) break;
+            continue;
+        }
+        uint64_t cfa = ((r & R_CFA_RBP) ? bp : sp) + (uint64_t)R_CFA_OFF(r);
+        uint64_t ra;
+        if (cfa <= sp || !stack_word(&w, (uintptr_t)(cfa - 8), &ra)) break;
+        if ((r & R_RBP_SAVED) && !stack_word(&w, (uintptr_t)(cfa + (uint64_t)R_RBP_OFF(r)), &bp)) break;
+        sp = cfa;
+        ip = ra;
+        if (ip < 0x4000) break;          /* no code there: the end, or junk */
+        key = ip - 1;                    /* a return address: the call is before it */
+    }
+    return depth;
+}
+
+size_t agent_stack_capture(uint64_t *pcs, size_t max)
+{
+    if (!self_as) return 0;
+    unw_context_t uc;
+    if (unw_getcontext(&uc) != 0) return 0;
+    return walk(&uc, pcs, max);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Start-up and fork                                                        */
+/* ------------------------------------------------------------------------ */
+
+void agent_unwind_init(void)
+{
+    dl_iterate_phdr(find_own_segment, (void *)(uintptr_t)agent_stack_capture);
+    self_as = agent_unwind_as_create();
+    if (!self_as) agent_log("heapwatch: libunwind could not be set up; sampled allocations get no stack\n");
+}
+
+/* UNWIND_FORK_TRIES: how many times prefork tries unwind_lock (a few
+ * milliseconds at most, and never past the fork's deadline; never waits
+ * on it: the forking thread may be a signal handler that interrupted a
+ * libunwind call). */
+#define UNWIND_FORK_TRIES 1000
+
+void agent_unwind_prefork(uint64_t deadline_ns)
+{
+    unwind_held_at_fork = false;
+    for (unsigned t = 0; t < UNWIND_FORK_TRIES && !unwind_held_at_fork; t++) {
+        unwind_held_at_fork = pthread_mutex_trylock(&unwind_lock) == 0;
+        if (unwind_held_at_fork) agent_rank_taken(AGENT_RANK_UNWIND);
+        if (!unwind_held_at_fork) {
+            if (agent_mono_ns() >= deadline_ns) break;
+            sched_yield();
+        }
+    }
+}
+
+void agent_unwind_postfork_parent(void)
+{
+    if (unwind_held_at_fork) agent_unlock_ranked(&unwind_lock, AGENT_RANK_UNWIND);
+}
+
+void agent_unwind_postfork_child(void)
+{
+    /* A child forked while another thread was inside libunwind inherits
+     * its locks and caches mid-update: it uses the recipes it has, and
+     * libunwind never again (stacks end at a frame with no recipe). */
+    if (!unwind_held_at_fork) unwind_off = true;
+    pthread_mutex_init(&unwind_lock, NULL);
+}

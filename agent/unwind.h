@@ -1,0 +1,47 @@
+/*
+ * unwind.h - capture of call stacks: a walk of our own with libunwind
+ * for the frames it cannot do alone (unwind.c and unwind_as.c; the design
+ * is there) (agent/, private).
+ */
+#ifndef HEAPWATCH_AGENT_UNWIND_H
+#define HEAPWATCH_AGENT_UNWIND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/base.h"
+
+#pragma GCC visibility push(hidden)
+
+/* AGENT_MAX_FRAMES: the frames a sampled allocation's stack keeps at most
+ * (the size of the pcs array its capture fills). */
+#define AGENT_MAX_FRAMES 64
+
+/* agent_unwind_init: finds the agent's own code (its frames are dropped)
+ * and sets up libunwind's address space for this process (its init pipe
+ * closed: unwind_as.c). When libunwind cannot be set up, one stderr line,
+ * and every capture is empty. Called once, at start-up. */
+void agent_unwind_init(void);
+
+/* agent_stack_capture: unwinds the calling thread into pcs (at most max
+ * frames), dropping the agent's own frames. Never faults, opens no
+ * descriptor, waits for another thread's libunwind call a bounded time
+ * (unwind.c). @return the depth (0 before agent_unwind_init or without
+ * libunwind). */
+size_t agent_stack_capture(uint64_t *pcs, size_t max);
+
+/* agent_stacks_code_unloaded: code may have been unmapped (dlclose): the
+ * unwind recipes learnt so far are forgotten. Async-signal-safe. (Named
+ * for the file it lived in; shim.c calls it.) */
+void agent_stacks_code_unloaded(void);
+
+/* fork: agent_unwind_prefork tries unwind_lock (never waits for it; gives
+ * up at deadline_ns: lock.c); the parent releases it if it was had; a
+ * child forked without it never calls libunwind again (unwind.c). */
+void agent_unwind_prefork(uint64_t deadline_ns);
+void agent_unwind_postfork_parent(void);
+void agent_unwind_postfork_child(void);
+
+#pragma GCC visibility pop
+
+#endif /* HEAPWATCH_AGENT_UNWIND_H */
