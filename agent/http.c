@@ -171,26 +171,31 @@ static uint64_t mono_ms(void)
 }
 
 /* read_request: reads the request head (up to the blank line) within the
- * client's time. @return its length, or -1. */
+ * client's time. @return its length, or -ETIMEDOUT (too slow), -EBADF (the
+ * program took the descriptor), -ECONNRESET (gone) or -EMSGSIZE (too
+ * long). */
 static ssize_t read_request(int c, char *buf, size_t cap)
 {
     size_t len = 0;
     uint64_t deadline = mono_ms() + CLIENT_TIMEOUT_S * 1000;
     while (len + 1 < cap) {
         uint64_t now = mono_ms();
-        if (now >= deadline) return -1;
+        if (now >= deadline) return -ETIMEDOUT;
         struct pollfd p = { c, POLLIN, 0 };
         int n = poll(&p, 1, (int)(deadline - now));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0 || !agent_http_client_ours(c)) return -1;
+        if (n == 0) return -ETIMEDOUT;
+        if (n < 0) return -errno;
+        if (!agent_http_client_ours(c)) return -EBADF;
         ssize_t r = recv(c, buf + len, cap - 1 - len, 0);
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
+        if (r < 0) return -errno;
+        if (r == 0) return -ECONNRESET;
         len += (size_t)r;
         buf[len] = 0;
         if (strstr(buf, "\r\n\r\n") || strstr(buf, "\n\n")) return (ssize_t)len;
     }
-    return -1;
+    return -EMSGSIZE;
 }
 
 /* copy_token: the bytes of [s, end) into out (cap), NUL-terminated.

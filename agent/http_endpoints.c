@@ -43,6 +43,7 @@
 #include "agent/http_endpoints.h"
 #include "agent/output.h"
 #include "agent/profile.h"
+#include "agent/records.h"
 #include "agent/summary.h"
 #include "map/map.h"
 #include "pprof/pprof.h"
@@ -190,52 +191,51 @@ static void metric_int(agent_buf_t *b, const char *name, const char *type, const
     else agent_buf_u64(&nb, v);
     metric(b, name, type, help, num);
 }
-#define metric_u64(b, name, type, help, v) metric_int(b, name, type, help, (uint64_t)(v), false)
-#define metric_i64(b, name, type, help, v) metric_int(b, name, type, help, (uint64_t)(v), true)
 
-/* metric_rate: a float with 3 decimals (no printf: it may allocate). */
-static void metric_rate(agent_buf_t *b, const char *name, const char *help, double v)
+/* metric_f3: a float with 3 decimals (no printf: it may allocate). */
+static void metric_f3(agent_buf_t *b, const char *name, const char *type, const char *help, double v)
 {
     char num[40];
     agent_buf_t nb;
     agent_buf_init(&nb, num, sizeof num);
     if (!(v > -9e15 && v < 9e15)) v = 0;
     agent_buf_fixed(&nb, (int64_t)llround(v * 1000.0), 3);
-    metric(b, name, "gauge", help, num);
+    metric(b, name, type, help, num);
 }
+
+/* put_<type>: one metric, written as agent/records.h says of <type>. */
+#define put_u64(b, name, kind, help, v) metric_int(b, name, kind, help, (uint64_t)(v), false)
+#define put_i64(b, name, kind, help, v) metric_int(b, name, kind, help, (uint64_t)(int64_t)(v), true)
+#define put_f3(b, name, kind, help, v) metric_f3(b, name, kind, help, v)
+
+/* The value of each metric of HEAPWATCH_METRICS (ME_<name>): a metric
+ * added to the list and not here does not compile. */
+#define ME_mallocs_total m->counters.mallocs
+#define ME_frees_total m->counters.frees
+#define ME_alloc_bytes_total m->counters.alloc_bytes
+#define ME_free_bytes_total m->counters.free_bytes
+#define ME_live_objects ((int64_t)(m->counters.mallocs - m->counters.frees))
+#define ME_live_bytes ((int64_t)(m->counters.alloc_bytes - m->counters.free_bytes))
+#define ME_peak_live_bytes m->peak_live_bytes
+#define ME_objects_rate m->objects_rate
+#define ME_bytes_rate m->bytes_rate
+#define ME_alert_level ((uint64_t)m->alert_level)
+#define ME_sampling_rate_bytes m->rate
+#define ME_samples_total m->samples
+#define ME_samples_dropped_total m->samples_dropped
+#define ME_map_count m->map_count
+#define ME_map_B m->map_B
+#define ME_map_noverflow m->map_noverflow
+#define ME_stacks m->stacks
+#define ME_agent_memory_bytes m->agent_memory_bytes
+#define ME_start_time_seconds (m->start_real_ns / 1000000000u)
 
 /* build_metrics: the Prometheus text exposition (format 0.0.4). */
 static void build_metrics(agent_buf_t *b, const agent_metrics_t *m)
 {
-    const heapwatch_counters_t *c = &m->counters;
-    metric_u64(b, "mallocs_total", "counter", "Successful allocations.", c->mallocs);
-    metric_u64(b, "frees_total", "counter", "Frees of non-NULL pointers.", c->frees);
-    metric_u64(b, "alloc_bytes_total", "counter", "Usable bytes allocated.", c->alloc_bytes);
-    metric_u64(b, "free_bytes_total", "counter", "Usable bytes freed.", c->free_bytes);
-    metric_i64(b, "live_objects", "gauge", "Live objects: mallocs - frees.",
-               (int64_t)(c->mallocs - c->frees));
-    metric_i64(b, "live_bytes", "gauge", "Live usable bytes: alloc_bytes - free_bytes.",
-               (int64_t)(c->alloc_bytes - c->free_bytes));
-    metric_u64(b, "peak_live_bytes", "gauge", "Highest live bytes seen at a snapshot.", m->peak_live_bytes);
-    metric_rate(b, "objects_rate", "Live objects per second over HEAPWATCH_WINDOW, at the last snapshot.",
-                m->objects_rate);
-    metric_rate(b, "bytes_rate", "Live bytes per second over HEAPWATCH_WINDOW, at the last snapshot.",
-                m->bytes_rate);
-    metric_u64(b, "alert_level", "gauge", "Growth alert level: 0 none, 1 warn, 2 crit.",
-               (uint64_t)m->alert_level);
-    metric_u64(b, "sampling_rate_bytes", "gauge", "HEAPWATCH_RATE: mean bytes between samples (0: none).",
-               m->rate);
-    metric_u64(b, "samples_total", "counter", "Allocations sampled.", m->samples);
-    metric_u64(b, "samples_dropped_total", "counter", "Samples lost for lack of agent memory.",
-               m->samples_dropped);
-    metric_u64(b, "map_count", "gauge", "Live sampled allocations in the agent's map.", m->map_count);
-    metric_u64(b, "map_B", "gauge", "log2 of the buckets of the largest map shard.", m->map_B);
-    metric_u64(b, "map_noverflow", "gauge", "Overflow buckets of the map (approximate, as Go's).",
-               m->map_noverflow);
-    metric_u64(b, "stacks", "gauge", "Distinct sampled stacks.", m->stacks);
-    metric_u64(b, "agent_memory_bytes", "gauge", "Memory the agent has mapped.", m->agent_memory_bytes);
-    metric_u64(b, "start_time_seconds", "gauge", "When the process started (Unix seconds).",
-               m->start_real_ns / 1000000000u);
+#define ME_METRIC(name, type, kind, help) put_##type(b, #name, #kind, help, ME_##name);
+    HEAPWATCH_METRICS(ME_METRIC)
+#undef ME_METRIC
 }
 
 static void serve_metrics(int c, const agent_http_request_t *r)

@@ -72,7 +72,7 @@
 #include "agent/hot.h"
 #include "agent/live.h"
 #include "agent/shim.h"
-#include "agent/stacks.h"
+#include "agent/unwind.h"
 #include "agent/thread.h"
 
 typedef void *(*malloc_fn_t)(size_t);
@@ -514,7 +514,7 @@ AGENT_EXPORT int setns(int fd, int nstype)
 
 /* dlclose: code may be unmapped, and another library loaded at its
  * address later: the unwinder's recipes learnt so far are forgotten
- * (stacks.c). */
+ * (unwind.c). */
 AGENT_EXPORT int dlclose(void *handle)
 {
     (void)ready();

@@ -30,6 +30,7 @@
  * exit a busy stripe is skipped and noted.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -212,9 +213,9 @@ int agent_stacks_init(void)
     allocator = map_arena_allocator();
     for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
     /* Record 0: the empty stack. */
-    if (!new_record(NULL, 0, 0)) return -1;
+    if (!new_record(NULL, 0, 0)) return -ENOMEM;
     for (unsigned i = 0; i < STRIPES; i++)
-        if (map_new(8, sizeof(uint32_t), 64, &allocator, &stripes[i].index) != MAP_OK) return -1;
+        if (map_new(8, sizeof(uint32_t), 64, &allocator, &stripes[i].index) != MAP_OK) return -ENOMEM;
     ready = 1;
     return 0;
 }

@@ -11,10 +11,6 @@
 #include <stdint.h>
 
 #include "agent/base.h"
-/* Capture was declared here until unwind.c left stacks.c; shim.c, which
- * that split did not touch, still reaches agent_stacks_code_unloaded
- * through this include. */
-#include "agent/unwind.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -56,7 +52,7 @@ static inline void agent_stack_read(agent_stack_t *s, agent_stack_totals_t *t)
 }
 
 /* agent_stacks_init: the table, and its record 0 (the empty stack).
- * @return 0, or -1 when no memory (sampling then records empty stacks). */
+ * @return 0, or -ENOMEM (sampling then records empty stacks). */
 int agent_stacks_init(void);
 
 /* agent_stack_intern: the one record for this stack, created if new;

@@ -36,6 +36,7 @@
 #include "agent/live.h"
 #include "agent/sample.h"
 #include "agent/stacks.h"
+#include "agent/unwind.h"
 #include "agent/thread.h"
 #include "test_util.h"
 

@@ -49,6 +49,7 @@
 #include "agent/output.h"
 #include "agent/sample.h"
 #include "agent/stacks.h"
+#include "agent/unwind.h"
 #include "agent/watch.h"
 
 #define MS 1000000ull
