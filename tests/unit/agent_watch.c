@@ -51,6 +51,7 @@
 #include "agent/stacks.h"
 #include "agent/unwind.h"
 #include "agent/watch.h"
+#include "test_child.h"
 
 #define MS 1000000ull
 #define S 1000000000ull
@@ -547,33 +548,17 @@ static void test_final_raises_nothing(void **state)
 
 /* Without the work lock, a snapshot dies on the debug build's check
  * (output.c: AGENT_ASSERT_WORK_HELD) before it touches a file. */
+static void snapshot_unlocked(void)
+{
+    heapwatch_counters_t c = { 10, 0, 160, 0 };
+    agent_watch_snapshot(&c, T0 + INTERVAL, REAL0 + INTERVAL, REAL0, false);
+}
+
 static void test_snapshot_needs_work_lock(void **state)
 {
     (void)state;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        close(p[0]);
-        heapwatch_counters_t c = { 10, 0, 160, 0 };
-        agent_watch_snapshot(&c, T0 + INTERVAL, REAL0 + INTERVAL, REAL0, false);
-        _exit(0);
-    }
-    close(p[1]);
-    char err[1024];
-    size_t n = 0;
-    ssize_t r;
-    while ((r = read(p[0], err + n, sizeof err - 1 - n)) > 0) n += (size_t)r;
-    err[n] = 0;
-    close(p[0]);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
-    assert_non_null(strstr(err, "heapwatch: assertion failed"));
-    assert_non_null(strstr(err, "agent_work_held()"));
+    child_t c = in_child(snapshot_unlocked);
+    assert_aborted(&c, "agent_work_held()");
     char name[96];
     snprintf(name, sizeof name, "timeline.%s.jsonl.zst", tag);
     assert_false(file_exists(name));
