@@ -532,6 +532,41 @@ static void alert_line(const alert_result_t *r, const top_t *top, unsigned ntop,
     agent_log(line);
 }
 
+/* put_strnull: a string, or null when empty; put_tops: the "top" array,
+ * its frames named through the profile writer's symbol cache. */
+#define put_strnull(b, k, v) \
+    (agent_buf_json_key(b, k, false), (v)[0] ? agent_buf_json_str(b, v) : agent_buf_str(b, "null"))
+#define put_tops(b, k, ctx) (agent_buf_json_key(b, k, false), write_tops(ctx))
+
+/* write_tops: the top stacks of ctx, named (or as addresses when naming
+ * fails). */
+static void write_tops(names_ctx_t *ctx)
+{
+    agent_stack_t *stacks[TOP_MAX];
+    for (unsigned i = 0; i < ctx->ntop; i++) stacks[i] = ctx->top[i].stack;
+    if (ctx->ntop) agent_profile_name_stacks(stacks, ctx->ntop, top_json, ctx);
+    else top_json(NULL, ctx);
+}
+
+/* The value of each field of HEAPWATCH_ALERT_FIELDS (AL_<name>) in
+ * raise_alert: a field added to the list and not here does not compile. */
+#define AL_time real_ns
+#define AL_pid ((uint64_t)getpid())
+#define AL_exe exe_name
+#define AL_event (entering ? "alert" : "recovery")
+#define AL_level alert_level_name(entering ? r->level : r->prev_level)
+#define AL_metric "objects_rate"
+#define AL_value r->objects_rate
+#define AL_threshold r->threshold
+#define AL_window_s ((double)r->window_span_ns * 1e-9)
+#define AL_live_objects ((int64_t)(c->mallocs - c->frees))
+#define AL_live_bytes ((int64_t)(c->alloc_bytes - c->free_bytes))
+#define AL_bytes_rate r->bytes_rate
+#define AL_growth_objects r->delta_objects
+#define AL_growth_bytes r->delta_bytes
+#define AL_profile profile
+#define AL_top (&ctx)
+
 static void raise_alert(const heapwatch_counters_t *c, uint64_t real_ns, const alert_result_t *r)
 {
     top_t top[TOP_MAX];
@@ -543,34 +578,11 @@ static void raise_alert(const heapwatch_counters_t *c, uint64_t real_ns, const a
     static char text[32768];
     agent_buf_t b;
     agent_buf_init(&b, text, sizeof text);
-    agent_buf_str(&b, "{");
-    kv_time(&b, "time", real_ns);
-    agent_buf_json_u64(&b, "pid", (uint64_t)getpid(), false);
-    agent_buf_json_key(&b, "exe", false);
-    agent_buf_json_str(&b, exe_name);
-    agent_buf_json_key(&b, "event", false);
-    agent_buf_json_str(&b, entering ? "alert" : "recovery");
-    agent_buf_json_key(&b, "level", false);
-    agent_buf_json_str(&b, alert_level_name(entering ? r->level : r->prev_level));
-    agent_buf_json_key(&b, "metric", false);
-    agent_buf_json_str(&b, "objects_rate");
-    kv_num(&b, "value", r->objects_rate);
-    agent_buf_json_u64(&b, "threshold", r->threshold, false);
-    kv_num(&b, "window_s", (double)r->window_span_ns * 1e-9);
-    kv_i64(&b, "live_objects", (int64_t)(c->mallocs - c->frees));
-    kv_i64(&b, "live_bytes", (int64_t)(c->alloc_bytes - c->free_bytes));
-    kv_num(&b, "bytes_rate", r->bytes_rate);
-    kv_i64(&b, "growth_objects", r->delta_objects);
-    kv_i64(&b, "growth_bytes", r->delta_bytes);
-    agent_buf_json_key(&b, "profile", false);
-    if (profile[0]) agent_buf_json_str(&b, profile);
-    else agent_buf_str(&b, "null");
-    agent_buf_json_key(&b, "top", false);
     names_ctx_t ctx = { &b, top, entering ? ntop : 0, "" };
-    agent_stack_t *stacks[TOP_MAX];
-    for (unsigned i = 0; i < ctx.ntop; i++) stacks[i] = top[i].stack;
-    if (ctx.ntop) agent_profile_name_stacks(stacks, ctx.ntop, top_json, &ctx);
-    else top_json(NULL, &ctx);
+    agent_buf_str(&b, "{");
+#define AL_FIELD(name, type, doc) put_##type(&b, #name, AL_##name);
+    HEAPWATCH_ALERT_FIELDS(AL_FIELD)
+#undef AL_FIELD
     agent_buf_str(&b, "}\n");
     append_alert(&b);
     if (entering) alert_line(r, top, ntop, ctx.first_function[0] ? ctx.first_function : NULL, profile);
