@@ -195,7 +195,8 @@ static agent_stack_t *lookup_or_add(stripe_t *st, const uint64_t *pcs, size_t de
 
 agent_stack_t *agent_stack_intern(const uint64_t *pcs, size_t depth)
 {
-    if (!ready || __atomic_load_n(&lost, __ATOMIC_RELAXED)) return agent_stack_get(0);
+    /* No frame is the empty stack: record 0, never a second empty record. */
+    if (!ready || depth == 0 || __atomic_load_n(&lost, __ATOMIC_RELAXED)) return agent_stack_get(0);
     uint64_t hash = hash_frames(pcs, depth);
     stripe_t *st = &stripes[hash >> 60 & (STRIPES - 1)];
     agent_lock_ranked(&st->lock, AGENT_RANK_STRIPE);

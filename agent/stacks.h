@@ -56,7 +56,8 @@ static inline void agent_stack_read(agent_stack_t *s, agent_stack_totals_t *t)
 int agent_stacks_init(void);
 
 /* agent_stack_intern: the one record for this stack, created if new;
- * the "no stack" record (id 0) when the table is full or out of memory. */
+ * the "no stack" record (id 0) for an empty stack (depth 0), or when the
+ * table is full or out of memory. */
 agent_stack_t *agent_stack_intern(const uint64_t *pcs, size_t depth);
 
 /* agent_stack_get: record number id (< agent_stacks_count()), or NULL. */

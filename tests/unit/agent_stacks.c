@@ -90,6 +90,20 @@ static void test_no_stack_record(void **state)
     assert_null(agent_stack_get(UINT32_MAX));
 }
 
+/* A capture that found no frame (libunwind unavailable, a walk that ends
+ * at once) is the empty stack, record 0: not a second empty record that
+ * profiles would show beside it. */
+static void test_empty_capture_is_record_0(void **state)
+{
+    (void)state;
+    uint32_t before = agent_stacks_count();
+    uint64_t pcs[1] = { 0 };
+    agent_stack_t *s = agent_stack_intern(pcs, 0);
+    assert_non_null(s);
+    assert_int_equal(s->id, 0);
+    assert_int_equal(agent_stacks_count(), before);
+}
+
 static void test_same_and_different(void **state)
 {
     (void)state;
@@ -521,6 +535,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_no_stack_record, teardown),
+        cmocka_unit_test_teardown(test_empty_capture_is_record_0, teardown),
         cmocka_unit_test_teardown(test_same_and_different, teardown),
         cmocka_unit_test_teardown(test_many_one_frame_apart, teardown),
         cmocka_unit_test_teardown(test_concurrent_intern, teardown),
