@@ -18,8 +18,9 @@
  *   - AGENT_ASSERT(cond) states an invariant the code relies on. In the
  *     debug agent (AGENT_DEBUG=1: build/debug/libheapwatch.so, which the
  *     integration tests run, and the unit tests) a false one prints the
- *     file, line and condition to stderr and aborts; in the release agent
- *     it compiles to nothing (its argument is not evaluated).
+ *     file, line and condition to stderr (and, for the test suite, to the
+ *     file HEAPWATCH_ASSERT_LOG names, if set) and aborts; in the release
+ *     agent it compiles to nothing (its argument is not evaluated).
  */
 #ifndef HEAPWATCH_AGENT_BASE_H
 #define HEAPWATCH_AGENT_BASE_H

@@ -108,31 +108,28 @@ static void work_given(void)
 
 void agent_work_lock(void)
 {
-    AGENT_ASSERT(!agent_work_held() || !AGENT_DEBUG);   /* not recursive */
+    AGENT_ASSERT(!agent_work_held());   /* not recursive */
     agent_lock_ranked(&work_lock, AGENT_RANK_WORK);
     work_taken();
 }
 
 bool agent_work_trylock(void)
 {
-    if (pthread_mutex_trylock(&work_lock) != 0) return false;
-    agent_rank_taken(AGENT_RANK_WORK);
+    if (!agent_lock_ranked_until(&work_lock, AGENT_RANK_WORK, 0)) return false;
     work_taken();
     return true;
 }
 
 bool agent_work_lock_until(uint64_t deadline_ns)
 {
-    if (!agent_lock_until(&work_lock, deadline_ns)) return false;
-    agent_rank_taken(AGENT_RANK_WORK);
+    if (!agent_lock_ranked_until(&work_lock, AGENT_RANK_WORK, deadline_ns)) return false;
     work_taken();
     return true;
 }
 
 bool agent_work_lock_bounded(void)
 {
-    if (!agent_lock(&work_lock)) return false;
-    agent_rank_taken(AGENT_RANK_WORK);
+    if (!agent_lock_ranked_note(&work_lock, AGENT_RANK_WORK, NULL)) return false;
     work_taken();
     return true;
 }
@@ -141,8 +138,7 @@ void agent_work_unlock(void)
 {
     agent_outdir_drop();   /* none of our descriptors stays between rounds */
     work_given();
-    agent_rank_given(AGENT_RANK_WORK);
-    pthread_mutex_unlock(&work_lock);
+    agent_unlock_ranked(&work_lock, AGENT_RANK_WORK);
 }
 
 bool agent_work_held(void)

@@ -70,6 +70,11 @@ bool agent_work_held(void);
 void agent_work_lend(void);
 void agent_work_unlend(void);
 #define AGENT_ASSERT_WORK_HELD() AGENT_ASSERT(agent_work_held())
+/* AGENT_ASSERT_OUTPUT_SERIAL: the work lock is held, or the exit output
+ * has begun: an exit that could not have the lock in time (another agent
+ * thread kept it) still writes the summary (core.c, "Exit"), and the
+ * output services it uses say so. */
+#define AGENT_ASSERT_OUTPUT_SERIAL() AGENT_ASSERT(agent_work_held() || agent_exiting())
 
 /* agent_snapshot: reads the counters into *c and updates the peak of live
  * bytes. */

@@ -63,6 +63,7 @@ static void prefork(void)
 {
     uint64_t deadline = agent_bound_deadline(AGENT_FORK_WAIT_NS);
     agent_enter();
+    agent_ranks_save();
     fork_took_registry = agent_threads_prefork(deadline);
     agent_stacks_prefork(deadline);
     agent_unwind_prefork(deadline);
@@ -95,7 +96,7 @@ static void postfork_child_notes(bool arena_ok, bool live_ok, bool stacks_ok)
 
 static void postfork_child(void)
 {
-    agent_ranks_reset();   /* every lock below is re-created, none held */
+    agent_ranks_restore();   /* every lock is re-created below: none held */
     agent_fds_postfork_child();
     bool arena_ok = map_arena_postfork_child();
     bool live_ok = agent_live_postfork_child();

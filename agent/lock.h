@@ -87,8 +87,13 @@ typedef enum agent_rank_e {
 void agent_rank_check_order(agent_rank_t r);
 void agent_rank_count(agent_rank_t r, int delta);
 bool agent_rank_held(agent_rank_t r);
-/* agent_ranks_reset: a forked child re-creates every lock: none is held. */
-void agent_ranks_reset(void);
+/* agent_ranks_save / agent_ranks_restore: fork's prepare handler notes
+ * what this thread held before it took every lock; a forked child, which
+ * re-creates every lock, holds none, but a handler that forked may return
+ * to agent code that will give back what it held: those gives are
+ * accepted, once each. */
+void agent_ranks_save(void);
+void agent_ranks_restore(void);
 
 static inline void agent_rank_taken(agent_rank_t r)
 {
@@ -125,7 +130,7 @@ static inline bool agent_lock_ranked_until(pthread_mutex_t *m, agent_rank_t r, u
  * is checked when it blocks: outside a bounded stretch). */
 bool agent_lock_ranked_note(pthread_mutex_t *m, agent_rank_t r, const char *what);
 
-#define AGENT_ASSERT_HELD(rank) AGENT_ASSERT(!AGENT_DEBUG || agent_rank_held(rank))
+#define AGENT_ASSERT_HELD(rank) AGENT_ASSERT(agent_rank_held(rank))
 
 #pragma GCC visibility pop
 

@@ -86,7 +86,7 @@ static void report_out_dir(int err, const char *why)
  * once the reason was reported). */
 static int output_dirfd(void)
 {
-    AGENT_ASSERT_WORK_HELD();
+    AGENT_ASSERT_OUTPUT_SERIAL();
     if (!out_dir_ok) return -EACCES;
     char why[CONF_PATH_MAX + 200];
     int fd = agent_outdir_fd(why, sizeof why);
@@ -197,6 +197,7 @@ int agent_output_publish(int dirfd, const char *tmp, const char *prefix, const c
 
 const char *agent_output_tag(void)
 {
+    AGENT_ASSERT_OUTPUT_SERIAL();
     if (!tag_n) tag_set(1);
     return tag;
 }
@@ -205,7 +206,7 @@ int agent_output_dirfd(void) { return output_dirfd(); }
 
 int agent_output_summary(void (*build)(agent_buf_t *b, const char *own_name), char *text, size_t cap)
 {
-    AGENT_ASSERT_WORK_HELD();
+    AGENT_ASSERT_OUTPUT_SERIAL();
     int dirfd = output_dirfd();
     if (dirfd < 0) return -EACCES;
     char tmp[128];
@@ -360,6 +361,7 @@ const char *agent_output_path(void) { return out_dir; }
 
 void agent_output_files_json(agent_buf_t *b, const char *own_name)
 {
+    AGENT_ASSERT_OUTPUT_SERIAL();
     agent_buf_str(b, "[");
     for (unsigned i = 0; i < nfiles; i++) {
         agent_buf_str(b, i ? ", " : "");
@@ -374,6 +376,7 @@ uint64_t agent_output_files_total(void) { return nfiles_total + 1; }
 
 void agent_output_removed_json(agent_buf_t *b)
 {
+    AGENT_ASSERT_OUTPUT_SERIAL();
     agent_buf_str(b, "[");
     for (unsigned i = 0; i < nremoved; i++) {
         agent_buf_str(b, i ? ", " : "");

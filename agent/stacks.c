@@ -169,6 +169,7 @@ static agent_stack_t *new_record(const uint64_t *pcs, size_t depth, uint64_t has
 /* lookup_or_add: in stripe st (locked), the record of this stack. */
 static agent_stack_t *lookup_or_add(stripe_t *st, const uint64_t *pcs, size_t depth, uint64_t hash)
 {
+    AGENT_ASSERT_HELD(AGENT_RANK_STRIPE);
     for (unsigned probe = 0; probe < PROBES; probe++) {
         uint64_t key = hash + probe;
         void *slot;

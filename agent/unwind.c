@@ -106,7 +106,7 @@ static bool unwind_lock_take(void)
     unwind_mine = true;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint64_t deadline = 0;
-    while (pthread_mutex_trylock(&unwind_lock) != 0) {
+    while (!agent_lock_ranked_until(&unwind_lock, AGENT_RANK_UNWIND, 0)) {   /* one try */
         uint64_t now = agent_mono_ns();
         if (!deadline) deadline = now + UNWIND_WAIT_NS;
         if (unwind_off || now >= deadline) {
@@ -115,7 +115,6 @@ static bool unwind_lock_take(void)
         }
         sched_yield();
     }
-    agent_rank_taken(AGENT_RANK_UNWIND);
     return true;
 }
 
@@ -265,6 +264,7 @@ static uint64_t probe_recipe(uint64_t addr)
 
 static __attribute__((noinline)) uint64_t probe_recipe_locked(uint64_t addr)
 {
+    AGENT_ASSERT_HELD(AGENT_RANK_UNWIND);
     unw_context_t uc;
     memset(&uc, 0, sizeof uc);
     uc.uc_mcontext.gregs[REG_RIP] = (greg_t)addr;
@@ -474,8 +474,7 @@ void agent_unwind_prefork(uint64_t deadline_ns)
 {
     unwind_held_at_fork = false;
     for (unsigned t = 0; t < UNWIND_FORK_TRIES && !unwind_held_at_fork; t++) {
-        unwind_held_at_fork = pthread_mutex_trylock(&unwind_lock) == 0;
-        if (unwind_held_at_fork) agent_rank_taken(AGENT_RANK_UNWIND);
+        unwind_held_at_fork = agent_lock_ranked_until(&unwind_lock, AGENT_RANK_UNWIND, 0);
         if (!unwind_held_at_fork) {
             if (agent_mono_ns() >= deadline_ns) break;
             sched_yield();

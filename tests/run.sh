@@ -15,7 +15,9 @@
 #                     The scripts named in DEBUG_AGENT_SCRIPTS run a second
 #                     time under the debug agent ($BUILD/debug/libheapwatch.so,
 #                     asserts on), reported as "integration/<name> [debug]".
-#                     A log with "heapwatch: assertion failed" fails its run.
+#                     A log with "heapwatch: assertion failed", or an assert
+#                     line the debug agent wrote to HEAPWATCH_ASSERT_LOG
+#                     (programs' stderr often goes elsewhere), fails its run.
 #   fuzz regression   each replays tests/fuzz/corpus/<name>/ (one test each).
 #
 # Select with TEST_FILTER=<substring>. Full logs: $BUILD/test-logs/.
@@ -72,10 +74,13 @@ run_integration() {
     label="integration/$name"
     log="$LOGS/integration.$name.log"
     local -a env=(BUILD="$BUILD")
+    local asserts=""
     if [ "$variant" = debug ]; then
         label="$label [debug]"
         log="$LOGS/integration.$name.debug.log"
-        env+=(HEAPWATCH_TEST_AGENT="$PWD/$BUILD/debug/libheapwatch.so")
+        asserts="$PWD/$LOGS/asserts.$name.log"   # the debug agent's assert lines (HEAPWATCH_ASSERT_LOG)
+        rm -f "$asserts"
+        env+=(HEAPWATCH_TEST_AGENT="$PWD/$BUILD/debug/libheapwatch.so" HEAPWATCH_ASSERT_LOG="$asserts")
     fi
     env "${env[@]}" bash "$script" >"$log" 2>&1
     rc=$?
@@ -86,8 +91,8 @@ run_integration() {
     elif [ "$rc" != 0 ]; then
         f=$((f + 1))
     fi
-    if grep -q 'heapwatch: assertion failed' "$log"; then
-        echo "not ok - the agent's asserts held ($(grep -m1 'heapwatch: assertion failed' "$log"))" >>"$log"
+    if grep -q 'heapwatch: assertion failed' "$log" || { [ -n "$asserts" ] && [ -s "$asserts" ]; }; then
+        echo "not ok - the agent's asserts held ($(cat "$asserts" 2>/dev/null | head -n1; grep -m1 'heapwatch: assertion failed' "$log"))" >>"$log"
         f=$((f + 1))
     fi
     passed=$((passed + p)); failed=$((failed + f))

@@ -18,6 +18,7 @@
  *     goes to the "incomplete" list once.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -35,6 +36,7 @@
 #include "agent/buf.h"
 #include "agent/core.h"
 #include "agent/lock.h"
+#include "agent/output.h"
 #include "test_child.h"
 
 static pthread_mutex_t m[AGENT_RANKS][2];   /* two locks of each rank */
@@ -330,6 +332,65 @@ static void test_bounded(void **state)
     assert_none_held();
 }
 
+/* ------------------------------------------------------------------------ */
+/* An exit without the work lock                                            */
+/* ------------------------------------------------------------------------ */
+
+/* An exit that cannot have the work lock in time (another agent thread
+ * keeps it: here a thread that holds it across the fork, so the child sees
+ * it held for good) still writes the summary, noting what it skipped; the
+ * output services it uses must not take that for misuse. Before
+ * AGENT_ASSERT_OUTPUT_SERIAL the debug build aborted here. */
+static pthread_mutex_t keeper_go = PTHREAD_MUTEX_INITIALIZER;
+static char exit_dir[64];
+
+static void *keep_work_lock(void *arg)
+{
+    (void)arg;
+    agent_work_lock();
+    pthread_mutex_lock(&keeper_go);   /* held until the test lets it go */
+    pthread_mutex_unlock(&keeper_go);
+    agent_work_unlock();
+    return NULL;
+}
+
+static void exit_without_work_lock(void)
+{
+    agent_conf_defaults(&agent_conf);
+    agent_output_start(exit_dir);
+    agent_exit_output();   /* waits AGENT_EXIT_WAIT_NS for the lock, then goes on */
+    DIR *d = opendir(exit_dir);
+    struct dirent *e;
+    bool summary = false;
+    while (d && (e = readdir(d)))
+        if (strncmp(e->d_name, "summary.", 8) == 0) summary = true;
+    if (d) closedir(d);
+    _exit(summary ? 0 : 3);
+}
+
+static void test_exit_without_work_lock(void **state)
+{
+    (void)state;
+    strcpy(exit_dir, "/tmp/hw-lock-test.XXXXXX");
+    assert_non_null(mkdtemp(exit_dir));
+    pthread_mutex_lock(&keeper_go);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, keep_work_lock, NULL), 0);
+    for (int i = 0; i < 1000 && agent_work_trylock(); i++) {   /* wait until the keeper has it */
+        agent_work_unlock();
+        usleep(1000);
+    }
+    child_t c = in_child(exit_without_work_lock);
+    pthread_mutex_unlock(&keeper_go);
+    pthread_join(t, NULL);
+    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0)
+        fail_msg("the exit without the work lock did not write its summary (status %#x): \"%s\"",
+                 c.status, c.err);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", exit_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_order_violation_aborts),
         cmocka_unit_test(test_try_out_of_order_is_fine),
         cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_exit_without_work_lock),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
