@@ -20,7 +20,7 @@
  * see output.c), seq counting from 1 per process with at least 4 digits.
  * The profile is streamed into a temporary file created in the verified
  * output directory with O_CREAT|O_EXCL|O_NOFOLLOW under an unpredictable
- * name (out.c), fsync'ed, and renamed to its final name without ever
+ * name (out.c), fsync'ed with HEAPWATCH_FSYNC=on, and renamed to its final name without ever
  * replacing a file: it appears whole or not at all, and no planted link
  * or name is ever written through.
  *
@@ -115,7 +115,10 @@ static pprof_err_t write_file(pprof_builder_t *b, int dirfd, const char *reason,
     int fd = agent_tmp_create(dirfd, base, tmp, sizeof tmp);
     if (fd < 0) return errno_err(-fd);
     pprof_err_t err = pprof_builder_write_fd(b, fd);
-    if (!err && fsync(fd) != 0) err = errno_err(errno);
+    if (!err) {
+        int serr = agent_file_sync(fd);
+        if (serr) err = errno_err(-serr);
+    }
     if (!err) {
         int perr = agent_output_publish(dirfd, tmp, "heap.", suffix, name, namecap);
         if (perr) err = errno_err(-perr);

@@ -5,9 +5,11 @@
  * record while the program runs and after `kill -9`. ZSTD_e_flush ends the
  * current block, so everything given so far is decodable, and a write(2)
  * puts it in the page cache, which outlives the process. We fsync only at
- * publication and at close: an fsync per interval would cost more than the
- * rest of the background thread's work, for durability across a machine
- * crash that SPEC does not ask for.
+ * publication and at close, and the agent not even there unless
+ * HEAPWATCH_FSYNC=on (opts->no_fsync; conf.h): an fsync per interval would
+ * cost more than the rest of the background thread's work, and at exit two
+ * of them were a third of what a short process paid for the agent, for
+ * durability across a machine crash that SPEC does not ask for.
  *
  * Frames end every TIMELINE_FRAME_RECORDS records or TIMELINE_FRAME_BYTES
  * uncompressed bytes. A frame's checksum comes only at its end, and after
@@ -95,6 +97,7 @@ struct timeline_s {
     char tmp[NAME_MAX_LEN + 40];  /* io mode: temporary name in the directory */
     timeline_err_t error;       /* sticky: the failed state */
     bool published;             /* renamed to the final name */
+    bool no_fsync;              /* opts->no_fsync: never fsync */
     unsigned frame_records;     /* limits of a frame */
     size_t frame_bytes;
     unsigned records_in_frame;  /* 0: no frame open */
@@ -298,6 +301,7 @@ static timeline_t *new_writer(const map_allocator_t *allocator, const timeline_o
     t->fd = -1;
     t->frame_records = opts && opts->frame_records ? opts->frame_records : TIMELINE_FRAME_RECORDS;
     t->frame_bytes = opts && opts->frame_bytes ? opts->frame_bytes : TIMELINE_FRAME_BYTES;
+    t->no_fsync = opts && opts->no_fsync;
     return t;
 }
 
@@ -418,11 +422,17 @@ static timeline_err_t fail(timeline_t *t, timeline_err_t err)
     return err;
 }
 
+/* sync: fsync, unless the writer was opened with no_fsync. */
+static bool sync_ok(timeline_t *t)
+{
+    return t->no_fsync || timeline_sys_fsync(t->fd) == 0;
+}
+
 /* publish: the temporary file holds a complete flushed record: make it
- * durable, then visible. */
+ * durable (unless no_fsync), then visible. */
 static timeline_err_t publish(timeline_t *t)
 {
-    if (timeline_sys_fsync(t->fd) != 0) return errno_to_err(errno);
+    if (!sync_ok(t)) return errno_to_err(errno);
     if (t->use_io) {
         int dirfd = t->io.dirfd(t->io.ctx);
         int err = dirfd < 0 ? dirfd : t->io.publish(t->io.ctx, dirfd, t->tmp, t->name, sizeof t->name);
@@ -472,7 +482,7 @@ timeline_err_t timeline_close(timeline_t *t)
                 err = compress(t, NULL, 0, ZSTD_e_end);
                 if (!err) t->stats.frames++;
             }
-            if (!err && (!fd_ok(t) || timeline_sys_fsync(t->fd) != 0)) err = errno_to_err(errno);
+            if (!err && (!fd_ok(t) || !sync_ok(t))) err = errno_to_err(errno);
             file_end(t);
         }
         if (!t->published && !t->error) (void)fail(t, TIMELINE_OK);   /* no record: no timeline */
@@ -483,7 +493,7 @@ timeline_err_t timeline_close(timeline_t *t)
         err = compress(t, NULL, 0, ZSTD_e_end);
         if (!err) t->stats.frames++;
     }
-    if (!err && t->published && timeline_sys_fsync(t->fd) != 0) err = errno_to_err(errno);
+    if (!err && t->published && !sync_ok(t)) err = errno_to_err(errno);
     if (close(t->fd) != 0 && !err && t->published) err = errno_to_err(errno);
     if (!t->published) unlink(t->tmp_path);   /* no record: no timeline */
     release(t);

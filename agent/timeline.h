@@ -76,6 +76,8 @@ typedef struct timeline_opts_s {
     unsigned frame_records;     /* end a frame after this many records */
     size_t frame_bytes;         /* ... or once it holds this many bytes */
     int level;                  /* zstd compression level */
+    bool no_fsync;              /* publish and close without fsync (the
+                                 * agent's default: HEAPWATCH_FSYNC, conf.h) */
 } timeline_opts_t;
 
 /* timeline_stats_t: what a writer has done so far. */

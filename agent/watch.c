@@ -336,7 +336,8 @@ static void append_timeline(const agent_buf_t *b)
         agent_buf_str(&nb, "timeline.");
         agent_buf_str(&nb, agent_output_tag());
         agent_buf_str(&nb, ".jsonl.zst");
-        err = timeline_open_io(&timeline, &arena, &io, base, NULL);
+        timeline_opts_t opts = { .no_fsync = !agent_out_fsync };   /* HEAPWATCH_FSYNC */
+        err = timeline_open_io(&timeline, &arena, &io, base, &opts);
     }
     if (!err) {
         bool was_published = timeline_published(timeline);
@@ -440,7 +441,8 @@ static void publish_alerts(int dirfd, const agent_buf_t *b)
     if (fd < 0) return;
     struct stat st;
     int err = agent_write_all(fd, b->buf, b->len);
-    if (!err && (fsync(fd) != 0 || fstat(fd, &st) != 0)) err = -errno;
+    if (!err) err = agent_file_sync(fd);
+    if (!err && fstat(fd, &st) != 0) err = -errno;
     agent_fd_release(fd);
     if (!err) err = agent_output_publish(dirfd, tmp, "alerts.", ".jsonl", alerts_name, sizeof alerts_name);
     if (err) {
