@@ -313,6 +313,16 @@ void pprof_symcache_get_stats(const pprof_symcache_t *c,
 pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache);
 
 /*
+ * pprof_builder_symbolize_once: the same names, for a profile after which
+ * the process symbolizes nothing more (its exit profile): a file that
+ * cache does not hold yet is not loaded into it; its locations are named
+ * by one pass over its symbol section, without sorting it (a file with
+ * more than 4096 locations is loaded as usual). pprof_builder_symbolize
+ * with a NULL cache does this too. @return as pprof_builder_symbolize.
+ */
+pprof_err_t pprof_builder_symbolize_once(pprof_builder_t *b, pprof_symcache_t *cache);
+
+/*
  * pprof_builder_frame_name: the function name symbolization gave frame i of
  * a stack added with pprof_builder_add_sample (pcs as passed there, read
  * with the builder's pc kind), or NULL when the frame was not added or not
