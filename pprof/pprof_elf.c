@@ -841,6 +841,23 @@ static bool read_rank(const src_t *src, const table_t *t, unsigned bind, uint32_
     return true;
 }
 
+/* first_at_or_above: the index of the first of the sorted q[0..m) (m > 0)
+ * that is >= a, m if none. Branchless: the answer lies in [base, base +
+ * n] throughout, and each step halves n with a conditional move; the
+ * branchy search mispredicted on most of a table's symbols (cc1, 16
+ * queries: 0.73 ms a pass). */
+static size_t first_at_or_above(const uint64_t *q, size_t m, uint64_t a)
+{
+    const uint64_t *base = q;
+    size_t n = m;
+    while (n > 1) {
+        size_t half = n / 2;
+        base = base[half] < a ? base + half : base;
+        n -= half;
+    }
+    return (size_t)(base - q) + (*base < a);
+}
+
 /* scan_pass: one pass over table t: bucket[0..m) for the sorted queries
  * q[0..m); *high: the highest symbol address. @return the number of
  * wanted symbols met, or SIZE_MAX when a read failed. */
@@ -860,12 +877,7 @@ static size_t scan_pass(const src_t *src, const table_t *t, Elf64_Sym *chunk, co
             k++;
             uint64_t a = sym->st_value;
             if (a > *high) *high = a;
-            size_t lo = 0, hi = m;   /* the first query >= a */
-            while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (q[mid] < a) lo = mid + 1;
-                else hi = mid;
-            }
+            size_t lo = first_at_or_above(q, m, a);
             if (lo == m) continue;
             bucket_t *bk = &bucket[lo];
             uint32_t size = sym->st_size > UINT32_MAX ? UINT32_MAX : (uint32_t)sym->st_size;
