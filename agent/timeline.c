@@ -98,6 +98,7 @@ struct timeline_s {
     timeline_err_t error;       /* sticky: the failed state */
     bool published;             /* renamed to the final name */
     bool no_fsync;              /* opts->no_fsync: never fsync */
+    size_t one_record;          /* opts->one_record */
     unsigned frame_records;     /* limits of a frame */
     size_t frame_bytes;
     unsigned records_in_frame;  /* 0: no frame open */
@@ -233,7 +234,9 @@ static timeline_err_t compress(timeline_t *t, const void *in, size_t len, ZSTD_E
     }
 }
 
-/* make_compressor: the context, its parameters, and its workspace. */
+/* make_compressor: the context, its parameters, and its workspace; for
+ * one record, the context knows its size and allocates its (smaller)
+ * workspace at that record: zstd sizes its tables to a pledged source. */
 static timeline_err_t make_compressor(timeline_t *t, int level)
 {
     ZSTD_customMem mem = { zstd_alloc, zstd_free, &t->allocator };
@@ -242,7 +245,9 @@ static timeline_err_t make_compressor(timeline_t *t, int level)
     size_t r = ZSTD_CCtx_setParameter(t->cctx, ZSTD_c_compressionLevel, level);
     if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(t->cctx, ZSTD_c_windowLog, TIMELINE_WINDOW_LOG);
     if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(t->cctx, ZSTD_c_checksumFlag, 1);
+    if (!ZSTD_isError(r) && t->one_record) r = ZSTD_CCtx_setPledgedSrcSize(t->cctx, t->one_record);
     if (ZSTD_isError(r)) return zstd_err(r);
+    if (t->one_record) return TIMELINE_OK;
     /* The warm-up: allocates the workspace now; with no input and
      * ZSTD_e_continue zstd emits nothing (kept in out[] if it ever did). */
     ZSTD_inBuffer ib = { NULL, 0, 0 };
@@ -302,6 +307,7 @@ static timeline_t *new_writer(const map_allocator_t *allocator, const timeline_o
     t->frame_records = opts && opts->frame_records ? opts->frame_records : TIMELINE_FRAME_RECORDS;
     t->frame_bytes = opts && opts->frame_bytes ? opts->frame_bytes : TIMELINE_FRAME_BYTES;
     t->no_fsync = opts && opts->no_fsync;
+    t->one_record = opts ? opts->one_record : 0;
     return t;
 }
 
@@ -449,9 +455,10 @@ timeline_err_t timeline_append(timeline_t *t, const char *line, size_t len)
     if (!t || !line) return TIMELINE_ERR_INVALID;
     if (t->error) return t->error;
     if (len == 0 || line[len - 1] != '\n') return TIMELINE_ERR_INVALID;
+    if (t->one_record && (len != t->one_record || t->stats.records)) return TIMELINE_ERR_INVALID;
 
     bool end = t->records_in_frame + 1 >= t->frame_records ||
-               t->bytes_in_frame + len >= t->frame_bytes;
+               t->bytes_in_frame + len >= t->frame_bytes || t->one_record;
     timeline_err_t err = file_begin(t);
     if (!err) err = compress(t, line, len, end ? ZSTD_e_end : ZSTD_e_flush);
     if (!err && !t->published) err = publish(t);

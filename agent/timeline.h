@@ -78,6 +78,11 @@ typedef struct timeline_opts_s {
     int level;                  /* zstd compression level */
     bool no_fsync;              /* publish and close without fsync (the
                                  * agent's default: HEAPWATCH_FSYNC, conf.h) */
+    size_t one_record;          /* nonzero: the writer gets exactly one
+                                 * record of this many bytes, then is closed
+                                 * (the exit record of a process that wrote
+                                 * none before): the compressor is sized for
+                                 * it and the record is a whole frame */
 } timeline_opts_t;
 
 /* timeline_stats_t: what a writer has done so far. */

@@ -322,8 +322,9 @@ static int timeline_publish(void *ctx, int dirfd, const char *tmp, char *name, s
     return agent_output_publish(dirfd, tmp, "timeline.", ".jsonl.zst", name, cap);
 }
 
-/* append_timeline: one record; the file is opened on first use. */
-static void append_timeline(const agent_buf_t *b)
+/* append_timeline: one record; the file is opened on first use; final:
+ * the exit record (when it is the first, the timeline's only one). */
+static void append_timeline(const agent_buf_t *b, bool final)
 {
     if (timeline_failed || b->overflow) return;
     timeline_err_t err = TIMELINE_OK;
@@ -336,7 +337,8 @@ static void append_timeline(const agent_buf_t *b)
         agent_buf_str(&nb, "timeline.");
         agent_buf_str(&nb, agent_output_tag());
         agent_buf_str(&nb, ".jsonl.zst");
-        timeline_opts_t opts = { .no_fsync = !agent_out_fsync };   /* HEAPWATCH_FSYNC */
+        timeline_opts_t opts = { .no_fsync = !agent_out_fsync,    /* HEAPWATCH_FSYNC */
+                                 .one_record = final ? b->len : 0 };
         err = timeline_open_io(&timeline, &arena, &io, base, &opts);
     }
     if (!err) {
@@ -582,7 +584,7 @@ void agent_watch_snapshot(const heapwatch_counters_t *c, uint64_t mono_ns, uint6
     agent_buf_t b;
     agent_buf_init(&b, text, sizeof text);
     timeline_record(&b, c, real_ns, start_real_ns, have_rate ? &r : NULL);
-    append_timeline(&b);
+    append_timeline(&b, final);
     if (!have_rate) return;
     last = r;
     have_last = true;

@@ -768,6 +768,39 @@ static void test_no_fsync(void **state)
     assert_int_equal(ta.live_blocks, 0);
 }
 
+/* one_record (the exit record of a process that wrote none): that record
+ * alone, as one whole frame (zstd -t and the CLI read it), no other record
+ * or length accepted; a record of another length fails at once and leaves
+ * no file. */
+static void test_one_record(void **state)
+{
+    (void)state;
+    timeline_t *t;
+    char line[2048];
+    size_t n = make_line(line, sizeof line, 7, 100);
+    timeline_opts_t o = { .one_record = n };
+    assert_int_equal(timeline_open(&t, &alloc, dir, PID, &o), TIMELINE_OK);
+    assert_int_equal(timeline_append(t, line, n), TIMELINE_OK);
+    timeline_stats_t st;
+    timeline_get_stats(t, &st);
+    assert_int_equal(st.frames, 1);
+    assert_int_equal(timeline_append(t, line, n), TIMELINE_ERR_INVALID);
+    assert_int_equal(timeline_close(t), TIMELINE_OK);
+    text_t cli;
+    assert_int_equal(zstd_cli(final_path, &cli), 0);
+    assert_int_equal(cli.len, n);
+    assert_memory_equal(cli.p, line, n);
+    text_free(&cli);
+    unlink(final_path);
+
+    o.one_record = n + 1;
+    assert_int_equal(timeline_open(&t, &alloc, dir, PID, &o), TIMELINE_OK);
+    assert_int_equal(timeline_append(t, line, n), TIMELINE_ERR_INVALID);
+    assert_int_equal(timeline_close(t), TIMELINE_OK);
+    assert_int_equal(dir_entries(), 0);
+    assert_int_equal(ta.live_blocks, 0);
+}
+
 /* cycle: open, 600 records, close. @return the first error, or OK. */
 static timeline_err_t cycle(void)
 {
@@ -982,6 +1015,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_io_keeps_no_descriptor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_replaced_and_taken, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_fsync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_record, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
