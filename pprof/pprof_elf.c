@@ -949,7 +949,9 @@ static void scan_free(pprof_symcache_t *c, scan_work_t *w)
 }
 
 /* scan_image: the names of fo[0..n) in the image src (fstat st) by one
- * pass, delivered to fn. */
+ * pass, delivered to fn. Out of memory here means no names for the file,
+ * as a load that cannot allocate (pp_symcache_open_fd returns NULL); only
+ * fn's errors are returned. */
 static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struct stat *st,
                               const uint64_t *fo, size_t n, pp_scan_fn fn, void *ctx)
 {
@@ -961,18 +963,18 @@ static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struc
         return PPROF_OK;   /* not a readable ELF: no names */
     uint64_t off[2][4];
     bool have[2];
-    PP_TRY(find_tables(c, src, &eh, have, off));
-    if (!have[0] && !have[1]) return PPROF_OK;
+    if (find_tables(c, src, &eh, have, off) != PPROF_OK || (!have[0] && !have[1]))
+        return PPROF_OK;
 
     scan_work_t w = { 0 };
-    pprof_err_t err = PPROF_ERR_NOMEM;
+    pprof_err_t err = PPROF_OK;
     w.qs = c->a.alloc(c->a.ctx, n * sizeof(*w.qs));
     w.q = c->a.alloc(c->a.ctx, n * sizeof(*w.q));
     w.which = c->a.alloc(c->a.ctx, n * sizeof(*w.which));
     w.bucket = c->a.alloc(c->a.ctx, n * sizeof(*w.bucket));
     w.name_at = c->a.alloc(c->a.ctx, n * sizeof(*w.name_at));
     w.chunk = c->a.alloc(c->a.ctx, SYM_CHUNK * sizeof(Elf64_Sym));
-    if (!w.qs || !w.q || !w.which || !w.bucket || !w.name_at || !w.chunk) goto out;
+    if (!w.qs || !w.q || !w.which || !w.bucket || !w.name_at || !w.chunk) goto out;   /* no names */
     /* The distinct link-time addresses, sorted; queries outside every
      * PT_LOAD segment are not named (as pp_elf_lookup). */
     size_t nq = 0, m = 0;
@@ -986,7 +988,6 @@ static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struc
         if (m == 0 || w.q[m - 1] != w.qs[i].va) w.q[m++] = w.qs[i].va;
         w.which[w.qs[i].i] = m - 1;
     }
-    err = PPROF_OK;
     if (m == 0) goto out;
     table_t t = { 0 };
     uint64_t high = 0;
@@ -1015,10 +1016,7 @@ static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struc
     }
     if (room == 0) goto out;
     w.names = c->a.alloc(c->a.ctx, room);
-    if (!w.names) {
-        err = PPROF_ERR_NOMEM;
-        goto out;
-    }
+    if (!w.names) goto out;   /* no names */
     size_t at = 0;
     for (size_t j = 0; j < m; j++) {
         if (w.name_at[j] == SIZE_MAX) continue;

@@ -376,7 +376,8 @@ pp_elf_t *pp_symcache_vdso(pprof_symcache_t *c, const void *image, size_t len);
  * (name valid during the call only); an error from fn stops the scan and
  * is returned. Costs a binary search among the n offsets per symbol of
  * the file: for up to PP_ELF_SCAN_MAX offsets. @return PPROF_OK (also
- * when nothing could be named), PPROF_ERR_NOMEM, or fn's error. */
+ * when nothing could be named, out of memory here included, as for a
+ * load), or fn's error (PPROF_ERR_NOMEM from the builder). */
 #define PP_ELF_SCAN_MAX 4096u
 typedef pprof_err_t (*pp_scan_fn)(void *ctx, size_t i, const char *name, size_t len);
 pprof_err_t pp_symcache_scan_fd(pprof_symcache_t *c, int fd, const uint64_t *fo, size_t n,
