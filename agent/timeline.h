@@ -14,8 +14,9 @@
  * reader needs a 16 KiB window whatever the file's length.
  *
  * The file appears whole or not at all: open creates a hidden temporary
- * file in the directory; the first append writes and fsyncs a complete,
- * flushed first record there and renames it to the final name. A timeline
+ * file in the directory; the first append writes (and fsyncs, unless
+ * opts->no_fsync) a complete, flushed first record there and renames it
+ * to the final name. A timeline
  * closed with no record leaves no file.
  *
  * Two ways to open. timeline_open_io (the agent): no descriptor is kept
@@ -144,7 +145,7 @@ timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocat
 timeline_err_t timeline_append(timeline_t *t, const char *line, size_t len);
 
 /*
- * timeline_close: ends the current frame, fsyncs, closes, and frees
+ * timeline_close: ends the current frame, fsyncs (unless opts->no_fsync), closes, and frees
  * everything (t is invalid afterwards, whatever the result). With no
  * record published, removes the temporary file and leaves no timeline.
  * @return TIMELINE_OK; the failed state's error; or the error of ending
