@@ -13,8 +13,11 @@ time (user + system, from wait4):
                                   large binary (symbol table of ~29k
                                   functions) with a few samples
 
-Configurations: "bare"; "agent" with HEAPWATCH_OUT on a tmpfs (/dev/shm)
-and on the disk (BUILD/bench/exit-out; its filesystem type is printed);
+Configurations: "bare"; "libraries only": an empty library linked with
+the agent's own dependencies (its DT_NEEDED entries), preloaded: what the
+dynamic loader alone costs, the floor under the agent's figures; "agent"
+with HEAPWATCH_OUT on a tmpfs (/dev/shm) and on the disk (a directory
+under BUILD/bench; its filesystem type is printed);
 every --variant (VAR=VALUE set for the agent, both directories); every
 --other-lib (another libheapwatch.so, for a before/after in one run).
 
@@ -55,6 +58,21 @@ def programs(workdir):
     if cc1 and os.path.isabs(cc1) and os.access(cc1, os.X_OK):
         progs.append(("cc1", [cc1, "-quiet", empty, "-o", "/dev/null"]))
     return progs
+
+
+def libs_only(lib, work):
+    """An empty library that needs what lib needs (readelf -d), or None."""
+    p = subprocess.run(["readelf", "-d", lib], stdout=subprocess.PIPE, text=True)
+    needed = [line.split("[", 1)[1].split("]", 1)[0] for line in p.stdout.splitlines()
+              if "(NEEDED)" in line]
+    needed = [n for n in needed if not n.startswith(("libc.so", "ld-linux"))]
+    src = os.path.join(work, "stub.c")
+    with open(src, "w") as f:
+        f.write("int heapwatch_bench_stub;\n")
+    out = os.path.join(work, "libs-only.so")
+    r = subprocess.run(["gcc", "-shared", "-fPIC", "-o", out, src, "-Wl,--no-as-needed"] +
+                       [f"-l:{n}" for n in needed], stderr=subprocess.DEVNULL)
+    return out if r.returncode == 0 else None
 
 
 def fs_type(path):
@@ -121,6 +139,9 @@ def main():
     base_env = {k: v for k, v in os.environ.items()
                 if not k.startswith("HEAPWATCH_") and k != "LD_PRELOAD"}
     configs = [("bare", {})]
+    stub = libs_only(copies[0][1], work)
+    if stub:
+        configs.append(("libraries only", {"LD_PRELOAD": stub}))
     for label, copy in copies:
         for vlabel, venv in variants:
             for kind in ("tmpfs", "disk"):
@@ -178,7 +199,7 @@ def main():
             w = statistics.median(walls[(pname, cname)])
             c = statistics.median(cpus[(pname, cname)])
             target = ""
-            if cname != "bare" and pname in TARGET_MS:
+            if cname not in ("bare", "libraries only") and pname in TARGET_MS:
                 target = f"<= {TARGET_MS[pname]:.0f} ms: " + ("met" if w - bare <= TARGET_MS[pname] else "missed")
             rows.append([pname, cname, f"{w:.2f}", "" if cname == "bare" else f"{w - bare:+.2f}",
                          f"{w / bare:.2f}", f"{c:.2f}", "" if cname == "bare" else f"{c - bare_cpu:+.2f}",
