@@ -159,7 +159,9 @@ static pprof_err_t build(pprof_builder_t *b, const char *reason)
     size_t samples = 0;
     if (!err) err = add_stacks(b, &samples);
     if (err || samples == 0) return err;   /* no frame: no mapping or name needed */
-    err = pprof_builder_add_mappings_from_proc(b);
+    /* Only the mappings the frames fall in (and the executable's): the
+     * others' build IDs would be read for nothing. */
+    err = pprof_builder_add_mappings_from_proc_used(b);
     if (err == PPROF_ERR_PROC) err = PPROF_OK;   /* unnamed frames, still a profile */
     if (!err) {
         if (!symcache) {

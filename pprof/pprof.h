@@ -248,6 +248,16 @@ pprof_err_t pprof_builder_add_mapping(pprof_builder_t *b,
 pprof_err_t pprof_builder_add_mappings_from_proc(pprof_builder_t *b);
 
 /*
+ * pprof_builder_add_mappings_from_proc_used: the same, but only the main
+ * executable's mappings and those holding a location added so far; no
+ * file is opened for the others. A mapping's build ID is what costs (the
+ * file opened through /proc/self/map_files and read): a short process's
+ * exit profile opened a dozen libraries to name frames in two. Locations
+ * added later may fall in no mapping. @return as above.
+ */
+pprof_err_t pprof_builder_add_mappings_from_proc_used(pprof_builder_t *b);
+
+/*
  * pprof_fd_hooks_t: how the module opens and closes the files it reads
  * (/proc/self/maps, the files behind mappings). A preloaded agent routes
  * them through its own descriptor rules (agent/fds.c: a descriptor of the

@@ -899,6 +899,40 @@ static void test_scan_same_real(void **state)
     }
 }
 
+/* add_mappings_from_proc_used: the executable's mapping and the one that
+ * holds the location (libz), nothing else (libc, libprotobuf-c... are
+ * mapped but hold none); the location still named, with its build ID. */
+static void test_mappings_used(void **state)
+{
+    uint64_t pcs[1] = { addr_of((void *)deflate) + 1 };
+    pprof_builder_t *b = build(pcs, 1, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc_used(b), PPROF_OK);
+    pprof_builder_stats_t bs;
+    pprof_builder_get_stats(b, &bs);
+    assert_true(bs.mappings >= 2);
+    assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+    pb_profile_t *p = t_roundtrip(b, &alloc);
+    assert_string_equal(t_name_of_addr(p, pcs[0] - 1), "deflate");
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = 0;
+    assert_string_equal(t_str(p, t_map(p, 1)->filename), self);   /* the executable first */
+    for (size_t i = 0; i < p->n_mapping; i++) {
+        const char *file = t_str(p, p->mapping[i]->filename);
+        assert_true(strcmp(file, self) == 0 || strstr(file, "libz.so"));
+        assert_true(strlen(t_str(p, p->mapping[i]->build_id)) > 0);
+    }
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+    b = build(pcs, 1, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    pprof_builder_stats_t all;
+    pprof_builder_get_stats(b, &all);
+    assert_true(all.mappings > bs.mappings);   /* libc at least besides */
+    pprof_builder_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -913,6 +947,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_shared_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_same_synthetic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_same_real, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mappings_used, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
