@@ -35,6 +35,7 @@ void agent_conf_defaults(agent_conf_t *c)
     c->sustain_ns = CONF_DEFAULT_SUSTAIN_NS;
     c->grace_ns = CONF_DEFAULT_GRACE_NS;
     c->max_profiles = CONF_DEFAULT_MAX_PROFILES;
+    c->fsync = CONF_DEFAULT_FSYNC;
 }
 
 static bool is_digit(char ch) { return ch >= '0' && ch <= '9'; }
@@ -267,6 +268,17 @@ int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
         report_bad(report, "HEAPWATCH_HTTP", http,
                    "host:port such as 127.0.0.1:6060 or [::1]:6060", "HTTP server off");
         ld.bad++;
+    }
+    const char *fs = getenv_fn("HEAPWATCH_FSYNC");
+    if (fs && *fs) {
+        if (!strcasecmp(fs, "off") || !strcmp(fs, "0")) c->fsync = false;
+        else if (!strcasecmp(fs, "on") || !strcmp(fs, "1") || !strcasecmp(fs, "all")) c->fsync = true;
+        else {
+            report_bad(report, "HEAPWATCH_FSYNC", fs,
+                       "off or 0 (no fsync), on, 1 or all (each file fsync'ed before it is "
+                       "published)", "using off");
+            ld.bad++;
+        }
     }
     const char *thr = getenv_fn("HEAPWATCH_THREAD");
     if (thr && *thr) {

@@ -239,6 +239,7 @@ void agent_init(void)
     } else {
         agent_conf_load(&agent_conf, env_lookup, agent_log);
         agent_sample_rate = agent_conf.rate;
+        agent_out_fsync = agent_conf.fsync;
         agent_output_start(agent_conf.out_dir);
         agent_watch_init(&agent_conf, agent_output_path(), agent_mono_ns());
         agent_unwind_init();

@@ -5,6 +5,7 @@
 #ifndef HEAPWATCH_AGENT_OUT_H
 #define HEAPWATCH_AGENT_OUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -39,6 +40,13 @@ int agent_tmp_create(int dirfd, const char *name, char *tmp, size_t cap);
 int agent_publish_at(int dirfd, const char *tmp, const char *name);
 int agent_file_check(int fd, dev_t dev, ino_t ino);
 int agent_write_at(int dirfd, const char *name, const void *data, size_t len);
+
+/* agent_out_fsync: HEAPWATCH_FSYNC (set once at start-up, conf.h): whether
+ * a file is fsync'ed before it is published.
+ * agent_file_sync: fsyncs fd when agent_out_fsync is set; every file of
+ * the output goes through it before its rename. @return 0 or -errno. */
+extern bool agent_out_fsync;
+int agent_file_sync(int fd);
 
 #pragma GCC visibility pop
 

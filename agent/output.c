@@ -223,7 +223,7 @@ int agent_output_summary(void (*build)(agent_buf_t *b, const char *own_name), ch
             break;
         }
         err = agent_write_all(fd, b.buf, b.len);
-        if (!err && fsync(fd) != 0) err = -errno;
+        if (!err) err = agent_file_sync(fd);
         agent_fd_release(fd);
         if (!err) err = agent_publish_at(dirfd, tmp, name);
         if (err) (void)unlinkat(dirfd, tmp, 0);

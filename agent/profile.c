@@ -12,7 +12,11 @@
  * Mappings come from /proc/self/maps with their build IDs, and frames are
  * named in-process through a symbol cache kept for the life of the process
  * (libstdc++'s tables are parsed once, not at every profile), so a profile
- * opens on another machine. The cache reads files with pread into the
+ * opens on another machine. The exit profile is the last: files the cache
+ * does not hold are named by one pass over their symbol table instead of
+ * a load and a sort (a short process paid for cc1's 28,899 symbols at
+ * every exit), and a profile without samples reads neither the mappings
+ * nor a symbol. The cache reads files with pread into the
  * arena, never maps them (a library the program truncates cannot fault
  * us), and is bounded (pprof/pprof_elf.c).
  *
@@ -20,7 +24,7 @@
  * see output.c), seq counting from 1 per process with at least 4 digits.
  * The profile is streamed into a temporary file created in the verified
  * output directory with O_CREAT|O_EXCL|O_NOFOLLOW under an unpredictable
- * name (out.c), fsync'ed, and renamed to its final name without ever
+ * name (out.c), fsync'ed with HEAPWATCH_FSYNC=on, and renamed to its final name without ever
  * replacing a file: it appears whole or not at all, and no planted link
  * or name is ever written through.
  *
@@ -33,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,9 +59,11 @@ static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
 static pprof_symcache_t *symcache;       /* kept across profiles */
 static unsigned seq;                     /* profiles named so far (under the lock) */
 
-/* add_stacks: one heap sample per stack with samples. */
-static pprof_err_t add_stacks(pprof_builder_t *b)
+/* add_stacks: one heap sample per stack with samples; their number into
+ * *added. */
+static pprof_err_t add_stacks(pprof_builder_t *b, size_t *added)
 {
+    *added = 0;
     uint32_t n = agent_stacks_count();
     for (uint32_t id = 0; id < n; id++) {
         agent_stack_t *s = agent_stack_get(id);
@@ -73,6 +80,7 @@ static pprof_err_t add_stacks(pprof_builder_t *b)
         };
         pprof_err_t err = pprof_heap_add(b, s->pcs, s->depth, &c);
         if (err != PPROF_OK) return err;
+        ++*added;
     }
     return PPROF_OK;
 }
@@ -115,7 +123,10 @@ static pprof_err_t write_file(pprof_builder_t *b, int dirfd, const char *reason,
     int fd = agent_tmp_create(dirfd, base, tmp, sizeof tmp);
     if (fd < 0) return errno_err(-fd);
     pprof_err_t err = pprof_builder_write_fd(b, fd);
-    if (!err && fsync(fd) != 0) err = errno_err(errno);
+    if (!err) {
+        int serr = agent_file_sync(fd);
+        if (serr) err = errno_err(-serr);
+    }
     if (!err) {
         int perr = agent_output_publish(dirfd, tmp, "heap.", suffix, name, namecap);
         if (perr) err = errno_err(-perr);
@@ -145,15 +156,23 @@ static pprof_err_t build(pprof_builder_t *b, const char *reason)
     pprof_err_t err = pprof_builder_set_heap_types(b, (int64_t)agent_sample_rate);
     if (!err) err = pprof_builder_set_time(b, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, 0);
     if (!err) err = pprof_builder_add_comment(b, comment);
-    if (!err) err = add_stacks(b);
-    if (!err) err = pprof_builder_add_mappings_from_proc(b);
+    size_t samples = 0;
+    if (!err) err = add_stacks(b, &samples);
+    if (err || samples == 0) return err;   /* no frame: no mapping or name needed */
+    /* Only the mappings the frames fall in (and the executable's): the
+     * others' build IDs would be read for nothing. */
+    err = pprof_builder_add_mappings_from_proc_used(b);
     if (err == PPROF_ERR_PROC) err = PPROF_OK;   /* unnamed frames, still a profile */
     if (!err) {
         if (!symcache) {
             map_allocator_t a = map_arena_allocator();
             if (pprof_symcache_new(&a, &symcache) != PPROF_OK) symcache = NULL;
         }
-        err = pprof_builder_symbolize(b, symcache);
+        /* The exit profile is the process's last: what the cache does not
+         * hold yet is named by one pass per file, not loaded and sorted
+         * (pprof_builder_symbolize_once). */
+        bool last = strcmp(reason, "exit") == 0;
+        err = last ? pprof_builder_symbolize_once(b, symcache) : pprof_builder_symbolize(b, symcache);
     }
     return err;
 }

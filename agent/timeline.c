@@ -5,9 +5,11 @@
  * record while the program runs and after `kill -9`. ZSTD_e_flush ends the
  * current block, so everything given so far is decodable, and a write(2)
  * puts it in the page cache, which outlives the process. We fsync only at
- * publication and at close: an fsync per interval would cost more than the
- * rest of the background thread's work, for durability across a machine
- * crash that SPEC does not ask for.
+ * publication and at close, and the agent not even there unless
+ * HEAPWATCH_FSYNC=on (opts->no_fsync; conf.h): an fsync per interval would
+ * cost more than the rest of the background thread's work, and at exit two
+ * of them were a third of what a short process paid for the agent, for
+ * durability across a machine crash that SPEC does not ask for.
  *
  * Frames end every TIMELINE_FRAME_RECORDS records or TIMELINE_FRAME_BYTES
  * uncompressed bytes. A frame's checksum comes only at its end, and after
@@ -95,6 +97,8 @@ struct timeline_s {
     char tmp[NAME_MAX_LEN + 40];  /* io mode: temporary name in the directory */
     timeline_err_t error;       /* sticky: the failed state */
     bool published;             /* renamed to the final name */
+    bool no_fsync;              /* opts->no_fsync: never fsync */
+    size_t one_record;          /* opts->one_record */
     unsigned frame_records;     /* limits of a frame */
     size_t frame_bytes;
     unsigned records_in_frame;  /* 0: no frame open */
@@ -230,7 +234,9 @@ static timeline_err_t compress(timeline_t *t, const void *in, size_t len, ZSTD_E
     }
 }
 
-/* make_compressor: the context, its parameters, and its workspace. */
+/* make_compressor: the context, its parameters, and its workspace; for
+ * one record, the context knows its size and allocates its (smaller)
+ * workspace at that record: zstd sizes its tables to a pledged source. */
 static timeline_err_t make_compressor(timeline_t *t, int level)
 {
     ZSTD_customMem mem = { zstd_alloc, zstd_free, &t->allocator };
@@ -239,7 +245,9 @@ static timeline_err_t make_compressor(timeline_t *t, int level)
     size_t r = ZSTD_CCtx_setParameter(t->cctx, ZSTD_c_compressionLevel, level);
     if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(t->cctx, ZSTD_c_windowLog, TIMELINE_WINDOW_LOG);
     if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(t->cctx, ZSTD_c_checksumFlag, 1);
+    if (!ZSTD_isError(r) && t->one_record) r = ZSTD_CCtx_setPledgedSrcSize(t->cctx, t->one_record);
     if (ZSTD_isError(r)) return zstd_err(r);
+    if (t->one_record) return TIMELINE_OK;
     /* The warm-up: allocates the workspace now; with no input and
      * ZSTD_e_continue zstd emits nothing (kept in out[] if it ever did). */
     ZSTD_inBuffer ib = { NULL, 0, 0 };
@@ -298,6 +306,8 @@ static timeline_t *new_writer(const map_allocator_t *allocator, const timeline_o
     t->fd = -1;
     t->frame_records = opts && opts->frame_records ? opts->frame_records : TIMELINE_FRAME_RECORDS;
     t->frame_bytes = opts && opts->frame_bytes ? opts->frame_bytes : TIMELINE_FRAME_BYTES;
+    t->no_fsync = opts && opts->no_fsync;
+    t->one_record = opts ? opts->one_record : 0;
     return t;
 }
 
@@ -418,11 +428,17 @@ static timeline_err_t fail(timeline_t *t, timeline_err_t err)
     return err;
 }
 
+/* sync: fsync, unless the writer was opened with no_fsync. */
+static bool sync_ok(timeline_t *t)
+{
+    return t->no_fsync || timeline_sys_fsync(t->fd) == 0;
+}
+
 /* publish: the temporary file holds a complete flushed record: make it
- * durable, then visible. */
+ * durable (unless no_fsync), then visible. */
 static timeline_err_t publish(timeline_t *t)
 {
-    if (timeline_sys_fsync(t->fd) != 0) return errno_to_err(errno);
+    if (!sync_ok(t)) return errno_to_err(errno);
     if (t->use_io) {
         int dirfd = t->io.dirfd(t->io.ctx);
         int err = dirfd < 0 ? dirfd : t->io.publish(t->io.ctx, dirfd, t->tmp, t->name, sizeof t->name);
@@ -439,9 +455,10 @@ timeline_err_t timeline_append(timeline_t *t, const char *line, size_t len)
     if (!t || !line) return TIMELINE_ERR_INVALID;
     if (t->error) return t->error;
     if (len == 0 || line[len - 1] != '\n') return TIMELINE_ERR_INVALID;
+    if (t->one_record && (len != t->one_record || t->stats.records)) return TIMELINE_ERR_INVALID;
 
     bool end = t->records_in_frame + 1 >= t->frame_records ||
-               t->bytes_in_frame + len >= t->frame_bytes;
+               t->bytes_in_frame + len >= t->frame_bytes || t->one_record;
     timeline_err_t err = file_begin(t);
     if (!err) err = compress(t, line, len, end ? ZSTD_e_end : ZSTD_e_flush);
     if (!err && !t->published) err = publish(t);
@@ -472,7 +489,7 @@ timeline_err_t timeline_close(timeline_t *t)
                 err = compress(t, NULL, 0, ZSTD_e_end);
                 if (!err) t->stats.frames++;
             }
-            if (!err && (!fd_ok(t) || timeline_sys_fsync(t->fd) != 0)) err = errno_to_err(errno);
+            if (!err && (!fd_ok(t) || !sync_ok(t))) err = errno_to_err(errno);
             file_end(t);
         }
         if (!t->published && !t->error) (void)fail(t, TIMELINE_OK);   /* no record: no timeline */
@@ -483,7 +500,7 @@ timeline_err_t timeline_close(timeline_t *t)
         err = compress(t, NULL, 0, ZSTD_e_end);
         if (!err) t->stats.frames++;
     }
-    if (!err && t->published && timeline_sys_fsync(t->fd) != 0) err = errno_to_err(errno);
+    if (!err && t->published && !sync_ok(t)) err = errno_to_err(errno);
     if (close(t->fd) != 0 && !err && t->published) err = errno_to_err(errno);
     if (!t->published) unlink(t->tmp_path);   /* no record: no timeline */
     release(t);

@@ -14,8 +14,9 @@
  * reader needs a 16 KiB window whatever the file's length.
  *
  * The file appears whole or not at all: open creates a hidden temporary
- * file in the directory; the first append writes and fsyncs a complete,
- * flushed first record there and renames it to the final name. A timeline
+ * file in the directory; the first append writes (and fsyncs, unless
+ * opts->no_fsync) a complete, flushed first record there and renames it
+ * to the final name. A timeline
  * closed with no record leaves no file.
  *
  * Two ways to open. timeline_open_io (the agent): no descriptor is kept
@@ -76,6 +77,13 @@ typedef struct timeline_opts_s {
     unsigned frame_records;     /* end a frame after this many records */
     size_t frame_bytes;         /* ... or once it holds this many bytes */
     int level;                  /* zstd compression level */
+    bool no_fsync;              /* publish and close without fsync (the
+                                 * agent's default: HEAPWATCH_FSYNC, conf.h) */
+    size_t one_record;          /* nonzero: the writer gets exactly one
+                                 * record of this many bytes, then is closed
+                                 * (the exit record of a process that wrote
+                                 * none before): the compressor is sized for
+                                 * it and the record is a whole frame */
 } timeline_opts_t;
 
 /* timeline_stats_t: what a writer has done so far. */
@@ -137,7 +145,7 @@ timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocat
 timeline_err_t timeline_append(timeline_t *t, const char *line, size_t len);
 
 /*
- * timeline_close: ends the current frame, fsyncs, closes, and frees
+ * timeline_close: ends the current frame, fsyncs (unless opts->no_fsync), closes, and frees
  * everything (t is invalid afterwards, whatever the result). With no
  * record published, removes the temporary file and leaves no timeline.
  * @return TIMELINE_OK; the failed state's error; or the error of ending

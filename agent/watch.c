@@ -336,8 +336,9 @@ static int timeline_publish(void *ctx, int dirfd, const char *tmp, char *name, s
     return agent_output_publish(dirfd, tmp, "timeline.", ".jsonl.zst", name, cap);
 }
 
-/* append_timeline: one record; the file is opened on first use. */
-static void append_timeline(const agent_buf_t *b)
+/* append_timeline: one record; the file is opened on first use; final:
+ * the exit record (when it is the first, the timeline's only one). */
+static void append_timeline(const agent_buf_t *b, bool final)
 {
     if (timeline_failed || b->overflow) return;
     timeline_err_t err = TIMELINE_OK;
@@ -350,7 +351,9 @@ static void append_timeline(const agent_buf_t *b)
         agent_buf_str(&nb, "timeline.");
         agent_buf_str(&nb, agent_output_tag());
         agent_buf_str(&nb, ".jsonl.zst");
-        err = timeline_open_io(&timeline, &arena, &io, base, NULL);
+        timeline_opts_t opts = { .no_fsync = !agent_out_fsync,    /* HEAPWATCH_FSYNC */
+                                 .one_record = final ? b->len : 0 };
+        err = timeline_open_io(&timeline, &arena, &io, base, &opts);
     }
     if (!err) {
         bool was_published = timeline_published(timeline);
@@ -454,7 +457,8 @@ static void publish_alerts(int dirfd, const agent_buf_t *b)
     if (fd < 0) return;
     struct stat st;
     int err = agent_write_all(fd, b->buf, b->len);
-    if (!err && (fsync(fd) != 0 || fstat(fd, &st) != 0)) err = -errno;
+    if (!err) err = agent_file_sync(fd);
+    if (!err && fstat(fd, &st) != 0) err = -errno;
     agent_fd_release(fd);
     if (!err) err = agent_output_publish(dirfd, tmp, "alerts.", ".jsonl", alerts_name, sizeof alerts_name);
     if (err) {
@@ -606,7 +610,7 @@ void agent_watch_snapshot(const heapwatch_counters_t *c, uint64_t mono_ns, uint6
     agent_buf_t b;
     agent_buf_init(&b, text, sizeof text);
     timeline_record(&b, c, real_ns, start_real_ns, have_rate ? &r : NULL);
-    append_timeline(&b);
+    append_timeline(&b, final);
     if (!have_rate) return;
     last = r;
     have_last = true;

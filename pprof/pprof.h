@@ -248,6 +248,16 @@ pprof_err_t pprof_builder_add_mapping(pprof_builder_t *b,
 pprof_err_t pprof_builder_add_mappings_from_proc(pprof_builder_t *b);
 
 /*
+ * pprof_builder_add_mappings_from_proc_used: the same, but only the main
+ * executable's mappings and those holding a location added so far; no
+ * file is opened for the others. A mapping's build ID is what costs (the
+ * file opened through /proc/self/map_files and read): a short process's
+ * exit profile opened a dozen libraries to name frames in two. Locations
+ * added later may fall in no mapping. @return as above.
+ */
+pprof_err_t pprof_builder_add_mappings_from_proc_used(pprof_builder_t *b);
+
+/*
  * pprof_fd_hooks_t: how the module opens and closes the files it reads
  * (/proc/self/maps, the files behind mappings). A preloaded agent routes
  * them through its own descriptor rules (agent/fds.c: a descriptor of the
@@ -311,6 +321,16 @@ void pprof_symcache_get_stats(const pprof_symcache_t *c,
  * @return PPROF_OK (also when some names were not found), PPROF_ERR_NOMEM.
  */
 pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache);
+
+/*
+ * pprof_builder_symbolize_once: the same names, for a profile after which
+ * the process symbolizes nothing more (its exit profile): a file that
+ * cache does not hold yet is not loaded into it; its locations are named
+ * by one pass over its symbol section, without sorting it (a file with
+ * more than 4096 locations is loaded as usual). pprof_builder_symbolize
+ * with a NULL cache does this too. @return as pprof_builder_symbolize.
+ */
+pprof_err_t pprof_builder_symbolize_once(pprof_builder_t *b, pprof_symcache_t *cache);
 
 /*
  * pprof_builder_frame_name: the function name symbolization gave frame i of

@@ -150,11 +150,18 @@ bool pp_elf_build_id_fd(int fd, char *hex)
     Elf64_Ehdr eh;
     if (pread_all(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) || !ehdr_ok(&eh))
         return false;
+    /* The program headers in one read (at most 128: 7 KiB), not one read
+     * each: this runs for every executable mapping of every profile, and
+     * at a short process's exit (10 files, some 13 headers each) the
+     * reads were a tenth of the profile's cost. */
     unsigned phnum = eh.e_phnum > 128 ? 128 : eh.e_phnum;
+    Elf64_Phdr phs[128];
+    ssize_t got = pread_all(fd, phs, phnum * sizeof(Elf64_Phdr), (off_t)eh.e_phoff);
+    if (got < 0) return false;
+    unsigned whole = (unsigned)((size_t)got / sizeof(Elf64_Phdr));
     for (unsigned i = 0; i < phnum; i++) {
-        Elf64_Phdr ph;
-        off_t at = (off_t)(eh.e_phoff + (uint64_t)i * sizeof(ph));
-        if (pread_all(fd, &ph, sizeof(ph), at) != (ssize_t)sizeof(ph)) return false;
+        if (i >= whole) return false;   /* a short read: as before, no ID */
+        const Elf64_Phdr ph = phs[i];
         if (ph.p_type != PT_NOTE) continue;
         unsigned char buf[2048];   /* the build ID note comes first in practice */
         size_t n = ph.p_filesz < sizeof(buf) ? (size_t)ph.p_filesz : sizeof(buf);
@@ -453,13 +460,16 @@ pp_elf_t *pp_symcache_vdso(pprof_symcache_t *c, const void *image, size_t len)
 /* Symbol tables                                                            */
 /* ------------------------------------------------------------------------ */
 
-/* sort_sym_t: a symbol while sorting; rank orders aliases (lower wins). */
+/* sort_sym_t: a symbol while sorting; rank orders aliases (lower wins),
+ * then index (the symbol's place in its section: the first wins, so that
+ * the choice among equal ranks does not depend on the sort, and the
+ * one-pass naming below makes the same one). */
 typedef struct sort_sym_s {
     uint64_t addr;
     uint32_t size;
     uint32_t name;
     uint32_t rank;
-    uint32_t pad;
+    uint32_t index;
 } sort_sym_t;
 
 static int cmp_sort_sym(const void *x, const void *y)
@@ -467,6 +477,7 @@ static int cmp_sort_sym(const void *x, const void *y)
     const sort_sym_t *a = x, *b = y;
     if (a->addr != b->addr) return a->addr < b->addr ? -1 : 1;
     if (a->rank != b->rank) return a->rank < b->rank ? -1 : 1;
+    if (a->index != b->index) return a->index < b->index ? -1 : 1;
     return 0;
 }
 
@@ -493,8 +504,10 @@ static bool wanted(const Elf64_Sym *s, size_t strsz)
 /* table_t: a symbol section and its string section, as read. */
 typedef struct table_s {
     uint64_t sym_off, nsym;  /* the symbol section in the image */
-    char *str;               /* its string section, in memory */
+    char *str;               /* its string section, in memory (NULL: the
+                              * one-pass naming reads names one by one) */
     size_t strsz;
+    uint64_t str_off;        /* the string section in the image */
 } table_t;
 
 /* scan_syms: one pass over the symbols of t in chunks of SYM_CHUNK: counts
@@ -518,7 +531,7 @@ static size_t scan_syms(const src_t *src, const table_t *t, Elf64_Sym *chunk,
                 out[k].name = s->st_name;
                 out[k].rank = alias_rank(ELF64_ST_BIND(s->st_info), t->str + s->st_name,
                                          t->strsz - s->st_name);
-                out[k].pad = 0;
+                out[k].index = (uint32_t)(i + j);   /* < 700k: PP_ELF_MAX_SYMTAB */
             }
             k++;
         }
@@ -641,10 +654,14 @@ static bool find_table(const src_t *src, const Elf64_Shdr *sh, size_t shnum, uin
     return false;
 }
 
-/* load_syms: .symtab, else .dynsym (also when .symtab is past the bounds). */
-static pprof_err_t load_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
-                             const Elf64_Ehdr *eh)
+/* find_tables: where .symtab (off[0]) and .dynsym (off[1]) are: symbol
+ * section offset and size, string section offset and size; have[i] false
+ * for a table the file lacks or that is past the bounds. @return PPROF_OK
+ * or PPROF_ERR_NOMEM. */
+static pprof_err_t find_tables(pprof_symcache_t *c, const src_t *src, const Elf64_Ehdr *eh,
+                               bool have[2], uint64_t off[2][4])
 {
+    have[0] = have[1] = false;
     if (eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shoff == 0) return PPROF_OK;
     uint64_t shnum = eh->e_shnum;
     if (shnum == 0) {   /* more than SHN_LORESERVE sections: count in sh0 */
@@ -657,8 +674,6 @@ static pprof_err_t load_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
         return PPROF_OK;
     Elf64_Shdr *sh = c->a.alloc(c->a.ctx, (size_t)shnum * sizeof(Elf64_Shdr));
     if (!sh) return PPROF_ERR_NOMEM;
-    uint64_t off[2][4];
-    bool have[2] = { false, false };
     if (src_read(src, eh->e_shoff, sh, (size_t)shnum * sizeof(Elf64_Shdr))) {
         have[0] = find_table(src, sh, (size_t)shnum, SHT_SYMTAB, &off[0][0], &off[0][1],
                              &off[0][2], &off[0][3]);
@@ -666,10 +681,20 @@ static pprof_err_t load_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
                              &off[1][2], &off[1][3]);
     }
     c->a.free(c->a.ctx, sh);
+    return PPROF_OK;
+}
+
+/* load_syms: .symtab, else .dynsym (also when .symtab is past the bounds). */
+static pprof_err_t load_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
+                             const Elf64_Ehdr *eh)
+{
+    uint64_t off[2][4];
+    bool have[2];
+    PP_TRY(find_tables(c, src, eh, have, off));
     for (int pass = 0; pass < 2 && e->nsyms == 0; pass++) {
         if (!have[pass]) continue;
         table_t t = { off[pass][0], off[pass][1] / sizeof(Elf64_Sym), NULL,
-                      (size_t)off[pass][3] };
+                      (size_t)off[pass][3], off[pass][2] };
         t.str = c->a.alloc(c->a.ctx, t.strsz);
         if (!t.str) return PPROF_ERR_NOMEM;
         pprof_err_t err = PPROF_OK;
@@ -746,4 +771,300 @@ const char *pp_elf_lookup(const pp_elf_t *e, uint64_t fo, size_t *len)
     size_t max = e->names_len - s->name;
     *len = strnlen(name, max < PP_ELF_MAX_NAME ? max : PP_ELF_MAX_NAME);
     return name;
+}
+
+/* ------------------------------------------------------------------------ */
+/* A few addresses in a file not cached: one pass, nothing sorted or kept   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A profile written once (the exit profile of a short process) names a
+ * few dozen addresses, but loading a file's table reads every function
+ * symbol and its name and sorts them: cc1's 28,899 took 40 % of its run
+ * under the agent. pp_symcache_scan_fd names the addresses in one pass
+ * over the symbol section instead, reading no name but the ones it needs,
+ * and keeps nothing. The result is the one pp_elf_lookup gives after a
+ * load, by the same rules:
+ *
+ *   - the sorted table's candidate for an address va is the last distinct
+ *     symbol address <= va. The queries are sorted (q[0] < q[1] < ...);
+ *     a symbol at a goes to bucket j, the first query with q[j] >= a,
+ *     which keeps its highest address (and there, the aliases). Query j's
+ *     candidate is then bucket j's, or when that bucket is empty query
+ *     j-1's (every symbol below q[j] is in a bucket <= j, and buckets hold
+ *     increasing addresses);
+ *   - aliases at one address: the size is the largest, the name that of
+ *     the best (alias_rank, index) - index being the symbol's place in the
+ *     section, which the sorted path uses to break rank ties too. The pass
+ *     meets aliases in index order, so a later one wins only with a
+ *     strictly lower rank; ranks are read (the name's underscores and
+ *     length) only when two aliases meet;
+ *   - a sized symbol covers [a, a + size); a size-0 one up to the next
+ *     symbol, never past the highest of the table (tracked over the pass);
+ *   - .symtab if it has a wanted symbol (and reads), else .dynsym.
+ * Each query costs a binary search per symbol (log2 of the queries), which
+ * is why the caller uses it only up to PP_ELF_SCAN_MAX addresses.
+ * Reads are bounded as the load's: sections within the file and the
+ * bounds (find_table), symbols read SYM_CHUNK at a time, a name at most
+ * PP_ELF_MAX_NAME bytes (a rank reads at most 64 KiB: the cap of its
+ * length field). The file's identity is checked after everything was
+ * read: a change means no names, as for a load.
+ */
+
+#define RANK_UNKNOWN UINT32_MAX
+
+/* bucket_t: the best symbol met so far for one query's bucket. */
+typedef struct bucket_s {
+    uint64_t addr;           /* 0: none yet */
+    uint32_t size;           /* the largest size among its aliases */
+    uint32_t name;           /* st_name of the winning alias */
+    uint32_t rank;           /* its alias_rank, or RANK_UNKNOWN */
+    uint8_t bind;            /* its binding (for the rank) */
+} bucket_t;
+
+/* read_rank: alias_rank of the name at off in t, read from the image in
+ * pieces. @return false when a read failed. */
+static bool read_rank(const src_t *src, const table_t *t, unsigned bind, uint32_t off,
+                      uint32_t *rank)
+{
+    size_t max = t->strsz - off;   /* what alias_rank may look at */
+    if (max > 0xffff) max = 0xffff;   /* its length saturates there */
+    size_t us = 0, len = 0;
+    bool in_prefix = true;
+    char piece[256];
+    while (len < max) {
+        size_t n = max - len < sizeof piece ? max - len : sizeof piece;
+        if (!src_read(src, t->str_off + off + len, piece, n)) return false;
+        size_t i = 0;
+        for (; i < n && piece[i]; i++)
+            if (in_prefix && piece[i] == '_') us++;
+            else in_prefix = false;
+        len += i;
+        if (i < n) break;   /* the NUL */
+    }
+    uint32_t r = bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2;
+    if (us > 15) us = 15;
+    *rank = r << 24 | (uint32_t)us << 16 | (uint32_t)len;
+    return true;
+}
+
+/* first_at_or_above: the index of the first of the sorted q[0..m) (m > 0)
+ * that is >= a, m if none. Branchless: the answer lies in [base, base +
+ * n] throughout, and each step halves n with a conditional move; the
+ * branchy search mispredicted on most of a table's symbols (cc1, 16
+ * queries: 0.73 ms a pass). */
+static size_t first_at_or_above(const uint64_t *q, size_t m, uint64_t a)
+{
+    const uint64_t *base = q;
+    size_t n = m;
+    while (n > 1) {
+        size_t half = n / 2;
+        base = base[half] < a ? base + half : base;
+        n -= half;
+    }
+    return (size_t)(base - q) + (*base < a);
+}
+
+/* scan_pass: one pass over table t: bucket[0..m) for the sorted queries
+ * q[0..m); *high: the highest symbol address. @return the number of
+ * wanted symbols met, or SIZE_MAX when a read failed. */
+static size_t scan_pass(const src_t *src, const table_t *t, Elf64_Sym *chunk, const uint64_t *q,
+                        size_t m, bucket_t *bucket, uint64_t *high)
+{
+    size_t k = 0;
+    memset(bucket, 0, m * sizeof(*bucket));
+    *high = 0;
+    for (uint64_t i = 0; i < t->nsym; i += SYM_CHUNK) {
+        size_t n = t->nsym - i < SYM_CHUNK ? (size_t)(t->nsym - i) : SYM_CHUNK;
+        if (!src_read(src, t->sym_off + i * sizeof(Elf64_Sym), chunk, n * sizeof(Elf64_Sym)))
+            return SIZE_MAX;
+        for (size_t s = 0; s < n; s++) {
+            const Elf64_Sym *sym = &chunk[s];
+            if (!wanted(sym, t->strsz)) continue;
+            k++;
+            uint64_t a = sym->st_value;
+            if (a > *high) *high = a;
+            size_t lo = first_at_or_above(q, m, a);
+            if (lo == m) continue;
+            bucket_t *bk = &bucket[lo];
+            uint32_t size = sym->st_size > UINT32_MAX ? UINT32_MAX : (uint32_t)sym->st_size;
+            unsigned bind = ELF64_ST_BIND(sym->st_info);
+            if (a > bk->addr) {
+                *bk = (bucket_t){ a, size, sym->st_name, RANK_UNKNOWN, (uint8_t)bind };
+                continue;
+            }
+            if (a < bk->addr) continue;
+            /* An alias: the largest size; the name of the better rank (an
+             * equal rank keeps the earlier symbol). */
+            if (size > bk->size) bk->size = size;
+            uint32_t r;
+            if (bk->rank == RANK_UNKNOWN && !read_rank(src, t, bk->bind, bk->name, &bk->rank))
+                return SIZE_MAX;
+            if (!read_rank(src, t, bind, sym->st_name, &r)) return SIZE_MAX;
+            if (r < bk->rank) {
+                bk->name = sym->st_name;
+                bk->rank = r;
+                bk->bind = (uint8_t)bind;
+            }
+        }
+    }
+    return k;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* query_t: a query while sorting: its link-time address and its place. */
+typedef struct query_s {
+    uint64_t va;
+    size_t i;
+} query_t;
+
+static int cmp_query(const void *x, const void *y)
+{
+    const query_t *a = x, *b = y;
+    return a->va != b->va ? (a->va < b->va ? -1 : 1) : 0;
+}
+
+/* scan_work_t: what one scan holds (freed by scan_free). */
+typedef struct scan_work_s {
+    query_t *qs;             /* n queries, sorted by va */
+    uint64_t *q;             /* the m distinct addresses */
+    size_t *which;           /* n: query i's distinct index, or SIZE_MAX */
+    bucket_t *bucket;        /* m */
+    Elf64_Sym *chunk;
+    char *names;             /* the names found, NUL-separated */
+    size_t *name_at;         /* m: where name j starts in names, SIZE_MAX: none */
+} scan_work_t;
+
+static void scan_free(pprof_symcache_t *c, scan_work_t *w)
+{
+    void *p[] = { w->qs, w->q, w->which, w->bucket, w->chunk, w->names, w->name_at };
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        if (p[i]) c->a.free(c->a.ctx, p[i]);
+}
+
+/* scan_image: the names of fo[0..n) in the image src (fstat st) by one
+ * pass, delivered to fn. Out of memory here means no names for the file,
+ * as a load that cannot allocate (pp_symcache_open_fd returns NULL); only
+ * fn's errors are returned. */
+static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struct stat *st,
+                              const uint64_t *fo, size_t n, pp_scan_fn fn, void *ctx)
+{
+    Elf64_Ehdr eh;
+    pp_elf_t loads;   /* only its PT_LOAD segments are used */
+    loads.nloads = 0;
+    if (!src_read(src, 0, &eh, sizeof(eh)) || !ehdr_ok(&eh) || eh.e_phoff > src->len ||
+        !load_loads(&loads, src, &eh))
+        return PPROF_OK;   /* not a readable ELF: no names */
+    uint64_t off[2][4];
+    bool have[2];
+    if (find_tables(c, src, &eh, have, off) != PPROF_OK || (!have[0] && !have[1]))
+        return PPROF_OK;
+
+    scan_work_t w = { 0 };
+    pprof_err_t err = PPROF_OK;
+    w.qs = c->a.alloc(c->a.ctx, n * sizeof(*w.qs));
+    w.q = c->a.alloc(c->a.ctx, n * sizeof(*w.q));
+    w.which = c->a.alloc(c->a.ctx, n * sizeof(*w.which));
+    w.bucket = c->a.alloc(c->a.ctx, n * sizeof(*w.bucket));
+    w.name_at = c->a.alloc(c->a.ctx, n * sizeof(*w.name_at));
+    w.chunk = c->a.alloc(c->a.ctx, SYM_CHUNK * sizeof(Elf64_Sym));
+    if (!w.qs || !w.q || !w.which || !w.bucket || !w.name_at || !w.chunk) goto out;   /* no names */
+    /* The distinct link-time addresses, sorted; queries outside every
+     * PT_LOAD segment are not named (as pp_elf_lookup). */
+    size_t nq = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        w.which[i] = SIZE_MAX;
+        uint64_t va;
+        if (fo_to_vaddr(&loads, fo[i], &va)) w.qs[nq++] = (query_t){ va, i };
+    }
+    pp_heapsort(w.qs, nq, sizeof(*w.qs), cmp_query);
+    for (size_t i = 0; i < nq; i++) {
+        if (m == 0 || w.q[m - 1] != w.qs[i].va) w.q[m++] = w.qs[i].va;
+        w.which[w.qs[i].i] = m - 1;
+    }
+    if (m == 0) goto out;
+    table_t t = { 0 };
+    uint64_t high = 0;
+    size_t found = 0;
+    for (int pass = 0; pass < 2 && found == 0; pass++) {
+        if (!have[pass]) continue;
+        t = (table_t){ off[pass][0], off[pass][1] / sizeof(Elf64_Sym), NULL,
+                       (size_t)off[pass][3], off[pass][2] };
+        found = scan_pass(src, &t, w.chunk, w.q, m, w.bucket, &high);
+        if (found == SIZE_MAX) found = 0;   /* unreadable: as a load, the next table */
+    }
+    if (found == 0) goto out;
+    /* Each distinct address's symbol (see above), and the room its name
+     * may take. */
+    size_t room = 0;
+    const bucket_t *cand = NULL;
+    for (size_t j = 0; j < m; j++) {
+        if (w.bucket[j].addr) cand = &w.bucket[j];
+        w.name_at[j] = SIZE_MAX;
+        if (!cand) continue;
+        if (cand->size ? w.q[j] - cand->addr >= cand->size : cand->addr == high) continue;
+        w.bucket[j].name = cand->name;   /* bucket j's own symbol is no longer needed */
+        w.name_at[j] = 0;
+        size_t max = t.strsz - cand->name;
+        room += (max < PP_ELF_MAX_NAME ? max : PP_ELF_MAX_NAME) + 1;
+    }
+    if (room == 0) goto out;
+    w.names = c->a.alloc(c->a.ctx, room);
+    if (!w.names) goto out;   /* no names */
+    size_t at = 0;
+    for (size_t j = 0; j < m; j++) {
+        if (w.name_at[j] == SIZE_MAX) continue;
+        uint32_t name = w.bucket[j].name;
+        size_t max = t.strsz - name;
+        if (max > PP_ELF_MAX_NAME) max = PP_ELF_MAX_NAME;
+        if (!src_read(src, t.str_off + name, w.names + at, max)) goto out;   /* no names */
+        size_t len = strnlen(w.names + at, max);
+        w.names[at + len] = '\0';
+        w.name_at[j] = at;
+        at += len + 1;
+    }
+    /* Changed while read: no names, as for a load. */
+    struct stat st2;
+    if (fstat(src->fd, &st2) != 0 || !same_file(st, &st2)) goto out;
+    for (size_t i = 0; i < n && err == PPROF_OK; i++) {
+        size_t j = w.which[i];
+        if (j == SIZE_MAX || w.name_at[j] == SIZE_MAX) continue;
+        const char *name = w.names + w.name_at[j];
+        size_t len = strlen(name);
+        if (len) err = fn(ctx, i, name, len);
+    }
+out:
+    scan_free(c, &w);
+    return err;
+}
+
+pprof_err_t pp_symcache_scan_fd(pprof_symcache_t *c, int fd, const uint64_t *fo, size_t n,
+                                pp_scan_fn fn, void *ctx)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        pp_close(fd);
+        return PPROF_OK;   /* nothing identifies it, nothing is read */
+    }
+    pp_elf_t *e = find_file(c, &st);
+    if (e) {   /* loaded before: its table */
+        pp_close(fd);
+        touch(c, e);
+        for (size_t i = 0; i < n; i++) {
+            size_t len;
+            const char *name = pp_elf_lookup(e, fo[i], &len);
+            if (name && len) PP_TRY(fn(ctx, i, name, len));
+        }
+        return PPROF_OK;
+    }
+    src_t src = { fd, NULL, (uint64_t)st.st_size };
+    pprof_err_t err = scan_image(c, &src, &st, fo, n, fn, ctx);
+    pp_close(fd);
+    return err;
 }

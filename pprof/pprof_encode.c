@@ -101,6 +101,28 @@ static void emit(pp_sink_t *s, const unsigned char *p, size_t n)
 }
 
 /* drain: pushes the staged bytes through deflate (or straight out). */
+/* zstart: deflateInit2 at the first drain. When the whole profile is
+ * staged by then (Z_FINISH: a profile under STAGE_SIZE), the window is no
+ * larger than the profile (at least 2^9) and the hash table sized to
+ * match (memLevel = window bits - 7): the same stream a bigger window
+ * would give but for the hash, and a few KiB of state instead of the
+ * 256 KiB that a short process's exit profile of 1 KiB paid for in page
+ * faults and a 64 KiB memset. Otherwise (more to come) windowBits 15 and
+ * memLevel 8. windowBits + 16: a gzip wrapper. */
+static bool zstart(pp_sink_t *s, int flush)
+{
+    int wbits = 15;
+    if (flush == Z_FINISH)
+        while (wbits > 9 && ((size_t)1 << (wbits - 1)) >= s->nstage) wbits--;
+    int r = deflateInit2(&s->zs, 1, Z_DEFLATED, wbits + 16, wbits - 7, Z_DEFAULT_STRATEGY);
+    if (r != Z_OK) {
+        s->err = r == Z_MEM_ERROR ? PPROF_ERR_NOMEM : PPROF_ERR_ZLIB;
+        return false;
+    }
+    s->z_live = true;
+    return true;
+}
+
 static void drain(pp_sink_t *s, int flush)
 {
     if (s->err != PPROF_OK) return;
@@ -109,6 +131,7 @@ static void drain(pp_sink_t *s, int flush)
         s->nstage = 0;
         return;
     }
+    if (!s->z_live && !zstart(s, flush)) return;
     s->zs.next_in = s->stage;
     s->zs.avail_in = (uInt)s->nstage;
     for (;;) {
@@ -158,11 +181,7 @@ static pprof_err_t sink_init(pp_sink_t *s, const map_allocator_t *a, bool gzip, 
     s->zs.zalloc = pp_zalloc;
     s->zs.zfree = pp_zfree;
     s->zs.opaque = (voidpf)(uintptr_t)a;
-    /* windowBits 15 + 16: a gzip wrapper; memLevel 8 (~256 KiB of state). */
-    int r = deflateInit2(&s->zs, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-    if (r != Z_OK) return r == Z_MEM_ERROR ? PPROF_ERR_NOMEM : PPROF_ERR_ZLIB;
-    s->z_live = true;
-    return PPROF_OK;
+    return PPROF_OK;   /* deflate starts at the first drain (zstart) */
 }
 
 static pprof_err_t sink_finish(pp_sink_t *s)

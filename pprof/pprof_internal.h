@@ -367,6 +367,22 @@ pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd);
  * memory); valid as pp_symcache_open_fd's. */
 pp_elf_t *pp_symcache_vdso(pprof_symcache_t *c, const void *image, size_t len);
 
+/* pp_symcache_scan_fd: names for the file offsets fo[0..n) of the file
+ * open on fd (consumed), the names pp_elf_lookup gives after
+ * pp_symcache_open_fd, but for a file the cache does not hold in one pass
+ * over its symbol section, reading only the names it needs and keeping
+ * nothing (pprof_elf.c, "A few addresses"); for a file it holds, from its
+ * table. fn(ctx, i, name, len) is called for each offset that has a name
+ * (name valid during the call only); an error from fn stops the scan and
+ * is returned. Costs a binary search among the n offsets per symbol of
+ * the file: for up to PP_ELF_SCAN_MAX offsets. @return PPROF_OK (also
+ * when nothing could be named, out of memory here included, as for a
+ * load), or fn's error (PPROF_ERR_NOMEM from the builder). */
+#define PP_ELF_SCAN_MAX 4096u
+typedef pprof_err_t (*pp_scan_fn)(void *ctx, size_t i, const char *name, size_t len);
+pprof_err_t pp_symcache_scan_fd(pprof_symcache_t *c, int fd, const uint64_t *fo, size_t n,
+                                pp_scan_fn fn, void *ctx);
+
 /* pp_elf_lookup: the symbol name covering the file offset fo (mapping
  * offset + address - start) of elf, or NULL; *len gets its length. The
  * name is NUL-terminated, in the entry's memory (valid as the entry). */

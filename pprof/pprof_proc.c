@@ -191,18 +191,50 @@ static pprof_err_t add_line(pprof_builder_t *b, const maps_line_t *l, char *path
     return pp_add_mapping_full(b, &m, &extra);
 }
 
-pprof_err_t pprof_builder_add_mappings_from_proc(pprof_builder_t *b)
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* holds_location: some of the sorted addresses at[0..n) lies in l. */
+static bool holds_location(const uint64_t *at, size_t n, const maps_line_t *l)
+{
+    size_t lo = 0, hi = n;   /* the first address >= l->start */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (at[mid] < l->start) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && at[lo] < l->end;
+}
+
+/* add_from_proc: see pprof_builder_add_mappings_from_proc and _used;
+ * used: only the main executable's lines and those holding a location. */
+static pprof_err_t add_from_proc(pprof_builder_t *b, bool used)
 {
     if (!b) return PPROF_ERR_INVALID;
+    uint64_t *at = NULL;   /* used: the locations' addresses, sorted */
+    size_t nat = b->locs.len;
+    if (used && nat) {
+        at = b->a.alloc(b->a.ctx, nat * sizeof(uint64_t));
+        if (!at) return PPROF_ERR_NOMEM;
+        const pp_loc_t *locs = b->locs.data;
+        for (size_t i = 0; i < nat; i++) at[i] = locs[i].addr;
+        pp_heapsort(at, nat, sizeof(uint64_t), cmp_u64);
+    }
     char *buf;
     size_t len;
-    if (pp_read_file(&b->a, "/proc/self/maps", &buf, &len) != PPROF_OK)
+    if (pp_read_file(&b->a, "/proc/self/maps", &buf, &len) != PPROF_OK) {
+        if (at) b->a.free(b->a.ctx, at);
         return PPROF_ERR_PROC;
+    }
     /* Paths in maps are at most PATH_MAX (4096) bytes. */
     size_t pathcap = 4096 + 1;
     char *pathbuf = b->a.alloc(b->a.ctx, pathcap);
     if (!pathbuf) {
         b->a.free(b->a.ctx, buf);
+        if (at) b->a.free(b->a.ctx, at);
         return PPROF_ERR_NOMEM;
     }
 
@@ -237,12 +269,24 @@ pprof_err_t pprof_builder_add_mappings_from_proc(pprof_builder_t *b)
                                l.dev_minor == main_l.dev_minor &&
                                l.path_len == main_l.path_len &&
                                memcmp(l.path, main_l.path, l.path_len) == 0;
-                if ((pass == 0) == is_main) err = add_line(b, &l, pathbuf, pathcap);
+                bool wanted = !used || is_main || holds_location(at, at ? nat : 0, &l);
+                if ((pass == 0) == is_main && wanted) err = add_line(b, &l, pathbuf, pathcap);
             }
             p = le + 1;
         }
     }
     b->a.free(b->a.ctx, pathbuf);
     b->a.free(b->a.ctx, buf);
+    if (at) b->a.free(b->a.ctx, at);
     return err;
+}
+
+pprof_err_t pprof_builder_add_mappings_from_proc(pprof_builder_t *b)
+{
+    return add_from_proc(b, false);
+}
+
+pprof_err_t pprof_builder_add_mappings_from_proc_used(pprof_builder_t *b)
+{
+    return add_from_proc(b, true);
 }

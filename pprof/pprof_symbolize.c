@@ -28,6 +28,16 @@
  * keeps the module free of a demangler (__cxa_demangle mallocs) and lets
  * pprof's -symbolize=demangle=full|templates|none options work.
  *
+ * Once: a profile that is the last one a process writes (its exit), or
+ * one symbolized without a cache, has no later use for a loaded table.
+ * pprof_builder_symbolize_once names the locations of a file the cache
+ * does not hold by one pass over its symbol section (pp_symcache_scan_fd:
+ * the same names, nothing sorted, only the names needed read, nothing
+ * kept); pprof_builder_symbolize without a cache does the same. Files the
+ * cache holds are looked up as usual, and so is a file with more than
+ * PP_ELF_SCAN_MAX locations (a binary search per symbol and location
+ * would then cost more than the sort).
+ *
  * has_functions is set on a mapping (when encoding) only if every one of
  * its locations got a name, as Go does: pprof then never overwrites our
  * names, and a mapping with holes stays open to pprof's own attempt.
@@ -70,9 +80,50 @@ static pprof_err_t name_group(pprof_builder_t *b, const pp_elf_t *e, const pp_ma
     return PPROF_OK;
 }
 
+/* name_one: names location idx[i] (pp_symcache_scan_fd's callback). */
+typedef struct scan_ctx_s {
+    pprof_builder_t *b;
+    const uint32_t *idx;
+} scan_ctx_t;
+
+static pprof_err_t name_one(void *ctx, size_t i, const char *name, size_t len)
+{
+    scan_ctx_t *sc = ctx;
+    pp_loc_t *l = &((pp_loc_t *)sc->b->locs.data)[sc->idx[i]];
+    uint32_t s, f;
+    PP_TRY(pp_str_intern(sc->b, name, len, &s));
+    PP_TRY(pp_func_intern(sc->b, s, s, 0, &f));
+    l->function = f + 1;
+    return PPROF_OK;
+}
+
+/* scan_group: names the locations idx[0..n) of the file mapping m without
+ * loading its table into the cache (pp_symcache_scan_fd). */
+static pprof_err_t scan_group(pprof_builder_t *b, pprof_symcache_t *c, const pp_mapping_t *m,
+                              const uint32_t *idx, size_t n)
+{
+    const char *path = pp_str(b, m->filename);
+    if (!m->from_proc && path[0] != '/') return PPROF_OK;
+    uint64_t *fo = b->a.alloc(b->a.ctx, n * sizeof(uint64_t));
+    if (!fo) return PPROF_ERR_NOMEM;
+    const pp_loc_t *locs = b->locs.data;
+    for (size_t i = 0; i < n; i++) fo[i] = locs[idx[i]].addr - m->start + m->offset;
+    pprof_err_t err = PPROF_OK;
+    int fd = pp_open_mapping(m, path);
+    if (fd >= 0) {
+        scan_ctx_t sc = { b, idx };
+        err = pp_symcache_scan_fd(c, fd, fo, n, name_one, &sc);
+    }
+    b->a.free(b->a.ctx, fo);
+    return err;
+}
+
 static bool to_name(const pp_loc_t *l) { return l->mapping != 0 && l->function == 0; }
 
-pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache)
+/* symbolize: pprof_builder_symbolize; with once, files the cache does not
+ * hold are named by one pass and not loaded (up to PP_ELF_SCAN_MAX
+ * locations in a file; more are loaded as usual). */
+static pprof_err_t symbolize(pprof_builder_t *b, pprof_symcache_t *cache, bool once)
 {
     if (!b) return PPROF_ERR_INVALID;
     pprof_symcache_t *c = cache;
@@ -103,12 +154,27 @@ pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache)
         size_t end = first[m];
         if (end == start) continue;
         const pp_mapping_t *mp = &PP_VEC_AT(&b->maps, pp_mapping_t, m);
-        const pp_elf_t *e = resolve(b, c, mp);
-        if (e) err = name_group(b, e, mp, idx + start, end - start);
+        if (once && !mp->vdso && end - start <= PP_ELF_SCAN_MAX) {
+            err = scan_group(b, c, mp, idx + start, end - start);
+        } else {
+            const pp_elf_t *e = resolve(b, c, mp);
+            if (e) err = name_group(b, e, mp, idx + start, end - start);
+        }
         start = end;
     }
     if (idx) b->a.free(b->a.ctx, idx);
     if (first) b->a.free(b->a.ctx, first);
     if (!cache) pprof_symcache_free(c);
     return err;
+}
+
+pprof_err_t pprof_builder_symbolize(pprof_builder_t *b, pprof_symcache_t *cache)
+{
+    /* Without a cache of the caller's, nothing read is kept anyway. */
+    return symbolize(b, cache, cache == NULL);
+}
+
+pprof_err_t pprof_builder_symbolize_once(pprof_builder_t *b, pprof_symcache_t *cache)
+{
+    return symbolize(b, cache, true);
 }

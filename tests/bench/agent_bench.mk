@@ -6,6 +6,8 @@
 #                           $(BUILD)/bench/agent_{instr,instr_funcs,time,wall,memory}.tsv
 #   make bench-agent-quick  the same four parts, smaller (seconds; for make
 #                           demo); files with a _quick suffix
+#   make bench-agent-exit   the per-process cost of short programs
+#                           (tests/bench/agent_exit.py)
 #
 # The programs (tests/bench/agent_{churn,mix,live}.c) link nothing of
 # heapwatch: the agent, build/libheapwatch.so as it is at the time of the
@@ -44,3 +46,12 @@ bench-agent-quick: bench-agent-deps $(BUILD)/libheapwatch.so $(AGENT_BENCH_PROGS
 	python3 tests/bench/agent_bench.py --build $(BUILD) --quick
 
 BENCH_TARGETS += bench-agent
+
+# What a short process pays (issue 13): /bin/true, perl -e 1 and cc1 on an
+# empty file, bare and under the agent (HEAPWATCH_OUT on tmpfs and on the
+# disk), interleaved; $(BUILD)/bench/agent_exit.{txt,tsv}. About 10 s.
+.PHONY: bench-agent-exit
+bench-agent-exit: $(BUILD)/libheapwatch.so
+	python3 tests/bench/agent_exit.py --build $(BUILD) --variant fsync:HEAPWATCH_FSYNC=on
+
+BENCH_TARGETS += bench-agent-exit

@@ -68,7 +68,7 @@ check_ge "gcc's exec'ed tools (cc1, as, collect2/ld) are profiled too" \
 for kv in HEAPWATCH_RATE=-1 HEAPWATCH_INTERVAL=0 HEAPWATCH_WINDOW=abc HEAPWATCH_WARN=0 \
           HEAPWATCH_CRIT=1e9 HEAPWATCH_SUSTAIN=x HEAPWATCH_GRACE=-1 \
           HEAPWATCH_PROFILE_INTERVAL=soon HEAPWATCH_SIGNAL=SEGV HEAPWATCH_HTTP=nowhere \
-          HEAPWATCH_OUT=; do
+          HEAPWATCH_FSYNC=sometimes HEAPWATCH_OUT=; do
     var=${kv%%=*}
     if [ "$var" = HEAPWATCH_OUT ]; then set -- "$kv"; else set -- HEAPWATCH_OUT="$T/bad" "$kv"; fi
     (cd "$T" && env "$@" LD_PRELOAD=$AGENT sort -n "$T/numbers") >"$T/bad.out" 2>"$T/bad.err"
@@ -79,6 +79,33 @@ for kv in HEAPWATCH_RATE=-1 HEAPWATCH_INTERVAL=0 HEAPWATCH_WINDOW=abc HEAPWATCH_
         ok "bad $kv: one stderr line naming $var, output unchanged"
     else
         not_ok "bad $kv: exit $rc, $lines stderr lines: $(head -c 300 "$T/bad.err")"
+    fi
+done
+
+# --- HEAPWATCH_FSYNC: whole files either way; fsync only when asked ----------
+# Off (the default) and on: the same three files, whole (the summary
+# parses and lists all three, the profile's gzip stream is whole, the
+# timeline decodes with its frame checksums); with
+# strace, no fsync at all when off and one per file (the timeline twice)
+# when on.
+for mode in default off on; do
+    out=$T/fsync-$mode
+    if [ $mode = default ]; then set --; else set -- HEAPWATCH_FSYNC=$mode; fi
+    env "$@" HEAPWATCH_OUT="$out" LD_PRELOAD=$AGENT sort -n "$T/numbers" >/dev/null 2>"$T/fsync.err"
+    check_eq "HEAPWATCH_FSYNC=$mode: no message" "" "$(cat "$T/fsync.err")"
+    check "HEAPWATCH_FSYNC=$mode: the summary, whole" python3 -c \
+        'import json, sys; d = json.load(open(sys.argv[1])); assert len(d["files"]) == 3, d["files"]' \
+        "$out"/summary.*.json
+    check "HEAPWATCH_FSYNC=$mode: the exit profile, whole" gzip -t "$out"/heap.*.0001.exit.pb.gz
+    check "HEAPWATCH_FSYNC=$mode: the timeline, whole" zstd -t -q "$out"/timeline.*.jsonl.zst
+    check_eq "HEAPWATCH_FSYNC=$mode: no temporary file left" "" "$(ls -A "$out" | grep '^\.')"
+    if command -v strace >/dev/null; then
+        rm -rf "$out"
+        strace -f -qq -e trace=fsync,fdatasync -o "$T/fsync.strace" \
+            env "$@" HEAPWATCH_OUT="$out" LD_PRELOAD=$AGENT sort -n "$T/numbers" >/dev/null 2>&1
+        n=$(grep -c 'fsync(' "$T/fsync.strace")
+        if [ $mode = on ]; then check_eq "HEAPWATCH_FSYNC=on: an fsync per file, the timeline's twice" 4 "$n"
+        else check_eq "HEAPWATCH_FSYNC=$mode: no fsync" 0 "$n"; fi
     fi
 done
 

@@ -215,6 +215,8 @@ static void test_load_each_bad_value(void **state)
         { "HEAPWATCH_SIGNAL", "TERM\nx" }, { "HEAPWATCH_HTTP", "a\nb:6060" },
         { "HEAPWATCH_HTTP", "a b:6060" }, { "HEAPWATCH_RATE", "12\nx" }, { "HEAPWATCH_RATE", "1\r\n\t" },
         { "HEAPWATCH_HTTP", "6060" }, { "HEAPWATCH_HTTP", "host:99999" },
+        { "HEAPWATCH_FSYNC", "yes" }, { "HEAPWATCH_FSYNC", "2" }, { "HEAPWATCH_FSYNC", "exit" },
+        { "HEAPWATCH_FSYNC", " on" }, { "HEAPWATCH_FSYNC", "on\nx" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         agent_conf_t c, d;
@@ -230,6 +232,33 @@ static void test_load_each_bad_value(void **state)
         assert_ptr_equal(strchr(line, '\n'), line + strlen(line) - 1);   /* one line */
         assert_memory_equal(&c, &d, sizeof c);   /* every default kept */
     }
+}
+
+/* HEAPWATCH_FSYNC: off by default; off/0 and on/1/all in any case; a bad
+ * value names the variable and keeps off (above). */
+static void test_load_fsync(void **state)
+{
+    (void)state;
+    agent_conf_t c;
+    set_env((const char *[]){ NULL });
+    assert_int_equal(agent_conf_load(&c, fake_getenv, capture), 0);
+    assert_false(c.fsync);
+    static const char *on[] = { "on", "ON", "1", "all", "All" }, *off[] = { "off", "Off", "0", "" };
+    for (size_t i = 0; i < sizeof on / sizeof *on; i++) {
+        set_env((const char *[]){ "HEAPWATCH_FSYNC", on[i], NULL });
+        assert_int_equal(agent_conf_load(&c, fake_getenv, capture), 0);
+        assert_true(c.fsync);
+    }
+    for (size_t i = 0; i < sizeof off / sizeof *off; i++) {
+        set_env((const char *[]){ "HEAPWATCH_FSYNC", off[i], NULL });
+        assert_int_equal(agent_conf_load(&c, fake_getenv, capture), 0);
+        assert_false(c.fsync);
+    }
+    set_env((const char *[]){ "HEAPWATCH_FSYNC", "sometimes", NULL });
+    assert_int_equal(agent_conf_load(&c, fake_getenv, capture), 1);
+    assert_false(c.fsync);
+    assert_non_null(strstr(reported[0], "HEAPWATCH_FSYNC=\"sometimes\" is not valid"));
+    assert_non_null(strstr(reported[0], "using off"));
 }
 
 static void test_load_hostile_value_stays_one_line(void **state)
@@ -354,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_load_defaults),
         cmocka_unit_test(test_load_good_values),
         cmocka_unit_test(test_load_each_bad_value),
+        cmocka_unit_test(test_load_fsync),
         cmocka_unit_test(test_load_hostile_value_stays_one_line),
         cmocka_unit_test(test_text_buffer),
         cmocka_unit_test(test_escaped),

@@ -732,6 +732,75 @@ static void test_publish_failures(void **state)
     assert_int_equal(ta.live_blocks, 0);
 }
 
+/* no_fsync (the agent's default, HEAPWATCH_FSYNC=off): no fsync at
+ * publication nor at close (a failing fsync is never met), and the file
+ * is whole and readable after every record and after close. */
+static int fsync_calls;
+static int fsync_counted(int fd)
+{
+    fsync_calls++;
+    return fsync_eio(fd);
+}
+
+static void test_no_fsync(void **state)
+{
+    (void)state;
+    timeline_t *t;
+    timeline_opts_t o = { .no_fsync = true };
+    timeline_sys_fsync = fsync_counted;
+    fsync_calls = 0;
+    assert_int_equal(timeline_open(&t, &alloc, dir, PID, &o), TIMELINE_OK);
+    text_t all = { 0 };
+    append_n(t, 0, 300, 100, &all);     /* past a frame end */
+    decoded_t d;
+    decode_file(final_path, 4096, &d);  /* every record while open (the last frame unfinished) */
+    assert_text_equal(&d.text, &all);
+    text_free(&d.text);
+    assert_int_equal(timeline_close(t), TIMELINE_OK);
+    text_t cli;
+    assert_int_equal(fsync_calls, 0);
+    assert_int_equal(zstd_cli(final_path, &cli), 0);
+    assert_text_equal(&cli, &all);
+    text_free(&cli);
+    text_free(&all);
+    unlink(final_path);
+    timeline_sys_fsync = real_fsync;
+    assert_int_equal(ta.live_blocks, 0);
+}
+
+/* one_record (the exit record of a process that wrote none): that record
+ * alone, as one whole frame (zstd -t and the CLI read it), no other record
+ * or length accepted; a record of another length fails at once and leaves
+ * no file. */
+static void test_one_record(void **state)
+{
+    (void)state;
+    timeline_t *t;
+    char line[2048];
+    size_t n = make_line(line, sizeof line, 7, 100);
+    timeline_opts_t o = { .one_record = n };
+    assert_int_equal(timeline_open(&t, &alloc, dir, PID, &o), TIMELINE_OK);
+    assert_int_equal(timeline_append(t, line, n), TIMELINE_OK);
+    timeline_stats_t st;
+    timeline_get_stats(t, &st);
+    assert_int_equal(st.frames, 1);
+    assert_int_equal(timeline_append(t, line, n), TIMELINE_ERR_INVALID);
+    assert_int_equal(timeline_close(t), TIMELINE_OK);
+    text_t cli;
+    assert_int_equal(zstd_cli(final_path, &cli), 0);
+    assert_int_equal(cli.len, n);
+    assert_memory_equal(cli.p, line, n);
+    text_free(&cli);
+    unlink(final_path);
+
+    o.one_record = n + 1;
+    assert_int_equal(timeline_open(&t, &alloc, dir, PID, &o), TIMELINE_OK);
+    assert_int_equal(timeline_append(t, line, n), TIMELINE_ERR_INVALID);
+    assert_int_equal(timeline_close(t), TIMELINE_OK);
+    assert_int_equal(dir_entries(), 0);
+    assert_int_equal(ta.live_blocks, 0);
+}
+
 /* cycle: open, 600 records, close. @return the first error, or OK. */
 static timeline_err_t cycle(void)
 {
@@ -945,6 +1014,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arena_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_keeps_no_descriptor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_replaced_and_taken, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_fsync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_record, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

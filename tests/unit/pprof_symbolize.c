@@ -5,7 +5,10 @@
  * /proc/self/map_files/, and unnamed but still mapped when that is
  * blocked), manual mappings, return-address adjustment, and the symbol
  * cache (lazy, reused, freed; bounded in files and bytes with LRU
- * eviction; a file changed in place is read afresh, its old entry dropped).
+ * eviction; a file changed in place is read afresh, its old entry dropped),
+ * and the one-pass naming (pp_symcache_scan_fd) against the sorted table:
+ * ties, aliases, zero-size and nested symbols in a synthetic file, and
+ * real files offset by offset.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -620,6 +623,316 @@ static void test_symbolize_oom(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* One pass (pp_symcache_scan_fd) against the sorted table (open + lookup)  */
+/* ------------------------------------------------------------------------ */
+
+/* sorted_names / scan_names: names of fo[0..n) in the file at path, by
+ * loading the table into a fresh cache and looking each up, or by one
+ * pass; "" for none. */
+typedef struct names_s {
+    char (*name)[PP_ELF_MAX_NAME + 1];
+    size_t n;
+} names_t;
+
+static void names_init(names_t *nm, size_t n)
+{
+    nm->name = calloc(n, sizeof *nm->name);
+    nm->n = n;
+    assert_non_null(nm->name);
+}
+
+static void sorted_names(const char *path, const uint64_t *fo, size_t n, names_t *nm)
+{
+    names_init(nm, n);
+    pprof_symcache_t *c;
+    assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    pp_elf_t *e = pp_symcache_open_fd(c, fd);
+    assert_non_null(e);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *name = pp_elf_lookup(e, fo[i], &len);
+        if (name && len) memcpy(nm->name[i], name, len);
+    }
+    pprof_symcache_free(c);
+}
+
+static pprof_err_t take_name(void *ctx, size_t i, const char *name, size_t len)
+{
+    names_t *nm = ctx;
+    assert_true(i < nm->n);
+    assert_int_equal(nm->name[i][0], 0);   /* once per offset */
+    assert_true(len <= PP_ELF_MAX_NAME);
+    memcpy(nm->name[i], name, len);
+    return PPROF_OK;
+}
+
+static void scan_names(const char *path, const uint64_t *fo, size_t n, names_t *nm)
+{
+    names_init(nm, n);
+    pprof_symcache_t *c;
+    assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pp_symcache_scan_fd(c, fd, fo, n, take_name, nm), PPROF_OK);
+    pprof_symcache_stats_t s;
+    pprof_symcache_get_stats(c, &s);
+    assert_int_equal(s.files, 0);   /* nothing kept */
+    pprof_symcache_free(c);
+}
+
+/* expect_same: both ways name fo[0..n) identically; @return how many
+ * were named. */
+static size_t expect_same(const char *path, const uint64_t *fo, size_t n)
+{
+    names_t a, b;
+    sorted_names(path, fo, n, &a);
+    scan_names(path, fo, n, &b);
+    size_t named = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(a.name[i], b.name[i]) != 0)
+            fail_msg("%s: offset 0x%llx: sorted \"%.80s\", one pass \"%.80s\"", path,
+                     (unsigned long long)fo[i], a.name[i], b.name[i]);
+        named += a.name[i][0] != 0;
+    }
+    free(a.name);
+    free(b.name);
+    return named;
+}
+
+/* esym_t: a symbol of a synthetic ELF file. */
+typedef struct esym_s {
+    const char *name;
+    uint64_t value, size;
+    unsigned bind, type;
+} esym_t;
+
+/* write_elf: an ELF file with one PT_LOAD (file offset = address, 1 MiB)
+ * and a .symtab of syms[0..n) (after the null symbol), at path. */
+static void write_elf(const char *path, const esym_t *syms, size_t n)
+{
+    size_t strsz = 1;
+    for (size_t i = 0; i < n; i++) strsz += strlen(syms[i].name) + 1;
+    size_t sym_off = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
+    size_t str_off = sym_off + (n + 1) * sizeof(Elf64_Sym);
+    size_t sh_off = (str_off + strsz + 7) & ~(size_t)7;
+    size_t len = sh_off + 3 * sizeof(Elf64_Shdr);
+    unsigned char *img = calloc(1, len);
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+    memcpy(eh->e_ident, ELFMAG, SELFMAG);
+    eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_ident[EI_DATA] = ELFDATA2LSB;
+    eh->e_ident[EI_VERSION] = EV_CURRENT;
+    eh->e_type = ET_DYN;
+    eh->e_machine = EM_X86_64;
+    eh->e_version = EV_CURRENT;
+    eh->e_phoff = sizeof(Elf64_Ehdr);
+    eh->e_shoff = sh_off;
+    eh->e_ehsize = sizeof(Elf64_Ehdr);
+    eh->e_phentsize = sizeof(Elf64_Phdr);
+    eh->e_phnum = 1;
+    eh->e_shentsize = sizeof(Elf64_Shdr);
+    eh->e_shnum = 3;
+    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_flags = PF_R | PF_X, .p_offset = 0, .p_vaddr = 0,
+                      .p_filesz = 0x100000, .p_memsz = 0x100000, .p_align = 0x1000 };
+    memcpy(img + eh->e_phoff, &ph, sizeof ph);
+    size_t at = 1;
+    for (size_t i = 0; i < n; i++) {
+        Elf64_Sym sym = { .st_name = (uint32_t)at, .st_info = ELF64_ST_INFO(syms[i].bind, syms[i].type),
+                          .st_shndx = 1, .st_value = syms[i].value, .st_size = syms[i].size };
+        memcpy(img + sym_off + (i + 1) * sizeof sym, &sym, sizeof sym);
+        memcpy(img + str_off + at, syms[i].name, strlen(syms[i].name) + 1);
+        at += strlen(syms[i].name) + 1;
+    }
+    Elf64_Shdr sh[3];
+    memset(sh, 0, sizeof sh);
+    sh[1].sh_type = SHT_SYMTAB;
+    sh[1].sh_offset = sym_off;
+    sh[1].sh_size = (n + 1) * sizeof(Elf64_Sym);
+    sh[1].sh_entsize = sizeof(Elf64_Sym);
+    sh[1].sh_link = 2;
+    sh[2].sh_type = SHT_STRTAB;
+    sh[2].sh_offset = str_off;
+    sh[2].sh_size = strsz;
+    memcpy(img + sh_off, sh, sizeof sh);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, len), (ssize_t)len);
+    close(fd);
+    free(img);
+}
+
+/* xorshift: the tests' fixed-seed generator. */
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* expect_same_sparse: every offset in [lo, hi), then 200 random subsets
+ * of 1 to 24 offsets (sparse queries: buckets far apart). */
+static void expect_same_sparse(const char *path, uint64_t lo, uint64_t hi, size_t min_named)
+{
+    size_t n = (size_t)(hi - lo);
+    uint64_t *fo = malloc(n * sizeof *fo);
+    for (size_t i = 0; i < n; i++) fo[i] = lo + i;
+    size_t named = expect_same(path, fo, n);
+    print_message("# %s: %zu of %zu offsets named\n", path, named, n);
+    assert_true(named >= min_named);
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    for (int round = 0; round < 200; round++) {
+        size_t k = 1 + xorshift(&seed) % 24;
+        for (size_t i = 0; i < k; i++) fo[i] = lo + xorshift(&seed) % n;
+        expect_same(path, fo, k);
+    }
+    free(fo);
+}
+
+/* Ties, aliases and zero-size symbols: the one pass names every offset as
+ * the sorted table does. */
+static void test_scan_same_synthetic(void **state)
+{
+    static char longname[5000];
+    memset(longname, 'L', sizeof longname - 1);
+    const esym_t syms[] = {
+        /* aliases at 0x2000: the global wins over weak and local, the
+         * largest size (0x20) covers */
+        { "foo_weak", 0x2000, 0x20, STB_WEAK, STT_FUNC },
+        { "_foo_local", 0x2000, 0, STB_LOCAL, STT_FUNC },
+        { "foo", 0x2000, 0x10, STB_GLOBAL, STT_FUNC },
+        /* equal ranks (C++ C1/C2 constructors): the first in the section */
+        { "_ZN1AC2Ev", 0x3000, 0x10, STB_GLOBAL, STT_FUNC },
+        { "_ZN1AC1Ev", 0x3000, 0x10, STB_GLOBAL, STT_FUNC },
+        { "_ZN1BC1Ev", 0x3100, 0x10, STB_WEAK, STT_FUNC },
+        { "_ZN1BC2Ev", 0x3100, 0x10, STB_WEAK, STT_FUNC },
+        /* fewer leading underscores, then shorter */
+        { "__libc_x", 0x3200, 8, STB_GLOBAL, STT_FUNC },
+        { "x", 0x3200, 8, STB_GLOBAL, STT_FUNC },
+        { "longer", 0x3300, 8, STB_GLOBAL, STT_GNU_IFUNC },
+        { "short", 0x3300, 8, STB_GLOBAL, STT_FUNC },
+        /* zero size: up to the next symbol */
+        { "zero", 0x4000, 0, STB_GLOBAL, STT_FUNC },
+        { "next", 0x5000, 4, STB_GLOBAL, STT_FUNC },
+        /* nested: the last symbol at or below decides */
+        { "outer", 0x6000, 0x100, STB_GLOBAL, STT_FUNC },
+        { "inner", 0x6010, 0x10, STB_LOCAL, STT_FUNC },
+        /* ignored: objects, undefined, value 0 */
+        { "object", 0x6020, 0x100, STB_GLOBAL, STT_OBJECT },
+        { "at_zero", 0, 0x100, STB_GLOBAL, STT_FUNC },
+        /* a name past PP_ELF_MAX_NAME: cut */
+        { longname, 0x7000, 0x10, STB_GLOBAL, STT_FUNC },
+        /* out of order in the section, a symbol sized 0 and an alias sized */
+        { "late_low", 0x1800, 0x20, STB_GLOBAL, STT_FUNC },
+        { "z0", 0x8000, 0, STB_GLOBAL, STT_FUNC },
+        { "z0_sized", 0x8000, 0x8, STB_LOCAL, STT_FUNC },
+        /* the last symbol, sized 0: covers nothing */
+        { "last_zero", 0x9000, 0, STB_GLOBAL, STT_FUNC },
+    };
+    char path[] = "/tmp/pprof_scan_synth.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_elf(path, syms, sizeof syms / sizeof syms[0]);
+    expect_same_sparse(path, 0x1700, 0x9100, 0x1000);
+
+    /* The expected names, by the rules (and so for both ways). */
+    uint64_t fo[] = { 0x2000, 0x201f, 0x2020, 0x3004, 0x3104, 0x3200, 0x3300, 0x4800, 0x5003,
+                      0x5004, 0x6050, 0x6015, 0x7000, 0x8004, 0x8008, 0x9000, 0x1000, 0x1810 };
+    const char *want[] = { "foo", "foo", "", "_ZN1AC2Ev", "_ZN1BC1Ev", "x", "short", "zero", "next",
+                           "", "", "inner", NULL, "z0", "", "", "", "late_low" };
+    names_t nm;
+    scan_names(path, fo, sizeof fo / sizeof fo[0], &nm);
+    for (size_t i = 0; i < sizeof fo / sizeof fo[0]; i++) {
+        if (!want[i]) assert_int_equal(strlen(nm.name[i]), PP_ELF_MAX_NAME);
+        else assert_string_equal(nm.name[i], want[i]);
+    }
+    free(nm.name);
+    unlink(path);
+}
+
+/* exec_range: the file offsets of path's first executable PT_LOAD. */
+static bool exec_range(const char *path, uint64_t *lo, uint64_t *hi)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return false;
+    Elf64_Ehdr eh;
+    bool ok = pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh;
+    for (unsigned i = 0; ok && i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        ok = pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + i * sizeof ph)) == (ssize_t)sizeof ph;
+        if (ok && ph.p_type == PT_LOAD && (ph.p_flags & PF_X)) {
+            *lo = ph.p_offset;
+            *hi = ph.p_offset + ph.p_filesz;
+            close(fd);
+            return true;
+        }
+    }
+    close(fd);
+    return false;
+}
+
+/* Real files: this test binary (.symtab), libz and libc (.dynsym), and
+ * cc1 when gcc is installed (a .symtab of ~29k functions): the first
+ * 256 KiB of code offset by offset, and sparse random subsets of it all. */
+static void test_scan_same_real(void **state)
+{
+    char self[4096], zpath[4096], cpath[4096];
+    uint64_t s, e, o;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = 0;
+    assert_true(find_xmap(addr_of((void *)deflate), zpath, &s, &e, &o));
+    assert_true(find_xmap(addr_of((void *)strlen), cpath, &s, &e, &o));
+    const char *paths[] = { self, zpath, cpath, "/usr/lib/gcc/x86_64-linux-gnu/12/cc1" };
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        uint64_t lo, hi;
+        if (!exec_range(paths[i], &lo, &hi)) {
+            assert_true(i == 3);   /* only cc1 may be missing */
+            continue;
+        }
+        if (hi - lo > (256u << 10)) hi = lo + (256u << 10);
+        expect_same_sparse(paths[i], lo, hi, 1);
+    }
+}
+
+/* add_mappings_from_proc_used: the executable's mapping and the one that
+ * holds the location (libz), nothing else (libc, libprotobuf-c... are
+ * mapped but hold none); the location still named, with its build ID. */
+static void test_mappings_used(void **state)
+{
+    uint64_t pcs[1] = { addr_of((void *)deflate) + 1 };
+    pprof_builder_t *b = build(pcs, 1, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc_used(b), PPROF_OK);
+    pprof_builder_stats_t bs;
+    pprof_builder_get_stats(b, &bs);
+    assert_true(bs.mappings >= 2);
+    assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+    pb_profile_t *p = t_roundtrip(b, &alloc);
+    assert_string_equal(t_name_of_addr(p, pcs[0] - 1), "deflate");
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = 0;
+    assert_string_equal(t_str(p, t_map(p, 1)->filename), self);   /* the executable first */
+    for (size_t i = 0; i < p->n_mapping; i++) {
+        const char *file = t_str(p, p->mapping[i]->filename);
+        assert_true(strcmp(file, self) == 0 || strstr(file, "libz.so"));
+        assert_true(strlen(t_str(p, p->mapping[i]->build_id)) > 0);
+    }
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    pprof_builder_free(b);
+    b = build(pcs, 1, PPROF_PCS_RETURN);
+    assert_int_equal(pprof_builder_add_mappings_from_proc(b), PPROF_OK);
+    pprof_builder_stats_t all;
+    pprof_builder_get_stats(b, &all);
+    assert_true(all.mappings > bs.mappings);   /* libc at least besides */
+    pprof_builder_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -632,6 +945,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_shared_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_same_synthetic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_same_real, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mappings_used, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
