@@ -67,6 +67,7 @@
 
 #include "agent/background.h"
 #include "agent/buf.h"
+#include "agent/conf.h"
 #include "agent/core.h"
 #include "agent/fds.h"
 #include "agent/http.h"
@@ -113,7 +114,7 @@ static void on_profile_signal(int sig)
     errno = saved;
 }
 
-/* install_signal: HEAPWATCH_SIGNAL's handler, only where the signal is
+/* agent_bg_install_signal: HEAPWATCH_SIGNAL's handler, only where the signal is
  * still at its default: a disposition the program inherited (SIG_IGN from
  * nohup or a parent that ignores it) or set before us is the program's,
  * and is kept, with one line saying profiles on signal are off. A handler
@@ -198,7 +199,7 @@ static bool program_threads_gone(long agent_threads)
     return live_threads() == agent_threads + agent_http_threads();
 }
 
-/* start_watch: the first base of the growth rates, at start (and in a
+/* agent_bg_start_watch: the first base of the growth rates, at start (and in a
  * forked child): growth from the very start is measured too. */
 void agent_bg_start_watch(uint64_t now)
 {

@@ -17,7 +17,6 @@
 
 #include "agent/buf.h"
 #include "agent/conf.h"
-#include "agent/log.h"
 
 #define NS_PER_S 1000000000ull
 #define SECONDS_MAX (100ull * 365 * 24 * 3600)    /* a century: "forever" */

@@ -37,7 +37,8 @@
  * (lock.c): every lock is waited for AGENT_EXIT_WAIT_NS in all at most, or
  * only tried once when the exiting thread was itself inside the agent
  * (except the work lock, which that thread cannot hold: a program thread
- * holds it only with its signals blocked); what cannot be had is skipped
+ * holds it only with its signals blocked, or for the few instructions of
+ * the try in agent_thread_resume); what cannot be had is skipped
  * and listed in the summary's "incomplete" array (always present; [] when
  * nothing was skipped): without the work lock (the background or HTTP
  * thread is writing, or stuck), no final timeline record and no exit
@@ -50,16 +51,14 @@
  * can check it (AGENT_ASSERT_WORK_HELD).
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
 #include "agent/background.h"
 #include "agent/buf.h"
+#include "agent/conf.h"
 #include "agent/core.h"
 #include "agent/fds.h"
 #include "agent/fork.h"
@@ -294,7 +293,7 @@ static void write_exit_output(uint64_t deadline)
     __atomic_store_n(&exiting, 1, __ATOMIC_RELEASE);   /* the background thread starts no job */
     /* The work lock is waited for even by a thread interrupted inside the
      * agent: a program thread holds it only with its signals blocked
-     * (tick_jobs, start_watch) or for a few instructions (the try in
+     * (tick_jobs, agent_bg_start_watch) or for a few instructions (the try in
      * agent_thread_resume); otherwise only the agent's own threads do,
      * which finish their job and let go unless they wait for a lock the
      * interrupted code holds: bounded. */

@@ -33,7 +33,7 @@
  * program's can be dropped by our closes). Nothing such a thread opens,
  * writes or closes can meet the program's numbers; claims are not needed
  * there. Its messages reach the program's stderr through a borrowed copy
- * (out.c). The exit output and the jobs of HEAPWATCH_THREAD=off run on
+ * (log.c). The exit output and the jobs of HEAPWATCH_THREAD=off run on
  * the program's threads, in the shared table, with the rules above.
  */
 #define _GNU_SOURCE
@@ -46,7 +46,6 @@
 #include <unistd.h>
 
 #include "agent/fds.h"
-#include "agent/thread.h"
 #include "pprof/pprof.h"
 
 #ifndef CLOSE_RANGE_UNSHARE

@@ -3,9 +3,10 @@
  * interposes the allocation functions, and the core that counts (agent/,
  * private).
  *
- * The shim calls agent_on_alloc after the real allocator returned a block
- * and agent_on_free (through the filter test) before it frees one; both
- * are inline here so that an unsampled malloc/free pair costs a few
+ * The shim calls agent_on_alloc after the real allocator returned a block,
+ * and before it frees one asks the filter (agent_maybe_sampled), then
+ * counts the free (agent_free_fast, or agent_on_free_slow); these are
+ * inline here so that an unsampled malloc/free pair costs a few
  * instructions: one TLS word (agent_tls.fast), two `add`s to memory, one
  * `sub` and a sign test for the sampling countdown, and for a free one
  * load of the live filter. Everything else (a thread's first call, calls

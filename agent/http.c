@@ -7,8 +7,8 @@
  *
  * - One thread, started at load time with every signal blocked, under the
  *   recursion guard for its whole life (what libc allocates for it is not
- *   counted), serving one connection at a time. It never takes a lock an
- *   allocating thread needs (what the endpoints read and under which lock:
+ *   counted), serving one connection at a time. It holds no lock while it
+ *   waits on the network (what the endpoints read and under which lock:
  *   http_endpoints.c).
  * - A client gets 5 seconds to send its request (8 KiB at most), a POST
  *   body included, and each send 5 seconds to progress.

@@ -18,11 +18,12 @@
  * /debug/pprof/heap writes no profile (and so sends no Content-Length):
  * a HEAD costs nothing on disk. Other methods get 405; other paths 404.
  *
- * The server thread never takes a lock an allocating thread needs:
- * profiles and metrics are read under the core's work lock, which only the
- * agent's own threads and the exit output take, and the lock is dropped
- * before a byte goes to the network, so a slow client never delays the
- * program's exit. /metrics waits AGENT_METRICS_WAIT_NS at most for that
+ * The server thread never makes an allocating thread wait for long:
+ * profiles and metrics are read under the core's work lock, which the
+ * agent's own threads, the exit output and (HEAPWATCH_THREAD=off) an
+ * allocating thread doing a due job take, each for one job and never
+ * while waiting on the network: the lock is dropped before a byte goes to
+ * the network, so a slow client never delays the program's exit. /metrics waits AGENT_METRICS_WAIT_NS at most for that
  * lock and the live-map shards (agent/lock.c); what is busy then reads as
  * zero. Every send is MSG_NOSIGNAL, so a client that hangs up raises no
  * SIGPIPE, and goes only to the connection accepted (checked before each:

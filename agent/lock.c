@@ -34,12 +34,13 @@
  * Lock order, every lock of the agent (a path that holds several takes
  * them in this order, never the other way round):
  *   work_lock (core.c) -> profile_lock (profile.c) -> registry_lock
- *   (thread.c) -> unwind_lock (stacks.c; only ever tried) -> a stack
+ *   (thread.c) -> unwind_lock (unwind.c; only ever tried) -> a stack
  *   stripe (stacks.c, by index) -> a live-map shard (live.c, by index)
  *   -> arena_lock (map/map_arena.c).
  * The sampling path takes a stripe or a shard (never both at once), each
  * then perhaps the arena's; fork's prepare handler (fork.c) takes
- * registry_lock, every stripe, every shard, then the arena's.
+ * registry_lock, every stripe, then tries unwind_lock (against the order,
+ * but only ever a try), every shard, then the arena's.
  *
  * Ranks (lock.h) are this order as numbers, arena_lock aside (map/ checks
  * its own). The debug agent counts, per thread, the locks it holds by rank:

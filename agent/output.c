@@ -4,7 +4,7 @@
  * the summary gives. Callers hold the work lock (core.h).
  *
  * Output. Everything goes through the verified directory descriptor of
- * out.c (agent_output_dirfd), under the work lock. Final names are never
+ * out.c (agent_outdir_fd), under the work lock. Final names are never
  * replaced, so that no process's result replaces another's, even when
  * processes in different pid namespaces share a pid and a directory:
  * each process names its files with a tag, "<pid>", or "<pid>-<n>" (n =
@@ -14,7 +14,7 @@
  * files of one process share it; a name that turns out to be taken moves
  * the process to the next tag from then on (only two processes racing on
  * their very first files can split one process's files over two tags;
- * nothing is ever replaced). tools/rundir.c reads "<pid>-<n>" as its own
+ * nothing is ever replaced). tools/rundir_list.c reads "<pid>-<n>" as its own
  * process.
  *
  * HEAPWATCH_MAX_PROFILES bounds the interval, signal and http profiles
@@ -266,7 +266,7 @@ static void keep_capped(int dirfd, const char *name)
     nkept++;
 }
 
-/* write_profile_named: a heap profile for `reason` (under the work lock); its
+/* write_profile_fd: a heap profile for `reason` (under the work lock); its
  * file name into name, "" when none was written. With keep_fd, the
  * descriptor of the file written (read it from offset 0) goes to
  * *keep_fd, for the caller to close. */
@@ -326,7 +326,7 @@ int agent_output_profile_fd(const char *reason, char *name, size_t cap, int *fd)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Snapshots and the background thread                                      */
+/* Start-up, and the summary's lists                                       */
 /* ------------------------------------------------------------------------ */
 
 /* resolve_out_dir: HEAPWATCH_OUT made absolute against the start-up

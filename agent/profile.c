@@ -46,13 +46,13 @@
 #include "agent/fds.h"
 #include "agent/hot.h"
 #include "agent/lock.h"
-#include "agent/log.h"
 #include "agent/out.h"
 #include "agent/output.h"
 #include "agent/profile.h"
 #include "agent/sample.h"
 #include "agent/stacks.h"
 #include "agent/thread.h"
+#include "map/map.h"
 #include "pprof/pprof.h"
 
 static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;

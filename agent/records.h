@@ -5,8 +5,11 @@
  * No code: X-macro lists only, one per kind of record, each calling X once
  * per field in the order the agent writes the fields. A writer and a
  * reader expand the same list, so a field added, renamed or moved here
- * moves in both (a writer that names its values per field, as watch.c
- * does, stops compiling until the new field has a value).
+ * moves in both (a writer that names its values per field, as watch.c,
+ * summary.c and http_endpoints.c do, stops compiling until the new field
+ * has a value). One exception: the entries of an alert's "top" are nested
+ * objects, written by hand in watch.c (top_json) in the order of
+ * HEAPWATCH_ALERT_TOP_FIELDS, which the reader expands.
  *
  *   X(name, type, doc)                  HEAPWATCH_TIMELINE_FIELDS,
  *                                       HEAPWATCH_SUMMARY_FIELDS,

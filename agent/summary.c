@@ -29,7 +29,7 @@ void agent_metrics_read(agent_metrics_t *m)
     agent_thread_sums_t th;
     agent_live_stats_t live;
     map_arena_stats_t arena;
-    /* Bounded (lock.c): the exit path may hold work_lock and a thread
+    /* Bounded (lock.c): the exit path may hold the work lock and a thread
      * stopped inside the agent a shard; what is busy reads as zeros. */
     agent_bounded_begin(agent_mono_ns() + AGENT_METRICS_WAIT_NS, false);
     agent_snapshot(&m->counters);

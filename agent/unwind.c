@@ -26,8 +26,9 @@
  *    miss), so a stack whose recipes are known takes no lock and blocks no
  *    signal (a program that single-steps itself, tests/integration/progs/
  *    life_step, dies if SIGTRAP is blocked across an allocation). Recipes
- *    are never dropped: code unloaded and other code loaded at the same
- *    address may get wrong stacks, never a bad read.
+ *    are dropped only when code may have been unloaded (dlclose: a
+ *    generation mixed into each slot's check, agent_stacks_code_unloaded),
+ *    so other code loaded at the same address never follows a stale one.
  *  - Other frames. A signal trampoline (__restore_rt's code at the return
  *    address) is left from the ucontext it returns to; a frame without
  *    unwind info by its frame-pointer chain (rbp at most FP_SPAN = 1 MiB

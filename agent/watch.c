@@ -64,6 +64,7 @@
 #include "agent/stacks.h"
 #include "agent/timeline.h"
 #include "agent/watch.h"
+#include "map/map.h"
 #include "pprof/pprof.h"
 
 #define HISTORY 6                /* per-stack copies kept */

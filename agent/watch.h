@@ -2,8 +2,11 @@
  * watch.h - snapshots: the timeline record, the alert engine and the
  * per-stack history behind an alert's record (watch.c) (agent/, private).
  *
- * Everything here runs under the work lock (core.h), on the background
- * thread's job worker, an allocating thread doing due jobs, or the exit.
+ * The snapshots, the start, the last rates and the close run under the
+ * work lock (core.h, asserted in the debug agent), on the background
+ * thread's job worker, an allocating thread doing due jobs, or the exit;
+ * agent_watch_init runs at start-up and agent_watch_postfork_child in a
+ * forked child, before any other thread can be.
  */
 #ifndef HEAPWATCH_AGENT_WATCH_H
 #define HEAPWATCH_AGENT_WATCH_H

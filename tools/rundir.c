@@ -18,7 +18,7 @@
  *     note, not an error. Damaged compressed data is an error, with the
  *     records decoded before it kept;
  *   - JSON lines are parsed one at a time (blank lines skipped; a line over
- *     LINE_MAX bytes stops the file); a line that is not a valid record is
+ *     LINE_MAX_BYTES bytes stops the file); a line that is not a valid record is
  *     skipped and counted, and the first such line is named in the error;
  *   - unknown keys are ignored; a known key of the wrong type counts as
  *     absent, except the few a record cannot do without (a time; an alert's
@@ -129,7 +129,7 @@ static void add_profile(rundir_proc_t *p, rundir_entry_t *e, size_t *cap)
     e->name = e->reason = NULL;   /* moved */
 }
 
-/* load_proc: entries es[0..n) all belong to one pid. */
+/* load_proc: entries es[0..n) all belong to one process (pid and instance tag). */
 static void load_proc(rundir_proc_t *p, const char *dir, rundir_entry_t *es, size_t n, rundir_budget_t *budget)
 {
     memset(p, 0, sizeof *p);

@@ -246,7 +246,7 @@ check_ge "exec 3>&1 ... 9>&1: the timeline is still whole (zstd reads it)" \
 TL3=$T/tl3
 mkdir "$TL3"
 # HEAPWATCH_RATE=0: the timeline's descriptor alone (sampled stacks go
-# through libunwind, whose own descriptors are stacks.c's business).
+# through libunwind, whose own descriptors are unwind_as.c's business).
 # Every number from 3 to 9 is taken over, whichever the agent had.
 (cd "$T" && timeout 60 env HEAPWATCH_RATE=0 HEAPWATCH_OUT=$TL3 HEAPWATCH_INTERVAL=0.01 LD_PRELOAD=$AGENT bash -c '
     sleep 0.2

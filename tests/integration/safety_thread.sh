@@ -42,7 +42,7 @@ check "single-threaded: summary written, status 0" bash -c '[ $1 = 0 ] && ls "$2
 out=$T/lazy
 HEAPWATCH_INTERVAL=0.1 with_agent "$out" "$P" unshare 0.6 > "$T/lazy.out" 2>&1; rc=$?
 # (2 threads, or 3 while a round of jobs runs on the thread's short-lived
-# worker: see core.c, "The job worker")
+# worker: see background.c, "The job worker")
 check_range "allocating past the first snapshot: the thread started ($(kv "$T/lazy.out" threads_busy) threads)" \
     "$(kv "$T/lazy.out" threads_busy)" 2 3
 check_eq "unshare(CLONE_NEWUSER) with the thread running: succeeds ($(kv "$T/lazy.out" unshare), status $rc)" \

@@ -356,7 +356,7 @@ static void test_escaped(void **state)
 }
 
 /* A newline in HEAPWATCH_OUT: the loader keeps it (a directory may be so
- * named), the message about it is escaped elsewhere (core.c). Here: every
+ * named), the message about it is escaped elsewhere (output.c, report_out_dir). Here: every
  * bad value's line quotes it escaped. */
 static void test_load_value_escaped(void **state)
 {

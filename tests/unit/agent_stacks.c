@@ -1,5 +1,5 @@
 /*
- * agent_stacks.c - stack interning and capture (agent/stacks.c), without
+ * agent_stacks.c - stack interning (agent/stacks.c) and capture (agent/unwind.c), without
  * any preload.
  *
  * Interning: the same frames give the same record, different frames (one
