@@ -39,11 +39,11 @@
  * program's threads have all ended it calls exit(0) as glibc would, and
  * the exit handlers then run on it with the program's descriptors.
  *
- * unshare and setns (shim.c) call agent_thread_pause first: the thread is
+ * unshare and setns (shim.c) call agent_bg_pause first: the thread is
  * asked to leave, joined (at most PAUSE_JOIN_NS: it finishes the file it is
  * writing) and the kernel is seen to have released it (/proc/self/task,
  * at most PAUSE_GONE_NS), so the call finds the process as the program
- * left it. agent_thread_resume: a process that is still single-threaded
+ * left it. agent_bg_resume: a process that is still single-threaded
  * gets the thread back at its next due job (ticks), a multi-threaded one at
  * once. A thread that did not leave in time is joined before another
  * starts.
@@ -174,7 +174,7 @@ static long live_threads(void)
 {
     char buf[1024];
     agent_fd_t f;   /* checked before the read and the close (fds.c) */
-    if (!agent_fd_open(&f, "/proc/self/stat", O_RDONLY)) return 0;
+    if (agent_fd_open(&f, "/proc/self/stat", O_RDONLY) != 0) return 0;
     ssize_t n = agent_fd_ours(&f) ? read(f.fd, buf, sizeof buf - 1) : -1;
     agent_fd_close(&f);
     if (n <= 0) return 0;
@@ -471,7 +471,7 @@ static void wait_gone(int tid)
         nap(PAUSE_STEP_NS);
 }
 
-void agent_thread_pause(void)
+void agent_bg_pause(void)
 {
     if (!agent_enabled || !agent_ready() || !agent_own_process())
         return;
@@ -508,7 +508,7 @@ out:
     errno = saved;
 }
 
-void agent_thread_resume(void)
+void agent_bg_resume(void)
 {
     if (!agent_enabled || !agent_ready() || !agent_own_process())
         return;

@@ -36,11 +36,11 @@ void agent_bg_start(void);
  * multi-threaded anyway). Outside the agent. */
 void agent_bg_new_thread(void);
 
-/* agent_thread_pause / agent_thread_resume: around unshare and setns
+/* agent_bg_pause / agent_bg_resume: around unshare and setns
  * (shim): the background thread leaves, and the process has one thread
  * less when pause returns (bounded); resume arranges its restart. */
-void agent_thread_pause(void);
-void agent_thread_resume(void);
+void agent_bg_pause(void);
+void agent_bg_resume(void);
 
 /* agent_bg_postfork_child: the parent's thread is not in the child: it
  * gets its own at its first due job; a new base for the rates. */

@@ -38,7 +38,7 @@
  * only tried once when the exiting thread was itself inside the agent
  * (except the work lock, which that thread cannot hold: a program thread
  * holds it only with its signals blocked, or for the few instructions of
- * the try in agent_thread_resume); what cannot be had is skipped
+ * the try in agent_bg_resume); what cannot be had is skipped
  * and listed in the summary's "incomplete" array (always present; [] when
  * nothing was skipped): without the work lock (the background or HTTP
  * thread is writing, or stuck), no final timeline record and no exit
@@ -294,7 +294,7 @@ static void write_exit_output(uint64_t deadline)
     /* The work lock is waited for even by a thread interrupted inside the
      * agent: a program thread holds it only with its signals blocked
      * (tick_jobs, agent_bg_start_watch) or for a few instructions (the try in
-     * agent_thread_resume); otherwise only the agent's own threads do,
+     * agent_bg_resume); otherwise only the agent's own threads do,
      * which finish their job and let go unless they wait for a lock the
      * interrupted code holds: bounded. */
     uint64_t work_deadline = deadline ? deadline : agent_mono_ns() + AGENT_EXIT_WAIT_NS;

@@ -137,7 +137,8 @@ int agent_fd_claimat(int dirfd, const char *name, int flags, mode_t mode)
 int agent_fd_claim(int fd)
 {
     struct stat st;
-    if (fd < 0 || files_private) return fd;
+    if (fd < 0) return -errno;   /* socket's or accept's failure, passed on */
+    if (files_private) return fd;
     if (fstat(fd, &st) != 0) return -errno;
     return claim(fd, &st);
 }
@@ -212,25 +213,21 @@ void agent_fds_init(void)
 /* agent_fd_t: the same, with the identity kept by the caller               */
 /* ------------------------------------------------------------------------ */
 
-bool agent_fd_open(agent_fd_t *f, const char *path, int flags)
+int agent_fd_open(agent_fd_t *f, const char *path, int flags)
 {
     f->fd = -1;
     int fd = agent_fd_claimat(AT_FDCWD, path, flags, 0);
     struct stat st;
-    if (fd < 0) {
-        errno = -fd;
-        return false;
-    }
+    if (fd < 0) return fd;
     if (fstat(fd, &st) != 0) {
-        int e = errno;
+        int err = -errno;
         agent_fd_release(fd);
-        errno = e;
-        return false;
+        return err;
     }
     f->fd = fd;
     f->dev = st.st_dev;
     f->ino = st.st_ino;
-    return true;
+    return 0;
 }
 
 bool agent_fd_ours(const agent_fd_t *f)

@@ -23,8 +23,8 @@ typedef struct agent_fd_s {
 } agent_fd_t;
 
 /* agent_fd_open: opens path with flags | O_CLOEXEC and records the file.
- * @return success (errno set on failure). */
-bool agent_fd_open(agent_fd_t *f, const char *path, int flags);
+ * @return 0 or -errno. */
+int agent_fd_open(agent_fd_t *f, const char *path, int flags);
 /* agent_fd_ours: f's number still holds that file, close-on-exec. */
 bool agent_fd_ours(const agent_fd_t *f);
 /* agent_fd_close: closes f if still ours; f->fd becomes -1 either way. */
@@ -37,7 +37,8 @@ void agent_fd_close(agent_fd_t *f);
  *   name leads to) recorded; @return it or -errno (-ESTALE: the program
  *   took the number meanwhile; nothing of ours is left open).
  * agent_fd_claim: the same for a descriptor just returned by socket or
- *   accept (its identity: what it holds now); passes a negative fd on.
+ *   accept (its identity: what it holds now); for a failed call's -1,
+ *   -errno.
  * agent_fd_release: closes a claimed descriptor if it still holds its file;
  *   otherwise only forgets it.
  * agent_fd_forget: forgets a claimed descriptor, never closing it.

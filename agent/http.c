@@ -114,7 +114,7 @@ static int open_listener(void)
         int fd = agent_fd_claim(socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
                                        ai->ai_protocol));   /* at a high number (fds.c) */
         if (fd < 0) {
-            err = fd == -1 ? -errno : fd;
+            err = fd;
             continue;
         }
         int one = 1;

@@ -23,7 +23,7 @@
  * unshare and setns are interposed because the kernel refuses some of them
  * to a multi-threaded process (a new user namespace; joining a user, mount
  * or time namespace: EINVAL, EUSERS): the agent's background thread leaves
- * first and comes back later (agent_thread_pause/resume in background.c). Only
+ * first and comes back later (agent_bg_pause/resume in background.c). Only
  * the flags that need a lone thread pause it. A program that makes the
  * system call itself (syscall(SYS_unshare)) is not seen; clone and clone3
  * with CLONE_NEWUSER need no lone thread (the new namespace is the
@@ -481,10 +481,10 @@ AGENT_EXPORT int unshare(int flags)
 {
     (void)ready();
     bool alone = flags & (CLONE_NEWUSER | CLONE_VM | CLONE_SIGHAND | CLONE_THREAD);
-    if (alone) agent_thread_pause();
+    if (alone) agent_bg_pause();
     int r = real_unshare ? real_unshare(flags) : (int)syscall(SYS_unshare, flags);
     int saved = errno;
-    if (alone) agent_thread_resume();
+    if (alone) agent_bg_resume();
     errno = saved;
     return r;
 }
@@ -500,10 +500,10 @@ AGENT_EXPORT int setns(int fd, int nstype)
 {
     (void)ready();
     bool alone = nstype == 0 || (nstype & (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWTIME));
-    if (alone) agent_thread_pause();
+    if (alone) agent_bg_pause();
     int r = real_setns ? real_setns(fd, nstype) : (int)syscall(SYS_setns, fd, nstype);
     int saved = errno;
-    if (alone) agent_thread_resume();
+    if (alone) agent_bg_resume();
     errno = saved;
     return r;
 }
@@ -520,7 +520,7 @@ AGENT_EXPORT int dlclose(void *handle)
     (void)ready();
     int r = real_dlclose ? real_dlclose(handle) : -1;
     int saved = errno;
-    agent_stacks_code_unloaded();
+    agent_unwind_code_unloaded();
     errno = saved;
     return r;
 }

@@ -139,9 +139,6 @@ static inline bool agent_tally_countdown(int64_t *c, int64_t v)
 #endif
 }
 
-/* agent_thread_slow: registers the calling thread; NULL if impossible
- * (agent off, or inside the agent). */
-
 /* agent_enabled: tracking is on (set once at start; cleared on a fatal
  * error, in a setuid process, or when the agent steps aside). (core.c) */
 extern int agent_enabled;

@@ -27,7 +27,7 @@
  *    signal (a program that single-steps itself, tests/integration/progs/
  *    life_step, dies if SIGTRAP is blocked across an allocation). Recipes
  *    are dropped only when code may have been unloaded (dlclose: a
- *    generation mixed into each slot's check, agent_stacks_code_unloaded),
+ *    generation mixed into each slot's check, agent_unwind_code_unloaded),
  *    so other code loaded at the same address never follows a stale one.
  *  - Other frames. A signal trampoline (__restore_rt's code at the return
  *    address) is left from the ucontext it returns to; a frame without
@@ -198,7 +198,7 @@ static uint64_t gen_mix(void)
     return __atomic_load_n(&rcache_gen, __ATOMIC_ACQUIRE) * 0x9e3779b97f4a7c15ull;
 }
 
-void agent_stacks_code_unloaded(void)
+void agent_unwind_code_unloaded(void)
 {
     __atomic_add_fetch(&rcache_gen, 1, __ATOMIC_ACQ_REL);
 }

@@ -30,10 +30,10 @@ void agent_unwind_init(void);
  * libunwind). */
 size_t agent_stack_capture(uint64_t *pcs, size_t max);
 
-/* agent_stacks_code_unloaded: code may have been unmapped (dlclose): the
- * unwind recipes learnt so far are forgotten. Async-signal-safe. (Named
- * for the file it lived in; shim.c calls it.) */
-void agent_stacks_code_unloaded(void);
+/* agent_unwind_code_unloaded: code may have been unmapped (dlclose): the
+ * unwind recipes learnt so far are forgotten. Async-signal-safe (shim.c's
+ * dlclose calls it). */
+void agent_unwind_code_unloaded(void);
 
 /* fork: agent_unwind_prefork tries unwind_lock (never waits for it; gives
  * up at deadline_ns: lock.c); the parent releases it if it was had; a
