@@ -277,9 +277,10 @@ static void write_profile_fd(const char *reason, char *name, size_t cap, int *ke
     name[0] = 0;
     int dirfd = output_dirfd();
     if (dirfd < 0) return;
-    int err = agent_profile_write(dirfd, reason, name, cap, keep_fd);
-    if (err == AGENT_PROFILE_BUSY) return;   /* exit: skipped, and noted (lock.c) */
-    if (err == 0) {
+    bool busy;
+    pprof_err_t err = agent_profile_write(dirfd, reason, name, cap, keep_fd, &busy);
+    if (busy) return;   /* exit: skipped, and noted (lock.c) */
+    if (err == PPROF_OK) {
         remember_file(name);
         if (capped(reason)) keep_capped(dirfd, name);
     } else if (!reported) {
@@ -288,7 +289,7 @@ static void write_profile_fd(const char *reason, char *name, size_t cap, int *ke
         agent_buf_t b;
         agent_buf_init(&b, line, sizeof line);
         agent_buf_str(&b, "heapwatch: cannot write a heap profile in HEAPWATCH_OUT: ");
-        agent_buf_str(&b, pprof_strerror((pprof_err_t)err));
+        agent_buf_str(&b, pprof_strerror(err));
         agent_buf_str(&b, "; the program runs on\n");
         agent_log(line);
     }

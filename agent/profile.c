@@ -177,9 +177,11 @@ static pprof_err_t build(pprof_builder_t *b, const char *reason)
     return err;
 }
 
-int agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap, int *keep_fd)
+pprof_err_t agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap,
+                                int *keep_fd, bool *busy)
 {
     AGENT_ASSERT_WORK_HELD();
+    *busy = false;
     char local[128];
     if (!name || namecap == 0) {
         name = local;
@@ -189,7 +191,8 @@ int agent_profile_write(int dirfd, const char *reason, char *name, size_t nameca
     agent_enter();
     if (!agent_lock_ranked_note(&profile_lock, AGENT_RANK_PROFILE, "profile: the profile writer was busy")) {
         agent_leave();
-        return AGENT_PROFILE_BUSY;
+        *busy = true;
+        return PPROF_OK;
     }
     map_allocator_t a = map_arena_allocator();
     pprof_builder_t *b = NULL;
@@ -202,7 +205,7 @@ int agent_profile_write(int dirfd, const char *reason, char *name, size_t nameca
     pprof_builder_free(b);
     agent_unlock_ranked(&profile_lock, AGENT_RANK_PROFILE);
     agent_leave();
-    return (int)err;
+    return err;
 }
 
 /* frames_t: samples to name: sample i is pcs(src, i, &depth). */
@@ -215,7 +218,7 @@ typedef struct frames_s {
 
 /* name_frames: a throwaway profile of the samples, symbolized with the
  * profile writer's cache, handed to fn (NULL when naming failed). */
-static int name_frames(const frames_t *f, void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx)
+static pprof_err_t name_frames(const frames_t *f, void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx)
 {
     static const pprof_value_type_t count = { "samples", "count" };
     agent_enter();
@@ -239,7 +242,7 @@ static int name_frames(const frames_t *f, void (*fn)(struct pprof_builder_s *b, 
     pprof_builder_free(b);
     agent_unlock_ranked(&profile_lock, AGENT_RANK_PROFILE);
     agent_leave();
-    return (int)err;
+    return err;
 }
 
 static const uint64_t *stack_pcs(const void *src, size_t i, size_t *depth)
@@ -249,7 +252,7 @@ static const uint64_t *stack_pcs(const void *src, size_t i, size_t *depth)
     return s->pcs;
 }
 
-int agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
+pprof_err_t agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
                               void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx)
 {
     frames_t f = { PPROF_PCS_RETURN, n, stack_pcs, stacks };
@@ -272,7 +275,7 @@ static const uint64_t *pcs_chunk(const void *src, size_t i, size_t *depth)
     return p->pcs + first;
 }
 
-int agent_profile_name_pcs(const uint64_t *pcs, size_t n,
+pprof_err_t agent_profile_name_pcs(const uint64_t *pcs, size_t n,
                            void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx)
 {
     pcs_src_t src = { pcs, n };

@@ -5,11 +5,13 @@
 #ifndef HEAPWATCH_AGENT_PROFILE_H
 #define HEAPWATCH_AGENT_PROFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "agent/base.h"
 #include "agent/stacks.h"
+#include "pprof/pprof.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -20,24 +22,23 @@
  * file's descriptor at offset 0 goes to *keep_fd (the caller closes it).
  * Runs under the recursion guard; serialised by its own lock, taken with
  * agent_lock (in a bounded stretch a busy writer is noted and nothing is
- * written: AGENT_PROFILE_BUSY); the caller holds the work lock.
- * @return 0, AGENT_PROFILE_BUSY, or a pprof_err_t value. */
-#define AGENT_PROFILE_BUSY (-1)
-int agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap, int *keep_fd);
+ * written: *busy set); the caller holds the work lock.
+ * @return PPROF_OK (nothing written when *busy), or why it failed. */
+pprof_err_t agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap,
+                                int *keep_fd, bool *busy);
 
 /* agent_profile_name_stacks: names the frames of n stacks: builds a
  * throwaway profile of them, symbolizes it with the profile writer's symbol
  * cache, and calls fn once, with that builder (read names with
  * pprof_builder_frame_name) or with NULL when naming failed.
- * @return 0, or a pprof_err_t value. */
-struct pprof_builder_s;
-int agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
+ * @return PPROF_OK, or why naming failed. */
+pprof_err_t agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
                               void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx);
 
 /* agent_profile_name_pcs: agent_profile_name_stacks for n exact
  * instruction addresses (as a profile's locations hold them); read each
  * name with pprof_builder_frame_name(b, pcs, i). */
-int agent_profile_name_pcs(const uint64_t *pcs, size_t n,
+pprof_err_t agent_profile_name_pcs(const uint64_t *pcs, size_t n,
                            void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx);
 
 /* agent_profile_postfork_child: a new process: sequence numbers restart
