@@ -105,6 +105,12 @@ uint32_t agent_stacks_count(void)
     return n < STACKS_LIMIT ? n : STACKS_LIMIT;
 }
 
+uint32_t agent_stacks_distinct(void)
+{
+    uint32_t n = agent_stacks_count();
+    return n > 0 ? n - 1 : 0;
+}
+
 size_t agent_stacks_bytes(void)
 {
     size_t n = __atomic_load_n(&table_bytes, __ATOMIC_RELAXED);

@@ -65,6 +65,10 @@ agent_stack_t *agent_stack_get(uint32_t id);
 
 /* agent_stacks_count: records created so far (ids 0 .. count-1). */
 uint32_t agent_stacks_count(void);
+/* agent_stacks_distinct: the distinct stacks recorded (record 0, the empty
+ * stack, not counted): what the summary, the timeline and /metrics call
+ * "stacks". */
+uint32_t agent_stacks_distinct(void);
 
 /* agent_stacks_bytes: memory held by the table and its records. */
 size_t agent_stacks_bytes(void);

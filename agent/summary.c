@@ -48,7 +48,7 @@ void agent_metrics_read(agent_metrics_t *m)
     m->map_count = live.count;
     m->map_B = live.max_B;
     m->map_noverflow = live.noverflow;
-    m->stacks = agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0;
+    m->stacks = agent_stacks_distinct();
     m->agent_memory_bytes = arena.mapped_bytes;
     m->start_real_ns = agent_start_real_ns;
 }
@@ -105,7 +105,7 @@ static void summary_read(summary_t *s)
 #define SU_samples s->th.samples
 #define SU_samples_dropped s->th.dropped
 #define SU_sampled_live s->live.count
-#define SU_stacks (agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0)
+#define SU_stacks agent_stacks_distinct()
 #define SU_stacks_bytes agent_stacks_bytes()
 #define SU_map_count s->live.count
 #define SU_map_B s->live.max_B

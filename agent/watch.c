@@ -315,7 +315,7 @@ static void timeline_record(agent_buf_t *b, const heapwatch_counters_t *c, uint6
 #define TL_map_count live.count
 #define TL_map_B live.max_B
 #define TL_map_noverflow live.noverflow
-#define TL_stacks (agent_stacks_count() > 0 ? agent_stacks_count() - 1 : 0)
+#define TL_stacks agent_stacks_distinct()
 #define TL_agent_memory_bytes mem.mapped_bytes
 #define TL_FIELD(name, type, doc) put_##type(b, #name, TL_##name);
     agent_buf_str(b, "{");
