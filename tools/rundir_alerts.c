@@ -36,7 +36,7 @@ static const rundir_field_t top_fields[] = { HEAPWATCH_ALERT_TOP_FIELDS(TOP_FIEL
 /* alerts_t: the state of one alerts file being read. */
 typedef struct {
     rundir_reader_t rd;
-    lines_t lines;
+    rundir_lines_t lines;
     size_t items_cap;          /* capacity of proc->alerts */
     size_t skipped_events;     /* events of another kind */
     int worst_kept;            /* highest level kept so far (0 none) */
@@ -142,7 +142,7 @@ static bool keep_alert(alerts_t *al, rundir_alert_t *a, size_t len)
     return true;
 }
 
-/* alerts_line: one record (lines_fn). */
+/* alerts_line: one record (rundir_lines_fn). */
 static bool alerts_line(void *ctx, const char *line, size_t len, size_t lineno)
 {
     alerts_t *al = ctx;
@@ -152,7 +152,7 @@ static bool alerts_line(void *ctx, const char *line, size_t len, size_t lineno)
     if (!v) return true;
     const char *event = rundir_json_str(v, "event");
     if (event && strcmp(event, "alert") != 0 && strcmp(event, "recovery") != 0) {
-        if (al->skipped_events++ == 0) NOTE(p, "%s: line %zu: event \"%s\" ignored", al->rd.file, lineno, event);
+        if (al->skipped_events++ == 0) RUNDIR_NOTE(p, "%s: line %zu: event \"%s\" ignored", al->rd.file, lineno, event);
         json_decref(v);
         return true;
     }
@@ -182,37 +182,37 @@ void rundir_load_alerts(rundir_proc_t *p, const char *dir, const char *name, run
     FILE *f = rundir_open(dir, name);
     p->has_alerts = true;
     if (!f) {
-        ERROR(p, "%s: %s", name, strerror(errno));
+        RUNDIR_ERROR(p, "%s: %s", name, strerror(errno));
         return;
     }
     alerts_t al = { .rd = { .proc = p, .file = name }, .budget = budget };
-    lines_init(&al.lines, LINE_MAX_BYTES, alerts_line, &al);
+    rundir_lines_init(&al.lines, LINE_MAX_BYTES, alerts_line, &al);
     char buf[65536];
     size_t n;
-    lines_status_t st = LINES_OK;
-    while (st == LINES_OK && (n = fread(buf, 1, sizeof buf, f)) > 0) st = lines_feed(&al.lines, buf, n);
-    if (st == LINES_TOO_LONG)
-        ERROR(p, "%s: line %zu is longer than %u bytes; stopped reading", name, al.lines.lineno + 1, LINE_MAX_BYTES);
-    else if (st == LINES_NOMEM) ERROR(p, "%s: out of memory", name);
-    if (ferror(f)) ERROR(p, "%s: read error", name);
+    rundir_lines_status_t st = RUNDIR_LINES_OK;
+    while (st == RUNDIR_LINES_OK && (n = fread(buf, 1, sizeof buf, f)) > 0) st = rundir_lines_feed(&al.lines, buf, n);
+    if (st == RUNDIR_LINES_TOO_LONG)
+        RUNDIR_ERROR(p, "%s: line %zu is longer than %u bytes; stopped reading", name, al.lines.lineno + 1, LINE_MAX_BYTES);
+    else if (st == RUNDIR_LINES_NOMEM) RUNDIR_ERROR(p, "%s: out of memory", name);
+    if (ferror(f)) RUNDIR_ERROR(p, "%s: read error", name);
     fclose(f);
     size_t len = 0;
-    const char *rest = lines_pending(&al.lines, &len);
-    if (st == LINES_OK && len) {
+    const char *rest = rundir_lines_pending(&al.lines, &len);
+    if (st == RUNDIR_LINES_OK && len) {
         /* No final newline: the agent writes each line whole, so this is a
          * line cut by a crash (a note) unless it parses. */
         json_t *v;
         size_t at;
-        if (!rundir_json_parse(rest, len, &v, &at)) lines_finish(&al.lines);
-        else NOTE(p, "%s: an unfinished last line ignored", name);
+        if (!rundir_json_parse(rest, len, &v, &at)) rundir_lines_finish(&al.lines);
+        else RUNDIR_NOTE(p, "%s: an unfinished last line ignored", name);
         json_decref(v);
     }
     if (p->alerts_dropped)
-        NOTE(p, "%s: %zu alert%s not kept (past %u per process or %u MiB of alerts in all; the worst level is "
+        RUNDIR_NOTE(p, "%s: %zu alert%s not kept (past %u per process or %u MiB of alerts in all; the worst level is "
              "always kept)", name, p->alerts_dropped, p->alerts_dropped == 1 ? "" : "s", ALERTS_PER_PROC,
              ALERT_BYTES_BUDGET >> 20);
     rundir_report_bad(&al.rd);
-    lines_free(&al.lines);
+    rundir_lines_free(&al.lines);
 }
 
 void rundir_free_alerts(rundir_proc_t *p)

@@ -52,8 +52,8 @@ typedef struct {
  * Out of memory, the line is dropped: these lists only explain. */
 void rundir_add_line(char ***list, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-#define NOTE(p, ...) rundir_add_line(&(p)->notes, &(p)->nnotes, __VA_ARGS__)
-#define ERROR(p, ...) rundir_add_line(&(p)->errors, &(p)->nerrors, __VA_ARGS__)
+#define RUNDIR_NOTE(p, ...) rundir_add_line(&(p)->notes, &(p)->nnotes, __VA_ARGS__)
+#define RUNDIR_ERROR(p, ...) rundir_add_line(&(p)->errors, &(p)->nerrors, __VA_ARGS__)
 
 /* rundir_set_msg: a formatted message into msg (cap bytes; none if NULL). */
 void rundir_set_msg(char *msg, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

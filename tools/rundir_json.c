@@ -221,8 +221,8 @@ json_t *rundir_json_line(rundir_reader_t *rd, const char *line, size_t len)
     const char *why = rundir_json_parse(line, len, &v, &at);
     if (!why && json_is_object(v)) return v;
     if (rd->bad++ == 0) {
-        if (why) ERROR(rd->proc, "%s: line %zu: %s at byte %zu", rd->file, rd->lineno, why, at);
-        else ERROR(rd->proc, "%s: line %zu: not a JSON object", rd->file, rd->lineno);
+        if (why) RUNDIR_ERROR(rd->proc, "%s: line %zu: %s at byte %zu", rd->file, rd->lineno, why, at);
+        else RUNDIR_ERROR(rd->proc, "%s: line %zu: not a JSON object", rd->file, rd->lineno);
     }
     json_decref(v);
     return NULL;
@@ -234,8 +234,8 @@ json_t *rundir_json_doc(rundir_proc_t *p, const char *name, const char *text, si
     size_t at;
     const char *why = rundir_json_parse(text, len, &v, &at);
     if (!why && json_is_object(v)) return v;
-    if (why) ERROR(p, "%s: %s at byte %zu", name, why, at);
-    else ERROR(p, "%s: not a JSON object", name);
+    if (why) RUNDIR_ERROR(p, "%s: %s at byte %zu", name, why, at);
+    else RUNDIR_ERROR(p, "%s: not a JSON object", name);
     json_decref(v);
     return NULL;
 }
@@ -270,10 +270,10 @@ void rundir_take_exe(rundir_proc_t *p, const json_t *obj)
 
 void rundir_bad_record(rundir_reader_t *rd, const char *why)
 {
-    if (rd->bad++ == 0) ERROR(rd->proc, "%s: line %zu: %s", rd->file, rd->lineno, why);
+    if (rd->bad++ == 0) RUNDIR_ERROR(rd->proc, "%s: line %zu: %s", rd->file, rd->lineno, why);
 }
 
 void rundir_report_bad(const rundir_reader_t *rd)
 {
-    if (rd->bad > 1) ERROR(rd->proc, "%s: %zu bad lines in all", rd->file, rd->bad);
+    if (rd->bad > 1) RUNDIR_ERROR(rd->proc, "%s: %zu bad lines in all", rd->file, rd->bad);
 }

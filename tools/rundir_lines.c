@@ -6,24 +6,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-void lines_init(lines_t *ls, size_t max, lines_fn fn, void *ctx)
+void rundir_lines_init(rundir_lines_t *ls, size_t max, rundir_lines_fn fn, void *ctx)
 {
-    *ls = (lines_t){ .max = max, .fn = fn, .ctx = ctx };
+    *ls = (rundir_lines_t){ .max = max, .fn = fn, .ctx = ctx };
 }
 
 /* emit: one line to the callback, blank lines counted but skipped. */
-static void emit(lines_t *ls, const char *line, size_t len)
+static void emit(rundir_lines_t *ls, const char *line, size_t len)
 {
     ls->lineno++;
     for (size_t i = 0; i < len; i++)
         if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') {
-            if (!ls->fn(ls->ctx, line, len, ls->lineno)) ls->status = LINES_STOPPED;
+            if (!ls->fn(ls->ctx, line, len, ls->lineno)) ls->status = RUNDIR_LINES_STOPPED;
             return;
         }
 }
 
 /* hold: appends take bytes to the buffer of the unfinished line. */
-static bool hold(lines_t *ls, const char *data, size_t take)
+static bool hold(rundir_lines_t *ls, const char *data, size_t take)
 {
     if (ls->len + take + 1 > ls->cap) {
         size_t ncap = ls->cap ? ls->cap : 4096;
@@ -38,19 +38,19 @@ static bool hold(lines_t *ls, const char *data, size_t take)
     return true;
 }
 
-lines_status_t lines_feed(lines_t *ls, const char *data, size_t n)
+rundir_lines_status_t rundir_lines_feed(rundir_lines_t *ls, const char *data, size_t n)
 {
-    while (n > 0 && ls->status == LINES_OK) {
+    while (n > 0 && ls->status == RUNDIR_LINES_OK) {
         const char *nl = memchr(data, '\n', n);
         size_t take = nl ? (size_t)(nl - data) : n;
         if (ls->len + take > ls->max) {
-            ls->status = LINES_TOO_LONG;
+            ls->status = RUNDIR_LINES_TOO_LONG;
             break;
         }
         if (nl && ls->len == 0) {
             emit(ls, data, take);   /* the common case: no copy */
         } else if (!hold(ls, data, take)) {
-            ls->status = LINES_NOMEM;
+            ls->status = RUNDIR_LINES_NOMEM;
             break;
         } else if (nl) {
             emit(ls, ls->buf, ls->len);
@@ -63,20 +63,20 @@ lines_status_t lines_feed(lines_t *ls, const char *data, size_t n)
     return ls->status;
 }
 
-const char *lines_pending(const lines_t *ls, size_t *len)
+const char *rundir_lines_pending(const rundir_lines_t *ls, size_t *len)
 {
     *len = ls->len;
     return ls->buf;
 }
 
-void lines_finish(lines_t *ls)
+void rundir_lines_finish(rundir_lines_t *ls)
 {
-    if (ls->status != LINES_OK || !ls->len) return;
+    if (ls->status != RUNDIR_LINES_OK || !ls->len) return;
     emit(ls, ls->buf, ls->len);
     ls->len = 0;
 }
 
-void lines_free(lines_t *ls)
+void rundir_lines_free(rundir_lines_t *ls)
 {
     free(ls->buf);
     ls->buf = NULL;

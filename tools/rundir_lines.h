@@ -15,44 +15,44 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* lines_fn: one line (lineno counts from 1, blank lines included).
+/* rundir_lines_fn: one line (lineno counts from 1, blank lines included).
  * @return false to stop the splitter. */
-typedef bool (*lines_fn)(void *ctx, const char *line, size_t len, size_t lineno);
+typedef bool (*rundir_lines_fn)(void *ctx, const char *line, size_t len, size_t lineno);
 
 typedef enum {
-    LINES_OK = 0,              /* every complete line was handed out */
-    LINES_STOPPED = 1,         /* the callback returned false */
-    LINES_TOO_LONG = 2,        /* a line is longer than max */
-    LINES_NOMEM = 3,           /* no memory to hold a line cut by a piece's end */
-} lines_status_t;
+    RUNDIR_LINES_OK = 0,              /* every complete line was handed out */
+    RUNDIR_LINES_STOPPED = 1,         /* the callback returned false */
+    RUNDIR_LINES_TOO_LONG = 2,        /* a line is longer than max */
+    RUNDIR_LINES_NOMEM = 3,           /* no memory to hold a line cut by a piece's end */
+} rundir_lines_status_t;
 
 typedef struct {
     char *buf;                 /* the bytes after the last newline */
     size_t len, cap;
     size_t max;                /* the longest line accepted */
     size_t lineno;             /* lines handed out or skipped so far */
-    lines_status_t status;     /* once not LINES_OK, feeding does nothing */
-    lines_fn fn;
+    rundir_lines_status_t status;     /* once not RUNDIR_LINES_OK, feeding does nothing */
+    rundir_lines_fn fn;
     void *ctx;
-} lines_t;
+} rundir_lines_t;
 
-/* lines_init: a splitter handing lines of at most max bytes to fn. */
-void lines_init(lines_t *ls, size_t max, lines_fn fn, void *ctx);
+/* rundir_lines_init: a splitter handing lines of at most max bytes to fn. */
+void rundir_lines_init(rundir_lines_t *ls, size_t max, rundir_lines_fn fn, void *ctx);
 
-/* lines_feed: the next n bytes of the stream. @return the status: LINES_OK
+/* rundir_lines_feed: the next n bytes of the stream. @return the status: RUNDIR_LINES_OK
  * to go on; anything else stops the splitter for good. */
-lines_status_t lines_feed(lines_t *ls, const char *data, size_t n);
+rundir_lines_status_t rundir_lines_feed(rundir_lines_t *ls, const char *data, size_t n);
 
-/* lines_pending: the unfinished last line so far: its bytes (not
+/* rundir_lines_pending: the unfinished last line so far: its bytes (not
  * NUL-terminated) and their count in *len (0 if none). */
-const char *lines_pending(const lines_t *ls, size_t *len);
+const char *rundir_lines_pending(const rundir_lines_t *ls, size_t *len);
 
-/* lines_finish: hands out the unfinished last line as a line, when the
+/* rundir_lines_finish: hands out the unfinished last line as a line, when the
  * stream ended without a newline after it (and the splitter is not
  * stopped). */
-void lines_finish(lines_t *ls);
+void rundir_lines_finish(rundir_lines_t *ls);
 
-/* lines_free: the buffer (the splitter may be initialised again). */
-void lines_free(lines_t *ls);
+/* rundir_lines_free: the buffer (the splitter may be initialised again). */
+void rundir_lines_free(rundir_lines_t *ls);
 
 #endif

@@ -54,7 +54,7 @@ void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
     const char *why = NULL;
     char *text = read_small_file(dir, name, SUMMARY_MAX, &len, &why);
     if (!text) {
-        ERROR(p, "%s: %s", name, why);
+        RUNDIR_ERROR(p, "%s: %s", name, why);
         return;
     }
     json_t *v = rundir_json_doc(p, name, text, len);
@@ -62,7 +62,7 @@ void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
     if (!v) return;
     decode(v, &p->summary);
     if (!isnan(p->summary.pid) && p->summary.pid != (double)p->pid)
-        NOTE(p, "%s: says pid %.0f", name, p->summary.pid);
+        RUNDIR_NOTE(p, "%s: says pid %.0f", name, p->summary.pid);
     free(p->exe);
     p->exe = NULL;
     rundir_take_exe(p, v);   /* the summary's word wins over a record's */

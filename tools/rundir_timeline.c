@@ -44,7 +44,7 @@ _Static_assert(sizeof(rundir_sample_t) * SAMPLES_BUDGET <= (36u << 20), "samples
 /* timeline_t: the state of one timeline being read. */
 typedef struct {
     rundir_reader_t rd;
-    lines_t lines;
+    rundir_lines_t lines;
     size_t items_cap;          /* capacity of proc->samples */
     size_t samples_max;        /* samples kept for this process */
     rundir_sample_t acc;       /* records merged, not yet a sample */
@@ -92,7 +92,7 @@ static void add_sample(timeline_t *tl, const rundir_sample_t *s)
     if (++tl->nacc >= tl->rd.proc->sample_stride) push_sample(tl, false);
 }
 
-/* timeline_line: one record (lines_fn). */
+/* timeline_line: one record (rundir_lines_fn). */
 static bool timeline_line(void *ctx, const char *line, size_t len, size_t lineno)
 {
     timeline_t *tl = ctx;
@@ -100,7 +100,7 @@ static bool timeline_line(void *ctx, const char *line, size_t len, size_t lineno
     tl->rd.lineno = lineno;
     if (p->nrecords >= RUNDIR_TIMELINE_RECORDS_MAX) {
         tl->capped = true;
-        ERROR(p, "%s: more than %u records; the rest of the file was not read", tl->rd.file,
+        RUNDIR_ERROR(p, "%s: more than %u records; the rest of the file was not read", tl->rd.file,
               RUNDIR_TIMELINE_RECORDS_MAX);
         return false;
     }
@@ -121,16 +121,16 @@ static bool timeline_line(void *ctx, const char *line, size_t len, size_t lineno
     return true;
 }
 
-/* timeline_bytes: decompressed bytes to the line splitter (unzstd_sink). */
+/* timeline_bytes: decompressed bytes to the line splitter (rundir_zstd_sink). */
 static bool timeline_bytes(void *ctx, const char *data, size_t n)
 {
     timeline_t *tl = ctx;
-    lines_status_t st = lines_feed(&tl->lines, data, n);
-    if (st == LINES_TOO_LONG)
-        ERROR(tl->rd.proc, "%s: line %zu is longer than %u bytes; stopped reading", tl->rd.file,
+    rundir_lines_status_t st = rundir_lines_feed(&tl->lines, data, n);
+    if (st == RUNDIR_LINES_TOO_LONG)
+        RUNDIR_ERROR(tl->rd.proc, "%s: line %zu is longer than %u bytes; stopped reading", tl->rd.file,
               tl->lines.lineno + 1, LINE_MAX_BYTES);
-    else if (st == LINES_NOMEM) ERROR(tl->rd.proc, "%s: out of memory", tl->rd.file);
-    return st == LINES_OK;
+    else if (st == RUNDIR_LINES_NOMEM) RUNDIR_ERROR(tl->rd.proc, "%s: out of memory", tl->rd.file);
+    return st == RUNDIR_LINES_OK;
 }
 
 void rundir_load_timeline(rundir_proc_t *p, const char *dir, const char *name, rundir_budget_t *budget)
@@ -138,37 +138,37 @@ void rundir_load_timeline(rundir_proc_t *p, const char *dir, const char *name, r
     FILE *f = rundir_open(dir, name);
     p->has_timeline = true;
     if (!f) {
-        ERROR(p, "%s: %s", name, strerror(errno));
+        RUNDIR_ERROR(p, "%s: %s", name, strerror(errno));
         return;
     }
     /* The samples this process may keep: a power of two (merging halves). */
     size_t max = SAMPLES_PER_PROC;
     while (max > SAMPLES_FLOOR && max > budget->samples_left) max /= 2;
     timeline_t tl = { .rd = { .proc = p, .file = name }, .samples_max = max };
-    lines_init(&tl.lines, LINE_MAX_BYTES, timeline_line, &tl);
+    rundir_lines_init(&tl.lines, LINE_MAX_BYTES, timeline_line, &tl);
     p->sample_stride = 1;
     const char *why = NULL;
-    unzstd_status_t st = unzstd_read(f, RUNDIR_TIMELINE_BYTES_MAX, timeline_bytes, &tl, &why);
+    rundir_zstd_status_t st = rundir_zstd_read(f, RUNDIR_TIMELINE_BYTES_MAX, timeline_bytes, &tl, &why);
     fclose(f);
     size_t partial = 0;
-    (void)lines_pending(&tl.lines, &partial);
-    if (st == UNZSTD_DAMAGED) {
-        ERROR(p, "%s: damaged zstd data (%s) after %zu records", name, why, p->nsamples);
-    } else if (st == UNZSTD_TOO_BIG) {
-        ERROR(p, "%s: more than %llu MiB decompressed (%zu records); the rest of the file was not read", name,
+    (void)rundir_lines_pending(&tl.lines, &partial);
+    if (st == RUNDIR_ZSTD_DAMAGED) {
+        RUNDIR_ERROR(p, "%s: damaged zstd data (%s) after %zu records", name, why, p->nsamples);
+    } else if (st == RUNDIR_ZSTD_TOO_BIG) {
+        RUNDIR_ERROR(p, "%s: more than %llu MiB decompressed (%zu records); the rest of the file was not read", name,
               RUNDIR_TIMELINE_BYTES_MAX >> 20, p->nrecords);
-    } else if (st == UNZSTD_CUT) {
+    } else if (st == RUNDIR_ZSTD_CUT) {
         p->timeline_truncated = true;
-        NOTE(p, "%s ends in an unfinished zstd frame (killed, or still running): %zu records read%s", name,
+        RUNDIR_NOTE(p, "%s ends in an unfinished zstd frame (killed, or still running): %zu records read%s", name,
              p->nsamples, partial ? ", a partial last line dropped" : "");
-    } else if (st == UNZSTD_END) {
-        lines_finish(&tl.lines);   /* a complete last line without its newline */
+    } else if (st == RUNDIR_ZSTD_END) {
+        rundir_lines_finish(&tl.lines);   /* a complete last line without its newline */
     }
     if (tl.nacc) push_sample(&tl, true);
     if (p->sample_stride > 1)
-        NOTE(p, "%s: %zu records kept as %zu samples of up to %zu records each (the highest rates, the peak and "
+        RUNDIR_NOTE(p, "%s: %zu records kept as %zu samples of up to %zu records each (the highest rates, the peak and "
              "the last record exact)", name, p->nrecords, p->nsamples, p->sample_stride);
     budget->samples_left -= p->nsamples < budget->samples_left ? p->nsamples : budget->samples_left;
     rundir_report_bad(&tl.rd);
-    lines_free(&tl.lines);
+    rundir_lines_free(&tl.lines);
 }

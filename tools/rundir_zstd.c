@@ -12,17 +12,17 @@
 #include <stdlib.h>
 #include <zstd.h>
 
-unzstd_status_t unzstd_read(FILE *f, unsigned long long max, unzstd_sink sink, void *ctx, const char **why)
+rundir_zstd_status_t rundir_zstd_read(FILE *f, unsigned long long max, rundir_zstd_sink sink, void *ctx, const char **why)
 {
     ZSTD_DStream *ds = ZSTD_createDStream();
     size_t in_cap = ZSTD_DStreamInSize(), out_cap = ZSTD_DStreamOutSize();
     char *in = malloc(in_cap), *out = malloc(out_cap);
     bool at_boundary = true;
     unsigned long long total = 0;   /* decompressed bytes */
-    unzstd_status_t st = UNZSTD_END;
+    rundir_zstd_status_t st = RUNDIR_ZSTD_END;
     if (!ds || !in || !out) {
         *why = "out of memory";
-        st = UNZSTD_DAMAGED;
+        st = RUNDIR_ZSTD_DAMAGED;
         goto done;
     }
     ZSTD_initDStream(ds);
@@ -35,18 +35,18 @@ unzstd_status_t unzstd_read(FILE *f, unsigned long long max, unzstd_sink sink, v
             size_t r = ZSTD_decompressStream(ds, &output, &input);
             if (ZSTD_isError(r)) {
                 *why = ZSTD_getErrorName(r);
-                st = UNZSTD_DAMAGED;
+                st = RUNDIR_ZSTD_DAMAGED;
                 goto done;
             }
             at_boundary = r == 0;
             out_full = output.pos == output.size;
             total += output.pos;
             if (total > max) {
-                st = UNZSTD_TOO_BIG;
+                st = RUNDIR_ZSTD_TOO_BIG;
                 goto done;
             }
             if (output.pos && !sink(ctx, out, output.pos)) {
-                st = UNZSTD_STOPPED;
+                st = RUNDIR_ZSTD_STOPPED;
                 goto done;
             }
             if (!out_full && input.pos == input.size) break;
@@ -54,9 +54,9 @@ unzstd_status_t unzstd_read(FILE *f, unsigned long long max, unzstd_sink sink, v
     }
     if (ferror(f)) {
         *why = "read error";
-        st = UNZSTD_DAMAGED;
+        st = RUNDIR_ZSTD_DAMAGED;
     } else {
-        st = at_boundary ? UNZSTD_END : UNZSTD_CUT;
+        st = at_boundary ? RUNDIR_ZSTD_END : RUNDIR_ZSTD_CUT;
     }
 done:
     ZSTD_freeDStream(ds);

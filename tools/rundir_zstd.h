@@ -18,20 +18,20 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/* unzstd_sink: the next n decompressed bytes. @return false to stop. */
-typedef bool (*unzstd_sink)(void *ctx, const char *data, size_t n);
+/* rundir_zstd_sink: the next n decompressed bytes. @return false to stop. */
+typedef bool (*rundir_zstd_sink)(void *ctx, const char *data, size_t n);
 
 typedef enum {
-    UNZSTD_END = 0,            /* the file ended at the end of a frame */
-    UNZSTD_CUT = 1,            /* the file ended inside a frame */
-    UNZSTD_STOPPED = 2,        /* the sink returned false */
-    UNZSTD_TOO_BIG = 3,        /* the next bytes would pass max: not given out */
-    UNZSTD_DAMAGED = 4,        /* not zstd data, a read error, or out of memory (*why) */
-} unzstd_status_t;
+    RUNDIR_ZSTD_END = 0,            /* the file ended at the end of a frame */
+    RUNDIR_ZSTD_CUT = 1,            /* the file ended inside a frame */
+    RUNDIR_ZSTD_STOPPED = 2,        /* the sink returned false */
+    RUNDIR_ZSTD_TOO_BIG = 3,        /* the next bytes would pass max: not given out */
+    RUNDIR_ZSTD_DAMAGED = 4,        /* not zstd data, a read error, or out of memory (*why) */
+} rundir_zstd_status_t;
 
-/* unzstd_read: decompresses f to its end through sink, giving out at most
+/* rundir_zstd_read: decompresses f to its end through sink, giving out at most
  * max bytes. The bytes before damaged data are given out. @return how it
- * ended; for UNZSTD_DAMAGED, *why says why (a static string). */
-unzstd_status_t unzstd_read(FILE *f, unsigned long long max, unzstd_sink sink, void *ctx, const char **why);
+ * ended; for RUNDIR_ZSTD_DAMAGED, *why says why (a static string). */
+rundir_zstd_status_t rundir_zstd_read(FILE *f, unsigned long long max, rundir_zstd_sink sink, void *ctx, const char **why);
 
 #endif
