@@ -9,9 +9,10 @@
  * inline here so that an unsampled malloc/free pair costs a few
  * instructions: one TLS word (agent_tls.fast), two `add`s to memory, one
  * `sub` and a sign test for the sampling countdown, and for a free one
- * load of the live filter. Everything else (a thread's first call, calls
- * from inside the agent, another allocator, a sampled block) leaves
- * through the out-of-line slow paths.
+ * load of the live filter's summary (and of its slot, near a sample).
+ * Everything else (a thread's first call, calls from inside the agent,
+ * another allocator, a sampled block) leaves through the out-of-line slow
+ * paths.
  *
  * The shim knows nothing of tracking; the core never calls dlsym.
  */
@@ -56,30 +57,57 @@ static inline size_t agent_usable_size(void *ptr)
 
 
 /*
- * The live filter (live.c): a counting bitmap in front of the live map.
- * Slot h(p) counts the sampled live allocations whose address hashes
- * there, so a zero slot proves p was not sampled and its free() needs no
- * lock and no map lookup. The slot is the address bits just above glibc's
- * 16-byte alignment: consecutive chunks fall in consecutive slots, and two
- * addresses share a slot only when they are a multiple of 16 MiB apart.
- * Slots are 16-bit counters that stick at their maximum (a stuck slot only
- * costs false positives). The array is in .bss: pages never touched cost
- * nothing, and reading one only maps the shared zero page.
+ * The live filter (live.c): a counting bitmap in front of the live map,
+ * in two levels, so that the common free() reads a line that stays in
+ * cache.
+ *
+ * Slots: slot h(p) counts the sampled live allocations whose address
+ * hashes there, so a zero slot proves p was not sampled and its free()
+ * needs no lock and no map lookup. The slot is the address bits just above
+ * glibc's 16-byte alignment (bits 4..23): consecutive chunks fall in
+ * consecutive slots, and two addresses share a slot only when they are a
+ * multiple of 16 MiB apart. Slots are 16-bit counters that stick at their
+ * maximum (a stuck slot only costs false positives). 2^20 of them, 2 MiB
+ * in .bss: pages never touched cost nothing, and reading one only maps the
+ * shared zero page.
+ *
+ * Summary: one 8-bit counter per group of AGENT_FILTER_GROUP consecutive
+ * slots (1 KiB of address space, modulo 16 MiB) counts the sampled live
+ * allocations of the whole group, 16 KiB in all. free() reads the summary
+ * first: a program's frees land all over its heap, and a random line of
+ * the 2 MiB slot array missed the cache (and often the TLB) on nearly
+ * every free, where the summary stays in L1/L2. Only a free near a
+ * sampled allocation (its group is non-zero) reads its slot too. A summary
+ * counter that reaches 0xff sticks, and then its group's frees all read
+ * their slots, as before the summary existed.
  */
-#define AGENT_FILTER_BITS 20
+#define AGENT_FILTER_BITS 20                 /* 2^20 slots: address bits 4..23 */
+#define AGENT_FILTER_GROUP_BITS 6            /* 64 slots (1 KiB) per summary counter */
+#define AGENT_FILTER_GROUP (1u << AGENT_FILTER_GROUP_BITS)
+#define AGENT_SUMMARY_BITS (AGENT_FILTER_BITS - AGENT_FILTER_GROUP_BITS)
 extern uint16_t agent_live_filter[1u << AGENT_FILTER_BITS];
+extern uint8_t agent_live_summary[1u << AGENT_SUMMARY_BITS];
 
 static inline size_t agent_filter_slot(const void *ptr)
 {
     return ((uintptr_t)ptr >> 4) & ((1u << AGENT_FILTER_BITS) - 1);
 }
 
+/* agent_summary_slot: ptr's group: agent_filter_slot(ptr) / AGENT_FILTER_GROUP. */
+static inline size_t agent_summary_slot(const void *ptr)
+{
+    return ((uintptr_t)ptr >> (4 + AGENT_FILTER_GROUP_BITS)) & ((1u << AGENT_SUMMARY_BITS) - 1);
+}
+
 /* agent_maybe_sampled: false proves ptr is not a live sampled allocation. */
 static inline bool agent_maybe_sampled(const void *ptr)
 {
-    /* A plain read (it lets the compiler test the slot in memory); slots
-     * are only ever changed with atomic operations, and an aligned 16-bit
-     * load cannot tear. */
+    /* Plain reads (they let the compiler test the counters in memory);
+     * counters are only ever changed with atomic operations, and aligned
+     * 8- and 16-bit loads cannot tear. A sampled allocation is counted in
+     * both levels before malloc returns it, and uncounted only at its
+     * free: whoever frees it has seen both counts. */
+    if (AGENT_LIKELY(agent_live_summary[agent_summary_slot(ptr)] == 0)) return false;
     return agent_live_filter[agent_filter_slot(ptr)] != 0;
 }
 

@@ -8,17 +8,28 @@
  * threads of a program sampling at rate 1 spread over the shards instead
  * of queueing on one lock. A shard's map is created on its first insert.
  *
- * The filter (declared in hot.h, where free() reads it inline):
- * 2^20 16-bit counters; slot = address bits 4..23. A sampled pointer is
- * counted in its slot after it is stored in the map and uncounted after it
- * leaves, both under the shard lock, with atomic read-modify-writes since
- * two shards can share a slot. The free() of that pointer happens after
- * the program received it from malloc, so it always sees the count.
- * A counter that reaches 0xffff stays there for good: it can no longer be
- * uncounted exactly, and a stuck slot only sends more frees to the map.
+ * The filter (declared in hot.h, where free() reads it inline): two
+ * levels of counters, 2^20 16-bit slots (slot = address bits 4..23) and a
+ * summary of 2^14 8-bit counters, one per group of 64 consecutive slots.
+ * A sampled pointer is counted in its slot and its group after it is
+ * stored in the map and uncounted after it leaves, both under the shard
+ * lock, with atomic read-modify-writes since two shards can share a slot
+ * or a group. Each level counts the pointer on its own (the summary does
+ * not follow the slots: no "group became empty" to detect, so nothing to
+ * clear and no race between a clear and another shard's insert), so a
+ * group's counter is at least the number of live sampled pointers in its
+ * slots at every instant, and zero only when there are none. The free()
+ * of a sampled pointer happens after the program received it from malloc,
+ * so it always sees both counts.
+ * A counter that reaches its maximum (0xffff, 0xff) stays there for good:
+ * it can no longer be uncounted exactly; a stuck slot only sends more
+ * frees to the map, a stuck group more frees to its slots.
  * False positives (slot > 0, pointer not in the map) are counted per thread
  * (filter_false) and reported in the summary; at the default rate they are
- * about live samples / 2^20.
+ * about live samples / 2^20. A free whose group is non-zero but whose slot
+ * is zero costs only the read of the slot (the miss the summary avoids
+ * for the others): at the default rate, the frees within 1 KiB of a live
+ * sample.
  *
  * Lock order: a shard lock, then the arena's (the whole order is in
  * lock.c). fork: prefork takes every shard in index order, each waiting at
@@ -40,8 +51,13 @@
 
 #define SHARDS 64                        /* power of two */
 #define FILTER_STUCK 0xffffu
+#define SUMMARY_STUCK 0xffu
 
-uint16_t agent_live_filter[1u << AGENT_FILTER_BITS];
+/* Line-aligned: no hot variable of the agent's shares a line with them. */
+uint16_t agent_live_filter[1u << AGENT_FILTER_BITS] __attribute__((aligned(64)));
+uint8_t agent_live_summary[1u << AGENT_SUMMARY_BITS] __attribute__((aligned(64)));
+_Static_assert(sizeof agent_live_summary * AGENT_FILTER_GROUP == 1u << AGENT_FILTER_BITS,
+               "a group is AGENT_FILTER_GROUP consecutive slots");
 
 typedef struct shard_s {
     pthread_mutex_t lock;
@@ -62,31 +78,45 @@ static shard_t *shard_of(const void *ptr)
 }
 _Static_assert(SHARDS == 1 << 6, "shard_of takes 6 bits");
 
+/* COUNT_UP / COUNT_DOWN: a counter of either level, by one, atomically,
+ * except at `stuck` (and, down, at 0: a remove that found its pointer
+ * always finds it counted). */
+#define COUNT_UP(c, stuck)                                                  \
+    do {                                                                    \
+        __typeof__(*(c)) old_ = __atomic_load_n((c), __ATOMIC_RELAXED);     \
+        while (old_ != (stuck) &&                                           \
+               !__atomic_compare_exchange_n((c), &old_, (__typeof__(old_))(old_ + 1), 1, \
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED)) { \
+        }                                                                   \
+    } while (0)
+#define COUNT_DOWN(c, stuck)                                                \
+    do {                                                                    \
+        __typeof__(*(c)) old_ = __atomic_load_n((c), __ATOMIC_RELAXED);     \
+        while (old_ != (stuck) && old_ != 0 &&                              \
+               !__atomic_compare_exchange_n((c), &old_, (__typeof__(old_))(old_ - 1), 1, \
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED)) { \
+        }                                                                   \
+    } while (0)
+
 static void filter_count(const void *ptr)
 {
-    uint16_t *slot = &agent_live_filter[agent_filter_slot(ptr)];
-    uint16_t old = __atomic_load_n(slot, __ATOMIC_RELAXED);
-    while (old != FILTER_STUCK &&
-           !__atomic_compare_exchange_n(slot, &old, (uint16_t)(old + 1), 1,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-    }
+    COUNT_UP(&agent_live_filter[agent_filter_slot(ptr)], FILTER_STUCK);
+    COUNT_UP(&agent_live_summary[agent_summary_slot(ptr)], SUMMARY_STUCK);
 }
 
 static void filter_uncount(const void *ptr)
 {
-    uint16_t *slot = &agent_live_filter[agent_filter_slot(ptr)];
-    uint16_t old = __atomic_load_n(slot, __ATOMIC_RELAXED);
-    while (old != FILTER_STUCK && old != 0 &&
-           !__atomic_compare_exchange_n(slot, &old, (uint16_t)(old - 1), 1,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-    }
+    COUNT_DOWN(&agent_live_filter[agent_filter_slot(ptr)], FILTER_STUCK);
+    COUNT_DOWN(&agent_live_summary[agent_summary_slot(ptr)], SUMMARY_STUCK);
 }
 
 void agent_live_filter_pin(const void *lo, size_t len)
 {
     uintptr_t end = (uintptr_t)lo + (len ? len : 1);   /* NULL: its one slot */
-    for (uintptr_t a = (uintptr_t)lo & ~(uintptr_t)15; a < end; a += 16)
+    for (uintptr_t a = (uintptr_t)lo & ~(uintptr_t)15; a < end; a += 16) {
         __atomic_store_n(&agent_live_filter[agent_filter_slot((const void *)a)], FILTER_STUCK, __ATOMIC_RELAXED);
+        __atomic_store_n(&agent_live_summary[agent_summary_slot((const void *)a)], SUMMARY_STUCK, __ATOMIC_RELAXED);
+    }
 }
 
 bool agent_live_insert(const void *ptr, uint64_t value)
@@ -130,7 +160,7 @@ bool agent_live_remove(const void *ptr, uint64_t *value)
 
 bool agent_live_get_stats(agent_live_stats_t *out)
 {
-    *out = (agent_live_stats_t){ .shards = SHARDS, .filter_bytes = sizeof agent_live_filter };
+    *out = (agent_live_stats_t){ .shards = SHARDS, .filter_bytes = sizeof agent_live_filter + sizeof agent_live_summary };
     if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
     bool complete = true;
     for (unsigned i = 0; i < SHARDS; i++) {

@@ -54,7 +54,7 @@ typedef struct agent_live_stats_s {
     uint64_t noverflow;          /* Go's overflow estimate, summed */
     uint64_t overflow_buckets;   /* exact, summed */
     uint64_t grow_failures;
-    uint64_t filter_bytes;       /* size of the filter array (virtual) */
+    uint64_t filter_bytes;       /* size of the filter arrays, slots and summary (virtual) */
 } agent_live_stats_t;
 /* agent_live_get_stats: takes each shard with agent_lock; @return false
  * when a shard was busy (bounded stretch) or the map was lost at a fork:

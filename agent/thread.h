@@ -62,16 +62,33 @@ static inline void agent_refresh_fast(void)
 }
 
 /* While depth is above zero, the shim's calls pass straight through to the
- * real allocator, untracked. */
+ * real allocator, untracked.
+ *
+ * The order of the two stores matters to a signal handler that allocates
+ * between them, and the compiler may swap them (both plain stores to one
+ * TLS object), hence the signal fences. Entering, depth goes up first: a
+ * handler then finds depth 1 with fast still set and is counted (and may
+ * be sampled) on the fast path, like a call just before ours, and fast
+ * ends up NULL as it must. The other order let it find depth 0 with fast
+ * already NULL: the slow path found the thread outside the agent, sampled
+ * the handler's allocation, and that sample's own agent_leave set fast
+ * again, so the agent ran on with fast set: every later handler
+ * allocation took the fast path and could be sampled while the agent held
+ * a shard lock (tests/integration/progs/life_step.c found it, now and
+ * then: "blocking on a stripe lock while holding a shard lock"). Leaving,
+ * depth comes down first, then fast is recomputed. */
 static inline void agent_enter(void)
 {
     agent_tls.depth++;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     agent_tls.fast = NULL;
 }
 static inline void agent_leave(void)
 {
     AGENT_ASSERT(agent_tls.depth > 0);   /* every leave has its enter */
-    if (--agent_tls.depth == 0) agent_refresh_fast();
+    int depth = --agent_tls.depth;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (depth == 0) agent_refresh_fast();
 }
 static inline bool agent_inside(void) { return agent_tls.depth > 0; }
 /* ------------------------------------------------------------------------ */

@@ -16,12 +16,20 @@
  *     size); remove of an absent pointer; a present address inserted again
  *     (the new record wins, the filter counts the address once);
  *   - the filter against a model: a slot is non-zero exactly while some
- *     live sampled address maps there, and holds how many do; two
- *     addresses 16 MiB apart share a slot (a false positive for the one
- *     not sampled, and its remove must not uncount the other); threads
- *     updating one slot under different shard locks keep it exact;
- *   - the stuck slot: agent_live_filter_pin, and a counter that reaches
- *     0xffff (65536 live addresses in one slot) stays there;
+ *     live sampled address maps there, and holds how many do; so does
+ *     each summary counter for its group of 64 slots; two addresses 16 MiB
+ *     apart share a slot (a false positive for the one not sampled, and
+ *     its remove must not uncount the other); an address in a live
+ *     sample's group but not its slot is cleared by the slot level;
+ *   - concurrency: threads updating one slot, and one group through
+ *     different slots, under different shard locks keep both levels
+ *     exact, and a live address is "maybe" at every instant (neither
+ *     level ever reads zero for it while other threads count and uncount
+ *     around it);
+ *   - the stuck slot: agent_live_filter_pin (both levels), a slot counter
+ *     that reaches 0xffff (65536 live addresses in one slot) stays there,
+ *     and so does a summary counter that reaches 0xff, whose group is
+ *     then answered by its slots alone;
  *   - shard distribution (agent_live_shard_counts, a HEAPWATCH_TEST-only
  *     reader): glibc-like consecutive chunks of several sizes, page-spaced
  *     and 2 MiB-spaced mmap chunks, 16 arenas 64 MiB apart, and random
@@ -73,6 +81,7 @@ static int teardown(void **state)
     for (size_t i = 0; i < nnoted; i++) (void)agent_live_remove(A(noted[i]), NULL);
     nnoted = 0;
     memset(agent_live_filter, 0, sizeof agent_live_filter);
+    memset(agent_live_summary, 0, sizeof agent_live_summary);
     return 0;
 }
 
@@ -82,6 +91,20 @@ static size_t nonzero_slots(void)
     size_t n = 0;
     for (size_t i = 0; i < (1u << AGENT_FILTER_BITS); i++) n += agent_live_filter[i] != 0;
     return n;
+}
+
+/* nonzero_groups: summary counters that are not zero. */
+static size_t nonzero_groups(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < (1u << AGENT_SUMMARY_BITS); i++) n += agent_live_summary[i] != 0;
+    return n;
+}
+
+/* group_of: the summary counter of address a. */
+static uint8_t group_of(uint64_t a)
+{
+    return agent_live_summary[agent_summary_slot((const void *)(uintptr_t)a)];
 }
 
 static uint64_t live_count(void)
@@ -96,6 +119,7 @@ static void assert_clean(void)
 {
     assert_int_equal(live_count(), 0);
     assert_int_equal(nonzero_slots(), 0);
+    assert_int_equal(nonzero_groups(), 0);
 }
 
 /* random_addr: a random 16-byte-aligned user address (47 bits). */
@@ -124,7 +148,7 @@ static void test_stats(void **state)
     assert_true(agent_live_get_stats(&st));
     assert_int_equal(st.count, 0);
     assert_int_equal(st.shards, SHARDS);
-    assert_int_equal(st.filter_bytes, sizeof(uint16_t) << AGENT_FILTER_BITS);
+    assert_int_equal(st.filter_bytes, (sizeof(uint16_t) << AGENT_FILTER_BITS) + (1u << AGENT_SUMMARY_BITS));
 
     enum { N = 20000 };
     static uint64_t addrs[N];
@@ -311,14 +335,18 @@ static void test_false_positive_16mib(void **state)
 
 /* A random walk of inserts and removes over 48 slots, 4 addresses each
  * (16 MiB apart), against a model: after every step, each slot holds how
- * many of its addresses are live, and agent_maybe_sampled says "maybe"
- * for exactly the addresses of non-zero slots. */
+ * many of its addresses are live, each summary counter how many of its
+ * group's, and agent_maybe_sampled says "maybe" for exactly the addresses
+ * of non-zero slots, whatever their group holds. The first 24 slots are
+ * consecutive 48-byte chunks, several to a group; the others a page apart,
+ * one to a group. */
 static void test_filter_model(void **state)
 {
     (void)state;
     enum { SLOTS = 48, ALIASES = 4, STEPS = 20000 };
     static bool live[SLOTS][ALIASES];
     static uint64_t val[SLOTS][ALIASES];
+    unsigned group_only = 0;   /* steps where q's group was non-zero */
     memset(live, 0, sizeof live);
     uint64_t rng = 7;
     uint64_t base[SLOTS];
@@ -345,7 +373,23 @@ static void test_filter_model(void **state)
             assert_int_equal(agent_maybe_sampled(A(base[s] + j * SLOT_SPAN)), n > 0);
         /* and a miss in any slot but the model's says "not sampled" */
         assert_false(agent_maybe_sampled(A(base[s] + 8 * SLOT_SPAN + 16 * 3000)));
+        /* The summary: the live addresses of the whole group. */
+        unsigned g = 0;
+        for (unsigned s2 = 0; s2 < SLOTS; s2++)
+            if (agent_summary_slot(A(base[s2])) == agent_summary_slot(p))
+                for (unsigned j = 0; j < ALIASES; j++) g += live[s2][j];
+        assert_int_equal(group_of(pa), g);
+        assert_true(g >= n);
+        /* An address of the group in no model slot (16 bytes past or
+         * before a 48-byte chunk, or past a page's chunk): its slot clears
+         * it even while the group says "maybe". */
+        uint64_t q = pa + 16;
+        if (agent_summary_slot(A(q)) != agent_summary_slot(p)) q = pa - 16;
+        assert_int_equal(agent_summary_slot(A(q)), agent_summary_slot(p));
+        assert_false(agent_maybe_sampled(A(q)));
+        group_only += g > 0;
     }
+    assert_true(group_only > STEPS / 2);   /* the slot level was asked, often */
     /* Counts drop back to zero. */
     for (unsigned s = 0; s < SLOTS; s++)
         for (unsigned k = 0; k < ALIASES; k++)
@@ -387,6 +431,64 @@ static void test_filter_concurrent(void **state)
         pthread_join(th[i], &ret);
         assert_null(ret);
     }
+    assert_clean();
+}
+
+/* Threads insert and remove addresses of one summary group, each in its
+ * own slots (and their 16 MiB aliases), so under different shard locks,
+ * while one address of the group (the witness, inserted before they start)
+ * stays live throughout: the group's counter moves under every thread at
+ * once and must never read zero, nor the witness ever be "not sampled";
+ * a lost update would either drift it to zero meanwhile or leave it
+ * non-zero at the end (assert_clean). */
+enum { GROUP_THREADS = 4, GROUP_SLOTS = 8, GROUP_ROUNDS = 200000 };
+#define GROUP_BASE (HEAP + 0x5000000)                       /* 1 KiB-aligned: a group's start */
+#define GROUP_WITNESS (GROUP_BASE + 16 * (AGENT_FILTER_GROUP - 1))   /* its last slot */
+
+static uint64_t group_addr(uint64_t me, unsigned round)
+{
+    return GROUP_BASE + 16 * (me * GROUP_SLOTS + round % GROUP_SLOTS) + (round / GROUP_SLOTS % 3) * SLOT_SPAN;
+}
+
+static void *group_thread(void *arg)
+{
+    uint64_t me = (uint64_t)(uintptr_t)arg;
+    for (unsigned round = 0; round < GROUP_ROUNDS; round++) {
+        uint64_t a = group_addr(me, round);
+        if (!agent_live_insert(A(a), agent_live_pack((uint32_t)me, round))) return (void *)1;
+        if (!agent_maybe_sampled(A(a)) || group_of(a) == 0) return (void *)2;
+        if (!agent_maybe_sampled(A(GROUP_WITNESS))) return (void *)4;
+        uint64_t v;
+        if (!agent_live_remove(A(a), &v) || v != agent_live_pack((uint32_t)me, round)) return (void *)3;
+        if (group_of(GROUP_WITNESS) == 0 || !agent_maybe_sampled(A(GROUP_WITNESS))) return (void *)4;
+    }
+    return NULL;
+}
+
+static void test_summary_concurrent(void **state)
+{
+    (void)state;
+    _Static_assert(GROUP_THREADS * GROUP_SLOTS < AGENT_FILTER_GROUP, "the witness has a slot of its own");
+    assert_int_equal(agent_summary_slot(A(group_addr(GROUP_THREADS - 1, GROUP_ROUNDS - 1))),
+                     agent_summary_slot(A(GROUP_BASE)));
+    assert_int_equal(agent_summary_slot(A(GROUP_WITNESS)), agent_summary_slot(A(GROUP_BASE)));
+    assert_true(ins(GROUP_WITNESS, agent_live_pack(9, 9)));
+    pthread_t th[GROUP_THREADS];
+    for (uintptr_t i = 0; i < GROUP_THREADS; i++) {
+        for (unsigned r = 0; r < 3 * GROUP_SLOTS; r++) noted[nnoted++] = group_addr(i, r);
+        assert_int_equal(pthread_create(&th[i], NULL, group_thread, (void *)i), 0);
+    }
+    for (unsigned i = 0; i < GROUP_THREADS; i++) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        assert_null(ret);
+    }
+    /* Exact: the witness alone is left, in its slot and in its group. */
+    assert_int_equal(group_of(GROUP_WITNESS), 1);
+    assert_int_equal(agent_live_filter[agent_filter_slot(A(GROUP_WITNESS))], 1);
+    assert_int_equal(nonzero_slots(), 1);
+    assert_int_equal(nonzero_groups(), 1);
+    assert_true(agent_live_remove(A(GROUP_WITNESS), NULL));
     assert_clean();
 }
 
@@ -463,7 +565,17 @@ static void test_shard_distribution(void **state)
     spread("2 MiB-spaced mmap chunks", gen_2mib, 64000);
     spread("16 arenas 64 MiB apart", gen_arenas, 64000);
     spread("random addresses", gen_random, 64000);
-    assert_clean();
+    /* Thousands of these addresses fell in one group (2 MiB-spaced chunks:
+     * 8 groups modulo 16 MiB): those summary counters stuck at 0xff, the
+     * others are back at zero, as is every slot. */
+    assert_int_equal(live_count(), 0);
+    assert_int_equal(nonzero_slots(), 0);
+    size_t stuck = 0;
+    for (size_t i = 0; i < (1u << AGENT_SUMMARY_BITS); i++) {
+        assert_true(agent_live_summary[i] == 0 || agent_live_summary[i] == 0xff);
+        stuck += agent_live_summary[i] == 0xff;
+    }
+    assert_true(stuck >= 8);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -478,18 +590,52 @@ static void test_stuck_slots(void **state)
     agent_live_filter_pin(A(lo + 8), 56);   /* unaligned start: its slot too */
     agent_live_filter_pin(NULL, 0);
     assert_int_equal(nonzero_slots(), 5);
+    assert_int_equal(nonzero_groups(), 2);   /* and their groups, for good */
+    assert_int_equal(group_of(lo), 0xff);
+    assert_int_equal(group_of(0), 0xff);
     for (uint64_t a = lo; a < lo + 64; a += 16) {
         assert_int_equal(agent_live_filter[agent_filter_slot(A(a))], 0xffff);
         assert_true(agent_maybe_sampled(A(a)));
     }
+    /* In the pinned group, other slots still answer "not sampled". */
     assert_false(agent_maybe_sampled(A(lo + 64)));
     assert_false(agent_maybe_sampled(A(lo - 16)));
+    assert_false(agent_maybe_sampled(A(16)));
     assert_true(agent_maybe_sampled(NULL));
-    /* A pinned slot is neither counted nor uncounted. */
+    /* A pinned slot is neither counted nor uncounted, nor its group. */
     assert_true(ins(lo + 16, agent_live_pack(1, 1)));
     assert_true(agent_live_remove(A(lo + 16), NULL));
     assert_false(agent_live_remove(A(lo + 16), NULL));
     assert_int_equal(agent_live_filter[agent_filter_slot(A(lo + 16))], 0xffff);
+    assert_int_equal(group_of(lo), 0xff);
+
+    /* A summary counter that reaches 0xff sticks: the 64 slots of one
+     * group, 4 addresses each (16 MiB apart), 256 live addresses. Its
+     * counter counts them up to 254, sticks at the 255th, and stays when
+     * they all leave; the slots, back at zero, then answer alone, and
+     * still exactly. */
+    uint64_t g = MMAPS + 0x9000;   /* a group's start */
+    for (uint64_t k = 0; k < 4 * AGENT_FILTER_GROUP; k++) {
+        uint64_t a = g + 16 * (k % AGENT_FILTER_GROUP) + (k / AGENT_FILTER_GROUP) * SLOT_SPAN;
+        assert_int_equal(agent_summary_slot(A(a)), agent_summary_slot(A(g)));
+        assert_true(ins(a, agent_live_pack(1, 1)));
+        assert_int_equal(group_of(g), k + 1 < 0xff ? k + 1 : 0xff);
+        assert_true(agent_maybe_sampled(A(a)));
+    }
+    for (uint64_t k = 0; k < 4 * AGENT_FILTER_GROUP; k++) {
+        uint64_t a = g + 16 * (k % AGENT_FILTER_GROUP) + (k / AGENT_FILTER_GROUP) * SLOT_SPAN;
+        assert_true(agent_live_remove(A(a), NULL));
+        assert_int_equal(group_of(g), 0xff);
+        assert_false(agent_maybe_sampled(A(a)) && k >= 3 * AGENT_FILTER_GROUP);   /* its slot's last */
+    }
+    assert_int_equal(nonzero_slots(), 5);
+    assert_int_equal(nonzero_groups(), 3);
+    for (uint64_t a = g; a < g + 16 * AGENT_FILTER_GROUP; a += 16) assert_false(agent_maybe_sampled(A(a)));
+    assert_true(ins(g + 32, agent_live_pack(1, 1)));
+    assert_true(agent_maybe_sampled(A(g + 32)));
+    assert_false(agent_maybe_sampled(A(g + 48)));
+    assert_true(agent_live_remove(A(g + 32), NULL));
+    assert_false(agent_maybe_sampled(A(g + 32)));
 
     /* A counter that reaches 0xffff sticks: 65535 live addresses in one
      * slot (16 MiB apart), and one more; every one of them is still
@@ -506,6 +652,7 @@ static void test_stuck_slots(void **state)
     assert_int_equal(live_count(), 0);
     assert_int_equal(agent_live_filter[slot], 0xffff);
     assert_int_equal(nonzero_slots(), 6);
+    assert_int_equal(nonzero_groups(), 4);   /* its group stuck too */
 }
 
 int main(void)
@@ -519,6 +666,7 @@ int main(void)
         cmocka_unit_test_teardown(test_false_positive_16mib, teardown),
         cmocka_unit_test_teardown(test_filter_model, teardown),
         cmocka_unit_test_teardown(test_filter_concurrent, teardown),
+        cmocka_unit_test_teardown(test_summary_concurrent, teardown),
         cmocka_unit_test_teardown(test_shard_distribution, teardown),
         cmocka_unit_test(test_stuck_slots),   /* last: its slots stay stuck */
     };
