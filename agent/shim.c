@@ -58,7 +58,9 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>      /* struct link_map, ElfW */
 #include <malloc.h>    /* prototypes of the functions we define */
 #include <sched.h>     /* unshare, setns, CLONE_* */
 #include <stdlib.h>
@@ -181,6 +183,52 @@ static bool next_is_glibc(void *m, void *usable)
  * intercept it, and what it allocates (the error string of a symbol not
  * found) comes from the boot buffer while `resolving` is set. UBSan's
  * runtime is not looked for: it has no allocator of its own. */
+/* defines_malloc: the object l defines malloc itself (a malloc symbol
+ * with a section), not only a PLT entry standing for it. */
+static bool defines_malloc(const struct link_map *l)
+{
+    void *h = dlopen(l->l_name, RTLD_NOLOAD | RTLD_LAZY);
+    if (!h) return false;
+    void *m = dlsym(h, "malloc");   /* may be found in one of l's dependencies */
+    dlclose(h);
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    return m && dladdr1(m, &info, (void **)&sym, RTLD_DL_SYMENT) && sym &&
+           sym->st_shndx != SHN_UNDEF && info.dli_fname && strcmp(info.dli_fname, l->l_name) == 0;
+}
+
+/* malloc_before_agent: m, the malloc the program's calls reach
+ * (dlsym(RTLD_DEFAULT)), is not the agent's. It may be the executable's
+ * PLT entry for malloc (a non-PIE executable that takes malloc's address
+ * makes that entry malloc's canonical address, a symbol with no section):
+ * then calls go where the entry binds, the first object after the
+ * executable, in load order, that defines malloc; only if that is not the
+ * agent has a malloc come before ours. */
+static bool malloc_before_agent(void *m)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (!dladdr1(m, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || sym->st_shndx != SHN_UNDEF)
+        return true;                       /* a definition of malloc, not ours */
+    Dl_info own;
+    if (!dladdr((void *)shim_own_malloc, &own) || !own.dli_fname) return true;
+    void *self = dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
+    struct link_map *l = NULL;
+    if (!self) return true;
+    bool before = true;
+    if (dlinfo(self, RTLD_DI_LINKMAP, &l) == 0 && l) {
+        for (l = l->l_next; l; l = l->l_next) {   /* after the executable */
+            if (strcmp(l->l_name, own.dli_fname) == 0) {
+                before = false;                   /* ours first */
+                break;
+            }
+            if (defines_malloc(l)) break;
+        }
+    }
+    dlclose(self);
+    return before;
+}
+
 static const char *find_aside_reason(void)
 {
     static const struct { const char *symbol, *name; } runtimes[] = {
@@ -193,7 +241,7 @@ static const char *find_aside_reason(void)
     for (size_t i = 0; i < sizeof runtimes / sizeof *runtimes; i++)
         if (dlsym(RTLD_DEFAULT, runtimes[i].symbol)) return runtimes[i].name;
     void *m = dlsym(RTLD_DEFAULT, "malloc");
-    if (m && m != (void *)shim_own_malloc)
+    if (m && m != (void *)shim_own_malloc && malloc_before_agent(m))
         return "a malloc found before the agent's (in the executable, or preloaded first)";
     return NULL;
 }
