@@ -523,21 +523,13 @@ static void test_cache_change(void **state)
     zcopy_fini(&z, 1);
 }
 
-/* A hostile file: 2000 function symbols sharing one name of 4000 bytes.
- * Packing the names would take 8 MB; the cache keeps the 4 KB string
- * section instead, and still names every address. */
-static void test_cache_shared_names(void **state)
+/* elf_image: len zeroed bytes holding an ELF header (x86-64, ET_DYN, 3
+ * section headers at sh_off) and one PT_LOAD (file offset = address,
+ * 1 MiB, r-x): the start of every synthetic file of these tests. */
+static unsigned char *elf_image(size_t len, size_t sh_off)
 {
-    enum { NSYM = 2000, NAMELEN = 4000 };
-    char path[] = "/tmp/pprof_sym_shared.XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    size_t sym_off = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
-    size_t str_off = sym_off + (NSYM + 1) * sizeof(Elf64_Sym);
-    size_t strsz = NAMELEN + 2;
-    size_t sh_off = (str_off + strsz + 7) & ~(size_t)7;
-    size_t len = sh_off + 3 * sizeof(Elf64_Shdr);
     unsigned char *img = calloc(1, len);
+    assert_non_null(img);
     Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
     memcpy(eh->e_ident, ELFMAG, SELFMAG);
     eh->e_ident[EI_CLASS] = ELFCLASS64;
@@ -553,10 +545,27 @@ static void test_cache_shared_names(void **state)
     eh->e_phnum = 1;
     eh->e_shentsize = sizeof(Elf64_Shdr);
     eh->e_shnum = 3;
-    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_flags = PF_R | PF_X, .p_offset = 0,
-                      .p_vaddr = 0, .p_filesz = 0x100000, .p_memsz = 0x100000,
-                      .p_align = 0x1000 };
+    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_flags = PF_R | PF_X, .p_offset = 0, .p_vaddr = 0,
+                      .p_filesz = 0x100000, .p_memsz = 0x100000, .p_align = 0x1000 };
     memcpy(img + eh->e_phoff, &ph, sizeof ph);
+    return img;
+}
+
+/* A hostile file: 2000 function symbols sharing one name of 4000 bytes.
+ * Packing the names would take 8 MB; the cache keeps the 4 KB string
+ * section instead, and still names every address. */
+static void test_cache_shared_names(void **state)
+{
+    enum { NSYM = 2000, NAMELEN = 4000 };
+    char path[] = "/tmp/pprof_sym_shared.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t sym_off = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
+    size_t str_off = sym_off + (NSYM + 1) * sizeof(Elf64_Sym);
+    size_t strsz = NAMELEN + 2;
+    size_t sh_off = (str_off + strsz + 7) & ~(size_t)7;
+    size_t len = sh_off + 3 * sizeof(Elf64_Shdr);
+    unsigned char *img = elf_image(len, sh_off);
     for (int i = 1; i <= NSYM; i++) {
         Elf64_Sym sym = { .st_name = 1, .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC),
                           .st_shndx = 1, .st_value = 0x1000 + (uint64_t)i * 16, .st_size = 16 };
@@ -719,25 +728,7 @@ static void write_elf(const char *path, const esym_t *syms, size_t n)
     size_t str_off = sym_off + (n + 1) * sizeof(Elf64_Sym);
     size_t sh_off = (str_off + strsz + 7) & ~(size_t)7;
     size_t len = sh_off + 3 * sizeof(Elf64_Shdr);
-    unsigned char *img = calloc(1, len);
-    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
-    memcpy(eh->e_ident, ELFMAG, SELFMAG);
-    eh->e_ident[EI_CLASS] = ELFCLASS64;
-    eh->e_ident[EI_DATA] = ELFDATA2LSB;
-    eh->e_ident[EI_VERSION] = EV_CURRENT;
-    eh->e_type = ET_DYN;
-    eh->e_machine = EM_X86_64;
-    eh->e_version = EV_CURRENT;
-    eh->e_phoff = sizeof(Elf64_Ehdr);
-    eh->e_shoff = sh_off;
-    eh->e_ehsize = sizeof(Elf64_Ehdr);
-    eh->e_phentsize = sizeof(Elf64_Phdr);
-    eh->e_phnum = 1;
-    eh->e_shentsize = sizeof(Elf64_Shdr);
-    eh->e_shnum = 3;
-    Elf64_Phdr ph = { .p_type = PT_LOAD, .p_flags = PF_R | PF_X, .p_offset = 0, .p_vaddr = 0,
-                      .p_filesz = 0x100000, .p_memsz = 0x100000, .p_align = 0x1000 };
-    memcpy(img + eh->e_phoff, &ph, sizeof ph);
+    unsigned char *img = elf_image(len, sh_off);
     size_t at = 1;
     for (size_t i = 0; i < n; i++) {
         Elf64_Sym sym = { .st_name = (uint32_t)at, .st_info = ELF64_ST_INFO(syms[i].bind, syms[i].type),
