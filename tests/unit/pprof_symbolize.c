@@ -523,10 +523,13 @@ static void test_cache_change(void **state)
     zcopy_fini(&z, 1);
 }
 
-/* elf_image: len zeroed bytes holding an ELF header (x86-64, ET_DYN, 3
- * section headers at sh_off) and one PT_LOAD (file offset = address,
- * 1 MiB, r-x): the start of every synthetic file of these tests. */
-static unsigned char *elf_image(size_t len, size_t sh_off)
+/* elf_image: len zeroed bytes holding an ELF header (x86-64, ET_DYN), one
+ * PT_LOAD (file offset = address, 1 MiB, r-x) and, at sh_off, the section
+ * headers of a .symtab of nsym entries (the null one included) at sym_off
+ * and its string table of strsz bytes at str_off: every synthetic file of
+ * these tests; the caller fills the symbols and the names in. */
+static unsigned char *elf_image(size_t len, size_t sh_off, size_t sym_off, size_t nsym,
+                                size_t str_off, size_t strsz)
 {
     unsigned char *img = calloc(1, len);
     assert_non_null(img);
@@ -548,6 +551,17 @@ static unsigned char *elf_image(size_t len, size_t sh_off)
     Elf64_Phdr ph = { .p_type = PT_LOAD, .p_flags = PF_R | PF_X, .p_offset = 0, .p_vaddr = 0,
                       .p_filesz = 0x100000, .p_memsz = 0x100000, .p_align = 0x1000 };
     memcpy(img + eh->e_phoff, &ph, sizeof ph);
+    Elf64_Shdr sh[3];
+    memset(sh, 0, sizeof sh);
+    sh[1].sh_type = SHT_SYMTAB;
+    sh[1].sh_offset = sym_off;
+    sh[1].sh_size = nsym * sizeof(Elf64_Sym);
+    sh[1].sh_entsize = sizeof(Elf64_Sym);
+    sh[1].sh_link = 2;
+    sh[2].sh_type = SHT_STRTAB;
+    sh[2].sh_offset = str_off;
+    sh[2].sh_size = strsz;
+    memcpy(img + sh_off, sh, sizeof sh);
     return img;
 }
 
@@ -565,24 +579,13 @@ static void test_cache_shared_names(void **state)
     size_t strsz = NAMELEN + 2;
     size_t sh_off = (str_off + strsz + 7) & ~(size_t)7;
     size_t len = sh_off + 3 * sizeof(Elf64_Shdr);
-    unsigned char *img = elf_image(len, sh_off);
+    unsigned char *img = elf_image(len, sh_off, sym_off, (size_t)NSYM + 1, str_off, strsz);
     for (int i = 1; i <= NSYM; i++) {
         Elf64_Sym sym = { .st_name = 1, .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC),
                           .st_shndx = 1, .st_value = 0x1000 + (uint64_t)i * 16, .st_size = 16 };
         memcpy(img + sym_off + (size_t)i * sizeof(sym), &sym, sizeof sym);
     }
     memset(img + str_off + 1, 'f', NAMELEN);
-    Elf64_Shdr sh[3];
-    memset(sh, 0, sizeof sh);
-    sh[1].sh_type = SHT_SYMTAB;
-    sh[1].sh_offset = sym_off;
-    sh[1].sh_size = (NSYM + 1) * sizeof(Elf64_Sym);
-    sh[1].sh_entsize = sizeof(Elf64_Sym);
-    sh[1].sh_link = 2;
-    sh[2].sh_type = SHT_STRTAB;
-    sh[2].sh_offset = str_off;
-    sh[2].sh_size = strsz;
-    memcpy(img + sh_off, sh, sizeof sh);
     assert_int_equal(write(fd, img, len), (ssize_t)len);
     close(fd);
     free(img);
@@ -728,7 +731,7 @@ static void write_elf(const char *path, const esym_t *syms, size_t n)
     size_t str_off = sym_off + (n + 1) * sizeof(Elf64_Sym);
     size_t sh_off = (str_off + strsz + 7) & ~(size_t)7;
     size_t len = sh_off + 3 * sizeof(Elf64_Shdr);
-    unsigned char *img = elf_image(len, sh_off);
+    unsigned char *img = elf_image(len, sh_off, sym_off, n + 1, str_off, strsz);
     size_t at = 1;
     for (size_t i = 0; i < n; i++) {
         Elf64_Sym sym = { .st_name = (uint32_t)at, .st_info = ELF64_ST_INFO(syms[i].bind, syms[i].type),
@@ -737,17 +740,6 @@ static void write_elf(const char *path, const esym_t *syms, size_t n)
         memcpy(img + str_off + at, syms[i].name, strlen(syms[i].name) + 1);
         at += strlen(syms[i].name) + 1;
     }
-    Elf64_Shdr sh[3];
-    memset(sh, 0, sizeof sh);
-    sh[1].sh_type = SHT_SYMTAB;
-    sh[1].sh_offset = sym_off;
-    sh[1].sh_size = (n + 1) * sizeof(Elf64_Sym);
-    sh[1].sh_entsize = sizeof(Elf64_Sym);
-    sh[1].sh_link = 2;
-    sh[2].sh_type = SHT_STRTAB;
-    sh[2].sh_offset = str_off;
-    sh[2].sh_size = strsz;
-    memcpy(img + sh_off, sh, sizeof sh);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, img, len), (ssize_t)len);
