@@ -37,9 +37,26 @@ static inline uint64_t agent_live_size(uint64_t v) { return v & AGENT_LIVE_SIZE_
  * shim's boot buffer, and NULL). */
 void agent_live_filter_pin(const void *lo, size_t len);
 
-/* agent_live_insert: ptr -> value; counts ptr in the filter.
+/* agent_live_put: ptr -> value; counts ptr in the filter when it is new.
+ * When ptr was already there (its free went unseen), the new value wins
+ * and *old (unless NULL) is the previous one: one map operation where a
+ * remove and an insert were two (at rate 1 nearly every address is in
+ * the filter, so the remove was tried on every allocation). */
+typedef enum {
+    AGENT_LIVE_FAILED,                   /* no memory, or the map was lost at a fork */
+    AGENT_LIVE_ADDED,
+    AGENT_LIVE_REPLACED,
+} agent_live_put_t;
+agent_live_put_t agent_live_put(const void *ptr, uint64_t value, uint64_t *old);
+
+/* agent_live_insert: agent_live_put without the old value.
  * @return false when no memory (nothing recorded). */
 bool agent_live_insert(const void *ptr, uint64_t value);
+
+/* agent_live_prefetch: starts loading ptr's bucket in its shard's map,
+ * without the shard's lock (map_prefetch64): issued before a capture or
+ * a free's other work, the cache miss of a large map overlaps them. */
+void agent_live_prefetch(const void *ptr);
 
 /* agent_live_remove: takes ptr out; @return true and *value when it was there. */
 bool agent_live_remove(const void *ptr, uint64_t *value);

@@ -162,15 +162,21 @@ static void forget(uint64_t v)
 static void record(agent_thread_t *t, void *ptr, size_t usable)
 {
     uint64_t pcs[AGENT_MAX_FRAMES], stale;
-    /* An address still in the map was freed where we could not see it:
-     * that allocation is gone, count it freed. */
-    if (agent_maybe_sampled(ptr) && agent_live_remove(ptr, &stale)) forget(stale);
+    /* In a large live map ptr's bucket is a cache miss: start it now so
+     * that it overlaps the capture. */
+    agent_live_prefetch(ptr);
     size_t depth = agent_stack_capture(pcs, AGENT_MAX_FRAMES);
     AGENT_ASSERT(depth <= AGENT_MAX_FRAMES);
     AGENT_ASSERT(agent_inside());   /* no allocation of ours is counted */
     agent_stack_t *s = agent_stack_intern(pcs, depth);
     AGENT_ASSERT(!s || s->id < AGENT_STACKS_MAX);   /* it fits a live-map value */
-    if (!s || !agent_live_insert(ptr, agent_live_pack(s->id, usable))) {
+    agent_live_put_t put = s ? agent_live_put(ptr, agent_live_pack(s->id, usable), &stale) : AGENT_LIVE_FAILED;
+    /* An address still in the map was freed where we could not see it:
+     * that allocation is gone, count it freed (put replaced it, or, when
+     * this one cannot be recorded, take it out). */
+    if (put == AGENT_LIVE_REPLACED) forget(stale);
+    if (put == AGENT_LIVE_FAILED) {
+        if (agent_maybe_sampled(ptr) && agent_live_remove(ptr, &stale)) forget(stale);
         agent_tally_add(&t->dropped, 1);
         return;
     }

@@ -145,7 +145,7 @@ bool agent_unwind_read_word(agent_unwind_walk_t *w, uintptr_t a, uint64_t *val)
     return true;
 }
 
-/* access_reg: the registers saved by unw_getcontext at the capture. */
+/* access_reg: the registers of the context a probe or a slow step made. */
 static int access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *val, int write, void *arg)
 {
     (void)as;
@@ -158,7 +158,7 @@ static int access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *val, in
         [UNW_X86_64_R15] = REG_R15, [UNW_X86_64_RIP] = REG_RIP,
     };
     const agent_unwind_walk_t *w = arg;
-    if (write || reg < 0 || (size_t)reg >= sizeof greg) return -UNW_EBADREG;
+    if (write || !w->uc || reg < 0 || (size_t)reg >= sizeof greg) return -UNW_EBADREG;
     *val = (unw_word_t)w->uc->uc_mcontext.gregs[(int)greg[reg]];
     return 0;
 }

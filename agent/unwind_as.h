@@ -22,7 +22,7 @@
 /* agent_unwind_walk_t: one capture's state, libunwind's as_arg for our
  * address space. */
 typedef struct agent_unwind_walk_s {
-    const unw_context_t *uc;             /* registers at the capture */
+    const unw_context_t *uc;             /* registers libunwind starts from (probe, slow step), or NULL */
     uintptr_t seg_lo[UNWIND_INFO_SEGS], seg_hi[UNWIND_INFO_SEGS]; /* unwind tables' segments */
     unsigned nsegs;
     uintptr_t good[UNWIND_GOOD_PAGES];   /* pages read through the kernel */

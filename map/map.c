@@ -1290,6 +1290,22 @@ bool map_delete64(map_t *m, uint64_t key, void *value_out)
     return delete_impl(m, NULL, key, 1, value_out);
 }
 
+/* map_prefetch64: see map.h. The header fields are read with relaxed
+ * atomic loads because a writer may be changing them (growth) under a
+ * lock this caller does not hold: any mix of old and new values yields an
+ * address that is only prefetched, never dereferenced, and a prefetch of
+ * an unmapped address does not fault. Not instrumented by MAP_DEBUG's
+ * hashWriting check for the same reason. */
+void map_prefetch64(const map_t *m, uint64_t key)
+{
+    const unsigned char *b = __atomic_load_n(&m->buckets, __ATOMIC_RELAXED);
+    if (!b) return;
+    uint64_t hash = hash64(key, __atomic_load_n(&m->hash0, __ATOMIC_RELAXED));
+    size_t mask = __atomic_load_n(&m->mask, __ATOMIC_RELAXED);
+    uint32_t size = __atomic_load_n(&m->bucketsize, __ATOMIC_RELAXED);
+    __builtin_prefetch(b + (hash & mask) * size, 1);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Clear                                                                    */
 /* ------------------------------------------------------------------------ */

@@ -185,6 +185,14 @@ map_err_t map_assign64(map_t *m, uint64_t key, void **value_out,
 map_err_t map_insert64(map_t *m, uint64_t key, const void *value);
 bool map_delete64(map_t *m, uint64_t key, void *value_out);
 
+/* map_prefetch64: starts loading the bucket where key would be, for a
+ * lookup, assign or delete soon after (a large map misses the cache on
+ * every random key: issued early, the miss overlaps other work). Only a
+ * hint: it may be called without the caller's lock on m while another
+ * thread writes m (it then prefetches a useless line), and never changes
+ * or faults on anything. */
+void map_prefetch64(const map_t *m, uint64_t key);
+
 /* ------------------------------------------------------------------------ */
 /* Iteration                                                                */
 /* ------------------------------------------------------------------------ */

@@ -103,6 +103,28 @@ for site, t in truth.items():
 sys.exit(0 if ok else 1)
 PY
 
+# --- frees the agent did not see (issue 13: one map operation per sample) --
+# __libc_free hands blocks back past the interposed free(); glibc serves the
+# next allocations from the same addresses, and the live map's record of
+# each reused address is replaced: the replaced allocation counts as freed.
+out=$T/unseen
+HEAPWATCH_RATE=1 with_agent "$out" "$PROGS/agent_unseen_free" > "$T/unseen.out"; rc=$?
+check_eq "agent_unseen_free exits 0 under the agent at rate 1" 0 "$rc"
+reused=$(sed -n 's/^reused //p' "$T/unseen.out")
+check_ge "glibc reused the addresses freed past the agent" "${reused:-0}" 150
+raw "$(one_profile "$out" exit)" > "$T/unseen.json"
+python3 - "$T/unseen.json" "${reused:-0}" <<'PY' && ok "unseen frees: a reused address counts its old allocation freed; kept blocks stay in use" || not_ok "unseen frees: in-use counts wrong"
+import json, sys
+by = json.load(open(sys.argv[1]))["by_leaf"]
+reused = int(sys.argv[2])
+lost, reuse, keep = by.get("site_lost"), by.get("site_reuse"), by.get("site_keep")
+print("# site_lost", lost, "site_reuse", reuse, "site_keep", keep, "reused", reused)
+ok = (lost and lost[0] == 200 and lost[2] == 200 - reused and
+      reuse and reuse[0] == 200 and reuse[2] == 0 and
+      keep and keep[0] == 7 and keep[2] == 7)
+sys.exit(0 if ok else 1)
+PY
+
 # --- rate 0: counters only ---------------------------------------------------
 out=$T/rate0
 HEAPWATCH_RATE=0 with_agent "$out" "$PROGS/agent_sites" exact "$T/r0.truth" >/dev/null

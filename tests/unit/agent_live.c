@@ -292,6 +292,32 @@ static void test_reinsert_new_wins(void **state)
     assert_clean();
 }
 
+/* agent_live_put: a new address is ADDED and counted; the same address
+ * again is REPLACED, hands back the old value and is not counted twice;
+ * the prefetch (no lock) changes nothing. */
+static void test_put_replaced(void **state)
+{
+    (void)state;
+    const void *p = A(MMAPS + 0x2010);
+    if (nnoted < NOTED_MAX) noted[nnoted++] = MMAPS + 0x2010;
+    uint64_t old = 12345;
+    agent_live_prefetch(p);                              /* a shard with no map yet, maybe */
+    assert_int_equal(agent_live_put(p, agent_live_pack(3, 30), &old), AGENT_LIVE_ADDED);
+    assert_int_equal(old, 12345);                        /* untouched when added */
+    agent_live_prefetch(p);
+    assert_int_equal(agent_live_put(p, agent_live_pack(4, 40), &old), AGENT_LIVE_REPLACED);
+    assert_int_equal(agent_live_stack(old), 3);
+    assert_int_equal(agent_live_size(old), 30);
+    assert_int_equal(agent_live_put(p, agent_live_pack(5, 50), NULL), AGENT_LIVE_REPLACED);
+    assert_int_equal(live_count(), 1);
+    assert_int_equal(agent_live_filter[agent_filter_slot(p)], 1);
+    uint64_t v = 0;
+    assert_true(agent_live_remove(p, &v));
+    assert_int_equal(agent_live_stack(v), 5);
+    assert_false(agent_maybe_sampled(p));
+    assert_clean();
+}
+
 /* ------------------------------------------------------------------------ */
 /* The filter                                                               */
 /* ------------------------------------------------------------------------ */
@@ -663,6 +689,7 @@ int main(void)
         cmocka_unit_test_teardown(test_round_trip, teardown),
         cmocka_unit_test_teardown(test_remove_absent, teardown),
         cmocka_unit_test_teardown(test_reinsert_new_wins, teardown),
+        cmocka_unit_test_teardown(test_put_replaced, teardown),
         cmocka_unit_test_teardown(test_false_positive_16mib, teardown),
         cmocka_unit_test_teardown(test_filter_model, teardown),
         cmocka_unit_test_teardown(test_filter_concurrent, teardown),

@@ -9,6 +9,7 @@
  * (map_debug_hash gives the map's own hash), and bucket contents are read
  * back with map_debug_chain. map_debug_check runs after every step.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -113,6 +114,60 @@ static void test_new_map_is_empty(void **state)
     assert_int_equal(map_new(129, 8, 0, &a, &bad), MAP_ERR_INVALID);
     assert_int_equal(map_new(8, 129, 0, &a, &bad), MAP_ERR_INVALID);
     assert_string_equal(map_strerror(MAP_ERR_NOMEM), "out of memory");
+}
+
+/* map_prefetch64 is only a hint: on a map with no array yet, and from
+ * another thread, without a lock, while the owner grows the map through
+ * several doublings, it changes nothing and faults on nothing. */
+typedef struct prefetcher_s {
+    const map_t *m;
+    volatile int stop;
+    unsigned long calls;
+} prefetcher_t;
+
+static void *prefetch_loop(void *arg)
+{
+    prefetcher_t *p = arg;
+    uint64_t k = 1;
+    while (!p->stop) {
+        map_prefetch64(p->m, k);
+        k = k * 6364136223846793005ull + 1442695040888963407ull;
+        p->calls++;
+    }
+    return NULL;
+}
+
+static void test_prefetch_is_only_a_hint(void **state)
+{
+    (void)state;
+    test_alloc_t ta = {0};
+    map_t *m = new_map(&ta, 0);
+    map_prefetch64(m, 42);                     /* B = 0: no array to prefetch */
+    assert_int_equal(map_count(m), 0);
+    prefetcher_t p = { .m = m };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, prefetch_loop, &p), 0);
+    enum { N = 200000 };
+    for (uint64_t k = 0; k < N; k++) {
+        unsigned char v[VALUE_SIZE] = {0};
+        uint64_t tag = k * 3;
+        memcpy(v, &tag, sizeof tag);
+        assert_int_equal(map_insert64(m, k * 16 + 0x5555a0000000ull, v), MAP_OK);
+        if (k % 4 == 0) map_prefetch64(m, k);   /* the owner's own hints too */
+    }
+    p.stop = 1;
+    pthread_join(th, NULL);
+    assert_true(p.calls > 0);
+    assert_int_equal(map_count(m), N);
+    for (uint64_t k = 0; k < N; k++) {
+        const unsigned char *v = map_lookup64(m, k * 16 + 0x5555a0000000ull);
+        assert_non_null(v);
+        uint64_t tag;
+        memcpy(&tag, v, sizeof tag);
+        assert_int_equal(tag, k * 3);
+    }
+    map_free(m);
+    assert_int_equal(ta.live_blocks, 0);
 }
 
 /* The worked example of gomap.md section 2.4: a primary bucket P and one
@@ -726,6 +781,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_map_is_empty),
+        cmocka_unit_test(test_prefetch_is_only_a_hint),
         cmocka_unit_test(test_empty_rest_propagation),
         cmocka_unit_test(test_empty_rest_crosses_buckets),
         cmocka_unit_test(test_tombstone_reuse),
