@@ -205,9 +205,8 @@ void agent_bg_start_watch(uint64_t now)
 {
     /* Signals wait meanwhile: a handler that exits would otherwise find
      * the work lock held by its own thread (the exit waits for it). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    sigset_t old;
+    agent_signals_block(&old);
     agent_work_lock();
     if (!agent_exiting()) {
         heapwatch_counters_t c;
@@ -367,7 +366,9 @@ static void *background_main(void *arg)
 /* agent_bg_start (background.h). */
 void agent_bg_start(void)
 {
-    if (agent_conf.thread == CONF_THREAD_OFF || bg_failed) return;
+    /* Stepped: spawn would block signals (agent_single_stepped); a later
+     * tick starts the thread. */
+    if (agent_conf.thread == CONF_THREAD_OFF || bg_failed || agent_single_stepped()) return;
     int me = (int)getpid();
     if (__atomic_load_n(&bg_pid, __ATOMIC_RELAXED) == me ||
         __atomic_load_n(&bg_paused, __ATOMIC_RELAXED) ||
@@ -401,9 +402,8 @@ void agent_bg_start(void)
  * for it forever) and its allocations would pass uncounted. */
 static void tick_jobs(void)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    sigset_t old;
+    agent_signals_block(&old);
     if (!agent_work_trylock()) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         return;
@@ -429,8 +429,10 @@ void agent_tick(void)
 
 void agent_tick_slow(void)
 {
-    if (!agent_enabled || !agent_ready() ||
-        agent_inside() || __atomic_load_n(&bg_paused, __ATOMIC_RELAXED))
+    /* Stepped (see agent_single_stepped): the jobs and the thread's start
+     * block signals, so they wait for an allocation that is not. */
+    if (!agent_enabled || !agent_ready() || agent_inside() ||
+        __atomic_load_n(&bg_paused, __ATOMIC_RELAXED) || agent_single_stepped())
         return;
     int saved = errno;
     agent_enter();

@@ -25,7 +25,10 @@
 #ifndef HEAPWATCH_AGENT_BASE_H
 #define HEAPWATCH_AGENT_BASE_H
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -66,6 +69,41 @@ static inline uint64_t agent_clock_ns(clockid_t clk)
 
 /* agent_mono_ns: CLOCK_MONOTONIC in ns. */
 static inline uint64_t agent_mono_ns(void) { return agent_clock_ns(CLOCK_MONOTONIC); }
+
+/* agent_single_stepped: the x86 trap flag is set: the program is stepping
+ * through this code one instruction at a time, a SIGTRAP after each (a
+ * self-debugging program; tests/integration/progs/life_step). The kernel
+ * cannot hold such a SIGTRAP back: raised while blocked, it kills the
+ * process. So a stretch that blocks signals (agent_signals_block) is put
+ * off while this is true; the work waits for a later allocation.
+ * (pushfq writes below rsp: the asm steps over the red zone first.) */
+static inline bool agent_single_stepped(void)
+{
+#if defined(__x86_64__)
+    uint64_t flags;
+    __asm__ volatile("lea -128(%%rsp), %%rsp\n\tpushfq\n\tpopq %0\n\tlea 128(%%rsp), %%rsp"
+                     : "=r"(flags) : : "memory");
+    return (flags & 0x100) != 0;
+#else
+    return false;
+#endif
+}
+
+/* agent_signals_block: blocks every signal a thread can hold back, around
+ * a stretch in which a handler of the program must not run (it would find
+ * a lock of ours held by its own thread, and its allocations would pass
+ * uncounted); *old receives the mask to restore with pthread_sigmask. The
+ * signals an instruction raises on itself (SIGTRAP, SIGSEGV, SIGBUS,
+ * SIGILL, SIGFPE, SIGSYS) stay open: blocked, the kernel delivers them by
+ * killing the process. */
+static inline void agent_signals_block(sigset_t *old)
+{
+    sigset_t all;
+    sigfillset(&all);
+    static const int synchronous[] = { SIGTRAP, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS };
+    for (size_t i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++) sigdelset(&all, synchronous[i]);
+    pthread_sigmask(SIG_SETMASK, &all, old);
+}
 
 #pragma GCC visibility pop
 

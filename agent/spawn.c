@@ -85,9 +85,8 @@ static int spawn(void *(*fn)(void *), const char *name, bool detached, pthread_t
     if (!s) return -ENOMEM;
     s->fn = fn;
     s->name = name;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    sigset_t old;
+    agent_signals_block(&old);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, detached ? PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);

@@ -145,6 +145,16 @@ for rate in 0 1 524288; do
     relay "$T/step$rate.tap"
 done
 
+# Ticks due every 10 ms with no background thread: the due jobs run on the
+# stepped thread itself, inside its stepped allocations, where they used to
+# block every signal: the next SIGTRAP then killed the program (4 runs in 6
+# before the fix). They now wait for an allocation that is not stepped.
+HEAPWATCH_RATE=1 HEAPWATCH_THREAD=off HEAPWATCH_INTERVAL=0.01 same_behaviour \
+    "step: life_step, 2 rounds, jobs due every 10 ms on the stepped thread (HEAPWATCH_THREAD=off)" \
+    "$T/stepjobs" env LIFE_TAP="$T/stepjobs.tap" "$PROGS/life_step" 2
+sed -i "s/^\(\(not \)\{0,1\}ok\) - /\1 - step, jobs due every 10 ms: /" "$T/stepjobs.tap"
+relay "$T/stepjobs.tap"
+
 # --- 6. fork, vfork+exec, posix_spawn, system() while threads allocate ---------
 : > "$T/pids"
 run_agent "$T/fork" env LIFE_TAP="$T/fork.tap" LIFE_PIDS="$T/pids" "$PROGS/life_fork" 50 >"$T/fork.out"
