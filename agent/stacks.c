@@ -14,6 +14,10 @@
  * ids are handed out by an atomic counter, so a reader may meet an id
  * whose pointer is not yet published and simply skips it.
  *
+ * Each thread also keeps its recent stacks (RECENT slots in TLS, see
+ * agent_stack_intern): a stack it interned before is found there without
+ * a lock.
+ *
  * Record 0 is the empty stack: samples whose stack could not be stored
  * (table full, no memory) are counted there rather than lost.
  *
@@ -200,16 +204,37 @@ static agent_stack_t *lookup_or_add(stripe_t *st, const uint64_t *pcs, size_t de
     return NULL;
 }
 
+/* A thread's recent stacks: frames hash -> record, direct-mapped, in TLS
+ * (RECENT slots, 2 KiB per thread). A record's frames never change once
+ * published and a record is never freed, so a thread that finds its stack
+ * here (same depth, same frames) takes it without the stripe's lock: the
+ * stripes are taken only for stacks new to the thread. Threads that
+ * sample the same stacks at rate 1 no longer meet on one stripe's mutex
+ * (two threads of one allocation site: a futex round trip per sample). */
+#define RECENT_BITS 8
+#define RECENT (1u << RECENT_BITS)
+static AGENT_TLS agent_stack_t *recent[RECENT];
+
+static bool same_frames(const agent_stack_t *r, const uint64_t *pcs, size_t depth)
+{
+    return r->depth == depth && memcmp(r->pcs, pcs, depth * sizeof *pcs) == 0;
+}
+
 agent_stack_t *agent_stack_intern(const uint64_t *pcs, size_t depth)
 {
     /* No frame is the empty stack: record 0, never a second empty record. */
     if (!ready || depth == 0 || __atomic_load_n(&lost, __ATOMIC_RELAXED)) return agent_stack_get(0);
     uint64_t hash = hash_frames(pcs, depth);
+    agent_stack_t **mine = &recent[hash & (RECENT - 1)];
+    agent_stack_t *r = *mine;
+    if (r && same_frames(r, pcs, depth)) return r;
     stripe_t *st = &stripes[hash >> 60 & (STRIPES - 1)];
     agent_lock_ranked(&st->lock, AGENT_RANK_STRIPE);
-    agent_stack_t *r = lookup_or_add(st, pcs, depth, hash);
+    r = lookup_or_add(st, pcs, depth, hash);
     agent_unlock_ranked(&st->lock, AGENT_RANK_STRIPE);
-    return r ? r : agent_stack_get(0);
+    if (!r) return agent_stack_get(0);
+    *mine = r;
+    return r;
 }
 
 /* ------------------------------------------------------------------------ */
