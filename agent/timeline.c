@@ -36,7 +36,9 @@
  * allocates nothing: zstd reuses the workspace for each new frame with the
  * same parameters. ZSTD_createCCtx_advanced and ZSTD_customMem sit behind
  * ZSTD_STATIC_LINKING_ONLY but have been unchanged since zstd 1.3 and are
- * exported by libzstd.so.1, which we link dynamically.
+ * exported by libzstd.so.1; the agent links libzstd.a into itself (one
+ * library fewer to load per process, agent/agent.mk), where they are
+ * plainly there.
  *
  * Publication. open creates the temporary file, so a directory we cannot
  * write to fails at open. The first append writes a complete flushed
