@@ -53,6 +53,12 @@
  * checks that it is the inode created at open (device, inode, owner), and
  * checks it again before every write and before the close. Everything a
  * record produces is flushed by then, so nothing is lost between opens.
+ * Two exceptions save a short process two opens of the file (issue 13):
+ * a one-record writer (the exit record of a process that never had a
+ * snapshot) keeps the descriptor it created from open to that record's
+ * append, which the caller makes at once (the same checks before each
+ * write); and the close opens the file only when it has something to do
+ * there (a frame to end, or an fsync).
  * A file removed or replaced behind the writer stops it (sticky
  * TIMELINE_ERR_STALE): it never writes into a file it did not create.
  * The path-based writer (timeline_open, unit tests and tools) keeps one
@@ -91,7 +97,8 @@
 struct timeline_s {
     map_allocator_t allocator;  /* copied at open; zstd's opaque points here */
     ZSTD_CCtx *cctx;
-    int fd;                     /* path mode: kept; io mode: only inside a call */
+    int fd;                     /* path mode: kept; io mode: only inside a call (and
+                                 * from open to the append of a one-record writer) */
     bool use_io;                /* opened by timeline_open_io */
     timeline_io_t io;
     dev_t dev;                  /* io mode: the file created at open */
@@ -372,7 +379,8 @@ timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocat
                 err = errno_to_err(errno);
                 (void)unlinkat(dirfd, t->tmp, 0);
             }
-            agent_fd_release(fd);
+            if (!err && t->one_record) t->fd = fd;   /* for the append that follows */
+            else agent_fd_release(fd);
         }
     }
     if (err) {
@@ -388,6 +396,7 @@ timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocat
 static timeline_err_t file_begin(timeline_t *t)
 {
     if (!t->use_io) return TIMELINE_OK;
+    if (t->fd >= 0) return TIMELINE_OK;   /* a one-record writer's, from open */
     int dirfd = t->io.dirfd(t->io.ctx);
     if (dirfd < 0) return errno_to_err(-dirfd);
     int fd = agent_fd_claimat(dirfd, t->published ? t->name : t->tmp, O_WRONLY | O_APPEND | O_NOFOLLOW, 0);
@@ -485,7 +494,9 @@ timeline_err_t timeline_close(timeline_t *t)
     if (!t) return TIMELINE_ERR_INVALID;
     timeline_err_t err = t->error;
     if (t->use_io) {
-        if (!err && t->published) {
+        file_end(t);   /* a one-record writer's descriptor, if never appended to */
+        /* The file is opened only for work there: a frame to end, an fsync. */
+        if (!err && t->published && (t->records_in_frame || !t->no_fsync)) {
             err = file_begin(t);
             if (!err && t->records_in_frame) {
                 err = compress(t, NULL, 0, ZSTD_e_end);
@@ -512,7 +523,8 @@ timeline_err_t timeline_close(timeline_t *t)
 void timeline_abandon(timeline_t *t)
 {
     if (!t) return;
-    if (!t->use_io) close(t->fd);   /* io mode keeps none */
+    if (!t->use_io) close(t->fd);
+    else file_end(t);               /* io mode keeps none, but a one-record writer's */
     release(t);
 }
 
