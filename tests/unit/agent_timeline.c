@@ -791,7 +791,42 @@ static void test_one_record(void **state)
     assert_int_equal(cli.len, n);
     assert_memory_equal(cli.p, line, n);
     text_free(&cli);
+    /* Written without a compressor: one raw block (magic 4, header 1,
+     * content size 1 or 2, block header 3, the record, checksum 4), which
+     * zstd just verified (the checksum included); and the library's
+     * decoder too. */
+    struct stat fst;
+    assert_int_equal(stat(final_path, &fst), 0);
+    assert_int_equal(fst.st_size, 4 + 1 + (n < 256 ? 1 : 2) + 3 + n + 4);
+    decoded_t d;
+    decode_file(final_path, 5, &d);
+    assert_false(d.error);
+    assert_int_equal(d.frames, 1);
+    assert_int_equal(d.text.len, n);
+    assert_memory_equal(d.text.p, line, n);
+    text_free(&d.text);
     unlink(final_path);
+    /* Every length class of the header and of XXH64's tail: 1-byte content
+     * sizes (< 256), 32-byte stripes and 8-, 4- and 1-byte tails. */
+    for (size_t len = 1; len <= 300; len += (len < 70 ? 1 : 37)) {
+        char rec[400];
+        memset(rec, 'a' + (int)(len % 26), len - 1);
+        rec[len - 1] = '\n';
+        o.one_record = len;
+        assert_int_equal(timeline_open(&t, &alloc, dir, PID, &o), TIMELINE_OK);
+        assert_int_equal(timeline_append(t, rec, len), TIMELINE_OK);
+        assert_int_equal(timeline_close(t), TIMELINE_OK);
+        decode_file(final_path, 3, &d);
+        if (d.error) fprintf(stderr, "one record of %zu bytes: not decodable\n", len);
+        assert_false(d.error);
+        assert_int_equal(d.text.len, len);
+        assert_memory_equal(d.text.p, rec, len);
+        text_free(&d.text);
+        assert_int_equal(zstd_cli(final_path, &cli), 0);
+        assert_int_equal(cli.len, len);
+        text_free(&cli);
+        unlink(final_path);
+    }
 
     o.one_record = n + 1;
     assert_int_equal(timeline_open(&t, &alloc, dir, PID, &o), TIMELINE_OK);
