@@ -60,7 +60,8 @@ BENCH_TARGETS += bench-agent-exit
 
 # What whole jobs pay (issue 13): a full `make -j2` of this project into a
 # fresh BUILD directory and a shell loop of 1,000 small commands, bare and
-# under `heapwatch run`, interleaved, 3 runs each (tests/bench/agent_jobs.py);
+# under `heapwatch run` with the output on the disk and on a tmpfs,
+# interleaved, 3 runs each (tests/bench/agent_jobs.py);
 # $(BUILD)/bench/agent_jobs.{txt,tsv}. A few minutes (the builds).
 .PHONY: bench-agent-jobs
 bench-agent-jobs: $(BUILD)/libheapwatch.so $(BUILD)/heapwatch
