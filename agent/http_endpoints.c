@@ -31,7 +31,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -200,7 +199,7 @@ static void metric_f3(agent_buf_t *b, const char *name, const char *type, const 
     agent_buf_t nb;
     agent_buf_init(&nb, num, sizeof num);
     if (!(v > -9e15 && v < 9e15)) v = 0;
-    agent_buf_fixed(&nb, (int64_t)llround(v * 1000.0), 3);
+    agent_buf_fixed(&nb, pprof_round_i64(v * 1000.0), 3);
     metric(b, name, type, help, num);
 }
 

@@ -48,7 +48,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <math.h>
 #include <string.h>
 #include <sys/auxv.h>
 
@@ -59,6 +58,7 @@
 #include "agent/stacks.h"
 #include "agent/thread.h"
 #include "agent/unwind.h"
+#include "pprof/pprof.h"   /* pprof_log: no libm in the agent */
 
 uint64_t agent_sample_rate = CONF_DEFAULT_RATE;
 uint64_t agent_tick_bytes;
@@ -90,7 +90,7 @@ uint64_t agent_sample_gap(agent_thread_t *t)
     uint64_t rate = agent_sample_rate;
     /* U in (0, 1]: 53 random bits, plus one so that log(U) is finite. */
     double u = (double)((next_random(t) >> 11) + 1) * 0x1.0p-53;
-    double gap = -log(u) * (double)rate;
+    double gap = -pprof_log(u) * (double)rate;
     return gap < 0x1.0p62 ? (uint64_t)gap : (UINT64_C(1) << 62);
 }
 

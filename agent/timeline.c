@@ -11,6 +11,12 @@
  * of them were a third of what a short process paid for the agent, for
  * durability across a machine crash that SPEC does not ask for.
  *
+ * One record (opts->one_record: the exit record of a process that took no
+ * snapshot before, most short processes) is written as a frame with one
+ * raw block and its checksum, without a compressor (raw_frame): creating
+ * zstd's context and touching its tables cost a short process more than
+ * the rest of its timeline, to save fifty bytes.
+ *
  * Frames end every TIMELINE_FRAME_RECORDS records or TIMELINE_FRAME_BYTES
  * uncompressed bytes. A frame's checksum comes only at its end, and after
  * a kill `zstdcat` complains about the unfinished last frame: shorter frames
@@ -36,7 +42,9 @@
  * allocates nothing: zstd reuses the workspace for each new frame with the
  * same parameters. ZSTD_createCCtx_advanced and ZSTD_customMem sit behind
  * ZSTD_STATIC_LINKING_ONLY but have been unchanged since zstd 1.3 and are
- * exported by libzstd.so.1, which we link dynamically.
+ * exported by libzstd.so.1; the agent links libzstd.a into itself (one
+ * library fewer to load per process, agent/agent.mk), where they are
+ * plainly there.
  *
  * Publication. open creates the temporary file, so a directory we cannot
  * write to fails at open. The first append writes a complete flushed
@@ -51,6 +59,12 @@
  * checks that it is the inode created at open (device, inode, owner), and
  * checks it again before every write and before the close. Everything a
  * record produces is flushed by then, so nothing is lost between opens.
+ * Two exceptions save a short process two opens of the file (issue 13):
+ * a one-record writer (the exit record of a process that never had a
+ * snapshot) keeps the descriptor it created from open to that record's
+ * append, which the caller makes at once (the same checks before each
+ * write); and the close opens the file only when it has something to do
+ * there (a frame to end, or an fsync).
  * A file removed or replaced behind the writer stops it (sticky
  * TIMELINE_ERR_STALE): it never writes into a file it did not create.
  * The path-based writer (timeline_open, unit tests and tools) keeps one
@@ -89,7 +103,8 @@
 struct timeline_s {
     map_allocator_t allocator;  /* copied at open; zstd's opaque points here */
     ZSTD_CCtx *cctx;
-    int fd;                     /* path mode: kept; io mode: only inside a call */
+    int fd;                     /* path mode: kept; io mode: only inside a call (and
+                                 * from open to the append of a one-record writer) */
     bool use_io;                /* opened by timeline_open_io */
     timeline_io_t io;
     dev_t dev;                  /* io mode: the file created at open */
@@ -211,11 +226,111 @@ static timeline_err_t zstd_err(size_t ret)
 
 static bool fd_ok(const timeline_t *t);
 
+/* ------------------------------------------------------------------------ */
+/* One record: a frame with a raw block, no compressor                      */
+/* ------------------------------------------------------------------------ */
+
+/* xxh64: XXH64 (seed 0), the checksum a zstd frame ends with (its low 32
+ * bits), per the xxHash specification; tests decode the frames with
+ * libzstd, which verifies it. */
+#define XXP1 0x9E3779B185EBCA87ull
+#define XXP2 0xC2B2AE3D27D4EB4Full
+#define XXP3 0x165667B19E3779F9ull
+#define XXP4 0x85EBCA77C2B2AE63ull
+#define XXP5 0x27D4EB2F165667C5ull
+
+static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static uint64_t le64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }   /* x86-64: LE */
+static uint32_t le32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t xx_round(uint64_t acc, uint64_t in) { return rotl64(acc + in * XXP2, 31) * XXP1; }
+static uint64_t xx_merge(uint64_t h, uint64_t v) { return (h ^ xx_round(0, v)) * XXP1 + XXP4; }
+
+static uint64_t xxh64(const unsigned char *p, size_t len)
+{
+    const unsigned char *end = p + len;
+    uint64_t h;
+    if (len >= 32) {
+        uint64_t v1 = XXP1 + XXP2, v2 = XXP2, v3 = 0, v4 = 0 - XXP1;
+        for (; end - p >= 32; p += 32) {
+            v1 = xx_round(v1, le64(p));
+            v2 = xx_round(v2, le64(p + 8));
+            v3 = xx_round(v3, le64(p + 16));
+            v4 = xx_round(v4, le64(p + 24));
+        }
+        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+        h = xx_merge(xx_merge(xx_merge(xx_merge(h, v1), v2), v3), v4);
+    } else {
+        h = XXP5;
+    }
+    h += len;
+    for (; end - p >= 8; p += 8) h = rotl64(h ^ xx_round(0, le64(p)), 27) * XXP1 + XXP4;
+    if (end - p >= 4) {
+        h = rotl64(h ^ (uint64_t)le32(p) * XXP1, 23) * XXP2 + XXP3;
+        p += 4;
+    }
+    for (; p < end; p++) h = rotl64(h ^ *p * XXP5, 11) * XXP1;
+    h ^= h >> 33;
+    h *= XXP2;
+    h ^= h >> 29;
+    h *= XXP3;
+    return h ^ (h >> 32);
+}
+
+/* RAW_FRAME_MAX: the largest record raw_frame takes: its frame (at most
+ * 17 bytes around the record) fits out[], and a raw block holds at most
+ * 128 KiB. */
+#define RAW_FRAME_MAX (OUT_BUF - 32)
+
+/* raw_frame: the one record as a whole zstd frame (RFC 8878) in out[]:
+ * magic; a header with the single-segment flag, the content size and the
+ * checksum flag (as the compressor's frames); one last raw block; the
+ * checksum. zstd would compress a ~250-byte record by a fifth, but its
+ * context costs a short process more than the rest of the timeline
+ * (issue 13: ~60 us of /bin/true's exit, mostly first touches of its
+ * tables). @return the frame's length. */
+static size_t raw_frame(unsigned char *out, const unsigned char *in, size_t len)
+{
+    size_t k = 0;
+    static const unsigned char magic[4] = { 0x28, 0xb5, 0x2f, 0xfd };
+    memcpy(out, magic, 4);
+    k = 4;
+    if (len < 256) {                          /* content size in 1 byte */
+        out[k++] = 0x20 | 0x04;               /* single segment, checksum */
+        out[k++] = (unsigned char)len;
+    } else {                                  /* in 2 bytes, less 256 */
+        out[k++] = 0x40 | 0x20 | 0x04;
+        out[k++] = (unsigned char)((len - 256) & 0xff);
+        out[k++] = (unsigned char)((len - 256) >> 8);
+    }
+    uint32_t bh = 1u | (0u << 1) | ((uint32_t)len << 3);   /* last, raw, size */
+    out[k++] = (unsigned char)bh;
+    out[k++] = (unsigned char)(bh >> 8);
+    out[k++] = (unsigned char)(bh >> 16);
+    memcpy(out + k, in, len);
+    k += len;
+    uint32_t sum = (uint32_t)xxh64(in, len);
+    memcpy(out + k, &sum, 4);                 /* little-endian, as x86-64 */
+    return k + 4;
+}
+
+/* ------------------------------------------------------------------------ */
+
 /* compress: feeds in[0..len) with directive `how` and writes out whatever
  * zstd produces, until it has taken all the input and, for a flush or an
- * end, emitted everything. */
+ * end, emitted everything. A one-record writer has no compressor: its
+ * record goes out as raw_frame's frame. */
 static timeline_err_t compress(timeline_t *t, const void *in, size_t len, ZSTD_EndDirective how)
 {
+    if (!t->cctx) {
+        if (!len) return TIMELINE_OK;
+        t->pending = raw_frame(t->out, in, len);
+        if (!fd_ok(t)) return TIMELINE_ERR_STALE;
+        timeline_err_t err = write_all(t->fd, t->out, t->pending);
+        if (err) return err;
+        t->stats.bytes_out += t->pending;
+        t->pending = 0;
+        return TIMELINE_OK;
+    }
     ZSTD_inBuffer ib = { in, len, 0 };
     for (;;) {
         ZSTD_outBuffer ob = { t->out, sizeof t->out, t->pending };
@@ -235,10 +350,13 @@ static timeline_err_t compress(timeline_t *t, const void *in, size_t len, ZSTD_E
 }
 
 /* make_compressor: the context, its parameters, and its workspace; for
- * one record, the context knows its size and allocates its (smaller)
- * workspace at that record: zstd sizes its tables to a pledged source. */
+ * one record (up to RAW_FRAME_MAX bytes), none: raw_frame writes it. A
+ * longer one gets a context that knows its size and allocates its
+ * (smaller) workspace at that record: zstd sizes its tables to a pledged
+ * source. */
 static timeline_err_t make_compressor(timeline_t *t, int level)
 {
+    if (t->one_record && t->one_record <= RAW_FRAME_MAX) return TIMELINE_OK;
     ZSTD_customMem mem = { zstd_alloc, zstd_free, &t->allocator };
     t->cctx = ZSTD_createCCtx_advanced(mem);
     if (!t->cctx) return TIMELINE_ERR_NOMEM;
@@ -370,7 +488,8 @@ timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocat
                 err = errno_to_err(errno);
                 (void)unlinkat(dirfd, t->tmp, 0);
             }
-            agent_fd_release(fd);
+            if (!err && t->one_record) t->fd = fd;   /* for the append that follows */
+            else agent_fd_release(fd);
         }
     }
     if (err) {
@@ -386,6 +505,7 @@ timeline_err_t timeline_open_io(timeline_t **out, const map_allocator_t *allocat
 static timeline_err_t file_begin(timeline_t *t)
 {
     if (!t->use_io) return TIMELINE_OK;
+    if (t->fd >= 0) return TIMELINE_OK;   /* a one-record writer's, from open */
     int dirfd = t->io.dirfd(t->io.ctx);
     if (dirfd < 0) return errno_to_err(-dirfd);
     int fd = agent_fd_claimat(dirfd, t->published ? t->name : t->tmp, O_WRONLY | O_APPEND | O_NOFOLLOW, 0);
@@ -483,7 +603,9 @@ timeline_err_t timeline_close(timeline_t *t)
     if (!t) return TIMELINE_ERR_INVALID;
     timeline_err_t err = t->error;
     if (t->use_io) {
-        if (!err && t->published) {
+        file_end(t);   /* a one-record writer's descriptor, if never appended to */
+        /* The file is opened only for work there: a frame to end, an fsync. */
+        if (!err && t->published && (t->records_in_frame || !t->no_fsync)) {
             err = file_begin(t);
             if (!err && t->records_in_frame) {
                 err = compress(t, NULL, 0, ZSTD_e_end);
@@ -510,7 +632,8 @@ timeline_err_t timeline_close(timeline_t *t)
 void timeline_abandon(timeline_t *t)
 {
     if (!t) return;
-    if (!t->use_io) close(t->fd);   /* io mode keeps none */
+    if (!t->use_io) close(t->fd);
+    else file_end(t);               /* io mode keeps none, but a one-record writer's */
     release(t);
 }
 

@@ -82,8 +82,11 @@ typedef struct timeline_opts_s {
     size_t one_record;          /* nonzero: the writer gets exactly one
                                  * record of this many bytes, then is closed
                                  * (the exit record of a process that wrote
-                                 * none before): the compressor is sized for
-                                 * it and the record is a whole frame */
+                                 * none before): the record is a whole
+                                 * frame, one raw (stored) block and its
+                                 * checksum, with no compressor (one of up
+                                 * to 16 KiB; a longer one, a compressor
+                                 * sized for it) */
 } timeline_opts_t;
 
 /* timeline_stats_t: what a writer has done so far. */

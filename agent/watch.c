@@ -43,7 +43,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -222,7 +221,7 @@ static double unsample(const agent_stack_totals_t *t)
     uint64_t rate = agent_sample_rate;
     if (rate <= 1 || t->alloc_objects <= 0 || t->alloc_bytes <= 0) return 1.0;
     double avg = (double)t->alloc_bytes / (double)t->alloc_objects;
-    return 1.0 / (1.0 - exp(-(avg + AGENT_BLOCK_EXTRA) / (double)rate));
+    return 1.0 / (1.0 - pprof_exp(-(avg + AGENT_BLOCK_EXTRA) / (double)rate));
 }
 
 /* find_top: the TOP_MAX stacks whose in-use bytes grew most since base. */
@@ -272,7 +271,7 @@ static void kv_num(agent_buf_t *b, const char *k, double v)
 {
     agent_buf_json_key(b, k, false);
     if (!(v > -9e15 && v < 9e15)) v = 0;   /* NaN, or beyond what %f-free formatting holds */
-    agent_buf_fixed(b, (int64_t)llround(v * 1000.0), 3);
+    agent_buf_fixed(b, pprof_round_i64(v * 1000.0), 3);
 }
 
 static void kv_time(agent_buf_t *b, const char *k, uint64_t real_ns)
@@ -512,7 +511,7 @@ static void alert_line(const alert_result_t *r, const top_t *top, unsigned ntop,
     agent_buf_str(&b, " (pid ");
     agent_buf_u64(&b, (uint64_t)getpid());
     agent_buf_str(&b, "): live objects growing ");
-    agent_buf_i64(&b, (int64_t)llround(r->objects_rate));
+    agent_buf_i64(&b, pprof_round_i64(r->objects_rate));
     agent_buf_str(&b, "/s over ");
     agent_buf_fixed(&b, (int64_t)((r->window_span_ns + 50000000ull) / 100000000ull), 1);
     agent_buf_str(&b, " s (");

@@ -25,7 +25,8 @@
  * Threads: a builder, and a symbol cache, may be used by one thread at a
  * time. Different builders are independent.
  *
- * Dependencies: map/map.h (for map_allocator_t only), protobuf-c, zlib.
+ * Dependencies: map/map.h (for map_allocator_t only), protobuf-c, zlib;
+ * not libm (pprof_math.c).
  */
 #ifndef HEAPWATCH_PPROF_H
 #define HEAPWATCH_PPROF_H
@@ -213,6 +214,26 @@ void pprof_heap_scale(int64_t count, int64_t bytes, int64_t rate,
  */
 pprof_err_t pprof_heap_add(pprof_builder_t *b, const uint64_t *pcs,
                            size_t depth, const pprof_heap_counts_t *raw);
+
+/* ------------------------------------------------------------------------ */
+/* Maths without libm (pprof_math.c)                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * pprof_exp, pprof_log: exp and log within a few units in the last place
+ * of libm's, edge values as libm (NaN in, NaN out; log 0 = -inf, log of a
+ * negative = NaN; exp overflows to inf and underflows to 0). The module,
+ * and the agent that links it, need no libm.so: one library fewer for the
+ * dynamic loader to load into every process.
+ */
+double pprof_exp(double x);
+double pprof_log(double x);
+
+/*
+ * pprof_round_i64: x rounded to the nearest integer, halves away from
+ * zero (llround); saturated to INT64_MIN / INT64_MAX beyond them, 0 for NaN.
+ */
+int64_t pprof_round_i64(double x);
 
 /* ------------------------------------------------------------------------ */
 /* Mappings and symbolization                                               */

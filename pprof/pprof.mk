@@ -5,7 +5,7 @@ MODULES += pprof
 PPROF_GEN := $(BUILD)/gen/pprof
 pprof_SRCS := $(sort $(wildcard pprof/*.c)) $(PPROF_GEN)/profile.pb-c.c
 pprof_DEPS := map
-pprof_LIBS := -lprotobuf-c -lz -lm
+pprof_LIBS := -lprotobuf-c -lz
 pprof_CPPFLAGS :=
 
 # profile.proto -> $(BUILD)/gen/pprof/profile.pb-c.{c,h}. A pattern rule

@@ -31,7 +31,6 @@
  * get scale ~ rate / avg. Checked against Go: 63 objects / 516096 bytes at
  * rate 4096 become 72 / 596874 (docs/pprof.md); see the unit tests.
  */
-#include <math.h>
 
 #include "pprof/pprof_internal.h"
 
@@ -51,7 +50,7 @@ static void scale_with(int64_t count, int64_t bytes, int64_t extra, int64_t rate
         return;
     }
     double avg = (double)bytes / (double)count + (double)extra;
-    double scale = 1.0 / (1.0 - exp(-avg / (double)rate));
+    double scale = 1.0 / (1.0 - pprof_exp(-avg / (double)rate));
     double c = (double)count * scale;
     double s = (double)bytes * scale;
     /* Go's int64(f) of an out-of-range float is implementation-defined;

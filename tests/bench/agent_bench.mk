@@ -8,6 +8,8 @@
 #                           demo); files with a _quick suffix
 #   make bench-agent-exit   the per-process cost of short programs
 #                           (tests/bench/agent_exit.py)
+#   make bench-agent-jobs   whole jobs: make -j2 of this project, a loop of
+#                           1,000 short commands (tests/bench/agent_jobs.py)
 #
 # The programs (tests/bench/agent_{churn,mix,live}.c) link nothing of
 # heapwatch: the agent, build/libheapwatch.so as it is at the time of the
@@ -55,3 +57,14 @@ bench-agent-exit: $(BUILD)/libheapwatch.so
 	python3 tests/bench/agent_exit.py --build $(BUILD) --variant fsync:HEAPWATCH_FSYNC=on
 
 BENCH_TARGETS += bench-agent-exit
+
+# What whole jobs pay (issue 13): a full `make -j2` of this project into a
+# fresh BUILD directory and a shell loop of 1,000 small commands, bare and
+# under `heapwatch run` with the output on the disk and on a tmpfs,
+# interleaved, 3 runs each (tests/bench/agent_jobs.py);
+# $(BUILD)/bench/agent_jobs.{txt,tsv}. A few minutes (the builds).
+.PHONY: bench-agent-jobs
+bench-agent-jobs: $(BUILD)/libheapwatch.so $(BUILD)/heapwatch
+	python3 tests/bench/agent_jobs.py --build $(BUILD)
+
+BENCH_TARGETS += bench-agent-jobs

@@ -182,6 +182,61 @@ static void test_descriptor_taken_over(void **state)
     assert_true(a.st_ino == b.st_ino);
 }
 
+/* A later round opens the path at once and keeps it only when it is the
+ * directory the walk approved, still safe; anything else walks again
+ * (agent/out.c, "Once a walk has approved the directory"). */
+static void test_later_rounds(void **state)
+{
+    (void)state;
+    char p[512], parent[512], old[512], why[1024];
+    sub(parent, sizeof parent, "up");
+    sub(p, sizeof p, "up/out");
+    assert_int_equal(init(p, why, sizeof why), 0);
+    struct stat approved, st;
+    assert_int_equal(stat(p, &approved), 0);
+    agent_outdir_drop();
+
+    /* The parent becomes group-writable: a walk refuses it, but the
+     * approved directory, which no one else can write to, is still used. */
+    assert_int_equal(chmod(parent, 0775), 0);
+    char fresh[1024];
+    assert_int_equal(init(p, fresh, sizeof fresh), -EPERM);   /* a new walk refuses */
+    assert_non_null(strstr(fresh, "without the sticky bit"));
+    assert_int_equal(chmod(parent, 0755), 0);
+    assert_int_equal(init(p, why, sizeof why), 0);               /* approved again */
+    agent_outdir_drop();
+    assert_int_equal(chmod(parent, 0775), 0);
+    int fd = agent_outdir_fd(why, sizeof why);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_true(st.st_dev == approved.st_dev && st.st_ino == approved.st_ino);
+    agent_outdir_drop();
+    assert_int_equal(chmod(parent, 0755), 0);
+
+    /* The approved directory itself becomes world-writable: refused, with
+     * the walk's reason. */
+    assert_int_equal(chmod(p, 0777), 0);
+    why[0] = 0;
+    assert_int_equal(agent_outdir_fd(why, sizeof why), -EPERM);
+    assert_non_null(strstr(why, "without the sticky bit"));
+    assert_int_equal(chmod(p, 0755), 0);
+
+    /* Replaced by another directory at the same path: the walk checks it
+     * and that one is used. */
+    assert_true(agent_outdir_fd(why, sizeof why) >= 0);
+    agent_outdir_drop();
+    sub(old, sizeof old, "up/out.old");
+    assert_int_equal(rename(p, old), 0);
+    assert_int_equal(mkdir(p, 0700), 0);
+    fd = agent_outdir_fd(why, sizeof why);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    struct stat now;
+    assert_int_equal(stat(p, &now), 0);
+    assert_true(st.st_ino == now.st_ino && st.st_ino != approved.st_ino);
+    agent_outdir_drop();
+}
+
 static void test_files(void **state)
 {
     (void)state;
@@ -238,6 +293,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plain_and_created, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_owner_and_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_later_rounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escaped_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(test_descriptor_taken_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_files, setup, teardown),

@@ -791,7 +791,42 @@ static void test_one_record(void **state)
     assert_int_equal(cli.len, n);
     assert_memory_equal(cli.p, line, n);
     text_free(&cli);
+    /* Written without a compressor: one raw block (magic 4, header 1,
+     * content size 1 or 2, block header 3, the record, checksum 4), which
+     * zstd just verified (the checksum included); and the library's
+     * decoder too. */
+    struct stat fst;
+    assert_int_equal(stat(final_path, &fst), 0);
+    assert_int_equal(fst.st_size, 4 + 1 + (n < 256 ? 1 : 2) + 3 + n + 4);
+    decoded_t d;
+    decode_file(final_path, 5, &d);
+    assert_false(d.error);
+    assert_int_equal(d.frames, 1);
+    assert_int_equal(d.text.len, n);
+    assert_memory_equal(d.text.p, line, n);
+    text_free(&d.text);
     unlink(final_path);
+    /* Every length class of the header and of XXH64's tail: 1-byte content
+     * sizes (< 256), 32-byte stripes and 8-, 4- and 1-byte tails. */
+    for (size_t len = 1; len <= 300; len += (len < 70 ? 1 : 37)) {
+        char rec[400];
+        memset(rec, 'a' + (int)(len % 26), len - 1);
+        rec[len - 1] = '\n';
+        o.one_record = len;
+        assert_int_equal(timeline_open(&t, &alloc, dir, PID, &o), TIMELINE_OK);
+        assert_int_equal(timeline_append(t, rec, len), TIMELINE_OK);
+        assert_int_equal(timeline_close(t), TIMELINE_OK);
+        decode_file(final_path, 3, &d);
+        if (d.error) fprintf(stderr, "one record of %zu bytes: not decodable\n", len);
+        assert_false(d.error);
+        assert_int_equal(d.text.len, len);
+        assert_memory_equal(d.text.p, rec, len);
+        text_free(&d.text);
+        assert_int_equal(zstd_cli(final_path, &cli), 0);
+        assert_int_equal(cli.len, len);
+        text_free(&cli);
+        unlink(final_path);
+    }
 
     o.one_record = n + 1;
     assert_int_equal(timeline_open(&t, &alloc, dir, PID, &o), TIMELINE_OK);
@@ -962,6 +997,58 @@ static void test_io_keeps_no_descriptor(void **state)
     assert_int_equal(ta.live_blocks, 0);
 }
 
+/* A one-record writer (the exit record of a short process) keeps the
+ * descriptor it creates until that record's append, and its close opens
+ * nothing: one open of the file in all (issue 13); no descriptor is left
+ * after the append, nor after a close with no append (and no file). */
+static void test_io_one_record(void **state)
+{
+    (void)state;
+    io_dirfd_value = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(io_dirfd_value >= 0);
+    int before = count_fds();
+    char base[64];
+    snprintf(base, sizeof base, "timeline.%d.jsonl.zst", PID);
+    char line[] = "{\"time\": 1.5, \"mallocs\": 3}\n";
+    size_t n = strlen(line);
+    timeline_opts_t o = { .one_record = n, .no_fsync = true };
+    timeline_t *t;
+
+    /* Opened and closed with no record: no file, no descriptor. */
+    assert_int_equal(timeline_open_io(&t, &alloc, &io, base, &o), TIMELINE_OK);
+    assert_int_equal(count_fds(), before + 1);   /* the one it created, kept */
+    assert_int_equal(timeline_close(t), TIMELINE_OK);
+    assert_int_equal(count_fds(), before);
+    assert_int_equal(dir_entries(), 0);
+
+    /* The program takes the lowest free number meanwhile: untouched. */
+    assert_int_equal(timeline_open_io(&t, &alloc, &io, base, &o), TIMELINE_OK);
+    char prog[600];
+    snprintf(prog, sizeof prog, "%s/program.txt", dir);
+    int pfd = open(prog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_int_equal(timeline_append(t, line, n), TIMELINE_OK);
+    assert_int_equal(count_fds(), before + 1);   /* the program's only */
+    assert_true(timeline_published(t));
+    assert_int_equal(timeline_close(t), TIMELINE_OK);
+    struct stat st;
+    assert_int_equal(fstat(pfd, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    close(pfd);
+    assert_int_equal(unlink(prog), 0);
+    assert_int_equal(count_fds(), before);
+    decoded_t d;
+    decode_file(final_path, 1, &d);
+    assert_false(d.error);
+    assert_int_equal(d.text.len, n);
+    assert_memory_equal(d.text.p, line, n);
+    assert_int_equal(d.frames, 1);
+    assert_true(d.on_frame_end);
+    text_free(&d.text);
+    assert_int_equal(dir_entries(), 1);          /* no temporary file left */
+    close(io_dirfd_value);
+    assert_int_equal(ta.live_blocks, 0);
+}
+
 /* The published file replaced behind the writer: it stops (STALE) and
  * writes nothing into the replacement; a final name taken: EXISTS, and
  * the taken file is untouched. */
@@ -1016,6 +1103,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_io_replaced_and_taken, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_fsync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_one_record, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
