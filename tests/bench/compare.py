@@ -18,7 +18,8 @@ configuration back to back, the order of the configurations rotating by
 one each repetition, so slow phases of the shared machine fall on all of
 them alike.
 
-Workloads (the issue's rows; inputs sized for 0.5 to 1.5 s of bare CPU):
+Workloads (the issue's rows; inputs sized for 0.35 to 1.6 s of bare CPU; churn is
+the shortest because heaptrack makes it some 50 times slower):
   churn    build/bench/agent_churn --pattern live --threads 2: two threads,
            each a loop of malloc+free with a ring of --live blocks kept live
   python   /usr/bin/python3 tests/bench/compare_work.py with
@@ -129,7 +130,7 @@ def workloads(build, quick):
     bench = os.path.join(build, "bench")
     ws = []
     churn = os.path.join(bench, "agent_churn")
-    n = 2000000 if quick else 24000000
+    n = 2000000 if quick else 12000000
     ws.append(("churn", "malloc churn, 2 threads",
                [churn, "--pattern", "live", "--threads", "2", "--n", str(n), "--live", "4096"], {}))
     py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
