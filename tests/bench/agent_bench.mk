@@ -14,6 +14,8 @@
 #                           workloads (tests/bench/compare.py; ~10 min);
 #                           $(BUILD)/bench/compare.{txt,tsv}
 #   make bench-compare-quick  the same, small inputs (seconds)
+#   make bench-compare-perf   where the agent's time goes in them (perf;
+#                           WORKLOADS=python,cc1,... ; default python)
 #   make bench-summary      one summary of the tables above and of bench-map's
 #                           (tests/bench/summary.py); `make bench` ends with it
 #
@@ -91,6 +93,16 @@ bench-compare-quick: bench-compare-deps $(BUILD)/libheapwatch.so $(COMPARE_PROGS
 	python3 tests/bench/compare.py --build $(BUILD) --quick
 
 BENCH_TARGETS += bench-compare
+
+# Where the agent's time goes in those workloads (python by default):
+# perf record -e cpu-clock -g bare, at the default rate and at rate 1; self
+# shares per object and per function, the hottest instruction of the top
+# agent functions (tests/bench/compare_perf.py); $(BUILD)/bench/compare_perf.txt.
+# About a minute; not in BENCH_TARGETS (it explains the table).
+.PHONY: bench-compare-perf
+bench-compare-perf: bench-compare-deps $(BUILD)/libheapwatch.so $(COMPARE_PROGS)
+	$(call bench_install_debs,bench-compare-perf,linux-perf:/usr/bin/perf)
+	python3 tests/bench/compare_perf.py --build $(BUILD) $(if $(WORKLOADS),--workloads $(WORKLOADS))
 
 # Last of `make bench` (the top Makefile runs BENCH_TARGETS in order, and
 # this file is included last): one summary of compare.tsv, agent_exit.tsv

@@ -56,6 +56,10 @@ churn; rate 1 <= 3.3 (python), 1.75 (perl), 1.5 (cc1), 7 (churn), and on
 every workload rate 1's added cost at most half heaptrack's:
 (rate1 - 1) <= (heaptrack - 1) / 2, both sides printed.
 
+Below the table: the first and third quartiles of the per-repetition
+ratios (the noise), and min CPU(config) / min CPU(bare), a check on the
+medians that a busy machine disturbs least.
+
 Files: BUILD/bench/compare.txt (what is printed) and compare.tsv (one row
 per workload); --quick writes compare_quick.{txt,tsv}.
 """
@@ -198,8 +202,8 @@ def jemalloc_check(lib, work):
     d = tempfile.mkdtemp(prefix="jeprof-", dir=work)
     env = dict(os.environ, LD_PRELOAD=lib,
                MALLOC_CONF=f"prof:true,prof_final:true,prof_prefix:{d}/jeprof")
-    p = subprocess.run(["/usr/bin/perl" if os.path.exists("/usr/bin/perl") else "/bin/ls", "-e", "1"],
-                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    prog = ["/usr/bin/perl", "-e", "1"] if os.path.exists("/usr/bin/perl") else [sys.executable, "-c", "pass"]
+    p = subprocess.run(prog, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     heaps = [n for n in os.listdir(d) if n.endswith(".heap")]
     shutil.rmtree(d, ignore_errors=True)
     if heaps:
@@ -392,6 +396,15 @@ def main():
             r.append(f"{lo:.3f}..{hi:.3f}")
         srows.append(r)
     table(out, ["workload"] + [je_label if c == "jemalloc prof" else c for c in configs[1:]], srows)
+    out("")
+    out("== the same as ratios of the fastest runs: min CPU(config) / min CPU(bare) ==")
+    out("  (a busy machine only ever adds CPU time to a run -- cache and TLB refills after other")
+    out("   processes, frequency -- so the minima are the least disturbed; a check on the medians)")
+    mrows = []
+    for name, label, argv, extra in ws:
+        b = min(cpus[(name, "bare")])
+        mrows.append([name] + [f"{min(cpus[(name, c)]) / b:.3f}" for c in configs[1:]])
+    table(out, ["workload"] + [je_label if c == "jemalloc prof" else c for c in configs[1:]], mrows)
     out("")
     shutil.rmtree(work, ignore_errors=True)
     out(f"load average at the end: {os.getloadavg()[0]:.2f}; table in "
