@@ -331,6 +331,7 @@ def main():
     cpus = {(w[0], c): [] for w in ws for c in configs}
     ratios = {(w[0], c): [] for w in ws for c in configs}
     t_start = time.monotonic()
+    loads = []
     for rep in range(reps):
         order = configs[rep % len(configs):] + configs[:rep % len(configs)]
         for name, label, argv, extra in ws:
@@ -349,6 +350,7 @@ def main():
                                      f"{'' if expected[name] in text else ', output differs from bare'}: "
                                      f"{shell_line(e, a)}")
                 got[c] = cpu
+                loads.append(os.getloadavg()[0])
                 cpus[(name, c)].append(cpu)
                 empty_dir(outdir)
             for c in configs:
@@ -358,6 +360,11 @@ def main():
     out("")
 
     med = {k: statistics.median(v) for k, v in ratios.items()}
+    out(f"load average (1 min) after each run: {min(loads):.2f} to {max(loads):.2f}, median "
+        f"{statistics.median(loads):.2f}, on {os.cpu_count()} CPUs: above the CPU count, other")
+    out("processes share the cores and caches with the runs, and the CPU time of one program")
+    out("can vary by half between repetitions; read the quartiles below before a target's verdict")
+    out("")
     out(f"== CPU time under each profiler / bare, median of {reps} paired runs ==")
     header = ["workload", "bare s", "heaptrack", je_label, "heapwatch", "target", "",
               "rate 1", "target", "", "rate 1 adds", "half heaptrack's", ""]
