@@ -361,9 +361,11 @@ def main():
 
     med = {k: statistics.median(v) for k, v in ratios.items()}
     out(f"load average (1 min) after each run: {min(loads):.2f} to {max(loads):.2f}, median "
-        f"{statistics.median(loads):.2f}, on {os.cpu_count()} CPUs: above the CPU count, other")
-    out("processes share the cores and caches with the runs, and the CPU time of one program")
-    out("can vary by half between repetitions; read the quartiles below before a target's verdict")
+        f"{statistics.median(loads):.2f}, on {os.cpu_count()} CPUs")
+    if max(loads) > (os.cpu_count() or 1):
+        out("  above the CPU count: other processes shared the cores and caches with the runs, and")
+        out("  a program's CPU time can vary by half between repetitions; read the quartiles below")
+        out("  before a target's verdict")
     out("")
     out(f"== CPU time under each profiler / bare, median of {reps} paired runs ==")
     header = ["workload", "bare s", "heaptrack", je_label, "heapwatch", "target", "",
