@@ -74,7 +74,7 @@ BENCH_TARGETS += bench-agent-exit
 
 # Issue 13's comparison table (tests/bench/compare.py says what it measures).
 # agent_threads is C++ on glibc's allocator (operator new -> malloc).
-COMPARE_DEBS := heaptrack:/usr/bin/heaptrack libjemalloc2:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+COMPARE_DEBS := heaptrack:/usr/bin/heaptrack libjemalloc2:/usr/lib/$(shell $(CC) -print-multiarch)/libjemalloc.so.2 \
                 python3:/usr/bin/python3 perl:/usr/bin/perl gcc:/usr/bin/gcc g++:/usr/bin/g++
 COMPARE_PROGS := $(AGENT_BENCH_DIR)/agent_churn $(AGENT_BENCH_DIR)/agent_threads
 
@@ -104,9 +104,9 @@ bench-compare-perf: bench-compare-deps $(BUILD)/libheapwatch.so $(COMPARE_PROGS)
 	$(call bench_install_debs,bench-compare-perf,linux-perf:/usr/bin/perf)
 	python3 tests/bench/compare_perf.py --build $(BUILD) $(if $(WORKLOADS),--workloads $(WORKLOADS))
 
-# Last of `make bench` (the top Makefile runs BENCH_TARGETS in order, and
-# this file is included last): one summary of compare.tsv, agent_exit.tsv
-# and map.tsv; a missing file is one line saying so.
+# Last of `make bench` (the top Makefile runs it after every other
+# BENCH_TARGETS entry): one summary of compare.tsv, agent_exit.tsv and
+# map.tsv; a missing file is one line saying so.
 .PHONY: bench-summary
 bench-summary:
 	@python3 tests/bench/summary.py --build $(BUILD)
