@@ -217,7 +217,8 @@ test: deps
 
 .PHONY: bench
 bench: deps
-	@$(MAKE) --no-print-directory $(BENCH_TARGETS)
+	@$(MAKE) --no-print-directory $(filter-out bench-summary,$(BENCH_TARGETS))
+	@$(MAKE) --no-print-directory bench-summary
 
 DEMO_TARGET ?= demo-run bench-map-quick bench-agent-quick
 .PHONY: demo
