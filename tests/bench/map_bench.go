@@ -25,12 +25,16 @@
 //   ones do.
 //
 // Garbage collection
-//   The collector is off (SetGCPercent(-1)) and runtime.GC() runs between
-//   commands, outside every timed phase: the figures are the map's, not
-//   the collector's (its buckets hold no pointers, so marking them costs
-//   nothing anyway; what a collection would add is sweeping and the
-//   collector's own CPU time). That only makes Go faster: a conservative
-//   reference.
+//   The collector is off (SetGCPercent(-1)); runtime.GC() runs between
+//   commands and before each fill-and-empty round, outside every timed
+//   phase: the figures are the map's, not the collector's (its buckets
+//   hold no pointers, so marking them costs little anyway; what a
+//   collection would add is sweeping and the collector's own CPU time).
+//   The collection before each round lets the next table reuse the last
+//   one's memory, as the C++ tables reuse theirs through malloc: without
+//   it every round would fault in fresh pages (at 1k entries that made
+//   Go's insert about twice as slow). So Go runs as fast as it can: a
+//   conservative reference.
 //
 // Clocks
 //   Phases: time.Now / time.Since (CLOCK_MONOTONIC through the vDSO), as
@@ -224,6 +228,7 @@ func measureOps(pool *keyPool, minOps int) [5]float64 {
 		deleteNs += timeDeletes(m, live)
 	}
 	for round := 1; round < rounds; round++ {
+		runtime.GC() // the last round's table is reused memory, as in C++
 		m := make(map[uint64]value24)
 		insertNs += timeInserts(m, pool.live)
 		deleteNs += timeDeletes(m, pool.reordered)
