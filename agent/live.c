@@ -126,7 +126,7 @@ bool agent_live_insert(const void *ptr, uint64_t value)
     bool ok = false;
     agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
     if (!s->map) {
-        map_allocator_t a = map_arena_allocator();
+        map_allocator_t a = map_arena_huge_allocator();   /* see map.c, "Pages" */
         if (map_new(8, 8, 0, &a, &s->map) != MAP_OK) s->map = NULL;
     }
     if (s->map) {

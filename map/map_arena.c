@@ -37,21 +37,23 @@
  *          caller's allocation: < 100 us for 2 MiB); bigger arrays fault
  *          in lazily, a page at a time, as the map's incremental
  *          evacuation first touches them.
- *   huge:  a fresh large mapping of at least ARENA_HUGE_MIN (4 MiB) is
- *          placed on a 2 MiB boundary and its whole 2 MiB pages, up to
+ *   huge:  only through map_arena_huge_allocator() (the agent's live
+ *          maps): a fresh large mapping of at least ARENA_HUGE_MIN (4 MiB)
+ *          is placed on a 2 MiB boundary and its whole 2 MiB pages, up to
  *          the bytes asked for, are advised MADV_HUGEPAGE, as Go's heap
  *          is (runtime/mem_linux.go, sysHugePageOS). Why: a map of
  *          millions of entries is touched at random over hundreds of MiB;
  *          with 4 KiB pages nearly every access misses the TLB and walks
- *          the page table, whose own entries miss the cache. Measured in
- *          make bench-map, 10M entries: delete, lookups and churn were
- *          slower than Go's own map until its arrays had the huge pages
- *          Go's had (see map.c, "Pages"). The tail past the last whole
- *          2 MiB page of what was asked for stays on 4 KiB pages, so no
- *          huge page is faulted in beyond the block: RSS grows by at
- *          most what the block's own bytes would take. Advice only: with
- *          transparent huge pages "never" (or no THP in the kernel) the
- *          madvise changes nothing and its error is ignored.
+ *          the page table, whose own entries miss the cache (see map.c,
+ *          "Pages", for the figures). The tail past the last whole 2 MiB
+ *          page of what was asked for stays on 4 KiB pages, so no huge
+ *          page is faulted in beyond the block. A touched 2 MiB page is
+ *          resident whole, which costs nothing for a bucket array (the
+ *          hash touches all of it alike) but could for a buffer touched
+ *          here and there: hence opt-in, and map_arena_allocator() keeps
+ *          4 KiB pages. Advice only: with transparent huge pages "never"
+ *          (or no THP in the kernel) the madvise changes nothing and its
+ *          error is ignored.
  *
  * Locking: one mutex, taken for small blocks and the large-block cache;
  * mmap, munmap and memset run outside it. Statistics are relaxed atomics
@@ -309,7 +311,7 @@ static void unmap_all(const cached_map_t *maps, unsigned n)
     }
 }
 
-static void *alloc_large(size_t total)
+static void *alloc_large(size_t total, bool huge)
 {
     size_t pg = page_size();
     size_t len = (total + pg - 1) & ~(pg - 1);
@@ -325,7 +327,7 @@ static void *alloc_large(size_t total)
         }
     }
     if (!b) {
-        b = os_map_large(len, total);
+        b = huge ? os_map_large(len, total) : os_map(len);
         if (!b) return NULL;
         stat_add(&stat_mapped, len);
     }
@@ -353,15 +355,21 @@ static void free_large(unsigned char *b, size_t len)
     unmap_all(evicted, n);
 }
 
-void *map_arena_alloc(size_t size)
+/* arena_alloc: map_arena_alloc; huge: see "huge" in the design comment. */
+static void *arena_alloc(size_t size, bool huge)
 {
     if (size == 0) size = 1;
     if (size > SIZE_MAX / 2) return NULL;
     size_t total = size + ARENA_HEADER;
     void *p = total <= ARENA_SMALL_BLOCK_MAX ? alloc_small(total)
-                                              : alloc_large(total);
+                                              : alloc_large(total, huge);
     if (p) stat_add(&stat_allocs, 1);
     return p;
+}
+
+void *map_arena_alloc(size_t size)
+{
+    return arena_alloc(size, false);
 }
 
 void map_arena_free(void *ptr)
@@ -395,6 +403,12 @@ static void *arena_alloc_cb(void *ctx, size_t size)
     return map_arena_alloc(size);
 }
 
+static void *arena_huge_alloc_cb(void *ctx, size_t size)
+{
+    (void)ctx;
+    return arena_alloc(size, true);
+}
+
 static void arena_free_cb(void *ctx, void *ptr)
 {
     (void)ctx;
@@ -404,6 +418,12 @@ static void arena_free_cb(void *ctx, void *ptr)
 map_allocator_t map_arena_allocator(void)
 {
     map_allocator_t a = { arena_alloc_cb, arena_free_cb, NULL };
+    return a;
+}
+
+map_allocator_t map_arena_huge_allocator(void)
+{
+    map_allocator_t a = { arena_huge_alloc_cb, arena_free_cb, NULL };
     return a;
 }
 

@@ -8,7 +8,8 @@
  *   The agent's use of the map: 8-byte keys that are malloc pointers, 24-byte
  *   values (struct Value24), at 1k, 100k and 10M entries. heapwatch's map runs
  *   through its 64-bit fast path (map_insert64 / map_lookup64 / map_delete64)
- *   on map_arena_allocator(), the mmap arena the agent uses. Every table
+ *   on map_arena_huge_allocator(), the mmap arena as the agent's live maps
+ *   use it (2 MiB pages for bucket arrays from 4 MiB). Every table
  *   starts empty with no size hint or reserve, so growth is part of "insert".
  *     insert       insert every key into an empty table
  *     lookup_hit   look up keys that are in the table
@@ -275,7 +276,7 @@ inline Value24 value_for(uint64_t key, size_t pos)
 
 class HeapwatchTable {
   public:
-    explicit HeapwatchTable(size_t) : allocator_(map_arena_allocator())
+    explicit HeapwatchTable(size_t) : allocator_(map_arena_huge_allocator())
     {
         map_err_t err = map_new(sizeof(uint64_t), sizeof(Value24), 0,
                                 &allocator_, &map_);

@@ -8,9 +8,11 @@
  * The lock is held by a helper thread through map_arena_prefork (the only
  * public way to hold it). An alarm kills a test that blocks.
  *
- * Also (issue 13): a large block from 4 MiB starts on a 2 MiB boundary and
- * its whole 2 MiB pages are advised MADV_HUGEPAGE, the tail past them and
- * smaller blocks not; read back from the VmFlags ("hg") of /proc/self/smaps.
+ * Also (issue 13): from map_arena_huge_allocator(), a large block from
+ * 4 MiB starts on a 2 MiB boundary and its whole 2 MiB pages are advised
+ * MADV_HUGEPAGE, the tail past them and smaller blocks not, nor any block
+ * from map_arena_alloc; read back from the VmFlags ("hg") of
+ * /proc/self/smaps.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -131,11 +133,14 @@ static void test_large_blocks_get_huge_pages(void **state)
 {
     (void)state;
     const size_t big = (5u << 20) + 12345;   /* advised: its first 4 MiB */
-    unsigned char *p = map_arena_alloc(big);
+    map_allocator_t huge = map_arena_huge_allocator();
+    unsigned char *p = huge.alloc(huge.ctx, big);
     use(p, big);
     assert_int_equal(((uintptr_t)p - 16) & (HUGE_PAGE - 1), 0);   /* block start */
-    unsigned char *small = map_arena_alloc(3u << 20);   /* below 4 MiB: plain */
+    unsigned char *small = huge.alloc(huge.ctx, 3u << 20);   /* below 4 MiB: plain */
     use(small, 3u << 20);
+    unsigned char *plain = map_arena_alloc(big);   /* not the huge allocator */
+    use(plain, big);
     if (thp_available()) {
         assert_int_equal(vma_advised_huge(p), 1);
         assert_int_equal(vma_advised_huge(p + (4u << 20) - 17), 1);
@@ -143,9 +148,12 @@ static void test_large_blocks_get_huge_pages(void **state)
         assert_int_equal(vma_advised_huge(p + big - 1), 0);
         assert_int_equal(vma_advised_huge(small), 0);
         assert_int_equal(vma_advised_huge(small + (3u << 20) - 1), 0);
+        for (size_t off = 0; off < big; off += 1u << 20)
+            assert_int_equal(vma_advised_huge(plain + off), 0);
     }
-    map_arena_free(p);
-    map_arena_free(small);
+    huge.free(huge.ctx, p);
+    huge.free(huge.ctx, small);
+    map_arena_free(plain);
     if (!thp_available()) skip();
 }
 
