@@ -25,16 +25,25 @@
 //   ones do.
 //
 // Garbage collection
-//   The collector is off (SetGCPercent(-1)); runtime.GC() runs between
-//   commands and before each fill-and-empty round, outside every timed
-//   phase: the figures are the map's, not the collector's (its buckets
+//   The collector is off (SetGCPercent(-1)); runtime.GC() runs before each
+//   fill-and-empty round and debug.FreeOSMemory (a collection, then the
+//   freed heap returned to the kernel) after each command, outside every
+//   timed phase: the figures are the map's, not the collector's (its buckets
 //   hold no pointers, so marking them costs little anyway; what a
 //   collection would add is sweeping and the collector's own CPU time).
 //   The collection before each round lets the next table reuse the last
 //   one's memory, as the C++ tables reuse theirs through malloc: without
 //   it every round would fault in fresh pages (at 1k entries that made
-//   Go's insert about twice as slow). So Go runs as fast as it can: a
-//   conservative reference.
+//   Go's insert about twice as slow).
+//   After each command (a repetition, a growth run) debug.FreeOSMemory
+//   hands the freed heap back to the kernel, as glibc (blocks from 32 MiB)
+//   and heapwatch's arena (from 2 MiB) unmap a large table's arrays when it
+//   is freed; so every table's next repetition faults its pages in again.
+//   Go's heap would keep them, and from the second repetition on its
+//   10M-entry table would run on pages already faulted in (its insert at
+//   10M measured 260 against heapwatch's 440 ns/op that way, on a VM where
+//   faulting in a 2 MiB page the host has taken back costs up to 5 ms, 25
+//   times what it costs when the page was freed moments before).
 //
 // Clocks
 //   Phases: time.Now / time.Since (CLOCK_MONOTONIC through the vDSO), as
@@ -355,7 +364,6 @@ func main() {
 			ticks = nil
 			fmt.Fprintln(out, "ok")
 		case len(f) == 2 && f[0] == "ops" && pool != nil:
-			runtime.GC()
 			t := measureOps(pool, atoi(f[1]))
 			fmt.Fprintf(out, "ops %.4f %.4f %.4f %.4f %.4f\n", t[0], t[1], t[2], t[3], t[4])
 		case len(f) == 1 && f[0] == "growth" && pool != nil:
@@ -365,12 +373,11 @@ func main() {
 					ticks[i] = 1 // touched before timing
 				}
 			}
-			runtime.GC()
 			fmt.Fprintln(out, measureGrowth(pool.live, ticks, nsTick))
 		default:
 			fail("bad command %q", strings.TrimSpace(line))
 		}
-		runtime.GC()
+		debug.FreeOSMemory() // the table is freed: see "Garbage collection"
 		if err := out.Flush(); err != nil {
 			fail("writing: %v", err)
 		}
