@@ -82,7 +82,7 @@ typedef struct map_allocator_s {
 map_allocator_t map_arena_allocator(void);
 
 /* map_arena_huge_allocator: the same arena, but a fresh block of at least
- * 4 MiB starts on a 2 MiB boundary and its whole 2 MiB pages are advised
+ * 2 MiB + 4 KiB starts on a 2 MiB boundary and its whole 2 MiB pages are advised
  * MADV_HUGEPAGE (transparent huge pages; advice only). For a map's bucket
  * arrays, which a hash touches uniformly: a touched 2 MiB page is resident
  * whole, so it does not suit blocks touched sparsely. */

@@ -9,7 +9,7 @@
  *   values (struct Value24), at 1k, 100k and 10M entries. heapwatch's map runs
  *   through its 64-bit fast path (map_insert64 / map_lookup64 / map_delete64)
  *   on map_arena_huge_allocator(), the mmap arena as the agent's live maps
- *   use it (2 MiB pages for bucket arrays from 4 MiB). Every table
+ *   use it (2 MiB pages for bucket arrays over 2 MiB). Every table
  *   starts empty with no size hint or reserve, so growth is part of "insert".
  *     insert       insert every key into an empty table
  *     lookup_hit   look up keys that are in the table
