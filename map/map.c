@@ -122,7 +122,12 @@
  * taken the freed page back (free page reporting), so the insert figure
  * there depends on how recently the memory was freed. Freeing a 512 MiB
  * array (the old generation, at the end of a growth, inside one insert)
- * took 38-48 ms on 4 KiB pages and 1.4 ms on 2 MiB pages.
+ * took 38-48 ms on 4 KiB pages and 1.4 ms on 2 MiB pages. So the worst
+ * single insert while growing to 10M moved: on 4 KiB pages it was that
+ * free (27-38 ms on the VM); on 2 MiB pages it is an insert just after a
+ * growth starts whose key's old bucket evacuates into two 2 MiB pages not
+ * yet touched (13-19 ms there, two or three faults the host must back;
+ * about 0.5 ms where a 2 MiB fault costs 200 us).
  *
  * Growing
  * -------
