@@ -136,7 +136,7 @@ agent_live_put_t agent_live_put(const void *ptr, uint64_t value, uint64_t *old)
     agent_live_put_t put = AGENT_LIVE_FAILED;
     agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
     if (!s->map) {
-        map_allocator_t a = map_arena_allocator();
+        map_allocator_t a = map_arena_huge_allocator();   /* see map.c, "Pages" */
         map_t *m;
         if (map_new(8, 8, 0, &a, &m) == MAP_OK) __atomic_store_n(&s->map, m, __ATOMIC_RELEASE);
     }

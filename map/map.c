@@ -104,6 +104,31 @@
  * 2^min(B,15)) trigger a same-size growth, which compacts chains left
  * sparse by deletes.
  *
+ * Pages
+ * -----
+ * The map takes its memory from the allocator it is given; the agent's
+ * live maps (and make bench-map) use map_arena_huge_allocator(), which
+ * puts arrays over 2 MiB on 2 MiB pages (MADV_HUGEPAGE), as Go's runtime
+ * does for its whole heap. A large map is touched at random over hundreds
+ * of MiB (10M entries: a 570 MiB array), so on 4 KiB pages nearly every
+ * lookup or delete misses the TLB, and the page walk's own entries miss
+ * the cache. Measured (issue 13) on 10M entries, CPU time per op,
+ * interleaved, 4 KiB pages -> 2 MiB pages: delete 183-282 -> 124-177 ns,
+ * hit 72-99 -> 54-83, miss 58-94 -> 47-72; this is what made delete at 10M
+ * slower than Go's own map (96 vs 81 ns/op), whose buckets had huge pages
+ * and ours did not. Growth faults the new array in as evacuation and
+ * inserts first touch it: a 2 MiB fault cost 200 us against 900 us for
+ * the 512 4 KiB faults it replaces, but up to 5 ms on a VM whose host has
+ * taken the freed page back (free page reporting), so the insert figure
+ * there depends on how recently the memory was freed. Freeing a 512 MiB
+ * array (the old generation, at the end of a growth, inside one insert)
+ * took 38-48 ms on 4 KiB pages and 1.4 ms on 2 MiB pages. So the worst
+ * single insert while growing to 10M moved: on 4 KiB pages it was that
+ * free (27-38 ms on the VM); on 2 MiB pages it is an insert just after a
+ * growth starts whose key's old bucket evacuates into two 2 MiB pages not
+ * yet touched (13-19 ms there, two or three faults the host must back;
+ * about 0.5 ms where a 2 MiB fault costs 200 us).
+ *
  * Growing
  * -------
  * Growth allocates the new array and copies nothing: the old array stays

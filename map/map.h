@@ -81,6 +81,13 @@ typedef struct map_allocator_s {
 /* map_arena_allocator: an allocator handle on the process-wide arena. */
 map_allocator_t map_arena_allocator(void);
 
+/* map_arena_huge_allocator: the same arena, but a fresh block of at least
+ * 2 MiB + 4 KiB starts on a 2 MiB boundary and its whole 2 MiB pages are advised
+ * MADV_HUGEPAGE (transparent huge pages; advice only). For a map's bucket
+ * arrays, which a hash touches uniformly: a touched 2 MiB page is resident
+ * whole, so it does not suit blocks touched sparsely. */
+map_allocator_t map_arena_huge_allocator(void);
+
 /* map_arena_alloc / map_arena_free: direct calls (same semantics as above). */
 void *map_arena_alloc(size_t size);
 void map_arena_free(void *ptr);

@@ -7,9 +7,12 @@
 #                         map_growth_quick.tsv
 #
 # heapwatch's map (release objects) against absl::flat_hash_map,
-# boost::unordered_flat_map, std::unordered_map and GLib's GHashTable; see
-# the comment at the top of map_bench.cc for what is measured and how.
-# Plain -O2, no -march=native: the figures must mean the same on CI.
+# boost::unordered_flat_map, std::unordered_map, GLib's GHashTable and Go's
+# runtime map (rows "go1.19": tests/bench/map_bench.go, a child of
+# map_bench); see the comment at the top of map_bench.cc for what is
+# measured and how. Plain -O2, no -march=native: the figures must mean the
+# same on CI. The Go program uses the standard library only; go build
+# keeps its cache under $(BUILD)/bench (nothing in $HOME, no network).
 
 BENCH_DIR       := $(BUILD)/bench
 BENCH_MAP_BIN   := $(BENCH_DIR)/map_bench
@@ -26,12 +29,23 @@ $(BENCH_MAP_BIN): tests/bench/map_bench.cc map/map.h $(call mod_objs,rel,map)
 	    $(call mod_objs,rel,map) -o $@ \
 	    -Wl,--as-needed $$(pkg-config --libs $(BENCH_MAP_PC)) $(call mod_libs,map)
 
-.PHONY: bench-map bench-map-quick
-bench-map: $(BENCH_MAP_BIN)
-	$(BENCH_MAP_BIN) --tsv $(BENCH_DIR)/map.tsv --growth-tsv $(BENCH_DIR)/map_growth.tsv
+BENCH_MAP_GO    := $(BENCH_DIR)/map_bench_go
+BENCH_GO_ENV    := GOCACHE=$(abspath $(BENCH_DIR))/go-cache \
+                   GOPATH=$(abspath $(BENCH_DIR))/go-path \
+                   GO111MODULE=off GOFLAGS= GOENV=off GOPROXY=off GOTOOLCHAIN=local
 
-bench-map-quick: $(BENCH_MAP_BIN)
-	$(BENCH_MAP_BIN) --quick --tsv $(BENCH_DIR)/map_quick.tsv \
+$(BENCH_MAP_GO): tests/bench/map_bench.go
+	$(call require_pkgs,golang-go)
+	@mkdir -p $(@D)
+	cd tests/bench && $(BENCH_GO_ENV) go build -o $(abspath $@) map_bench.go
+
+.PHONY: bench-map bench-map-quick
+bench-map: $(BENCH_MAP_BIN) $(BENCH_MAP_GO)
+	$(BENCH_MAP_BIN) --go $(BENCH_MAP_GO) --tsv $(BENCH_DIR)/map.tsv \
+	    --growth-tsv $(BENCH_DIR)/map_growth.tsv
+
+bench-map-quick: $(BENCH_MAP_BIN) $(BENCH_MAP_GO)
+	$(BENCH_MAP_BIN) --quick --go $(BENCH_MAP_GO) --tsv $(BENCH_DIR)/map_quick.tsv \
 	    --growth-tsv $(BENCH_DIR)/map_growth_quick.tsv
 
 BENCH_TARGETS += bench-map

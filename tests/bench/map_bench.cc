@@ -1,12 +1,15 @@
 /*
  * map_bench.cc - heapwatch's map side by side with absl::flat_hash_map,
- * boost::unordered_flat_map, std::unordered_map and GLib's GHashTable.
+ * boost::unordered_flat_map, std::unordered_map, GLib's GHashTable and,
+ * with --go, Go's own runtime map (go1.19), the design heapwatch's map
+ * ports.
  *
  * What is measured
  *   The agent's use of the map: 8-byte keys that are malloc pointers, 24-byte
  *   values (struct Value24), at 1k, 100k and 10M entries. heapwatch's map runs
  *   through its 64-bit fast path (map_insert64 / map_lookup64 / map_delete64)
- *   on map_arena_allocator(), the mmap arena the agent uses. Every table
+ *   on map_arena_huge_allocator(), the mmap arena as the agent's live maps
+ *   use it (2 MiB pages for bucket arrays over 2 MiB). Every table
  *   starts empty with no size hint or reserve, so growth is part of "insert".
  *     insert       insert every key into an empty table
  *     lookup_hit   look up keys that are in the table
@@ -38,6 +41,14 @@
  *   - heapwatch and GLib are called through their C functions; the C++
  *     tables are templates inlined into the benchmark loop. That is how each
  *     is used for real.
+ *   - go1.19 (--go PATH): tests/bench/map_bench.go, built with Debian's Go,
+ *     runs as a child process (GoChild): map[uint64]value24, so the
+ *     runtime's 64-bit fast paths (mapassign_fast64, mapaccess2_fast64,
+ *     mapdelete_fast64), with Go's own hash and per-map seed (it cannot be
+ *     given the mum fold) and its garbage collector off in the timed
+ *     phases. It gets this program's keys down a pipe and runs the same
+ *     phases with the same clocks, one repetition per request, taking its
+ *     turn in the rotation like any table. map_bench.go says the rest.
  *   - Keys are real malloc() pointers: for each size, N + M blocks of
  *     log-uniform sizes in 16..512 bytes are malloc'd one after another
  *     (16-byte aligned, clustered, mixed strides, exactly glibc's layout).
@@ -73,7 +84,8 @@
  *   tables): below 1.00x the row beats both; heapwatch's rows end in "<".
  *   Then the growth table (worst, p99.99 and p99.9 single insert, mean,
  *   total, and how many inserts took over 1 ms) and the ratio
- *   absl_worst / heapwatch_worst (the goal is >= 20x).
+ *   absl_worst / heapwatch_worst (the goal is >= 20x). With --go, last,
+ *   heapwatch / go1.19 for every (op, size) (the goal: below 1.00x on all).
  *   Progress lines, stamped with the elapsed time, go to stderr.
  *   --tsv FILE: op<TAB>entries<TAB>impl<TAB>ns_per_op, header first. Besides
  *   the five ops it holds op=worst_insert_ns rows (entries = the growth
@@ -85,7 +97,8 @@
  *   map_quick.tsv and map_growth_quick.tsv.
  *
  * Usage: map_bench [--quick] [--tsv FILE] [--growth-tsv FILE]
- *                  [--sizes N,N,...] [--reps N]
+ *                  [--sizes N,N,...] [--reps N] [--go MAP_BENCH_GO]
+ *                  [--impls NAME,...]   (only these tables, and heapwatch)
  */
 #include "map/map.h"
 
@@ -110,7 +123,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include <fcntl.h>
+#include <csignal>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -257,7 +276,7 @@ inline Value24 value_for(uint64_t key, size_t pos)
 
 class HeapwatchTable {
   public:
-    explicit HeapwatchTable(size_t) : allocator_(map_arena_allocator())
+    explicit HeapwatchTable(size_t) : allocator_(map_arena_huge_allocator())
     {
         map_err_t err = map_new(sizeof(uint64_t), sizeof(Value24), 0,
                                 &allocator_, &map_);
@@ -362,9 +381,11 @@ class GlibTable {
     GHashTable *table_;
 };
 
-enum Impl { kHeapwatch, kAbsl, kBoost, kStd, kGlib, kImplCount };
+/* kGo is Go's runtime map in a child process (GoChild below); it runs
+ * only with --go. */
+enum Impl { kHeapwatch, kAbsl, kBoost, kStd, kGlib, kGo, kImplCount };
 const char *const kImplNames[kImplCount] = {"heapwatch", "absl", "boost",
-                                            "std", "glib"};
+                                            "std", "glib", "go1.19"};
 
 enum Op { kInsert, kLookupHit, kLookupMiss, kDelete, kChurn, kOpCount };
 const char *const kOpNames[kOpCount] = {"insert", "lookup_hit", "lookup_miss",
@@ -514,6 +535,128 @@ struct OpTimes {
     double ns_per_op[kOpCount];
 };
 
+struct GrowthStats {
+    double worst_ns;
+    double p9999_ns;
+    double p999_ns;
+    double mean_ns;
+    double total_ms;
+    size_t over_1ms;    /* inserts that took more than 1 ms */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Go's runtime map, in a child process                                     */
+/* ------------------------------------------------------------------------ */
+
+/* GoChild: tests/bench/map_bench.go (built as map_bench_go) run as a child
+ * with pipes on its stdin and stdout. It gets the very keys of each
+ * KeyPool and does one repetition of every op, or one growth run, per
+ * request, so its runs take their turn in the rotation of the C++ tables.
+ * The protocol is described at the top of map_bench.go. Any error there
+ * ends the child with one stderr line; here it ends the run. */
+class GoChild {
+  public:
+    explicit GoChild(const char *path) : path_(path)
+    {
+        int to[2], from[2];
+        if (pipe2(to, O_CLOEXEC) != 0 || pipe2(from, O_CLOEXEC) != 0)
+            fail("pipe: %s", std::strerror(errno));
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, to[0], 0);
+        posix_spawn_file_actions_adddup2(&actions, from[1], 1);
+        char *argv[] = {const_cast<char *>(path), nullptr};
+        int err = posix_spawn(&pid_, path, &actions, nullptr, argv, environ);
+        posix_spawn_file_actions_destroy(&actions);
+        if (err != 0)
+            fail("cannot run %s: %s", path, std::strerror(err));
+        close(to[0]);
+        close(from[1]);
+        std::signal(SIGPIPE, SIG_IGN);  /* a dead child: a write error */
+        to_ = fdopen(to[1], "w");
+        from_ = fdopen(from[0], "r");
+        if (to_ == nullptr || from_ == nullptr)
+            fail("fdopen: %s", std::strerror(errno));
+    }
+    ~GoChild()
+    {
+        std::fclose(to_);  /* EOF: the child exits */
+        std::fclose(from_);
+        int status;
+        if (waitpid(pid_, &status, 0) == pid_ &&
+            !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            std::fprintf(stderr, "map_bench: %s ended with status %d\n",
+                         path_, status);
+    }
+    GoChild(const GoChild &) = delete;
+    GoChild &operator=(const GoChild &) = delete;
+
+    /* send_keys: the pool's live, reordered and spare keys, in order. */
+    void send_keys(const KeyPool &pool)
+    {
+        std::fprintf(to_, "keys %zu %zu\n", pool.live.size(),
+                     pool.spares.size());
+        for (const auto *v : {&pool.live, &pool.reordered, &pool.spares})
+            if (std::fwrite(v->data(), sizeof(uint64_t), v->size(), to_) !=
+                v->size())
+                fail("writing keys to %s: %s", path_, std::strerror(errno));
+        if (answer("keys") != "ok")
+            fail("%s: unexpected answer to keys", path_);
+    }
+
+    /* ops: one repetition of every op, as measure_ops. */
+    OpTimes ops(size_t min_ops)
+    {
+        std::fprintf(to_, "ops %zu\n", min_ops);
+        std::string line = answer("ops");
+        OpTimes t;
+        double *d = t.ns_per_op;
+        /* map_bench.go answers in kOpNames order. */
+        static_assert(kInsert == 0 && kLookupHit == 1 && kLookupMiss == 2 &&
+                          kDelete == 3 && kChurn == 4,
+                      "map_bench.go's order");
+        if (std::sscanf(line.c_str(), "ops %lf %lf %lf %lf %lf", &d[0], &d[1],
+                        &d[2], &d[3], &d[4]) != 5)
+            fail("%s: bad answer '%s'", path_, line.c_str());
+        return t;
+    }
+
+    /* growth: one growth run over the live keys of the last pool sent. */
+    GrowthStats growth()
+    {
+        std::fprintf(to_, "growth\n");
+        std::string line = answer("growth");
+        GrowthStats s;
+        if (std::sscanf(line.c_str(), "growth %lf %lf %lf %lf %lf %zu",
+                        &s.worst_ns, &s.p9999_ns, &s.p999_ns, &s.mean_ns,
+                        &s.total_ms, &s.over_1ms) != 6)
+            fail("%s: bad answer '%s'", path_, line.c_str());
+        return s;
+    }
+
+  private:
+    /* answer: flushes the request and reads the child's one-line answer. */
+    std::string answer(const char *what)
+    {
+        if (std::fflush(to_) != 0)
+            fail("writing to %s: %s", path_, std::strerror(errno));
+        char buf[256];
+        if (std::fgets(buf, sizeof buf, from_) == nullptr)
+            fail("%s: no answer to '%s' (see its message above)", path_,
+                 what);
+        std::string line = buf;
+        if (!line.empty() && line.back() == '\n')
+            line.pop_back();
+        return line;
+    }
+
+    const char *path_;
+    pid_t pid_ = 0;
+    FILE *to_ = nullptr;
+    FILE *from_ = nullptr;
+};
+
+
 /*
  * measure_ops: round 0 fills a table, times lookups and churn on it, then
  * empties it. Further rounds (only when N < min_ops) fill and empty fresh
@@ -549,7 +692,8 @@ OpTimes measure_ops(const KeyPool &pool, size_t min_ops)
     return t;
 }
 
-OpTimes measure_ops_for(Impl impl, const KeyPool &pool, size_t min_ops)
+OpTimes measure_ops_for(Impl impl, const KeyPool &pool, size_t min_ops,
+                        GoChild *go)
 {
     switch (impl) {
     case kHeapwatch: return measure_ops<HeapwatchTable>(pool, min_ops);
@@ -557,6 +701,7 @@ OpTimes measure_ops_for(Impl impl, const KeyPool &pool, size_t min_ops)
     case kBoost: return measure_ops<BoostTable>(pool, min_ops);
     case kStd: return measure_ops<StdTable>(pool, min_ops);
     case kGlib: return measure_ops<GlibTable>(pool, min_ops);
+    case kGo: return go->ops(min_ops);
     case kImplCount: break;
     }
     fail("bad impl %d", int(impl));
@@ -593,14 +738,6 @@ class TickClock {
     double ns_per_tick_;
 };
 
-struct GrowthStats {
-    double worst_ns;
-    double p9999_ns;
-    double p999_ns;
-    double mean_ns;
-    double total_ms;
-    size_t over_1ms;    /* inserts that took more than 1 ms */
-};
 
 /* percentile_ticks: the q-quantile of ticks (reorders ticks). */
 uint32_t percentile_ticks(std::vector<uint32_t> &ticks, double q)
@@ -647,7 +784,7 @@ GrowthStats measure_growth(const std::vector<uint64_t> &keys,
 
 GrowthStats measure_growth_for(Impl impl, const std::vector<uint64_t> &keys,
                                const TickClock &clock,
-                               std::vector<uint32_t> &ticks)
+                               std::vector<uint32_t> &ticks, GoChild *go)
 {
     switch (impl) {
     case kHeapwatch: return measure_growth<HeapwatchTable>(keys, clock, ticks);
@@ -655,6 +792,7 @@ GrowthStats measure_growth_for(Impl impl, const std::vector<uint64_t> &keys,
     case kBoost: return measure_growth<BoostTable>(keys, clock, ticks);
     case kStd: return measure_growth<StdTable>(keys, clock, ticks);
     case kGlib: return measure_growth<GlibTable>(keys, clock, ticks);
+    case kGo: return go->growth();
     case kImplCount: break;
     }
     fail("bad impl %d", int(impl));
@@ -683,7 +821,16 @@ struct Options {
     size_t min_ops = 1000000;   /* operations per op and repetition */
     const char *tsv_path = nullptr;
     const char *growth_tsv_path = nullptr;
+    const char *go_path = nullptr;  /* map_bench_go: adds the go1.19 rows */
+    unsigned impls = ~0u;           /* --impls: bit i set = kImplNames[i] runs */
 };
+
+/* impl_on: reports whether impl takes part in this run. */
+bool impl_on(const Options &opt, int impl)
+{
+    return (opt.impls >> impl & 1) != 0 &&
+           (impl != kGo || opt.go_path != nullptr);
+}
 
 struct SizeResult {
     size_t entries;
@@ -696,7 +843,7 @@ int reps_for(const Options &opt, size_t entries)
 }
 
 /* measure_size: every op on every table, best of the repetitions. */
-SizeResult measure_size(const Options &opt, const KeyPool &pool)
+SizeResult measure_size(const Options &opt, const KeyPool &pool, GoChild *go)
 {
     SizeResult r;
     r.entries = pool.live.size();
@@ -707,7 +854,9 @@ SizeResult measure_size(const Options &opt, const KeyPool &pool)
         progress("%zu entries: repetition %d/%d", r.entries, rep + 1, reps);
         for (int k = 0; k < kImplCount; k++) {
             Impl impl = Impl((rep + k) % kImplCount);
-            OpTimes t = measure_ops_for(impl, pool, opt.min_ops);
+            if (!impl_on(opt, impl))
+                continue;
+            OpTimes t = measure_ops_for(impl, pool, opt.min_ops, go);
             for (int op = 0; op < kOpCount; op++)
                 r.best_ns[op][impl] = std::min(r.best_ns[op][impl],
                                                t.ns_per_op[op]);
@@ -718,7 +867,8 @@ SizeResult measure_size(const Options &opt, const KeyPool &pool)
 
 /* measure_all_growth: growth runs over keys, implementations interleaved. */
 std::vector<GrowthStats> measure_all_growth(const Options &opt,
-                                            const std::vector<uint64_t> &keys)
+                                            const std::vector<uint64_t> &keys,
+                                            GoChild *go)
 {
     TickClock clock;
     std::vector<uint32_t> ticks(keys.size(), 1);  /* touched before timing */
@@ -728,7 +878,9 @@ std::vector<GrowthStats> measure_all_growth(const Options &opt,
                  opt.growth_runs);
         for (int k = 0; k < kImplCount; k++) {
             Impl impl = Impl((run + k) % kImplCount);
-            GrowthStats s = measure_growth_for(impl, keys, clock, ticks);
+            if (!impl_on(opt, impl))
+                continue;
+            GrowthStats s = measure_growth_for(impl, keys, clock, ticks, go);
             best[impl] = run == 0 ? s : min_each(best[impl], s);
         }
     }
@@ -752,6 +904,8 @@ void print_op_table(const Options &opt, const std::vector<SizeResult> &results)
         for (const SizeResult &r : results) {
             double flat = best_flat_ns(r, op);
             for (int impl = 0; impl < kImplCount; impl++) {
+                if (!impl_on(opt, impl))
+                    continue;
                 std::printf("%-12s %9zu  %-10s %9.2f  %7.2fx%s\n",
                             kOpNames[op], r.entries, kImplNames[impl],
                             r.best_ns[op][impl], r.best_ns[op][impl] / flat,
@@ -771,13 +925,39 @@ void print_growth_table(const Options &opt, size_t entries,
     std::printf("%-10s %12s %12s %12s %10s %10s %8s\n", "impl", "worst_us",
                 "p99.99_us", "p99.9_us", "mean_ns", "total_ms", ">1ms");
     for (int impl = 0; impl < kImplCount; impl++) {
+        if (!impl_on(opt, impl))
+            continue;
         const GrowthStats &s = g[impl];
         std::printf("%-10s %12.1f %12.2f %12.2f %10.1f %10.1f %8zu\n",
                     kImplNames[impl], s.worst_ns / 1e3, s.p9999_ns / 1e3,
                     s.p999_ns / 1e3, s.mean_ns, s.total_ms, s.over_1ms);
     }
-    std::printf("absl_worst / heapwatch_worst = %.1fx (goal: >= 20x)\n",
-                g[kAbsl].worst_ns / g[kHeapwatch].worst_ns);
+    if (impl_on(opt, kAbsl))
+        std::printf("absl_worst / heapwatch_worst = %.1fx (goal: >= 20x)\n",
+                    g[kAbsl].worst_ns / g[kHeapwatch].worst_ns);
+}
+
+/* print_go_table: heapwatch against the design it ports, op by op. */
+void print_go_table(const Options &opt, const std::vector<SizeResult> &results)
+{
+    if (!impl_on(opt, kGo))
+        return;
+    std::printf("\nheapwatch vs go1.19 (ns/op; ratio = heapwatch / go1.19, "
+                "below 1.00x heapwatch is faster)\n");
+    std::printf("%-12s %9s  %10s %10s  %7s\n", "op", "entries", "heapwatch",
+                "go1.19", "ratio");
+    int wins = 0, rows = 0;
+    for (int op = 0; op < kOpCount; op++) {
+        for (const SizeResult &r : results) {
+            double hw = r.best_ns[op][kHeapwatch], go = r.best_ns[op][kGo];
+            std::printf("%-12s %9zu  %10.2f %10.2f  %6.2fx%s\n", kOpNames[op],
+                        r.entries, hw, go, hw / go, hw < go ? "" : "  LOSES");
+            wins += hw < go;
+            rows++;
+        }
+    }
+    std::printf("heapwatch beats go1.19 on %d of %d (op, size) rows\n", wins,
+                rows);
 }
 
 /* print_machine_load: figures from a busy machine are slower and noisier;
@@ -808,7 +988,8 @@ void close_output(FILE *f, const char *path)
         fail("error writing %s", path);
 }
 
-void write_op_tsv(const char *path, const std::vector<SizeResult> &results,
+void write_op_tsv(const Options &opt, const char *path,
+                  const std::vector<SizeResult> &results,
                   size_t growth_entries, const std::vector<GrowthStats> &g)
 {
     FILE *f = open_output(path);
@@ -816,21 +997,25 @@ void write_op_tsv(const char *path, const std::vector<SizeResult> &results,
     for (int op = 0; op < kOpCount; op++)
         for (const SizeResult &r : results)
             for (int impl = 0; impl < kImplCount; impl++)
-                std::fprintf(f, "%s\t%zu\t%s\t%.2f\n", kOpNames[op], r.entries,
+                if (impl_on(opt, impl))
+                    std::fprintf(f, "%s\t%zu\t%s\t%.2f\n", kOpNames[op], r.entries,
                              kImplNames[impl], r.best_ns[op][impl]);
     for (int impl = 0; impl < kImplCount; impl++)
-        std::fprintf(f, "worst_insert_ns\t%zu\t%s\t%.0f\n", growth_entries,
+        if (impl_on(opt, impl))
+            std::fprintf(f, "worst_insert_ns\t%zu\t%s\t%.0f\n", growth_entries,
                      kImplNames[impl], g[impl].worst_ns);
     close_output(f, path);
 }
 
-void write_growth_tsv(const char *path, size_t entries,
+void write_growth_tsv(const Options &opt, const char *path, size_t entries,
                       const std::vector<GrowthStats> &g)
 {
     FILE *f = open_output(path);
     std::fprintf(f, "impl\tentries\tworst_ns\tp99_99_ns\tp99_9_ns\tmean_ns"
                     "\ttotal_ms\tover_1ms\n");
     for (int impl = 0; impl < kImplCount; impl++) {
+        if (!impl_on(opt, impl))
+            continue;
         const GrowthStats &s = g[impl];
         std::fprintf(f, "%s\t%zu\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%zu\n",
                      kImplNames[impl], entries, s.worst_ns, s.p9999_ns,
@@ -846,7 +1031,29 @@ void write_growth_tsv(const char *path, size_t entries,
 [[noreturn]] void usage()
 {
     fail("usage: map_bench [--quick] [--tsv FILE] [--growth-tsv FILE] "
-         "[--sizes N,N,...] [--reps N]");
+         "[--sizes N,N,...] [--reps N] [--go MAP_BENCH_GO] "
+         "[--impls NAME,...]");
+}
+
+/* parse_impls: a comma-separated list of kImplNames as a bit mask;
+ * heapwatch always runs (every ratio is about it). */
+unsigned parse_impls(const char *list)
+{
+    unsigned mask = 1u << kHeapwatch;
+    std::string rest = list;
+    while (!rest.empty()) {
+        size_t comma = rest.find(',');
+        std::string name = rest.substr(0, comma);
+        rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+        int found = -1;
+        for (int i = 0; i < kImplCount; i++)
+            if (name == kImplNames[i])
+                found = i;
+        if (found < 0)
+            fail("--impls: unknown table '%s'", name.c_str());
+        mask |= 1u << found;
+    }
+    return mask;
 }
 
 std::vector<size_t> parse_sizes(const char *list)
@@ -879,6 +1086,10 @@ Options parse_options(int argc, char **argv)
             opt.quick = true;
         } else if (arg == "--tsv" && has_value) {
             opt.tsv_path = argv[++i];
+        } else if (arg == "--impls" && has_value) {
+            opt.impls = parse_impls(argv[++i]);
+        } else if (arg == "--go" && has_value) {
+            opt.go_path = argv[++i];
         } else if (arg == "--growth-tsv" && has_value) {
             opt.growth_tsv_path = argv[++i];
         } else if (arg == "--sizes" && has_value) {
@@ -914,24 +1125,31 @@ int main(int argc, char **argv)
     print_machine_load();
     std::fflush(stdout);
 
+    std::unique_ptr<GoChild> go;
+    if (opt.go_path != nullptr)
+        go.reset(new GoChild(opt.go_path));
     std::vector<SizeResult> results;
     std::vector<GrowthStats> growth;
     const size_t growth_entries = opt.sizes.back();
     for (size_t entries : opt.sizes) {
         progress("%zu entries: making keys", entries);
         KeyPool pool = make_key_pool(entries);
-        results.push_back(measure_size(opt, pool));
+        if (go)
+            go->send_keys(pool);
+        results.push_back(measure_size(opt, pool, go.get()));
         if (entries == growth_entries)
-            growth = measure_all_growth(opt, pool.live);
+            growth = measure_all_growth(opt, pool.live, go.get());
         free_key_pool(pool);
     }
 
     print_op_table(opt, results);
     print_growth_table(opt, growth_entries, growth);
+    print_go_table(opt, results);
+    go.reset();
     if (opt.tsv_path != nullptr)
-        write_op_tsv(opt.tsv_path, results, growth_entries, growth);
+        write_op_tsv(opt, opt.tsv_path, results, growth_entries, growth);
     if (opt.growth_tsv_path != nullptr)
-        write_growth_tsv(opt.growth_tsv_path, growth_entries, growth);
+        write_growth_tsv(opt, opt.growth_tsv_path, growth_entries, growth);
     std::printf("\ntotal run time %.1f s%s%s\n",
                 double(now_ns() - g_start_ns) / 1e9,
                 opt.tsv_path ? "; figures in " : "",

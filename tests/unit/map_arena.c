@@ -7,10 +7,18 @@
  *
  * The lock is held by a helper thread through map_arena_prefork (the only
  * public way to hold it). An alarm kills a test that blocks.
+ *
+ * Also (issue 13): from map_arena_huge_allocator(), a large block over
+ * 2 MiB + 4 KiB starts on a 2 MiB boundary and its whole 2 MiB pages are advised
+ * MADV_HUGEPAGE, the tail past them and smaller blocks not, nor any block
+ * from map_arena_alloc; read back from the VmFlags ("hg") of
+ * /proc/self/smaps.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -83,6 +91,70 @@ static void use(unsigned char *p, size_t n)
     for (size_t i = 0; i < n; i += 4096) assert_int_equal(p[i], 0);
     assert_int_equal(p[n - 1], 0);
     memset(p, 0xa5, n);
+}
+
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+/* vma_advised_huge: 1 if the mapping holding addr has VmFlags "hg"
+ * (MADV_HUGEPAGE), 0 if not, -1 if no mapping holds it. */
+static int vma_advised_huge(const void *addr)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    assert_non_null(f);
+    char line[512];
+    bool inside = false;
+    int found = -1;
+    uintptr_t a = (uintptr_t)addr;
+    while (found < 0 && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            inside = a >= lo && a < hi;
+        } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            found = strstr(line, " hg") != NULL;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* thp_available: the kernel has transparent huge pages and does not
+ * refuse them outright ("never"). */
+static bool thp_available(void)
+{
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f) return false;
+    char line[128] = "";
+    bool ok = fgets(line, sizeof line, f) && !strstr(line, "[never]");
+    fclose(f);
+    return ok;
+}
+
+static void test_large_blocks_get_huge_pages(void **state)
+{
+    (void)state;
+    const size_t big = (5u << 20) + 12345;   /* advised: its first 4 MiB */
+    map_allocator_t huge = map_arena_huge_allocator();
+    unsigned char *p = huge.alloc(huge.ctx, big);
+    use(p, big);
+    assert_int_equal(((uintptr_t)p - 16) & (HUGE_PAGE - 1), 0);   /* block start */
+    unsigned char *small = huge.alloc(huge.ctx, (2u << 20) - 4096);   /* cacheable: plain */
+    use(small, (2u << 20) - 4096);
+    unsigned char *plain = map_arena_alloc(big);   /* not the huge allocator */
+    use(plain, big);
+    if (thp_available()) {
+        assert_int_equal(vma_advised_huge(p), 1);
+        assert_int_equal(vma_advised_huge(p + (4u << 20) - 17), 1);
+        assert_int_equal(vma_advised_huge(p + (4u << 20) - 16), 0);   /* tail */
+        assert_int_equal(vma_advised_huge(p + big - 1), 0);
+        assert_int_equal(vma_advised_huge(small), 0);
+        assert_int_equal(vma_advised_huge(small + (2u << 20) - 4097), 0);
+        for (size_t off = 0; off < big; off += 1u << 20)
+            assert_int_equal(vma_advised_huge(plain + off), 0);
+    }
+    huge.free(huge.ctx, p);
+    huge.free(huge.ctx, small);
+    map_arena_free(plain);
+    if (!thp_available()) skip();
 }
 
 static void test_nowait_allocates_while_locked(void **state)
@@ -166,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_nowait_allocates_while_locked),
         cmocka_unit_test(test_prefork_gives_up_at_deadline),
         cmocka_unit_test(test_child_without_lock_allocates),
+        cmocka_unit_test(test_large_blocks_get_huge_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
