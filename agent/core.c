@@ -82,6 +82,7 @@ uint64_t agent_start_real_ns;
 
 static int init_state;                     /* 0 new, 1 in progress, 2 done (atomic) */
 static uint64_t peak_live_bytes;           /* max seen at snapshots and exit (atomic) */
+static uint64_t peak_time_ns;              /* CLOCK_REALTIME when it was seen (atomic) */
 static int summary_written;                /* once (atomic) */
 static int own_pid;                        /* getpid() at init and after fork */
 static int exiting;                        /* exit output started (atomic) */
@@ -181,13 +182,19 @@ void agent_snapshot(heapwatch_counters_t *c)
      * so no invariant holds between the sums; only within a block. */
     uint64_t live = c->alloc_bytes >= c->free_bytes ? c->alloc_bytes - c->free_bytes : 0;
     uint64_t peak = __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED);
-    while (live > peak &&
-           !__atomic_compare_exchange_n(&peak_live_bytes, &peak, live, 1,
+    while (live > peak) {
+        if (__atomic_compare_exchange_n(&peak_live_bytes, &peak, live, 1,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            /* Two snapshots raising it at once may leave the time of the
+             * lower one: they are microseconds apart. */
+            __atomic_store_n(&peak_time_ns, agent_clock_ns(CLOCK_REALTIME), __ATOMIC_RELAXED);
+            break;
+        }
     }
 }
 
 uint64_t agent_peak_live_bytes(void) { return __atomic_load_n(&peak_live_bytes, __ATOMIC_RELAXED); }
+uint64_t agent_peak_time_ns(void) { return __atomic_load_n(&peak_time_ns, __ATOMIC_RELAXED); }
 
 /* ------------------------------------------------------------------------ */
 /* Start-up                                                                 */

@@ -82,6 +82,8 @@ void agent_snapshot(heapwatch_counters_t *c);
 /* agent_peak_live_bytes: the peak of live bytes seen so far (at snapshots
  * and exit). */
 uint64_t agent_peak_live_bytes(void);
+/* agent_peak_time_ns: CLOCK_REALTIME when that peak was seen (0: none yet). */
+uint64_t agent_peak_time_ns(void);
 
 /* agent_core_postfork_child: the child's own work lock, pid and start. */
 void agent_core_postfork_child(void);

@@ -82,6 +82,8 @@
     X(live_objects, i64, "mallocs - frees: objects live at exit") \
     X(live_bytes, i64, "alloc_bytes - free_bytes: bytes live at exit") \
     X(peak_live_bytes, u64, "the highest live_bytes seen at a snapshot or at exit") \
+    X(peak_time, f6, "when peak_live_bytes was seen (Unix seconds)") \
+    X(peak_rss_bytes, u64, "the kernel's peak resident set size (VmHWM; 0 when unknown)") \
     X(alloc_bytes, u64, "usable bytes allocated") \
     X(free_bytes, u64, "usable bytes freed") \
     X(rate, u64, "HEAPWATCH_RATE: mean bytes between samples (0: no sampling)") \

@@ -7,12 +7,15 @@
  * (exit, /metrics) a busy shard is skipped and noted (lock.c).
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "agent/buf.h"
 #include "agent/conf.h"
 #include "agent/core.h"
+#include "agent/fds.h"
 #include "agent/live.h"
 #include "agent/lock.h"
 #include "agent/output.h"
@@ -60,14 +63,34 @@ typedef struct summary_s {
     agent_live_stats_t live;
     map_arena_stats_t arena;
     uint64_t end_ns;
+    uint64_t peak_rss_bytes;       /* VmHWM, 0 when unknown */
     uint64_t unsampled_frees;      /* frees of allocations never sampled */
     char exe[CONF_PATH_MAX];
 } summary_t;
+
+/* peak_rss: the kernel's peak resident set size, VmHWM in
+ * /proc/self/status (kB), in bytes; 0 when it cannot be read. */
+static uint64_t peak_rss(void)
+{
+    char buf[4096];
+    agent_fd_t f;   /* checked before the read and the close (fds.c) */
+    if (agent_fd_open(&f, "/proc/self/status", O_RDONLY) != 0) return 0;
+    ssize_t n = agent_fd_ours(&f) ? read(f.fd, buf, sizeof buf - 1) : -1;
+    agent_fd_close(&f);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    const char *p = strstr(buf, "\nVmHWM:");
+    if (!p) return 0;
+    char *end;
+    unsigned long long kb = strtoull(p + 7, &end, 10);
+    return end == p + 7 ? 0 : (uint64_t)kb * 1024;
+}
 
 static void summary_read(summary_t *s)
 {
     agent_snapshot(&s->c);
     s->end_ns = agent_clock_ns(CLOCK_REALTIME);
+    s->peak_rss_bytes = peak_rss();
     ssize_t n = readlink("/proc/self/exe", s->exe, sizeof s->exe - 1);
     s->exe[n > 0 ? n : 0] = 0;
     agent_threads_sum(&s->th);
@@ -99,6 +122,8 @@ static void summary_read(summary_t *s)
 #define SU_live_objects ((int64_t)(s->c.mallocs - s->c.frees))
 #define SU_live_bytes ((int64_t)(s->c.alloc_bytes - s->c.free_bytes))
 #define SU_peak_live_bytes agent_peak_live_bytes()
+#define SU_peak_time (agent_peak_time_ns() / 1000)
+#define SU_peak_rss_bytes s->peak_rss_bytes
 #define SU_alloc_bytes s->c.alloc_bytes
 #define SU_free_bytes s->c.free_bytes
 #define SU_rate agent_conf.rate

@@ -36,6 +36,21 @@ assert d["peak_live_bytes"] >= d["live_bytes"] >= 0
 assert ("summary.%d.json" % d["pid"]) in d["files"]
 assert sys.argv[1].endswith("summary.%d.json" % d["pid"])
 PY
+# The peak's time and the kernel's peak RSS (issue 14): a program that
+# touched 64 MiB once shows it in VmHWM whatever the snapshots saw.
+out=$T/peak
+with_agent "$out" /usr/bin/python3 -c 'x = bytearray(64 << 20)
+for i in range(0, len(x), 4096): x[i] = 1' >/dev/null 2>&1
+check "summary: peak_time within the run, peak_rss_bytes (VmHWM) at least the 64 MiB touched" \
+    python3 - "$out"/summary.*.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["start_time"] <= d["peak_time"] <= d["end_time"], (d["start_time"], d["peak_time"], d["end_time"])
+assert d["peak_rss_bytes"] >= 64 << 20, d["peak_rss_bytes"]
+assert d["peak_rss_bytes"] < 1 << 40
+PY
+
+out=$T/sum
 check_eq "only the summary, the timeline and the exit profile, no temporary files" "" \
     "$(ls -A "$out" | grep -v '^summary\.[0-9]*\.json$' | grep -v '^heap\.[0-9]*\.0001\.exit\.pb\.gz$' |
        grep -v '^timeline\.[0-9]*\.jsonl\.zst$')"
