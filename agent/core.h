@@ -79,8 +79,8 @@ void agent_work_unlend(void);
 /* agent_snapshot: reads the counters into *c and updates the peak of live
  * bytes. */
 void agent_snapshot(heapwatch_counters_t *c);
-/* agent_peak_live_bytes: the peak of live bytes seen so far (at snapshots
- * and exit). */
+/* agent_peak_live_bytes: the peak of live bytes seen so far: at snapshots,
+ * at sampled allocations (sample.c, PEAK_STEP) and at exit. */
 uint64_t agent_peak_live_bytes(void);
 /* agent_peak_time_ns: CLOCK_REALTIME when that peak was seen (0: none yet). */
 uint64_t agent_peak_time_ns(void);

@@ -62,7 +62,7 @@
     X(bytes_rate, f3, "growth of live bytes per second over the window (0: no rate yet)") \
     X(window_s, f3, "the seconds the rates span (0: no rate yet)") \
     X(level, str, "the alert level after this snapshot: none, warn or crit") \
-    X(peak_live_bytes, u64, "the highest live_bytes seen at a snapshot") \
+    X(peak_live_bytes, u64, "the highest live_bytes seen so far (snapshots and sampled allocations)") \
     X(map_count, u64, "sampled allocations live in the agent's map") \
     X(map_B, u64, "log2 of the buckets of the largest map shard") \
     X(map_noverflow, u64, "overflow buckets of the map (approximate, as Go's)") \
@@ -81,7 +81,7 @@
     X(frees, u64, "frees of non-NULL pointers") \
     X(live_objects, i64, "mallocs - frees: objects live at exit") \
     X(live_bytes, i64, "alloc_bytes - free_bytes: bytes live at exit") \
-    X(peak_live_bytes, u64, "the highest live_bytes seen at a snapshot or at exit") \
+    X(peak_live_bytes, u64, "the highest live_bytes seen at a snapshot, a sampled allocation or at exit") \
     X(peak_time, f6, "when peak_live_bytes was seen (Unix seconds)") \
     X(peak_rss_bytes, u64, "the kernel's peak resident set size (VmHWM; 0 when unknown)") \
     X(alloc_bytes, u64, "usable bytes allocated") \
@@ -150,7 +150,7 @@
     X(free_bytes_total, u64, counter, "Usable bytes freed.") \
     X(live_objects, i64, gauge, "Live objects: mallocs - frees.") \
     X(live_bytes, i64, gauge, "Live usable bytes: alloc_bytes - free_bytes.") \
-    X(peak_live_bytes, u64, gauge, "Highest live bytes seen at a snapshot.") \
+    X(peak_live_bytes, u64, gauge, "Highest live bytes seen so far (snapshots and sampled allocations).") \
     X(objects_rate, f3, gauge, "Live objects per second over HEAPWATCH_WINDOW, at the last snapshot.") \
     X(bytes_rate, f3, gauge, "Live bytes per second over HEAPWATCH_WINDOW, at the last snapshot.") \
     X(alert_level, u64, gauge, "Growth alert level: 0 none, 1 warn, 2 crit.") \

@@ -128,6 +128,8 @@ typedef struct agent_thread_s {
     uint64_t filter_false;      /* ...that were not sampled (false positives) */
     int64_t sample_rest;        /* bytes of the gap beyond sample_left when the
                                  * countdown is cut into ticks (sample.c) */
+    uint64_t peak_looked_at;    /* alloc_bytes when this thread last looked
+                                 * for a new peak (sample.c) */
     struct agent_thread_s *next;/* registry link (all blocks, live or dead) */
     int alive;                  /* owned by a running thread */
 } agent_thread_t;
