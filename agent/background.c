@@ -173,12 +173,7 @@ static uint64_t advance(uint64_t deadline, uint64_t period, uint64_t now)
 static long live_threads(void)
 {
     char buf[1024];
-    agent_fd_t f;   /* checked before the read and the close (fds.c) */
-    if (agent_fd_open(&f, "/proc/self/stat", O_RDONLY) != 0) return 0;
-    ssize_t n = agent_fd_ours(&f) ? read(f.fd, buf, sizeof buf - 1) : -1;
-    agent_fd_close(&f);
-    if (n <= 0) return 0;
-    buf[n] = 0;
+    if (agent_fd_read_text("/proc/self/stat", buf, sizeof buf) < 0) return 0;
     const char *p = strrchr(buf, ')');   /* the command name may hold anything */
     if (!p || p[1] != ' ') return 0;
     bool leader_gone = p[2] == 'Z';

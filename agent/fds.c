@@ -230,6 +230,18 @@ int agent_fd_open(agent_fd_t *f, const char *path, int flags)
     return 0;
 }
 
+ssize_t agent_fd_read_text(const char *path, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    agent_fd_t f;
+    if (agent_fd_open(&f, path, O_RDONLY) != 0) return -1;
+    ssize_t n = agent_fd_ours(&f) ? read(f.fd, buf, cap - 1) : -1;
+    agent_fd_close(&f);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    return n;
+}
+
 bool agent_fd_ours(const agent_fd_t *f)
 {
     return f->fd >= 0 && same_file(f->fd, f->dev, f->ino) && cloexec(f->fd);

@@ -29,6 +29,10 @@ int agent_fd_open(agent_fd_t *f, const char *path, int flags);
 bool agent_fd_ours(const agent_fd_t *f);
 /* agent_fd_close: closes f if still ours; f->fd becomes -1 either way. */
 void agent_fd_close(agent_fd_t *f);
+/* agent_fd_read_text: the first cap - 1 bytes of a small file (/proc),
+ * NUL-terminated, through a checked descriptor opened and closed here.
+ * @return the bytes read, or -1 (nothing read; buf is "" then). */
+ssize_t agent_fd_read_text(const char *path, char *buf, size_t cap);
 
 /* Descriptors (fds.c's design comment): every descriptor the agent opens
  * goes through these, so that none it closes is the program's.

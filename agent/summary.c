@@ -7,7 +7,6 @@
  * (exit, /metrics) a busy shard is skipped and noted (lock.c).
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,12 +72,7 @@ typedef struct summary_s {
 static uint64_t peak_rss(void)
 {
     char buf[4096];
-    agent_fd_t f;   /* checked before the read and the close (fds.c) */
-    if (agent_fd_open(&f, "/proc/self/status", O_RDONLY) != 0) return 0;
-    ssize_t n = agent_fd_ours(&f) ? read(f.fd, buf, sizeof buf - 1) : -1;
-    agent_fd_close(&f);
-    if (n <= 0) return 0;
-    buf[n] = 0;
+    if (agent_fd_read_text("/proc/self/status", buf, sizeof buf) < 0) return 0;
     const char *p = strstr(buf, "\nVmHWM:");
     if (!p) return 0;
     char *end;
