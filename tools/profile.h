@@ -1,0 +1,53 @@
+/*
+ * profile.h - the agent's heap profiles (heap.<tag>.<seq>.<reason>.pb.gz)
+ * read back by the tools: gunzip (zlib), then profile.proto (protobuf-c),
+ * then each sample as a list of frame names and its four values, for the
+ * report's leaks at exit and the page's flame graphs (profile.c).
+ *
+ * Frames are named as the profile names them (the Function's name, which
+ * the agent writes demangled); a location without a function is named by
+ * its mapping's file and the offset in it ("libfoo.so+0x1234"), or by its
+ * address ("0x...") without a mapping. A location with inlined functions
+ * gives one frame per line, innermost first, as pprof shows them. Names
+ * are interned: equal names share one index.
+ *
+ * Every bound is checked before memory is taken (PROFILE_*_MAX below); a
+ * file over one is refused with a message, never read in part.
+ */
+#ifndef HEAPWATCH_TOOLS_PROFILE_H
+#define HEAPWATCH_TOOLS_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROFILE_FILE_MAX (64u << 20)       /* compressed bytes read */
+#define PROFILE_RAW_MAX (256u << 20)       /* bytes after gunzip */
+#define PROFILE_SAMPLES_MAX 1000000u       /* samples kept */
+#define PROFILE_DEPTH_MAX 512u             /* frames per sample (deeper: cut, outermost dropped) */
+
+/* profile_sample_t: one sample; values as the profile holds them
+ * (unsampled estimates, Go's four sample types). */
+typedef struct {
+    const uint32_t *frames;    /* indexes into profile_t.names, innermost first */
+    uint32_t nframes;
+    int64_t alloc_objects, alloc_bytes;
+    int64_t inuse_objects, inuse_bytes;
+} profile_sample_t;
+
+typedef struct {
+    char **names;              /* distinct frame names, UTF-8 (bad bytes as '?') */
+    size_t nnames;
+    profile_sample_t *samples;
+    size_t nsamples;
+    int64_t period;            /* the sampling rate in bytes (0: none) */
+    int64_t time_nanos;        /* when the profile was taken (Unix ns) */
+    void *priv;                /* storage, for profile_free */
+} profile_t;
+
+/* profile_read: the profile at path into *out (release with profile_free,
+ * also after an error). @return 0, or -1 with a one-line reason in msg. */
+int profile_read(const char *path, profile_t *out, char *msg, size_t msgcap);
+
+void profile_free(profile_t *p);
+
+#endif
