@@ -67,6 +67,7 @@
 #include "agent/log.h"
 #include "agent/out.h"
 #include "agent/output.h"
+#include "agent/peak.h"
 #include "agent/sample.h"
 #include "agent/shim.h"
 #include "agent/spawn.h"
@@ -187,7 +188,9 @@ void agent_snapshot(heapwatch_counters_t *c)
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             /* Two snapshots raising it at once may leave the time of the
              * lower one: they are microseconds apart. */
-            __atomic_store_n(&peak_time_ns, agent_clock_ns(CLOCK_REALTIME), __ATOMIC_RELAXED);
+            uint64_t now = agent_clock_ns(CLOCK_REALTIME);
+            __atomic_store_n(&peak_time_ns, now, __ATOMIC_RELAXED);
+            agent_peak_raised(live, now);
             break;
         }
     }
@@ -312,11 +315,14 @@ static void write_exit_output(uint64_t deadline)
         agent_watch_snapshot(&c, agent_mono_ns(), agent_clock_ns(CLOCK_REALTIME),
                              agent_start_real_ns, true);
         agent_watch_close();
-        agent_output_profile_reason("exit");
+        char exit_name[96];
+        agent_output_profile("exit", exit_name, sizeof exit_name);
+        /* After: the exit profile keeps its number. */
+        agent_output_profile_peak(c.alloc_bytes >= c.free_bytes ? c.alloc_bytes - c.free_bytes : 0, exit_name);
     } else {
         agent_incomplete_add("timeline and exit profile: another agent thread kept the work lock");
     }
-    static char text[32768];
+    static char text[65536];   /* the summary's bound: summary.c */
     (void)agent_output_summary(agent_summary_build, text, sizeof text);
     if (have_work) agent_work_unlock();
     agent_bounded_end();
