@@ -51,8 +51,10 @@
  * can check it (AGENT_ASSERT_WORK_HELD).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
@@ -224,6 +226,19 @@ static void report_aside(const char *reason)
     agent_log(line);
 }
 
+/* profiled_by_name: HEAPWATCH_ONLY and HEAPWATCH_EXCLUDE against the
+ * executable's file name and argv[0]'s (a link such as cc -> gcc-12, a
+ * busybox applet): read only when either is set. */
+static bool profiled_by_name(void)
+{
+    if (!agent_conf.only[0] && !agent_conf.exclude[0]) return true;
+    static char exe[CONF_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    const char *slash = strrchr(exe, '/');
+    return agent_conf_profiles(&agent_conf, slash ? slash + 1 : exe, program_invocation_short_name);
+}
+
 void agent_init(void)
 {
     int expected = 0;
@@ -247,6 +262,12 @@ void agent_init(void)
         agent_enabled = 0;
     } else {
         agent_conf_load(&agent_conf, env_lookup, agent_log);
+        if (!profiled_by_name()) {
+            agent_enabled = 0;   /* inert: nothing set up, nothing written */
+            agent_leave();
+            __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
+            return;
+        }
         agent_sample_rate = agent_conf.rate;
         agent_out_fsync = agent_conf.fsync;
         agent_output_start(agent_conf.out_dir);
