@@ -183,6 +183,19 @@ const char *rundir_exe_name(const rundir_proc_t *p);
  * else the first record or alert. NAN when there is none. */
 double rundir_start(const rundir_proc_t *p);
 
+/* RUNDIR_RATE_SPAN_MIN: for a timeline record without rate_judged (an
+ * older agent), the seconds its window_s must span to be judged. */
+#define RUNDIR_RATE_SPAN_MIN 1.0
+
+/* rundir_rate_judged: whether s's rates span long enough to be judged:
+ * the agent's rate_judged (window_s at least half of HEAPWATCH_WINDOW, its
+ * rule for alerts), else window_s of at least RUNDIR_RATE_SPAN_MIN. */
+static inline bool rundir_rate_judged(const rundir_sample_t *s)
+{
+    if (s->rate_judged == s->rate_judged) return s->rate_judged == 1;   /* not NAN */
+    return s->window_s >= RUNDIR_RATE_SPAN_MIN;
+}
+
 /* rundir_level_name: "warn" or "crit". */
 const char *rundir_level_name(rundir_level_t level);
 
