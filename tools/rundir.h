@@ -175,6 +175,10 @@ void rundir_free(rundir_t *rd);
  * is larger than a summary can be, or is not a JSON object. */
 bool rundir_read_summary(const char *path, rundir_summary_t *s);
 
+/* rundir_is_result_name: name is one of the agent's result files
+ * (summary, timeline, alerts or heap profile of a process). */
+bool rundir_is_result_name(const char *name);
+
 /* rundir_exe_name: the basename of the process's executable, or "?". */
 const char *rundir_exe_name(const rundir_proc_t *p);
 
