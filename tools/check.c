@@ -421,13 +421,69 @@ static void xml_put(FILE *f, const char *s)
     }
 }
 
-static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v)
+/* proc_name: what a person calls the process: its command line, else its
+ * executable's name. */
+static const char *proc_name(const rundir_proc_t *p)
+{
+    return p->cmdline && *p->cmdline ? p->cmdline : rundir_exe_name(p);
+}
+
+/* short_name: proc_name cut to PROC_NAME_SHOWN bytes (...) for a line of
+ * output, cleaned for a terminal. */
+#define PROC_NAME_SHOWN 100
+static const char *short_name(const rundir_proc_t *p)
+{
+    static char buf[PROC_NAME_SHOWN + 4];
+    const char *name = proc_name(p);
+    size_t n = strlen(name);
+    if (n <= PROC_NAME_SHOWN) return fmt_clean(name);
+    size_t keep = PROC_NAME_SHOWN;
+    while (keep > 0 && ((unsigned char)name[keep] & 0xC0) == 0x80) keep--;   /* not inside a character */
+    memcpy(buf, name, keep);
+    memcpy(buf + keep, "...", 4);
+    return fmt_clean(buf);
+}
+
+/* repeat_index: for each process, 1 + how many processes before it (in
+ * start order) have the same name: JUnit's test names are the name, with
+ * " #k" for the k-th repeat, the same from run to run (no pid in them). */
+static const rundir_t *sort_rd;
+static int cmp_by_name(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = strcmp(proc_name(&sort_rd->procs[i]), proc_name(&sort_rd->procs[j]));
+    return c ? c : (i > j) - (i < j);
+}
+
+static unsigned *repeat_indexes(const rundir_t *rd)
+{
+    size_t n = rd->nprocs;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    unsigned *rep = calloc(n ? n : 1, sizeof *rep);
+    if (!order || !rep) {
+        free(order);
+        free(rep);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    sort_rd = rd;
+    qsort(order, n, sizeof *order, cmp_by_name);
+    for (size_t k = 0; k < n; k++) {
+        bool same = k && strcmp(proc_name(&rd->procs[order[k]]), proc_name(&rd->procs[order[k - 1]])) == 0;
+        rep[order[k]] = same ? rep[order[k - 1]] + 1 : 1;
+    }
+    free(order);
+    return rep;
+}
+
+static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v, unsigned repeat)
 {
     double t = p->has_summary ? p->summary.duration_s : NAN;
     if (isnan(t) && p->nsamples > 1) t = p->samples[p->nsamples - 1].time - p->samples[0].time;
-    fprintf(f, "    <testcase classname=\"heapwatch.check\" name=\"pid %s (", p->tag);
-    xml_put(f, rundir_exe_name(p));
-    fprintf(f, ")\" time=\"%.3f\">\n", isnan(t) || t < 0 ? 0.0 : t);
+    fputs("    <testcase classname=\"heapwatch.check\" name=\"", f);
+    xml_put(f, proc_name(p));
+    if (repeat > 1) fprintf(f, " #%u", repeat);
+    fprintf(f, "\" time=\"%.3f\">\n", isnan(t) || t < 0 ? 0.0 : t);
     if (v->nfails) {
         fputs("      <failure type=\"limit\" message=\"", f);
         xml_put(f, v->fails[0]);
@@ -443,7 +499,11 @@ static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v)
         xml_put(f, p->errors[0]);
         fputs("\"/>\n", f);
     }
-    fputs("      <system-out>", f);
+    fprintf(f, "      <system-out>pid %s", p->tag);
+    if (p->has_summary && p->summary.ppid == p->summary.ppid) fprintf(f, ", parent %.0f", p->summary.ppid);
+    fputs(", ", f);
+    xml_put(f, p->exe ? p->exe : rundir_exe_name(p));
+    fputs("&#10;", f);
     xml_put(f, v->ok_line ? v->ok_line : "");
     for (size_t i = 0; i < v->nnotes; i++) {
         fputs("&#10;note: ", f);
@@ -483,7 +543,9 @@ static int write_junit(const char *path, const char *dir, const rundir_t *rd, co
         xml_put(f, why);
         fputs("\"/>\n    </testcase>\n", f);
     }
-    for (size_t i = 0; rd && i < n; i++) junit_case(f, &rd->procs[i], &vs[i]);
+    unsigned *rep = rd ? repeat_indexes(rd) : NULL;
+    for (size_t i = 0; rd && i < n; i++) junit_case(f, &rd->procs[i], &vs[i], rep ? rep[i] : 1);
+    free(rep);
     fputs("  </testsuite>\n</testsuites>\n", f);
     if (ferror(f) | (fclose(f) != 0)) {
         fprintf(stderr, "heapwatch check: --junit %s: write error\n", fmt_clean(path));
@@ -508,7 +570,7 @@ static const char *unjudged_note(size_t n)
 
 static void print_verdict(const rundir_proc_t *p, const verdict_t *v, const check_opts_t *o)
 {
-    const char *exe = fmt_clean(rundir_exe_name(p));
+    const char *exe = short_name(p);
     for (size_t i = 0; i < v->nfails; i++) printf("heapwatch check: FAIL pid %s (%s): %s\n", p->tag, exe, v->fails[i]);
     for (size_t i = 0; i < p->nerrors; i++)
         fprintf(stderr, "heapwatch check: ERROR pid %s (%s): %s\n", p->tag, exe, fmt_clean(p->errors[i]));
