@@ -125,6 +125,9 @@ typedef struct {
     char *cmdline;             /* the summary's "cmdline" joined by spaces, an
                                   argument with a space or quote in single
                                   quotes; at most CMDLINE_MAX bytes; or NULL */
+    char *cmd_pattern;         /* the command with its operands (files, numbers)
+                                  as '*': "cc1 -quiet * -o *", for roll-ups;
+                                  or NULL without a cmdline */
     bool has_summary;
     rundir_summary_t summary;
     bool has_timeline;         /* the file exists (it may hold no records) */
