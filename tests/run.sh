@@ -20,11 +20,12 @@
 #                     (programs' stderr often goes elsewhere), fails its run.
 #   fuzz regression   each replays tests/fuzz/corpus/<name>/ (one test each).
 #
-# Select with TEST_FILTER=<substring>. Full logs: $BUILD/test-logs/.
+# Select with TEST_FILTER=<substring>. Full logs: $BUILD/test-logs/ (TEST_LOGS=DIR
+# elsewhere: a run nested in another, tools_dogfood.sh).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-LOGS=$BUILD/test-logs
+LOGS=${TEST_LOGS:-$BUILD/test-logs}
 mkdir -p "$LOGS"
 passed=0
 failed=0

@@ -34,6 +34,16 @@
 # fail; `check` always returns 0.
 
 BUILD=${BUILD:-build}
+# A clean environment: these scripts may themselves run under the agent
+# (`heapwatch run -- make test`, the README's CI recipe): what they inherit
+# of it (LD_PRELOAD, HEAPWATCH_OUT and the other settings) must not leak
+# into the programs they test, which set their own. Only the variables of
+# the test harness itself stay.
+unset LD_PRELOAD
+for _v in $(compgen -e | grep '^HEAPWATCH_'); do
+    case $_v in HEAPWATCH_TEST_AGENT | HEAPWATCH_ASSERT_LOG) ;; *) unset "$_v" ;; esac
+done
+unset _v
 # The agent under test: the release build, or the one tests/run.sh names
 # (the debug agent, asserts on); `heapwatch run` preloads the same.
 AGENT=${HEAPWATCH_TEST_AGENT:-$PWD/$BUILD/libheapwatch.so}
