@@ -122,6 +122,9 @@ typedef struct {
     unsigned inst;             /* n of "<pid>-<n>"; 1 for the bare pid */
     char tag[32];              /* "<pid>" or "<pid>-<n>", for messages */
     char *exe;                 /* from the summary (or a record that names it), or NULL */
+    char *cmdline;             /* the summary's "cmdline" joined by spaces, an
+                                  argument with a space or quote in single
+                                  quotes; at most CMDLINE_MAX bytes; or NULL */
     bool has_summary;
     rundir_summary_t summary;
     bool has_timeline;         /* the file exists (it may hold no records) */
@@ -162,6 +165,8 @@ typedef struct {
 #define RUNDIR_FILES_MAX 32768u            /* result files read in one directory */
 #define RUNDIR_TIMELINE_RECORDS_MAX 4000000u   /* records read per timeline */
 #define RUNDIR_TIMELINE_BYTES_MAX (1ull << 30) /* decompressed bytes per timeline */
+
+#define RUNDIR_CMDLINE_MAX 8192u           /* bytes of a joined command line kept */
 
 /* rundir_load: reads every result in the directory at path into *out
  * (release with rundir_free, also after an error). @return RUNDIR_OK, or
