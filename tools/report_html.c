@@ -989,7 +989,7 @@ int report_html_write(const char *path, const rundir_t *rd, long pid)
         return -1;
     }
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-          "<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">"
+          "<meta name=\"viewport\" content=\"width=device-width\">"
           "<title>heapwatch report: ", f);
     put_escaped(f, rd->path);
     fprintf(f, "</title>\n<style>%s</style>\n</head><body>\n<h1>heapwatch report: ", page_css);

@@ -7,6 +7,8 @@
 //   SHOTS_DIR    where screenshots go
 //   JOB          leak:FILE:FUNCTION   a run with a leak: the flame graphs,
 //                                     zoom, search, tables and a screenshot
+//                                     (the growth graphs' frame names and
+//                                     the page's scripts are listed too)
 //                many:FILE            a run of many processes: the table,
 //                                     and one section opened from it
 //
@@ -75,8 +77,11 @@ async function leakJob(browser, file, fn) {
   r.kinds = await page.$$eval('div.flame', (ds) => ds.map((d) => d.getAttribute('data-kind')));
   r.builtInuse = await page.$eval(g, (d) => d.getAttribute('data-built')).catch(() => null);
   r.inuseHasFn = (await page.$$(frame)).length;
-  r.peakHasFn = await page.$$eval('div.flame[data-kind="peak"] svg g.frame', (fs) => fs.map((f) => f.getAttribute('data-name'))).catch(() => []);
+  r.peakNames = await page.$$eval('div.flame[data-kind="peak"] svg g.frame', (fs) => fs.map((f) => f.getAttribute('data-name'))).catch(() => []);
   r.growthHasFn = (await page.$$(`div.flame[data-kind="growth-1"] svg g.frame[data-name="${fn}"]`)).length;
+  r.growthNames = await page.$$eval('div.flame[data-kind^="growth-"] svg g.frame', (fs) => fs.map((f) => f.getAttribute('data-name')));
+  r.scripts = await page.$$eval('script', (ss) => ss.length);
+  r.sections = await page.$$eval('section.proc', (ss) => ss.length);
   r.svgWidth = await page.$eval(`${g} svg`, (s) => s.viewBox.baseVal.width).catch(() => null);
   r.widthBefore = await page.$eval(`${frame} rect`, (e) => +e.getAttribute('width')).catch(() => null);
   if (r.inuseHasFn) {
@@ -94,6 +99,8 @@ async function leakJob(browser, file, fn) {
   r.leaksTable = await page.$eval('table.leaks', (t) => t.innerText).catch(() => '');
   r.topTable = await page.$eval('table.top', (t) => t.innerText).catch(() => '');
   r.procRows = await page.$$eval('table#procs tbody tr', (rs) => rs.length);
+  r.procCommands = await page.$$eval('table#procs tbody tr td:first-child', (ts) => ts.map((t) => t.textContent));
+  r.title = await page.title();
   const shot = path.join(shots, path.basename(path.dirname(path.resolve(file))) + '.png');
   await page.screenshot({ path: shot, fullPage: false });
   r.screenshot = { file: shot, ...pngStats(fs.readFileSync(shot)) };

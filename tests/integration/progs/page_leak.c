@@ -6,6 +6,9 @@
  *                    keeps 2000 blocks of 1 KiB a second, churn_here
  *                    allocates and frees a small rotating set; halfway,
  *                    hold_peak holds 48 MiB for 0.2 s and frees it.
+ *   page_leak 0 N    at once: leak_from_here keeps N blocks of 1 KiB,
+ *                    churn_here runs 1000 times; no peak (for runs of
+ *                    hundreds of small processes).
  *
  * Leaks and peak come from distinct, non-inlined functions, so the page's
  * flame graphs can be checked for them by name. Prints what it leaked.
@@ -65,9 +68,14 @@ NOINLINE void hold_peak(void)
 int main(int argc, char **argv)
 {
     double secs = argc > 1 ? atof(argv[1]) : 3;
-    leaked_cap = (long)(secs * 2000) + 100;
+    long once = argc > 2 ? atol(argv[2]) : 50;
+    leaked_cap = (long)(secs * 2000) + (once > 0 ? once : 0) + 100;
     leaked = calloc((size_t)leaked_cap, sizeof *leaked);
     if (!leaked) return 1;
+    if (secs <= 0) {
+        leak_from_here(once);
+        churn_here(1000);
+    }
     double t0 = now(), next = t0;
     int peaked = 0;
     while (now() - t0 < secs) {
