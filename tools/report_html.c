@@ -11,14 +11,17 @@
  * command line (the summary's "cmdline", else the exe), pid, alerts, growth,
  * live bytes and objects at exit and the peak, and links to the process's
  * section. A section is a <details>, open when the run has at most
- * COLLAPSE_OVER processes, closed otherwise, and holds:
+ * COLLAPSE_OVER processes, closed otherwise, and holds (past the first
+ * PROCS_DRAWN_MAX processes of the table, only the first item and the
+ * command that draws the rest for that process):
  *
  *   - what ran and its counters at exit;
  *   - live bytes and live objects over time as SVG charts, with a dashed
  *     line at each alert (orange warn, red crit; hover for the value and
  *     top stack); a long timeline is reduced to the minimum and maximum of
  *     each column, so no peak is lost; the columns per chart shrink with
- *     the number of processes (PAGE_CHART_BUDGET);
+ *     the number of processes (PAGE_CHART_BUDGET); the summary's peak is a
+ *     red dot on live bytes (it may sit between records, above them);
  *   - the alerts, one row each;
  *   - interactive flame graphs: in use at exit and allocated in total (the
  *     exit profile; without one, the last other profile, said so), at the
@@ -54,7 +57,7 @@
  *                                                  "(other)", or absent
  *
  * "g" is in the order of the section's div.flame (their data-g). Bounds:
- * each process gets PAGE_FLAME_BUDGET / processes bytes of data (at least
+ * each process drawn gets PAGE_FLAME_BUDGET / processes drawn bytes (at least
  * PROC_FLAME_MIN, at most PROC_FLAME_MAX), shared among its graphs in turn
  * (what one graph leaves goes to the next); a graph takes stacks by bytes,
  * most first, until its share is spent (one stack past it at most, and
@@ -107,6 +110,8 @@
 #define PLOT_W (SVG_W - M_LEFT - M_RIGHT)
 
 #define COLLAPSE_OVER 5                    /* more processes than this: sections closed */
+#define PROCS_DRAWN_MAX 400                /* processes with charts and graphs (the first
+                                              in the table's order; the others: facts only) */
 #define PAGE_CHART_BUDGET (640u << 10)     /* bytes of chart points in the page */
 #define CHART_POINT_BYTES 24               /* one column's two points, about */
 #define CHART_COLS_MIN 40                  /* columns per chart however many processes */
@@ -278,7 +283,11 @@ static void alert_lines(FILE *f, const rundir_proc_t *p, const frame_t *fr, doub
     }
 }
 
-static void chart(FILE *f, const rundir_proc_t *p, const char *title, size_t offset, bool bytes, double t0, int cols)
+/* chart: one quantity over time; with peak (live bytes), the summary's
+ * peak as a dot, the axes stretched to hold it (the agent sees a peak
+ * between snapshots too, higher than any record). */
+static void chart(FILE *f, const rundir_proc_t *p, const char *title, size_t offset, bool bytes, double t0, int cols,
+                  bool peak)
 {
     frame_t fr = { INFINITY, -INFINITY, 0, 0, cols };
     size_t n = 0;
@@ -292,6 +301,13 @@ static void chart(FILE *f, const rundir_proc_t *p, const char *title, size_t off
         n++;
     }
     if (!n) return;
+    double pt = p->summary.peak_time, pv = p->summary.peak_live_bytes;
+    peak = peak && p->has_summary && isfinite(pt) && isfinite(pv) && pv > 0;
+    if (peak) {
+        fr.tmin = fmin(fr.tmin, pt);
+        fr.tmax = fmax(fr.tmax, pt);
+        fr.hi = fmax(fr.hi, pv);
+    }
     if (fr.hi <= fr.lo) fr.hi = fr.lo + 1;
     fprintf(f, "<h3>%s</h3>\n<svg class=\"chart\" viewBox=\"0 0 %d %d\" width=\"100%%\" role=\"img\">\n", title, SVG_W,
             SVG_H);
@@ -307,6 +323,9 @@ static void chart(FILE *f, const rundir_proc_t *p, const char *title, size_t off
             fmt_reltime(fr.tmax - t0));
     alert_lines(f, p, &fr, t0);
     polyline(f, p, offset, &fr);
+    if (peak)
+        fprintf(f, "<circle class=\"peak\" cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"#d62728\"><title>peak %s at %s</title>"
+                   "</circle>\n", px(&fr, pt), py(&fr, pv), fmt_bytes(pv), fmt_reltime(pt - t0));
     fputs("</svg>\n", f);
 }
 
@@ -812,7 +831,9 @@ static bool flame_data(FILE *f, graphs_t *gs, size_t budget)
     return ok;
 }
 
-static void process(FILE *f, const rundir_t *rd, const row_t *r, bool open, int cols, size_t budget)
+/* process: the section of r's process; without charts and flame graphs
+ * when not drawn (past PROCS_DRAWN_MAX). */
+static void process(FILE *f, const rundir_t *rd, const row_t *r, bool open, bool drawn, int cols, size_t budget)
 {
     const rundir_proc_t *p = r->p;
     double t0 = rundir_start(p);
@@ -824,8 +845,14 @@ static void process(FILE *f, const rundir_t *rd, const row_t *r, bool open, int 
     put_escaped_n(f, command_of(p), SUMMARY_CMD_BYTES);
     fputs("</span></summary>\n", f);
     facts(f, p);
-    chart(f, p, "live bytes", offsetof(rundir_sample_t, live_bytes), true, t0, cols);
-    chart(f, p, "live objects", offsetof(rundir_sample_t, live_objects), false, t0, cols);
+    if (!drawn) {
+        fprintf(f, "<p class=\"note\">charts and flame graphs are drawn for the first %u processes of the table; for "
+                   "this one: <code>heapwatch report DIR --pid %ld --html FILE</code></p>\n</details>\n</section>\n",
+                PROCS_DRAWN_MAX, p->pid);
+        return;
+    }
+    chart(f, p, "live bytes", offsetof(rundir_sample_t, live_bytes), true, t0, cols, true);
+    chart(f, p, "live objects", offsetof(rundir_sample_t, live_objects), false, t0, cols, false);
     alert_table(f, p, t0);
 
     graphs_t gs;
@@ -964,6 +991,7 @@ static const char page_js[] =
 /* budgets: the chart columns and flame data bytes of each of n processes. */
 static void budgets(size_t n, int *cols, size_t *flame)
 {
+    if (n > PROCS_DRAWN_MAX) n = PROCS_DRAWN_MAX;
     size_t c = PAGE_CHART_BUDGET / (n ? n : 1) / 2 / CHART_POINT_BYTES;
     *cols = c < CHART_COLS_MIN ? CHART_COLS_MIN : c > PLOT_W ? PLOT_W : (int)c;
     size_t b = PAGE_FLAME_BUDGET / (n ? n : 1);
@@ -1004,7 +1032,7 @@ int report_html_write(const char *path, const rundir_t *rd, long pid)
     int cols;
     size_t flame;
     budgets(n, &cols, &flame);
-    for (size_t i = 0; i < n; i++) process(f, rd, &rows[i], n <= COLLAPSE_OVER, cols, flame);
+    for (size_t i = 0; i < n; i++) process(f, rd, &rows[i], n <= COLLAPSE_OVER, i < PROCS_DRAWN_MAX, cols, flame);
     fprintf(f, "<script>%s</script>\n</body></html>\n", page_js);
     free(rows);
     if (ferror(f) | (fclose(f) != 0)) {
