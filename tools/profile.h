@@ -12,7 +12,11 @@
  * are interned: equal names share one index.
  *
  * Every bound is checked before memory is taken (PROFILE_*_MAX below); a
- * file over one is refused with a message, never read in part.
+ * file over one is refused with a message, never read in part (except the
+ * two cuts said below: a stack deeper than PROFILE_DEPTH_MAX, a name
+ * longer than PROFILE_NAME_MAX). So is a file that is not what it should
+ * be: truncated, corrupt gzip, bytes after it, an id or string index that
+ * does not resolve, a sample with the wrong number of values.
  */
 #ifndef HEAPWATCH_TOOLS_PROFILE_H
 #define HEAPWATCH_TOOLS_PROFILE_H
@@ -24,6 +28,9 @@
 #define PROFILE_RAW_MAX (256u << 20)       /* bytes after gunzip */
 #define PROFILE_SAMPLES_MAX 1000000u       /* samples kept */
 #define PROFILE_DEPTH_MAX 512u             /* frames per sample (deeper: cut, outermost dropped) */
+#define PROFILE_FRAMES_MAX (16u << 20)     /* frames kept in all samples, and location lines */
+#define PROFILE_DECODE_MAX (1u << 30)      /* bytes the protobuf decoder may hold */
+#define PROFILE_NAME_MAX 4096u             /* bytes of a name (longer: cut, "..." added) */
 
 /* profile_sample_t: one sample; values as the profile holds them
  * (unsampled estimates, Go's four sample types). */
@@ -44,8 +51,11 @@ typedef struct {
     void *priv;                /* storage, for profile_free */
 } profile_t;
 
-/* profile_read: the profile at path into *out (release with profile_free,
- * also after an error). @return 0, or -1 with a one-line reason in msg. */
+/* profile_read: the profile at path (gzip, or raw protobuf) into *out
+ * (release with profile_free, also after an error). Values of a sample
+ * type the file lacks are 0; a file with none of the four is refused.
+ * @return 0, or -1 with a one-line reason in msg (the reason only: the
+ * caller names the file). */
 int profile_read(const char *path, profile_t *out, char *msg, size_t msgcap);
 
 void profile_free(profile_t *p);

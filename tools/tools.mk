@@ -1,19 +1,29 @@
 # tools/: the heapwatch command (run, check, report). Uses public headers
-# only; reads the agent's zstd timelines with libzstd and its JSON with jansson.
+# only; reads the agent's zstd timelines with libzstd, its JSON with jansson,
+# and its heap profiles (tools/profile.c) with zlib and protobuf-c's code
+# generated from pprof/profile.proto (pprof/pprof.mk), linked in as a source
+# of its own: the tool reads profiles with plain malloc, not pprof/'s arena.
 MODULES += tools
-tools_SRCS := $(sort $(wildcard tools/*.c))
+tools_SRCS := $(sort $(wildcard tools/*.c)) $(PPROF_GEN)/profile.pb-c.c
 tools_DEPS :=
-tools_LIBS := -lzstd -ljansson -lm
+tools_LIBS := -lzstd -ljansson -lm -lprotobuf-c -lz
 # Unit tests (tests/unit/tools_*.c) link everything but main().
 tools_TEST_SRCS := $(filter-out tools/heapwatch.c,$(tools_SRCS))
 # ... and are rebuilt when the agent's record format changes (their
 # objects follow it through -MMD; the test sources through this).
 $(foreach v,dbg asan,$(patsubst tests/unit/%.c,$(BUILD)/$(v)/tests/%,$(wildcard tests/unit/tools_*.c))): agent/records.h
+# The objects that include the generated header wait for it.
+$(foreach v,$(VARIANTS),$(call objs,$(v),tools/profile.c)): $(PPROF_GEN)/profile.pb-c.h
+# tools_profile's test writes profiles with pprof/'s builder: it links
+# pprof/ and map/ too (their objects first, so the libraries follow them).
+TOOLS_PPROF_SRCS = $(filter-out $(PPROF_GEN)/profile.pb-c.c,$(pprof_SRCS)) $(map_SRCS)
+$(foreach v,dbg asan,$(eval $(BUILD)/$(v)/tests/tools_profile: $(call objs,$(v),$(TOOLS_PPROF_SRCS))))
+$(foreach v,dbg asan,$(eval $(BUILD)/$(v)/tests/tools_profile: tools_LIBS := $(call objs,$(v),$(TOOLS_PPROF_SRCS)) $(tools_LIBS)))
 # A plain build that misses jansson stops with one line naming the package.
 $(foreach v,$(VARIANTS),$(call objs,$(v),$(tools_SRCS))): | tools-pkgs
 .PHONY: tools-pkgs
 tools-pkgs:
-	$(call require_pkgs,libjansson-dev)
+	$(call require_pkgs,libjansson-dev zlib1g-dev libprotobuf-c-dev)
 
 $(BUILD)/heapwatch: $(call mod_objs,rel,tools)
 	@mkdir -p $(@D)
