@@ -21,6 +21,7 @@
 #ifndef HEAPWATCH_TOOLS_PROFILE_H
 #define HEAPWATCH_TOOLS_PROFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,5 +60,46 @@ typedef struct {
 int profile_read(const char *path, profile_t *out, char *msg, size_t msgcap);
 
 void profile_free(profile_t *p);
+
+/*
+ * Stacks of a profile (profile_stacks.c), for the report's leaks at exit
+ * and top stacks at the peak, and the page's tables.
+ */
+
+/* profile_which_t: which pair of values to add up. */
+typedef enum {
+    PROFILE_INUSE = 0,         /* inuse_objects, inuse_bytes: live when taken */
+    PROFILE_ALLOC = 1,         /* alloc_objects, alloc_bytes: allocated in total */
+} profile_which_t;
+
+/* profile_stack_t: the samples with the same frames, added up. */
+typedef struct {
+    const uint32_t *frames;    /* as in the samples (innermost first) */
+    uint32_t nframes;
+    uint32_t function;         /* profile_function of the frames (a name index);
+                                  UINT32_MAX for a stack without frames */
+    int64_t objects, bytes;
+} profile_stack_t;
+
+/* profile_stacks: the distinct stacks of p with bytes or objects > 0 for
+ * which, sorted by bytes (most first; ties by objects, then by frames),
+ * into *out (malloc'd; free it; it points into p). *total_objects and
+ * *total_bytes (may be NULL) get the sums over all of them.
+ * @return the number of stacks, or (size_t)-1 when out of memory. */
+size_t profile_stacks(const profile_t *p, profile_which_t which, profile_stack_t **out, int64_t *total_objects,
+                      int64_t *total_bytes);
+
+/* profile_is_wrapper: whether a frame name is an allocation wrapper rather
+ * than where the program allocates: operator new and new[], std::allocator
+ * and friends, strdup, xmalloc, ... in mangled and demangled spellings
+ * (the list of agent/watch.c's is_wrapper, which names an alert's
+ * "function"). */
+bool profile_is_wrapper(const char *name);
+
+/* profile_function: the innermost of frames[0..n) that is not a wrapper,
+ * named or not (an unnamed frame is file+0xoffset: never a name from
+ * further up the stack); frames[0] when all are wrappers; UINT32_MAX when
+ * n is 0. */
+uint32_t profile_function(const profile_t *p, const uint32_t *frames, uint32_t n);
 
 #endif

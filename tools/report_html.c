@@ -188,13 +188,8 @@ static void process(FILE *f, const rundir_proc_t *p)
     fputs("</section>\n", f);
 }
 
-int report_html_write(const char *path, const rundir_t *rd, long pid)
+int report_html_write(FILE *f, const rundir_t *rd, long pid)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "heapwatch report: --html %s: %s\n", fmt_clean(path), strerror(errno));
-        return -1;
-    }
     fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>heapwatch report: ", f);
     put_escaped(f, rd->path);
     fputs("</title>\n<style>body{font-family:sans-serif;margin:2em;max-width:1000px}"
@@ -207,9 +202,5 @@ int report_html_write(const char *path, const rundir_t *rd, long pid)
     for (size_t i = 0; i < rd->nprocs; i++)
         if (pid < 0 || rd->procs[i].pid == pid) process(f, &rd->procs[i]);
     fputs("</body></html>\n", f);
-    if (ferror(f) | (fclose(f) != 0)) {
-        fprintf(stderr, "heapwatch report: --html %s: write error\n", fmt_clean(path));
-        return -1;
-    }
-    return 0;
+    return fflush(f) != 0 || ferror(f) ? -1 : 0;
 }
