@@ -52,3 +52,11 @@ $(SAFE_C_PROGS): $(BUILD)/progs/%: tests/integration/progs/%.c $(LIFE_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(LIFE_CFLAGS) $< -o $@ -ldl
 TEST_PREREQS += $(SAFE_C_PROGS)
+
+# The report's leaks at exit and peak (tests/integration/tools_leaks.sh): a
+# C++ program that leaks from known functions, directly and through
+# wrappers (xmalloc, operator new[]), and prints the ground truth.
+$(BUILD)/progs/report_leak: tests/integration/progs/report_leak.cc
+	@mkdir -p $(@D)
+	$(CXX) $(LIFE_CXXFLAGS) $< -o $@
+TEST_PREREQS += $(BUILD)/progs/report_leak

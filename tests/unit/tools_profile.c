@@ -557,6 +557,109 @@ static void test_empty_profile(void **state)
     assert_int_equal(prof.nnames, 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Stacks added up (profile_stacks.c)                                       */
+/* ------------------------------------------------------------------------ */
+
+/* A profile in memory: samples of names given innermost first. */
+static char *st_names[16];
+static uint32_t st_frames[8][8];
+static profile_sample_t st_samples[8];
+
+static void st_profile(profile_t *p, const char *const *names, size_t nnames)
+{
+    memset(p, 0, sizeof *p);
+    for (size_t i = 0; i < nnames; i++) st_names[i] = (char *)names[i];
+    p->names = st_names;
+    p->nnames = nnames;
+    p->samples = st_samples;
+}
+
+static void st_add(profile_t *p, const char *frames, int64_t ao, int64_t ab, int64_t io, int64_t ib)
+{
+    /* frames: name indexes as digits, innermost first ("310": names 3, 1, 0) */
+    profile_sample_t *x = &st_samples[p->nsamples];
+    uint32_t *f = st_frames[p->nsamples++];
+    uint32_t n = 0;
+    for (const char *c = frames; *c; c++) f[n++] = (uint32_t)(*c - '0');
+    *x = (profile_sample_t){ f, n, ao, ab, io, ib };
+}
+
+static void test_stacks_merged_sorted_named(void **state)
+{
+    static const char *const names[] = {
+        "main", "build_list", "leak_node", "_Znwm", "operator new[](unsigned long)", "xmalloc",
+        "std::__new_allocator<int>::allocate(unsigned long, void const*)", "libfoo.so.2+0x1234", "strdup",
+    };
+    profile_t p;
+    st_profile(&p, names, 9);
+    st_add(&p, "210", 5, 500, 2, 200);       /* leak_node <- build_list <- main */
+    st_add(&p, "210", 1, 100, 1, 100);       /* the same stack again: merged */
+    st_add(&p, "3410", 9, 900, 3, 9000);     /* operator new (both spellings) above build_list */
+    st_add(&p, "5710", 4, 400, 4, 4000);     /* xmalloc above an unnamed frame */
+    st_add(&p, "63", 1, 10, 0, 0);           /* freed: not in use */
+    st_add(&p, "85", 2, 20, 2, 20);          /* wrappers only */
+    st_add(&p, "", 1, 1, 1, 1);              /* no frames */
+    profile_stack_t *st;
+    int64_t objs, bytes;
+    size_t n = profile_stacks(&p, PROFILE_INUSE, &st, &objs, &bytes);
+    assert_int_equal(n, 5);
+    assert_int_equal(bytes, 300 + 9000 + 4000 + 20 + 1);
+    assert_int_equal(objs, 3 + 3 + 4 + 2 + 1);
+    /* Most bytes first; the function is the innermost frame past the wrappers. */
+    assert_int_equal(st[0].bytes, 9000);
+    assert_string_equal(names[st[0].function], "build_list");
+    assert_int_equal(st[1].bytes, 4000);
+    assert_string_equal(names[st[1].function], "libfoo.so.2+0x1234");   /* unnamed: said so, not main */
+    assert_int_equal(st[2].bytes, 300);                                  /* 200 + 100 merged */
+    assert_int_equal(st[2].objects, 3);
+    assert_int_equal(st[2].nframes, 3);
+    assert_string_equal(names[st[2].function], "leak_node");
+    assert_string_equal(names[st[3].function], "strdup");   /* wrappers only: the innermost */
+    assert_int_equal(st[4].function, UINT32_MAX);
+    free(st);
+    /* Allocated in total: the freed stack counts too. */
+    n = profile_stacks(&p, PROFILE_ALLOC, &st, &objs, &bytes);
+    assert_int_equal(n, 6);
+    assert_int_equal(bytes, 600 + 900 + 400 + 10 + 20 + 1);
+    assert_string_equal(names[st[0].function], "build_list");
+    assert_int_equal(st[0].bytes, 900);
+    free(st);
+    /* Values from a hostile file: negative ones count as none, sums saturate. */
+    st_profile(&p, names, 9);
+    st_add(&p, "0", 1, INT64_MAX, 1, INT64_MAX);
+    st_add(&p, "0", 1, INT64_MAX, 1, INT64_MAX);
+    st_add(&p, "1", -5, -5, -5, -5);
+    st_add(&p, "2", 3, -7, 3, -7);
+    n = profile_stacks(&p, PROFILE_INUSE, &st, &objs, &bytes);
+    assert_int_equal(n, 2);
+    assert_int_equal(st[0].bytes, INT64_MAX);
+    assert_int_equal(bytes, INT64_MAX);
+    assert_int_equal(st[1].bytes, 0);
+    assert_int_equal(st[1].objects, 3);
+    free(st);
+    /* Empty. */
+    st_profile(&p, names, 9);
+    n = profile_stacks(&p, PROFILE_INUSE, &st, NULL, NULL);
+    assert_int_equal(n, 0);
+    free(st);
+}
+
+static void test_wrappers(void **state)
+{
+    static const char *const yes[] = { "_Znwm", "_Znam", "operator new(unsigned long)", "operator new[](unsigned long)",
+                                       "_ZNSt15__new_allocatorIiE8allocateEmPKv", "std::allocator<char>::allocate(unsigned long)",
+                                       "__gnu_cxx::new_allocator<int>::allocate(unsigned long, void const*)",
+                                       "std::_Vector_base<int, std::allocator<int> >::_M_allocate(unsigned long)",
+                                       "strdup", "__strndup", "__libc_calloc", "xmalloc", "xstrdup" };
+    static const char *const no[] = { "main", "leak_node", "std::vector<int>::push_back(int const&)", "operator delete",
+                                      "libfoo.so+0x10", "0x1234", "my_xmalloc", "" };
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        if (!profile_is_wrapper(yes[i])) fail_msg("%s: not taken for a wrapper", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        if (profile_is_wrapper(no[i])) fail_msg("%s: taken for a wrapper", no[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +674,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gzip_bomb, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_profiles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_profile, setup, teardown),
+        cmocka_unit_test(test_stacks_merged_sorted_named),
+        cmocka_unit_test(test_wrappers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
