@@ -516,9 +516,16 @@ static void print_leaks(const rundir_t *rd, const rundir_proc_t *p, const report
                n == 1 ? "" : "s", n < o->top ? n : o->top);
         print_stack_list(&pf, st, n, o->top);
     }
-    if (n != (size_t)-1)
-        printf("  SUMMARY: %s bytes (%s) in %s object%s live at exit (%s)\n", fmt_count((double)bytes),
+    if (n != (size_t)-1) {
+        printf("  SUMMARY: %s bytes (%s) in %s object%s live at exit (%s", fmt_count((double)bytes),
                fmt_bytes((double)bytes), fmt_count((double)objs), objs == 1 ? "" : "s", estimate_word(&pf));
+        /* Beside an estimate, the exact counters: a small heap at a large
+         * rate can hold bytes no sample saw. */
+        if (pf.period != 1 && p->has_summary && !isnan(p->summary.live_bytes))
+            printf("; counted exactly: %s in %s objects", fmt_bytes(p->summary.live_bytes),
+                   fmt_count(p->summary.live_objects));
+        printf(")\n");
+    }
     free(st);
     profile_free(&pf);
 }

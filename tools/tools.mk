@@ -41,7 +41,7 @@ TEST_PREREQS += $(BUILD)/asan/heapwatch
 # The README's main job: a real program (python3 building a large JSON
 # document, its allocations routed through malloc) under the agent, then
 # what it wrote: the files, the exit profile read by go tool pprof, and the
-# heapwatch report.
+# heapwatch report, which ends naming the page it wrote (build/demo/report.html).
 DEMO_DIR := $(BUILD)/demo
 .PHONY: demo-run
 demo-run: $(BUILD)/heapwatch $(BUILD)/libheapwatch.so
@@ -51,6 +51,5 @@ demo-run: $(BUILD)/heapwatch $(BUILD)/libheapwatch.so
 	@echo; echo "--- $(DEMO_DIR)/:"; ls $(DEMO_DIR)
 	@echo; echo "--- go tool pprof -top -sample_index=alloc_space (bytes allocated, by function):"
 	@go tool pprof -top -nodecount=12 -sample_index=alloc_space $(DEMO_DIR)/heap.*.exit.pb.gz 2>/dev/null
-	@echo; echo "--- heapwatch report $(DEMO_DIR):"
+	@echo; echo "--- heapwatch report $(DEMO_DIR) (its last line names the page it wrote):"
 	@$(BUILD)/heapwatch report --width 78 $(DEMO_DIR)
-	@echo; echo "Open the profile in a browser:  go tool pprof -http=: $$(ls $(DEMO_DIR)/heap.*.exit.pb.gz)"

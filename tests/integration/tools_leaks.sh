@@ -74,7 +74,7 @@ check "  what was freed is not a leak (churn, peak_holder)" \
     sh -c "! sed -n '/^  leaks at exit/,/^  SUMMARY/p' '$T/rep.out' | grep -qE 'churn|peak_holder'"
 objs=$(grep -E '^ *[0-9]+\. .*: leak_from_here' "$T/rep.out" | head -1 | sed -E 's/.* in ([0-9,]+) objects?:.*/\1/' | tr -d ,)
 within "  leak_from_here: objects live at exit" "$objs" "$(truth leak_from_here 4)"
-sum=$(sed -nE 's/^  SUMMARY: ([0-9,]+) bytes \(.*\) in [0-9,]+ objects? live at exit \(sampled estimate\)$/\1/p' "$T/rep.out" | tr -d ,)
+sum=$(sed -nE 's/^  SUMMARY: ([0-9,]+) bytes \(.*\) in [0-9,]+ objects? live at exit \(sampled estimate; counted exactly: [0-9.]+ [KMG]?i?B in [0-9,]+ objects\)$/\1/p' "$T/rep.out" | tr -d ,)
 within "  SUMMARY: bytes live at exit (sampled estimate)" "$sum" "$(truth leaks 3)"
 
 # The peak: when and how high, the kernel's peak RSS, and the stacks at
