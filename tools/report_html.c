@@ -28,10 +28,10 @@
  *     peak (the newest `peak` profile; absent: said so), and the growth
  *     over each alert's window (the alert record's "top" stacks, for the
  *     first GROWTH_GRAPHS_MAX alerts that have some);
- *   - the leaks at exit (the stacks in use in the exit profile: objects,
- *     bytes, the innermost function that is not an allocation wrapper, the
- *     stack) and the top stacks allocated in total, both built from the
- *     flame graphs' data.
+ *   - the leaks at exit (the stacks in use in the exit profile, merged by
+ *     profile_stacks: objects, bytes, the innermost function that is not an
+ *     allocation wrapper, the stack from it) and the top stacks allocated
+ *     in total, both built from the flame graphs' data (20 rows each).
  *
  * Profile values are the agent's unsampled estimates, as pprof shows them.
  *
@@ -53,6 +53,11 @@
  *    "g": [{"s": [[1, 0], ...],                    stacks, innermost first,
  *                                                  as indexes into names
  *           "v": [bytes, objects, bytes, ...],     two values per stack
+ *           "f": [1, ...],                         each stack's function: its
+ *                                                  innermost frame that is not
+ *                                                  an allocation wrapper
+ *                                                  (profile_function; an
+ *                                                  alert's "function")
  *           "x": [stacks, bytes, objects]}, ...]}  what was merged into
  *                                                  "(other)", or absent
  *
@@ -436,6 +441,9 @@ typedef struct {
     char *const *tab;
     const uint32_t *idx;
     size_t n;
+    const char *function;      /* where it allocates: the innermost frame that
+                                  is not an allocation wrapper (profile_function,
+                                  or the alert's "function") */
     double b, o;               /* bytes and objects (never negative) */
 } gstack_t;
 
@@ -499,6 +507,12 @@ static size_t graph_json(FILE *m, names_t *nm, graph_t *g, size_t budget)
     }
     fputs("],\"v\":[", m);
     for (size_t i = 0; i < kept; i++) fprintf(m, i ? ",%.0f,%.0f" : "%.0f,%.0f", g->stacks[i].b, g->stacks[i].o);
+    fputs("],\"f\":[", m);
+    for (size_t i = 0; i < kept; i++) {
+        uint32_t k = names_add(nm, g->stacks[i].function ? g->stacks[i].function : "?");
+        if (k == UINT32_MAX) return SIZE_MAX;
+        fprintf(m, i ? ",%u" : "%u", k);
+    }
     fputc(']', m);
     if (kept < g->n) {
         double b = 0, o = 0;
@@ -526,33 +540,14 @@ typedef struct {
     const rundir_profile_t *exit_file, *peak_file;
 } graphs_t;
 
-static const rundir_profile_t *find_profile(const rundir_proc_t *p, bool peak)
+/* exit_profile: p's exit profile; without one (killed), the newest
+ * other profile that is not a peak's stands in. */
+static const rundir_profile_t *exit_profile(const rundir_proc_t *p)
 {
-    const rundir_profile_t *best = NULL;
-    for (size_t i = 0; i < p->nprofiles; i++) {   /* sorted by seq: the last match wins */
-        const char *r = p->profiles[i].reason;
-        bool is_peak = r && strcmp(r, "peak") == 0;
-        if (peak ? is_peak : (r && strcmp(r, "exit") == 0)) best = &p->profiles[i];
-    }
-    if (!best && !peak)   /* no exit profile: the newest other one stands in */
-        for (size_t i = 0; i < p->nprofiles; i++)
-            if (!p->profiles[i].reason || strcmp(p->profiles[i].reason, "peak") != 0) best = &p->profiles[i];
+    const rundir_profile_t *best = rundir_profile_find(p, "exit");
+    for (size_t i = 0; !best && i < p->nprofiles; i++)   /* sorted by seq: the last wins */
+        if (!p->profiles[i].reason || strcmp(p->profiles[i].reason, "peak") != 0) best = &p->profiles[i];
     return best;
-}
-
-/* read_profile: the profile file of p into *out. @return true when read. */
-static bool read_profile(const rundir_t *rd, const rundir_profile_t *file, profile_t *out, char *msg, size_t cap)
-{
-    memset(out, 0, sizeof *out);
-    if (!file) return false;
-    char *path = NULL;
-    if (asprintf(&path, "%s/%s", rd->path, file->name) < 0) {
-        snprintf(msg, cap, "out of memory");
-        return false;
-    }
-    int rc = profile_read(path, out, msg, cap);
-    free(path);
-    return rc == 0;
 }
 
 static graph_t *graph_new(graphs_t *gs, const char *kind)
@@ -563,33 +558,36 @@ static graph_t *graph_new(graphs_t *gs, const char *kind)
     return g;
 }
 
-/* from_profile: g's stacks from the samples of pr with a positive value
- * (in-use or allocated). */
-static void from_profile(graph_t *g, const profile_t *pr, bool inuse)
+/* from_profile: g's stacks from pr's stacks with a positive value (in
+ * use, or allocated), merged (profile_stacks). */
+static void from_profile(graph_t *g, const profile_t *pr, profile_which_t which)
 {
-    g->stacks = calloc(pr->nsamples ? pr->nsamples : 1, sizeof *g->stacks);
+    profile_stack_t *st = NULL;
+    int64_t to = 0, tb = 0;
+    size_t n = profile_stacks(pr, which, &st, &to, &tb);
+    g->stacks = n == (size_t)-1 ? NULL : calloc(n ? n : 1, sizeof *g->stacks);
     if (!g->stacks) {
         g->none = "out of memory";
+        free(st);
         return;
     }
-    for (size_t i = 0; i < pr->nsamples; i++) {
-        const profile_sample_t *s = &pr->samples[i];
-        double b = (double)(inuse ? s->inuse_bytes : s->alloc_bytes);
-        double o = (double)(inuse ? s->inuse_objects : s->alloc_objects);
-        if (b <= 0 && o <= 0) continue;
-        g->stacks[g->n++] = (gstack_t){ pr->names, s->frames, s->nframes, b > 0 ? b : 0, o > 0 ? o : 0 };
-        g->total_b += b > 0 ? b : 0;
-        g->total_o += o > 0 ? o : 0;
+    for (size_t i = 0; i < n; i++) {
+        double b = st[i].bytes > 0 ? (double)st[i].bytes : 0, o = st[i].objects > 0 ? (double)st[i].objects : 0;
+        const char *fn = st[i].function == UINT32_MAX ? "?" : pr->names[st[i].function];
+        g->stacks[g->n++] = (gstack_t){ pr->names, st[i].frames, st[i].nframes, fn, b, o };
+        g->total_b += b;
+        g->total_o += o;
     }
+    free(st);
 }
 
 static void graphs_build(graphs_t *gs, const rundir_t *rd, const rundir_proc_t *p, double t0)
 {
     memset(gs, 0, sizeof *gs);
-    gs->exit_file = find_profile(p, false);
-    gs->peak_file = find_profile(p, true);
-    bool have_exit = read_profile(rd, gs->exit_file, &gs->exit, gs->exit_msg, sizeof gs->exit_msg);
-    bool have_peak = read_profile(rd, gs->peak_file, &gs->peak, gs->peak_msg, sizeof gs->peak_msg);
+    gs->exit_file = exit_profile(p);
+    gs->peak_file = rundir_profile_find(p, "peak");
+    bool have_exit = gs->exit_file && rundir_profile_read(rd, gs->exit_file, &gs->exit, gs->exit_msg, sizeof gs->exit_msg) == 0;
+    bool have_peak = gs->peak_file && rundir_profile_read(rd, gs->peak_file, &gs->peak, gs->peak_msg, sizeof gs->peak_msg) == 0;
     bool stand_in = gs->exit_file && (!gs->exit_file->reason || strcmp(gs->exit_file->reason, "exit") != 0);
 
     for (int k = 0; k < 2; k++) {
@@ -599,7 +597,7 @@ static void graphs_build(graphs_t *gs, const rundir_t *rd, const rundir_proc_t *
         g->source = gs->exit_file ? gs->exit_file->name : NULL;
         if (!gs->exit_file) g->none = "no heap profile was written (HEAPWATCH_RATE=0, or the process was killed early)";
         else if (!have_exit) g->none = gs->exit_msg;
-        else from_profile(g, &gs->exit, k == 0);
+        else from_profile(g, &gs->exit, k == 0 ? PROFILE_INUSE : PROFILE_ALLOC);
     }
     graph_t *g = graph_new(gs, "peak");
     snprintf(g->title, sizeof g->title, "in use at the peak");
@@ -609,7 +607,7 @@ static void graphs_build(graphs_t *gs, const rundir_t *rd, const rundir_proc_t *
     g->source = gs->peak_file ? gs->peak_file->name : NULL;
     if (!gs->peak_file) g->none = "no peak profile: the agent did not write one (reason peak) for this process";
     else if (!have_peak) g->none = gs->peak_msg;
-    else from_profile(g, &gs->peak, true);
+    else from_profile(g, &gs->peak, PROFILE_INUSE);
 
     unsigned nth = 0;
     for (size_t i = 0; i < p->nalerts && nth < GROWTH_GRAPHS_MAX; i++) {
@@ -633,8 +631,8 @@ static void graphs_build(graphs_t *gs, const rundir_t *rd, const rundir_proc_t *
             double o = isnan(s->growth_objects) || s->growth_objects < 0 ? 0 : s->growth_objects;
             if (b <= 0 && o <= 0) continue;
             /* an alert's stack without frames is named by its function */
-            g->stacks[g->n++] = s->nframes ? (gstack_t){ s->frames, NULL, s->nframes, b, o }
-                                           : (gstack_t){ (char *const *)&s->function, NULL, 1, b, o };
+            g->stacks[g->n++] = s->nframes ? (gstack_t){ s->frames, NULL, s->nframes, s->function, b, o }
+                                           : (gstack_t){ (char *const *)&s->function, NULL, 1, s->function, b, o };
             g->total_b += b;
             g->total_o += o;
         }
@@ -911,9 +909,6 @@ static const char page_css[] =
 static const char page_js[] =
     "(function(){'use strict';\n"
     "var NS='http://www.w3.org/2000/svg',ROW=17;\n"
-    "var WRAP=/^(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|"
-    "__libc_(malloc|calloc|realloc|memalign)|strn?dup|__strn?dup|xmalloc|xcalloc|xrealloc|xstrdup|g_malloc0?|"
-    "g_realloc|g_try_malloc0?|g_strdup|operator new(\\[\\])?(\\(.*\\))?)$/;\n"
     "function fb(v){var u=['B','KiB','MiB','GiB','TiB','PiB'],i=0;while(Math.abs(v)>=1024&&i<5){v/=1024;i++;}"
     "return i?v.toFixed(Math.abs(v)<10?2:1)+' '+u[i]:Math.round(v)+' B';}\n"
     "function fc(v){return Math.round(v).toLocaleString('en-US');}\n"
@@ -966,10 +961,10 @@ static const char page_js[] =
     "function table(t,names,g,what){if(!t)return;var tr=t.insertRow();"
     "['objects','bytes','allocated in','stack'].forEach(function(h){var th=document.createElement('th');th.textContent=h;tr.appendChild(th);});\n"
     " if(!g){t.insertRow().insertCell().textContent=what;return;}\n"
-    " for(var i=0;i<g.s.length&&i<20;i++){var s=g.s[i].map(function(k){return names[k];}),j=0;"
-    "while(j<s.length-1&&WRAP.test(s[j]))j++;\n"
+    " for(var i=0;i<g.s.length&&i<20;i++){var s=g.s[i].map(function(k){return names[k];}),fn=names[g.f[i]],"
+    "j=Math.max(0,s.indexOf(fn));\n"
     "  var r=t.insertRow(),c=r.insertCell();c.className='num';c.textContent=fc(g.v[2*i+1]);"
-    "c=r.insertCell();c.className='num';c.textContent=fb(g.v[2*i]);r.insertCell().textContent=s[j];\n"
+    "c=r.insertCell();c.className='num';c.textContent=fb(g.v[2*i]);r.insertCell().textContent=fn;\n"
     "  c=r.insertCell();c.className='stack';c.textContent=s.slice(j,j+6).join(' \\u2190 ')+(s.length>j+6?' \\u2190 \\u2026':'');}\n"
     " var more=(g.s.length>20?g.s.length-20:0)+(g.x?g.x[0]:0);"
     "if(more)t.insertRow().insertCell().textContent=more+' more stacks';}\n"
@@ -998,11 +993,11 @@ static void budgets(size_t n, int *cols, size_t *flame)
     *flame = b < PROC_FLAME_MIN ? PROC_FLAME_MIN : b > PROC_FLAME_MAX ? PROC_FLAME_MAX : b;
 }
 
-int report_html_write(const char *path, const rundir_t *rd, long pid)
+int report_html_write(FILE *f, const rundir_t *rd, long pid)
 {
     row_t *rows = calloc(rd->nprocs ? rd->nprocs : 1, sizeof *rows);
     if (!rows) {
-        fprintf(stderr, "heapwatch report: --html %s: out of memory\n", fmt_clean(path));
+        errno = ENOMEM;
         return -1;
     }
     size_t n = 0;
@@ -1010,12 +1005,6 @@ int report_html_write(const char *path, const rundir_t *rd, long pid)
         if (pid < 0 || rd->procs[i].pid == pid) rows[n++] = row_of(&rd->procs[i], i);
     qsort(rows, n, sizeof *rows, cmp_row);
 
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "heapwatch report: --html %s: %s\n", fmt_clean(path), strerror(errno));
-        free(rows);
-        return -1;
-    }
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
           "<meta name=\"viewport\" content=\"width=device-width\">"
           "<title>heapwatch report: ", f);
@@ -1035,9 +1024,5 @@ int report_html_write(const char *path, const rundir_t *rd, long pid)
     for (size_t i = 0; i < n; i++) process(f, rd, &rows[i], n <= COLLAPSE_OVER, i < PROCS_DRAWN_MAX, cols, flame);
     fprintf(f, "<script>%s</script>\n</body></html>\n", page_js);
     free(rows);
-    if (ferror(f) | (fclose(f) != 0)) {
-        fprintf(stderr, "heapwatch report: --html %s: write error\n", fmt_clean(path));
-        return -1;
-    }
-    return 0;
+    return fflush(f) != 0 || ferror(f) ? -1 : 0;
 }

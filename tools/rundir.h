@@ -10,7 +10,7 @@
  *                               last may be cut short when the process was
  *                               killed or is still running)
  *   alerts.<pid>.jsonl          JSON lines, one per alert or recovery
- *   heap.<pid>.<seq>.<reason>.pb.gz   heap profiles (listed, not parsed)
+ *   heap.<pid>.<seq>.<reason>.pb.gz   heap profiles (listed; read on demand)
  *
  * Other names (the agent's temporary files among them) are ignored. A
  * process with a timeline or alerts but no summary (it was killed) is a
@@ -30,6 +30,7 @@
 #define HEAPWATCH_TOOLS_RUNDIR_H
 
 #include "agent/records.h"
+#include "tools/profile.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -187,6 +188,34 @@ const char *rundir_exe_name(const rundir_proc_t *p);
  * without a summary, the first timeline record's time minus its elapsed_s;
  * else the first record or alert. NAN when there is none. */
 double rundir_start(const rundir_proc_t *p);
+
+/*
+ * Heap profiles are listed at load time, never read then: the tools read
+ * the few they show on demand (rundir_profile_read), so a directory of
+ * thousands of profiles loads as fast as one without.
+ */
+
+/* rundir_profile_find: p's profile written for reason ("exit": in use and
+ * allocated at exit; "peak": in use when live bytes were highest, written
+ * at exit; "alert", "interval", ...): the latest (highest seq) of them, or
+ * NULL when there is none. */
+const rundir_profile_t *rundir_profile_find(const rundir_proc_t *p, const char *reason);
+
+/* rundir_profile_named: p's profile file called name (an alert's
+ * "profile"), or NULL when the directory does not hold it (removed by the
+ * agent's max_profiles, or never written). */
+const rundir_profile_t *rundir_profile_named(const rundir_proc_t *p, const char *name);
+
+/* rundir_alert_profile: the profile an alert names, when it is there. */
+static inline const rundir_profile_t *rundir_alert_profile(const rundir_proc_t *p, const rundir_alert_t *a)
+{
+    return a->profile ? rundir_profile_named(p, a->profile) : NULL;
+}
+
+/* rundir_profile_read: reads pr (a profile of rd) with profile_read into
+ * *out (tools/profile.h; release with profile_free, also after an error).
+ * @return 0, or -1 with "NAME: reason" in msg. */
+int rundir_profile_read(const rundir_t *rd, const rundir_profile_t *pr, profile_t *out, char *msg, size_t msgcap);
 
 /* rundir_level_name: "warn" or "crit". */
 const char *rundir_level_name(rundir_level_t level);

@@ -53,6 +53,14 @@ $(SAFE_C_PROGS): $(BUILD)/progs/%: tests/integration/progs/%.c $(LIFE_DEPS)
 	$(CC) $(LIFE_CFLAGS) $< -o $@ -ldl
 TEST_PREREQS += $(SAFE_C_PROGS)
 
+# The report's leaks at exit and peak (tests/integration/tools_leaks.sh): a
+# C++ program that leaks from known functions, directly and through
+# wrappers (xmalloc, operator new[]), and prints the ground truth.
+$(BUILD)/progs/report_leak: tests/integration/progs/report_leak.cc
+	@mkdir -p $(@D)
+	$(CXX) $(LIFE_CXXFLAGS) $< -o $@
+TEST_PREREQS += $(BUILD)/progs/report_leak
+
 # The report page in a real browser (tests/integration/report_page.sh):
 # page_leak, and playwright-core at the version pinned in
 # tests/browser/package-lock.json, installed with `npm ci` into
