@@ -32,6 +32,7 @@
 #include "tools/tools.h"
 
 #include <elf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -91,6 +92,12 @@ static const char usage_run[] =
     "      --thread auto|on|off   HEAPWATCH_THREAD    the agent's background thread: only once\n"
     "                                                 needed (auto), from start (on), or none:\n"
     "                                                 allocating threads take the snapshots (off)\n"
+    "      --only GLOBS           HEAPWATCH_ONLY      profile only processes whose executable\n"
+    "                                                 (or argv[0]) name matches one of these\n"
+    "                                                 comma-separated globs, e.g. 'test_*,mydaemon'\n"
+    "      --exclude GLOBS        HEAPWATCH_EXCLUDE   never profile these, e.g. 'sh,make,sed';\n"
+    "                                                 an excluded process writes nothing, and\n"
+    "                                                 the programs it runs follow the same rules\n"
     "  -q, --quiet                no summary on stderr\n"
     "  -h, --help                 this text\n"
     "\n"
@@ -118,6 +125,8 @@ static const run_option_t run_options[] = {
     { "signal", "HEAPWATCH_SIGNAL" },
     { "http", "HEAPWATCH_HTTP" },
     { "thread", "HEAPWATCH_THREAD" },
+    { "only", "HEAPWATCH_ONLY" },
+    { "exclude", "HEAPWATCH_EXCLUDE" },
 };
 #define NRUN_OPTIONS (sizeof run_options / sizeof *run_options)
 
@@ -325,6 +334,20 @@ static int add_asan_option(void)
 }
 
 /* report_no_summary: why PROGRAM left no summary, as far as we know. */
+/* count_summaries: the summary.*.json files in out_dir. */
+static size_t count_summaries(const char *out_dir)
+{
+    DIR *d = opendir(out_dir);
+    if (!d) return 0;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "summary.", 8) == 0 && len > 13 && strcmp(e->d_name + len - 5, ".json") == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
 static void report_no_summary(const char *out_dir, pid_t pid, const char *prog, int status)
 {
     char path[PATH_MAX + 64];
@@ -335,6 +358,13 @@ static void report_no_summary(const char *out_dir, pid_t pid, const char *prog, 
         snprintf(how, sizeof how, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
     else
         snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    const char *only = getenv("HEAPWATCH_ONLY"), *exclude = getenv("HEAPWATCH_EXCLUDE");
+    if ((only && *only) || (exclude && *exclude)) {
+        fprintf(stderr, "heapwatch: %s (pid %d) %s; not profiled itself (--only/--exclude); "
+                "%zu profiled process(es) left results in %s\n",
+                fmt_clean(prog), (int)pid, how, count_summaries(out_dir), fmt_clean(out_dir));
+        return;
+    }
     fprintf(stderr, "heapwatch: %s (pid %d) %s and left no heapwatch summary in %s%s\n",
             fmt_clean(prog), (int)pid, how, fmt_clean(out_dir),
             WIFSIGNALED(status) ? "" : " (the agent did not run in it, stepped aside, or could not write there)");

@@ -30,4 +30,26 @@ check "options become HEAPWATCH_* variables and LD_PRELOAD names the agent" \
     sh -c "grep -q '^1 0.5 $T/d .*libheapwatch.so' '$T/env'"
 check_eq "the summary records the rate" 1 "$(json_get "$(ls "$T/d"/summary.*.json | head -1)" rate)"
 (cd "$T" && "$HW" run -q -- true); check "default output directory ./heapwatch-out" [ -d "$T/heapwatch-out" ]
+
+# --- --only / --exclude (HEAPWATCH_ONLY / HEAPWATCH_EXCLUDE, issue 15) -----
+# sh runs sort, ls and cat: the rule holds for each program exec'ed, by
+# its executable's name or its argv[0]'s; an excluded process writes
+# nothing and its output is untouched.
+seq 2000 | sort -R > "$T/nums"
+job='sort -n "$1" | tail -1; ls "$1" >/dev/null; cat "$1" | wc -l'
+"$HW" run -o "$T/only" --only 'so?t' -- sh -c "$job" _ "$T/nums" >"$T/only.out" 2>"$T/only.err"; rc=$?
+check_eq "--only: the program's exit status and output are untouched" "0 2000 2000" "$rc $(tr '\n' ' ' < "$T/only.out" | xargs)"
+exes() { for f in "$1"/summary.*.json; do [ -f "$f" ] && basename "$(json_get "$f" exe)"; done | sort | xargs; }
+check_eq "--only 'so?t': only sort wrote results" sort "$(exes "$T/only")"
+check_eq "--only: every file in the directory is sort's" 3 "$(ls "$T/only" | wc -l)"
+check "--only: run says its own program was not profiled, and how many were" \
+    grep -q "^heapwatch: sh (pid [0-9]*) exited with status 0; not profiled itself (--only/--exclude); 1 profiled process(es) left results in $T/only" "$T/only.err"
+"$HW" run -o "$T/excl" --exclude 'sh, [lt]*' -- sh -c "$job" _ "$T/nums" >"$T/excl.out" 2>/dev/null; rc=$?
+check_eq "--exclude 'sh, [lt]*': output untouched" "0 2000 2000" "$rc $(tr '\n' ' ' < "$T/excl.out" | xargs)"
+check_eq "--exclude 'sh, [lt]*': sort, cat and wc profiled, sh, tail and ls not" "cat sort wc" "$(exes "$T/excl")"
+"$HW" run -q -o "$T/none" --only nothing-matches -- sh -c "$job" _ "$T/nums" >/dev/null 2>&1
+check "--only matching nothing: no file, not even the directory" [ ! -e "$T/none" ]
+HEAPWATCH_OUT=$T/bad HEAPWATCH_ONLY='bin/sort' LD_PRELOAD=$PWD/$BUILD/libheapwatch.so sort -n "$T/nums" >/dev/null 2>"$T/bad.err"
+check "a bad HEAPWATCH_ONLY: one line naming it, and every process profiled" \
+    sh -c "[ \$(wc -l < '$T/bad.err') = 1 ] && grep -q '^heapwatch: HEAPWATCH_ONLY=\"bin/sort\" is not valid' '$T/bad.err' && ls '$T/bad'/summary.*.json >/dev/null"
 finish
