@@ -25,7 +25,9 @@
  *   - the alerts, one row each;
  *   - interactive flame graphs: in use at exit and allocated in total (the
  *     exit profile; without one, the last other profile, said so), at the
- *     peak (the newest `peak` profile; absent: said so), and the growth
+ *     peak (the profile the summary's peak_profile names: the peak's own,
+ *     or the exit profile when exit was within 10 % of the peak; else the
+ *     newest `peak` profile; absent: said so), and the growth
  *     over each alert's window (the alert record's "top" stacks, for the
  *     first GROWTH_GRAPHS_MAX alerts that have some);
  *   - the leaks at exit (the stacks in use in the exit profile, merged by
@@ -585,9 +587,14 @@ static void graphs_build(graphs_t *gs, const rundir_t *rd, const rundir_proc_t *
 {
     memset(gs, 0, sizeof *gs);
     gs->exit_file = exit_profile(p);
-    gs->peak_file = rundir_profile_find(p, "peak");
+    /* the summary names the profile that shows the peak: the peak's own, or
+     * the exit profile when exit was within 10 % of it */
+    gs->peak_file = p->peak_profile ? rundir_profile_named(p, p->peak_profile) : NULL;
+    if (!gs->peak_file) gs->peak_file = rundir_profile_find(p, "peak");
+    bool peak_is_exit = gs->peak_file && gs->peak_file == gs->exit_file;
     bool have_exit = gs->exit_file && rundir_profile_read(rd, gs->exit_file, &gs->exit, gs->exit_msg, sizeof gs->exit_msg) == 0;
-    bool have_peak = gs->peak_file && rundir_profile_read(rd, gs->peak_file, &gs->peak, gs->peak_msg, sizeof gs->peak_msg) == 0;
+    bool have_peak = gs->peak_file && !peak_is_exit &&
+                     rundir_profile_read(rd, gs->peak_file, &gs->peak, gs->peak_msg, sizeof gs->peak_msg) == 0;
     bool stand_in = gs->exit_file && (!gs->exit_file->reason || strcmp(gs->exit_file->reason, "exit") != 0);
 
     for (int k = 0; k < 2; k++) {
@@ -605,9 +612,21 @@ static void graphs_build(graphs_t *gs, const rundir_t *rd, const rundir_proc_t *
         snprintf(g->title, sizeof g->title, "in use at the peak (%s, at %s)", fmt_bytes(p->summary.peak_live_bytes),
                  fmt_reltime(p->summary.peak_time - t0));
     g->source = gs->peak_file ? gs->peak_file->name : NULL;
-    if (!gs->peak_file) g->none = "no peak profile: the agent did not write one (reason peak) for this process";
-    else if (!have_peak) g->none = gs->peak_msg;
-    else from_profile(g, &gs->peak, PROFILE_INUSE);
+    if (peak_is_exit) {
+        size_t len = strlen(g->title);
+        snprintf(g->title + len, sizeof g->title - len, ": live bytes at exit were within 10 %% of it, as the exit profile shows");
+        if (!have_exit) g->none = gs->exit_msg;
+        else from_profile(g, &gs->exit, PROFILE_INUSE);
+    } else if (!gs->peak_file) {
+        g->none = p->peak_profile ? "the profile the summary names for the peak is not in the directory"
+                                  : "no peak profile: too few sampled allocations were held at the peak (the agent "
+                                    "writes one from 8), or the agent did not write one";
+        g->source = p->peak_profile;
+    } else if (!have_peak) {
+        g->none = gs->peak_msg;
+    } else {
+        from_profile(g, &gs->peak, PROFILE_INUSE);
+    }
 
     unsigned nth = 0;
     for (size_t i = 0; i < p->nalerts && nth < GROWTH_GRAPHS_MAX; i++) {
