@@ -100,6 +100,8 @@ async function leakJob(browser, file, fn) {
   r.topTable = await page.$eval('table.top', (t) => t.innerText).catch(() => '');
   r.procRows = await page.$$eval('table#procs tbody tr', (rs) => rs.length);
   r.procCommands = await page.$$eval('table#procs tbody tr td:first-child', (ts) => ts.map((t) => t.textContent));
+  r.procClasses = await page.$$eval('table#procs tbody tr', (rs) => rs.map((t) => t.className));
+  r.openSections = await page.$$eval('section.proc details.proc[open]', (ds) => ds.length);
   r.title = await page.title();
   const shot = path.join(shots, path.basename(path.dirname(path.resolve(file))) + '.png');
   await page.screenshot({ path: shot, fullPage: false });

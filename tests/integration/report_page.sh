@@ -6,7 +6,8 @@
 # what it saw; the checks are here.
 #
 #   leak   page_leak (leaks from leak_from_here, holds 48 MiB in hold_peak)
-#          under the agent, with a crit alert: no console error, page error
+#          under the agent, with a crit alert, started by a shell after a
+#          small page_leak: the table puts it first; no console error, page error
 #          or request that failed or left the machine; the in-use flame
 #          graph holds leak_from_here, a click on it makes it the full
 #          width (and the root zooms back), hover names its bytes, the
@@ -31,7 +32,7 @@ fi
 
 # --- the runs ---------------------------------------------------------------
 env HEAPWATCH_SUSTAIN=0 HEAPWATCH_GRACE=0 HEAPWATCH_WINDOW=1 HEAPWATCH_INTERVAL=0.25 HEAPWATCH_RATE=65536 \
-    HEAPWATCH_OUT=$T/leak LD_PRELOAD=$AGENT "$LEAK" 3 >"$T/leak.out" 2>"$T/leak.err"
+    HEAPWATCH_OUT=$T/leak LD_PRELOAD=$AGENT sh -c '"$0" 0 10 && "$0" 3' "$LEAK" >"$T/leak.out" 2>"$T/leak.err"
 check_eq "page_leak ran under the agent" 0 "$?"
 env HEAPWATCH_RATE=4096 HEAPWATCH_OUT=$T/many LD_PRELOAD=$AGENT \
     sh -c 'i=0; while [ $i -lt 200 ]; do "$0" 0 $((i % 40 + 10)) >/dev/null || exit 1; i=$((i + 1)); done' "$LEAK" \
@@ -44,11 +45,11 @@ cp -r "$T/leak" "$T/odd"
 python3 - "$T/odd" <<'EOF' || not_ok "odd results made"
 import glob, json, sys
 d = sys.argv[1]
-s = glob.glob(d + '/summary.*.json')[0]
+a = glob.glob(d + '/alerts.*.jsonl')[0]
+s = a.replace('/alerts.', '/summary.').replace('.jsonl', '.json')
 v = json.load(open(s))
 v['cmdline'] = ['page_leak', '</script><script>document.title="pwned"</script>', "it's", '\u2029']
 open(s, 'w').write(json.dumps(v))
-a = glob.glob(d + '/alerts.*.jsonl')[0]
 lines = [json.loads(l) for l in open(a)]
 lines[0]['top'].insert(0, {'stack': ['</script><script>document.title="pwned"</script>\u2029', 'main'],
                            'function': 'x', 'growth_bytes': 1 << 30, 'growth_objects': 1})
@@ -84,7 +85,10 @@ for n in 0 1 2; do
 done
 
 # leak
-check_eq "leak: the table has the one process" 1 "$(seen 0 "r['procRows']")"
+check_eq "leak: the table has the shell and two page_leaks" 3 "$(seen 0 "r['procRows']")"
+check_eq "  ... the one with a crit alert first" '["crit", "page_leak 3"]' \
+    "$(seen 0 "[r['procClasses'][0], r['procCommands'][0].split('/')[-1]]")"
+check_eq "  ... and all three sections open (5 or fewer)" 3 "$(seen 0 "r['openSections']")"
 check_contains "leak: flame graphs in use, allocated, growth over the alert" "$(seen 0 "' '.join(r['kinds'])")" "inuse alloc"
 check_contains "  ... and the growth over the alert's window" "$(seen 0 "' '.join(r['kinds'])")" "growth-1"
 check_ge "leak: the in-use flame graph holds leak_from_here" "$(seen 0 "r['inuseHasFn']")" 1
@@ -110,7 +114,7 @@ fi
 # odd
 check_contains "odd: a name with </script> is a frame name, as text" "$(seen 1 "'|'.join(r['growthNames'])")" \
     '</script><script>document.title="pwned"</script>'
-check_eq "odd: no script was injected (the page's two, nothing else)" 2 "$(seen 1 "r['scripts']")"
+check_eq "odd: no script was injected (one per section, one for the page)" 4 "$(seen 1 "r['scripts']")"
 check_contains "odd: the command line is shown as text, quoted" "$(seen 1 "r['procCommands'][0]")" \
     "page_leak '</script><script>document.title=\"pwned\"</script>' 'it'\\''s'"
 check_match "  ... and ran nothing" '^heapwatch report: ' "$(seen 1 "r['title']")"
