@@ -21,7 +21,9 @@
 #          their graphs not drawn until opened; a row's link opens its one
 set -u
 . tests/integration/lib.sh
-HW=$PWD/$BUILD/heapwatch
+HW=$PWD/$BUILD/asan/heapwatch      # the page is written under ASan + UBSan
+[ -x "$HW" ] || HW=$PWD/$BUILD/heapwatch
+export ASAN_OPTIONS=exitcode=86 UBSAN_OPTIONS=halt_on_error=1:exitcode=87:print_stacktrace=1
 MODULES=$PWD/$BUILD/browser/node_modules
 LEAK=$PROGS/page_leak
 
