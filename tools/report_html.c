@@ -24,7 +24,8 @@
  *     each column, so no peak is lost; the columns per chart shrink with
  *     the number of processes (PAGE_CHART_BUDGET); the summary's peak is a
  *     red dot on live bytes (it may sit between records, above them);
- *   - the alerts, one row each;
+ *   - the alerts, one row each (the first ALERTS_SHOWN events, also
+ *     the ones marked on the charts; the text report has them all);
  *   - interactive flame graphs: in use at exit and allocated in total (the
  *     exit profile; without one, the last other profile, said so), at the
  *     peak (the profile the summary's peak_profile names: the peak's own,
@@ -43,8 +44,9 @@
  * (so a page of hundreds of processes opens at once). Root at the top,
  * callees below, width proportional to bytes. Click a frame to zoom (it
  * becomes the full width; its callers stay above it, full width); click
- * the root ("all") or "reset zoom" to zoom out. Hover shows bytes, objects
- * and the share of the graph's total. The search box marks the functions
+ * the root ("all"), "reset zoom" or Escape to zoom out. Hover shows bytes,
+ * objects and the share of the graph's total (and, zoomed, of the frame
+ * zoomed on). The search box marks the functions
  * whose name holds the text (case-insensitive) and says how much they hold
  * (a match inside a match is counted once).
  *
@@ -131,6 +133,7 @@
 #define FLAME_DEPTH_MAX 128u               /* frames kept per stack (innermost) */
 #define NAME_BYTES_MAX 400u                /* bytes kept of a frame name */
 #define GROWTH_GRAPHS_MAX 8u               /* growth flame graphs per process */
+#define ALERTS_SHOWN 40u                   /* alert events in a section's table and charts */
 #define GROWTH_WINDOW_MIN 0.25             /* seconds a rate must span to count as growth */
 #define TABLE_CMD_BYTES 100u               /* bytes of a command line in the table */
 #define SUMMARY_CMD_BYTES 200u             /* ... in a section's heading */
@@ -276,7 +279,7 @@ static void polyline(FILE *f, const rundir_proc_t *p, size_t offset, const frame
 
 static void alert_lines(FILE *f, const rundir_proc_t *p, const frame_t *fr, double t0)
 {
-    for (size_t i = 0; i < p->nalerts; i++) {
+    for (size_t i = 0; i < p->nalerts && i < ALERTS_SHOWN; i++) {
         const rundir_alert_t *a = &p->alerts[i];
         if (a->recovery || a->time < fr->tmin || a->time > fr->tmax) continue;
         double x = px(fr, a->time);
@@ -344,7 +347,7 @@ static void alert_table(FILE *f, const rundir_proc_t *p, double t0)
     if (!p->nalerts) return;
     fputs("<h3>alerts</h3>\n<table class=\"alerts\"><tr><th>time</th><th>event</th><th>value</th><th>top stack</th>"
           "<th>growth</th><th>profile</th></tr>\n", f);
-    for (size_t i = 0; i < p->nalerts; i++) {
+    for (size_t i = 0; i < p->nalerts && i < ALERTS_SHOWN; i++) {
         const rundir_alert_t *a = &p->alerts[i];
         fprintf(f, "<tr class=\"%s\"><td>%s</td><td>%s%s</td><td>", a->recovery ? "rec" : rundir_level_name(a->level),
                 fmt_reltime(a->time - t0), a->recovery ? "recovery from " : "", rundir_level_name(a->level));
@@ -358,7 +361,8 @@ static void alert_table(FILE *f, const rundir_proc_t *p, double t0)
         if (a->profile) put_escaped(f, a->profile);
         fputs("</td></tr>\n", f);
     }
-    if (p->alerts_dropped) fprintf(f, "<tr><td colspan=\"6\">%zu more alerts not kept</td></tr>\n", p->alerts_dropped);
+    size_t more = (p->nalerts > ALERTS_SHOWN ? p->nalerts - ALERTS_SHOWN : 0) + p->alerts_dropped;
+    if (more) fprintf(f, "<tr><td colspan=\"6\">%zu more alert events (the text report lists the ones kept)</td></tr>\n", more);
     fputs("</table>\n", f);
 }
 
@@ -957,8 +961,10 @@ static const char page_js[] =
     " this.svg.addEventListener('mouseleave',function(){self.info.textContent='hover a frame for its bytes; click to zoom';});\n"
     " div.querySelector('.flame-reset').addEventListener('click',function(){self.zoom(self.root);});\n"
     " div.querySelector('.flame-search').addEventListener('input',function(e){self.search(e.target.value);});\n"
+    " div.addEventListener('keydown',function(e){if(e.key==='Escape')self.zoom(self.root);});\n"
     " this.draw();div.setAttribute('data-built','1');}\n"
-    "Flame.prototype.label=function(n){return n.name+' \\u2014 '+fb(n.b)+' ('+pct(n.b,this.root.b)+'), '+fc(n.o)+' objects';};\n"
+    "Flame.prototype.label=function(n){var f=this.focus,z=f!==this.root&&n!==f&&n.d>f.d?'; '+pct(n.b,f.b)+' of '+f.name:'';"
+    "return n.name+' \\u2014 '+fb(n.b)+' ('+pct(n.b,this.root.b)+'), '+fc(n.o)+' objects'+z;};\n"
     "Flame.prototype.hover=function(n){this.info.textContent=this.label(n);};\n"
     "Flame.prototype.zoom=function(n){this.focus=n||this.root;this.draw();};\n"
     "Flame.prototype.match=function(n){return this.q!==''&&n.name.toLowerCase().indexOf(this.q)>=0;};\n"
