@@ -61,6 +61,7 @@
     X(objects_rate, f3, "growth of live objects per second over the window (0: no rate yet)") \
     X(bytes_rate, f3, "growth of live bytes per second over the window (0: no rate yet)") \
     X(window_s, f3, "the seconds the rates span (0: no rate yet)") \
+    X(rate_judged, u64, "1 when window_s is at least half of HEAPWATCH_WINDOW: the rates count toward alerts (and heapwatch check's rate limits); 0: too short a span to judge") \
     X(level, str, "the alert level after this snapshot: none, warn or crit") \
     X(peak_live_bytes, u64, "the highest live_bytes seen so far (snapshots and sampled allocations)") \
     X(map_count, u64, "sampled allocations live in the agent's map") \

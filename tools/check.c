@@ -40,6 +40,9 @@ static const char usage_check[] =
     "      --max-objects-rate N    fail when a timeline record's objects_rate (live\n"
     "                              objects/s over the window) is above N\n"
     "      --max-bytes-rate SIZE   fail when a record's bytes_rate (live bytes/s) is above SIZE\n"
+    "                              (rates are judged only over records that span at least\n"
+    "                              half the growth window, the agent's rule for its alerts:\n"
+    "                              a process too short for that is judged on counts)\n"
     "      --max-live-bytes SIZE   fail when live_bytes at exit is above SIZE\n"
     "      --max-live-objects N    fail when live_objects at exit is above N\n"
     "      --max-peak-bytes SIZE   fail when peak_live_bytes is above SIZE\n"
@@ -76,6 +79,7 @@ typedef struct {
     char **notes;
     size_t nnotes;
     char *ok_line;             /* the one-line summary */
+    bool rate_unjudged;        /* a rate limit was set, no record spans long enough */
 } verdict_t;
 
 static void push(char ***list, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -230,20 +234,30 @@ static void judge_alerts(const rundir_proc_t *p, const check_opts_t *o, double t
 }
 
 /* judge_rate: the highest value of a timeline rate (the field metric, at
- * offset in a sample) against a limit. */
+ * offset in a sample) against a limit, over the records whose rate spans
+ * long enough to be judged (rundir_rate_judged: the agent's own rule for
+ * its alerts); a rate over a few milliseconds is noise, not a leak. */
 static void judge_rate(const rundir_proc_t *p, const char *metric, size_t offset, const char *opt, double limit,
                        double t0, verdict_t *v)
 {
     if (isnan(limit)) return;
     const rundir_sample_t *max = NULL;
-    size_t over = 0, n = 0;
+    size_t over = 0, n = 0, short_span = 0;
     for (size_t i = 0; i < p->nsamples; i++) {
         const rundir_sample_t *s = &p->samples[i];
         double x = rundir_sample_get(s, offset);
         if (isnan(x)) continue;
+        if (!rundir_rate_judged(s)) {
+            short_span++;
+            continue;
+        }
         n++;
         over += x > limit;
         if (!max || x > rundir_sample_get(max, offset)) max = s;
+    }
+    if (!n && short_span) {
+        v->rate_unjudged = true;   /* counted in the last line, not one note per process */
+        return;
     }
     if (!n) {
         push(&v->notes, &v->nnotes, "no timeline records with %s: %s not checked", metric, opt);
@@ -333,13 +347,18 @@ static void judge_peak(const rundir_proc_t *p, double limit, verdict_t *v)
 static void make_ok_line(const rundir_proc_t *p, verdict_t *v)
 {
     double max_rate = NAN;
-    for (size_t i = 0; i < p->nsamples; i++)
-        if (!isnan(p->samples[i].objects_rate) && (isnan(max_rate) || p->samples[i].objects_rate > max_rate))
+    bool any_rate = false;
+    for (size_t i = 0; i < p->nsamples; i++) {
+        if (isnan(p->samples[i].objects_rate)) continue;
+        any_rate = true;
+        if (rundir_rate_judged(&p->samples[i]) && (isnan(max_rate) || p->samples[i].objects_rate > max_rate))
             max_rate = p->samples[i].objects_rate;
+    }
     size_t nalerts = 0;
     for (size_t i = 0; i < p->nalerts; i++) nalerts += !p->alerts[i].recovery;
     char rate[96] = "";
     if (!isnan(max_rate)) snprintf(rate, sizeof rate, ", max objects_rate %s", fmt_metric("objects_rate", max_rate));
+    else if (any_rate) snprintf(rate, sizeof rate, ", too short to judge a rate");
     if (p->has_summary) {
         const rundir_summary_t *s = &p->summary;
         if (asprintf(&v->ok_line, "ran %s, %s mallocs, live at exit %s in %s objects, peak %s%s, %zu alert%s",
@@ -402,13 +421,69 @@ static void xml_put(FILE *f, const char *s)
     }
 }
 
-static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v)
+/* proc_name: what a person calls the process: its command line, else its
+ * executable's name. */
+static const char *proc_name(const rundir_proc_t *p)
+{
+    return p->cmdline && *p->cmdline ? p->cmdline : rundir_exe_name(p);
+}
+
+/* short_name: proc_name cut to PROC_NAME_SHOWN bytes (...) for a line of
+ * output, cleaned for a terminal. */
+#define PROC_NAME_SHOWN 100
+static const char *short_name(const rundir_proc_t *p)
+{
+    static char buf[PROC_NAME_SHOWN + 4];
+    const char *name = proc_name(p);
+    size_t n = strlen(name);
+    if (n <= PROC_NAME_SHOWN) return fmt_clean(name);
+    size_t keep = PROC_NAME_SHOWN;
+    while (keep > 0 && ((unsigned char)name[keep] & 0xC0) == 0x80) keep--;   /* not inside a character */
+    memcpy(buf, name, keep);
+    memcpy(buf + keep, "...", 4);
+    return fmt_clean(buf);
+}
+
+/* repeat_index: for each process, 1 + how many processes before it (in
+ * start order) have the same name: JUnit's test names are the name, with
+ * " #k" for the k-th repeat, the same from run to run (no pid in them). */
+static const rundir_t *sort_rd;
+static int cmp_by_name(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = strcmp(proc_name(&sort_rd->procs[i]), proc_name(&sort_rd->procs[j]));
+    return c ? c : (i > j) - (i < j);
+}
+
+static unsigned *repeat_indexes(const rundir_t *rd)
+{
+    size_t n = rd->nprocs;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    unsigned *rep = calloc(n ? n : 1, sizeof *rep);
+    if (!order || !rep) {
+        free(order);
+        free(rep);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    sort_rd = rd;
+    qsort(order, n, sizeof *order, cmp_by_name);
+    for (size_t k = 0; k < n; k++) {
+        bool same = k && strcmp(proc_name(&rd->procs[order[k]]), proc_name(&rd->procs[order[k - 1]])) == 0;
+        rep[order[k]] = same ? rep[order[k - 1]] + 1 : 1;
+    }
+    free(order);
+    return rep;
+}
+
+static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v, unsigned repeat)
 {
     double t = p->has_summary ? p->summary.duration_s : NAN;
     if (isnan(t) && p->nsamples > 1) t = p->samples[p->nsamples - 1].time - p->samples[0].time;
-    fprintf(f, "    <testcase classname=\"heapwatch.check\" name=\"pid %s (", p->tag);
-    xml_put(f, rundir_exe_name(p));
-    fprintf(f, ")\" time=\"%.3f\">\n", isnan(t) || t < 0 ? 0.0 : t);
+    fputs("    <testcase classname=\"heapwatch.check\" name=\"", f);
+    xml_put(f, proc_name(p));
+    if (repeat > 1) fprintf(f, " #%u", repeat);
+    fprintf(f, "\" time=\"%.3f\">\n", isnan(t) || t < 0 ? 0.0 : t);
     if (v->nfails) {
         fputs("      <failure type=\"limit\" message=\"", f);
         xml_put(f, v->fails[0]);
@@ -424,7 +499,11 @@ static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v)
         xml_put(f, p->errors[0]);
         fputs("\"/>\n", f);
     }
-    fputs("      <system-out>", f);
+    fprintf(f, "      <system-out>pid %s", p->tag);
+    if (p->has_summary && p->summary.ppid == p->summary.ppid) fprintf(f, ", parent %.0f", p->summary.ppid);
+    fputs(", ", f);
+    xml_put(f, p->exe ? p->exe : rundir_exe_name(p));
+    fputs("&#10;", f);
     xml_put(f, v->ok_line ? v->ok_line : "");
     for (size_t i = 0; i < v->nnotes; i++) {
         fputs("&#10;note: ", f);
@@ -464,7 +543,9 @@ static int write_junit(const char *path, const char *dir, const rundir_t *rd, co
         xml_put(f, why);
         fputs("\"/>\n    </testcase>\n", f);
     }
-    for (size_t i = 0; rd && i < n; i++) junit_case(f, &rd->procs[i], &vs[i]);
+    unsigned *rep = rd ? repeat_indexes(rd) : NULL;
+    for (size_t i = 0; rd && i < n; i++) junit_case(f, &rd->procs[i], &vs[i], rep ? rep[i] : 1);
+    free(rep);
     fputs("  </testsuite>\n</testsuites>\n", f);
     if (ferror(f) | (fclose(f) != 0)) {
         fprintf(stderr, "heapwatch check: --junit %s: write error\n", fmt_clean(path));
@@ -477,9 +558,19 @@ static int write_junit(const char *path, const char *dir, const rundir_t *rd, co
 /* The verb                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* unjudged_note: the last line's word on processes too short for a rate. */
+static const char *unjudged_note(size_t n)
+{
+    static char note[160];
+    if (!n) return "";
+    snprintf(note, sizeof note, "; %zu ran too briefly for a rate to be judged (no timeline record spans half "
+             "the growth window): judged on counts", n);
+    return note;
+}
+
 static void print_verdict(const rundir_proc_t *p, const verdict_t *v, const check_opts_t *o)
 {
-    const char *exe = fmt_clean(rundir_exe_name(p));
+    const char *exe = short_name(p);
     for (size_t i = 0; i < v->nfails; i++) printf("heapwatch check: FAIL pid %s (%s): %s\n", p->tag, exe, v->fails[i]);
     for (size_t i = 0; i < p->nerrors; i++)
         fprintf(stderr, "heapwatch check: ERROR pid %s (%s): %s\n", p->tag, exe, fmt_clean(p->errors[i]));
@@ -511,12 +602,13 @@ int cmd_check(int argc, char **argv)
         rundir_free(&rd);
         return EXIT_USAGE;
     }
-    size_t nfailed = 0, nerrors = 0;
+    size_t nfailed = 0, nerrors = 0, nunjudged = 0;
     for (size_t i = 0; i < rd.nprocs; i++) {
         judge(&rd.procs[i], &o, &vs[i]);
         print_verdict(&rd.procs[i], &vs[i], &o);
         nfailed += vs[i].nfails > 0;
         nerrors += rd.procs[i].nerrors > 0;
+        nunjudged += vs[i].rate_unjudged;
     }
     if (rd.files_skipped) {   /* not judged, so not a pass: exit 2 unless a limit failed */
         fprintf(stderr, "heapwatch check: %s: %zu result files past the first %u not read\n", fmt_clean(dir),
@@ -524,9 +616,9 @@ int cmd_check(int argc, char **argv)
         nerrors++;
     }
     if (!o.quiet || nfailed || nerrors)
-        printf("heapwatch check: %s: %zu process%s, %zu failed%s%s\n", fmt_clean(dir), rd.nprocs,
+        printf("heapwatch check: %s: %zu process%s, %zu failed%s%s%s\n", fmt_clean(dir), rd.nprocs,
                rd.nprocs == 1 ? "" : "es", nfailed, nerrors ? ", unreadable results in " : "",
-               nerrors ? fmt_count((double)nerrors) : "");
+               nerrors ? fmt_count((double)nerrors) : "", unjudged_note(nunjudged));
     rc = nfailed ? EXIT_LIMIT : nerrors ? EXIT_USAGE : 0;
     if (o.junit && write_junit(o.junit, dir, &rd, vs, NULL) != 0 && rc == 0) rc = EXIT_USAGE;
     for (size_t i = 0; i < rd.nprocs; i++) free_verdict(&vs[i]);

@@ -7,9 +7,9 @@
  * --------
  * It opens with the run's process table, sorted by what needs attention:
  * crit alerts first, then warn, then the fastest growth (the timeline's
- * highest objects_rate over a window of GROWTH_WINDOW_MIN or more: a
- * short-lived process's rate over a few microseconds is noise), then the
- * most bytes live at exit. A row gives the
+ * highest objects_rate among the records whose rate is judged,
+ * rundir_rate_judged: a short-lived process's rate over a few
+ * microseconds is noise), then the most bytes live at exit. A row gives the
  * command line (the summary's "cmdline", else the exe), pid, alerts, growth,
  * live bytes and objects at exit and the peak, and links to the process's
  * section. A section is a <details>, open when the run has at most
@@ -134,7 +134,6 @@
 #define NAME_BYTES_MAX 400u                /* bytes kept of a frame name */
 #define GROWTH_GRAPHS_MAX 8u               /* growth flame graphs per process */
 #define ALERTS_SHOWN 40u                   /* alert events in a section's table and charts */
-#define GROWTH_WINDOW_MIN 0.25             /* seconds a rate must span to count as growth */
 #define TABLE_CMD_BYTES 100u               /* bytes of a command line in the table */
 #define SUMMARY_CMD_BYTES 200u             /* ... in a section's heading */
 
@@ -696,9 +695,9 @@ static row_t row_of(const rundir_proc_t *p, size_t index)
         else r.nwarn++;
         if ((int)a->level > r.level) r.level = (int)a->level;
     }
-    for (size_t i = 0; i < p->nsamples; i++) {   /* a shorter window is noise: 498 objects in 0.3 ms read 1.7M/s */
-        double v = p->samples[i].objects_rate, w = p->samples[i].window_s;
-        if (!isnan(v) && w >= GROWTH_WINDOW_MIN && (isnan(r.growth) || v > r.growth)) r.growth = v;
+    for (size_t i = 0; i < p->nsamples; i++) {   /* a short window is noise: 498 objects in 0.3 ms read 1.7M/s */
+        double v = p->samples[i].objects_rate;
+        if (!isnan(v) && rundir_rate_judged(&p->samples[i]) && (isnan(r.growth) || v > r.growth)) r.growth = v;
     }
     if (p->has_summary) {
         r.live_b = p->summary.live_bytes;

@@ -185,6 +185,10 @@ void rundir_free(rundir_t *rd);
  * is larger than a summary can be, or is not a JSON object. */
 bool rundir_read_summary(const char *path, rundir_summary_t *s);
 
+/* rundir_is_result_name: name is one of the agent's result files
+ * (summary, timeline, alerts or heap profile of a process). */
+bool rundir_is_result_name(const char *name);
+
 /* rundir_exe_name: the basename of the process's executable, or "?". */
 const char *rundir_exe_name(const rundir_proc_t *p);
 
@@ -220,6 +224,19 @@ static inline const rundir_profile_t *rundir_alert_profile(const rundir_proc_t *
  * *out (tools/profile.h; release with profile_free, also after an error).
  * @return 0, or -1 with "NAME: reason" in msg. */
 int rundir_profile_read(const rundir_t *rd, const rundir_profile_t *pr, profile_t *out, char *msg, size_t msgcap);
+
+/* RUNDIR_RATE_SPAN_MIN: for a timeline record without rate_judged (an
+ * older agent), the seconds its window_s must span to be judged. */
+#define RUNDIR_RATE_SPAN_MIN 1.0
+
+/* rundir_rate_judged: whether s's rates span long enough to be judged:
+ * the agent's rate_judged (window_s at least half of HEAPWATCH_WINDOW, its
+ * rule for alerts), else window_s of at least RUNDIR_RATE_SPAN_MIN. */
+static inline bool rundir_rate_judged(const rundir_sample_t *s)
+{
+    if (s->rate_judged == s->rate_judged) return s->rate_judged == 1;   /* not NAN */
+    return s->window_s >= RUNDIR_RATE_SPAN_MIN;
+}
 
 /* rundir_level_name: "warn" or "crit". */
 const char *rundir_level_name(rundir_level_t level);

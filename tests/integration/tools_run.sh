@@ -31,6 +31,25 @@ check "options become HEAPWATCH_* variables and LD_PRELOAD names the agent" \
 check_eq "the summary records the rate" 1 "$(json_get "$(ls "$T/d"/summary.*.json | head -1)" rate)"
 (cd "$T" && "$HW" run -q -- true); check "default output directory ./heapwatch-out" [ -d "$T/heapwatch-out" ]
 
+# --- an output directory with earlier results (issue 15: reruns piled up) --
+"$HW" run -q -o "$T/again" -- true
+echo mine > "$T/again/notes.txt"
+"$HW" run -q -o "$T/again" -- sh -c 'echo ran' >"$T/again.out" 2>"$T/again.err"; rc=$?
+check "a second run into the same directory is refused: exit 2, one line, the program not run" \
+    sh -c "[ $rc = 2 ] && [ ! -s '$T/again.out' ] && [ \$(wc -l < '$T/again.err') = 1 ] && grep -q 'holds 3 result files of an earlier run: give --append to add to them, or --clean' '$T/again.err'"
+"$HW" run -q -o "$T/again" --append -- true; rc=$?
+check_eq "--append: runs, and both runs' summaries are there" "0 2" "$rc $(ls "$T/again" | grep -c '^summary\.')"
+touch "$T/again/report.html" "$T/again/junit.xml"
+ln -s "$T/victim" "$T/again/heap.1.0001.exit.pb.gz"; echo keep > "$T/victim"
+"$HW" run -q -o "$T/again" --clean -- true; rc=$?
+check_eq "--clean: the earlier results, report and JUnit file removed, one new summary; other files kept" \
+    "0 1 notes.txt" "$rc $(ls "$T/again" | grep -c '^summary\.') $(ls "$T/again" | grep -v '^summary\.\|^timeline\.\|^heap\.' | xargs)"
+check_eq "--clean: a link named like a result is removed, its target untouched" keep "$(cat "$T/victim")"
+"$HW" run -q -o "$T/again" --clean --append -- true 2>/dev/null; rc=$?
+check_eq "--clean with --append: exit 2" 2 "$rc"
+(cd "$T" && mkdir -p rel && cd rel && "$HW" run -o out -- sh -c 'cd / && echo "$HEAPWATCH_OUT"') >"$T/rel.out" 2>/dev/null
+check_eq "run hands the agent an absolute HEAPWATCH_OUT" "$T/rel/out" "$(cat "$T/rel.out")"
+
 # --- --only / --exclude (HEAPWATCH_ONLY / HEAPWATCH_EXCLUDE, issue 15) -----
 # sh runs sort, ls and cat: the rule holds for each program exec'ed, by
 # its executable's name or its argv[0]'s; an excluded process writes
