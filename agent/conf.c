@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -161,6 +162,130 @@ bool agent_conf_parse_hostport(const char *s, char *host, size_t hostlen, uint16
 /* report_bad: the one line about a bad variable. The value is quoted
  * escaped and cut (agent_buf_str_escaped), so whatever it holds, one bad
  * variable is one line; the buffer fits the longest line with room. */
+/* ------------------------------------------------------------------------ */
+/* HEAPWATCH_ONLY, HEAPWATCH_EXCLUDE                                        */
+/* ------------------------------------------------------------------------ */
+/* Our own glob, not fnmatch(3): fnmatch may allocate (multibyte patterns),
+ * and this runs in the constructor, inside the malloc it would call. */
+
+/* class_match: c against the set that starts after '[' at pat[*i]; *i then
+ * past the closing ']'. @return -1 when the set is not closed (the '['
+ * is then a plain character), else whether c is in it. */
+static int class_match(const char *pat, size_t len, size_t *i, unsigned char c)
+{
+    size_t j = *i;
+    bool negate = j < len && (pat[j] == '!' || pat[j] == '^');
+    if (negate) j++;
+    bool in = false, first = true;
+    while (j < len && (pat[j] != ']' || first)) {
+        first = false;
+        unsigned char lo = (unsigned char)pat[j];
+        if (lo == '\\' && j + 1 < len) lo = (unsigned char)pat[++j];
+        unsigned char hi = lo;
+        if (j + 2 < len && pat[j + 1] == '-' && pat[j + 2] != ']') {
+            hi = (unsigned char)pat[j + 2];
+            j += 2;
+        }
+        if (lo <= c && c <= hi) in = true;
+        j++;
+    }
+    if (j >= len) return -1;
+    *i = j + 1;
+    return in != negate;
+}
+
+/* match_one: whether the glob element at pat[p] (not '*') matches c;
+ * *next is past it. */
+static bool match_one(const char *pat, size_t len, size_t p, unsigned char c, size_t *next)
+{
+    if (pat[p] == '?') {
+        *next = p + 1;
+        return true;
+    }
+    if (pat[p] == '[') {
+        size_t j = p + 1;
+        int m = class_match(pat, len, &j, c);
+        if (m >= 0) {
+            *next = j;
+            return m;
+        }
+    }
+    if (pat[p] == '\\' && p + 1 < len) p++;
+    *next = p + 1;
+    return (unsigned char)pat[p] == c;
+}
+
+bool agent_conf_glob(const char *pat, size_t len, const char *name)
+{
+    /* Backtracking over the last '*' only: linear in practice, and at most
+     * len * strlen(name) steps (both bounded: 1 KiB of globs, one name). */
+    size_t p = 0, star = (size_t)-1;
+    const char *n = name, *star_n = NULL;
+    while (*n) {
+        if (p < len && pat[p] == '*') {
+            star = ++p;
+            star_n = n;
+            continue;
+        }
+        size_t next;
+        if (p < len && match_one(pat, len, p, (unsigned char)*n, &next)) {
+            p = next;
+            n++;
+            continue;
+        }
+        if (star == (size_t)-1) return false;
+        p = star;
+        n = ++star_n;
+    }
+    while (p < len && pat[p] == '*') p++;
+    return p == len;
+}
+
+bool agent_conf_parse_names(const char *s, char *out, size_t cap)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= cap || n >= CONF_NAMES_MAX) return false;
+    size_t o = 0;
+    const char *p = s;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        if (!end) end = s + n;
+        const char *a = p, *b = end;
+        while (a < b && (*a == ' ' || *a == '\t')) a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+        if (a == b || memchr(a, '/', (size_t)(b - a))) return false;
+        for (const char *q = a; q < b; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) return false;
+        if (o) out[o++] = ',';
+        memcpy(out + o, a, (size_t)(b - a));
+        o += (size_t)(b - a);
+        if (!*end) break;
+        p = end + 1;
+    }
+    out[o] = 0;
+    return true;
+}
+
+/* names_match: name matches one of the comma-separated globs of list. */
+static bool names_match(const char *list, const char *name)
+{
+    if (!name || !*name) return false;
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (agent_conf_glob(p, len, name)) return true;
+        if (!end) break;
+        p = end + 1;
+    }
+    return false;
+}
+
+bool agent_conf_profiles(const agent_conf_t *c, const char *exe, const char *argv0)
+{
+    if (c->only[0] && !names_match(c->only, exe) && !names_match(c->only, argv0)) return false;
+    return !(c->exclude[0] && (names_match(c->exclude, exe) || names_match(c->exclude, argv0)));
+}
+
 static void report_bad(void (*report)(const char *), const char *var, const char *value,
                        const char *expected, const char *fallback)
 {
@@ -276,6 +401,23 @@ int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
             report_bad(report, "HEAPWATCH_FSYNC", fs,
                        "off or 0 (no fsync), on, 1 or all (each file fsync'ed before it is "
                        "published)", "using off");
+            ld.bad++;
+        }
+    }
+    static const struct { const char *var; size_t off; const char *fallback; } names[] = {
+        { "HEAPWATCH_ONLY", offsetof(agent_conf_t, only), "profiling every process" },
+        { "HEAPWATCH_EXCLUDE", offsetof(agent_conf_t, exclude), "excluding no process" },
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv_fn(names[i].var);
+        char *dst = (char *)c + names[i].off;
+        char parsed[CONF_NAMES_MAX];
+        if (v && *v && agent_conf_parse_names(v, parsed, sizeof parsed)) {
+            memcpy(dst, parsed, strlen(parsed) + 1);
+        } else if (v && *v) {
+            report_bad(report, names[i].var, v,
+                       "comma-separated globs of executable names (*, ?, [a-z]; no '/'), "
+                       "at most 1023 bytes, e.g. myprog,test_*", names[i].fallback);
             ld.bad++;
         }
     }

@@ -17,6 +17,7 @@
 
 #define CONF_PATH_MAX 4096
 #define CONF_HOST_MAX 256
+#define CONF_NAMES_MAX 1024            /* HEAPWATCH_ONLY, HEAPWATCH_EXCLUDE: bytes of globs */
 
 typedef struct agent_conf_s {
     char out_dir[CONF_PATH_MAX];   /* HEAPWATCH_OUT, as given (made absolute by the agent) */
@@ -34,6 +35,8 @@ typedef struct agent_conf_s {
     int thread;                    /* HEAPWATCH_THREAD: CONF_THREAD_* */
     uint64_t max_profiles;         /* HEAPWATCH_MAX_PROFILES: interval, signal, http kept */
     bool fsync;                    /* HEAPWATCH_FSYNC: fsync each file before it is published */
+    char only[CONF_NAMES_MAX];     /* HEAPWATCH_ONLY: executable-name globs, comma-separated; "" = all */
+    char exclude[CONF_NAMES_MAX];  /* HEAPWATCH_EXCLUDE: the same; "" = none */
 } agent_conf_t;
 
 /* HEAPWATCH_THREAD: when the agent runs its background thread (background.c). */
@@ -89,6 +92,23 @@ bool agent_conf_signal_allowed(int signo);
 /* agent_conf_parse_hostport: "host:port" or "[v6]:port", port 1..65535, host
  * non-empty and shorter than CONF_HOST_MAX. @return true on success. */
 bool agent_conf_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/* agent_conf_parse_names: a HEAPWATCH_ONLY or HEAPWATCH_EXCLUDE value:
+ * comma-separated globs (*, ?, [set], [!set] or [^set], ranges a-z;
+ * a backslash makes the next character plain) of executable names, each
+ * non-empty, without '/', the whole shorter than CONF_NAMES_MAX; spaces
+ * around a glob are dropped. Copied to out (cap bytes). @return true on
+ * success. */
+bool agent_conf_parse_names(const char *s, char *out, size_t cap);
+
+/* agent_conf_glob: name matches the glob pat[0, len) as a whole. */
+bool agent_conf_glob(const char *pat, size_t len, const char *name);
+
+/* agent_conf_profiles: whether a process named exe (the executable's file
+ * name) and argv0 (its argv[0]'s file name; either may be NULL) is
+ * profiled: it matches HEAPWATCH_ONLY (when set) by either name, and
+ * HEAPWATCH_EXCLUDE by neither. */
+bool agent_conf_profiles(const agent_conf_t *c, const char *exe, const char *argv0);
 
 /*
  * agent_conf_load: reads every variable through getenv_fn (secure_getenv in the

@@ -51,8 +51,10 @@
  * can check it (AGENT_ASSERT_WORK_HELD).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
@@ -67,6 +69,7 @@
 #include "agent/log.h"
 #include "agent/out.h"
 #include "agent/output.h"
+#include "agent/peak.h"
 #include "agent/sample.h"
 #include "agent/shim.h"
 #include "agent/spawn.h"
@@ -187,7 +190,9 @@ void agent_snapshot(heapwatch_counters_t *c)
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             /* Two snapshots raising it at once may leave the time of the
              * lower one: they are microseconds apart. */
-            __atomic_store_n(&peak_time_ns, agent_clock_ns(CLOCK_REALTIME), __ATOMIC_RELAXED);
+            uint64_t now = agent_clock_ns(CLOCK_REALTIME);
+            __atomic_store_n(&peak_time_ns, now, __ATOMIC_RELAXED);
+            agent_peak_raised(live, now);
             break;
         }
     }
@@ -221,6 +226,19 @@ static void report_aside(const char *reason)
     agent_log(line);
 }
 
+/* profiled_by_name: HEAPWATCH_ONLY and HEAPWATCH_EXCLUDE against the
+ * executable's file name and argv[0]'s (a link such as cc -> gcc-12, a
+ * busybox applet): read only when either is set. */
+static bool profiled_by_name(void)
+{
+    if (!agent_conf.only[0] && !agent_conf.exclude[0]) return true;
+    static char exe[CONF_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    const char *slash = strrchr(exe, '/');
+    return agent_conf_profiles(&agent_conf, slash ? slash + 1 : exe, program_invocation_short_name);
+}
+
 void agent_init(void)
 {
     int expected = 0;
@@ -244,6 +262,12 @@ void agent_init(void)
         agent_enabled = 0;
     } else {
         agent_conf_load(&agent_conf, env_lookup, agent_log);
+        if (!profiled_by_name()) {
+            agent_enabled = 0;   /* inert: nothing set up, nothing written */
+            agent_leave();
+            __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
+            return;
+        }
         agent_sample_rate = agent_conf.rate;
         agent_out_fsync = agent_conf.fsync;
         agent_output_start(agent_conf.out_dir);
@@ -312,11 +336,14 @@ static void write_exit_output(uint64_t deadline)
         agent_watch_snapshot(&c, agent_mono_ns(), agent_clock_ns(CLOCK_REALTIME),
                              agent_start_real_ns, true);
         agent_watch_close();
-        agent_output_profile_reason("exit");
+        char exit_name[96];
+        agent_output_profile("exit", exit_name, sizeof exit_name);
+        /* After: the exit profile keeps its number. */
+        agent_output_profile_peak(c.alloc_bytes >= c.free_bytes ? c.alloc_bytes - c.free_bytes : 0, exit_name);
     } else {
         agent_incomplete_add("timeline and exit profile: another agent thread kept the work lock");
     }
-    static char text[32768];
+    static char text[65536];   /* the summary's bound: summary.c */
     (void)agent_output_summary(agent_summary_build, text, sizeof text);
     if (have_work) agent_work_unlock();
     agent_bounded_end();

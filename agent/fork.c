@@ -50,6 +50,7 @@
 #include "agent/live.h"
 #include "agent/lock.h"
 #include "agent/output.h"
+#include "agent/peak.h"
 #include "agent/profile.h"
 #include "agent/stacks.h"
 #include "agent/thread.h"
@@ -104,6 +105,7 @@ static void postfork_child(void)
     bool stacks_ok = agent_stacks_postfork_child();
     postfork_child_notes(arena_ok, live_ok, stacks_ok);
     agent_profile_postfork_child();
+    agent_peak_postfork_child();
     agent_http_postfork_child();
     agent_threads_postfork_child();
     agent_core_postfork_child();

@@ -295,6 +295,25 @@ static void write_profile_fd(const char *reason, char *name, size_t cap, int *ke
     }
 }
 
+static char peak_profile[96];   /* the file that shows the peak ("": none) */
+
+void agent_output_profile_peak(uint64_t exit_live, const char *exit_name)
+{
+    AGENT_ASSERT_WORK_HELD();
+    int dirfd = output_dirfd();
+    if (dirfd < 0) return;
+    bool busy, at_exit = false;
+    pprof_err_t err = agent_profile_write_peak(dirfd, exit_live, peak_profile, sizeof peak_profile, &busy, &at_exit);
+    if (err == PPROF_OK && peak_profile[0]) remember_file(peak_profile);
+    if (at_exit) {
+        agent_buf_t b;
+        agent_buf_init(&b, peak_profile, sizeof peak_profile);
+        agent_buf_str(&b, exit_name);
+    }
+}
+
+const char *agent_output_peak_profile(void) { return peak_profile; }
+
 static void write_profile_named(const char *reason, char *name, size_t cap)
 {
     write_profile_fd(reason, name, cap, NULL);

@@ -39,6 +39,16 @@ void agent_output_profile(const char *reason, char *name, size_t cap);
 /* agent_output_profile_reason: agent_output_profile, the name unused. */
 void agent_output_profile_reason(const char *reason);
 
+/* agent_output_profile_peak: the peak profile (reason "peak") from the
+ * last copy of the stacks at the peak (peak.c), when there is one with
+ * something in use, at exit, after the exit profile (exit_name, "" if
+ * none): unless live bytes at exit (exit_live) are within
+ * AGENT_PEAK_MARGIN_PCT of the copy's, when the exit profile already shows
+ * the peak. agent_output_peak_profile: the file that shows the peak (the
+ * summary's peak_profile), "" when none. */
+void agent_output_profile_peak(uint64_t exit_live, const char *exit_name);
+const char *agent_output_peak_profile(void);
+
 /* agent_output_profile_fd: writes a heap profile for `reason` (takes the
  * work lock), its file name into name and a descriptor of the very file
  * written into *fd (at offset 0; the caller closes it), so that what is

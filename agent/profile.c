@@ -48,6 +48,7 @@
 #include "agent/lock.h"
 #include "agent/out.h"
 #include "agent/output.h"
+#include "agent/peak.h"
 #include "agent/profile.h"
 #include "agent/sample.h"
 #include "agent/stacks.h"
@@ -59,11 +60,39 @@ static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
 static pprof_symcache_t *symcache;       /* kept across profiles */
 static unsigned seq;                     /* profiles named so far (under the lock) */
 
-/* add_stacks: one heap sample per stack with samples; their number into
- * *added. */
-static pprof_err_t add_stacks(pprof_builder_t *b, size_t *added)
+/* peak_view_t: the stacks a profile holds: the table's totals now
+ * (entries NULL), or a copy taken at the peak (peak.c). */
+typedef struct peak_view_s {
+    const agent_peak_entry_t *entries;
+    size_t n;
+    uint64_t live, ns;
+} peak_view_t;
+
+static pprof_err_t add_one(pprof_builder_t *b, const agent_stack_t *s, const agent_stack_totals_t *t)
+{
+    pprof_heap_counts_t c = {
+        .alloc_objects = t->alloc_objects,
+        .alloc_bytes = t->alloc_bytes,
+        .inuse_objects = t->inuse_objects,
+        .inuse_bytes = t->inuse_bytes,
+        .extra_bytes = AGENT_BLOCK_EXTRA,   /* sampling counted usable + 8 */
+    };
+    return pprof_heap_add(b, s->pcs, s->depth, &c);
+}
+
+/* add_stacks: one heap sample per stack with samples (of the peak copy,
+ * with one); their number into *added. */
+static pprof_err_t add_stacks(pprof_builder_t *b, const peak_view_t *peak, size_t *added)
 {
     *added = 0;
+    if (peak) {
+        for (size_t i = 0; i < peak->n; i++) {
+            pprof_err_t err = add_one(b, peak->entries[i].stack, &peak->entries[i].totals);
+            if (err != PPROF_OK) return err;
+            ++*added;
+        }
+        return PPROF_OK;
+    }
     uint32_t n = agent_stacks_count();
     for (uint32_t id = 0; id < n; id++) {
         agent_stack_t *s = agent_stack_get(id);
@@ -71,14 +100,7 @@ static pprof_err_t add_stacks(pprof_builder_t *b, size_t *added)
         agent_stack_totals_t t;
         agent_stack_read(s, &t);
         if (t.alloc_objects == 0) continue;
-        pprof_heap_counts_t c = {
-            .alloc_objects = t.alloc_objects,
-            .alloc_bytes = t.alloc_bytes,
-            .inuse_objects = t.inuse_objects,
-            .inuse_bytes = t.inuse_bytes,
-            .extra_bytes = AGENT_BLOCK_EXTRA,   /* sampling counted usable + 8 */
-        };
-        pprof_err_t err = pprof_heap_add(b, s->pcs, s->depth, &c);
+        pprof_err_t err = add_one(b, s, &t);
         if (err != PPROF_OK) return err;
         ++*added;
     }
@@ -140,11 +162,12 @@ static pprof_err_t write_file(pprof_builder_t *b, int dirfd, const char *reason,
     return err;
 }
 
-static pprof_err_t build(pprof_builder_t *b, const char *reason)
+static pprof_err_t build(pprof_builder_t *b, const char *reason, const peak_view_t *peak)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    char comment[128];
+    int64_t when = peak ? (int64_t)peak->ns : (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    char comment[192];
     agent_buf_t cb;
     agent_buf_init(&cb, comment, sizeof comment);
     agent_buf_str(&cb, "heapwatch heap profile (");
@@ -152,12 +175,17 @@ static pprof_err_t build(pprof_builder_t *b, const char *reason)
     agent_buf_str(&cb, "), sampling rate ");
     agent_buf_u64(&cb, agent_sample_rate);
     agent_buf_str(&cb, " bytes");
+    if (peak) {
+        agent_buf_str(&cb, "; live bytes ");
+        agent_buf_u64(&cb, peak->live);
+        agent_buf_str(&cb, " (all allocations, exact) when these stacks were copied");
+    }
 
     pprof_err_t err = pprof_builder_set_heap_types(b, (int64_t)agent_sample_rate);
-    if (!err) err = pprof_builder_set_time(b, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, 0);
+    if (!err) err = pprof_builder_set_time(b, when, 0);
     if (!err) err = pprof_builder_add_comment(b, comment);
     size_t samples = 0;
-    if (!err) err = add_stacks(b, &samples);
+    if (!err) err = add_stacks(b, peak, &samples);
     if (err || samples == 0) return err;   /* no frame: no mapping or name needed */
     /* Only the mappings the frames fall in (and the executable's): the
      * others' build IDs would be read for nothing. */
@@ -177,8 +205,9 @@ static pprof_err_t build(pprof_builder_t *b, const char *reason)
     return err;
 }
 
-pprof_err_t agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap,
-                                int *keep_fd, bool *busy)
+/* write_profile: agent_profile_write, of peak when given. */
+static pprof_err_t write_profile(int dirfd, const char *reason, const peak_view_t *peak, char *name,
+                                 size_t namecap, int *keep_fd, bool *busy)
 {
     AGENT_ASSERT_WORK_HELD();
     *busy = false;
@@ -197,7 +226,7 @@ pprof_err_t agent_profile_write(int dirfd, const char *reason, char *name, size_
     map_allocator_t a = map_arena_allocator();
     pprof_builder_t *b = NULL;
     pprof_err_t err = pprof_builder_new(&a, &b);
-    if (!err) err = build(b, reason);
+    if (!err) err = build(b, reason, peak);
     if (!err) {
         err = write_file(b, dirfd, reason, name, namecap, keep_fd);
         if (err) name[0] = 0;
@@ -205,6 +234,36 @@ pprof_err_t agent_profile_write(int dirfd, const char *reason, char *name, size_
     pprof_builder_free(b);
     agent_unlock_ranked(&profile_lock, AGENT_RANK_PROFILE);
     agent_leave();
+    return err;
+}
+
+pprof_err_t agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap,
+                                int *keep_fd, bool *busy)
+{
+    return write_profile(dirfd, reason, NULL, name, namecap, keep_fd, busy);
+}
+
+pprof_err_t agent_profile_write_peak(int dirfd, uint64_t exit_live, char *name, size_t namecap, bool *busy,
+                                     bool *at_exit)
+{
+    *busy = *at_exit = false;
+    name[0] = 0;
+    peak_view_t peak;
+    int held = agent_peak_take(&peak.entries, &peak.n, &peak.live, &peak.ns);
+    if (held < 0) agent_incomplete_add("peak profile: the stacks at the peak were being copied");
+    if (held <= 0) return PPROF_OK;
+    pprof_err_t err = PPROF_OK;
+    uint64_t margin = peak.live / 100 * AGENT_PEAK_MARGIN_PCT + peak.live % 100 * AGENT_PEAK_MARGIN_PCT / 100;
+    int64_t in_use = 0;
+    for (size_t i = 0; i < peak.n; i++) in_use += peak.entries[i].totals.inuse_objects;
+    if (in_use < AGENT_PEAK_MIN_SAMPLES) {
+        /* too few samples: no peak profile */
+    } else if (exit_live + margin >= peak.live) {
+        *at_exit = true;
+    } else {
+        err = write_profile(dirfd, "peak", &peak, name, namecap, NULL, busy);
+    }
+    agent_peak_give();
     return err;
 }
 

@@ -27,6 +27,16 @@
 pprof_err_t agent_profile_write(int dirfd, const char *reason, char *name, size_t namecap,
                                 int *keep_fd, bool *busy);
 
+/* agent_profile_write_peak: agent_profile_write of the last copy of the
+ * stacks at the peak (peak.c), reason "peak", stamped with the copy's
+ * time. Nothing written (name "") when there is no copy or it holds
+ * nothing in use; nor when exit_live, the live bytes now, is within
+ * AGENT_PEAK_MARGIN_PCT of the copy's (*at_exit set: a profile now shows
+ * the peak as well); a note (agent_incomplete_add) when a copy was being
+ * taken at that moment. */
+pprof_err_t agent_profile_write_peak(int dirfd, uint64_t exit_live, char *name, size_t namecap, bool *busy,
+                                     bool *at_exit);
+
 /* agent_profile_name_stacks: names the frames of n stacks: builds a
  * throwaway profile of them, symbolizes it with the profile writer's symbol
  * cache, and calls fn once, with that builder (read names with

@@ -61,6 +61,7 @@
     X(objects_rate, f3, "growth of live objects per second over the window (0: no rate yet)") \
     X(bytes_rate, f3, "growth of live bytes per second over the window (0: no rate yet)") \
     X(window_s, f3, "the seconds the rates span (0: no rate yet)") \
+    X(rate_judged, u64, "1 when window_s is at least half of HEAPWATCH_WINDOW: the rates count toward alerts (and heapwatch check's rate limits); 0: too short a span to judge") \
     X(level, str, "the alert level after this snapshot: none, warn or crit") \
     X(peak_live_bytes, u64, "the highest live_bytes seen so far (snapshots and sampled allocations)") \
     X(map_count, u64, "sampled allocations live in the agent's map") \
@@ -74,6 +75,7 @@
     X(pid, u64, "the process id") \
     X(ppid, u64, "the parent's process id at exit") \
     X(exe, str, "the executable's path (/proc/self/exe)") \
+    X(cmdline, strs, "the command line at exit (/proc/self/cmdline: the first 64 arguments and 2 KiB, a longer argument cut with \"...\")") \
     X(start_time, f6, "when the agent started (Unix seconds)") \
     X(end_time, f6, "when the summary was written (Unix seconds)") \
     X(duration_s, f6, "end_time - start_time") \
@@ -84,6 +86,7 @@
     X(peak_live_bytes, u64, "the highest live_bytes seen at a snapshot, a sampled allocation or at exit") \
     X(peak_time, f6, "when peak_live_bytes was seen (Unix seconds)") \
     X(peak_rss_bytes, u64, "the kernel's peak resident set size (VmHWM; 0 when unknown)") \
+    X(peak_profile, strnull, "the profile of the stacks in use at the peak: the peak profile, or the exit profile when live bytes at exit were within 10 % of the peak's copy (null: none, or fewer than 8 sampled allocations held at the peak)") \
     X(alloc_bytes, u64, "usable bytes allocated") \
     X(free_bytes, u64, "usable bytes freed") \
     X(rate, u64, "HEAPWATCH_RATE: mean bytes between samples (0: no sampling)") \

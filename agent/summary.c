@@ -80,6 +80,49 @@ static uint64_t peak_rss(void)
     return end == p + 7 ? 0 : (uint64_t)kb * 1024;
 }
 
+/* CMDLINE_*: the summary's command line, bounded so that the summary
+ * (at most 6 bytes of JSON per byte of an argument) stays within its 64 KiB. */
+#define CMDLINE_BYTES 2048
+#define CMDLINE_ARGS 64
+
+/* utf8_whole: the length of s[0, len) without a UTF-8 sequence that the
+ * cut at len left incomplete. */
+static size_t utf8_whole(const char *s, size_t len)
+{
+    size_t start = len;
+    while (start > 0 && ((unsigned char)s[start - 1] & 0xC0) == 0x80) start--;
+    if (start == 0) return len;
+    unsigned char lead = (unsigned char)s[start - 1];
+    if (lead < 0xC0) return len;
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    return len - (start - 1) < need ? start - 1 : len;
+}
+
+/* cmdline_json: the arguments of /proc/self/cmdline (as the program left
+ * them: a daemon that renames itself shows its new title) as a JSON
+ * array; [] when it cannot be read. An argument cut by the bound ends
+ * with "...", cut before a UTF-8 sequence, never inside one. */
+static void cmdline_json(agent_buf_t *b)
+{
+    static char raw[CMDLINE_BYTES + 1];   /* serialised: the summary is written once */
+    ssize_t n = agent_fd_read_text("/proc/self/cmdline", raw, sizeof raw);
+    agent_buf_str(b, "[");
+    unsigned args = 0;
+    for (ssize_t i = 0; n > 0 && i < n && args < CMDLINE_ARGS; args++) {
+        const char *arg = raw + i;
+        size_t len = strnlen(arg, (size_t)(n - i));
+        bool cut = i + (ssize_t)len >= n && n == (ssize_t)sizeof raw - 1;
+        static char one[CMDLINE_BYTES + 4];   /* not on a handler's small stack */
+        size_t keep = cut ? utf8_whole(arg, len) : len;
+        memcpy(one, arg, keep);
+        memcpy(one + keep, cut ? "..." : "", cut ? 4 : 1);
+        agent_buf_str(b, args ? ", " : "");
+        agent_buf_json_str(b, one);
+        i += (ssize_t)len + 1;
+    }
+    agent_buf_str(b, "]");
+}
+
 static void summary_read(summary_t *s)
 {
     agent_snapshot(&s->c);
@@ -101,6 +144,8 @@ static void summary_read(summary_t *s)
 #define put_i64(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_i64(b, v))
 #define put_f6(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_fixed(b, (int64_t)(v), 6))
 #define put_str(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_json_str(b, v))
+#define put_strnull(b, k, v) \
+    (agent_buf_json_key(b, k, true), (v)[0] ? agent_buf_json_str(b, v) : agent_buf_str(b, "null"))
 #define put_strs(b, k, write) (agent_buf_json_key(b, k, true), write)
 
 /* The value of each field of HEAPWATCH_SUMMARY_FIELDS (SU_<name>): a field
@@ -108,6 +153,7 @@ static void summary_read(summary_t *s)
 #define SU_pid ((uint64_t)getpid())
 #define SU_ppid ((uint64_t)getppid())
 #define SU_exe s->exe
+#define SU_cmdline cmdline_json(b)
 #define SU_start_time (agent_start_real_ns / 1000)
 #define SU_end_time (s->end_ns / 1000)
 #define SU_duration_s ((s->end_ns - agent_start_real_ns) / 1000)
@@ -118,6 +164,7 @@ static void summary_read(summary_t *s)
 #define SU_peak_live_bytes agent_peak_live_bytes()
 #define SU_peak_time (agent_peak_time_ns() / 1000)
 #define SU_peak_rss_bytes s->peak_rss_bytes
+#define SU_peak_profile agent_output_peak_profile()
 #define SU_alloc_bytes s->c.alloc_bytes
 #define SU_free_bytes s->c.free_bytes
 #define SU_rate agent_conf.rate

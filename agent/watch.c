@@ -309,6 +309,7 @@ static void timeline_record(agent_buf_t *b, const heapwatch_counters_t *c, uint6
 #define TL_objects_rate (r ? r->objects_rate : 0)
 #define TL_bytes_rate (r ? r->bytes_rate : 0)
 #define TL_window_s (r ? (double)r->window_span_ns * 1e-9 : 0)
+#define TL_rate_judged (uint64_t)(r && r->eligible)
 #define TL_level (r ? alert_level_name(r->level) : "none")
 #define TL_peak_live_bytes agent_peak_live_bytes()
 #define TL_map_count live.count

@@ -40,6 +40,9 @@ static const char usage_check[] =
     "      --max-objects-rate N    fail when a timeline record's objects_rate (live\n"
     "                              objects/s over the window) is above N\n"
     "      --max-bytes-rate SIZE   fail when a record's bytes_rate (live bytes/s) is above SIZE\n"
+    "                              (rates are judged only over records that span at least\n"
+    "                              half the growth window, the agent's rule for its alerts:\n"
+    "                              a process too short for that is judged on counts)\n"
     "      --max-live-bytes SIZE   fail when live_bytes at exit is above SIZE\n"
     "      --max-live-objects N    fail when live_objects at exit is above N\n"
     "      --max-peak-bytes SIZE   fail when peak_live_bytes is above SIZE\n"
@@ -76,6 +79,7 @@ typedef struct {
     char **notes;
     size_t nnotes;
     char *ok_line;             /* the one-line summary */
+    bool rate_unjudged;        /* a rate limit was set, no record spans long enough */
 } verdict_t;
 
 static void push(char ***list, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -230,20 +234,30 @@ static void judge_alerts(const rundir_proc_t *p, const check_opts_t *o, double t
 }
 
 /* judge_rate: the highest value of a timeline rate (the field metric, at
- * offset in a sample) against a limit. */
+ * offset in a sample) against a limit, over the records whose rate spans
+ * long enough to be judged (rundir_rate_judged: the agent's own rule for
+ * its alerts); a rate over a few milliseconds is noise, not a leak. */
 static void judge_rate(const rundir_proc_t *p, const char *metric, size_t offset, const char *opt, double limit,
                        double t0, verdict_t *v)
 {
     if (isnan(limit)) return;
     const rundir_sample_t *max = NULL;
-    size_t over = 0, n = 0;
+    size_t over = 0, n = 0, short_span = 0;
     for (size_t i = 0; i < p->nsamples; i++) {
         const rundir_sample_t *s = &p->samples[i];
         double x = rundir_sample_get(s, offset);
         if (isnan(x)) continue;
+        if (!rundir_rate_judged(s)) {
+            short_span++;
+            continue;
+        }
         n++;
         over += x > limit;
         if (!max || x > rundir_sample_get(max, offset)) max = s;
+    }
+    if (!n && short_span) {
+        v->rate_unjudged = true;   /* counted in the last line, not one note per process */
+        return;
     }
     if (!n) {
         push(&v->notes, &v->nnotes, "no timeline records with %s: %s not checked", metric, opt);
@@ -333,13 +347,18 @@ static void judge_peak(const rundir_proc_t *p, double limit, verdict_t *v)
 static void make_ok_line(const rundir_proc_t *p, verdict_t *v)
 {
     double max_rate = NAN;
-    for (size_t i = 0; i < p->nsamples; i++)
-        if (!isnan(p->samples[i].objects_rate) && (isnan(max_rate) || p->samples[i].objects_rate > max_rate))
+    bool any_rate = false;
+    for (size_t i = 0; i < p->nsamples; i++) {
+        if (isnan(p->samples[i].objects_rate)) continue;
+        any_rate = true;
+        if (rundir_rate_judged(&p->samples[i]) && (isnan(max_rate) || p->samples[i].objects_rate > max_rate))
             max_rate = p->samples[i].objects_rate;
+    }
     size_t nalerts = 0;
     for (size_t i = 0; i < p->nalerts; i++) nalerts += !p->alerts[i].recovery;
     char rate[96] = "";
     if (!isnan(max_rate)) snprintf(rate, sizeof rate, ", max objects_rate %s", fmt_metric("objects_rate", max_rate));
+    else if (any_rate) snprintf(rate, sizeof rate, ", too short to judge a rate");
     if (p->has_summary) {
         const rundir_summary_t *s = &p->summary;
         if (asprintf(&v->ok_line, "ran %s, %s mallocs, live at exit %s in %s objects, peak %s%s, %zu alert%s",
@@ -477,6 +496,16 @@ static int write_junit(const char *path, const char *dir, const rundir_t *rd, co
 /* The verb                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* unjudged_note: the last line's word on processes too short for a rate. */
+static const char *unjudged_note(size_t n)
+{
+    static char note[160];
+    if (!n) return "";
+    snprintf(note, sizeof note, "; %zu ran too briefly for a rate to be judged (no timeline record spans half "
+             "the growth window): judged on counts", n);
+    return note;
+}
+
 static void print_verdict(const rundir_proc_t *p, const verdict_t *v, const check_opts_t *o)
 {
     const char *exe = fmt_clean(rundir_exe_name(p));
@@ -511,12 +540,13 @@ int cmd_check(int argc, char **argv)
         rundir_free(&rd);
         return EXIT_USAGE;
     }
-    size_t nfailed = 0, nerrors = 0;
+    size_t nfailed = 0, nerrors = 0, nunjudged = 0;
     for (size_t i = 0; i < rd.nprocs; i++) {
         judge(&rd.procs[i], &o, &vs[i]);
         print_verdict(&rd.procs[i], &vs[i], &o);
         nfailed += vs[i].nfails > 0;
         nerrors += rd.procs[i].nerrors > 0;
+        nunjudged += vs[i].rate_unjudged;
     }
     if (rd.files_skipped) {   /* not judged, so not a pass: exit 2 unless a limit failed */
         fprintf(stderr, "heapwatch check: %s: %zu result files past the first %u not read\n", fmt_clean(dir),
@@ -524,9 +554,9 @@ int cmd_check(int argc, char **argv)
         nerrors++;
     }
     if (!o.quiet || nfailed || nerrors)
-        printf("heapwatch check: %s: %zu process%s, %zu failed%s%s\n", fmt_clean(dir), rd.nprocs,
+        printf("heapwatch check: %s: %zu process%s, %zu failed%s%s%s\n", fmt_clean(dir), rd.nprocs,
                rd.nprocs == 1 ? "" : "es", nfailed, nerrors ? ", unreadable results in " : "",
-               nerrors ? fmt_count((double)nerrors) : "");
+               nerrors ? fmt_count((double)nerrors) : "", unjudged_note(nunjudged));
     rc = nfailed ? EXIT_LIMIT : nerrors ? EXIT_USAGE : 0;
     if (o.junit && write_junit(o.junit, dir, &rd, vs, NULL) != 0 && rc == 0) rc = EXIT_USAGE;
     for (size_t i = 0; i < rd.nprocs; i++) free_verdict(&vs[i]);

@@ -32,6 +32,7 @@
 #include "tools/tools.h"
 
 #include <elf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -91,6 +92,15 @@ static const char usage_run[] =
     "      --thread auto|on|off   HEAPWATCH_THREAD    the agent's background thread: only once\n"
     "                                                 needed (auto), from start (on), or none:\n"
     "                                                 allocating threads take the snapshots (off)\n"
+    "      --only GLOBS           HEAPWATCH_ONLY      profile only processes whose executable\n"
+    "                                                 (or argv[0]) name matches one of these\n"
+    "                                                 comma-separated globs, e.g. 'test_*,mydaemon'\n"
+    "      --exclude GLOBS        HEAPWATCH_EXCLUDE   never profile these, e.g. 'sh,make,sed';\n"
+    "                                                 an excluded process writes nothing, and\n"
+    "                                                 the programs it runs follow the same rules\n"
+    "      --append               add to the results of an earlier run in the output\n"
+    "                             directory (refused without --append or --clean)\n"
+    "      --clean                remove the results of an earlier run first\n"
     "  -q, --quiet                no summary on stderr\n"
     "  -h, --help                 this text\n"
     "\n"
@@ -118,6 +128,8 @@ static const run_option_t run_options[] = {
     { "signal", "HEAPWATCH_SIGNAL" },
     { "http", "HEAPWATCH_HTTP" },
     { "thread", "HEAPWATCH_THREAD" },
+    { "only", "HEAPWATCH_ONLY" },
+    { "exclude", "HEAPWATCH_EXCLUDE" },
 };
 #define NRUN_OPTIONS (sizeof run_options / sizeof *run_options)
 
@@ -325,6 +337,20 @@ static int add_asan_option(void)
 }
 
 /* report_no_summary: why PROGRAM left no summary, as far as we know. */
+/* count_summaries: the summary.*.json files in out_dir. */
+static size_t count_summaries(const char *out_dir)
+{
+    DIR *d = opendir(out_dir);
+    if (!d) return 0;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "summary.", 8) == 0 && len > 13 && strcmp(e->d_name + len - 5, ".json") == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
 static void report_no_summary(const char *out_dir, pid_t pid, const char *prog, int status)
 {
     char path[PATH_MAX + 64];
@@ -335,6 +361,13 @@ static void report_no_summary(const char *out_dir, pid_t pid, const char *prog, 
         snprintf(how, sizeof how, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
     else
         snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    const char *only = getenv("HEAPWATCH_ONLY"), *exclude = getenv("HEAPWATCH_EXCLUDE");
+    if ((only && *only) || (exclude && *exclude)) {
+        fprintf(stderr, "heapwatch: %s (pid %d) %s; not profiled itself (--only/--exclude); "
+                "%zu profiled process(es) left results in %s\n",
+                fmt_clean(prog), (int)pid, how, count_summaries(out_dir), fmt_clean(out_dir));
+        return;
+    }
     fprintf(stderr, "heapwatch: %s (pid %d) %s and left no heapwatch summary in %s%s\n",
             fmt_clean(prog), (int)pid, how, fmt_clean(out_dir),
             WIFSIGNALED(status) ? "" : " (the agent did not run in it, stepped aside, or could not write there)");
@@ -381,16 +414,60 @@ static int set_preload(const char *agent)
     return r;
 }
 
+/* stale_name: a file a run leaves in its output directory: the agent's
+ * results, and what report and check write there by default. */
+static bool stale_name(const char *name)
+{
+    return rundir_is_result_name(name) || strcmp(name, "report.html") == 0 || strcmp(name, "junit.xml") == 0 ||
+           strcmp(name, "targets.json") == 0 ||
+           (strncmp(name, "http.", 5) == 0 && strlen(name) > 10 && strcmp(name + strlen(name) - 5, ".addr") == 0);
+}
+
+/* earlier_results_ok: whether the run may go on in out_dir: it holds no
+ * result of an earlier run, or append, or clean (which removes them, and
+ * only them, through the directory's descriptor: never a file elsewhere
+ * through a link). A refusal is one line. */
+static bool earlier_results_ok(const char *out_dir, int append, int clean)
+{
+    int dfd = open(out_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) return true;   /* none yet (or the agent says why it cannot write) */
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return true;
+    }
+    size_t found = 0, removed = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!stale_name(e->d_name)) continue;
+        found++;
+        if (clean && unlinkat(dirfd(d), e->d_name, 0) == 0) removed++;
+    }
+    closedir(d);
+    if (!found || append) return true;
+    if (clean) {
+        if (removed == found) return true;
+        fprintf(stderr, "heapwatch run: --clean: %zu of the %zu earlier result files in %s could not be removed\n",
+                found - removed, found, fmt_clean(out_dir));
+        return false;
+    }
+    fprintf(stderr, "heapwatch run: %s holds %zu result files of an earlier run: give --append to add to them, "
+            "or --clean to remove them first\n", fmt_clean(out_dir), found);
+    return false;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     enum { OPT_BASE = 256 };
-    struct option longopts[NRUN_OPTIONS + 3];
+    enum { OPT_APPEND = 'a' + 1000, OPT_CLEAN };
+    struct option longopts[NRUN_OPTIONS + 5];
     for (size_t i = 0; i < NRUN_OPTIONS; i++)
         longopts[i] = (struct option){ run_options[i].name, required_argument, NULL, (int)(OPT_BASE + i) };
     longopts[NRUN_OPTIONS] = (struct option){ "quiet", no_argument, NULL, 'q' };
     longopts[NRUN_OPTIONS + 1] = (struct option){ "help", no_argument, NULL, 'h' };
-    longopts[NRUN_OPTIONS + 2] = (struct option){ NULL, 0, NULL, 0 };
-    int quiet = 0, c;
+    longopts[NRUN_OPTIONS + 2] = (struct option){ "append", no_argument, NULL, OPT_APPEND };
+    longopts[NRUN_OPTIONS + 3] = (struct option){ "clean", no_argument, NULL, OPT_CLEAN };
+    longopts[NRUN_OPTIONS + 4] = (struct option){ NULL, 0, NULL, 0 };
+    int quiet = 0, append = 0, clean = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "+o:r:i:qh", longopts, NULL)) != -1) {
         if (c == 'h') {
@@ -398,6 +475,8 @@ static int cmd_run(int argc, char **argv)
             return 0;
         }
         if (c == 'q') { quiet = 1; continue; }
+        if (c == OPT_APPEND) { append = 1; continue; }
+        if (c == OPT_CLEAN) { clean = 1; continue; }
         const char *var = NULL;
         if (c == 'o') var = "HEAPWATCH_OUT";
         else if (c == 'r') var = "HEAPWATCH_RATE";
@@ -435,6 +514,11 @@ static int cmd_run(int argc, char **argv)
         if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
         snprintf(out_abs, sizeof out_abs, "%s/%s", cwd, out);
     }
+    if (append && clean) {
+        fprintf(stderr, "heapwatch run: --append and --clean exclude each other\n");
+        return EXIT_USAGE;
+    }
+    if (!earlier_results_ok(out_abs, append, clean)) return EXIT_USAGE;
     setenv("HEAPWATCH_OUT", out_abs, 1);
     if (add_asan_option() != 0) {
         fprintf(stderr, "heapwatch run: cannot set ASAN_OPTIONS: %s\n", strerror(errno));

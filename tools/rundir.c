@@ -203,6 +203,7 @@ rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgc
 static void free_proc(rundir_proc_t *p)
 {
     free(p->exe);
+    free(p->cmdline);
     free(p->samples);
     rundir_free_alerts(p);
     for (size_t i = 0; i < p->nprofiles; i++) {

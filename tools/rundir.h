@@ -123,6 +123,9 @@ typedef struct {
     unsigned inst;             /* n of "<pid>-<n>"; 1 for the bare pid */
     char tag[32];              /* "<pid>" or "<pid>-<n>", for messages */
     char *exe;                 /* from the summary (or a record that names it), or NULL */
+    char *cmdline;             /* the summary's "cmdline" joined by spaces, an
+                                  argument with a space or quote in single
+                                  quotes; at most CMDLINE_MAX bytes; or NULL */
     bool has_summary;
     rundir_summary_t summary;
     bool has_timeline;         /* the file exists (it may hold no records) */
@@ -164,6 +167,8 @@ typedef struct {
 #define RUNDIR_TIMELINE_RECORDS_MAX 4000000u   /* records read per timeline */
 #define RUNDIR_TIMELINE_BYTES_MAX (1ull << 30) /* decompressed bytes per timeline */
 
+#define RUNDIR_CMDLINE_MAX 8192u           /* bytes of a joined command line kept */
+
 /* rundir_load: reads every result in the directory at path into *out
  * (release with rundir_free, also after an error). @return RUNDIR_OK, or
  * an error with a one-line explanation in msg. */
@@ -175,6 +180,10 @@ void rundir_free(rundir_t *rd);
  * *s, read as rundir_load reads one. @return false when it cannot be read,
  * is larger than a summary can be, or is not a JSON object. */
 bool rundir_read_summary(const char *path, rundir_summary_t *s);
+
+/* rundir_is_result_name: name is one of the agent's result files
+ * (summary, timeline, alerts or heap profile of a process). */
+bool rundir_is_result_name(const char *name);
 
 /* rundir_exe_name: the basename of the process's executable, or "?". */
 const char *rundir_exe_name(const rundir_proc_t *p);
@@ -211,6 +220,19 @@ static inline const rundir_profile_t *rundir_alert_profile(const rundir_proc_t *
  * *out (tools/profile.h; release with profile_free, also after an error).
  * @return 0, or -1 with "NAME: reason" in msg. */
 int rundir_profile_read(const rundir_t *rd, const rundir_profile_t *pr, profile_t *out, char *msg, size_t msgcap);
+
+/* RUNDIR_RATE_SPAN_MIN: for a timeline record without rate_judged (an
+ * older agent), the seconds its window_s must span to be judged. */
+#define RUNDIR_RATE_SPAN_MIN 1.0
+
+/* rundir_rate_judged: whether s's rates span long enough to be judged:
+ * the agent's rate_judged (window_s at least half of HEAPWATCH_WINDOW, its
+ * rule for alerts), else window_s of at least RUNDIR_RATE_SPAN_MIN. */
+static inline bool rundir_rate_judged(const rundir_sample_t *s)
+{
+    if (s->rate_judged == s->rate_judged) return s->rate_judged == 1;   /* not NAN */
+    return s->window_s >= RUNDIR_RATE_SPAN_MIN;
+}
 
 /* rundir_level_name: "warn" or "crit". */
 const char *rundir_level_name(rundir_level_t level);

@@ -109,6 +109,14 @@ static bool classify(const char *name, rundir_entry_t *e)
     return parse_profile_name(name, e);
 }
 
+bool rundir_is_result_name(const char *name)
+{
+    rundir_entry_t e;
+    if (!classify(name, &e)) return false;
+    free(e.reason);
+    return true;
+}
+
 static int cmp_entry(const void *a, const void *b)
 {
     const rundir_entry_t *x = a, *y = b;

@@ -48,6 +48,45 @@ static void decode(const json_t *v, rundir_summary_t *s)
         s->duration_s = s->end_time - s->start_time;
 }
 
+/* put_c, put_s: a byte, a string onto buf[*n], as far as RUNDIR_CMDLINE_MAX. */
+static void put_c(char *buf, size_t *n, char c)
+{
+    if (*n < RUNDIR_CMDLINE_MAX) buf[(*n)++] = c;
+}
+
+static void put_s(char *buf, size_t *n, const char *s)
+{
+    while (*s) put_c(buf, n, *s++);
+}
+
+/* take_cmdline: p's cmdline from obj's "cmdline" (an array of strings):
+ * the arguments joined by spaces, one holding a space, a quote, a shell
+ * character or nothing in single quotes (' as '\''), as a shell reads it
+ * back; cut at RUNDIR_CMDLINE_MAX bytes. */
+static void take_cmdline(rundir_proc_t *p, const json_t *obj)
+{
+    const json_t *args = json_object_get(obj, "cmdline");
+    if (!json_array_size(args)) return;
+    char *buf = malloc(RUNDIR_CMDLINE_MAX + 1);
+    if (!buf) return;
+    size_t n = 0;
+    for (size_t i = 0; i < json_array_size(args); i++) {
+        const char *a = json_string_value(json_array_get(args, i));
+        if (!a) a = "?";
+        bool quote = !*a || strpbrk(a, " \t\n'\"\\$`;&|<>()*?~#!{}[]") != NULL;
+        if (i) put_c(buf, &n, ' ');
+        if (quote) put_c(buf, &n, '\'');
+        for (; *a; a++) {
+            if (*a == '\'' && quote) put_s(buf, &n, "'\\''");
+            else put_c(buf, &n, *a);
+        }
+        if (quote) put_c(buf, &n, '\'');
+    }
+    buf[n] = 0;
+    free(p->cmdline);
+    p->cmdline = buf;
+}
+
 void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
 {
     size_t len = 0;
@@ -66,6 +105,7 @@ void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
     free(p->exe);
     p->exe = NULL;
     rundir_take_exe(p, v);   /* the summary's word wins over a record's */
+    take_cmdline(p, v);
     p->has_summary = true;
     json_decref(v);
 }

@@ -53,9 +53,26 @@ assert d["live_bytes"] < 16 << 20, d["live_bytes"]   # python freed it before ex
 assert d["peak_rss_bytes"] < 1 << 40
 PY
 
+# The command line (issue 14: the report's process table names processes by it).
+out=$T/cmdline
+with_agent "$out" /bin/echo "two words" $'tab\there' "$(printf 'é%.0s' $(seq 1500))" >/dev/null
+check "summary: cmdline holds the arguments, escaped, a long one cut with ... inside 2 KiB, never inside a UTF-8 character" \
+    python3 - "$out"/summary.*.json <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["cmdline"]
+assert c[:3] == ["/bin/echo", "two words", "tab\there"], c[:3]
+assert c[3].endswith("...") and set(c[3][:-3]) == {"é"}, c[3][:10]
+assert len("\0".join(c).encode()) <= 2048 + 3, len("\0".join(c).encode())
+PY
+out=$T/cmdline64
+with_agent "$out" /bin/echo $(seq 100) >/dev/null
+check_eq "summary: cmdline keeps the first 64 arguments" "64 63" \
+    "$(python3 -c 'import json,sys; c = json.load(open(sys.argv[1]))["cmdline"]; print(len(c), c[-1])' "$out"/summary.*.json)"
+
 out=$T/sum
-check_eq "only the summary, the timeline and the exit profile, no temporary files" "" \
+check_eq "only the summary, the timeline, the exit and peak profiles, no temporary files" "" \
     "$(ls -A "$out" | grep -v '^summary\.[0-9]*\.json$' | grep -v '^heap\.[0-9]*\.0001\.exit\.pb\.gz$' |
+       grep -v '^heap\.[0-9]*\.0002\.peak\.pb\.gz$' |
        grep -v '^timeline\.[0-9]*\.jsonl\.zst$')"
 
 # --- real programs: same output, same exit status --------------------------

@@ -152,12 +152,74 @@ out=$T/interval
 HEAPWATCH_PROFILE_INTERVAL=0.2 with_agent "$out" "$PROGS/agent_sites" sleep 1.5; rc=$?
 n=$(ls "$out" | grep -cE '^heap\.[0-9]+\.[0-9]{4}\.interval\.pb\.gz$')
 check_range "HEAPWATCH_PROFILE_INTERVAL=0.2 over 1.5 s: 4 to 8 interval profiles ($n)" "$n" 4 8
-check "interval profiles count up from 0001, the exit profile is last" bash -c \
-    'ls "$1" | grep -q "\.0001\.interval\." && last=$(ls "$1" | grep -E "^heap\." | sort | tail -1) && [[ $last == *.exit.pb.gz ]]' _ "$out"
+check "interval profiles count up from 0001, the exit profile is last (but the peak profile)" bash -c \
+    'ls "$1" | grep -q "\.0001\.interval\." && last=$(ls "$1" | grep -E "^heap\." | grep -v "\.peak\." | sort | tail -1) && [[ $last == *.exit.pb.gz ]]' _ "$out"
 bad=0
 for f in "$out"/heap.*.pb.gz; do go tool pprof -raw "$f" >/dev/null 2>&1 || bad=$((bad + 1)); done
 check_eq "every interval profile opens in go tool pprof" 0 "$bad"
 check_eq "no temporary file left in the output directory" "" "$(ls -A "$out" | grep '^\.')"
+
+# --- the peak: heap.<pid>.<seq>.peak.pb.gz, checked against heaptrack --------
+# agent_peak holds 68 MiB (64 MiB from climb_to_peak), frees the 64 MiB and
+# ends holding 20 MiB (after_peak): the peak profile must show
+# climb_to_peak, the exit profile after_peak; heaptrack run on the same
+# program must agree on the peak (within 10 %) and on who held it.
+out=$T/peak
+with_agent "$out" "$PROGS/agent_peak" > "$T/peak.truth"; rc=$?
+check_eq "agent_peak exits 0 under the agent" 0 "$rc"
+read -r _ truth_peak _ truth_exit < "$T/peak.truth"
+pk=$(one_profile "$out" peak)
+check_match "one peak profile, written after the exit profile: heap.<pid>.0002.peak.pb.gz" \
+    '^heap\.[0-9]+\.0002\.peak\.pb\.gz$' "$(basename "${pk:-none}")"
+top_inuse() { go tool pprof -top -sample_index=inuse_space "$1" 2>/dev/null | awk '/flat%/ {getline; print $NF; exit}'; }
+check_eq "the peak profile's top function (in use) is climb_to_peak" climb_to_peak "$(top_inuse "$pk")"
+check_eq "the exit profile's top function (in use) is after_peak" after_peak "$(top_inuse "$(one_profile "$out" exit)")"
+check "the summary lists the peak profile; peak_live_bytes within 10 % of the $truth_peak bytes held" \
+    python3 - "$out"/summary.*.json "$pk" "$truth_peak" <<'PY'
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+assert os.path.basename(sys.argv[2]) in d["files"], d["files"]
+assert d["peak_profile"] == os.path.basename(sys.argv[2]), d["peak_profile"]
+truth = int(sys.argv[3])
+assert abs(d["peak_live_bytes"] - truth) <= truth / 10, (d["peak_live_bytes"], truth)
+PY
+check "the peak profile says the live bytes it was copied at: at least the peak / 1.1" bash -c \
+    'c=$(go tool pprof -raw "$1" 2>/dev/null | grep -o "live bytes [0-9]*" | grep -o "[0-9]*$");
+     p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[\"peak_live_bytes\"])" "$2");
+     [ -n "$c" ] && [ $((c * 11)) -ge $((p * 10)) ] && [ "$c" -le "$p" ]' _ "$pk" "$out"/summary.*.json
+if command -v heaptrack >/dev/null && command -v heaptrack_print >/dev/null; then
+    heaptrack -o "$T/ht.peak" "$PROGS/agent_peak" >/dev/null 2>&1
+    heaptrack_print -f "$T"/ht.peak*.zst > "$T/ht.txt" 2>/dev/null
+    ht_top=$(grep -A2 '^PEAK MEMORY CONSUMERS' "$T/ht.txt" | sed -n 3p | awk '{print $1}')
+    check_eq "heaptrack's top function at the peak is the peak profile's" "$(top_inuse "$pk")" "$ht_top"
+    check "peak_live_bytes within 10 % of heaptrack's peak heap memory consumption" \
+        python3 - "$out"/summary.*.json "$T/ht.txt" <<'PY'
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+m = re.search(r"peak heap memory consumption: ([\d.]+)([KMG]?)", open(sys.argv[2]).read())
+scale = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[m.group(2)]
+ht = float(m.group(1)) * scale
+print("# heapwatch", d["peak_live_bytes"], "heaptrack", ht, "ratio %.3f" % (d["peak_live_bytes"] / ht))
+assert abs(d["peak_live_bytes"] - ht) <= ht / 10
+PY
+else
+    not_ok "heaptrack is missing: make deps installs it"
+fi
+out=$T/peakexit
+with_agent "$out" /usr/bin/python3 -c 'import os; x = [bytes(1000) for i in range(100000)]; os._exit(0)'
+check "a peak at exit: no separate peak profile, the summary's peak_profile names the exit profile" \
+    python3 - "$out" <<'PY'
+import glob, json, os, sys
+d = json.load(open(glob.glob(os.path.join(sys.argv[1], "summary.*.json"))[0]))
+assert not glob.glob(os.path.join(sys.argv[1], "heap.*.peak.pb.gz"))
+assert d["peak_profile"] and d["peak_profile"].endswith(".exit.pb.gz"), d["peak_profile"]
+assert d["live_bytes"] >= 100000 * 1000
+PY
+out=$T/peak0
+HEAPWATCH_RATE=0 with_agent "$out" "$PROGS/agent_peak" >/dev/null
+check_eq "HEAPWATCH_RATE=0: no peak profile (no stack sampled)" "" "$(ls "$out" | grep '\.peak\.')"
+check_eq "HEAPWATCH_RATE=0: the summary's peak_profile is null" None \
+    "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["peak_profile"])' "$out"/summary.*.json)"
 
 # --- fork: parent and child each write their own ----------------------------
 out=$T/fork

@@ -53,6 +53,20 @@ check "--fail-on warn with crit alerts: the crit one is reported" has crit_warn 
 
 run_check rate_ok "$F/clean" --max-objects-rate 50
 check_eq "--max-objects-rate at the maximum (50/s): exit 0" 0 "$rc"
+# Rates over a few milliseconds are not judged (issue 15): 200 brief
+# processes with rates of 54,293/s and up never break a limit of 1,000/s,
+# nor one from an older agent (no rate_judged) spanning 4 ms; a long one
+# does, at its judged record only.
+run_check brief "$F/brief" --max-objects-rate 1000
+check_eq "200 brief processes (rates over 4 ms of 54k/s) pass --max-objects-rate 1000" 0 "$rc"
+check "  the last line says how many were too brief for a rate, judged on counts" \
+    grep -q "201 processes, 0 failed; 201 ran too briefly for a rate to be judged .*: judged on counts" "$T/brief.out"
+check "  their ok lines say so instead of a rate" sh -c "grep -c 'too short to judge a rate' '$T/brief.out' | grep -qx 201"
+run_check brief_long "$F/brief_and_long" --max-objects-rate 1000
+check_eq "a long process above the limit still fails beside a brief one" 1 "$rc"
+check "  only at its judged record (1 of 1 records above)" \
+    sh -c "grep -q 'FAIL pid 1401 (leaker): objects_rate 3000/s > 1000/s (--max-objects-rate) at +3.0s; 1 of 1 timeline records above' '$T/brief_long.out' && ! grep -q 'FAIL pid 1400' '$T/brief_long.out'"
+
 run_check rate_bad "$F/clean" --max-objects-rate 20
 check_eq "--max-objects-rate 20: exit 1" 1 "$rc"
 check "  names the value, the limit, the option and when" \
@@ -209,6 +223,14 @@ if [ -f "$AGENT" ]; then
     "$HW" run -q -o "$T/real" -- sh -c true
     run_check real "$T/real"
     check "end to end: heapwatch run -- sh -c true, then check: exit 0" sh -c "[ $rc = 0 ] && grep -q 'ok   pid [0-9]* (' '$T/real.out'"
+    # 200 real runs of a tiny program that allocates (issue 15: two identical
+    # mkdir runs showed 0/s and 54,293/s, and a limit failed at random).
+    for i in $(seq 200); do
+        HEAPWATCH_OUT=$T/tiny LD_PRELOAD=$AGENT mkdir -p "$T/dirs/$i/a/b" || break
+    done
+    run_check tiny "$T/tiny" --max-objects-rate 1000 --max-bytes-rate 1K
+    check "end to end: 200 runs of mkdir never break --max-objects-rate 1000 nor --max-bytes-rate 1K" \
+        sh -c "[ $rc = 0 ] && grep -q '200 processes, 0 failed; 200 ran too briefly' '$T/tiny.out'"
 else
     echo "# $AGENT not built: end-to-end case skipped"
 fi

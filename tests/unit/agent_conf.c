@@ -217,6 +217,8 @@ static void test_load_each_bad_value(void **state)
         { "HEAPWATCH_HTTP", "6060" }, { "HEAPWATCH_HTTP", "host:99999" },
         { "HEAPWATCH_FSYNC", "yes" }, { "HEAPWATCH_FSYNC", "2" }, { "HEAPWATCH_FSYNC", "exit" },
         { "HEAPWATCH_FSYNC", " on" }, { "HEAPWATCH_FSYNC", "on\nx" },
+        { "HEAPWATCH_ONLY", "a/b" }, { "HEAPWATCH_ONLY", "a,,b" }, { "HEAPWATCH_ONLY", "," },
+        { "HEAPWATCH_EXCLUDE", "sh, " }, { "HEAPWATCH_EXCLUDE", "x\ny" }, { "HEAPWATCH_ONLY", " " },
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         agent_conf_t c, d;
@@ -373,6 +375,56 @@ static void test_load_value_escaped(void **state)
     assert_non_null(strstr(reported[0], "USR1, USR2, RTMIN+n"));
 }
 
+/* HEAPWATCH_ONLY / HEAPWATCH_EXCLUDE: globs as a shell's, matched against
+ * the executable's name or argv[0]'s; spaces around a glob dropped. */
+static void test_glob(void **state)
+{
+    (void)state;
+    static const struct { const char *pat, *name; bool match; } cases[] = {
+        { "sort", "sort", true }, { "sort", "sorts", false }, { "sort", "sor", false },
+        { "*", "anything", true }, { "*", "", true }, { "test_*", "test_map", true },
+        { "test_*", "mytest_map", false }, { "*_test", "map_test", true }, { "*a*b*", "xxaxxbxx", true },
+        { "*a*b*", "xxbxxaxx", false }, { "?", "a", true }, { "?", "ab", false },
+        { "gcc-1[0-9]", "gcc-12", true }, { "gcc-1[0-9]", "gcc-1x", false }, { "[!s]*", "sh", false },
+        { "[!s]*", "bash", true }, { "[^s]*", "bash", true }, { "[]]", "]", true },
+        { "[a-]", "-", true }, { "a\\*", "a*", true }, { "a\\*", "ab", false }, { "[abc", "[abc", true },
+        { "[abc", "a", false }, { "**x", "aax", true }, { "*.py", "a.py.bak", false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_int_equal(agent_conf_glob(cases[i].pat, strlen(cases[i].pat), cases[i].name), cases[i].match);
+    /* len bounds the pattern: a list's element is matched in place. */
+    assert_true(agent_conf_glob("sort,sh", 4, "sort"));
+    assert_false(agent_conf_glob("sort,sh", 4, "sort,sh"));
+}
+
+static void test_only_exclude(void **state)
+{
+    (void)state;
+    agent_conf_t c;
+    set_env((const char *[]){ "HEAPWATCH_ONLY", " test_*, map_bench ", "HEAPWATCH_EXCLUDE", "test_slow", NULL });
+    assert_int_equal(agent_conf_load(&c, fake_getenv, capture), 0);
+    assert_string_equal(c.only, "test_*,map_bench");
+    assert_true(agent_conf_profiles(&c, "test_map", "test_map"));
+    assert_true(agent_conf_profiles(&c, "map_bench", NULL));
+    assert_true(agent_conf_profiles(&c, "python3.11", "test_x"));   /* by argv[0] */
+    assert_false(agent_conf_profiles(&c, "sh", "sh"));
+    assert_false(agent_conf_profiles(&c, NULL, NULL));
+    assert_false(agent_conf_profiles(&c, "test_slow", "test_slow"));
+    set_env((const char *[]){ "HEAPWATCH_EXCLUDE", "sh,make,sed", NULL });
+    assert_int_equal(agent_conf_load(&c, fake_getenv, capture), 0);
+    assert_true(agent_conf_profiles(&c, "cc1", "cc1"));
+    assert_true(agent_conf_profiles(&c, NULL, NULL));
+    assert_false(agent_conf_profiles(&c, "dash", "sh"));   /* either name */
+    set_env((const char *[]){ NULL });
+    assert_int_equal(agent_conf_load(&c, fake_getenv, capture), 0);
+    assert_true(agent_conf_profiles(&c, "anything", NULL));
+    char big[2 * CONF_NAMES_MAX];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    char out[CONF_NAMES_MAX];
+    assert_false(agent_conf_parse_names(big, out, sizeof out));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -388,6 +440,8 @@ int main(void)
         cmocka_unit_test(test_text_buffer),
         cmocka_unit_test(test_escaped),
         cmocka_unit_test(test_load_value_escaped),
+        cmocka_unit_test(test_glob),
+        cmocka_unit_test(test_only_exclude),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
