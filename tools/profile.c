@@ -592,17 +592,11 @@ out:
 /* Entry points                                                             */
 /* ------------------------------------------------------------------------ */
 
-int profile_read(const char *path, profile_t *out, char *msg, size_t msgcap)
+/* decode: steps 2 to 4 on the file's bytes (consumed: freed here). */
+static int decode(unsigned char *file, size_t len, profile_t *out, char *msg, size_t msgcap)
 {
-    memset(out, 0, sizeof *out);
-    set_msg(msg, msgcap, "%s", "");
-    if (!(out->priv = calloc(1, sizeof(priv_t)))) {
-        set_msg(msg, msgcap, "out of memory");
-        return -1;
-    }
-    size_t len, rawlen;
-    unsigned char *file = read_file(path, &len, msg, msgcap), *raw;
-    if (!file) return -1;
+    size_t rawlen;
+    unsigned char *raw;
     if (len >= 2 && file[0] == 0x1f && file[1] == 0x8b) {
         raw = gunzip(file, len, &rawlen, msg, msgcap);
         free(file);
@@ -622,8 +616,47 @@ int profile_read(const char *path, profile_t *out, char *msg, size_t msgcap)
     }
     int rc = build(pb, out, msg, msgcap);
     perftools__profiles__profile__free_unpacked(pb, &pa);
-    if (rc != 0) profile_free(out);
     return rc;
+}
+
+/* start: *out empty, with its priv. */
+static int start(profile_t *out, char *msg, size_t msgcap)
+{
+    memset(out, 0, sizeof *out);
+    set_msg(msg, msgcap, "%s", "");
+    if ((out->priv = calloc(1, sizeof(priv_t)))) return 0;
+    set_msg(msg, msgcap, "out of memory");
+    return -1;
+}
+
+int profile_read(const char *path, profile_t *out, char *msg, size_t msgcap)
+{
+    if (start(out, msg, msgcap) != 0) return -1;
+    size_t len;
+    unsigned char *file = read_file(path, &len, msg, msgcap);
+    if (!file) return -1;
+    if (decode(file, len, out, msg, msgcap) == 0) return 0;
+    profile_free(out);
+    return -1;
+}
+
+int profile_read_mem(const void *data, size_t len, profile_t *out, char *msg, size_t msgcap)
+{
+    if (start(out, msg, msgcap) != 0) return -1;
+    if (len == 0 || len > PROFILE_FILE_MAX) {
+        if (len) set_msg(msg, msgcap, "more than the %u MiB a profile may have", PROFILE_FILE_MAX >> 20);
+        else set_msg(msg, msgcap, "empty");
+        return -1;
+    }
+    unsigned char *copy = malloc(len);
+    if (!copy) {
+        set_msg(msg, msgcap, "out of memory");
+        return -1;
+    }
+    memcpy(copy, data, len);
+    if (decode(copy, len, out, msg, msgcap) == 0) return 0;
+    profile_free(out);
+    return -1;
 }
 
 void profile_free(profile_t *p)

@@ -59,6 +59,9 @@ typedef struct {
  * caller names the file). */
 int profile_read(const char *path, profile_t *out, char *msg, size_t msgcap);
 
+/* profile_read_mem: the same from len bytes at data (the fuzz target). */
+int profile_read_mem(const void *data, size_t len, profile_t *out, char *msg, size_t msgcap);
+
 void profile_free(profile_t *p);
 
 /*

@@ -98,11 +98,27 @@ size_t profile_stacks(const profile_t *p, profile_which_t which, profile_stack_t
             s[m++] = s[i];
         }
     }
+    /* The wrapper test once per name, not once per frame of every stack
+     * (24 prefixes compared: it was 10 % of reading a 400k-stack profile). */
+    uint8_t *wrapper = calloc(p->nnames ? p->nnames : 1, 1);   /* 0 unknown, 1 no, 2 yes */
     for (size_t i = 0; i < m; i++) {
-        s[i].function = profile_function(p, s[i].frames, s[i].nframes);
+        if (!wrapper) {
+            s[i].function = profile_function(p, s[i].frames, s[i].nframes);
+        } else {
+            s[i].function = s[i].nframes ? s[i].frames[0] : UINT32_MAX;
+            for (uint32_t f = 0; f < s[i].nframes; f++) {
+                uint32_t k = s[i].frames[f];
+                if (!wrapper[k]) wrapper[k] = profile_is_wrapper(p->names[k]) ? 2 : 1;
+                if (wrapper[k] == 1) {
+                    s[i].function = k;
+                    break;
+                }
+            }
+        }
         tobj = add_sat(tobj, s[i].objects);
         tbytes = add_sat(tbytes, s[i].bytes);
     }
+    free(wrapper);
     if (m) qsort(s, m, sizeof *s, cmp_bytes);
     if (total_objects) *total_objects = tobj;
     if (total_bytes) *total_bytes = tbytes;

@@ -226,7 +226,8 @@ static void print_header(const rundir_proc_t *p)
                fmt_bytes(s->peak_live_bytes));
         if (!isnan(s->peak_time) || s->peak_rss_bytes > 0) {
             printf("  peak: %s live", fmt_bytes(s->peak_live_bytes));
-            if (!isnan(s->peak_time) && !isnan(s->start_time))
+            /* 0 (or another time before the start): not seen. */
+            if (!isnan(s->peak_time) && !isnan(s->start_time) && s->peak_time >= s->start_time)
                 printf(" at %s", fmt_reltime(s->peak_time - s->start_time));
             if (s->peak_rss_bytes > 0) printf("; peak RSS %s (the kernel's VmHWM)", fmt_bytes(s->peak_rss_bytes));
             printf("\n");
