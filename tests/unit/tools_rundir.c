@@ -417,6 +417,31 @@ static void test_strings(void **state)
     assert_contains(proc("54")->errors[0], "summary.54.json: not valid JSON at byte");
 }
 
+/* The summary's cmdline is joined by spaces, an argument a shell would
+ * split or expand in single quotes (' as '\''), cut at RUNDIR_CMDLINE_MAX;
+ * peak_profile is kept as named (null or absent: NULL). */
+static void test_cmdline_peak(void **state)
+{
+    (void)state;
+    tt_write_str("summary.60.json", "{\"pid\": 60, \"cmdline\": [\"/bin/sh\", \"-c\", \"echo 'hi' > $X\", \"\", \"plain\", 7],"
+                                    " \"peak_profile\": \"heap.60.0002.peak.pb.gz\"}");
+    tt_write_str("summary.61.json", "{\"pid\": 61, \"exe\": \"/bin/x\", \"cmdline\": [], \"peak_profile\": null}");
+    char *big = malloc(3 * RUNDIR_CMDLINE_MAX);
+    assert_non_null(big);
+    int o = sprintf(big, "{\"pid\": 62, \"cmdline\": [");
+    for (int i = 0; i < 2000; i++) o += sprintf(big + o, "%s\"arg%d\"", i ? ", " : "", i);
+    strcpy(big + o, "]}");
+    tt_write_str("summary.62.json", big);
+    free(big);
+    load();
+    assert_string_equal(proc("60")->cmdline, "/bin/sh -c 'echo '\\''hi'\\'' > $X' '' plain '?'");  /* not a string: ? (quoted: a glob) */
+    assert_string_equal(proc("60")->peak_profile, "heap.60.0002.peak.pb.gz");
+    assert_null(proc("61")->cmdline);
+    assert_null(proc("61")->peak_profile);
+    assert_int_equal(strlen(proc("62")->cmdline), RUNDIR_CMDLINE_MAX);
+    assert_true(strncmp(proc("62")->cmdline, "arg0 arg1 arg2 ", 15) == 0);
+}
+
 /* nest: a record whose "x" holds n arrays, the innermost holding `inner`. */
 static char *nest(size_t n, const char *inner, double t)
 {
@@ -627,6 +652,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profiles_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmdline_peak, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
