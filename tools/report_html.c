@@ -90,6 +90,7 @@
  *   div.flame[data-kind][data-g]    a flame graph: data-kind is inuse,
  *                                   alloc, peak or growth-N (N from 1, the
  *                                   alert's order); data-built="1" once drawn
+ *     .flame-bar                    its totals and source file; once drawn:
  *     input.flame-search            the search box; .flame-found says what
  *                                   matched; button.flame-reset zooms out
  *     .flame-info                   what the mouse is over
@@ -295,9 +296,10 @@ static void alert_lines(FILE *f, const rundir_proc_t *p, const frame_t *fr, doub
     }
 }
 
-/* chart: one quantity over time; with peak (live bytes), the summary's
- * peak as a dot, the axes stretched to hold it (the agent sees a peak
- * between snapshots too, higher than any record). */
+/* chart: one quantity over time, its time axis stretched to the summary's
+ * peak_time; with peak (live bytes), the peak as a dot, the value axis
+ * stretched to hold it (the agent sees a peak between snapshots too,
+ * higher than any record). */
 static void chart(FILE *f, const rundir_proc_t *p, const char *title, size_t offset, bool bytes, double t0, int cols,
                   bool peak)
 {
@@ -313,13 +315,15 @@ static void chart(FILE *f, const rundir_proc_t *p, const char *title, size_t off
         n++;
     }
     if (!n) return;
+    /* both charts span the peak's time, so that they line up */
     double pt = p->summary.peak_time, pv = p->summary.peak_live_bytes;
-    peak = peak && p->has_summary && isfinite(pt) && isfinite(pv) && pv > 0;
-    if (peak) {
+    bool have_peak = p->has_summary && isfinite(pt) && pt > 0 && isfinite(pv) && pv > 0;
+    if (have_peak) {
         fr.tmin = fmin(fr.tmin, pt);
         fr.tmax = fmax(fr.tmax, pt);
-        fr.hi = fmax(fr.hi, pv);
     }
+    peak = peak && have_peak;
+    if (peak) fr.hi = fmax(fr.hi, pv);
     if (fr.hi <= fr.lo) fr.hi = fr.lo + 1;
     fprintf(f, "<h3>%s</h3>\n<svg class=\"chart\" viewBox=\"0 0 %d %d\" width=\"100%%\" role=\"img\">\n", title, SVG_W,
             SVG_H);
@@ -810,9 +814,7 @@ static void flame_div(FILE *f, const graph_t *g, size_t index)
         put_escaped(f, g->source);
         fputs("</span>", f);
     }
-    fputs(" <input class=\"flame-search\" type=\"search\" placeholder=\"search functions\" aria-label=\"search functions\">"
-          " <button type=\"button\" class=\"flame-reset\">reset zoom</button> <span class=\"flame-found\"></span></div>"
-          "<div class=\"flame-info\">hover a frame for its bytes; click to zoom</div></div>\n", f);
+    fputs("</div></div>\n", f);   /* the script adds the search box, the button and the info line */
 }
 
 /* flame_data: the section's <script type="application/json">, the graphs
@@ -951,13 +953,21 @@ static const char page_js[] =
     " if(g.x)add(['(other: '+g.x[0]+' smaller stacks)'],g.x[1],g.x[2]);\n"
     " (function sort(n){n.list=Array.from(n.kids.values()).sort(function(a,b){return b.b-a.b||b.o-a.o;});"
     "n.list.forEach(sort);})(root);return root;}\n"
-    "function Flame(div,names,g){this.div=div;this.root=tree(names,g);this.focus=this.root;this.q='';\n"
+    /* controls: the search box, reset button, found and info lines */
+    "function controls(div){var bar=div.querySelector('.flame-bar');\n"
+    " function h(tag,cls,attrs,text){var e=document.createElement(tag);e.className=cls;for(var k in attrs)e.setAttribute(k,attrs[k]);"
+    "if(text)e.textContent=text;bar.appendChild(document.createTextNode(' '));bar.appendChild(e);return e;}\n"
+    " h('input','flame-search',{type:'search',placeholder:'search functions','aria-label':'search functions'});\n"
+    " h('button','flame-reset',{type:'button'},'reset zoom');h('span','flame-found',{});\n"
+    " var info=document.createElement('div');info.className='flame-info';info.textContent=HINT;div.appendChild(info);}\n"
+    "var HINT='hover a frame for its bytes; click to zoom (Escape: back)';\n"
+    "function Flame(div,names,g){controls(div);this.div=div;this.root=tree(names,g);this.focus=this.root;this.q='';\n"
     " this.info=div.querySelector('.flame-info');this.found=div.querySelector('.flame-found');\n"
     " this.W=Math.max(300,Math.round(div.clientWidth||1000));\n"
     " this.svg=el('svg',{width:'100%',preserveAspectRatio:'none'});div.appendChild(this.svg);var self=this;\n"
     " this.svg.addEventListener('click',function(e){var f=e.target.closest('g.frame');if(f)self.zoom(self.nodes[+f.getAttribute('data-i')]);});\n"
     " this.svg.addEventListener('mouseover',function(e){var f=e.target.closest('g.frame');if(f)self.hover(self.nodes[+f.getAttribute('data-i')]);});\n"
-    " this.svg.addEventListener('mouseleave',function(){self.info.textContent='hover a frame for its bytes; click to zoom';});\n"
+    " this.svg.addEventListener('mouseleave',function(){self.info.textContent=HINT;});\n"
     " div.querySelector('.flame-reset').addEventListener('click',function(){self.zoom(self.root);});\n"
     " div.querySelector('.flame-search').addEventListener('input',function(e){self.search(e.target.value);});\n"
     " div.addEventListener('keydown',function(e){if(e.key==='Escape')self.zoom(self.root);});\n"
