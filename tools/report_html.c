@@ -25,7 +25,7 @@
  *     the number of processes (PAGE_CHART_BUDGET); the summary's peak is a
  *     red dot on live bytes (it may sit between records, above them);
  *   - the alerts, one row each (the first ALERTS_SHOWN events, also
- *     the ones marked on the charts; the text report has them all);
+ *     the ones marked on the charts; the text report lists every one kept);
  *   - interactive flame graphs: in use at exit and allocated in total (the
  *     exit profile; without one, the last other profile, said so), at the
  *     peak (the profile the summary's peak_profile names: the peak's own,
@@ -48,7 +48,9 @@
  * objects and the share of the graph's total (and, zoomed, of the frame
  * zoomed on). The search box marks the functions
  * whose name holds the text (case-insensitive) and says how much they hold
- * (a match inside a match is counted once).
+ * (a match inside a match is counted once). A frame narrower than half a
+ * pixel is not drawn, nor are its callees, so the SVG stays small however
+ * many stacks the data holds.
  *
  * Embedded data
  * -------------
