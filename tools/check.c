@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "tools/rundir.h"
+#include "tools/runsum.h"
 #include "tools/tools.h"
 
 #include <errno.h>
@@ -48,7 +49,9 @@ static const char usage_check[] =
     "      --max-peak-bytes SIZE   fail when peak_live_bytes is above SIZE\n"
     "      --junit FILE            also write the verdicts as JUnit XML (one test case\n"
     "                              per process) to FILE\n"
-    "  -q, --quiet                 print only the failures and errors\n"
+    "      --failures-only         per process, print only those that broke a limit\n"
+    "      --top N                 commands listed in the run summary (default 5)\n"
+    "  -q, --quiet                 print only the failures and errors (no run summary)\n"
     "  -h, --help                  this text\n"
     "\n"
     "N is a number with an optional k, M or G (powers of 1000); SIZE is bytes with\n"
@@ -70,6 +73,8 @@ typedef struct {
     double max_peak_bytes;
     const char *junit;
     bool quiet;
+    bool failures_only;
+    long top;                  /* commands per list of the run summary */
 } check_opts_t;
 
 /* verdict_t: what check concluded about one process. */
@@ -142,7 +147,7 @@ static bool parse_level(const char *s, int *level)
 /* parse_args: fills *o and *dir. @return -1 to go on, else an exit status. */
 static int parse_args(int argc, char **argv, check_opts_t *o, const char **dir)
 {
-    enum { O_FAIL_ON = 256, O_OBJ_RATE, O_BYTES_RATE, O_LIVE_BYTES, O_LIVE_OBJ, O_PEAK, O_JUNIT };
+    enum { O_FAIL_ON = 256, O_OBJ_RATE, O_BYTES_RATE, O_LIVE_BYTES, O_LIVE_OBJ, O_PEAK, O_JUNIT, O_FAILURES, O_TOP };
     static const struct option longopts[] = {
         { "fail-on", required_argument, NULL, O_FAIL_ON },
         { "max-objects-rate", required_argument, NULL, O_OBJ_RATE },
@@ -152,10 +157,12 @@ static int parse_args(int argc, char **argv, check_opts_t *o, const char **dir)
         { "max-peak-bytes", required_argument, NULL, O_PEAK },
         { "junit", required_argument, NULL, O_JUNIT },
         { "quiet", no_argument, NULL, 'q' },
+        { "failures-only", no_argument, NULL, O_FAILURES },
+        { "top", required_argument, NULL, O_TOP },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (check_opts_t){ RUNDIR_CRIT, NAN, NAN, NAN, NAN, NAN, NULL, false };
+    *o = (check_opts_t){ RUNDIR_CRIT, NAN, NAN, NAN, NAN, NAN, NULL, false, false, 5 };
     int c, idx;
     optind = 1;
     while ((c = getopt_long(argc, argv, "qh", longopts, &idx)) != -1) {
@@ -170,11 +177,21 @@ static int parse_args(int argc, char **argv, check_opts_t *o, const char **dir)
         case O_LIVE_BYTES: ok = parse_quantity(optarg, 1024, &o->max_live_bytes); break;
         case O_PEAK: ok = parse_quantity(optarg, 1024, &o->max_peak_bytes); break;
         case O_JUNIT: o->junit = optarg; break;
+        case O_FAILURES: o->failures_only = true; break;
+        case O_TOP: {
+            char *end;
+            errno = 0;
+            o->top = strtol(optarg, &end, 10);
+            ok = end != optarg && !*end && !errno && o->top >= 0 && o->top <= 100000;
+            break;
+        }
         default: fputs("Try 'heapwatch check --help'.\n", stderr); return EXIT_USAGE;
         }
         if (!ok) {
             fprintf(stderr, "heapwatch check: --%s: cannot use '%s' (%s)\n", longopts[idx].name, fmt_clean(optarg),
-                    c == O_FAIL_ON ? "warn, crit or none" : "a number >= 0, with an optional unit suffix");
+                    c == O_FAIL_ON ? "warn, crit or none"
+                    : c == O_TOP ? "a whole number from 0 to 100000"
+                                 : "a number >= 0, with an optional unit suffix");
             return EXIT_USAGE;
         }
     }
@@ -574,7 +591,7 @@ static void print_verdict(const rundir_proc_t *p, const verdict_t *v, const chec
     for (size_t i = 0; i < v->nfails; i++) printf("heapwatch check: FAIL pid %s (%s): %s\n", p->tag, exe, v->fails[i]);
     for (size_t i = 0; i < p->nerrors; i++)
         fprintf(stderr, "heapwatch check: ERROR pid %s (%s): %s\n", p->tag, exe, fmt_clean(p->errors[i]));
-    if (o->quiet) return;
+    if (o->quiet || (o->failures_only && !v->nfails)) return;
     if (!v->nfails && !p->nerrors) printf("heapwatch check: ok   pid %s (%s): %s\n", p->tag, exe, v->ok_line ? v->ok_line : "");
     for (size_t i = 0; i < v->nnotes; i++) printf("heapwatch check: note pid %s (%s): %s\n", p->tag, exe, v->notes[i]);
     for (size_t i = 0; i < p->nnotes; i++)
@@ -603,13 +620,21 @@ int cmd_check(int argc, char **argv)
         return EXIT_USAGE;
     }
     size_t nfailed = 0, nerrors = 0, nunjudged = 0;
+    bool *failed = calloc(rd.nprocs ? rd.nprocs : 1, sizeof *failed);
     for (size_t i = 0; i < rd.nprocs; i++) {
         judge(&rd.procs[i], &o, &vs[i]);
-        print_verdict(&rd.procs[i], &vs[i], &o);
         nfailed += vs[i].nfails > 0;
         nerrors += rd.procs[i].nerrors > 0;
         nunjudged += vs[i].rate_unjudged;
+        if (failed) failed[i] = vs[i].nfails > 0;
     }
+    runsum_t sum;
+    if (!o.quiet && runsum_build(&rd, failed, &sum) == 0) {   /* the verdict of the run first */
+        runsum_print(stdout, &sum, "heapwatch check: ", (size_t)o.top);
+        runsum_free(&sum);
+    }
+    free(failed);
+    for (size_t i = 0; i < rd.nprocs; i++) print_verdict(&rd.procs[i], &vs[i], &o);
     if (rd.files_skipped) {   /* not judged, so not a pass: exit 2 unless a limit failed */
         fprintf(stderr, "heapwatch check: %s: %zu result files past the first %u not read\n", fmt_clean(dir),
                 rd.files_skipped, RUNDIR_FILES_MAX);

@@ -130,6 +130,9 @@ typedef struct {
                                   shows the stacks at the peak (the peak
                                   profile, or the exit profile when exit was
                                   within 10 % of it), or NULL */
+    char *cmd_pattern;         /* the command with its operands (files, numbers)
+                                  as '*': "cc1 -quiet * -o *", for roll-ups;
+                                  or NULL without a cmdline */
     bool has_summary;
     rundir_summary_t summary;
     bool has_timeline;         /* the file exists (it may hold no records) */

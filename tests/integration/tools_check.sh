@@ -25,7 +25,7 @@ has() { grep -q -- "$2" "$T/$1.out"; }          # has NAME PATTERN (stdout)
 has_err() { grep -q -- "$2" "$T/$1.err"; }
 
 check "heapwatch --help lists check and report" sh -c "'$HW' --help | grep -q '^  check DIR' && '$HW' --help | grep -q '^  report DIR'"
-check "check --help documents every option" sh -c "'$HW' check --help >'$T/help' && for o in --fail-on --max-objects-rate --max-bytes-rate --max-live-bytes --max-live-objects --max-peak-bytes --junit --quiet 'exit status'; do grep -q -- \"\$o\" '$T/help' || exit 1; done"
+check "check --help documents every option" sh -c "'$HW' check --help >'$T/help' && for o in --fail-on --max-objects-rate --max-bytes-rate --max-live-bytes --max-live-objects --max-peak-bytes --junit --quiet --failures-only --top 'exit status'; do grep -q -- \"\$o\" '$T/help' || exit 1; done"
 
 run_check clean "$F/clean"
 check_eq "a clean process: exit 0" 0 "$rc"
@@ -65,7 +65,18 @@ check "  their ok lines say so instead of a rate" sh -c "grep -c 'too short to j
 run_check brief_long "$F/brief_and_long" --max-objects-rate 1000
 check_eq "a long process above the limit still fails beside a brief one" 1 "$rc"
 check "  only at its judged record (1 of 1 records above)" \
-    sh -c "grep -q 'FAIL pid 1401 (leaker): objects_rate 3000/s > 1000/s (--max-objects-rate) at +3.0s; 1 of 1 timeline records above' '$T/brief_long.out' && ! grep -q 'FAIL pid 1400' '$T/brief_long.out'"
+    sh -c "grep -q 'FAIL pid 1401 (/usr/bin/leaker --n 3): objects_rate 3000/s > 1000/s (--max-objects-rate) at +3.0s; 1 of 1 timeline records above' '$T/brief_long.out' && ! grep -q 'FAIL pid 1400' '$T/brief_long.out'"
+
+# One verdict first (issue 15): the run summary opens the output.
+check "the run summary comes first: processes, commands, allocations, alerts" \
+    sh -c "head -1 '$T/brief.out' | grep -q '^heapwatch check: run: 201 processes in 2 commands, 1,005,000 allocations' && sed -n 2p '$T/brief.out' | grep -qx 'heapwatch check: alerts: none'"
+check "  rolled up per command pattern: the 200 mkdir -p DIR are one line" \
+    grep -q '^heapwatch check:  *3.91 MiB  mkdir -p \*  (200 processes)$' "$T/brief.out"
+check "  the processes that broke a limit, and the top command by growth" \
+    sh -c "grep -A1 '^heapwatch check: broke a limit:' '$T/brief_long.out' | grep -q '1 failed  leaker --n \*  (1 process)' && grep -A1 'top commands by growth' '$T/brief_long.out' | grep -q '3000/s  leaker --n \*  (1 process, failed)'"
+run_check failures_only "$F/brief_and_long" --max-objects-rate 1000 --failures-only --top 1
+check "--failures-only: no ok line; --top 1: one command per list" \
+    sh -c "[ $rc = 1 ] && ! grep -q ' ok ' '$T/failures_only.out' && grep -q 'FAIL pid 1401' '$T/failures_only.out' && grep -q '  ... and 1 more' '$T/failures_only.out'"
 
 run_check rate_bad "$F/clean" --max-objects-rate 20
 check_eq "--max-objects-rate 20: exit 1" 1 "$rc"
