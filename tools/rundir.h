@@ -125,7 +125,11 @@ typedef struct {
     char *exe;                 /* from the summary (or a record that names it), or NULL */
     char *cmdline;             /* the summary's "cmdline" joined by spaces, an
                                   argument with a space or quote in single
-                                  quotes; at most CMDLINE_MAX bytes; or NULL */
+                                  quotes; at most RUNDIR_CMDLINE_MAX bytes; or NULL */
+    char *peak_profile;        /* the summary's "peak_profile": the file that
+                                  shows the stacks at the peak (the peak
+                                  profile, or the exit profile when exit was
+                                  within 10 % of it), or NULL */
     bool has_summary;
     rundir_summary_t summary;
     bool has_timeline;         /* the file exists (it may hold no records) */
