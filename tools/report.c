@@ -427,10 +427,10 @@ static void print_top_stacks(const rundir_proc_t *p)
 static void print_stack_list(const profile_t *pf, const profile_stack_t *st, size_t n, size_t top)
 {
     char *names[PROFILE_DEPTH_MAX];
-    int64_t rest = 0;
+    double rest = 0;   /* a double: a file's values may add up past int64 */
     for (size_t i = 0; i < n; i++) {
         if (i >= top) {
-            rest += st[i].bytes;
+            rest += (double)st[i].bytes;
             continue;
         }
         const profile_stack_t *x = &st[i];
@@ -439,7 +439,7 @@ static void print_stack_list(const profile_t *pf, const profile_stack_t *st, siz
         printf("    %2zu. %s in %s object%s: %s\n", i + 1, fmt_bytes((double)x->bytes), fmt_count((double)x->objects),
                x->objects == 1 ? "" : "s", fmt_stack(fn, names, x->nframes, CALLERS_SHOWN));
     }
-    if (n > top) printf("        (%zu more stack%s, %s)\n", n - top, n - top == 1 ? "" : "s", fmt_bytes((double)rest));
+    if (n > top) printf("        (%zu more stack%s, %s)\n", n - top, n - top == 1 ? "" : "s", fmt_bytes(rest));
 }
 
 /* read_this: pr read into *pf; false with a note line (and what is not
