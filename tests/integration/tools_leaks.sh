@@ -174,6 +174,36 @@ done
 check_eq "$n damaged exit profiles: exit 0, a SUMMARY or a note, no sanitizer report ($(basename "$HWA") build)" 0 "$bad"
 check_ge "  most of them refused with a note (gzip's CRC)" "$noted" 70
 
+# A hostile exit profile that decodes: stacks of 2^63-1 bytes and
+# -1 objects, a name with control characters and bytes that are not UTF-8.
+python3 - "$T/dmg/$(basename "$ex")" <<'PY'
+import gzip, sys
+def v(n):
+    n &= (1 << 64) - 1; o = bytearray()
+    while True:
+        b = n & 0x7f; n >>= 7
+        if n: o.append(b | 0x80)
+        else: o.append(b); return bytes(o)
+def f(num, wt, x): return v(num << 3 | wt) + (v(x) if wt == 0 else v(len(x)) + x)
+strs = [b"", b"alloc_objects", b"count", b"alloc_space", b"bytes", b"inuse_objects", b"inuse_space",
+        b"evil\x1b[2J\xff\xfe name", b"other"]
+p = b"".join(f(1, 2, f(1, 0, t) + f(2, 0, u)) for t, u in ((1, 2), (3, 4), (5, 2), (6, 4)))
+for locs in ((1, 2), (2, 1), (2,), (1, 2)):   # three stacks, one twice (merged, saturated)
+    vals = b"".join(v(x) for x in (1, 2**63 - 1, -1, 2**63 - 1))
+    p += f(2, 2, f(1, 2, b"".join(v(l) for l in locs)) + f(2, 2, vals))
+for i in (1, 2): p += f(4, 2, f(1, 0, i) + f(4, 2, f(1, 0, i)))
+for i in (1, 2): p += f(5, 2, f(1, 0, i) + f(2, 0, 6 + i))
+p += b"".join(f(6, 2, s) for s in strs)
+open(sys.argv[1], "wb").write(gzip.compress(p))
+PY
+run_report evil "$T/dmg" --no-html --top 1
+check "a hostile exit profile (2^63-1 bytes, -1 objects): read, sums saturated, the rest added up" \
+    sh -c "[ $rc = 0 ] && grep -q '^  SUMMARY: 9.22e+18 bytes (8192.0 PiB) in 0 objects' '$T/evil.out' && grep -q '(2 more stacks, 16384.0 PiB)' '$T/evil.out'"
+check "  no sanitizer report" no_sanitizer evil
+run_report evil3 "$T/dmg" --no-html --top 3
+check "  its names cleaned of control characters and bytes that are not UTF-8" \
+    sh -c "[ $rc = 0 ] && grep -q ': evil?\[2J?? name <- other$' '$T/evil3.out' && ! grep -q \$'\\x1b' '$T/evil3.out'"
+
 # The page.
 check "the page: DIR/report.html written by default" test -s "$T/run/report.html"
 check_eq "  the last line names it" "report: $T/run/report.html (open it in a browser)" "$(tail -n 1 "$T/rep.out")"
