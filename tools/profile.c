@@ -26,9 +26,15 @@
  *      uint32 name indexes, innermost first, held in one pool.
  *
  * The tools are one single-threaded program: plain malloc throughout.
- * Memory at most: the file (64 MiB) + the raw bytes (256 MiB) + the
- * decoder (1 GiB) while reading; afterwards the names, the samples (48
- * bytes each) and the frame pool (4 bytes per frame, PROFILE_FRAMES_MAX).
+ * Memory at most: while gunzipping, the file (64 MiB) and the raw bytes
+ * (256 MiB); while decoding, the raw bytes and the decoder's (1 GiB);
+ * while building, the decoder's and the result: the names (at most 4 KiB
+ * each), the samples (48 bytes each, 1M) and the frame pool (4 bytes a
+ * frame, 16M), plus per location its frames (the same bound). Measured:
+ * a 29 MB file (39 MB raw) of 400k samples of 30 frames each is read and
+ * its stacks added up in 1.1-1.6 s with 270 MB at most resident
+ * (heapwatch report, two shared cores); the agent's profiles are far
+ * smaller (python3 at rate 256: 7,907 samples, 90 KB).
  */
 #define _GNU_SOURCE
 #include "tools/profile.h"
@@ -179,9 +185,9 @@ static unsigned char *gunzip(const unsigned char *in, size_t len, size_t *out_le
             inflateReset(&zs);
             continue;
         }
-        if (r == Z_OK) continue;
+        if (r == Z_OK) continue;   /* progress; at the end of the input the next call says Z_BUF_ERROR */
         if (r == Z_BUF_ERROR && zs.avail_out == 0) continue;   /* output full: grow */
-        if (r == Z_BUF_ERROR || (r == Z_OK && zs.avail_in == 0)) {
+        if (r == Z_BUF_ERROR) {   /* no progress with output room: the input ended early */
             set_msg(msg, cap, "gzip data truncated (%zu bytes inflated before the end of the file)", n);
             goto fail;
         }

@@ -12,9 +12,9 @@
  *
  * The function of a stack is its innermost frame that is not an
  * allocation wrapper. The list is agent/watch.c's is_wrapper (what names
- * an alert's "function"), in both spellings: the agent may write names
- * demangled (pprof Function.name) or mangled (older profiles, system
- * names). Keep the two lists in step.
+ * an alert's "function"), entry for entry, in both spellings: the agent
+ * writes names demangled (pprof Function.name), older profiles mangled.
+ * Keep the two lists in step.
  */
 #include "tools/profile.h"
 
@@ -24,16 +24,15 @@
 bool profile_is_wrapper(const char *name)
 {
     static const char *const prefixes[] = {
-        /* mangled, as agent/watch.c */
         "_Znw", "_Zna",                          /* operator new, new[] */
         "_ZNSt15__new_allocator", "_ZN9__gnu_cxx13new_allocator",
-        "_ZNSt16allocator_traits", "_ZNSt12_Vector_base", "_ZNSa",
-        /* the same, demangled */
-        "operator new", "std::__new_allocator<", "__gnu_cxx::new_allocator<",
-        "std::allocator_traits<", "std::_Vector_base<", "std::allocator<",
-        /* C */
+        "_ZNSt16allocator_traits", "_ZNSt12_Vector_base",
+        "_ZNSaI",                                /* std::allocator<...> */
         "strdup", "strndup", "__strdup", "__strndup",
         "__libc_", "xmalloc", "xcalloc", "xrealloc", "xstrdup",
+        /* the same, demangled */
+        "operator new", "std::__new_allocator", "__gnu_cxx::new_allocator",
+        "std::allocator_traits", "std::_Vector_base", "std::allocator<",
     };
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) return true;

@@ -427,10 +427,10 @@ static void print_top_stacks(const rundir_proc_t *p)
 static void print_stack_list(const profile_t *pf, const profile_stack_t *st, size_t n, size_t top)
 {
     char *names[PROFILE_DEPTH_MAX];
-    int64_t rest = 0;
+    double rest = 0;   /* a double: a file's values may add up past int64 */
     for (size_t i = 0; i < n; i++) {
         if (i >= top) {
-            rest += st[i].bytes;
+            rest += (double)st[i].bytes;
             continue;
         }
         const profile_stack_t *x = &st[i];
@@ -439,22 +439,29 @@ static void print_stack_list(const profile_t *pf, const profile_stack_t *st, siz
         printf("    %2zu. %s in %s object%s: %s\n", i + 1, fmt_bytes((double)x->bytes), fmt_count((double)x->objects),
                x->objects == 1 ? "" : "s", fmt_stack(fn, names, x->nframes, CALLERS_SHOWN));
     }
-    if (n > top) printf("        (%zu more stack%s, %s)\n", n - top, n - top == 1 ? "" : "s", fmt_bytes((double)rest));
+    if (n > top) printf("        (%zu more stack%s, %s)\n", n - top, n - top == 1 ? "" : "s", fmt_bytes(rest));
 }
 
-/* read_profile: the latest profile of p for reason, read; NULL when there
- * is none or it cannot be read (then a note line, with what is not shown). */
-static bool read_profile(const rundir_t *rd, const rundir_proc_t *p, const char *reason, const char *what,
-                         profile_t *pf, const rundir_profile_t **pr)
+/* read_this: pr read into *pf; false with a note line (and what is not
+ * shown) when it cannot be read. */
+static bool read_this(const rundir_t *rd, const rundir_profile_t *pr, const char *what, profile_t *pf)
 {
-    *pr = rundir_profile_find(p, reason);
-    memset(pf, 0, sizeof *pf);
-    if (!*pr) return false;
     char msg[1024];
-    if (rundir_profile_read(rd, *pr, pf, msg, sizeof msg) == 0) return true;
+    memset(pf, 0, sizeof *pf);
+    if (rundir_profile_read(rd, pr, pf, msg, sizeof msg) == 0) return true;
     printf("  note: %s; %s not shown\n", fmt_clean(msg), what);
     profile_free(pf);
     return false;
+}
+
+/* read_profile: the latest profile of p for reason, read; false when there
+ * is none (*pr NULL) or it cannot be read (a note said so). */
+static bool read_profile(const rundir_t *rd, const rundir_proc_t *p, const char *reason, const char *what,
+                         profile_t *pf, const rundir_profile_t **pr)
+{
+    memset(pf, 0, sizeof *pf);
+    *pr = rundir_profile_find(p, reason);
+    return *pr && read_this(rd, *pr, what, pf);
 }
 
 static const char *estimate_word(const profile_t *pf)
@@ -466,22 +473,31 @@ static const char *estimate_word(const profile_t *pf)
 static void print_peak(const rundir_t *rd, const rundir_proc_t *p, const report_opts_t *o)
 {
     if (!p->has_summary || p->summary.rate == 0) return;   /* no profile to expect */
-    profile_t pf;
-    const rundir_profile_t *pr;
+    /* The summary's peak_profile names the file that shows the peak: the
+     * peak profile, or the exit profile when exit was within 10 % of the
+     * peak (the agent then writes no peak profile); without the field (an
+     * older agent), a peak profile if there is one. */
+    const rundir_profile_t *pr = p->peak_profile ? rundir_profile_named(p, p->peak_profile) : rundir_profile_find(p, "peak");
     printf("\n");
-    if (!read_profile(rd, p, "peak", "the stacks at the peak", &pf, &pr)) {
-        if (!pr) printf("  at the peak: no peak profile (heap.%s.<seq>.peak.pb.gz) in the directory\n", p->tag);
+    if (!pr) {
+        if (p->peak_profile)
+            printf("  at the peak: %s (the summary's peak_profile) is not in the directory\n", fmt_clean(p->peak_profile));
+        else
+            printf("  at the peak: no profile shows it (too few sampled allocations held the peak to say who)\n");
         return;
     }
+    profile_t pf;
+    if (!read_this(rd, pr, "the stacks at the peak", &pf)) return;
     profile_stack_t *st;
     int64_t objs, bytes;
     size_t n = profile_stacks(&pf, PROFILE_INUSE, &st, &objs, &bytes);
+    bool is_exit = strcmp(pr->reason, "exit") == 0;
     if (n == (size_t)-1) {
         printf("  at the peak: out of memory\n");
     } else {
-        printf("  at the peak (%s): %s in %s objects in %zu stack%s (%s), top %zu by bytes:\n", fmt_clean(pr->name),
-               fmt_bytes((double)bytes), fmt_count((double)objs), n, n == 1 ? "" : "s", estimate_word(&pf),
-               n < o->top ? n : o->top);
+        printf("  at the peak (%s%s): %s in %s objects in %zu stack%s (%s), top %zu by bytes:\n", fmt_clean(pr->name),
+               is_exit ? ", the exit profile: exit was within 10 % of the peak" : "", fmt_bytes((double)bytes),
+               fmt_count((double)objs), n, n == 1 ? "" : "s", estimate_word(&pf), n < o->top ? n : o->top);
         print_stack_list(&pf, st, n, o->top);
     }
     free(st);
@@ -540,17 +556,26 @@ static void print_profiles(const rundir_proc_t *p, const char *dir)
     printf("\n  heap profiles (%zu):\n", p->nprofiles);
     for (size_t i = 0; i < p->nprofiles; i++)
         printf("    %s/%s\n", fmt_clean(dir), fmt_clean(p->profiles[i].name));
-    /* The most telling one: the last alert's profile, else the last one. */
-    const char *best = p->profiles[p->nprofiles - 1].name;
+    /* The most telling one: the last alert's profile, else the exit
+     * profile, else the last one. The diff spans the first and the last
+     * in time order: a peak profile is written at exit (after the exit
+     * profile) but shows an earlier moment, so it takes no part. */
+    const rundir_profile_t *ex = rundir_profile_find(p, "exit"), *first = NULL, *last = NULL;
+    const char *best = ex ? ex->name : p->profiles[p->nprofiles - 1].name;
     for (size_t i = p->nalerts; i-- > 0;)
         if (p->alerts[i].profile && !p->alerts[i].recovery) {
             best = p->alerts[i].profile;
             break;
         }
+    for (size_t i = 0; i < p->nprofiles; i++) {
+        if (strcmp(p->profiles[i].reason, "peak") == 0) continue;
+        if (!first) first = &p->profiles[i];
+        last = &p->profiles[i];
+    }
     printf("  open one in a browser:  go tool pprof -http=: %s/%s\n", fmt_clean(dir), fmt_clean(best));
-    if (p->nprofiles > 1)
+    if (first && last != first)
         printf("  what grew between two:  go tool pprof -top -diff_base=%s/%s %s/%s\n", fmt_clean(dir),
-               fmt_clean(p->profiles[0].name), fmt_clean(dir), fmt_clean(p->profiles[p->nprofiles - 1].name));
+               fmt_clean(first->name), fmt_clean(dir), fmt_clean(last->name));
 }
 
 static void print_issues(const rundir_proc_t *p)

@@ -80,21 +80,38 @@ within "  SUMMARY: bytes live at exit (sampled estimate)" "$sum" "$(truth leaks 
 # The peak: when and how high, the kernel's peak RSS, and the stacks at
 # the peak when the agent wrote a peak profile.
 check "  the peak line: bytes, when, peak RSS" grep -qE '^  peak: [0-9.]+ [KMG]iB live at \+[0-9.]+s; peak RSS [0-9.]+ [KMG]iB' "$T/rep.out"
-if ls "$T/run"/heap.*.peak.pb.gz >/dev/null 2>&1; then
-    check "  at the peak: peak_holder first (it held 96 MiB)" \
-        sh -c "sed -n '/^  at the peak (/,/^\$/p' '$T/rep.out' | grep -qE '^ *1\. .*: peak_holder( <-|\$)'"
-else
-    check "  no peak profile: said in one line" grep -q '^  at the peak: no peak profile' "$T/rep.out"
-fi
-# The stacks at the peak read from a peak profile (here a copy of the exit
-# profile, whatever the agent writes): listed like the leaks.
-cp -r "$T/run" "$T/peak"
-rm -f "$T/peak"/heap.*.peak.pb.gz "$T/peak/report.html"
-ex=$(ls "$T/peak"/heap.*.exit.pb.gz | head -1)
-cp "$ex" "${ex%.*.exit.pb.gz}.9999.peak.pb.gz"
-run_report peak "$T/peak" --no-html
-check "a peak profile: its stacks listed, the top one first" \
-    sh -c "grep -q '^  at the peak (heap\.[0-9]*\.9999\.peak\.pb\.gz): .* in [0-9]* stacks (sampled estimate), top' '$T/peak.out' && sed -n '/^  at the peak (/,/^\$/p' '$T/peak.out' | grep -qE '^ *1\. .*: leak_from_here'"
+check "  the summary names the peak profile, which is there" \
+    sh -c "pp=\$(sed -nE 's/.*\"peak_profile\": \"(heap\.[0-9.]*peak\.pb\.gz)\".*/\\1/p' '$T/run'/summary.*.json) && [ -n \"\$pp\" ] && [ -f '$T/run'/\"\$pp\" ]"
+check "  at the peak: from the peak profile, peak_holder first (it held 96 MiB, freed before exit)" \
+    sh -c "grep -q '^  at the peak (heap\.[0-9]*\.[0-9]*\.peak\.pb\.gz): .* (sampled estimate), top' '$T/rep.out' && sed -n '/^  at the peak (/,/^\$/p' '$T/rep.out' | grep -qE '^ *1\. .*: peak_holder( <-|\$)'"
+pk=$(sed -n '/^  at the peak (/,/^$/p' "$T/rep.out" | grep -E '^ *1\. .*: peak_holder' | sed -E 's/^ *1\. ([0-9.]+) ([KMG]?i?B) in.*/\1 \2/')
+# The copy is taken when live bytes are within 10 % of the peak (91 %).
+TOL=25 within "  peak_holder's bytes at the peak" "$(to_bytes $pk)" "$(truth peak_holder 3)"
+check "  the diff command leaves the peak profile out (written last, it shows an earlier moment)" \
+    sh -c "! grep -q 'diff_base=.*peak\.pb\.gz' '$T/rep.out'"
+
+# What the summary's peak_profile says, each way: the exit profile (exit
+# within 10 % of the peak), a file not there, none (and then a peak profile
+# found by name, as from an older agent).
+pdir() {   # pdir NAME PEAK_PROFILE_JSON: a copy of the run without its peak profile
+    rm -rf "$T/$1"; cp -r "$T/run" "$T/$1"; rm -f "$T/$1"/heap.*.peak.pb.gz "$T/$1/report.html"
+    sed -i -E "s/(\"peak_profile\": )(\"[^\"]*\"|null)/\\1$2/" "$T/$1"/summary.*.json
+}
+ex=$(basename "$(ls "$T/run"/heap.*.exit.pb.gz | head -1)")
+pdir pexit "\"$ex\""
+run_report pexit "$T/pexit" --no-html
+check "peak_profile naming the exit profile: its stacks, said to be the exit's" \
+    sh -c "grep -q '^  at the peak ($ex, the exit profile: exit was within 10 % of the peak): ' '$T/pexit.out' && sed -n '/^  at the peak (/,/^\$/p' '$T/pexit.out' | grep -qE '^ *1\. .*: leak_from_here'"
+pdir pgone '"heap.1.0009.peak.pb.gz"'
+run_report pgone "$T/pgone" --no-html
+check "peak_profile naming a file not there: one line" grep -q '^  at the peak: heap.1.0009.peak.pb.gz (the summary.s peak_profile) is not in the directory' "$T/pgone.out"
+pdir pnull null
+run_report pnull "$T/pnull" --no-html
+check "no peak_profile and no peak profile: one line saying why" grep -q '^  at the peak: no profile shows it (too few sampled allocations' "$T/pnull.out"
+cp "$T/run/$ex" "$T/pnull/${ex%.*.exit.pb.gz}.9999.peak.pb.gz"
+run_report pold "$T/pnull" --no-html
+check "no peak_profile (an older agent) but a peak profile: its stacks" \
+    sh -c "grep -q '^  at the peak (heap\.[0-9]*\.9999\.peak\.pb\.gz): .* in [0-9]* stacks (sampled estimate), top' '$T/pold.out'"
 
 run_report top2 "$T/run" --no-html --top 2
 check "--top 2: two stacks listed, the rest counted" \
@@ -156,6 +173,36 @@ for d in "$T"/mut/m*; do
 done
 check_eq "$n damaged exit profiles: exit 0, a SUMMARY or a note, no sanitizer report ($(basename "$HWA") build)" 0 "$bad"
 check_ge "  most of them refused with a note (gzip's CRC)" "$noted" 70
+
+# A hostile exit profile that decodes: stacks of 2^63-1 bytes and
+# -1 objects, a name with control characters and bytes that are not UTF-8.
+python3 - "$T/dmg/$(basename "$ex")" <<'PY'
+import gzip, sys
+def v(n):
+    n &= (1 << 64) - 1; o = bytearray()
+    while True:
+        b = n & 0x7f; n >>= 7
+        if n: o.append(b | 0x80)
+        else: o.append(b); return bytes(o)
+def f(num, wt, x): return v(num << 3 | wt) + (v(x) if wt == 0 else v(len(x)) + x)
+strs = [b"", b"alloc_objects", b"count", b"alloc_space", b"bytes", b"inuse_objects", b"inuse_space",
+        b"evil\x1b[2J\xff\xfe name", b"other"]
+p = b"".join(f(1, 2, f(1, 0, t) + f(2, 0, u)) for t, u in ((1, 2), (3, 4), (5, 2), (6, 4)))
+for locs in ((1, 2), (2, 1), (2,), (1, 2)):   # three stacks, one twice (merged, saturated)
+    vals = b"".join(v(x) for x in (1, 2**63 - 1, -1, 2**63 - 1))
+    p += f(2, 2, f(1, 2, b"".join(v(l) for l in locs)) + f(2, 2, vals))
+for i in (1, 2): p += f(4, 2, f(1, 0, i) + f(4, 2, f(1, 0, i)))
+for i in (1, 2): p += f(5, 2, f(1, 0, i) + f(2, 0, 6 + i))
+p += b"".join(f(6, 2, s) for s in strs)
+open(sys.argv[1], "wb").write(gzip.compress(p))
+PY
+run_report evil "$T/dmg" --no-html --top 1
+check "a hostile exit profile (2^63-1 bytes, -1 objects): read, sums saturated, the rest added up" \
+    sh -c "[ $rc = 0 ] && grep -q '^  SUMMARY: 9.22e+18 bytes (8192.0 PiB) in 0 objects' '$T/evil.out' && grep -q '(2 more stacks, 16384.0 PiB)' '$T/evil.out'"
+check "  no sanitizer report" no_sanitizer evil
+run_report evil3 "$T/dmg" --no-html --top 3
+check "  its names cleaned of control characters and bytes that are not UTF-8" \
+    sh -c "[ $rc = 0 ] && grep -q ': evil?\[2J?? name <- other$' '$T/evil3.out' && ! grep -q \$'\\x1b' '$T/evil3.out'"
 
 # The page.
 check "the page: DIR/report.html written by default" test -s "$T/run/report.html"

@@ -23,7 +23,7 @@ run_report() {
 has() { grep -q -- "$2" "$T/$1.out"; }
 
 check "report --help documents the options" \
-    sh -c "'$HW' report --help >'$T/help' && for o in --width --height --pid --ascii --html 'go tool pprof'; do grep -q -- \"\$o\" '$T/help' || exit 1; done"
+    sh -c "'$HW' report --help >'$T/help' && for o in --width --height --pid --ascii --html --no-html --top 'DIR/report.html' SUMMARY 'go tool pprof'; do grep -q -- \"\$o\" '$T/help' || exit 1; done"
 
 run_report crit "$F/crit" --width 90
 check_eq "a process with alerts: exit 0" 0 "$rc"

@@ -648,7 +648,7 @@ static void test_stacks_merged_sorted_named(void **state)
 static void test_wrappers(void **state)
 {
     static const char *const yes[] = { "_Znwm", "_Znam", "operator new(unsigned long)", "operator new[](unsigned long)",
-                                       "_ZNSt15__new_allocatorIiE8allocateEmPKv", "std::allocator<char>::allocate(unsigned long)",
+                                       "_ZNSt15__new_allocatorIiE8allocateEmPKv", "std::allocator<char>::allocate(unsigned long)", "_ZNSaIcEC1Ev",
                                        "__gnu_cxx::new_allocator<int>::allocate(unsigned long, void const*)",
                                        "std::_Vector_base<int, std::allocator<int> >::_M_allocate(unsigned long)",
                                        "strdup", "__strndup", "__libc_calloc", "xmalloc", "xstrdup" };
