@@ -91,7 +91,9 @@ DEB_PACKAGES := \
   util-linux:/usr/bin/setpriv \
   curl:/usr/bin/curl \
   time:/usr/bin/time \
-  chromium:/usr/bin/chromium
+  chromium:/usr/bin/chromium \
+  nodejs:/usr/bin/node \
+  npm:/usr/bin/npm
 
 deb_missing = $(strip $(foreach p,$(DEB_PACKAGES),$(if $(wildcard $(lastword $(subst :, ,$(p)))),,$(firstword $(subst :, ,$(p))))))
 

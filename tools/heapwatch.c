@@ -63,7 +63,8 @@ static const char usage_main[] =
     "  check DIR [options]                  check the results in DIR against limits (for CI):\n"
     "                                       exit 0 within limits, 1 a limit broken, 2 no results\n"
     "  report DIR [options]                 a report of the results in DIR: counters, growth,\n"
-    "                                       charts over time, alerts, top growing stacks\n"
+    "                                       charts over time, alerts, top growing stacks, the\n"
+    "                                       peak, leaks at exit; and the page DIR/report.html\n"
     "\n"
     "'heapwatch VERB --help' describes a verb.\n";
 

@@ -7,8 +7,25 @@
  * marked under them, every alert with the stacks that grew most, the top
  * growing stacks over the whole run, and the heap profiles written with
  * the command that opens them. With more than one process (fork and exec
- * children) a table of all of them comes first. --html writes the same
- * charts as a self-contained page (report_html.c).
+ * children) a table of all of them comes first.
+ *
+ * From the heap profiles, read on demand (profile.c) and only the two it
+ * shows per process: the stacks at the peak (the "peak" profile, with the
+ * summary's peak_time and peak_rss_bytes), and the leaks at exit (the
+ * "exit" profile's in-use values), as LSan summarises leaks: the top
+ * --top stacks by bytes, each with its objects, its function (the
+ * innermost frame that is not an allocation wrapper, profile_stacks.c) and
+ * a few callers, then one SUMMARY line. Their values are the agent's
+ * unsampled estimates (exact at rate 1); the summary's counters beside
+ * them are exact. A profile that cannot be read is a note, not an error.
+ *
+ * The page (report_html.c) is written to DIR/report.html unless --no-html
+ * (--html FILE: elsewhere), after the text, atomically: a temporary name
+ * beside it created with O_CREAT|O_EXCL|O_NOFOLLOW (never through a link
+ * someone placed, never over another run's temporary), written, then
+ * renamed over the target (a symlink at the target is replaced, not
+ * followed). The last line names it. A page that cannot be written is one
+ * line on stderr and exit status 1, the text report printed all the same.
  */
 #define _GNU_SOURCE
 #include "tools/chart.h"
@@ -17,43 +34,62 @@
 #include "tools/tools.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define TOP_STACKS 5           /* top growing stacks listed per process */
 #define TOP_PER_ALERT 3        /* stacks listed under each alert */
 #define FRAMES_SHOWN 6         /* frames of a top growing stack */
+#define TOP_DEFAULT 10         /* stacks listed at the peak and at exit (--top) */
+#define TOP_MAX 10000
+#define CALLERS_SHOWN 4        /* callers after the function of a stack at exit/peak */
+#define EXIT_PAGE 1            /* the text report was printed, the page not written */
 
 static const char usage_report[] =
     "usage: heapwatch report DIR [options]\n"
     "\n"
     "A report of the results the agent wrote in DIR (HEAPWATCH_OUT), per process:\n"
-    "counters at exit, growth rates over time, charts of live bytes and live\n"
-    "objects, alerts with the stacks that grew, the top growing stacks, and the\n"
-    "heap profiles written (open one with 'go tool pprof -http=: FILE').\n"
+    "counters at exit, the peak (when, how high, and the stacks that held it),\n"
+    "growth rates over time, charts of live bytes and live objects, alerts with\n"
+    "the stacks that grew, the top growing stacks, the leaks at exit (the stacks\n"
+    "still live when the process exited, from its exit profile, as LSan lists\n"
+    "leaks, ending with a SUMMARY line), and the heap profiles written (open one\n"
+    "with 'go tool pprof -http=: FILE').\n"
+    "\n"
+    "It also writes the report as a page, DIR/report.html (self-contained: open\n"
+    "it in a browser, from file:// too), written atomically and named on the last\n"
+    "line; --html FILE writes it elsewhere, --no-html not at all.\n"
     "\n"
     "options:\n"
     "  -w, --width N       line width of the charts (default: the terminal's, else 80)\n"
     "      --height N      rows per chart (default 8)\n"
     "  -p, --pid PID       only this process\n"
     "      --ascii         draw charts with ASCII characters only\n"
-    "      --html FILE     also write the report's charts as a self-contained HTML page\n"
+    "      --top N         stacks listed at the peak and at exit (default 10)\n"
+    "      --html FILE     write the page to FILE instead of DIR/report.html\n"
+    "      --no-html       do not write the page\n"
     "  -h, --help          this text\n"
     "\n"
-    "exit status: 0 report printed; 2 DIR cannot be read, holds no results,\n"
-    "no process PID, or bad usage.\n";
+    "exit status: 0 report printed (and the page written); 1 report printed, but\n"
+    "the page could not be written (one line on stderr says why: e.g. DIR is not\n"
+    "writable; use --html FILE or --no-html); 2 DIR cannot be read, holds no\n"
+    "results, no process PID, or bad usage.\n";
 
 typedef struct {
     int width, height;
     long pid;                  /* -1: all */
     bool ascii;
-    const char *html;
+    const char *html;          /* --html FILE, or NULL: DIR/report.html */
+    bool no_html;
+    size_t top;                /* --top */
 } report_opts_t;
 
 /* ------------------------------------------------------------------------ */
@@ -82,17 +118,19 @@ static bool parse_int(const char *s, long min, long max, long *out)
 /* parse_args: @return -1 to go on, else an exit status. */
 static int parse_args(int argc, char **argv, report_opts_t *o, const char **dir)
 {
-    enum { O_HEIGHT = 256, O_ASCII, O_HTML };
+    enum { O_HEIGHT = 256, O_ASCII, O_HTML, O_NO_HTML, O_TOP };
     static const struct option longopts[] = {
         { "width", required_argument, NULL, 'w' },
         { "height", required_argument, NULL, O_HEIGHT },
         { "pid", required_argument, NULL, 'p' },
         { "ascii", no_argument, NULL, O_ASCII },
         { "html", required_argument, NULL, O_HTML },
+        { "no-html", no_argument, NULL, O_NO_HTML },
+        { "top", required_argument, NULL, O_TOP },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (report_opts_t){ 0, 8, -1, false, NULL };
+    *o = (report_opts_t){ 0, 8, -1, false, NULL, false, TOP_DEFAULT };
     int c;
     long v;
     optind = 1;
@@ -122,6 +160,15 @@ static int parse_args(int argc, char **argv, report_opts_t *o, const char **dir)
             break;
         case O_ASCII: o->ascii = true; break;
         case O_HTML: o->html = optarg; break;
+        case O_NO_HTML: o->no_html = true; break;
+        case O_TOP:
+            if (!parse_int(optarg, 1, TOP_MAX, &v)) {
+                fprintf(stderr, "heapwatch report: --top: cannot use '%s' (a number from 1 to %d)\n", fmt_clean(optarg),
+                        TOP_MAX);
+                return EXIT_USAGE;
+            }
+            o->top = (size_t)v;
+            break;
         default: fputs("Try 'heapwatch report --help'.\n", stderr); return EXIT_USAGE;
         }
     }
@@ -131,6 +178,10 @@ static int parse_args(int argc, char **argv, report_opts_t *o, const char **dir)
         return EXIT_USAGE;
     }
     *dir = argv[optind];
+    if (o->html && o->no_html) {
+        fputs("heapwatch report: --html and --no-html: one or the other, please\n", stderr);
+        return EXIT_USAGE;
+    }
     if (!o->width) o->width = terminal_width();
     if (o->width < CHART_MIN_WIDTH) o->width = CHART_MIN_WIDTH;
     return -1;
@@ -173,6 +224,14 @@ static void print_header(const rundir_proc_t *p)
                fmt_count(s->frees), fmt_bytes(s->free_bytes));
         printf("  live at exit %s objects, %s; peak %s\n", fmt_count(s->live_objects), fmt_bytes(s->live_bytes),
                fmt_bytes(s->peak_live_bytes));
+        if (!isnan(s->peak_time) || s->peak_rss_bytes > 0) {
+            printf("  peak: %s live", fmt_bytes(s->peak_live_bytes));
+            /* 0 (or another time before the start): not seen. */
+            if (!isnan(s->peak_time) && !isnan(s->start_time) && s->peak_time >= s->start_time)
+                printf(" at %s", fmt_reltime(s->peak_time - s->start_time));
+            if (s->peak_rss_bytes > 0) printf("; peak RSS %s (the kernel's VmHWM)", fmt_bytes(s->peak_rss_bytes));
+            printf("\n");
+        }
         if (s->rate == 0) printf("  sampling off (rate 0)");
         else if (s->rate == 1) printf("  sampling every allocation (rate 1)");
         else printf("  sampling one allocation per %s allocated, on average (rate %.0f)", fmt_bytes(s->rate), s->rate);
@@ -359,6 +418,135 @@ static void print_top_stacks(const rundir_proc_t *p)
     free(g);
 }
 
+/* ------------------------------------------------------------------------ */
+/* From the heap profiles: the stacks at the peak, the leaks at exit        */
+/* ------------------------------------------------------------------------ */
+
+/* print_stack_list: the first top of st[0..n), one line each: bytes,
+ * objects, the function and its callers. */
+static void print_stack_list(const profile_t *pf, const profile_stack_t *st, size_t n, size_t top)
+{
+    char *names[PROFILE_DEPTH_MAX];
+    double rest = 0;   /* a double: a file's values may add up past int64 */
+    for (size_t i = 0; i < n; i++) {
+        if (i >= top) {
+            rest += (double)st[i].bytes;
+            continue;
+        }
+        const profile_stack_t *x = &st[i];
+        for (uint32_t f = 0; f < x->nframes; f++) names[f] = pf->names[x->frames[f]];
+        const char *fn = x->function == UINT32_MAX ? "(no frames)" : pf->names[x->function];
+        printf("    %2zu. %s in %s object%s: %s\n", i + 1, fmt_bytes((double)x->bytes), fmt_count((double)x->objects),
+               x->objects == 1 ? "" : "s", fmt_stack(fn, names, x->nframes, CALLERS_SHOWN));
+    }
+    if (n > top) printf("        (%zu more stack%s, %s)\n", n - top, n - top == 1 ? "" : "s", fmt_bytes(rest));
+}
+
+/* read_this: pr read into *pf; false with a note line (and what is not
+ * shown) when it cannot be read. */
+static bool read_this(const rundir_t *rd, const rundir_profile_t *pr, const char *what, profile_t *pf)
+{
+    char msg[1024];
+    memset(pf, 0, sizeof *pf);
+    if (rundir_profile_read(rd, pr, pf, msg, sizeof msg) == 0) return true;
+    printf("  note: %s; %s not shown\n", fmt_clean(msg), what);
+    profile_free(pf);
+    return false;
+}
+
+/* read_profile: the latest profile of p for reason, read; false when there
+ * is none (*pr NULL) or it cannot be read (a note said so). */
+static bool read_profile(const rundir_t *rd, const rundir_proc_t *p, const char *reason, const char *what,
+                         profile_t *pf, const rundir_profile_t **pr)
+{
+    memset(pf, 0, sizeof *pf);
+    *pr = rundir_profile_find(p, reason);
+    return *pr && read_this(rd, *pr, what, pf);
+}
+
+static const char *estimate_word(const profile_t *pf)
+{
+    return pf->period == 1 ? "exact: every allocation sampled" : "sampled estimate";
+}
+
+/* print_peak: the top stacks in use at the peak, from the peak profile. */
+static void print_peak(const rundir_t *rd, const rundir_proc_t *p, const report_opts_t *o)
+{
+    if (!p->has_summary || p->summary.rate == 0) return;   /* no profile to expect */
+    /* The summary's peak_profile names the file that shows the peak: the
+     * peak profile, or the exit profile when exit was within 10 % of the
+     * peak (the agent then writes no peak profile); without the field (an
+     * older agent), a peak profile if there is one. */
+    const rundir_profile_t *pr = p->peak_profile ? rundir_profile_named(p, p->peak_profile) : rundir_profile_find(p, "peak");
+    printf("\n");
+    if (!pr) {
+        if (p->peak_profile)
+            printf("  at the peak: %s (the summary's peak_profile) is not in the directory\n", fmt_clean(p->peak_profile));
+        else
+            printf("  at the peak: no profile shows it (too few sampled allocations held the peak to say who)\n");
+        return;
+    }
+    profile_t pf;
+    if (!read_this(rd, pr, "the stacks at the peak", &pf)) return;
+    profile_stack_t *st;
+    int64_t objs, bytes;
+    size_t n = profile_stacks(&pf, PROFILE_INUSE, &st, &objs, &bytes);
+    bool is_exit = strcmp(pr->reason, "exit") == 0;
+    if (n == (size_t)-1) {
+        printf("  at the peak: out of memory\n");
+    } else {
+        printf("  at the peak (%s%s): %s in %s objects in %zu stack%s (%s), top %zu by bytes:\n", fmt_clean(pr->name),
+               is_exit ? ", the exit profile: exit was within 10 % of the peak" : "", fmt_bytes((double)bytes),
+               fmt_count((double)objs), n, n == 1 ? "" : "s", estimate_word(&pf), n < o->top ? n : o->top);
+        print_stack_list(&pf, st, n, o->top);
+    }
+    free(st);
+    profile_free(&pf);
+}
+
+/* print_leaks: the stacks still live at exit, from the exit profile, as
+ * LSan lists leaks; a SUMMARY line. */
+static void print_leaks(const rundir_t *rd, const rundir_proc_t *p, const report_opts_t *o)
+{
+    profile_t pf;
+    const rundir_profile_t *pr;
+    printf("\n");
+    if (p->has_summary && p->summary.rate == 0) {
+        printf("  leaks at exit: not measured: sampling was off (rate 0), so no stack was recorded\n");
+        return;
+    }
+    if (!read_profile(rd, p, "exit", "the leaks at exit", &pf, &pr)) {
+        if (!pr)
+            printf("  leaks at exit: no exit profile (heap.%s.<seq>.exit.pb.gz)%s\n", p->tag,
+                   p->has_summary ? " in the directory" : ": the process was killed, or is still running");
+        return;
+    }
+    profile_stack_t *st;
+    int64_t objs, bytes;
+    size_t n = profile_stacks(&pf, PROFILE_INUSE, &st, &objs, &bytes);
+    if (n == (size_t)-1) {
+        printf("  leaks at exit: out of memory\n");
+    } else if (n == 0) {
+        printf("  leaks at exit (%s): none: no sampled allocation was live at exit\n", fmt_clean(pr->name));
+    } else {
+        printf("  leaks at exit (%s): %zu stack%s still live, top %zu by bytes:\n", fmt_clean(pr->name), n,
+               n == 1 ? "" : "s", n < o->top ? n : o->top);
+        print_stack_list(&pf, st, n, o->top);
+    }
+    if (n != (size_t)-1) {
+        printf("  SUMMARY: %s bytes (%s) in %s object%s live at exit (%s", fmt_count((double)bytes),
+               fmt_bytes((double)bytes), fmt_count((double)objs), objs == 1 ? "" : "s", estimate_word(&pf));
+        /* Beside an estimate, the exact counters: a small heap at a large
+         * rate can hold bytes no sample saw. */
+        if (pf.period != 1 && p->has_summary && !isnan(p->summary.live_bytes))
+            printf("; counted exactly: %s in %s objects", fmt_bytes(p->summary.live_bytes),
+                   fmt_count(p->summary.live_objects));
+        printf(")\n");
+    }
+    free(st);
+    profile_free(&pf);
+}
+
 static void print_profiles(const rundir_proc_t *p, const char *dir)
 {
     if (!p->nprofiles) {
@@ -368,17 +556,26 @@ static void print_profiles(const rundir_proc_t *p, const char *dir)
     printf("\n  heap profiles (%zu):\n", p->nprofiles);
     for (size_t i = 0; i < p->nprofiles; i++)
         printf("    %s/%s\n", fmt_clean(dir), fmt_clean(p->profiles[i].name));
-    /* The most telling one: the last alert's profile, else the last one. */
-    const char *best = p->profiles[p->nprofiles - 1].name;
+    /* The most telling one: the last alert's profile, else the exit
+     * profile, else the last one. The diff spans the first and the last
+     * in time order: a peak profile is written at exit (after the exit
+     * profile) but shows an earlier moment, so it takes no part. */
+    const rundir_profile_t *ex = rundir_profile_find(p, "exit"), *first = NULL, *last = NULL;
+    const char *best = ex ? ex->name : p->profiles[p->nprofiles - 1].name;
     for (size_t i = p->nalerts; i-- > 0;)
         if (p->alerts[i].profile && !p->alerts[i].recovery) {
             best = p->alerts[i].profile;
             break;
         }
+    for (size_t i = 0; i < p->nprofiles; i++) {
+        if (strcmp(p->profiles[i].reason, "peak") == 0) continue;
+        if (!first) first = &p->profiles[i];
+        last = &p->profiles[i];
+    }
     printf("  open one in a browser:  go tool pprof -http=: %s/%s\n", fmt_clean(dir), fmt_clean(best));
-    if (p->nprofiles > 1)
+    if (first && last != first)
         printf("  what grew between two:  go tool pprof -top -diff_base=%s/%s %s/%s\n", fmt_clean(dir),
-               fmt_clean(p->profiles[0].name), fmt_clean(dir), fmt_clean(p->profiles[p->nprofiles - 1].name));
+               fmt_clean(first->name), fmt_clean(dir), fmt_clean(last->name));
 }
 
 static void print_issues(const rundir_proc_t *p)
@@ -387,7 +584,7 @@ static void print_issues(const rundir_proc_t *p)
     for (size_t i = 0; i < p->nerrors; i++) printf("  error: %s\n", fmt_clean(p->errors[i]));
 }
 
-static void print_proc(const rundir_proc_t *p, const report_opts_t *o, const char *dir)
+static void print_proc(const rundir_t *rd, const rundir_proc_t *p, const report_opts_t *o, const char *dir)
 {
     double t0 = rundir_start(p);
     print_header(p);
@@ -401,6 +598,8 @@ static void print_proc(const rundir_proc_t *p, const report_opts_t *o, const cha
     print_chart(p, o, "live objects", offsetof(rundir_sample_t, live_objects), false);
     print_alerts(p, t0);
     print_top_stacks(p);
+    print_peak(rd, p, o);
+    print_leaks(rd, p, o);
     print_profiles(p, dir);
     print_issues(p);
 }
@@ -421,6 +620,56 @@ static void print_table(const rundir_t *rd)
                fmt_duration(span(p)), s ? fmt_count(p->summary.mallocs) : "-", s ? fmt_bytes(p->summary.live_bytes) : "-",
                s ? fmt_bytes(p->summary.peak_live_bytes) : "-", na, s ? "" : "  (killed)");
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The page                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* write_page: the page at path, atomically (see the top of the file).
+ * @return 0, or -1 with errno set. */
+static int write_page(const char *path, const rundir_t *rd, long pid)
+{
+    const char *slash = strrchr(path, '/');
+    int dlen = slash ? (int)(slash - path) + 1 : 0;
+    const char *base = slash ? slash + 1 : path;
+    if (!*base) {
+        errno = EISDIR;
+        return -1;
+    }
+    char *tmp = NULL;
+    int fd = -1;
+    /* A name no other writer uses: pid, time and a counter; O_EXCL makes
+     * sure, and a name taken (a stale file, someone else's) tries another. */
+    for (unsigned n = 0; n < 100 && fd < 0; n++) {
+        free(tmp);
+        if (asprintf(&tmp, "%.*s.%s.tmp.%ld.%lx.%u", dlen, path, base, (long)getpid(), (unsigned long)time(NULL), n) < 0) {
+            tmp = NULL;
+            errno = ENOMEM;
+            return -1;
+        }
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        free(tmp);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "w");
+    int err = 0;
+    if (!f) {
+        err = errno;
+        close(fd);
+    } else {
+        int wr = report_html_write(f, rd, pid);
+        err = wr != 0 ? (errno ? errno : EIO) : 0;
+        if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    }
+    if (!err && rename(tmp, path) != 0) err = errno;
+    if (err) unlink(tmp);
+    free(tmp);
+    errno = err;
+    return err ? -1 : 0;
 }
 
 int cmd_report(int argc, char **argv)
@@ -450,11 +699,23 @@ int cmd_report(int argc, char **argv)
     for (size_t i = 0; i < rd.nprocs; i++) {
         if (o.pid >= 0 && rd.procs[i].pid != o.pid) continue;
         printf("\n");
-        print_proc(&rd.procs[i], &o, dir);
+        print_proc(&rd, &rd.procs[i], &o, dir);
     }
-    if (o.html && report_html_write(o.html, &rd, o.pid) != 0) rc = EXIT_USAGE;
-    else rc = 0;
-    if (o.html && rc == 0) printf("\nheapwatch report: charts written to %s\n", fmt_clean(o.html));
+    rc = 0;
+    if (!o.no_html) {
+        char *page = NULL;
+        if (o.html) page = strdup(o.html);
+        else if (asprintf(&page, "%s%sreport.html", dir, *dir && dir[strlen(dir) - 1] == '/' ? "" : "/") < 0) page = NULL;
+        fflush(stdout);   /* the text first, whatever stderr says */
+        if (!page || write_page(page, &rd, o.pid) != 0) {
+            fprintf(stderr, "heapwatch report: cannot write %s: %s (the text report is above; --html FILE writes the page "
+                    "elsewhere, --no-html skips it)\n", page ? fmt_clean(page) : "the page", strerror(page ? errno : ENOMEM));
+            rc = EXIT_PAGE;
+        } else {
+            printf("\nreport: %s (open it in a browser)\n", fmt_clean(page));
+        }
+        free(page);
+    }
     rundir_free(&rd);
     return rc;
 }

@@ -59,6 +59,8 @@
 #define _GNU_SOURCE
 #include "tools/rundir_internal.h"
 
+#include "tools/profile.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -202,6 +204,7 @@ static void free_proc(rundir_proc_t *p)
 {
     free(p->exe);
     free(p->cmdline);
+    free(p->peak_profile);
     free(p->cmd_pattern);
     free(p->samples);
     rundir_free_alerts(p);
@@ -244,4 +247,32 @@ double rundir_start(const rundir_proc_t *p)
 const char *rundir_level_name(rundir_level_t level)
 {
     return level == RUNDIR_CRIT ? "crit" : "warn";
+}
+
+const rundir_profile_t *rundir_profile_find(const rundir_proc_t *p, const char *reason)
+{
+    for (size_t i = p->nprofiles; i-- > 0;)   /* sorted by seq: the latest first */
+        if (strcmp(p->profiles[i].reason, reason) == 0) return &p->profiles[i];
+    return NULL;
+}
+
+const rundir_profile_t *rundir_profile_named(const rundir_proc_t *p, const char *name)
+{
+    for (size_t i = 0; i < p->nprofiles; i++)
+        if (strcmp(p->profiles[i].name, name) == 0) return &p->profiles[i];
+    return NULL;
+}
+
+int rundir_profile_read(const rundir_t *rd, const rundir_profile_t *pr, profile_t *out, char *msg, size_t msgcap)
+{
+    char *path, why[512] = "";
+    memset(out, 0, sizeof *out);
+    if (asprintf(&path, "%s/%s", rd->path, pr->name) < 0) {
+        rundir_set_msg(msg, msgcap, "%s: out of memory", pr->name);
+        return -1;
+    }
+    int rc = profile_read(path, out, why, sizeof why);
+    free(path);
+    if (rc != 0) rundir_set_msg(msg, msgcap, "%s: %s", pr->name, why);
+    return rc;
 }

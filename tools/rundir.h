@@ -10,7 +10,7 @@
  *                               last may be cut short when the process was
  *                               killed or is still running)
  *   alerts.<pid>.jsonl          JSON lines, one per alert or recovery
- *   heap.<pid>.<seq>.<reason>.pb.gz   heap profiles (listed, not parsed)
+ *   heap.<pid>.<seq>.<reason>.pb.gz   heap profiles (listed; read on demand)
  *
  * Other names (the agent's temporary files among them) are ignored. A
  * process with a timeline or alerts but no summary (it was killed) is a
@@ -30,6 +30,7 @@
 #define HEAPWATCH_TOOLS_RUNDIR_H
 
 #include "agent/records.h"
+#include "tools/profile.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -124,7 +125,11 @@ typedef struct {
     char *exe;                 /* from the summary (or a record that names it), or NULL */
     char *cmdline;             /* the summary's "cmdline" joined by spaces, an
                                   argument with a space or quote in single
-                                  quotes; at most CMDLINE_MAX bytes; or NULL */
+                                  quotes; at most RUNDIR_CMDLINE_MAX bytes; or NULL */
+    char *peak_profile;        /* the summary's "peak_profile": the file that
+                                  shows the stacks at the peak (the peak
+                                  profile, or the exit profile when exit was
+                                  within 10 % of it), or NULL */
     char *cmd_pattern;         /* the command with its operands (files, numbers)
                                   as '*': "cc1 -quiet * -o *", for roll-ups;
                                   or NULL without a cmdline */
@@ -194,6 +199,34 @@ const char *rundir_exe_name(const rundir_proc_t *p);
  * without a summary, the first timeline record's time minus its elapsed_s;
  * else the first record or alert. NAN when there is none. */
 double rundir_start(const rundir_proc_t *p);
+
+/*
+ * Heap profiles are listed at load time, never read then: the tools read
+ * the few they show on demand (rundir_profile_read), so a directory of
+ * thousands of profiles loads as fast as one without.
+ */
+
+/* rundir_profile_find: p's profile written for reason ("exit": in use and
+ * allocated at exit; "peak": in use when live bytes were highest, written
+ * at exit; "alert", "interval", ...): the latest (highest seq) of them, or
+ * NULL when there is none. */
+const rundir_profile_t *rundir_profile_find(const rundir_proc_t *p, const char *reason);
+
+/* rundir_profile_named: p's profile file called name (an alert's
+ * "profile"), or NULL when the directory does not hold it (removed by the
+ * agent's max_profiles, or never written). */
+const rundir_profile_t *rundir_profile_named(const rundir_proc_t *p, const char *name);
+
+/* rundir_alert_profile: the profile an alert names, when it is there. */
+static inline const rundir_profile_t *rundir_alert_profile(const rundir_proc_t *p, const rundir_alert_t *a)
+{
+    return a->profile ? rundir_profile_named(p, a->profile) : NULL;
+}
+
+/* rundir_profile_read: reads pr (a profile of rd) with profile_read into
+ * *out (tools/profile.h; release with profile_free, also after an error).
+ * @return 0, or -1 with "NAME: reason" in msg. */
+int rundir_profile_read(const rundir_t *rd, const rundir_profile_t *pr, profile_t *out, char *msg, size_t msgcap);
 
 /* RUNDIR_RATE_SPAN_MIN: for a timeline record without rate_judged (an
  * older agent), the seconds its window_s must span to be judged. */

@@ -146,6 +146,9 @@ void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
     p->exe = NULL;
     rundir_take_exe(p, v);   /* the summary's word wins over a record's */
     take_cmdline(p, v);
+    const char *peak = rundir_json_str(v, "peak_profile");
+    free(p->peak_profile);
+    p->peak_profile = peak && *peak ? strndup(peak, EXE_MAX) : NULL;
     take_pattern(p, v);
     p->has_summary = true;
     json_decref(v);

@@ -52,3 +52,32 @@ $(SAFE_C_PROGS): $(BUILD)/progs/%: tests/integration/progs/%.c $(LIFE_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(LIFE_CFLAGS) $< -o $@ -ldl
 TEST_PREREQS += $(SAFE_C_PROGS)
+
+# The report's leaks at exit and peak (tests/integration/tools_leaks.sh): a
+# C++ program that leaks from known functions, directly and through
+# wrappers (xmalloc, operator new[]), and prints the ground truth.
+$(BUILD)/progs/report_leak: tests/integration/progs/report_leak.cc
+	@mkdir -p $(@D)
+	$(CXX) $(LIFE_CXXFLAGS) $< -o $@
+TEST_PREREQS += $(BUILD)/progs/report_leak
+
+# The report page in a real browser (tests/integration/report_page.sh):
+# page_leak, and playwright-core at the version pinned in
+# tests/browser/package-lock.json, installed with `npm ci` into
+# $(BUILD)/browser (the npm registry must be reachable the first time). It
+# drives Debian's /usr/bin/chromium (DEB_PACKAGES); no browser download.
+$(BUILD)/progs/page_leak: tests/integration/progs/page_leak.c
+	@mkdir -p $(@D)
+	$(CC) $(LIFE_CFLAGS) $< -o $@
+
+BROWSER_DIR := $(BUILD)/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/playwright-core/package.json
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	$(call require_pkgs,nodejs chromium)
+	@mkdir -p $(BROWSER_DIR)
+	cp tests/browser/package.json tests/browser/package-lock.json $(BROWSER_DIR)/
+	cd $(BROWSER_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+.PHONY: browser-deps
+browser-deps: $(BROWSER_STAMP)
+TEST_PREREQS += $(BUILD)/progs/page_leak $(BROWSER_STAMP)

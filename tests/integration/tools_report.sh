@@ -23,7 +23,7 @@ run_report() {
 has() { grep -q -- "$2" "$T/$1.out"; }
 
 check "report --help documents the options" \
-    sh -c "'$HW' report --help >'$T/help' && for o in --width --height --pid --ascii --html 'go tool pprof'; do grep -q -- \"\$o\" '$T/help' || exit 1; done"
+    sh -c "'$HW' report --help >'$T/help' && for o in --width --height --pid --ascii --html --no-html --top 'DIR/report.html' SUMMARY 'go tool pprof'; do grep -q -- \"\$o\" '$T/help' || exit 1; done"
 
 run_report crit "$F/crit" --width 90
 check_eq "a process with alerts: exit 0" 0 "$rc"
@@ -80,7 +80,7 @@ check "--pid of no process: exit 2" sh -c "[ $rc = 2 ] && grep -q 'no results fo
 
 run_report html "$F/crit" --width 80 --html "$T/crit.html"
 check "--html: a self-contained page with SVG charts and the alerts" \
-    sh -c "[ $rc = 0 ] && grep -q '<svg' '$T/crit.html' && grep -c '<polyline' '$T/crit.html' | grep -qx 2 && grep -q 'crit alert: objects_rate 5012/s' '$T/crit.html' && ! grep -q 'src=\|href=' '$T/crit.html'"
+    sh -c "[ $rc = 0 ] && grep -q '<svg' '$T/crit.html' && grep -c '<polyline' '$T/crit.html' | grep -qx 2 && grep -q 'crit alert: objects_rate 5012/s' '$T/crit.html' && ! grep -Eq 'src=|href=\"[^#]' '$T/crit.html'"
 run_report html_odd "$F/odd" --html "$T/odd.html"
 check "--html: names from the files are escaped" \
     sh -c "! grep -q '<ird>\|<bad>' '$T/odd.html' && grep -q '&lt;ird&gt;' '$T/odd.html'"

@@ -417,6 +417,31 @@ static void test_strings(void **state)
     assert_contains(proc("54")->errors[0], "summary.54.json: not valid JSON at byte");
 }
 
+/* The summary's cmdline is joined by spaces, an argument a shell would
+ * split or expand in single quotes (' as '\''), cut at RUNDIR_CMDLINE_MAX;
+ * peak_profile is kept as named (null or absent: NULL). */
+static void test_cmdline_peak(void **state)
+{
+    (void)state;
+    tt_write_str("summary.60.json", "{\"pid\": 60, \"cmdline\": [\"/bin/sh\", \"-c\", \"echo 'hi' > $X\", \"\", \"plain\", 7],"
+                                    " \"peak_profile\": \"heap.60.0002.peak.pb.gz\"}");
+    tt_write_str("summary.61.json", "{\"pid\": 61, \"exe\": \"/bin/x\", \"cmdline\": [], \"peak_profile\": null}");
+    char *big = malloc(3 * RUNDIR_CMDLINE_MAX);
+    assert_non_null(big);
+    int o = sprintf(big, "{\"pid\": 62, \"cmdline\": [");
+    for (int i = 0; i < 2000; i++) o += sprintf(big + o, "%s\"arg%d\"", i ? ", " : "", i);
+    strcpy(big + o, "]}");
+    tt_write_str("summary.62.json", big);
+    free(big);
+    load();
+    assert_string_equal(proc("60")->cmdline, "/bin/sh -c 'echo '\\''hi'\\'' > $X' '' plain '?'");  /* not a string: ? (quoted: a glob) */
+    assert_string_equal(proc("60")->peak_profile, "heap.60.0002.peak.pb.gz");
+    assert_null(proc("61")->cmdline);
+    assert_null(proc("61")->peak_profile);
+    assert_int_equal(strlen(proc("62")->cmdline), RUNDIR_CMDLINE_MAX);
+    assert_true(strncmp(proc("62")->cmdline, "arg0 arg1 arg2 ", 15) == 0);
+}
+
 /* nest: a record whose "x" holds n arrays, the innermost holding `inner`. */
 static char *nest(size_t n, const char *inner, double t)
 {
@@ -570,6 +595,47 @@ static void test_directory(void **state)
     assert_int_equal(rd.files_skipped, 0);
 }
 
+/* The profiles the report and the page look for: the latest of a reason,
+ * the one an alert names; read on demand, not at load (a damaged profile
+ * loads like any other and fails only when read, with its name). */
+static void test_profiles_found(void **state)
+{
+    (void)state;
+    tt_write_str("summary.20.json", "{\"start_time\": 3}");
+    tt_write_str("heap.20.0001.interval.pb.gz", "junk");
+    tt_write_str("heap.20.0002.peak.pb.gz", "junk");
+    tt_write_str("heap.20.0003.alert.pb.gz", "junk");
+    tt_write_str("heap.20.0004.peak.pb.gz", "junk");
+    /* A raw profile (protobuf without gzip): period 7, nothing else. */
+    tt_write("heap.20.0005.exit.pb.gz", "\x60\x07", 2);
+    tt_write_str("summary.21.json", "{\"start_time\": 4}");
+    load();
+    const rundir_proc_t *p = proc("20"), *q = proc("21");
+    const rundir_profile_t *pr = rundir_profile_find(p, "peak");
+    assert_non_null(pr);
+    assert_string_equal(pr->name, "heap.20.0004.peak.pb.gz");   /* the latest */
+    assert_string_equal(rundir_profile_find(p, "exit")->name, "heap.20.0005.exit.pb.gz");
+    assert_null(rundir_profile_find(p, "signal"));
+    assert_null(rundir_profile_find(q, "exit"));
+    assert_string_equal(rundir_profile_named(p, "heap.20.0003.alert.pb.gz")->name, "heap.20.0003.alert.pb.gz");
+    assert_null(rundir_profile_named(p, "heap.20.0009.alert.pb.gz"));
+    rundir_alert_t a;
+    memset(&a, 0, sizeof a);
+    assert_null(rundir_alert_profile(p, &a));
+    a.profile = (char *)"heap.20.0003.alert.pb.gz";
+    assert_ptr_equal(rundir_alert_profile(p, &a), &p->profiles[2]);
+
+    profile_t pf;
+    char msg[512];
+    assert_int_equal(rundir_profile_read(&rd, rundir_profile_find(p, "exit"), &pf, msg, sizeof msg), 0);
+    assert_int_equal(pf.period, 7);
+    assert_int_equal(pf.nsamples, 0);
+    profile_free(&pf);
+    assert_int_equal(rundir_profile_read(&rd, pr, &pf, msg, sizeof msg), -1);
+    assert_contains(msg, "heap.20.0004.peak.pb.gz: not a profile");
+    profile_free(&pf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +651,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alert_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profiles_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmdline_peak, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
