@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "tools/rundir.h"
+#include "tools/runsum.h"
 #include "tools/tools.h"
 
 #include <errno.h>
@@ -48,7 +49,9 @@ static const char usage_check[] =
     "      --max-peak-bytes SIZE   fail when peak_live_bytes is above SIZE\n"
     "      --junit FILE            also write the verdicts as JUnit XML (one test case\n"
     "                              per process) to FILE\n"
-    "  -q, --quiet                 print only the failures and errors\n"
+    "      --failures-only         per process, print only those that broke a limit\n"
+    "      --top N                 commands listed in the run summary (default 5)\n"
+    "  -q, --quiet                 print only the failures and errors (no run summary)\n"
     "  -h, --help                  this text\n"
     "\n"
     "N is a number with an optional k, M or G (powers of 1000); SIZE is bytes with\n"
@@ -70,6 +73,8 @@ typedef struct {
     double max_peak_bytes;
     const char *junit;
     bool quiet;
+    bool failures_only;
+    long top;                  /* commands per list of the run summary */
 } check_opts_t;
 
 /* verdict_t: what check concluded about one process. */
@@ -142,7 +147,7 @@ static bool parse_level(const char *s, int *level)
 /* parse_args: fills *o and *dir. @return -1 to go on, else an exit status. */
 static int parse_args(int argc, char **argv, check_opts_t *o, const char **dir)
 {
-    enum { O_FAIL_ON = 256, O_OBJ_RATE, O_BYTES_RATE, O_LIVE_BYTES, O_LIVE_OBJ, O_PEAK, O_JUNIT };
+    enum { O_FAIL_ON = 256, O_OBJ_RATE, O_BYTES_RATE, O_LIVE_BYTES, O_LIVE_OBJ, O_PEAK, O_JUNIT, O_FAILURES, O_TOP };
     static const struct option longopts[] = {
         { "fail-on", required_argument, NULL, O_FAIL_ON },
         { "max-objects-rate", required_argument, NULL, O_OBJ_RATE },
@@ -152,10 +157,12 @@ static int parse_args(int argc, char **argv, check_opts_t *o, const char **dir)
         { "max-peak-bytes", required_argument, NULL, O_PEAK },
         { "junit", required_argument, NULL, O_JUNIT },
         { "quiet", no_argument, NULL, 'q' },
+        { "failures-only", no_argument, NULL, O_FAILURES },
+        { "top", required_argument, NULL, O_TOP },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (check_opts_t){ RUNDIR_CRIT, NAN, NAN, NAN, NAN, NAN, NULL, false };
+    *o = (check_opts_t){ RUNDIR_CRIT, NAN, NAN, NAN, NAN, NAN, NULL, false, false, 5 };
     int c, idx;
     optind = 1;
     while ((c = getopt_long(argc, argv, "qh", longopts, &idx)) != -1) {
@@ -170,11 +177,21 @@ static int parse_args(int argc, char **argv, check_opts_t *o, const char **dir)
         case O_LIVE_BYTES: ok = parse_quantity(optarg, 1024, &o->max_live_bytes); break;
         case O_PEAK: ok = parse_quantity(optarg, 1024, &o->max_peak_bytes); break;
         case O_JUNIT: o->junit = optarg; break;
+        case O_FAILURES: o->failures_only = true; break;
+        case O_TOP: {
+            char *end;
+            errno = 0;
+            o->top = strtol(optarg, &end, 10);
+            ok = end != optarg && !*end && !errno && o->top >= 0 && o->top <= 100000;
+            break;
+        }
         default: fputs("Try 'heapwatch check --help'.\n", stderr); return EXIT_USAGE;
         }
         if (!ok) {
             fprintf(stderr, "heapwatch check: --%s: cannot use '%s' (%s)\n", longopts[idx].name, fmt_clean(optarg),
-                    c == O_FAIL_ON ? "warn, crit or none" : "a number >= 0, with an optional unit suffix");
+                    c == O_FAIL_ON ? "warn, crit or none"
+                    : c == O_TOP ? "a whole number from 0 to 100000"
+                                 : "a number >= 0, with an optional unit suffix");
             return EXIT_USAGE;
         }
     }
@@ -421,13 +438,69 @@ static void xml_put(FILE *f, const char *s)
     }
 }
 
-static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v)
+/* proc_name: what a person calls the process: its command line, else its
+ * executable's name. */
+static const char *proc_name(const rundir_proc_t *p)
+{
+    return p->cmdline && *p->cmdline ? p->cmdline : rundir_exe_name(p);
+}
+
+/* short_name: proc_name cut to PROC_NAME_SHOWN bytes (...) for a line of
+ * output, cleaned for a terminal. */
+#define PROC_NAME_SHOWN 100
+static const char *short_name(const rundir_proc_t *p)
+{
+    static char buf[PROC_NAME_SHOWN + 4];
+    const char *name = proc_name(p);
+    size_t n = strlen(name);
+    if (n <= PROC_NAME_SHOWN) return fmt_clean(name);
+    size_t keep = PROC_NAME_SHOWN;
+    while (keep > 0 && ((unsigned char)name[keep] & 0xC0) == 0x80) keep--;   /* not inside a character */
+    memcpy(buf, name, keep);
+    memcpy(buf + keep, "...", 4);
+    return fmt_clean(buf);
+}
+
+/* repeat_index: for each process, 1 + how many processes before it (in
+ * start order) have the same name: JUnit's test names are the name, with
+ * " #k" for the k-th repeat, the same from run to run (no pid in them). */
+static const rundir_t *sort_rd;
+static int cmp_by_name(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = strcmp(proc_name(&sort_rd->procs[i]), proc_name(&sort_rd->procs[j]));
+    return c ? c : (i > j) - (i < j);
+}
+
+static unsigned *repeat_indexes(const rundir_t *rd)
+{
+    size_t n = rd->nprocs;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    unsigned *rep = calloc(n ? n : 1, sizeof *rep);
+    if (!order || !rep) {
+        free(order);
+        free(rep);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    sort_rd = rd;
+    qsort(order, n, sizeof *order, cmp_by_name);
+    for (size_t k = 0; k < n; k++) {
+        bool same = k && strcmp(proc_name(&rd->procs[order[k]]), proc_name(&rd->procs[order[k - 1]])) == 0;
+        rep[order[k]] = same ? rep[order[k - 1]] + 1 : 1;
+    }
+    free(order);
+    return rep;
+}
+
+static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v, unsigned repeat)
 {
     double t = p->has_summary ? p->summary.duration_s : NAN;
     if (isnan(t) && p->nsamples > 1) t = p->samples[p->nsamples - 1].time - p->samples[0].time;
-    fprintf(f, "    <testcase classname=\"heapwatch.check\" name=\"pid %s (", p->tag);
-    xml_put(f, rundir_exe_name(p));
-    fprintf(f, ")\" time=\"%.3f\">\n", isnan(t) || t < 0 ? 0.0 : t);
+    fputs("    <testcase classname=\"heapwatch.check\" name=\"", f);
+    xml_put(f, proc_name(p));
+    if (repeat > 1) fprintf(f, " #%u", repeat);
+    fprintf(f, "\" time=\"%.3f\">\n", isnan(t) || t < 0 ? 0.0 : t);
     if (v->nfails) {
         fputs("      <failure type=\"limit\" message=\"", f);
         xml_put(f, v->fails[0]);
@@ -443,7 +516,11 @@ static void junit_case(FILE *f, const rundir_proc_t *p, const verdict_t *v)
         xml_put(f, p->errors[0]);
         fputs("\"/>\n", f);
     }
-    fputs("      <system-out>", f);
+    fprintf(f, "      <system-out>pid %s", p->tag);
+    if (p->has_summary && p->summary.ppid == p->summary.ppid) fprintf(f, ", parent %.0f", p->summary.ppid);
+    fputs(", ", f);
+    xml_put(f, p->exe ? p->exe : rundir_exe_name(p));
+    fputs("&#10;", f);
     xml_put(f, v->ok_line ? v->ok_line : "");
     for (size_t i = 0; i < v->nnotes; i++) {
         fputs("&#10;note: ", f);
@@ -483,7 +560,9 @@ static int write_junit(const char *path, const char *dir, const rundir_t *rd, co
         xml_put(f, why);
         fputs("\"/>\n    </testcase>\n", f);
     }
-    for (size_t i = 0; rd && i < n; i++) junit_case(f, &rd->procs[i], &vs[i]);
+    unsigned *rep = rd ? repeat_indexes(rd) : NULL;
+    for (size_t i = 0; rd && i < n; i++) junit_case(f, &rd->procs[i], &vs[i], rep ? rep[i] : 1);
+    free(rep);
     fputs("  </testsuite>\n</testsuites>\n", f);
     if (ferror(f) | (fclose(f) != 0)) {
         fprintf(stderr, "heapwatch check: --junit %s: write error\n", fmt_clean(path));
@@ -508,11 +587,11 @@ static const char *unjudged_note(size_t n)
 
 static void print_verdict(const rundir_proc_t *p, const verdict_t *v, const check_opts_t *o)
 {
-    const char *exe = fmt_clean(rundir_exe_name(p));
+    const char *exe = short_name(p);
     for (size_t i = 0; i < v->nfails; i++) printf("heapwatch check: FAIL pid %s (%s): %s\n", p->tag, exe, v->fails[i]);
     for (size_t i = 0; i < p->nerrors; i++)
         fprintf(stderr, "heapwatch check: ERROR pid %s (%s): %s\n", p->tag, exe, fmt_clean(p->errors[i]));
-    if (o->quiet) return;
+    if (o->quiet || (o->failures_only && !v->nfails)) return;
     if (!v->nfails && !p->nerrors) printf("heapwatch check: ok   pid %s (%s): %s\n", p->tag, exe, v->ok_line ? v->ok_line : "");
     for (size_t i = 0; i < v->nnotes; i++) printf("heapwatch check: note pid %s (%s): %s\n", p->tag, exe, v->notes[i]);
     for (size_t i = 0; i < p->nnotes; i++)
@@ -541,13 +620,21 @@ int cmd_check(int argc, char **argv)
         return EXIT_USAGE;
     }
     size_t nfailed = 0, nerrors = 0, nunjudged = 0;
+    bool *failed = calloc(rd.nprocs ? rd.nprocs : 1, sizeof *failed);
     for (size_t i = 0; i < rd.nprocs; i++) {
         judge(&rd.procs[i], &o, &vs[i]);
-        print_verdict(&rd.procs[i], &vs[i], &o);
         nfailed += vs[i].nfails > 0;
         nerrors += rd.procs[i].nerrors > 0;
         nunjudged += vs[i].rate_unjudged;
+        if (failed) failed[i] = vs[i].nfails > 0;
     }
+    runsum_t sum;
+    if (!o.quiet && runsum_build(&rd, failed, &sum) == 0) {   /* the verdict of the run first */
+        runsum_print(stdout, &sum, "heapwatch check: ", (size_t)o.top);
+        runsum_free(&sum);
+    }
+    free(failed);
+    for (size_t i = 0; i < rd.nprocs; i++) print_verdict(&rd.procs[i], &vs[i], &o);
     if (rd.files_skipped) {   /* not judged, so not a pass: exit 2 unless a limit failed */
         fprintf(stderr, "heapwatch check: %s: %zu result files past the first %u not read\n", fmt_clean(dir),
                 rd.files_skipped, RUNDIR_FILES_MAX);

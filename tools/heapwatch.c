@@ -29,6 +29,7 @@
  */
 #define _GNU_SOURCE
 #include "tools/rundir.h"
+#include "tools/runsum.h"
 #include "tools/tools.h"
 
 #include <elf.h>
@@ -398,6 +399,24 @@ static void print_summary(const char *out_dir, pid_t pid, const char *prog, int 
             fmt_clean(out_dir));
 }
 
+/* print_tree_summary: when the program ran others under the agent (a
+ * shell, make, a test runner), the verdict of the whole tree, as check
+ * opens with it (runsum.h). */
+static void print_tree_summary(const char *out_dir)
+{
+    if (count_summaries(out_dir) < 2) return;
+    rundir_t rd;
+    char msg[256];
+    if (rundir_load(out_dir, &rd, msg, sizeof msg) == RUNDIR_OK && rd.nprocs > 1) {
+        runsum_t sum;
+        if (runsum_build(&rd, NULL, &sum) == 0) {
+            runsum_print(stderr, &sum, "heapwatch: ", 3);
+            runsum_free(&sum);
+        }
+    }
+    rundir_free(&rd);
+}
+
 /* set_preload: LD_PRELOAD = agent [+ ' ' + what the user had]: the agent
  * first, so a preloaded allocator is the next malloc it finds. @return 0,
  * or -1 (out of memory). */
@@ -553,7 +572,10 @@ static int cmd_run(int argc, char **argv)
     }
     /* 126/127 with no summary: the exec itself failed, already reported. */
     bool exec_failed = WIFEXITED(status) && WEXITSTATUS(status) >= 126;
-    if (!quiet && !(exec_failed && !summary_exists(out_abs, pid))) print_summary(out_abs, pid, prog[0], status);
+    if (!quiet && !(exec_failed && !summary_exists(out_abs, pid))) {
+        print_summary(out_abs, pid, prog[0], status);
+        print_tree_summary(out_abs);
+    }
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
     return EXIT_USAGE;

@@ -126,6 +126,9 @@ typedef struct {
     char *cmdline;             /* the summary's "cmdline" joined by spaces, an
                                   argument with a space or quote in single
                                   quotes; at most RUNDIR_CMDLINE_MAX bytes; or NULL */
+    char *cmd_pattern;         /* the command with its operands (files, numbers)
+                                  as '*': "cc1 -quiet * -o *", for roll-ups;
+                                  or NULL without a cmdline */
     char *peak_profile;        /* the summary's "peak_profile": the file that
                                   shows the stacks at the peak (the peak
                                   profile, or the exit profile when exit was

@@ -87,6 +87,46 @@ static void take_cmdline(rundir_proc_t *p, const json_t *obj)
     p->cmdline = buf;
 }
 
+/* is_operand: an argument that names a file or a number (what changes from
+ * one run of a command to the next): not an option, and holding a '/', a
+ * '.', or only digits. */
+static bool is_operand(const char *a)
+{
+    if (a[0] == '-' && a[1]) return false;
+    if (strchr(a, '/') || strchr(a, '.')) return true;
+    return *a && strspn(a, "0123456789") == strlen(a);
+}
+
+/* take_pattern: p's command pattern: the executable's name from argv[0],
+ * then the arguments, each operand (is_operand) as '*' and a run of them
+ * as one: "cc1 -quiet /tmp/a.c -o /tmp/a.s" -> "cc1 -quiet * -o *". */
+static void take_pattern(rundir_proc_t *p, const json_t *obj)
+{
+    const json_t *args = json_object_get(obj, "cmdline");
+    if (!json_array_size(args)) return;
+    char *buf = malloc(RUNDIR_CMDLINE_MAX + 1);
+    if (!buf) return;
+    size_t n = 0;
+    bool star = false;
+    for (size_t i = 0; i < json_array_size(args); i++) {
+        const char *a = json_string_value(json_array_get(args, i));
+        if (!a) a = "?";
+        if (i == 0) {
+            const char *slash = strrchr(a, '/');
+            put_s(buf, &n, slash && slash[1] ? slash + 1 : a);
+            continue;
+        }
+        bool operand = is_operand(a);
+        if (operand && star) continue;
+        star = operand;
+        put_c(buf, &n, ' ');
+        put_s(buf, &n, operand ? "*" : a);
+    }
+    buf[n] = 0;
+    free(p->cmd_pattern);
+    p->cmd_pattern = buf;
+}
+
 void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
 {
     size_t len = 0;
@@ -106,6 +146,7 @@ void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
     p->exe = NULL;
     rundir_take_exe(p, v);   /* the summary's word wins over a record's */
     take_cmdline(p, v);
+    take_pattern(p, v);
     const char *peak = rundir_json_str(v, "peak_profile");
     free(p->peak_profile);
     p->peak_profile = peak && *peak ? strndup(peak, EXE_MAX) : NULL;

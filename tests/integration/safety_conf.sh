@@ -173,7 +173,7 @@ import json, sys
 with open(sys.argv[1], "w") as f:
     for i in range(300000):
         r = {"time": 1000 + i * 0.01, "elapsed_s": i * 0.01, "live_objects": 100, "live_bytes": 5000 + (i % 7),
-             "objects_rate": 10.0, "bytes_rate": 100.0, "peak_live_bytes": 6000}
+             "objects_rate": 10.0, "bytes_rate": 100.0, "window_s": 5.0, "peak_live_bytes": 6000}
         if i == 123457: r.update(objects_rate=987654.0, live_bytes=9000000, peak_live_bytes=9000000)
         if i == 299999: r.update(live_bytes=4242, live_objects=42)
         f.write(json.dumps(r) + "\n")

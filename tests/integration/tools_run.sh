@@ -50,11 +50,19 @@ check_eq "--clean with --append: exit 2" 2 "$rc"
 (cd "$T" && mkdir -p rel && cd rel && "$HW" run -o out -- sh -c 'cd / && echo "$HEAPWATCH_OUT"') >"$T/rel.out" 2>/dev/null
 check_eq "run hands the agent an absolute HEAPWATCH_OUT" "$T/rel/out" "$(cat "$T/rel.out")"
 
+# --- the whole tree's verdict at the end (issue 15) --------------------------
+seq 2000 | sort -R > "$T/nums"
+"$HW" run -o "$T/tree" -- sh -c 'sort -n "$1" | tail -1 >/dev/null; ls / >/dev/null; exit 3' _ "$T/nums" 2>"$T/tree.err"; rc=$?
+check_eq "run over a tree of processes: the program's status comes back" 3 "$rc"
+check "  stderr ends with the whole tree's summary: processes, commands, alerts, top commands" \
+    sh -c "grep -q '^heapwatch: run: 4 processes in 4 commands, [0-9,]* allocations' '$T/tree.err' && grep -q '^heapwatch: alerts: none' '$T/tree.err' && grep -q '^heapwatch:  *[0-9.]* [KM]iB  ls \*  (1 process)' '$T/tree.err'"
+"$HW" run -o "$T/single" -- true 2>"$T/single.err"
+check_eq "  a single process: only its own two lines" 2 "$(wc -l < "$T/single.err")"
+
 # --- --only / --exclude (HEAPWATCH_ONLY / HEAPWATCH_EXCLUDE, issue 15) -----
 # sh runs sort, ls and cat: the rule holds for each program exec'ed, by
 # its executable's name or its argv[0]'s; an excluded process writes
 # nothing and its output is untouched.
-seq 2000 | sort -R > "$T/nums"
 job='sort -n "$1" | tail -1; ls "$1" >/dev/null; cat "$1" | wc -l'
 "$HW" run -o "$T/only" --only 'so?t' -- sh -c "$job" _ "$T/nums" >"$T/only.out" 2>"$T/only.err"; rc=$?
 check_eq "--only: the program's exit status and output are untouched" "0 2000 2000" "$rc $(tr '\n' ' ' < "$T/only.out" | xargs)"
