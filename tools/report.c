@@ -10,9 +10,11 @@
  * children) a table of all of them comes first.
  *
  * From the heap profiles, read on demand (profile.c) and only the two it
- * shows per process: the stacks at the peak (the "peak" profile, with the
- * summary's peak_time and peak_rss_bytes), and the leaks at exit (the
- * "exit" profile's in-use values), as LSan summarises leaks: the top
+ * shows per process: the stacks at the peak (the profile the summary's
+ * peak_profile names: the peak profile, or the exit profile when exit was
+ * within 10 % of the peak; beside the summary's peak_time and
+ * peak_rss_bytes), and the leaks at exit (the exit profile's in-use
+ * values), as LSan summarises leaks: the top
  * --top stacks by bytes, each with its objects, its function (the
  * innermost frame that is not an allocation wrapper, profile_stacks.c) and
  * a few callers, then one SUMMARY line. Their values are the agent's
@@ -483,7 +485,8 @@ static void print_peak(const rundir_t *rd, const rundir_proc_t *p, const report_
         if (p->peak_profile)
             printf("  at the peak: %s (the summary's peak_profile) is not in the directory\n", fmt_clean(p->peak_profile));
         else
-            printf("  at the peak: no profile shows it (too few sampled allocations held the peak to say who)\n");
+            printf("  at the peak: no profile shows it (the agent writes none when too few sampled allocations held the "
+                   "peak to say who)\n");
         return;
     }
     profile_t pf;
@@ -652,7 +655,9 @@ static int write_page(const char *path, const rundir_t *rd, long pid)
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0) {
+        int e = errno;
         free(tmp);
+        errno = e;
         return -1;
     }
     FILE *f = fdopen(fd, "w");
@@ -661,6 +666,7 @@ static int write_page(const char *path, const rundir_t *rd, long pid)
         err = errno;
         close(fd);
     } else {
+        errno = 0;
         int wr = report_html_write(f, rd, pid);
         err = wr != 0 ? (errno ? errno : EIO) : 0;
         if (fclose(f) != 0 && !err) err = errno ? errno : EIO;

@@ -107,7 +107,7 @@ run_report pgone "$T/pgone" --no-html
 check "peak_profile naming a file not there: one line" grep -q '^  at the peak: heap.1.0009.peak.pb.gz (the summary.s peak_profile) is not in the directory' "$T/pgone.out"
 pdir pnull null
 run_report pnull "$T/pnull" --no-html
-check "no peak_profile and no peak profile: one line saying why" grep -q '^  at the peak: no profile shows it (too few sampled allocations' "$T/pnull.out"
+check "no peak_profile and no peak profile: one line saying why" grep -q '^  at the peak: no profile shows it (the agent writes none when too few sampled allocations' "$T/pnull.out"
 cp "$T/run/$ex" "$T/pnull/${ex%.*.exit.pb.gz}.9999.peak.pb.gz"
 run_report pold "$T/pnull" --no-html
 check "no peak_profile (an older agent) but a peak profile: its stacks" \
