@@ -33,6 +33,7 @@
 #include "tools/chart.h"
 #include "tools/report_html.h"
 #include "tools/rundir.h"
+#include "tools/runsum.h"
 #include "tools/tools.h"
 
 #include <errno.h>
@@ -58,7 +59,10 @@
 static const char usage_report[] =
     "usage: heapwatch report DIR [options]\n"
     "\n"
-    "A report of the results the agent wrote in DIR (HEAPWATCH_OUT), per process:\n"
+    "A report of the results the agent wrote in DIR (HEAPWATCH_OUT). With more than\n"
+    "one process it opens with the verdict of the run (totals, alerts, the top\n"
+    "commands by growth and by live bytes at exit, rolled up per command\n"
+    "pattern) and a table of the processes. Then, per process:\n"
     "counters at exit, the peak (when, how high, and the stacks that held it),\n"
     "growth rates over time, charts of live bytes and live objects, alerts with\n"
     "the stacks that grew, the top growing stacks, the leaks at exit (the stacks\n"
@@ -76,6 +80,8 @@ static const char usage_report[] =
     "  -p, --pid PID       only this process\n"
     "      --ascii         draw charts with ASCII characters only\n"
     "      --top N         stacks listed at the peak and at exit (default 10)\n"
+    "      --failures-only only the processes that raised an alert or whose results\n"
+    "                      could not be read (the run summary still counts them all)\n"
     "      --html FILE     write the page to FILE instead of DIR/report.html\n"
     "      --no-html       do not write the page\n"
     "  -h, --help          this text\n"
@@ -92,6 +98,7 @@ typedef struct {
     const char *html;          /* --html FILE, or NULL: DIR/report.html */
     bool no_html;
     size_t top;                /* --top */
+    bool failures_only;        /* --failures-only: processes with an alert or an error */
 } report_opts_t;
 
 /* ------------------------------------------------------------------------ */
@@ -120,7 +127,7 @@ static bool parse_int(const char *s, long min, long max, long *out)
 /* parse_args: @return -1 to go on, else an exit status. */
 static int parse_args(int argc, char **argv, report_opts_t *o, const char **dir)
 {
-    enum { O_HEIGHT = 256, O_ASCII, O_HTML, O_NO_HTML, O_TOP };
+    enum { O_HEIGHT = 256, O_ASCII, O_HTML, O_NO_HTML, O_TOP, O_FAILURES };
     static const struct option longopts[] = {
         { "width", required_argument, NULL, 'w' },
         { "height", required_argument, NULL, O_HEIGHT },
@@ -129,10 +136,11 @@ static int parse_args(int argc, char **argv, report_opts_t *o, const char **dir)
         { "html", required_argument, NULL, O_HTML },
         { "no-html", no_argument, NULL, O_NO_HTML },
         { "top", required_argument, NULL, O_TOP },
+        { "failures-only", no_argument, NULL, O_FAILURES },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (report_opts_t){ 0, 8, -1, false, NULL, false, TOP_DEFAULT };
+    *o = (report_opts_t){ 0, 8, -1, false, NULL, false, TOP_DEFAULT, false };
     int c;
     long v;
     optind = 1;
@@ -163,6 +171,7 @@ static int parse_args(int argc, char **argv, report_opts_t *o, const char **dir)
         case O_ASCII: o->ascii = true; break;
         case O_HTML: o->html = optarg; break;
         case O_NO_HTML: o->no_html = true; break;
+        case O_FAILURES: o->failures_only = true; break;
         case O_TOP:
             if (!parse_int(optarg, 1, TOP_MAX, &v)) {
                 fprintf(stderr, "heapwatch report: --top: cannot use '%s' (a number from 1 to %d)\n", fmt_clean(optarg),
@@ -608,21 +617,53 @@ static void print_proc(const rundir_t *rd, const rundir_proc_t *p, const report_
 }
 
 /* print_table: one line per process, when there are several. */
-static void print_table(const rundir_t *rd)
+/* needs_attention: a process that raised an alert, or whose results could
+ * not all be read (--failures-only). */
+static bool needs_attention(const rundir_proc_t *p)
 {
-    printf("  %-8s %-8s %-16s %10s %14s %12s %12s %6s\n", "pid", "parent", "exe", "ran", "mallocs", "live at exit",
-           "peak", "alerts");
+    for (size_t j = 0; j < p->nalerts; j++)
+        if (!p->alerts[j].recovery) return true;
+    return p->nerrors > 0;
+}
+
+/* command_shown: the command line (else the executable's name), cut at
+ * COMMAND_SHOWN bytes with "...", cleaned for a terminal. */
+#define COMMAND_SHOWN 72
+static const char *command_shown(const rundir_proc_t *p)
+{
+    static char buf[COMMAND_SHOWN + 4];
+    const char *name = p->cmdline && *p->cmdline ? p->cmdline : rundir_exe_name(p);
+    size_t n = strlen(name);
+    if (n <= COMMAND_SHOWN) return fmt_clean(name);
+    size_t keep = COMMAND_SHOWN;
+    while (keep > 0 && ((unsigned char)name[keep] & 0xC0) == 0x80) keep--;
+    memcpy(buf, name, keep);
+    memcpy(buf + keep, "...", 4);
+    return fmt_clean(buf);
+}
+
+static void print_table(const rundir_t *rd, bool failures_only)
+{
+    printf("\n  %-8s %-8s %10s %14s %12s %12s %6s  %s\n", "pid", "parent", "ran", "mallocs", "live at exit", "peak",
+           "alerts", "command");
+    size_t hidden = 0;
     for (size_t i = 0; i < rd->nprocs; i++) {
         const rundir_proc_t *p = &rd->procs[i];
+        if (failures_only && !needs_attention(p)) {
+            hidden++;
+            continue;
+        }
         size_t na = 0;
         for (size_t j = 0; j < p->nalerts; j++) na += !p->alerts[j].recovery;
         bool s = p->has_summary;
         char ppid[32] = "?";
         if (s && !isnan(p->summary.ppid)) snprintf(ppid, sizeof ppid, "%.0f", p->summary.ppid);
-        printf("  %-8s %-8s %-16.16s %10s %14s %12s %12s %6zu%s\n", p->tag, ppid, fmt_clean(rundir_exe_name(p)),
-               fmt_duration(span(p)), s ? fmt_count(p->summary.mallocs) : "-", s ? fmt_bytes(p->summary.live_bytes) : "-",
-               s ? fmt_bytes(p->summary.peak_live_bytes) : "-", na, s ? "" : "  (killed)");
+        printf("  %-8s %-8s %10s %14s %12s %12s %6zu  %s%s\n", p->tag, ppid, fmt_duration(span(p)),
+               s ? fmt_count(p->summary.mallocs) : "-", s ? fmt_bytes(p->summary.live_bytes) : "-",
+               s ? fmt_bytes(p->summary.peak_live_bytes) : "-", na, command_shown(p), s ? "" : "  (killed)");
     }
+    if (hidden) printf("  (%zu process%s without an alert or an error not shown: --failures-only)\n", hidden,
+                       hidden == 1 ? "" : "es");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -701,9 +742,18 @@ int cmd_report(int argc, char **argv)
     printf("heapwatch report: %s, %zu process%s\n", fmt_clean(dir), rd.nprocs, rd.nprocs == 1 ? "" : "es");
     if (rd.files_skipped)
         printf("heapwatch report: %zu result files past the first %u not read\n", rd.files_skipped, RUNDIR_FILES_MAX);
-    if (o.pid < 0 && rd.nprocs > 1) print_table(&rd);
+    if (o.pid < 0 && rd.nprocs > 1) {
+        runsum_t sum;
+        if (runsum_build(&rd, NULL, &sum) == 0) {   /* the verdict of the run first */
+            printf("\n");
+            runsum_print(stdout, &sum, "", 5);
+            runsum_free(&sum);
+        }
+        print_table(&rd, o.failures_only);
+    }
     for (size_t i = 0; i < rd.nprocs; i++) {
         if (o.pid >= 0 && rd.procs[i].pid != o.pid) continue;
+        if (o.failures_only && !needs_attention(&rd.procs[i])) continue;
         printf("\n");
         print_proc(&rd, &rd.procs[i], &o, dir);
     }

@@ -70,8 +70,13 @@ check "a killed process: no summary said, records charted, the cut noted" \
     sh -c "[ $rc = 0 ] && grep -q 'no summary: the process was killed' '$T/killed.out' && grep -q 'growth over 6 timeline records' '$T/killed.out' && grep -q '24.0 KiB ┤' '$T/killed.out' && grep -q 'note: .*unfinished zstd frame' '$T/killed.out'"
 
 run_report family "$F/family" --width 80
-check "several processes: a table first, one row each, the killed one marked" \
-    sh -c "grep -q '^  pid  *parent  *exe' '$T/family.out' && grep -q '^  602  .*(killed)$' '$T/family.out' && [ \$(grep -c '^pid 60[012]  ' '$T/family.out') = 3 ]"
+check "several processes: a table first, one row each, named by command line, the killed one marked" \
+    sh -c "grep -q '^  pid  *parent  *ran .* command$' '$T/family.out' && grep -q '^  602  .*(killed)$' '$T/family.out' && grep -q '^  601  *600 .* /usr/bin/parent --serve .it' '$T/family.out' && [ \$(grep -c '^pid 60[012]  ' '$T/family.out') = 3 ]"
+check "  the run's verdict opens the report: processes, commands, alerts, top commands" \
+    sh -c "grep -q '^run: 3 processes in 2 commands' '$T/family.out' && grep -q '^alerts: 1 process crit, 0 warn' '$T/family.out' && [ \$(grep -n '^run: ' '$T/family.out' | cut -d: -f1) -lt \$(grep -n '^  pid ' '$T/family.out' | cut -d: -f1) ]"
+run_report failures "$F/family" --failures-only --no-html
+check "--failures-only: only the process with an alert gets a section; the table says how many it hides" \
+    sh -c "[ \$(grep -c '^pid 60[012]  ' '$T/failures.out') = 1 ] && grep -q '^pid 601  ' '$T/failures.out' && grep -q '2 processes without an alert or an error not shown' '$T/failures.out'"
 run_report pid "$F/family" --pid 601
 check "--pid 601: only that process, no table" \
     sh -c "[ $rc = 0 ] && grep -q '^pid 601 ' '$T/pid.out' && ! grep -q '^pid 600 ' '$T/pid.out' && ! grep -q '^  pid  *parent' '$T/pid.out'"
