@@ -58,8 +58,9 @@
  * names all the locations of one mapping before resolving the next.
  *
  * Which symbols: .symtab when the file has one (static functions
- * included), else .dynsym (a stripped binary or a distribution library:
- * exported functions only). Only STT_FUNC and STT_GNU_IFUNC symbols that
+ * included); else the .symtab of its separate debug file when one is
+ * installed (below); else .dynsym (a stripped binary or a distribution
+ * library: exported functions only). Only STT_FUNC and STT_GNU_IFUNC symbols that
  * are defined (st_shndx != SHN_UNDEF) with a nonzero value are kept. At
  * one address, aliases collapse to one name: global before weak before
  * local, then the name with fewer leading underscores (malloc over
@@ -74,6 +75,31 @@
  * whose image in memory is its file (mapping offset 0). A symbol covers
  * [st_value, st_value + st_size); a symbol of size 0 (assembly) covers up
  * to the next symbol, never past the last one.
+ *
+ * Debug files
+ * -----------
+ * Debian strips its binaries and ships their symbols in -dbgsym packages:
+ * /usr/lib/debug/.build-id/<first 2 hex digits>/<the rest>.debug. A file
+ * without a .symtab is looked up as gdb does: first by its GNU build ID
+ * (the debug file must carry the same ID), then by its .gnu_debuglink
+ * section (a base name and a CRC-32) in the file's directory, in .debug/
+ * there, and under /usr/lib/debug/<the file's directory>/; a candidate is
+ * taken when its build ID equals the file's or the CRC-32 of its whole
+ * contents matches (read 64 KiB at a time, only for files up to
+ * PP_DEBUG_MAX_CRC_BYTES, 256 MiB; a larger one with no matching build ID
+ * is not used). The directory is the mapping's path as /proc/self/maps
+ * gives it. The debug file is opened through the module's open hooks,
+ * must be a regular 64-bit ELF file other than the file itself, is read
+ * with pread under the same bounds as the file (section headers, a
+ * .symtab and its string section of at most 16 MiB each; the debug
+ * sections themselves are never read), and checked unchanged (fstat)
+ * after reading; its .symtab replaces the file's symbols, whose PT_LOAD
+ * segments still turn offsets into addresses (a debug file keeps the
+ * program headers, and its symbols the link-time addresses). Finding it
+ * costs a few opens and, for .gnu_debuglink, one read of the section
+ * names (at most PP_DEBUG_MAX_SHSTRTAB, 1 MiB); it is done once per file
+ * the cache loads, or per one-pass naming. A debug file installed after a
+ * file was cached is seen when that file's entry is read again.
  *
  * No stdio, no malloc, no mmap of a file: pread (and memcpy for the vdso).
  */
