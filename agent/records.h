@@ -136,8 +136,8 @@
 
 /* One entry of an alert's "top". */
 #define HEAPWATCH_ALERT_TOP_FIELDS(X) \
-    X(stack, strs, "function names (or 0x addresses), innermost first") \
-    X(function, str, "the innermost frame that is not an allocation wrapper (\"?\" if none)") \
+    X(stack, strs, "function names (C++ demangled; unnamed: file+0xoffset, or a 0x address), innermost first") \
+    X(function, str, "the innermost frame that is not an allocation wrapper, as in stack (\"?\" if none)") \
     X(growth_bytes, i64, "the stack's growth of live bytes over the window (unsampled)") \
     X(growth_objects, i64, "the stack's growth of live objects over the window (unsampled)")
 
