@@ -221,6 +221,23 @@ static void report_aside(const char *reason)
     agent_log(line);
 }
 
+/* report_unbound: the one line of a process whose malloc is another
+ * shared object's, bound ahead of the agent's (shim.c): nothing reaches
+ * the agent; its summary says so too (malloc_owner). */
+static void report_unbound(const char *owner)
+{
+    char line[768];
+    agent_buf_t b;
+    agent_buf_init(&b, line, sizeof line);
+    agent_buf_str(&b, "heapwatch: malloc in this process (pid ");
+    agent_buf_u64(&b, (uint64_t)getpid());
+    agent_buf_str(&b, ") is ");
+    agent_buf_str_escaped(&b, owner, AGENT_QUOTE_MAX);
+    agent_buf_str(&b, "'s, bound ahead of the agent's (preloaded before it): the agent sees no allocation\n");
+    if (b.overflow) line[sizeof line - 2] = '\n';
+    agent_log(line);
+}
+
 void agent_init(void)
 {
     int expected = 0;
@@ -254,6 +271,7 @@ void agent_init(void)
         agent_threads_init();
         agent_bg_init();   /* before any thread registers, so that every countdown is cut */
         agent_fork_init();
+        if (agent_shim_malloc_owner()) report_unbound(agent_shim_malloc_owner());
     }
     agent_leave();
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);

@@ -84,6 +84,7 @@
     X(peak_live_bytes, u64, "the highest live_bytes seen at a snapshot, a sampled allocation or at exit") \
     X(peak_time, f6, "when peak_live_bytes was seen (Unix seconds)") \
     X(peak_rss_bytes, u64, "the kernel's peak resident set size (VmHWM; 0 when unknown)") \
+    X(malloc_owner, strnull, "null, or the shared object whose malloc the program's calls reach instead of the agent's (preloaded before it): the agent saw no allocation") \
     X(alloc_bytes, u64, "usable bytes allocated") \
     X(free_bytes, u64, "usable bytes freed") \
     X(rate, u64, "HEAPWATCH_RATE: mean bytes between samples (0: no sampling)") \

@@ -19,6 +19,7 @@
 #include "agent/lock.h"
 #include "agent/output.h"
 #include "agent/records.h"
+#include "agent/shim.h"
 #include "agent/stacks.h"
 #include "agent/summary.h"
 #include "agent/thread.h"
@@ -102,6 +103,8 @@ static void summary_read(summary_t *s)
 #define put_f6(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_fixed(b, (int64_t)(v), 6))
 #define put_str(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_json_str(b, v))
 #define put_strs(b, k, write) (agent_buf_json_key(b, k, true), write)
+#define put_strnull(b, k, v) \
+    (agent_buf_json_key(b, k, true), (v) ? agent_buf_json_str(b, v) : agent_buf_str(b, "null"))
 
 /* The value of each field of HEAPWATCH_SUMMARY_FIELDS (SU_<name>): a field
  * added to the list and not here does not compile. */
@@ -118,6 +121,7 @@ static void summary_read(summary_t *s)
 #define SU_peak_live_bytes agent_peak_live_bytes()
 #define SU_peak_time (agent_peak_time_ns() / 1000)
 #define SU_peak_rss_bytes s->peak_rss_bytes
+#define SU_malloc_owner agent_shim_malloc_owner()
 #define SU_alloc_bytes s->c.alloc_bytes
 #define SU_free_bytes s->c.free_bytes
 #define SU_rate agent_conf.rate

@@ -201,6 +201,7 @@ rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgc
 static void free_proc(rundir_proc_t *p)
 {
     free(p->exe);
+    free(p->malloc_owner);
     free(p->samples);
     rundir_free_alerts(p);
     for (size_t i = 0; i < p->nprofiles; i++) {

@@ -122,6 +122,8 @@ typedef struct {
     unsigned inst;             /* n of "<pid>-<n>"; 1 for the bare pid */
     char tag[32];              /* "<pid>" or "<pid>-<n>", for messages */
     char *exe;                 /* from the summary (or a record that names it), or NULL */
+    char *malloc_owner;        /* the summary's malloc_owner (another object's malloc
+                                  was bound ahead of the agent's: it saw nothing), or NULL */
     bool has_summary;
     rundir_summary_t summary;
     bool has_timeline;         /* the file exists (it may hold no records) */

@@ -66,6 +66,9 @@ void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
     free(p->exe);
     p->exe = NULL;
     rundir_take_exe(p, v);   /* the summary's word wins over a record's */
+    const char *owner = rundir_json_str(v, "malloc_owner");
+    free(p->malloc_owner);
+    p->malloc_owner = owner ? strndup(owner, EXE_MAX) : NULL;
     p->has_summary = true;
     json_decref(v);
 }
