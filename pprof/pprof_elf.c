@@ -86,7 +86,7 @@
  * there, and under /usr/lib/debug/<the file's directory>/; a candidate is
  * taken when its build ID equals the file's or the CRC-32 of its whole
  * contents matches (read 64 KiB at a time, only for files up to
- * PP_DEBUG_MAX_CRC_BYTES, 256 MiB; a larger one with no matching build ID
+ * PP_DEBUG_MAX_CRC_BYTES, 64 MiB; a larger one with no matching build ID
  * is not used). The directory is the mapping's path as /proc/self/maps
  * gives it. The debug file is opened through the module's open hooks,
  * must be a regular 64-bit ELF file other than the file itself, is read
@@ -940,7 +940,11 @@ static pprof_err_t load_debug_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t
     bool have[2];
     pprof_err_t err = find_tables(c, &d.src, &d.eh, have, off);
     if (err == PPROF_OK && have[0]) err = load_table_at(c, e, &d.src, off[0]);
-    if (err == PPROF_OK && e->nsyms && !dbg_unchanged(&d)) clear_table(c, e);   /* mixed: none */
+    if (err == PPROF_OK && e->nsyms && !dbg_unchanged(&d)) {   /* mixed: none of its names */
+        unsigned nloads = e->nloads;   /* the file's own segments stay */
+        clear_table(c, e);
+        e->nloads = nloads;
+    }
     if (err == PPROF_OK && e->nsyms) e->debug = true;
     pp_close(d.src.fd);
     return err;

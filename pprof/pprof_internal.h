@@ -392,7 +392,7 @@ pprof_err_t pp_symcache_scan_fd(pprof_symcache_t *c, int fd, const char *path, c
 #define PP_DEBUG_PATH_MAX 4096u             /* a debug file's path, NUL included */
 #define PP_DEBUGLINK_NAME_MAX 255u          /* .gnu_debuglink's file name */
 #define PP_DEBUG_MAX_SHSTRTAB (1u << 20)    /* section names read to find it */
-#define PP_DEBUG_MAX_CRC_BYTES ((uint64_t)256 << 20) /* a debug link file checksummed */
+#define PP_DEBUG_MAX_CRC_BYTES ((uint64_t)64 << 20) /* a debug link file checksummed */
 
 /* pp_elf_parse_debuglink: the contents of a .gnu_debuglink section (size
  * bytes): the file name (a base name, NUL-terminated, at most
