@@ -14,6 +14,8 @@
 #     demangled;
 #   - an alert whose innermost non-wrapper frame has no name: its function
 #     is file+offset (names_c+0x...), not a caller's name;
+#   - exit() from a signal handler on an 8 KiB sigaltstack: status and a
+#     demangled exit profile;
 #   - jemalloc preloaded ahead of the agent: the summary's malloc_owner
 #     and the report's line say the agent saw no allocation.
 # Installing under /usr/lib/debug needs root (CI is root); without it those
@@ -154,6 +156,15 @@ check_eq "C++: the alert's function is demangled (operator new skipped)" "names:
 check_match "C++: the alert's stack is demangled" '^operator new\(unsigned long\)\|names::Pool::grow\(unsigned long\)\|main' \
     "$(first_alert "$T/cxx-grow" stack)"
 check_contains "C++: the stderr line is demangled" "$(cat "$T/cxx-grow.err")" "top: names::Pool::grow(unsigned long) +"
+# exit() from a handler on an 8 KiB sigaltstack (enough for glibc's exit):
+# the exit output runs on the agent's own stack (core.c), and the demangler
+# on the module's (pprof_demangle.c).
+"$CXX" altexit 8 >/dev/null 2>&1
+check_eq "exit from an 8 KiB sigaltstack, bare: status 0" 0 $?
+env HEAPWATCH_RATE=1 HEAPWATCH_OUT="$T/alt" LD_PRELOAD="$AGENT" "$CXX" altexit 8 >/dev/null 2>"$T/alt.err"
+check_eq "exit from an 8 KiB sigaltstack under the agent: status 0 (a crash before)" 0 $?
+check_contains "exit from an 8 KiB sigaltstack: the exit profile, demangled" \
+    "$(names "$T/alt" exit -symbolize=none)" "names::Pool::hold(unsigned long)"
 
 # --- a malloc bound ahead of the agent --------------------------------------
 JE=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2

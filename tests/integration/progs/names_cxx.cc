@@ -7,12 +7,18 @@
  *   names_cxx grow RATE SECS  names::Pool::grow(unsigned long) leaks RATE
  *                             512-byte nodes a second through operator new
  *                             for SECS seconds (an alert)
+ *   names_cxx altexit KIB     hold(16), then exit(0) from a SIGUSR1 handler
+ *                             running on a sigaltstack of KIB KiB (a guard
+ *                             page below it): the exit output must not
+ *                             overflow it
  */
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <vector>
+#include <sys/mman.h>
 
 #define NOINLINE __attribute__((noinline))
 
@@ -49,6 +55,8 @@ private:
 
 }  // namespace names
 
+static void exit_now(int) { std::exit(0); }
+
 static double now()
 {
     timespec ts;
@@ -79,6 +87,22 @@ int main(int argc, char **argv)
         std::printf("leaked %ld nodes\n", done);
         return 0;
     }
-    std::fprintf(stderr, "usage: names_cxx hold | grow RATE SECS\n");
+    if (argc >= 3 && std::strcmp(argv[1], "altexit") == 0) {
+        pool.hold(16);
+        size_t size = (size_t)std::atoi(argv[2]) * 1024, page = 4096;
+        char *m = (char *)mmap(nullptr, size + page, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED || mprotect(m, page, PROT_NONE) != 0) return 2;
+        stack_t ss = {};
+        ss.ss_sp = m + page;
+        ss.ss_size = size;
+        struct sigaction sa = {};
+        sa.sa_handler = exit_now;
+        sa.sa_flags = SA_ONSTACK;
+        if (sigaltstack(&ss, nullptr) != 0 || sigaction(SIGUSR1, &sa, nullptr) != 0) return 2;
+        raise(SIGUSR1);
+        return 3;   /* not reached */
+    }
+    std::fprintf(stderr, "usage: names_cxx hold | grow RATE SECS | altexit KIB\n");
     return 2;
 }
