@@ -72,6 +72,8 @@ DEB_PACKAGES := \
   zlib1g-dev:/usr/include/zlib.h \
   libprotobuf-c-dev:/usr/include/protobuf-c/protobuf-c.h \
   protobuf-c-compiler:/usr/bin/protoc-c \
+  libiberty-dev:/usr/lib/x86_64-linux-gnu/libiberty.a \
+  binutils:/usr/bin/objcopy \
   golang-go:/usr/bin/go \
   python3:/usr/bin/python3 \
   valgrind:/usr/bin/valgrind \

@@ -17,8 +17,9 @@ agent_CPPFLAGS := -fno-tree-slp-vectorize
 # R_X86_64_32 relocation outside debug sections) and needs no libm
 # (pprof/pprof_math.c). --exclude-libs,ALL makes their symbols local: a
 # program's own zlib or zstd never binds to our copy, nor ours to its.
-# libunwind stays shared: Debian's libunwind*.a are not PIC.
-AGENT_STATIC_LIBS := -lzstd -lprotobuf-c -lz
+# libunwind stays shared: Debian's libunwind*.a are not PIC. libiberty
+# (libiberty-dev: the C++ demangler, pprof/pprof_demangle.c) has no .so.
+AGENT_STATIC_LIBS := -lzstd -lprotobuf-c -lz -liberty
 AGENT_SO_LIBS = $(filter-out $(AGENT_STATIC_LIBS),$(call mod_libs,agent)) \
                 -Wl,--exclude-libs,ALL -Wl,-Bstatic $(AGENT_STATIC_LIBS) -Wl,-Bdynamic
 AGENT_SO_LINK = $(CC) -shared -fPIC -Wl,-z,nodelete -Wl,--no-undefined -o $@ $^ $(AGENT_SO_LIBS)

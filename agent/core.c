@@ -31,6 +31,10 @@
  * write nothing (glibc's quick_exit ends in its own _exit, which the shim
  * does not see).
  *
+ * An exit from a signal handler on a sigaltstack writes the exit output
+ * on a stack of the agent's own (see "Exit from a signal handler" below):
+ * a small sigaltstack is enough for glibc's exit, not for ours.
+ *
  * Exit never blocks (issue 11): any exit may come from a signal handler
  * that interrupted agent code holding a lock, or race with a thread
  * stopped inside the agent. The exit output runs in a bounded stretch
@@ -53,9 +57,12 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "agent/background.h"
@@ -239,6 +246,23 @@ static bool profiled_by_name(void)
     return agent_conf_profiles(&agent_conf, slash ? slash + 1 : exe, program_invocation_short_name);
 }
 
+/* report_unbound: the one line of a process whose malloc is another
+ * shared object's, bound ahead of the agent's (shim.c): nothing reaches
+ * the agent; its summary says so too (malloc_owner). */
+static void report_unbound(const char *owner)
+{
+    char line[768];
+    agent_buf_t b;
+    agent_buf_init(&b, line, sizeof line);
+    agent_buf_str(&b, "heapwatch: malloc in this process (pid ");
+    agent_buf_u64(&b, (uint64_t)getpid());
+    agent_buf_str(&b, ") is ");
+    agent_buf_str_escaped(&b, owner, AGENT_QUOTE_MAX);
+    agent_buf_str(&b, "'s, bound ahead of the agent's (preloaded before it): the agent sees no allocation\n");
+    if (b.overflow) line[sizeof line - 2] = '\n';
+    agent_log(line);
+}
+
 void agent_init(void)
 {
     int expected = 0;
@@ -278,6 +302,7 @@ void agent_init(void)
         agent_threads_init();
         agent_bg_init();   /* before any thread registers, so that every countdown is cut */
         agent_fork_init();
+        if (agent_shim_malloc_owner()) report_unbound(agent_shim_malloc_owner());
     }
     agent_leave();
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
@@ -349,11 +374,63 @@ static void write_exit_output(uint64_t deadline)
     agent_bounded_end();
 }
 
+/* Exit from a signal handler on a sigaltstack. A program may call exit
+ * (or _exit, which the shim sees) from a handler running on a small
+ * alternate stack: glibc's own exit then needs less than 8 KiB, but the
+ * exit output (profile encoding, symbolization, the summary) needs about
+ * 20 KiB (measured: a C++ program at HEAPWATCH_RATE=1 crashed with a
+ * 16 KiB sigaltstack, wrote everything with 20 KiB). So on a sigaltstack
+ * the exit output runs on a stack of the agent's own (EXIT_STACK, mapped
+ * then, below it a guard page), entered with swapcontext with every signal
+ * blocked: a second signal for a sigaltstack handler must not be delivered
+ * while the kernel no longer sees the thread on the sigaltstack (it would
+ * build its frame over the live one). swapcontext restores the mask on the
+ * way back. One exit output per process: a thread that finds the stack
+ * taken runs it where it is (it then finds the output written). When the
+ * stack cannot be mapped, nothing is written (the host first). */
+#define EXIT_STACK (256u << 10)
+static ucontext_t exit_back, exit_run;
+static uint64_t exit_run_deadline;
+static int exit_stack_taken;               /* (atomic) */
+
+static void exit_output_main(void) { write_exit_output(exit_run_deadline); }
+
+static bool on_sigaltstack(void)
+{
+    stack_t ss;
+    return sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK);
+}
+
+static void write_exit_output_any_stack(uint64_t deadline)
+{
+    if (!on_sigaltstack() || __atomic_exchange_n(&exit_stack_taken, 1, __ATOMIC_ACQ_REL)) {
+        write_exit_output(deadline);
+        return;
+    }
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *m = mmap(NULL, EXIT_STACK + page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) return;
+    if (mprotect(m, page, PROT_NONE) != 0 || getcontext(&exit_run) != 0) {
+        munmap(m, EXIT_STACK + page);
+        return;
+    }
+    exit_run_deadline = deadline;
+    exit_run.uc_stack.ss_sp = m + page;
+    exit_run.uc_stack.ss_size = EXIT_STACK;
+    exit_run.uc_link = &exit_back;
+    sigfillset(&exit_run.uc_sigmask);
+    makecontext(&exit_run, exit_output_main, 0);
+    (void)swapcontext(&exit_back, &exit_run);
+    /* Left mapped: the process is ending, and a later exit path of
+     * another thread may still be reading what is on it. */
+}
+
 void agent_exit_output(void)
 {
     uint64_t deadline = agent_bound_deadline(AGENT_EXIT_WAIT_NS);
     agent_enter();
-    write_exit_output(deadline);
+    write_exit_output_any_stack(deadline);
     agent_leave();
 }
 

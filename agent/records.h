@@ -87,6 +87,7 @@
     X(peak_time, f6, "when peak_live_bytes was seen (Unix seconds)") \
     X(peak_rss_bytes, u64, "the kernel's peak resident set size (VmHWM; 0 when unknown)") \
     X(peak_profile, strnull, "the profile of the stacks in use at the peak: the peak profile, or the exit profile when live bytes at exit were within 10 % of the peak's copy (null: none, or fewer than 8 sampled allocations held at the peak)") \
+    X(malloc_owner, strnull, "null, or the shared object whose malloc the program's calls reach instead of the agent's (preloaded before it): the agent saw no allocation") \
     X(alloc_bytes, u64, "usable bytes allocated") \
     X(free_bytes, u64, "usable bytes freed") \
     X(rate, u64, "HEAPWATCH_RATE: mean bytes between samples (0: no sampling)") \
@@ -139,8 +140,8 @@
 
 /* One entry of an alert's "top". */
 #define HEAPWATCH_ALERT_TOP_FIELDS(X) \
-    X(stack, strs, "function names (or 0x addresses), innermost first") \
-    X(function, str, "the innermost frame that is not an allocation wrapper (\"?\" if none)") \
+    X(stack, strs, "function names (C++ demangled; unnamed: file+0xoffset, or a 0x address), innermost first") \
+    X(function, str, "the innermost frame that is not an allocation wrapper, as in stack (\"?\" if none)") \
     X(growth_bytes, i64, "the stack's growth of live bytes over the window (unsampled)") \
     X(growth_objects, i64, "the stack's growth of live objects over the window (unsampled)")
 

@@ -53,6 +53,11 @@
  * executable, comes before ours: the agent steps aside too whenever the
  * process's malloc is not this library's (it would see no allocation, and
  * its thread would only disturb the program: a sanitizer numbers it).
+ * Except when that malloc belongs to a shared object loaded before the
+ * agent that is no sanitizer (LD_PRELOAD=libjemalloc.so.2:libheapwatch.so):
+ * then the agent runs as usual, sees no allocation (none reaches it), and
+ * says so: one stderr line and the summary's malloc_owner (that object's
+ * path; agent_shim_malloc_owner), instead of a silent "mallocs 0".
  * UBSan alone has no allocator: the agent profiles such a program as any
  * other.
  */
@@ -204,12 +209,16 @@ static bool defines_malloc(const struct link_map *l)
  * then calls go where the entry binds, the first object after the
  * executable, in load order, that defines malloc; only if that is not the
  * agent has a malloc come before ours. */
-static bool malloc_before_agent(void *m)
+static bool malloc_before_agent(void *m, struct link_map **owner)
 {
     Dl_info info;
     const ElfW(Sym) *sym = NULL;
-    if (!dladdr1(m, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || sym->st_shndx != SHN_UNDEF)
-        return true;                       /* a definition of malloc, not ours */
+    *owner = NULL;
+    if (!dladdr1(m, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || sym->st_shndx != SHN_UNDEF) {
+        /* a definition of malloc, not ours: its object is the owner */
+        if (!dladdr1(m, &info, (void **)owner, RTLD_DL_LINKMAP)) *owner = NULL;
+        return true;
+    }
     Dl_info own;
     if (!dladdr((void *)shim_own_malloc, &own) || !own.dli_fname) return true;
     void *self = dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
@@ -222,11 +231,31 @@ static bool malloc_before_agent(void *m)
                 before = false;                   /* ours first */
                 break;
             }
-            if (defines_malloc(l)) break;
+            if (defines_malloc(l)) {
+                *owner = l;
+                break;
+            }
         }
     }
     dlclose(self);
     return before;
+}
+
+/* malloc_owner: the shared object whose malloc the program's calls reach
+ * when it is bound ahead of the agent's (preloaded before it), or "". */
+static char malloc_owner[512];
+
+/* shared_owner: l is a shared object loaded before the agent, not the
+ * executable (whose own malloc, a static sanitizer runtime's among
+ * others, keeps the agent aside). */
+static bool shared_owner(const struct link_map *l)
+{
+    if (!l || !l->l_name || !l->l_name[0]) return false;
+    void *self = dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
+    struct link_map *exe = NULL;
+    bool shared = self && dlinfo(self, RTLD_DI_LINKMAP, &exe) == 0 && exe && exe != l;
+    if (self) dlclose(self);
+    return shared;
 }
 
 static const char *find_aside_reason(void)
@@ -241,14 +270,28 @@ static const char *find_aside_reason(void)
     for (size_t i = 0; i < sizeof runtimes / sizeof *runtimes; i++)
         if (dlsym(RTLD_DEFAULT, runtimes[i].symbol)) return runtimes[i].name;
     void *m = dlsym(RTLD_DEFAULT, "malloc");
-    if (m && m != (void *)shim_own_malloc && malloc_before_agent(m))
+    struct link_map *owner;
+    if (m && m != (void *)shim_own_malloc && malloc_before_agent(m, &owner)) {
+        /* A shared allocator bound ahead of ours (preloaded before it):
+         * no sanitizer, nothing to protect; the agent runs, sees no
+         * allocation, and its summary names that allocator. */
+        if (shared_owner(owner) && strlen(owner->l_name) < sizeof malloc_owner) {
+            memcpy(malloc_owner, owner->l_name, strlen(owner->l_name) + 1);
+            return NULL;
+        }
         return "a malloc found before the agent's (in the executable, or preloaded first)";
+    }
     return NULL;
 }
 
 const char *agent_shim_aside_reason(void)
 {
     return aside_reason;
+}
+
+const char *agent_shim_malloc_owner(void)
+{
+    return malloc_owner[0] ? malloc_owner : NULL;
 }
 
 /* resolve: looks the real functions up once (idempotent, thread-safe: a

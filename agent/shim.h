@@ -18,6 +18,12 @@ void agent_shim_init(void);
  * or a malloc found before the agent's; NULL when it does not. (shim.c) */
 const char *agent_shim_aside_reason(void);
 
+/* agent_shim_malloc_owner: the path of the shared object whose malloc the
+ * program's calls reach instead of the agent's (a malloc preloaded before
+ * it, no sanitizer): the agent runs but sees no allocation; NULL when the
+ * agent's malloc is the one bound (or the agent steps aside). (shim.c) */
+const char *agent_shim_malloc_owner(void);
+
 
 #pragma GCC visibility pop
 

@@ -19,6 +19,7 @@
 #include "agent/lock.h"
 #include "agent/output.h"
 #include "agent/records.h"
+#include "agent/shim.h"
 #include "agent/stacks.h"
 #include "agent/summary.h"
 #include "agent/thread.h"
@@ -145,7 +146,7 @@ static void summary_read(summary_t *s)
 #define put_f6(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_fixed(b, (int64_t)(v), 6))
 #define put_str(b, k, v) (agent_buf_json_key(b, k, true), agent_buf_json_str(b, v))
 #define put_strnull(b, k, v) \
-    (agent_buf_json_key(b, k, true), (v)[0] ? agent_buf_json_str(b, v) : agent_buf_str(b, "null"))
+    (agent_buf_json_key(b, k, true), (v) && (v)[0] ? agent_buf_json_str(b, v) : agent_buf_str(b, "null"))
 #define put_strs(b, k, write) (agent_buf_json_key(b, k, true), write)
 
 /* The value of each field of HEAPWATCH_SUMMARY_FIELDS (SU_<name>): a field
@@ -165,6 +166,7 @@ static void summary_read(summary_t *s)
 #define SU_peak_time (agent_peak_time_ns() / 1000)
 #define SU_peak_rss_bytes s->peak_rss_bytes
 #define SU_peak_profile agent_output_peak_profile()
+#define SU_malloc_owner agent_shim_malloc_owner()
 #define SU_alloc_bytes s->c.alloc_bytes
 #define SU_free_bytes s->c.free_bytes
 #define SU_rate agent_conf.rate

@@ -18,10 +18,16 @@
  * if none is that old: growth since the first copy), and each stack's
  * growth is its in-use now minus its in-use then, unsampled with the
  * stack's average object size exactly as a profile would be. The `top`
- * stacks are those with the largest byte growth. Their frames are named
- * through the profile writer's symbol cache; `function` is the innermost
- * frame that is not an allocation wrapper (operator new, std allocators,
- * strdup) - the agent's own frames were never recorded.
+ * stacks (TOP_MAX: 16, enough for the report page to draw the growth as a
+ * flame graph) are those with the largest byte growth. Their frames are
+ * named through the profile writer's symbol cache (C++ demangled; from
+ * separate debug files when installed); a frame without a name reads as
+ * its file's base name and offset ("liblua5.4.so.0+0x1a2b3"), or its
+ * address when it lies in no file. `function` is the innermost frame that
+ * is not an allocation wrapper (operator new, std allocators, strdup: by
+ * mangled or demangled name) - and when that frame has no name, its
+ * file+offset, never the name of a caller further up. The agent's own
+ * frames were never recorded.
  *
  * On entering warn or crit: a heap profile (reason `alert`), a record
  * appended to alerts.<tag>.jsonl, and one line on stderr. On recovery: a
@@ -67,8 +73,11 @@
 #include "pprof/pprof.h"
 
 #define HISTORY 6                /* per-stack copies kept */
-#define TOP_MAX 5                /* stacks named in an alert */
+#define TOP_MAX 16               /* stacks named in an alert (enough for the
+                                  * report page's flame graph of the growth) */
 #define TOP_FRAMES 16            /* frames of each printed in the record */
+#define FRAME_TEXT_MAX 512       /* bytes of one frame's name in the record
+                                  * (longer: cut, "..." appended) */
 
 typedef struct stack_copy_s {
     uint64_t seq;                /* engine sequence number of the snapshot */
@@ -377,18 +386,26 @@ static void append_timeline(const agent_buf_t *b, bool final)
 /* Alerts                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* is_wrapper: an allocation wrapper, not where the program allocates. */
-static bool is_wrapper(const char *name)
+/* is_wrapper: an allocation wrapper, not where the program allocates;
+ * name is the demangled name, sys the linker's (either may be NULL). */
+static bool is_wrapper(const char *name, const char *sys)
 {
     static const char *const prefixes[] = {
         "_Znw", "_Zna",                          /* operator new, new[] */
         "_ZNSt15__new_allocator", "_ZN9__gnu_cxx13new_allocator",
         "_ZNSt16allocator_traits", "_ZNSt12_Vector_base",
+        "_ZNSaI",                                /* std::allocator<...> */
         "strdup", "strndup", "__strdup", "__strndup",
         "__libc_", "xmalloc", "xcalloc", "xrealloc", "xstrdup",
+        /* the same, demangled */
+        "operator new", "std::__new_allocator", "__gnu_cxx::new_allocator",
+        "std::allocator_traits", "std::_Vector_base", "std::allocator<",
     };
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) return true;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t n = strlen(prefixes[i]);
+        if ((name && strncmp(name, prefixes[i], n) == 0) || (sys && strncmp(sys, prefixes[i], n) == 0))
+            return true;
+    }
     return false;
 }
 
@@ -399,40 +416,76 @@ typedef struct names_ctx_s {
     char first_function[256];   /* top[0]'s function, for the stderr line */
 } names_ctx_t;
 
+/* frame_text: how frame f of s reads: its name; unnamed, its file's base
+ * name and the offset in it ("liblua5.4.so.0+0x1a2b3"); in no file, its
+ * address ("0x..."). Into buf (cap bytes), cut at FRAME_TEXT_MAX. */
+static const char *frame_text(pprof_builder_t *pb, const agent_stack_t *s, uint32_t f,
+                              char *buf, size_t cap, const char **sys)
+{
+    pprof_frame_info_t fi;
+    if (!pb || !pprof_builder_frame_info(pb, s->pcs, f, &fi)) fi = (pprof_frame_info_t){ 0 };
+    *sys = fi.system_name;
+    agent_buf_t b;
+    agent_buf_init(&b, buf, cap);
+    if (fi.name) {
+        if (strlen(fi.name) <= FRAME_TEXT_MAX) return fi.name;
+        agent_buf_mem(&b, fi.name, FRAME_TEXT_MAX);
+        agent_buf_str(&b, "...");
+        return buf;
+    }
+    uint64_t v = s->pcs[f];
+    if (fi.file && fi.file[0]) {
+        const char *base = strrchr(fi.file, '/');
+        agent_buf_str(&b, base ? base + 1 : fi.file);
+        agent_buf_str(&b, "+");
+        v = fi.file_offset;
+    }
+    agent_buf_str(&b, "0x");
+    bool digit = false;
+    for (int shift = 60; shift >= 0; shift -= 4) {
+        unsigned d = (unsigned)(v >> shift) & 15;
+        if (!d && !digit && shift) continue;   /* no leading zeros */
+        digit = true;
+        agent_buf_mem(&b, &"0123456789abcdef"[d], 1);
+    }
+    return buf;
+}
+
+/* top_function: the innermost frame of s that is not an allocation
+ * wrapper, as frame_text gives it: never a caller's name when that frame
+ * has none (it reads as file+offset). "?" when every frame is a wrapper. */
+static const char *top_function(pprof_builder_t *pb, const agent_stack_t *s, char *buf, size_t cap)
+{
+    for (uint32_t f = 0; f < s->depth; f++) {
+        const char *sys, *text = frame_text(pb, s, f, buf, cap, &sys);
+        if (!is_wrapper(text, sys)) return text;
+    }
+    return "?";
+}
+
 /* top_json: the "top" array, frames named through the symbol cache. */
 static void top_json(pprof_builder_t *pb, void *vctx)
 {
     names_ctx_t *ctx = vctx;
     agent_buf_t *b = ctx->b;
+    char buf[FRAME_TEXT_MAX + 8];
     agent_buf_str(b, "[");
     for (unsigned i = 0; i < ctx->ntop; i++) {
         const agent_stack_t *s = ctx->top[i].stack;
-        const char *function = NULL;
         agent_buf_str(b, i ? ", {" : "{");
         agent_buf_json_str(b, "stack");
         agent_buf_str(b, ": [");
         for (uint32_t f = 0; f < s->depth && f < TOP_FRAMES; f++) {
-            const char *name = pb ? pprof_builder_frame_name(pb, s->pcs, f) : NULL;
-            char hex[24];
-            if (!name) {
-                agent_buf_t hb;
-                agent_buf_init(&hb, hex, sizeof hex);
-                agent_buf_str(&hb, "0x");
-                for (int shift = 60; shift >= 0; shift -= 4)
-                    agent_buf_mem(&hb, &"0123456789abcdef"[(s->pcs[f] >> shift) & 15], 1);
-                name = hex;
-            } else if (!function && !is_wrapper(name)) {
-                function = name;
-            }
+            const char *sys;
             agent_buf_str(b, f ? ", " : "");
-            agent_buf_json_str(b, name);
+            agent_buf_json_str(b, frame_text(pb, s, f, buf, sizeof buf, &sys));
         }
         agent_buf_str(b, "], ");
         agent_buf_json_str(b, "function");
         agent_buf_str(b, ": ");
-        if (!function && s->depth && pb) function = pprof_builder_frame_name(pb, s->pcs, 0);
-        agent_buf_json_str(b, function ? function : "?");
-        if (i == 0 && function) {
+        const char *function = top_function(pb, s, buf, sizeof buf);
+        agent_buf_json_str(b, function);
+        if (i == 0) {
             agent_buf_t fb;
             agent_buf_init(&fb, ctx->first_function, sizeof ctx->first_function);
             agent_buf_str(&fb, function);   /* names die with the builder: copy */
@@ -580,7 +633,9 @@ static void raise_alert(const heapwatch_counters_t *c, uint64_t real_ns, const a
     bool entering = r->event != ALERT_EVENT_RECOVER;
     if (entering) agent_output_profile("alert", profile, sizeof profile);
 
-    static char text[32768];
+    /* Room for TOP_MAX stacks of TOP_FRAMES frames of FRAME_TEXT_MAX
+     * bytes, escaped: a record that would not fit is not written. */
+    static char text[192 * 1024];
     agent_buf_t b;
     agent_buf_init(&b, text, sizeof text);
     names_ctx_t ctx = { &b, top, entering ? ntop : 0, "" };

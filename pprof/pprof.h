@@ -331,9 +331,11 @@ void pprof_symcache_get_stats(const pprof_symcache_t *c,
  * pprof_builder_symbolize: names every location that falls in a mapping
  * whose file (or vdso image) has a symbol table entry covering it: .symtab
  * when present, else .dynsym. Locations are attached to their mappings.
- * The Function gets name = system_name = the symbol as the linker knows it;
- * C++ `_Z` names are left mangled because pprof demangles system names
- * itself (and simplifies them, as in `-top`). A mapping gets has_functions
+ * Stripped files are named from their separate debug file when one is
+ * installed (/usr/lib/debug/.build-id/, .gnu_debuglink: pprof_elf.c).
+ * The Function gets system_name = the symbol as the linker knows it, and
+ * name = the same, C++ `_Z` names demangled (libiberty, on a stack of
+ * the module's own; a mangled name over 512 bytes stays mangled). A mapping gets has_functions
  * only when every one of its locations was named, as Go does; a location
  * that cannot be named keeps its address and mapping so pprof can still
  * try. Files are found through /proc/self/map_files/ first (exact even when
@@ -357,9 +359,30 @@ pprof_err_t pprof_builder_symbolize_once(pprof_builder_t *b, pprof_symcache_t *c
  * pprof_builder_frame_name: the function name symbolization gave frame i of
  * a stack added with pprof_builder_add_sample (pcs as passed there, read
  * with the builder's pc kind), or NULL when the frame was not added or not
- * named. C++ names are mangled. Valid until the builder is freed.
+ * named. C++ names are demangled (pprof_builder_frame_info has the
+ * mangled one). Valid until the builder is freed.
  */
 const char *pprof_builder_frame_name(const pprof_builder_t *b, const uint64_t *pcs, size_t i);
+
+/* pprof_frame_info_t: what the builder knows of one frame. */
+typedef struct pprof_frame_info_s {
+    const char *name;        /* the Function's name (C++ demangled), or NULL */
+    const char *system_name; /* its system_name (the linker's symbol), or NULL */
+    const char *file;        /* the path of the mapping holding it (may be
+                              * "" or a pseudo name such as "[vdso]"), or
+                              * NULL when in no mapping */
+    uint64_t file_offset;    /* the address symbolized (a return address
+                              * minus 1) as an offset in that file */
+} pprof_frame_info_t;
+
+/*
+ * pprof_builder_frame_info: name, system name, file and offset of frame i
+ * (as pprof_builder_frame_name; locations are attached to their mappings
+ * by symbolization). Strings valid until the builder is freed.
+ * @return false when the frame was not added (*out zeroed).
+ */
+bool pprof_builder_frame_info(const pprof_builder_t *b, const uint64_t *pcs, size_t i,
+                              pprof_frame_info_t *out);
 
 /* ------------------------------------------------------------------------ */
 /* Output                                                                   */

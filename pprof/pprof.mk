@@ -5,7 +5,8 @@ MODULES += pprof
 PPROF_GEN := $(BUILD)/gen/pprof
 pprof_SRCS := $(sort $(wildcard pprof/*.c)) $(PPROF_GEN)/profile.pb-c.c
 pprof_DEPS := map
-pprof_LIBS := -lprotobuf-c -lz
+# libiberty: the C++ demangler (pprof_demangle.c; a static archive only).
+pprof_LIBS := -lprotobuf-c -lz -liberty
 pprof_CPPFLAGS :=
 
 # profile.proto -> $(BUILD)/gen/pprof/profile.pb-c.{c,h}. A pattern rule
@@ -36,7 +37,7 @@ PPROF_REL_OBJS := $(call objs,rel,$(pprof_SRCS) $(map_SRCS))
 PPROF_PROG_FLAGS := -g -O0 -fno-omit-frame-pointer -fno-optimize-sibling-calls \
     -fno-inline -I. -I$(BUILD)/gen -I$(PPROF_PROG_SRC)
 PPROF_PROG_CFLAGS := -std=gnu11 $(WARN) $(PPROF_PROG_FLAGS)
-PPROF_PROG_LIBS := -lprotobuf-c -lz -lm
+PPROF_PROG_LIBS := -lprotobuf-c -lz -liberty -lm
 PPROF_LIBDIR := $(abspath $(PPROF_PROGS))
 
 $(PPROF_PROGS)/libpprof_sites_lib.so: $(PPROF_PROG_SRC)/pprof_sites_lib.c $(PPROF_PROG_SRC)/pprof_sites.h

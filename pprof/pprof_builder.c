@@ -288,16 +288,40 @@ static pprof_err_t loc_intern(pprof_builder_t *b, uint64_t addr, uint32_t *idx)
     return PPROF_OK;
 }
 
-const char *pprof_builder_frame_name(const pprof_builder_t *b, const uint64_t *pcs, size_t i)
+/* frame_loc: the location of frame i of pcs, or NULL. */
+static const pp_loc_t *frame_loc(const pprof_builder_t *b, const uint64_t *pcs, size_t i)
 {
     if (!b || !pcs) return NULL;
     bool ret = b->pc_kind == PPROF_PCS_RETURN || (b->pc_kind == PPROF_PCS_LEAF_EXACT && i > 0);
     uint64_t addr = ret && pcs[i] > 0 ? pcs[i] - 1 : pcs[i];
     uint32_t idx = pp_index_find(&b->loc_ix, (uint32_t)pp_mix64(addr), loc_eq, b, &addr);
-    if (idx == UINT32_MAX) return NULL;
-    uint32_t f = PP_VEC_AT(&b->locs, pp_loc_t, idx).function;
-    if (f == 0) return NULL;
-    return pp_str(b, PP_VEC_AT(&b->funcs, pp_func_t, f - 1).name);
+    return idx == UINT32_MAX ? NULL : &PP_VEC_AT(&b->locs, pp_loc_t, idx);
+}
+
+const char *pprof_builder_frame_name(const pprof_builder_t *b, const uint64_t *pcs, size_t i)
+{
+    const pp_loc_t *l = frame_loc(b, pcs, i);
+    if (!l || l->function == 0) return NULL;
+    return pp_str(b, PP_VEC_AT(&b->funcs, pp_func_t, l->function - 1).name);
+}
+
+bool pprof_builder_frame_info(const pprof_builder_t *b, const uint64_t *pcs, size_t i,
+                              pprof_frame_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const pp_loc_t *l = frame_loc(b, pcs, i);
+    if (!l) return false;
+    if (l->function) {
+        const pp_func_t *f = &PP_VEC_AT(&b->funcs, pp_func_t, l->function - 1);
+        out->name = pp_str(b, f->name);
+        out->system_name = pp_str(b, f->system_name);
+    }
+    if (l->mapping) {
+        const pp_mapping_t *m = &PP_VEC_AT(&b->maps, pp_mapping_t, l->mapping - 1);
+        out->file = pp_str(b, m->filename);
+        out->file_offset = l->addr - m->start + m->offset;
+    }
+    return true;
 }
 
 static bool func_eq(const void *ctx, uint32_t idx, const void *key)

@@ -58,8 +58,9 @@
  * names all the locations of one mapping before resolving the next.
  *
  * Which symbols: .symtab when the file has one (static functions
- * included), else .dynsym (a stripped binary or a distribution library:
- * exported functions only). Only STT_FUNC and STT_GNU_IFUNC symbols that
+ * included); else the .symtab of its separate debug file when one is
+ * installed (below); else .dynsym (a stripped binary or a distribution
+ * library: exported functions only). Only STT_FUNC and STT_GNU_IFUNC symbols that
  * are defined (st_shndx != SHN_UNDEF) with a nonzero value are kept. At
  * one address, aliases collapse to one name: global before weak before
  * local, then the name with fewer leading underscores (malloc over
@@ -75,13 +76,40 @@
  * [st_value, st_value + st_size); a symbol of size 0 (assembly) covers up
  * to the next symbol, never past the last one.
  *
+ * Debug files
+ * -----------
+ * Debian strips its binaries and ships their symbols in -dbgsym packages:
+ * /usr/lib/debug/.build-id/<first 2 hex digits>/<the rest>.debug. A file
+ * without a .symtab is looked up as gdb does: first by its GNU build ID
+ * (the debug file must carry the same ID), then by its .gnu_debuglink
+ * section (a base name and a CRC-32) in the file's directory, in .debug/
+ * there, and under /usr/lib/debug/<the file's directory>/; a candidate is
+ * taken when its build ID equals the file's or the CRC-32 of its whole
+ * contents matches (read 64 KiB at a time, only for files up to
+ * PP_DEBUG_MAX_CRC_BYTES, 64 MiB; a larger one with no matching build ID
+ * is not used). The directory is the mapping's path as /proc/self/maps
+ * gives it. The debug file is opened through the module's open hooks,
+ * must be a regular 64-bit ELF file other than the file itself, is read
+ * with pread under the same bounds as the file (section headers, a
+ * .symtab and its string section of at most 16 MiB each; the debug
+ * sections themselves are never read), and checked unchanged (fstat)
+ * after reading; its .symtab replaces the file's symbols, whose PT_LOAD
+ * segments still turn offsets into addresses (a debug file keeps the
+ * program headers, and its symbols the link-time addresses). Finding it
+ * costs a few opens and, for .gnu_debuglink, one read of the section
+ * names (at most PP_DEBUG_MAX_SHSTRTAB, 1 MiB); it is done once per file
+ * the cache loads, or per one-pass naming. A debug file installed after a
+ * file was cached is seen when that file's entry is read again.
+ *
  * No stdio, no malloc, no mmap of a file: pread (and memcpy for the vdso).
  */
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>   /* crc32: .gnu_debuglink's checksum */
 
 #include "pprof/pprof_internal.h"
 
@@ -336,7 +364,9 @@ static void touch(pprof_symcache_t *c, pp_elf_t *e)
     push_front(c, e);
 }
 
-static pprof_err_t load_image(pprof_symcache_t *c, pp_elf_t *e, const src_t *src);
+static pprof_err_t load_image(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
+                              const char *path);
+static bool same_file(const struct stat *a, const struct stat *b);
 
 static bool same_stat(const pp_elf_t *e, const struct stat *st)
 {
@@ -391,7 +421,7 @@ static void discard_new(pprof_symcache_t *c, pp_elf_t *e)
     c->a.free(c->a.ctx, e);
 }
 
-pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd)
+pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd, const char *path)
 {
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -418,7 +448,7 @@ pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd)
     e->ctime_sec = st.st_ctim.tv_sec;
     e->ctime_nsec = st.st_ctim.tv_nsec;
     src_t src = { fd, NULL, (uint64_t)st.st_size };
-    pprof_err_t err = load_image(c, e, &src);
+    pprof_err_t err = load_image(c, e, &src, path);
     /* Changed while read: what was read may mix two files. No names; the
      * entry keeps the identity seen first, so the file as it is now is
      * read afresh next time (and this entry dropped then). */
@@ -448,7 +478,7 @@ pp_elf_t *pp_symcache_vdso(pprof_symcache_t *c, const void *image, size_t len)
     e->kind = PP_ELF_VDSO;
     e->vdso = image;
     src_t src = { -1, image, len };
-    if (load_image(c, e, &src) != PPROF_OK) {
+    if (load_image(c, e, &src, NULL) != PPROF_OK) {
         discard_new(c, e);
         return NULL;
     }
@@ -684,24 +714,253 @@ static pprof_err_t find_tables(pprof_symcache_t *c, const src_t *src, const Elf6
     return PPROF_OK;
 }
 
-/* load_syms: .symtab, else .dynsym (also when .symtab is past the bounds). */
+/* ------------------------------------------------------------------------ */
+/* Debug files                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* dbg_t: a separate debug file, open. */
+typedef struct dbg_s {
+    src_t src;
+    Elf64_Ehdr eh;
+    struct stat st;          /* when opened: checked again after reading */
+} dbg_t;
+
+/* dbg_open: path opened read-only, a regular 64-bit ELF file that is not
+ * the main file itself (main_st). */
+static bool dbg_open(const char *path, const struct stat *main_st, dbg_t *d)
+{
+    /* O_NONBLOCK: a FIFO planted under that name never blocks us. */
+    int fd = pp_sys_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
+    if (fd < 0) return false;
+    d->src = (src_t){ fd, NULL, 0 };
+    if (fstat(fd, &d->st) != 0 || !S_ISREG(d->st.st_mode) ||
+        (d->st.st_dev == main_st->st_dev && d->st.st_ino == main_st->st_ino))
+        goto no;
+    d->src.len = (uint64_t)d->st.st_size;
+    if (!src_read(&d->src, 0, &d->eh, sizeof d->eh) || !ehdr_ok(&d->eh)) goto no;
+    return true;
+no:
+    pp_close(fd);
+    return false;
+}
+
+/* dbg_same_build: d's GNU build ID is hex (a non-empty one). */
+static bool dbg_same_build(const dbg_t *d, const char *hex)
+{
+    char dhex[2 * PP_BUILD_ID_MAX + 1];
+    return hex[0] && pp_elf_build_id_fd(d->src.fd, dhex) && strcmp(dhex, hex) == 0;
+}
+
+/* dbg_crc_ok: the CRC-32 of the whole of d is crc; files over
+ * PP_DEBUG_MAX_CRC_BYTES are not read (and not used). */
+static bool dbg_crc_ok(pprof_symcache_t *c, const dbg_t *d, uint32_t crc)
+{
+    if (d->src.len > PP_DEBUG_MAX_CRC_BYTES) return false;
+    enum { CHUNK = 64 * 1024 };
+    unsigned char *buf = c->a.alloc(c->a.ctx, CHUNK);
+    if (!buf) return false;
+    uLong sum = crc32(0L, Z_NULL, 0);
+    bool ok = true;
+    for (uint64_t off = 0; ok && off < d->src.len; off += CHUNK) {
+        size_t n = d->src.len - off < CHUNK ? (size_t)(d->src.len - off) : CHUNK;
+        ok = src_read(&d->src, off, buf, n);
+        if (ok) sum = crc32(sum, buf, (uInt)n);
+    }
+    c->a.free(c->a.ctx, buf);
+    return ok && (uint32_t)sum == crc;
+}
+
+/* put: appends s to the path being built in p (cap bytes); false when it
+ * does not fit. */
+static bool put(char *p, size_t cap, size_t *at, const char *s, size_t n)
+{
+    if (n >= cap - *at) return false;
+    memcpy(p + *at, s, n);
+    *at += n;
+    p[*at] = '\0';
+    return true;
+}
+
+/* dbg_by_build_id: /usr/lib/debug/.build-id/<xx>/<rest>.debug, with the
+ * same build ID as the main file (hex). */
+static bool dbg_by_build_id(char *path, const char *hex, const struct stat *main_st, dbg_t *d)
+{
+    size_t n = strlen(hex), at = 0;
+    if (n < 4) return false;
+    if (!put(path, PP_DEBUG_PATH_MAX, &at, PP_DEBUG_ROOT "/.build-id/", sizeof PP_DEBUG_ROOT "/.build-id/" - 1) ||
+        !put(path, PP_DEBUG_PATH_MAX, &at, hex, 2) || !put(path, PP_DEBUG_PATH_MAX, &at, "/", 1) ||
+        !put(path, PP_DEBUG_PATH_MAX, &at, hex + 2, n - 2) ||
+        !put(path, PP_DEBUG_PATH_MAX, &at, ".debug", 6))
+        return false;
+    if (!dbg_open(path, main_st, d)) return false;
+    if (dbg_same_build(d, hex)) return true;
+    pp_close(d->src.fd);
+    return false;
+}
+
+bool pp_elf_parse_debuglink(const unsigned char *sec, size_t size, char *name, uint32_t *crc)
+{
+    /* The file name, NUL-terminated, padded to 4 bytes, then the CRC-32
+     * (the file's byte order: little-endian here). */
+    size_t len = strnlen((const char *)sec, size < PP_DEBUGLINK_NAME_MAX + 1 ? size : PP_DEBUGLINK_NAME_MAX + 1);
+    if (len == 0 || len > PP_DEBUGLINK_NAME_MAX || len == size) return false;
+    size_t at = (len + 1 + 3) & ~(size_t)3;
+    if (at > size || size - at < 4) return false;
+    if (memchr(sec, '/', len) || strcmp((const char *)sec, ".") == 0 || strcmp((const char *)sec, "..") == 0)
+        return false;   /* a base name only: nothing outside the three places */
+    memcpy(name, sec, len + 1);
+    *crc = (uint32_t)sec[at] | (uint32_t)sec[at + 1] << 8 | (uint32_t)sec[at + 2] << 16 |
+           (uint32_t)sec[at + 3] << 24;
+    return true;
+}
+
+/* find_debuglink: the main file's .gnu_debuglink (name, CRC), read
+ * through its section headers and their name section (at most
+ * PP_DEBUG_MAX_SHSTRTAB bytes). */
+static bool find_debuglink(pprof_symcache_t *c, const src_t *src, const Elf64_Ehdr *eh,
+                           char *name, uint32_t *crc)
+{
+    if (eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shoff == 0) return false;
+    uint64_t shnum = eh->e_shnum;
+    uint32_t shstrndx = eh->e_shstrndx;
+    if (shnum == 0 || shstrndx == SHN_XINDEX) {
+        Elf64_Shdr sh0;
+        if (!src_read(src, eh->e_shoff, &sh0, sizeof(sh0))) return false;
+        if (shnum == 0) shnum = sh0.sh_size;
+        if (shstrndx == SHN_XINDEX) shstrndx = sh0.sh_link;
+    }
+    if (shnum < 2 || shnum > PP_ELF_MAX_SECTIONS || shnum > src->len / sizeof(Elf64_Shdr) ||
+        shstrndx == 0 || shstrndx >= shnum)
+        return false;
+    Elf64_Shdr *sh = c->a.alloc(c->a.ctx, (size_t)shnum * sizeof(Elf64_Shdr));
+    if (!sh) return false;
+    char *names = NULL;
+    bool found = false;
+    static const char want[] = ".gnu_debuglink";
+    if (!src_read(src, eh->e_shoff, sh, (size_t)shnum * sizeof(Elf64_Shdr))) goto out;
+    const Elf64_Shdr *ss = &sh[shstrndx];
+    if (ss->sh_type != SHT_STRTAB || ss->sh_size == 0 || ss->sh_size > PP_DEBUG_MAX_SHSTRTAB)
+        goto out;
+    names = c->a.alloc(c->a.ctx, (size_t)ss->sh_size);
+    if (!names || !src_read(src, ss->sh_offset, names, (size_t)ss->sh_size)) goto out;
+    for (uint64_t i = 1; i < shnum && !found; i++) {
+        if (sh[i].sh_type != SHT_PROGBITS || sh[i].sh_name > ss->sh_size - sizeof want ||
+            memcmp(names + sh[i].sh_name, want, sizeof want) != 0)
+            continue;
+        unsigned char sec[PP_DEBUGLINK_NAME_MAX + 8];
+        if (sh[i].sh_size < 8 || sh[i].sh_size > sizeof sec) break;
+        if (!src_read(src, sh[i].sh_offset, sec, (size_t)sh[i].sh_size)) break;
+        found = pp_elf_parse_debuglink(sec, (size_t)sh[i].sh_size, name, crc);
+        break;
+    }
+out:
+    if (names) c->a.free(c->a.ctx, names);
+    c->a.free(c->a.ctx, sh);
+    return found;
+}
+
+/* dbg_by_link: the .gnu_debuglink file in the main file's directory, in
+ * .debug/ there, then under /usr/lib/debug/<directory>/: the first that
+ * has the main file's build ID or the CRC the link gives. */
+static bool dbg_by_link(pprof_symcache_t *c, char *path, const char *main_path, const char *hex,
+                        const char *link, uint32_t crc, const struct stat *main_st, dbg_t *d)
+{
+    const char *slash = main_path ? strrchr(main_path, '/') : NULL;
+    if (!main_path || main_path[0] != '/' || !slash) return false;
+    size_t dirlen = (size_t)(slash - main_path) + 1;   /* with the slash */
+    size_t linklen = strlen(link);
+    for (int where = 0; where < 3; where++) {
+        size_t at = 0;
+        path[0] = '\0';
+        if (where == 2 && !put(path, PP_DEBUG_PATH_MAX, &at, PP_DEBUG_ROOT, sizeof PP_DEBUG_ROOT - 1))
+            return false;
+        if (!put(path, PP_DEBUG_PATH_MAX, &at, main_path, dirlen) ||
+            (where == 1 && !put(path, PP_DEBUG_PATH_MAX, &at, ".debug/", 7)) ||
+            !put(path, PP_DEBUG_PATH_MAX, &at, link, linklen))
+            continue;
+        if (!dbg_open(path, main_st, d)) continue;
+        if (dbg_same_build(d, hex) || dbg_crc_ok(c, d, crc)) return true;
+        pp_close(d->src.fd);
+    }
+    return false;
+}
+
+/* open_debug: the separate debug file of the main file (src, eh; its
+ * path main_path, may be NULL), as gdb looks for it: by build ID, then
+ * by .gnu_debuglink. @return whether d is open (the caller closes it). */
+static bool open_debug(pprof_symcache_t *c, const src_t *src, const Elf64_Ehdr *eh,
+                       const char *main_path, dbg_t *d)
+{
+    struct stat main_st;
+    if (src->fd < 0 || fstat(src->fd, &main_st) != 0) return false;
+    char hex[2 * PP_BUILD_ID_MAX + 1];
+    if (!pp_elf_build_id_fd(src->fd, hex)) hex[0] = '\0';
+    char *path = c->a.alloc(c->a.ctx, PP_DEBUG_PATH_MAX);
+    if (!path) return false;
+    bool ok = hex[0] && dbg_by_build_id(path, hex, &main_st, d);
+    if (!ok) {
+        char link[PP_DEBUGLINK_NAME_MAX + 1];
+        uint32_t crc;
+        ok = find_debuglink(c, src, eh, link, &crc) &&
+             dbg_by_link(c, path, main_path, hex, link, crc, &main_st, d);
+    }
+    c->a.free(c->a.ctx, path);
+    return ok;
+}
+
+/* dbg_unchanged: d is still the file it was when opened. */
+static bool dbg_unchanged(const dbg_t *d)
+{
+    struct stat st;
+    return fstat(d->src.fd, &st) == 0 && same_file(&d->st, &st);
+}
+
+/* load_table_at: the symbol section off[0..4) of src into e (a table
+ * past the bounds or unreadable leaves e without symbols). */
+static pprof_err_t load_table_at(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
+                                 const uint64_t off[4])
+{
+    table_t t = { off[0], off[1] / sizeof(Elf64_Sym), NULL, (size_t)off[3], off[2] };
+    t.str = c->a.alloc(c->a.ctx, t.strsz);
+    if (!t.str) return PPROF_ERR_NOMEM;
+    pprof_err_t err = PPROF_OK;
+    if (src_read(src, off[2], t.str, t.strsz)) err = load_table(c, e, src, &t);
+    if (t.str) c->a.free(c->a.ctx, t.str);   /* NULL: kept by the entry */
+    return err;
+}
+
+/* load_debug_syms: without a .symtab of its own, the .symtab of the
+ * file's separate debug file, when there is one. */
+static pprof_err_t load_debug_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
+                                   const Elf64_Ehdr *eh, const char *path)
+{
+    dbg_t d;
+    if (!open_debug(c, src, eh, path, &d)) return PPROF_OK;
+    uint64_t off[2][4];
+    bool have[2];
+    pprof_err_t err = find_tables(c, &d.src, &d.eh, have, off);
+    if (err == PPROF_OK && have[0]) err = load_table_at(c, e, &d.src, off[0]);
+    if (err == PPROF_OK && e->nsyms && !dbg_unchanged(&d)) {   /* mixed: none of its names */
+        unsigned nloads = e->nloads;   /* the file's own segments stay */
+        clear_table(c, e);
+        e->nloads = nloads;
+    }
+    if (err == PPROF_OK && e->nsyms) e->debug = true;
+    pp_close(d.src.fd);
+    return err;
+}
+
+/* load_syms: .symtab; else the separate debug file's; else .dynsym (also
+ * when .symtab is past the bounds). */
 static pprof_err_t load_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
-                             const Elf64_Ehdr *eh)
+                             const Elf64_Ehdr *eh, const char *path)
 {
     uint64_t off[2][4];
     bool have[2];
     PP_TRY(find_tables(c, src, eh, have, off));
-    for (int pass = 0; pass < 2 && e->nsyms == 0; pass++) {
-        if (!have[pass]) continue;
-        table_t t = { off[pass][0], off[pass][1] / sizeof(Elf64_Sym), NULL,
-                      (size_t)off[pass][3], off[pass][2] };
-        t.str = c->a.alloc(c->a.ctx, t.strsz);
-        if (!t.str) return PPROF_ERR_NOMEM;
-        pprof_err_t err = PPROF_OK;
-        if (src_read(src, off[pass][2], t.str, t.strsz)) err = load_table(c, e, src, &t);
-        if (t.str) c->a.free(c->a.ctx, t.str);   /* NULL: kept by the entry */
-        if (err != PPROF_OK) return err;
-    }
+    if (have[0]) PP_TRY(load_table_at(c, e, src, off[0]));
+    if (e->nsyms == 0 && src->fd >= 0) PP_TRY(load_debug_syms(c, e, src, eh, path));
+    if (e->nsyms == 0 && have[1]) PP_TRY(load_table_at(c, e, src, off[1]));
     return PPROF_OK;
 }
 
@@ -725,7 +984,8 @@ static bool load_loads(pp_elf_t *e, const src_t *src, const Elf64_Ehdr *eh)
 
 /* load_image: everything e needs from the image, into memory; e->bad when
  * the image is not a readable 64-bit ELF. @return PPROF_OK or NOMEM. */
-static pprof_err_t load_image(pprof_symcache_t *c, pp_elf_t *e, const src_t *src)
+static pprof_err_t load_image(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
+                              const char *path)
 {
     Elf64_Ehdr eh;
     if (!src_read(src, 0, &eh, sizeof(eh)) || !ehdr_ok(&eh) ||
@@ -733,7 +993,7 @@ static pprof_err_t load_image(pprof_symcache_t *c, pp_elf_t *e, const src_t *src
         e->bad = true;
         return PPROF_OK;
     }
-    return load_syms(c, e, src, &eh);
+    return load_syms(c, e, src, &eh, path);
 }
 
 /* fo_to_vaddr: the link-time address of file offset fo, via PT_LOAD. */
@@ -953,7 +1213,8 @@ static void scan_free(pprof_symcache_t *c, scan_work_t *w)
  * as a load that cannot allocate (pp_symcache_open_fd returns NULL); only
  * fn's errors are returned. */
 static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struct stat *st,
-                              const uint64_t *fo, size_t n, pp_scan_fn fn, void *ctx)
+                              const char *path, const uint64_t *fo, size_t n, pp_scan_fn fn,
+                              void *ctx)
 {
     Elf64_Ehdr eh;
     pp_elf_t loads;   /* only its PT_LOAD segments are used */
@@ -961,13 +1222,24 @@ static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struc
     if (!src_read(src, 0, &eh, sizeof(eh)) || !ehdr_ok(&eh) || eh.e_phoff > src->len ||
         !load_loads(&loads, src, &eh))
         return PPROF_OK;   /* not a readable ELF: no names */
-    uint64_t off[2][4];
-    bool have[2];
-    if (find_tables(c, src, &eh, have, off) != PPROF_OK || (!have[0] && !have[1]))
-        return PPROF_OK;
+    uint64_t off[2][4], doff[2][4];
+    bool have[2], dhave[2] = { false, false };
+    if (find_tables(c, src, &eh, have, off) != PPROF_OK) return PPROF_OK;
+    /* The tables in the order a load tries them: .symtab, the debug
+     * file's .symtab, .dynsym. */
+    dbg_t d;
+    bool debug = !have[0] && open_debug(c, src, &eh, path, &d);
+    if (debug && find_tables(c, &d.src, &d.eh, dhave, doff) != PPROF_OK) dhave[0] = false;
+    struct { const src_t *src; const uint64_t *off; } cands[3];
+    int ncands = 0;
+    if (have[0]) cands[ncands++] = (typeof(cands[0])){ src, off[0] };
+    if (dhave[0]) cands[ncands++] = (typeof(cands[0])){ &d.src, doff[0] };
+    if (have[1]) cands[ncands++] = (typeof(cands[0])){ src, off[1] };
+    const src_t *tsrc = src;   /* the table's image: names are read there */
 
     scan_work_t w = { 0 };
     pprof_err_t err = PPROF_OK;
+    if (ncands == 0) goto out;
     w.qs = c->a.alloc(c->a.ctx, n * sizeof(*w.qs));
     w.q = c->a.alloc(c->a.ctx, n * sizeof(*w.q));
     w.which = c->a.alloc(c->a.ctx, n * sizeof(*w.which));
@@ -992,11 +1264,11 @@ static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struc
     table_t t = { 0 };
     uint64_t high = 0;
     size_t found = 0;
-    for (int pass = 0; pass < 2 && found == 0; pass++) {
-        if (!have[pass]) continue;
-        t = (table_t){ off[pass][0], off[pass][1] / sizeof(Elf64_Sym), NULL,
-                       (size_t)off[pass][3], off[pass][2] };
-        found = scan_pass(src, &t, w.chunk, w.q, m, w.bucket, &high);
+    for (int k = 0; k < ncands && found == 0; k++) {
+        const uint64_t *o = cands[k].off;
+        t = (table_t){ o[0], o[1] / sizeof(Elf64_Sym), NULL, (size_t)o[3], o[2] };
+        tsrc = cands[k].src;
+        found = scan_pass(tsrc, &t, w.chunk, w.q, m, w.bucket, &high);
         if (found == SIZE_MAX) found = 0;   /* unreadable: as a load, the next table */
     }
     if (found == 0) goto out;
@@ -1023,7 +1295,7 @@ static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struc
         uint32_t name = w.bucket[j].name;
         size_t max = t.strsz - name;
         if (max > PP_ELF_MAX_NAME) max = PP_ELF_MAX_NAME;
-        if (!src_read(src, t.str_off + name, w.names + at, max)) goto out;   /* no names */
+        if (!src_read(tsrc, t.str_off + name, w.names + at, max)) goto out;   /* no names */
         size_t len = strnlen(w.names + at, max);
         w.names[at + len] = '\0';
         w.name_at[j] = at;
@@ -1032,6 +1304,7 @@ static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struc
     /* Changed while read: no names, as for a load. */
     struct stat st2;
     if (fstat(src->fd, &st2) != 0 || !same_file(st, &st2)) goto out;
+    if (tsrc == &d.src && !dbg_unchanged(&d)) goto out;
     for (size_t i = 0; i < n && err == PPROF_OK; i++) {
         size_t j = w.which[i];
         if (j == SIZE_MAX || w.name_at[j] == SIZE_MAX) continue;
@@ -1041,11 +1314,12 @@ static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struc
     }
 out:
     scan_free(c, &w);
+    if (debug) pp_close(d.src.fd);
     return err;
 }
 
-pprof_err_t pp_symcache_scan_fd(pprof_symcache_t *c, int fd, const uint64_t *fo, size_t n,
-                                pp_scan_fn fn, void *ctx)
+pprof_err_t pp_symcache_scan_fd(pprof_symcache_t *c, int fd, const char *path, const uint64_t *fo,
+                                size_t n, pp_scan_fn fn, void *ctx)
 {
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -1064,7 +1338,7 @@ pprof_err_t pp_symcache_scan_fd(pprof_symcache_t *c, int fd, const uint64_t *fo,
         return PPROF_OK;
     }
     src_t src = { fd, NULL, (uint64_t)st.st_size };
-    pprof_err_t err = scan_image(c, &src, &st, fo, n, fn, ctx);
+    pprof_err_t err = scan_image(c, &src, &st, path, fo, n, fn, ctx);
     pp_close(fd);
     return err;
 }

@@ -249,6 +249,8 @@ struct pprof_builder_s {
     uint64_t maps_version;   /* bumped by each add_mapping */
     uint64_t attach_version; /* maps_version when locations were attached */
     size_t attached;         /* locations [0, attached) are attached */
+    size_t demangled;        /* functions [0, demangled) were looked at by
+                              * pp_demangle_functions */
 };
 
 /* pp_str_intern: the string index of s (len bytes, copied if new). */
@@ -325,6 +327,7 @@ typedef struct pp_elf_s {
     const void *vdso;        /* the image of a PP_ELF_VDSO entry */
     bool bad;                /* unreadable, not a usable ELF, or changed
                               * while read: no names */
+    bool debug;              /* its symbols came from its separate debug file */
     unsigned nloads;
     pp_load_t loads[PP_ELF_MAX_LOADS];
     pp_sym_t *syms;          /* function symbols sorted by addr */
@@ -358,10 +361,11 @@ bool pp_elf_build_id_fd(int fd, char *hex);
 bool pp_elf_build_id_mem(const unsigned char *image, size_t len, char *hex);
 
 /* pp_symcache_open_fd: the cache entry for the file open on fd (consumed:
- * closed in every case; a new file is read whole before returning). NULL
+ * closed in every case; a new file is read whole before returning); path
+ * (may be NULL) is where the file lives, for its .gnu_debuglink. NULL
  * only when out of memory. The entry stays valid until the next call of
  * pp_symcache_open_fd or pp_symcache_vdso, which may evict it. */
-pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd);
+pp_elf_t *pp_symcache_open_fd(pprof_symcache_t *c, int fd, const char *path);
 
 /* pp_symcache_vdso: the cache entry of the vdso image, or NULL (out of
  * memory); valid as pp_symcache_open_fd's. */
@@ -380,13 +384,42 @@ pp_elf_t *pp_symcache_vdso(pprof_symcache_t *c, const void *image, size_t len);
  * load), or fn's error (PPROF_ERR_NOMEM from the builder). */
 #define PP_ELF_SCAN_MAX 4096u
 typedef pprof_err_t (*pp_scan_fn)(void *ctx, size_t i, const char *name, size_t len);
-pprof_err_t pp_symcache_scan_fd(pprof_symcache_t *c, int fd, const uint64_t *fo, size_t n,
-                                pp_scan_fn fn, void *ctx);
+pprof_err_t pp_symcache_scan_fd(pprof_symcache_t *c, int fd, const char *path, const uint64_t *fo,
+                                size_t n, pp_scan_fn fn, void *ctx);
+
+/* Separate debug files (pprof_elf.c, "Debug files"). */
+#define PP_DEBUG_ROOT "/usr/lib/debug"
+#define PP_DEBUG_PATH_MAX 4096u             /* a debug file's path, NUL included */
+#define PP_DEBUGLINK_NAME_MAX 255u          /* .gnu_debuglink's file name */
+#define PP_DEBUG_MAX_SHSTRTAB (1u << 20)    /* section names read to find it */
+#define PP_DEBUG_MAX_CRC_BYTES ((uint64_t)64 << 20) /* a debug link file checksummed */
+
+/* pp_elf_parse_debuglink: the contents of a .gnu_debuglink section (size
+ * bytes): the file name (a base name, NUL-terminated, at most
+ * PP_DEBUGLINK_NAME_MAX bytes) into name and its CRC-32. @return false for
+ * a malformed section or a name that is not a plain base name. */
+bool pp_elf_parse_debuglink(const unsigned char *sec, size_t size, char *name, uint32_t *crc);
 
 /* pp_elf_lookup: the symbol name covering the file offset fo (mapping
  * offset + address - start) of elf, or NULL; *len gets its length. The
  * name is NUL-terminated, in the entry's memory (valid as the entry). */
 const char *pp_elf_lookup(const pp_elf_t *elf, uint64_t fo, size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* C++ names (pprof_demangle.c)                                             */
+/* ------------------------------------------------------------------------ */
+
+#define PP_DEMANGLE_MAX_MANGLED 512u    /* longer mangled names stay mangled */
+#define PP_DEMANGLE_MAX_OUT 4096u       /* a longer demangled form: stays mangled */
+#define PP_DEMANGLE_STACK (512u << 10)  /* the demangler's own stack */
+
+/* pp_demangle_functions: every function not looked at yet whose name is
+ * its system name and a C++ mangled one gets name = the demangled form
+ * (a new Function; locations repointed), system_name unchanged. Runs the
+ * demangler on the module's own stack with signals blocked; when that
+ * stack is busy (another thread of the process), names stay mangled.
+ * @return PPROF_OK or PPROF_ERR_NOMEM (names kept so far stay). */
+pprof_err_t pp_demangle_functions(pprof_builder_t *b);
 
 /* ------------------------------------------------------------------------ */
 /* Encoding (pprof_encode.c)                                                */

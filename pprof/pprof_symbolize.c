@@ -20,13 +20,20 @@
  * anonymous JIT code) and files that cannot be opened or read stay
  * unnamed.
  *
- * Names: name = system_name = the linker's symbol. C++ symbols stay mangled
- * (`_ZN6Widget4makeEm`): after loading, pprof runs its demangler over every
- * function whose name equals its system_name, and shows the simplified
- * form (`Widget::make`) in -top, -traces and the web UI (Go 1.19's
- * symbolizer.Demangle; it runs even for mappings with has_functions). That
- * keeps the module free of a demangler (__cxa_demangle mallocs) and lets
- * pprof's -symbolize=demangle=full|templates|none options work.
+ * Names: system_name is the linker's symbol; name is the same, except for
+ * a C++ symbol, demangled (`hwtest::Widget::grow(unsigned long)` for
+ * `_ZN6hwtest6Widget4growEm`) by pprof_demangle.c at the end of each
+ * call, so that the profile reads the same in go tool pprof (which keeps
+ * a name that differs from its system_name), in heapwatch's report and in
+ * alert records. Names too long to demangle safely stay mangled (bounds
+ * there).
+ *
+ * Separate debug files. A stripped file (Debian's binaries: .dynsym
+ * only, or no symbols at all) is named from its separate debug file when
+ * one is installed, found as gdb finds it (pprof_elf.c, "Debug files"):
+ * /usr/lib/debug/.build-id/xx/rest.debug, then .gnu_debuglink. Its
+ * .symtab is read as the file's own would be; the profile carries the
+ * names, so it stays self-contained.
  *
  * Once: a profile that is the last one a process writes (its exit), or
  * one symbolized without a cache, has no later use for a loaded table.
@@ -59,7 +66,7 @@ static pp_elf_t *resolve(pprof_builder_t *b, pprof_symcache_t *c, const pp_mappi
     if (!m->from_proc && path[0] != '/') return NULL;
     int fd = pp_open_mapping(m, path);
     if (fd < 0) return NULL;
-    return pp_symcache_open_fd(c, fd);
+    return pp_symcache_open_fd(c, fd, path);
 }
 
 /* name_group: names the locations idx[0..n) of mapping m from entry e. */
@@ -112,7 +119,7 @@ static pprof_err_t scan_group(pprof_builder_t *b, pprof_symcache_t *c, const pp_
     int fd = pp_open_mapping(m, path);
     if (fd >= 0) {
         scan_ctx_t sc = { b, idx };
-        err = pp_symcache_scan_fd(c, fd, fo, n, name_one, &sc);
+        err = pp_symcache_scan_fd(c, fd, path, fo, n, name_one, &sc);
     }
     b->a.free(b->a.ctx, fo);
     return err;
@@ -162,6 +169,7 @@ static pprof_err_t symbolize(pprof_builder_t *b, pprof_symcache_t *cache, bool o
         }
         start = end;
     }
+    if (err == PPROF_OK) err = pp_demangle_functions(b);
     if (idx) b->a.free(b->a.ctx, idx);
     if (first) b->a.free(b->a.ctx, first);
     if (!cache) pprof_symcache_free(c);

@@ -222,6 +222,15 @@ static double span(const rundir_proc_t *p)
     return t1 - t0;
 }
 
+/* print_unbound: the line of a process whose malloc was another
+ * object's, bound ahead of the agent's: its zeros mean "not seen". */
+static void print_unbound(const rundir_proc_t *p)
+{
+    if (p->malloc_owner)
+        printf("  the agent saw no allocation: %s provides malloc, bound ahead of the agent "
+               "(preloaded before it)\n", fmt_clean(p->malloc_owner));
+}
+
 static void print_header(const rundir_proc_t *p)
 {
     printf("pid %s  %s", p->tag, fmt_clean(rundir_exe_name(p)));
@@ -247,6 +256,7 @@ static void print_header(const rundir_proc_t *p)
         else if (s->rate == 1) printf("  sampling every allocation (rate 1)");
         else printf("  sampling one allocation per %s allocated, on average (rate %.0f)", fmt_bytes(s->rate), s->rate);
         printf("; agent memory %s\n", fmt_bytes(s->agent_memory_bytes));
+        print_unbound(p);
         return;
     }
     printf("  started %s; no summary: the process was killed (or is still running); %s of records\n",

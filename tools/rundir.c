@@ -206,6 +206,7 @@ static void free_proc(rundir_proc_t *p)
     free(p->cmdline);
     free(p->peak_profile);
     free(p->cmd_pattern);
+    free(p->malloc_owner);
     free(p->samples);
     rundir_free_alerts(p);
     for (size_t i = 0; i < p->nprofiles; i++) {

@@ -133,6 +133,8 @@ typedef struct {
     char *cmd_pattern;         /* the command with its operands (files, numbers)
                                   as '*': "cc1 -quiet * -o *", for roll-ups;
                                   or NULL without a cmdline */
+    char *malloc_owner;        /* the summary's malloc_owner (another object's malloc
+                                  was bound ahead of the agent's: it saw nothing), or NULL */
     bool has_summary;
     rundir_summary_t summary;
     bool has_timeline;         /* the file exists (it may hold no records) */

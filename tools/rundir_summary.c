@@ -150,6 +150,9 @@ void rundir_load_summary(rundir_proc_t *p, const char *dir, const char *name)
     free(p->peak_profile);
     p->peak_profile = peak && *peak ? strndup(peak, EXE_MAX) : NULL;
     take_pattern(p, v);
+    const char *owner = rundir_json_str(v, "malloc_owner");
+    free(p->malloc_owner);
+    p->malloc_owner = owner ? strndup(owner, EXE_MAX) : NULL;
     p->has_summary = true;
     json_decref(v);
 }

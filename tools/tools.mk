@@ -18,7 +18,7 @@ $(foreach v,$(VARIANTS),$(call objs,$(v),tools/profile.c)): $(PPROF_GEN)/profile
 # pprof/ and map/ too (their objects first, so the libraries follow them).
 TOOLS_PPROF_SRCS = $(filter-out $(PPROF_GEN)/profile.pb-c.c,$(pprof_SRCS)) $(map_SRCS)
 $(foreach v,dbg asan,$(eval $(BUILD)/$(v)/tests/tools_profile: $(call objs,$(v),$(TOOLS_PPROF_SRCS))))
-$(foreach v,dbg asan,$(eval $(BUILD)/$(v)/tests/tools_profile: tools_LIBS := $(call objs,$(v),$(TOOLS_PPROF_SRCS)) $(tools_LIBS)))
+$(foreach v,dbg asan,$(eval $(BUILD)/$(v)/tests/tools_profile: tools_LIBS := $(call objs,$(v),$(TOOLS_PPROF_SRCS)) $(tools_LIBS) -liberty))
 # A plain build that misses jansson stops with one line naming the package.
 $(foreach v,$(VARIANTS),$(call objs,$(v),$(tools_SRCS))): | tools-pkgs
 .PHONY: tools-pkgs

@@ -81,3 +81,19 @@ $(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
 .PHONY: browser-deps
 browser-deps: $(BROWSER_STAMP)
 TEST_PREREQS += $(BUILD)/progs/page_leak $(BROWSER_STAMP)
+
+# Names (tests/integration/names.sh, issue 14): programs whose allocating
+# functions only a symbol table names; the script strips copies and
+# installs their debug files the Debian way. With a GNU build ID (the
+# build-ID route) and without one (the .gnu_debuglink route, CRC-checked).
+NAMES_FLAGS := -O1 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls -Wall -Wextra
+$(BUILD)/progs/names_c: tests/integration/progs/names_c.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(NAMES_FLAGS) -Wl,--build-id=sha1 $< -o $@
+$(BUILD)/progs/names_c_nobid: tests/integration/progs/names_c.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(NAMES_FLAGS) -Wl,--build-id=none $< -o $@
+$(BUILD)/progs/names_cxx: tests/integration/progs/names_cxx.cc
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 $(NAMES_FLAGS) -Wl,--build-id=sha1 $< -o $@
+TEST_PREREQS += $(BUILD)/progs/names_c $(BUILD)/progs/names_c_nobid $(BUILD)/progs/names_cxx

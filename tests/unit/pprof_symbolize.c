@@ -93,7 +93,7 @@ static void test_names(void **state)
     assert_string_equal(t_name_of_addr(p, pcs[1] - 1), "sym_target_global");
     assert_string_equal(t_name_of_addr(p, pcs[2] - 1), "deflate");
     assert_non_null(strstr(t_name_of_addr(p, pcs[3] - 1), "getauxval"));
-    /* name == system_name: pprof demangles C++ names from system_name. */
+    /* C names: name == system_name (only C++ names are demangled). */
     for (size_t i = 0; i < p->n_function; i++)
         assert_int_equal(p->function[i]->name, p->function[i]->system_name);
 
@@ -661,7 +661,7 @@ static void sorted_names(const char *path, const uint64_t *fo, size_t n, names_t
     assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
-    pp_elf_t *e = pp_symcache_open_fd(c, fd);
+    pp_elf_t *e = pp_symcache_open_fd(c, fd, path);
     assert_non_null(e);
     for (size_t i = 0; i < n; i++) {
         size_t len;
@@ -688,7 +688,7 @@ static void scan_names(const char *path, const uint64_t *fo, size_t n, names_t *
     assert_int_equal(pprof_symcache_new(&alloc, &c), PPROF_OK);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
-    assert_int_equal(pp_symcache_scan_fd(c, fd, fo, n, take_name, nm), PPROF_OK);
+    assert_int_equal(pp_symcache_scan_fd(c, fd, path, fo, n, take_name, nm), PPROF_OK);
     pprof_symcache_stats_t s;
     pprof_symcache_get_stats(c, &s);
     assert_int_equal(s.files, 0);   /* nothing kept */
@@ -916,6 +916,105 @@ static void test_mappings_used(void **state)
     pprof_builder_free(b);
 }
 
+/* ------------------------------------------------------------------------ */
+/* C++ names demangled; .gnu_debuglink parsed                               */
+/* ------------------------------------------------------------------------ */
+
+/* t_func_of_addr: the Function of the location at address. */
+static const Perftools__Profiles__Function *t_func_of_addr(const pb_profile_t *p, uint64_t addr)
+{
+    for (size_t i = 0; i < p->n_location; i++) {
+        const Perftools__Profiles__Location *l = p->location[i];
+        if (l->address != addr || l->n_line == 0) continue;
+        for (size_t j = 0; j < p->n_function; j++)
+            if (p->function[j]->id == l->line[0]->function_id) return p->function[j];
+    }
+    return NULL;
+}
+
+static void test_demangle(void **state)
+{
+    /* A mangled name just over PP_DEMANGLE_MAX_MANGLED: stays mangled. */
+    static char longname[PP_DEMANGLE_MAX_MANGLED + 16];
+    size_t at = 0;
+    at += (size_t)snprintf(longname, sizeof longname, "_ZN%uL", PP_DEMANGLE_MAX_MANGLED);
+    memset(longname + at, 'x', PP_DEMANGLE_MAX_MANGLED);
+    longname[at + PP_DEMANGLE_MAX_MANGLED - 2] = 0;   /* length: just over the bound */
+    const esym_t syms[] = {
+        { "_ZN5names4Pool4growEm", 0x2000, 0x10, STB_GLOBAL, STT_FUNC },
+        { "_ZN5names4Pool4holdEm.cold", 0x2100, 0x10, STB_LOCAL, STT_FUNC },
+        { "plain_c", 0x2200, 0x10, STB_GLOBAL, STT_FUNC },
+        { "_Znot_valid", 0x2300, 0x10, STB_GLOBAL, STT_FUNC },
+        { longname, 0x2400, 0x10, STB_GLOBAL, STT_FUNC },
+    };
+    assert_true(strlen(longname) > PP_DEMANGLE_MAX_MANGLED);
+    char path[] = "/tmp/pprof_demangle.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_elf(path, syms, sizeof syms / sizeof syms[0]);
+    uint64_t base = 0x10000000, pcs[5];
+    for (size_t i = 0; i < 5; i++) pcs[i] = base + syms[i].value + 5;   /* return addresses */
+    for (int once = 0; once < 2; once++) {
+        pprof_builder_t *b = build(pcs, 5, PPROF_PCS_RETURN);
+        pprof_mapping_t m = { base, base + 0x100000, 0, path, NULL };
+        assert_int_equal(pprof_builder_add_mapping(b, &m), PPROF_OK);
+        assert_int_equal(once ? pprof_builder_symbolize_once(b, NULL) : pprof_builder_symbolize(b, NULL),
+                         PPROF_OK);
+        assert_string_equal(pprof_builder_frame_name(b, pcs, 0), "names::Pool::grow(unsigned long)");
+        pprof_frame_info_t fi;
+        assert_true(pprof_builder_frame_info(b, pcs, 0, &fi));
+        assert_string_equal(fi.system_name, "_ZN5names4Pool4growEm");
+        assert_string_equal(fi.file, path);
+        assert_int_equal(fi.file_offset, 0x2004);
+        pb_profile_t *p = t_roundtrip(b, &alloc);
+        const Perftools__Profiles__Function *f = t_func_of_addr(p, pcs[0] - 1);
+        assert_non_null(f);
+        assert_string_equal(t_str(p, f->name), "names::Pool::grow(unsigned long)");
+        assert_string_equal(t_str(p, f->system_name), "_ZN5names4Pool4growEm");
+        assert_string_equal(t_name_of_addr(p, pcs[1] - 1), "names::Pool::hold(unsigned long) [clone .cold]");
+        assert_string_equal(t_name_of_addr(p, pcs[2] - 1), "plain_c");
+        assert_string_equal(t_name_of_addr(p, pcs[3] - 1), "_Znot_valid");   /* refused: kept */
+        assert_string_equal(t_name_of_addr(p, pcs[4] - 1), longname);         /* too long: kept */
+        f = t_func_of_addr(p, pcs[4] - 1);
+        assert_string_equal(t_str(p, f->system_name), longname);
+        perftools__profiles__profile__free_unpacked(p, NULL);
+        /* Symbolizing again demangles nothing twice and keeps the names. */
+        assert_int_equal(pprof_builder_symbolize(b, NULL), PPROF_OK);
+        assert_string_equal(pprof_builder_frame_name(b, pcs, 0), "names::Pool::grow(unsigned long)");
+        pprof_builder_free(b);
+    }
+    unlink(path);
+}
+
+static void test_debuglink_parse(void **state)
+{
+    char name[PP_DEBUGLINK_NAME_MAX + 1];
+    uint32_t crc = 0;
+    /* "prog.debug\0" (11 bytes), padded to 12, then the CRC, little-endian. */
+    unsigned char sec[16] = "prog.debug";
+    sec[12] = 0x78; sec[13] = 0x56; sec[14] = 0x34; sec[15] = 0x12;
+    assert_true(pp_elf_parse_debuglink(sec, sizeof sec, name, &crc));
+    assert_string_equal(name, "prog.debug");
+    assert_int_equal(crc, 0x12345678);
+    /* No room for the CRC after the padding. */
+    assert_false(pp_elf_parse_debuglink(sec, 15, name, &crc));
+    /* A name of 12 bytes: NUL at 12, padded to 16, CRC at 16..20. */
+    unsigned char sec2[20] = "abcdefghijkl";
+    assert_true(pp_elf_parse_debuglink(sec2, sizeof sec2, name, &crc));
+    assert_false(pp_elf_parse_debuglink(sec2, 19, name, &crc));
+    /* Unterminated, empty, or not a base name. */
+    unsigned char full[8];
+    memset(full, 'a', sizeof full);
+    assert_false(pp_elf_parse_debuglink(full, sizeof full, name, &crc));
+    unsigned char empty[8] = { 0 };
+    assert_false(pp_elf_parse_debuglink(empty, sizeof empty, name, &crc));
+    unsigned char dir[16] = "../etc/x";
+    assert_false(pp_elf_parse_debuglink(dir, sizeof dir, name, &crc));
+    unsigned char dots[8] = "..";
+    assert_false(pp_elf_parse_debuglink(dots, sizeof dots, name, &crc));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -931,6 +1030,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_same_synthetic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_same_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mappings_used, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_demangle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_debuglink_parse, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

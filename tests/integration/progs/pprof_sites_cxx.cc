@@ -1,5 +1,6 @@
 // pprof_sites_cxx.cc - a C++ method with a known allocation site; pprof
-// must show it as hwtest::Widget::grow (demangled by pprof itself).
+// must show it as hwtest::Widget::grow(unsigned long) (demangled by the
+// agent's symbolizer; the system name stays mangled).
 #include "pprof_sites.h"
 
 namespace hwtest {

@@ -16,3 +16,5 @@ bool agent_usable_is_glibc = false;
 void agent_shim_init(void) {}
 
 const char *agent_shim_aside_reason(void) { return NULL; }
+
+const char *agent_shim_malloc_owner(void) { return NULL; }
