@@ -537,6 +537,16 @@ static void print_leaks(const rundir_t *rd, const rundir_proc_t *p, const report
         printf("  leaks at exit: not measured: sampling was off (rate 0), so no stack was recorded\n");
         return;
     }
+    if (p->has_summary && p->summary.sampled_live == 0) {
+        /* Nothing sampled was live: the exit profile holds no in-use stack,
+         * and is not read (a run of 20,000 short processes). */
+        printf("  leaks at exit: none sampled (no sampled allocation was live at exit)");
+        if (!isnan(p->summary.live_bytes))
+            printf("; counted exactly: %s in %s objects", fmt_bytes(p->summary.live_bytes),
+                   fmt_count(p->summary.live_objects));
+        printf("\n");
+        return;
+    }
     if (!read_profile(rd, p, "exit", "the leaks at exit", &pf, &pr)) {
         if (!pr)
             printf("  leaks at exit: no exit profile (heap.%s.<seq>.exit.pb.gz)%s\n", p->tag,

@@ -27,7 +27,7 @@
  * Memory is bounded whatever the directory holds (a 1.9 KB zstd file can
  * expand to millions of records; a directory can hold anything):
  *
- *   - at most RUNDIR_FILES_MAX (32768) result files are read; the rest are
+ *   - at most RUNDIR_FILES_MAX (65536) result files are read; the rest are
  *     counted in files_skipped and reported by the tools;
  *   - a summary is at most SUMMARY_MAX (1 MiB), a JSON line at most
  *     LINE_MAX_BYTES (1 MiB), an exe name is cut at EXE_MAX (8 KiB);

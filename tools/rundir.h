@@ -172,7 +172,7 @@ typedef struct {
 } rundir_t;
 
 /* Bounds (rundir.c states the memory they add up to). */
-#define RUNDIR_FILES_MAX 32768u            /* result files read in one directory */
+#define RUNDIR_FILES_MAX 65536u            /* result files read in one directory (21,845 processes of 3 files) */
 #define RUNDIR_TIMELINE_RECORDS_MAX 4000000u   /* records read per timeline */
 #define RUNDIR_TIMELINE_BYTES_MAX (1ull << 30) /* decompressed bytes per timeline */
 

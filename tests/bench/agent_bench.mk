@@ -125,3 +125,11 @@ bench-summary:
 	@python3 tests/bench/summary.py --build $(BUILD)
 
 BENCH_TARGETS += bench-summary
+
+# heapwatch check and report on runs of 5,000 and 20,000 processes, and the
+# bytes each process writes (issue 15; tests/bench/tools_bench.py): text in
+# $(BUILD)/bench/tools.txt, table in tools.tsv.
+.PHONY: bench-tools
+bench-tools: $(BUILD)/libheapwatch.so $(BUILD)/heapwatch
+	python3 tests/bench/tools_bench.py --build $(BUILD)
+BENCH_TARGETS += bench-tools

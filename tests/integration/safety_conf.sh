@@ -235,17 +235,17 @@ else
     not_ok "alerts flood: status $rc: $(head -c 600 "$T/alerts.out")"
 fi
 
-# Too many files: 33,000 summaries; the first 32,768 are read.
+# Too many files: 65,600 summaries; the first 65,536 are read.
 mkdir -p "$T/many"
 python3 - "$T/many" <<'EOF'
 import sys
-for i in range(33000):
+for i in range(65600):
     with open("%s/summary.%d.json" % (sys.argv[1], i + 1), "w") as f:
         f.write('{"pid": %d, "exe": "/bin/x", "mallocs": 1, "frees": 1, "live_bytes": 0, "live_objects": 0}' % (i + 1))
 EOF
 rss_check many "$T/many" -q
-if [ $rc = 2 ] && grep -q '232 result files past the first 32768 not read' "$T/many.out"; then
-    ok "33,000 result files: the first 32,768 are read, the rest counted, check exits 2 (max RSS ${rss} KiB)"
+if [ $rc = 2 ] && grep -q '64 result files past the first 65536 not read' "$T/many.out"; then
+    ok "65,600 result files: the first 65,536 are read, the rest counted, check exits 2 (max RSS ${rss} KiB)"
 else
     not_ok "many files: status $rc: $(tail -c 400 "$T/many.out")"
 fi
