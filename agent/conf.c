@@ -36,6 +36,7 @@ void agent_conf_defaults(agent_conf_t *c)
     c->grace_ns = CONF_DEFAULT_GRACE_NS;
     c->max_profiles = CONF_DEFAULT_MAX_PROFILES;
     c->fsync = CONF_DEFAULT_FSYNC;
+    c->brief = CONF_DEFAULT_BRIEF;
 }
 
 static bool is_digit(char ch) { return ch >= '0' && ch <= '9'; }
@@ -418,6 +419,17 @@ int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
             report_bad(report, names[i].var, v,
                        "comma-separated globs of executable names (*, ?, [a-z]; no '/'), "
                        "at most 1023 bytes, e.g. myprog,test_*", names[i].fallback);
+            ld.bad++;
+        }
+    }
+    const char *br = getenv_fn("HEAPWATCH_BRIEF");
+    if (br && *br) {
+        if (!strcasecmp(br, "off") || !strcmp(br, "0")) c->brief = false;
+        else if (!strcasecmp(br, "auto") || !strcasecmp(br, "on") || !strcmp(br, "1")) c->brief = true;
+        else {
+            report_bad(report, "HEAPWATCH_BRIEF", br,
+                       "auto (a process with no sample, snapshot or alert writes only its summary) "
+                       "or off (always the timeline and the exit profile)", "using auto");
             ld.bad++;
         }
     }

@@ -35,6 +35,7 @@ typedef struct agent_conf_s {
     int thread;                    /* HEAPWATCH_THREAD: CONF_THREAD_* */
     uint64_t max_profiles;         /* HEAPWATCH_MAX_PROFILES: interval, signal, http kept */
     bool fsync;                    /* HEAPWATCH_FSYNC: fsync each file before it is published */
+    bool brief;                    /* HEAPWATCH_BRIEF: a process with nothing to show writes only its summary */
     char only[CONF_NAMES_MAX];     /* HEAPWATCH_ONLY: executable-name globs, comma-separated; "" = all */
     char exclude[CONF_NAMES_MAX];  /* HEAPWATCH_EXCLUDE: the same; "" = none */
 } agent_conf_t;
@@ -55,6 +56,14 @@ enum {
  * fsync only adds survival of a crash of the machine, at about 0.5 ms per
  * file on a disk (README, "Running a program under heapwatch"). */
 #define CONF_DEFAULT_FSYNC false
+
+/* HEAPWATCH_BRIEF (ours, not SPEC's): "auto" or "on" (default): a process
+ * that sampled no allocation, took no snapshot and raised no alert writes
+ * only its summary: its timeline would be one record of the counters the
+ * summary gives, its exit profile empty (a build or a test suite runs
+ * thousands of such processes); "off" or "0": always the timeline and the
+ * exit profile too. */
+#define CONF_DEFAULT_BRIEF true
 
 /* Defaults (SPEC.md; SUSTAIN and GRACE are ours, see README). */
 #define CONF_DEFAULT_OUT "heapwatch-out"

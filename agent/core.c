@@ -337,6 +337,17 @@ void agent_core_postfork_child(void)
 /* Exit                                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* brief_exit: HEAPWATCH_BRIEF (conf.h): this process sampled nothing,
+ * wrote no timeline record and raised no alert, so its exit writes only
+ * the summary (under the work lock). */
+static bool brief_exit(void)
+{
+    if (!agent_conf.brief || agent_watch_wrote()) return false;
+    agent_thread_sums_t th;
+    agent_threads_sum(&th);
+    return th.samples == 0;
+}
+
 /* write_exit_output: the exit profile, then the summary that lists it;
  * once per process. The background thread finishes the job it is doing
  * (the work lock) and starts no other, so no file is left half-written
@@ -355,7 +366,10 @@ static void write_exit_output(uint64_t deadline)
      * interrupted code holds: bounded. */
     uint64_t work_deadline = deadline ? deadline : agent_mono_ns() + AGENT_EXIT_WAIT_NS;
     bool have_work = agent_work_lock_until(work_deadline);
-    if (have_work) {
+    if (have_work && brief_exit()) {
+        heapwatch_counters_t c;
+        agent_snapshot(&c);   /* the peak at exit, for the summary */
+    } else if (have_work) {
         heapwatch_counters_t c;
         agent_snapshot(&c);
         agent_watch_snapshot(&c, agent_mono_ns(), agent_clock_ns(CLOCK_REALTIME),

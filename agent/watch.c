@@ -694,6 +694,12 @@ void agent_watch_last(double *objects_rate, double *bytes_rate, int *level)
     *level = have_last ? (int)last.level : ALERT_LEVEL_NONE;   /* 0, 1, 2: none, warn, crit */
 }
 
+bool agent_watch_wrote(void)
+{
+    AGENT_ASSERT_WORK_HELD();
+    return timeline != NULL || alerts_published;
+}
+
 void agent_watch_close(void)
 {
     AGENT_ASSERT_WORK_HELD();

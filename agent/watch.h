@@ -45,6 +45,10 @@ void agent_watch_postfork_child(uint64_t start_mono_ns);
  * before the first rate). Under the work lock. */
 void agent_watch_last(double *objects_rate, double *bytes_rate, int *level);
 
+/* agent_watch_wrote: a timeline record or an alert was written (the
+ * timeline is open, or the alerts file exists). Under the work lock. */
+bool agent_watch_wrote(void);
+
 #pragma GCC visibility pop
 
 #endif /* HEAPWATCH_AGENT_WATCH_H */

@@ -621,7 +621,12 @@ static void print_proc(const rundir_t *rd, const rundir_proc_t *p, const report_
     double t0 = rundir_start(p);
     print_header(p);
     if (!p->nsamples && !p->nalerts && !p->nprofiles) {
-        printf("  no timeline records, no alerts, no heap profiles\n");
+        if (p->has_summary && p->summary.samples == 0)   /* HEAPWATCH_BRIEF: the summary says it all */
+            printf("  only its summary: it sampled no allocation, took no snapshot and raised no alert\n");
+        else
+            printf("  no timeline records, no alerts, no heap profiles\n");
+        print_peak(rd, p, o);
+        print_leaks(rd, p, o);
         print_issues(p);
         return;
     }

@@ -53,6 +53,19 @@ assert d["live_bytes"] < 16 << 20, d["live_bytes"]   # python freed it before ex
 assert d["peak_rss_bytes"] < 1 << 40
 PY
 
+# HEAPWATCH_BRIEF (issue 15): a process that sampled nothing, took no
+# snapshot and raised no alert writes only its summary; off: all three.
+out=$T/brief
+with_agent "$out" /bin/true
+check_eq "HEAPWATCH_BRIEF default: /bin/true writes only its summary, which lists itself" \
+    "1 1" "$(ls "$out" | wc -l) $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["files"]))' "$out"/summary.*.json)"
+out=$T/brief_off
+HEAPWATCH_BRIEF=off with_agent "$out" /bin/true
+check_eq "HEAPWATCH_BRIEF=off: the summary, the timeline and the exit profile" 3 "$(ls "$out" | wc -l)"
+HEAPWATCH_BRIEF=sometimes HEAPWATCH_OUT=$T/brief_bad LD_PRELOAD=$AGENT /bin/true 2>"$T/brief.err"
+check "a bad HEAPWATCH_BRIEF: one line naming it" \
+    sh -c "[ \$(wc -l < '$T/brief.err') = 1 ] && grep -q '^heapwatch: HEAPWATCH_BRIEF=\"sometimes\" is not valid' '$T/brief.err'"
+
 # The command line (issue 14: the report's process table names processes by it).
 out=$T/cmdline
 with_agent "$out" /bin/echo "two words" $'tab\there' "$(printf 'é%.0s' $(seq 1500))" >/dev/null

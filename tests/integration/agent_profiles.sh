@@ -127,7 +127,7 @@ PY
 
 # --- rate 0: counters only ---------------------------------------------------
 out=$T/rate0
-HEAPWATCH_RATE=0 with_agent "$out" "$PROGS/agent_sites" exact "$T/r0.truth" >/dev/null
+HEAPWATCH_BRIEF=off HEAPWATCH_RATE=0 with_agent "$out" "$PROGS/agent_sites" exact "$T/r0.truth" >/dev/null
 sum=("$out"/summary.*.json)
 check "rate 0: no samples, an empty exit profile still opens" bash -c \
     '[ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[\"samples\"])" "$1")" = 0 ] &&

@@ -262,7 +262,7 @@ if [ -f "$AGENT" ]; then
     done
     run_check tiny "$T/tiny" --max-objects-rate 1000 --max-bytes-rate 1K
     check "end to end: 200 runs of mkdir never break --max-objects-rate 1000 nor --max-bytes-rate 1K" \
-        sh -c "[ $rc = 0 ] && grep -q '200 processes, 0 failed; 200 ran too briefly' '$T/tiny.out'"
+        sh -c "[ $rc = 0 ] && grep -q '200 processes, 0 failed' '$T/tiny.out'"
 else
     echo "# $AGENT not built: end-to-end case skipped"
 fi
