@@ -82,6 +82,7 @@
 #include "agent/spawn.h"
 #include "agent/stacks.h"
 #include "agent/summary.h"
+#include "agent/targets.h"
 #include "agent/thread.h"
 #include "agent/unwind.h"
 #include "agent/watch.h"
@@ -356,6 +357,7 @@ static void write_exit_output(uint64_t deadline)
     uint64_t work_deadline = deadline ? deadline : agent_mono_ns() + AGENT_EXIT_WAIT_NS;
     bool have_work = agent_work_lock_until(work_deadline);
     if (have_work) {
+        agent_targets_exit();   /* first: scrapers stop looking here */
         heapwatch_counters_t c;
         agent_snapshot(&c);
         agent_watch_snapshot(&c, agent_mono_ns(), agent_clock_ns(CLOCK_REALTIME),
@@ -367,6 +369,7 @@ static void write_exit_output(uint64_t deadline)
         agent_output_profile_peak(c.alloc_bytes >= c.free_bytes ? c.alloc_bytes - c.free_bytes : 0, exit_name);
     } else {
         agent_incomplete_add("timeline and exit profile: another agent thread kept the work lock");
+        if (agent_conf.http_host[0]) agent_incomplete_add("http addr file and targets.json: entry not removed (work lock busy)");
     }
     static char text[65536];   /* the summary's bound: summary.c */
     (void)agent_output_summary(agent_summary_build, text, sizeof text);
