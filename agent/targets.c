@@ -40,7 +40,9 @@
  * process killed by a signal leaves its addr file: a rebuild leaves out
  * the addr file of a pid that no longer exists (kill(pid, 0): ESRCH), so
  * the next rebuild by any process drops it from targets.json (the file
- * itself stays, for the record).
+ * itself stays, for the record). A process that execs skips the exit
+ * output too, and keeps its pid: the first rebuild by the new image
+ * removes every addr file of its pid but its own (a pid has one image).
  *
  * Only addr files owned by this user are read (a sticky shared directory
  * lets others create names in it), at most ADDR_MAX bytes each; a line
@@ -174,6 +176,14 @@ static uint64_t list(int lockfd, int dirfd, agent_buf_t *b, bool *truncated)
             off += d->reclen;
             long pid = addr_pid(d->name);
             if (!pid || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) continue;
+            if (pid == (long)getpid() && strcmp(d->name, addr_name) != 0) {
+                /* Our pid, not our file: left by the image this process
+                 * was before an exec (a wrapper such as env, whose
+                 * exec skips the exit output), or by a dead process
+                 * whose pid we reuse: stale either way. */
+                (void)unlinkat(dirfd, d->name, 0);
+                continue;
+            }
             char addr[ADDR_MAX];
             if (!read_addr(dirfd, d->name, addr, sizeof addr)) continue;
             fp += hash_str(addr, hash_str(d->name, 0x1234));   /* a sum: order-free */
