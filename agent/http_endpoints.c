@@ -13,6 +13,12 @@
  *                           pprof` asks for the frames a profile could not
  *                           name itself
  *   GET /metrics            the counters in Prometheus' text format
+ *                           (agent/records.h, HEAPWATCH_METRICS), names
+ *                           as `promtool check metrics` wants them; the
+ *                           one series with labels is
+ *                           heapwatch_process_info{pid,exe} 1, which
+ *                           contrib/prometheus/heapwatch.rules.yml joins
+ *                           on (job, instance) to name the process
  *   GET /, /debug/pprof/    a short index
  * HEAD is answered like GET without the body, except that HEAD of
  * /debug/pprof/heap writes no profile (and so sends no Content-Length):

@@ -6,7 +6,9 @@
  * Sharding. SHARDS independent map/ maps, each under its own mutex; a
  * pointer's shard comes from a multiplicative hash of its address, so the
  * threads of a program sampling at rate 1 spread over the shards instead
- * of queueing on one lock. A shard's map is created on its first insert.
+ * of queueing on one lock. A shard's map is created on its first insert,
+ * with 2 buckets (SHARD_HINT: Go's invariant count <= 6.5 x buckets then
+ * holds for each shard, and so for the whole map the statistics report).
  *
  * Cache misses. At rate 1 the maps hold every live allocation, and each
  * insert and remove lands in a random bucket: a cache (and TLB) miss per

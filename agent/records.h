@@ -67,8 +67,11 @@
     X(map_noldbuckets, u64, "old buckets of the growing shards: map_nevacuate / map_noldbuckets is the evacuation's progress")
 
 /* One timeline record: the counters at a snapshot, every HEAPWATCH_INTERVAL
- * and once more at exit. */
-#define HEAPWATCH_TIMELINE_FIELDS(X) \
+ * and once more at exit. HEAPWATCH_TIMELINE_FIELDS_MAP(X, M) is the same
+ * list with M for the fields of HEAPWATCH_MAP_FIELDS, for a reader that
+ * keeps every record and wants none of them (the tools: rundir.h). */
+#define HEAPWATCH_TIMELINE_FIELDS(X) HEAPWATCH_TIMELINE_FIELDS_MAP(X, X)
+#define HEAPWATCH_TIMELINE_FIELDS_MAP(X, M) \
     X(time, f6, "when the snapshot was taken (Unix seconds)") \
     X(elapsed_s, f3, "seconds since the agent started") \
     X(mallocs, u64, "successful allocations so far") \
@@ -86,7 +89,7 @@
     X(map_count, u64, "sampled allocations live in the agent's map (the old name of map_entries)") \
     X(map_B, u64, "map_log2_buckets under its old name (before issue 16: the largest shard's B)") \
     X(map_noverflow, u64, "overflow buckets of the map (approximate, as Go's; summed over the shards)") \
-    HEAPWATCH_MAP_FIELDS(X) \
+    HEAPWATCH_MAP_FIELDS(M) \
     X(stacks, u64, "distinct sampled stacks") \
     X(agent_memory_bytes, u64, "memory the agent has mapped")
 
