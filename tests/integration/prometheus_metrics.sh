@@ -3,8 +3,8 @@
 # map's state as Go's means it (issue 16):
 #   - a leaking program at HEAPWATCH_RATE=1 (every allocation in the live
 #     map, so its shards grow and evacuate), under HEAPWATCH_HTTP, whose
-#     executable's path holds a quote, a backslash and a byte that is not
-#     UTF-8: `promtool check metrics` finds nothing on three /metrics
+#     executable's path holds a quote, a backslash, a newline and a byte
+#     that is not UTF-8: `promtool check metrics` finds nothing on three /metrics
 #     pages read while it runs, counters end in _total, the one series
 #     with labels is heapwatch_process_info{pid, exe} 1 with the process's
 #     pid and its path escaped (the bad byte as U+FFFD);
@@ -35,7 +35,7 @@ sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=10).read())'
 }
 
 # An executable whose path is hard to put in a label.
-odd="$T/bin/leak\"q\\b$(printf '\377')x"
+odd="$T/bin/leak\"q\\b$(printf '\377')x"$'\n'"y"
 mkdir -p "$T/bin" "$T/out"
 cp "$PROGS/agent_leak" "$odd"
 port=$(free_port)
