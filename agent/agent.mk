@@ -37,7 +37,7 @@ $(BUILD)/debug/libheapwatch.so: $(call mod_objs,adbg,agent)
 	@mkdir -p $(@D)
 	$(AGENT_SO_LINK)
 TEST_PREREQS += $(BUILD)/debug/libheapwatch.so
-DEBUG_AGENT_SCRIPTS := agent_basics agent_lifecycle agent_profiles agent_alerts agent_http \
+DEBUG_AGENT_SCRIPTS := agent_basics agent_lifecycle agent_profiles agent_alerts agent_http agent_fleet \
                        safety_exit safety_fds safety_fdfork safety_thread
 
 # Unit tests link all of agent/ but the shim, which would interpose malloc

@@ -76,6 +76,7 @@ static agent_fd_t client = { -1, 0, 0 };   /* the connection being served */
 static bool running;                       /* the server thread exists (atomic) */
 static bool configured;                    /* agent_http_start was called */
 static bool per_process;                   /* port 0: every process binds its own */
+static int started_pid;                    /* the process that last tried to serve */
 
 /* ------------------------------------------------------------------------ */
 /* Listening                                                                */
@@ -401,9 +402,11 @@ out:
     return NULL;
 }
 
-/* start_server: binds (a numeric host) and starts the thread. */
+/* start_server: binds (a numeric host) and starts the thread; once per
+ * process (a failure is reported once, never retried). */
 static void start_server(void)
 {
+    started_pid = (int)getpid();
     agent_enter();
     if (is_numeric(host) && !listen_now()) {
         agent_leave();
@@ -433,9 +436,7 @@ void agent_http_start(const char *h, uint16_t p)
 
 void agent_http_child_start(void)
 {
-    if (!configured || !per_process || __atomic_load_n(&running, __ATOMIC_RELAXED) || listen_fd >= 0 ||
-        agent_exiting())
-        return;
+    if (!configured || !per_process || started_pid == (int)getpid() || agent_exiting()) return;
     start_server();
 }
 
