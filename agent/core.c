@@ -18,8 +18,9 @@
  * straight on, no thread, no files, no fork handlers, nothing counted). In
  * a setuid or setgid process (AT_SECURE) it is off, silently.
  *
- * Exit. The exit output (a last timeline record, the exit profile, then
- * the summary that lists them) is written once per process, by an exit
+ * Exit. The exit output (the process's entry out of targets.json, a last
+ * timeline record, the exit profile, then the summary that lists them) is
+ * written once per process, by an exit
  * handler that the constructor registers (preload.c) before
  * __libc_start_main registers ld.so's finaliser: handlers run in reverse
  * order, so ours runs after the program's atexit handlers and after every

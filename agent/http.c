@@ -436,7 +436,11 @@ void agent_http_start(const char *h, uint16_t p)
 
 void agent_http_child_start(void)
 {
-    if (!configured || !per_process || started_pid == (int)getpid() || agent_exiting()) return;
+    /* Not in a vfork or posix_spawn child: it shares its parent's memory
+     * until it execs (agent_own_process). */
+    if (!configured || !per_process || started_pid == (int)getpid() || !agent_own_process() ||
+        agent_exiting())
+        return;
     start_server();
 }
 
