@@ -21,7 +21,7 @@ set -u
 PROG=$PROGS/agent_fleet
 RULES=$PWD/contrib/prometheus/heapwatch.rules.yml
 PROM=/usr/bin/prometheus
-FIRE_BOUND=45   # seconds from the programs' start to both alerts firing
+FIRE_BOUND=50   # seconds from the programs' start to both alerts firing
 
 PROM_PID=""
 RUNS=()
