@@ -33,9 +33,10 @@
  * holder killed between its release and its second listing), the next
  * rebuild by any process repairs the file.
  *
- * A process announces from its HTTP server thread once it listens; a busy
- * lock (or a work lock held by a job) leaves a rebuild pending, which the
- * server thread retries every 100 ms. At exit (core.c, under the work
+ * A process announces from its HTTP server thread once it listens; a work
+ * lock held by a job leaves the announcement pending, and the server
+ * thread retries it every 100 ms (a failed write RETRY_MAX times at
+ * most, then noted in "incomplete"). At exit (core.c, under the work
  * lock), a process removes its addr file and rebuilds, trying only. A
  * process killed by a signal leaves its addr file: a rebuild leaves out
  * the addr file of a pid that no longer exists (kill(pid, 0): ESRCH), so
@@ -79,10 +80,12 @@
 #define ADDR_MAX 128                /* bytes read of an addr file */
 #define TARGETS_MAX (64u << 10)     /* bytes of targets.json */
 #define REBUILD_ROUNDS 4            /* rebuilds in one call, at most */
+#define RETRY_MAX 50                /* failed announcements retried (100 ms apart) */
 
 static char addr_line[ADDR_MAX];    /* this process's "host:port\n" ("": none) */
 static char addr_name[96];          /* its file, "" until published */
 static bool pending;                /* a rebuild is due (atomic) */
+static unsigned failures;           /* failed announcements (the HTTP thread's) */
 static char text[TARGETS_MAX];
 static char dents[16384];
 
@@ -300,8 +303,12 @@ void agent_targets_retry(void)
         int dirfd = agent_output_dirfd();
         int err = dirfd < 0 ? dirfd : publish_addr(dirfd);
         if (!err) err = rebuild(dirfd);
-        /* Done, or never (no output): a failed rebuild is tried again. */
-        if (!err || dirfd < 0 || err == -EACCES || err == -EPERM)
+        /* Done, or never (no output); a failed write is tried again,
+         * RETRY_MAX times at most (a directory planted as targets.json,
+         * a full disk). */
+        if (err && dirfd >= 0 && ++failures == RETRY_MAX)
+            agent_incomplete_add("targets.json: could not be written (gave up)");
+        if (!err || dirfd < 0 || err == -EACCES || err == -EPERM || failures >= RETRY_MAX)
             __atomic_store_n(&pending, false, __ATOMIC_RELEASE);
     }
     agent_work_unlock();
@@ -326,5 +333,6 @@ void agent_targets_postfork_child(void)
 {
     addr_line[0] = 0;   /* the parent's address and file are the parent's */
     addr_name[0] = 0;
+    failures = 0;
     __atomic_store_n(&pending, false, __ATOMIC_RELAXED);
 }

@@ -139,6 +139,19 @@ for p in "${pids[@]}"; do wait "$p"; done
 check_eq "six processes ended together leave targets.json empty" "[]" "$(tr -d ' \n' <"$OUT/targets.json")"
 check_eq "and no addr file" "" "$(cd "$OUT" && ls http.*.addr 2>/dev/null)"
 
+# --- targets.json that cannot be written (a directory in its place) --------
+OUT=$T/planted
+mkdir -p "$OUT/targets.json"
+HEAPWATCH_OUT=$OUT LD_PRELOAD=$AGENT HEAPWATCH_HTTP=127.0.0.1:0 "$PROG" steady 6.5 nofork >"$T/planted.txt" 2>"$T/planted.err" &
+PL=$!
+check "targets.json planted as a directory: the process still announces itself" wait_for 10 have "$OUT/http.$PL.addr"
+wait "$PL"
+check_eq "targets.json planted as a directory: the program's exit status is unchanged" 0 $?
+check_contains "... and after 5 s of retries its summary says targets.json was given up" \
+    "$(json_get "$OUT/summary.$PL.json" incomplete 2>/dev/null)" "targets.json: could not be written (gave up)"
+check_eq "... with nothing on stderr" "" "$(cat "$T/planted.err")"
+check_eq "... and no temporary file left" "" "$(ls -A "$OUT" | grep tmp || true)"
+
 # --- host:port: the first process serves, a forked child does not -------
 OUT=$T/fixed
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
