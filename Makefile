@@ -95,7 +95,8 @@ DEB_PACKAGES := \
   time:/usr/bin/time \
   chromium:/usr/bin/chromium \
   nodejs:/usr/bin/node \
-  npm:/usr/bin/npm
+  npm:/usr/bin/npm \
+  prometheus:/usr/bin/prometheus
 
 deb_missing = $(strip $(foreach p,$(DEB_PACKAGES),$(if $(wildcard $(lastword $(subst :, ,$(p)))),,$(firstword $(subst :, ,$(p))))))
 

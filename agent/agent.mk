@@ -37,7 +37,7 @@ $(BUILD)/debug/libheapwatch.so: $(call mod_objs,adbg,agent)
 	@mkdir -p $(@D)
 	$(AGENT_SO_LINK)
 TEST_PREREQS += $(BUILD)/debug/libheapwatch.so
-DEBUG_AGENT_SCRIPTS := agent_basics agent_lifecycle agent_profiles agent_alerts agent_http \
+DEBUG_AGENT_SCRIPTS := agent_basics agent_lifecycle agent_profiles agent_alerts agent_http agent_fleet \
                        safety_exit safety_fds safety_fdfork safety_thread
 
 # Unit tests link all of agent/ but the shim, which would interpose malloc
@@ -50,7 +50,7 @@ agent_TEST_SRCS := $(filter-out agent/shim.c agent/preload.c,$(agent_SRCS)) \
 # Test programs run under the agent (plain builds: no sanitizer under LD_PRELOAD).
 AGENT_PROGS := $(BUILD)/progs/agent_truth $(BUILD)/progs/agent_truth_cxx $(BUILD)/progs/agent_fork \
                $(BUILD)/progs/agent_sites $(BUILD)/progs/agent_leak $(BUILD)/progs/agent_http \
-               $(BUILD)/progs/agent_unseen_free $(BUILD)/progs/agent_peak
+               $(BUILD)/progs/agent_unseen_free $(BUILD)/progs/agent_peak $(BUILD)/progs/agent_fleet
 $(BUILD)/progs/agent_%: tests/integration/progs/agent_%.c agent/agent.h
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O1 -g -pthread -Wall -Wextra -I. $< -o $@ -ldl

@@ -431,6 +431,7 @@ void agent_tick_slow(void)
         return;
     int saved = errno;
     agent_enter();
+    agent_http_child_start();   /* HEAPWATCH_HTTP=host:0, a forked child (http.c) */
     if (agent_conf.thread == CONF_THREAD_OFF || bg_failed) tick_jobs();
     else agent_bg_start();
     agent_leave();
@@ -551,6 +552,7 @@ void agent_bg_new_thread(void)
         __atomic_load_n(&bg_pid, __ATOMIC_RELAXED) == getpid())
         return;
     agent_enter();
+    agent_http_child_start();   /* HEAPWATCH_HTTP=host:0, a forked child (http.c) */
     agent_bg_start();
     agent_leave();
 }

@@ -147,7 +147,7 @@ bool agent_conf_parse_hostport(const char *s, char *host, size_t hostlen, uint16
         if (memchr(s, ':', hlen)) return false;   /* bare IPv6 needs brackets */
     }
     uint64_t p;
-    if (hlen == 0 || hlen >= hostlen || !agent_conf_parse_u64(colon + 1, 1, 65535, &p)) return false;
+    if (hlen == 0 || hlen >= hostlen || !agent_conf_parse_u64(colon + 1, 0, 65535, &p)) return false;
     for (size_t i = 0; i < hlen; i++)   /* no host name holds a control byte or a space */
         if ((unsigned char)hstart[i] <= 0x20 || hstart[i] == 0x7f) return false;
     memcpy(host, hstart, hlen);
@@ -391,7 +391,7 @@ int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
         !agent_conf_parse_hostport(http, c->http_host, sizeof c->http_host, &c->http_port)) {
         c->http_host[0] = 0;
         report_bad(report, "HEAPWATCH_HTTP", http,
-                   "host:port such as 127.0.0.1:6060 or [::1]:6060", "HTTP server off");
+                   "host:port such as 127.0.0.1:6060 or [::1]:6060 (port 0: each process its own free port)", "HTTP server off");
         ld.bad++;
     }
     const char *fs = getenv_fn("HEAPWATCH_FSYNC");

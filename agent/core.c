@@ -18,8 +18,9 @@
  * straight on, no thread, no files, no fork handlers, nothing counted). In
  * a setuid or setgid process (AT_SECURE) it is off, silently.
  *
- * Exit. The exit output (a last timeline record, the exit profile, then
- * the summary that lists them) is written once per process, by an exit
+ * Exit. The exit output (the process's entry out of targets.json, a last
+ * timeline record, the exit profile, then the summary that lists them) is
+ * written once per process, by an exit
  * handler that the constructor registers (preload.c) before
  * __libc_start_main registers ld.so's finaliser: handlers run in reverse
  * order, so ours runs after the program's atexit handlers and after every
@@ -82,6 +83,7 @@
 #include "agent/spawn.h"
 #include "agent/stacks.h"
 #include "agent/summary.h"
+#include "agent/targets.h"
 #include "agent/thread.h"
 #include "agent/unwind.h"
 #include "agent/watch.h"
@@ -366,6 +368,7 @@ static void write_exit_output(uint64_t deadline)
      * interrupted code holds: bounded. */
     uint64_t work_deadline = deadline ? deadline : agent_mono_ns() + AGENT_EXIT_WAIT_NS;
     bool have_work = agent_work_lock_until(work_deadline);
+    if (have_work) agent_targets_exit();   /* first: scrapers stop looking here */
     if (have_work && brief_exit()) {
         heapwatch_counters_t c;
         agent_snapshot(&c);   /* the peak at exit, for the summary */
@@ -381,6 +384,7 @@ static void write_exit_output(uint64_t deadline)
         agent_output_profile_peak(c.alloc_bytes >= c.free_bytes ? c.alloc_bytes - c.free_bytes : 0, exit_name);
     } else {
         agent_incomplete_add("timeline and exit profile: another agent thread kept the work lock");
+        if (agent_conf.http_host[0]) agent_incomplete_add("http addr file and targets.json: entry not removed (work lock busy)");
     }
     static char text[65536];   /* the summary's bound: summary.c */
     (void)agent_output_summary(agent_summary_build, text, sizeof text);

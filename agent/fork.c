@@ -32,7 +32,9 @@
  * starts from the parent's value. Blocks of threads that did not survive
  * the fork are marked dead; the child, single-threaded, gets its own
  * background thread as any process does, at its first due job
- * (background.c).
+ * (background.c), and with HEAPWATCH_HTTP=host:0 its own HTTP server on
+ * a port of its own at the same moment (http.c); the parent's listening
+ * socket and its http.<tag>.addr stay the parent's (targets.c).
  *
  * exec. LD_PRELOAD is left as the user set it, so a program exec'ed by the
  * profiled one is profiled too, under its own pid.

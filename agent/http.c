@@ -14,6 +14,17 @@
  *   body included, and each send 5 seconds to progress.
  * - Every descriptor is close-on-exec; a forked child closes the listening
  *   socket (only the process that bound the port serves it).
+ * - Port 0 (HEAPWATCH_HTTP=host:0): every process serves on a free port of
+ *   its own. A forked child binds its own and starts its server thread
+ *   when it gets its other agent thread: at its first due job, i.e. at
+ *   its first allocation HEAPWATCH_INTERVAL after the fork (or when it
+ *   starts a thread), never in the fork itself: a child that execs or
+ *   unshares at once stays single-threaded (background.c). An exec'ed
+ *   program starts its own, as any process.
+ * - Once it listens, a process announces where (http.<tag>.addr and
+ *   targets.json, targets.c) from its server thread, never waiting for a
+ *   lock: what is busy is retried every 100 ms. At exit it removes its
+ *   entry (core.c).
  * - The program may close or dup2 over the listening descriptor (daemons
  *   close every descriptor): before each accept (and at least once a
  *   second) the descriptor must still be the socket that was bound (same
@@ -44,11 +55,13 @@
 
 #include "agent/buf.h"
 #include "agent/conf.h"
+#include "agent/core.h"
 #include "agent/fds.h"
 #include "agent/http.h"
 #include "agent/http_endpoints.h"
 #include "agent/log.h"
 #include "agent/spawn.h"
+#include "agent/targets.h"
 #include "agent/thread.h"
 
 #define REQUEST_MAX 8192
@@ -61,6 +74,9 @@ static dev_t listen_dev;
 static ino_t listen_ino;
 static agent_fd_t client = { -1, 0, 0 };   /* the connection being served */
 static bool running;                       /* the server thread exists (atomic) */
+static bool configured;                    /* agent_http_start was called */
+static bool per_process;                   /* port 0: every process binds its own */
+static int started_pid;                    /* the process that last tried to serve */
 
 /* ------------------------------------------------------------------------ */
 /* Listening                                                                */
@@ -94,6 +110,27 @@ static bool is_numeric(const char *h)
            inet_pton(AF_INET6, h, a) == 1;
 }
 
+/* announce: the address fd is bound to (the port the kernel chose, with
+ * port 0), as host:port, for targets.c. */
+static void announce(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    uint16_t bound = port;
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0) {
+        if (sa.ss_family == AF_INET) bound = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+        else if (sa.ss_family == AF_INET6) bound = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    }
+    char addr[CONF_HOST_MAX + 16];
+    agent_buf_t b;
+    agent_buf_init(&b, addr, sizeof addr);
+    agent_buf_str(&b, strchr(host, ':') ? "[" : "");
+    agent_buf_str(&b, host);
+    agent_buf_str(&b, strchr(host, ':') ? "]:" : ":");
+    agent_buf_u64(&b, bound);
+    if (!b.overflow) agent_targets_set(addr);
+}
+
 /* open_listener: binds host:port (every address it resolves to, first
  * success wins). @return 0 or -errno (-ENXIO: the name did not
  * resolve). */
@@ -124,6 +161,7 @@ static int open_listener(void)
             listen_dev = st.st_dev;
             listen_ino = st.st_ino;
             listen_fd = fd;
+            announce(fd);
             err = 0;
             break;
         }
@@ -324,8 +362,11 @@ static void *server_main(void *arg)
     agent_enter();   /* everything this thread does is the agent's own */
     if (listen_fd < 0 && !listen_now()) goto out;
     for (;;) {
+        agent_targets_retry();   /* our address, until published (targets.c) */
         struct pollfd p = { listen_fd, POLLIN, 0 };
-        int n = poll(&p, 1, 1000);   /* a timeout: notice a closed listener within a second */
+        /* A timeout: notice a closed listener within a second, retry an
+         * announcement within 100 ms. */
+        int n = poll(&p, 1, agent_targets_pending() ? 100 : 1000);
         if (n < 0 && errno != EINTR) break;
         if (!still_ours()) break;   /* closed or replaced by the program: never touch it again */
         if (n <= 0) continue;
@@ -361,12 +402,11 @@ out:
     return NULL;
 }
 
-void agent_http_start(const char *h, uint16_t p)
+/* start_server: binds (a numeric host) and starts the thread; once per
+ * process (a failure is reported once, never retried). */
+static void start_server(void)
 {
-    agent_buf_t hb;
-    agent_buf_init(&hb, host, sizeof host);
-    agent_buf_str(&hb, h);
-    port = p;
+    started_pid = (int)getpid();
     agent_enter();
     if (is_numeric(host) && !listen_now()) {
         agent_leave();
@@ -383,6 +423,27 @@ void agent_http_start(const char *h, uint16_t p)
     agent_leave();
 }
 
+void agent_http_start(const char *h, uint16_t p)
+{
+    agent_buf_t hb;
+    agent_buf_init(&hb, host, sizeof host);
+    agent_buf_str(&hb, h);
+    port = p;
+    per_process = p == 0;
+    configured = true;
+    start_server();
+}
+
+void agent_http_child_start(void)
+{
+    /* Not in a vfork or posix_spawn child: it shares its parent's memory
+     * until it execs (agent_own_process). */
+    if (!configured || !per_process || started_pid == (int)getpid() || !agent_own_process() ||
+        agent_exiting())
+        return;
+    start_server();
+}
+
 int agent_http_threads(void)
 {
     return __atomic_load_n(&running, __ATOMIC_RELAXED) ? 1 : 0;
@@ -397,4 +458,5 @@ void agent_http_postfork_child(void)
     else agent_fd_forget(listen_fd);
     listen_fd = -1;
     __atomic_store_n(&running, false, __ATOMIC_RELAXED);
+    agent_targets_postfork_child();
 }

@@ -15,6 +15,10 @@
 /* agent_http_start: binds host:port and starts the server thread (a
  * failure is one stderr line; the program runs on). */
 void agent_http_start(const char *host, uint16_t port);
+/* agent_http_child_start: with port 0, a forked child's own server (a
+ * free port of its own), when it has none yet; called where the child
+ * gets its other agent thread (background.c). */
+void agent_http_child_start(void);
 /* agent_http_threads: 1 while the server thread exists, else 0. */
 int agent_http_threads(void);
 /* agent_http_postfork_child: the child closes the listening socket. */

@@ -13,6 +13,12 @@
  *                           pprof` asks for the frames a profile could not
  *                           name itself
  *   GET /metrics            the counters in Prometheus' text format
+ *                           (agent/records.h, HEAPWATCH_METRICS), names
+ *                           as `promtool check metrics` wants them; the
+ *                           one series with labels is
+ *                           heapwatch_process_info{pid,exe} 1, which
+ *                           contrib/prometheus/heapwatch.rules.yml joins
+ *                           on (job, instance) to name the process
  *   GET /, /debug/pprof/    a short index
  * HEAD is answered like GET without the body, except that HEAD of
  * /debug/pprof/heap writes no profile (and so sends no Content-Length):
@@ -39,6 +45,7 @@
 #include <unistd.h>
 
 #include "agent/buf.h"
+#include "agent/conf.h"
 #include "agent/fds.h"
 #include "agent/http_endpoints.h"
 #include "agent/output.h"
@@ -162,8 +169,10 @@ static void serve_heap(int c, const agent_http_request_t *r)
     agent_fd_release(fd);
 }
 
-/* metric: one metric with its HELP and TYPE lines. */
-static void metric(agent_buf_t *b, const char *name, const char *type, const char *help, const char *value)
+/* metric_sample: one metric with its HELP and TYPE lines; its sample is
+ * the name, then labels ("" or "{...}"), a space and the value. */
+static void metric_sample(agent_buf_t *b, const char *name, const char *type, const char *help,
+                          const char *labels, const char *value)
 {
     agent_buf_str(b, "# HELP heapwatch_");
     agent_buf_str(b, name);
@@ -175,9 +184,16 @@ static void metric(agent_buf_t *b, const char *name, const char *type, const cha
     agent_buf_str(b, type);
     agent_buf_str(b, "\nheapwatch_");
     agent_buf_str(b, name);
+    agent_buf_str(b, labels);
     agent_buf_str(b, " ");
     agent_buf_str(b, value);
     agent_buf_str(b, "\n");
+}
+
+/* metric: one metric without labels. */
+static void metric(agent_buf_t *b, const char *name, const char *type, const char *help, const char *value)
+{
+    metric_sample(b, name, type, help, "", value);
 }
 
 /* metric_int: an integer metric; v is read as signed when is_signed. */
@@ -203,13 +219,66 @@ static void metric_f3(agent_buf_t *b, const char *name, const char *type, const 
     metric(b, name, type, help, num);
 }
 
+/* utf8_seq: the length of the valid UTF-8 sequence at s (1 to 4), or 0
+ * when the bytes there are not one (a stray continuation byte, an overlong
+ * or surrogate form, a sequence cut short). */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    if (n == 0 || (n == 3 && c >= 0xf0)) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))) return 0;
+    if (n == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))) return 0;
+    return n;
+}
+
+/* label_value: s as a label value of the text format: \, \" and \n
+ * escaped, and a byte that is not valid UTF-8 (an executable's name need
+ * not be) as U+FFFD, which Prometheus' parser requires. */
+static void label_value(agent_buf_t *b, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq(p);
+        if (*p == '\\') agent_buf_str(b, "\\\\");
+        else if (*p == '"') agent_buf_str(b, "\\\"");
+        else if (*p == '\n') agent_buf_str(b, "\\n");
+        else if (n) agent_buf_mem(b, p, n);
+        else agent_buf_str(b, "\xef\xbf\xbd");
+        p += n ? n : 1;
+    }
+}
+
+/* metric_info: heapwatch_process_info{pid="..",exe=".."} 1. The pid is
+ * read now (a forked child that serves its own /metrics names itself),
+ * the executable from /proc/self/exe ("" when it cannot be read). */
+static void metric_info(agent_buf_t *b, const char *name, const char *type, const char *help)
+{
+    static char exe[CONF_PATH_MAX];   /* this thread's alone */
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    agent_buf_t vb;
+    static char value[CONF_PATH_MAX * 3 + 64];   /* escaped: 3 bytes per byte at most */
+    agent_buf_init(&vb, value, sizeof value);
+    agent_buf_str(&vb, "{pid=\"");
+    agent_buf_u64(&vb, (uint64_t)getpid());
+    agent_buf_str(&vb, "\",exe=\"");
+    label_value(&vb, exe);
+    agent_buf_str(&vb, "\"}");
+    metric_sample(b, name, type, help, value, "1");
+}
+
 /* put_<type>: one metric, written as agent/records.h says of <type>. */
+#define put_info(b, name, kind, help, v) ((void)(v), metric_info(b, name, kind, help))
 #define put_u64(b, name, kind, help, v) metric_int(b, name, kind, help, (uint64_t)(v), false)
 #define put_i64(b, name, kind, help, v) metric_int(b, name, kind, help, (uint64_t)(int64_t)(v), true)
 #define put_f3(b, name, kind, help, v) metric_f3(b, name, kind, help, v)
 
 /* The value of each metric of HEAPWATCH_METRICS (ME_<name>): a metric
  * added to the list and not here does not compile. */
+#define ME_process_info 0
 #define ME_mallocs_total m->counters.mallocs
 #define ME_frees_total m->counters.frees
 #define ME_alloc_bytes_total m->counters.alloc_bytes
@@ -223,9 +292,15 @@ static void metric_f3(agent_buf_t *b, const char *name, const char *type, const 
 #define ME_sampling_rate_bytes m->rate
 #define ME_samples_total m->samples
 #define ME_samples_dropped_total m->samples_dropped
-#define ME_map_count m->map_count
-#define ME_map_B m->map_B
-#define ME_map_noverflow m->map_noverflow
+#define ME_map_noverflow m->live.noverflow
+#define ME_map_entries m->live.count
+#define ME_map_buckets m->live.buckets
+#define ME_map_log2_buckets m->live.log2_buckets
+#define ME_map_overflow_buckets m->live.overflow_buckets
+#define ME_map_shards m->live.shards
+#define ME_map_shards_growing m->live.shards_growing
+#define ME_map_nevacuate m->live.nevacuate
+#define ME_map_noldbuckets m->live.noldbuckets
 #define ME_stacks m->stacks
 #define ME_agent_memory_bytes m->agent_memory_bytes
 #define ME_start_time_seconds (m->start_real_ns / 1000000000u)
@@ -242,7 +317,7 @@ static void serve_metrics(int c, const agent_http_request_t *r)
 {
     agent_metrics_t m;
     agent_metrics_read(&m);
-    static char text[8192];   /* this thread's alone */
+    static char text[32768];   /* this thread's alone: 4.5 KiB and the exe label, at most 12 KiB */
     agent_buf_t b;
     agent_buf_init(&b, text, sizeof text);
     build_metrics(&b, &m);

@@ -6,7 +6,9 @@
  * Sharding. SHARDS independent map/ maps, each under its own mutex; a
  * pointer's shard comes from a multiplicative hash of its address, so the
  * threads of a program sampling at rate 1 spread over the shards instead
- * of queueing on one lock. A shard's map is created on its first insert.
+ * of queueing on one lock. A shard's map is created on its first insert,
+ * with 2 buckets (SHARD_HINT: Go's invariant count <= 6.5 x buckets then
+ * holds for each shard, and so for the whole map the statistics report).
  *
  * Cache misses. At rate 1 the maps hold every live allocation, and each
  * insert and remove lands in a random bucket: a cache (and TLB) miss per
@@ -60,6 +62,11 @@
 #include "map/map.h"
 
 #define SHARDS 64                        /* power of two */
+/* A shard's map starts with 2 buckets (B = 1: 13 entries fit), not Go's 1:
+ * at B = 0 Go lets 8 entries sit in the one bucket, past its load factor
+ * 6.5, and 64 such shards would break the whole map's count <= 6.5 x
+ * buckets that the statistics report (live.h). 144 bytes more per shard. */
+#define SHARD_HINT 13
 #define FILTER_STUCK 0xffffu
 #define SUMMARY_STUCK 0xffu
 
@@ -138,7 +145,7 @@ agent_live_put_t agent_live_put(const void *ptr, uint64_t value, uint64_t *old)
     if (!s->map) {
         map_allocator_t a = map_arena_huge_allocator();   /* see map.c, "Pages" */
         map_t *m;
-        if (map_new(8, 8, 0, &a, &m) == MAP_OK) __atomic_store_n(&s->map, m, __ATOMIC_RELEASE);
+        if (map_new(8, 8, SHARD_HINT, &a, &m) == MAP_OK) __atomic_store_n(&s->map, m, __ATOMIC_RELEASE);
     }
     if (s->map) {
         void *slot;
@@ -205,10 +212,15 @@ bool agent_live_get_stats(agent_live_stats_t *out)
             out->noverflow += st.noverflow;
             out->overflow_buckets += st.overflow_buckets;
             out->grow_failures += st.grow_failures;
-            if (st.B > out->max_B) out->max_B = st.B;
+            if (st.growing) {
+                out->shards_growing++;
+                out->nevacuate += st.nevacuate;
+                out->noldbuckets += st.noldbuckets;
+            }
         }
         agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
     }
+    while (out->log2_buckets < 63 && (UINT64_C(1) << out->log2_buckets) < out->buckets) out->log2_buckets++;
     return complete;
 }
 

@@ -61,15 +61,28 @@ void agent_live_prefetch(const void *ptr);
 /* agent_live_remove: takes ptr out; @return true and *value when it was there. */
 bool agent_live_remove(const void *ptr, uint64_t *value);
 
-/* agent_live_stats_t: the live map's state, summed over its shards. */
+/* agent_live_stats_t: the live map's state over the whole map: summed
+ * over its shards, each read under its lock, so count and buckets are of
+ * the same moment shard by shard. Every shard holds Go's invariant
+ * count <= 6.5 x buckets (they start at 2 buckets: live.c), so the whole
+ * map does: count <= 6.5 x buckets <= 6.5 x 2^log2_buckets, unless a
+ * growth failed for lack of memory (grow_failures). */
 typedef struct agent_live_stats_s {
     uint64_t count;              /* live sampled allocations */
     uint64_t bytes;              /* memory of the maps */
-    unsigned shards;
-    unsigned max_B;              /* largest shard's log2 bucket count */
-    uint64_t buckets;            /* bucket count over all shards */
+    unsigned shards;             /* shards of the map (created or not) */
+    unsigned log2_buckets;       /* ceil(log2(buckets)): the B of one Go map with at least
+                                    as many buckets (exact when every shard has the same
+                                    size); 0 when there is no bucket */
+    uint64_t buckets;            /* bucket count over all shards (each shard's 2^B: its
+                                    current table, the new one while it grows) */
     uint64_t noverflow;          /* Go's overflow estimate, summed */
     uint64_t overflow_buckets;   /* exact, summed */
+    unsigned shards_growing;     /* shards evacuating their old table */
+    uint64_t nevacuate;          /* old buckets evacuated so far (Go's nevacuate), summed over
+                                    the growing shards */
+    uint64_t noldbuckets;        /* old buckets of the growing shards: nevacuate / noldbuckets
+                                    is the evacuation's progress (0 / 0: none grows) */
     uint64_t grow_failures;
     uint64_t filter_bytes;       /* size of the filter arrays, slots and summary (virtual) */
 } agent_live_stats_t;

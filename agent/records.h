@@ -12,6 +12,9 @@
  * HEAPWATCH_ALERT_TOP_FIELDS, which the reader expands.
  *
  *   X(name, type, doc)                  HEAPWATCH_TIMELINE_FIELDS,
+ *                                       HEAPWATCH_MAP_FIELDS (in the two
+ *                                       lists below and, as gauges, in
+ *                                       HEAPWATCH_METRICS),
  *                                       HEAPWATCH_SUMMARY_FIELDS,
  *                                       HEAPWATCH_ALERT_FIELDS,
  *                                       HEAPWATCH_ALERT_TOP_FIELDS
@@ -33,6 +36,7 @@
  *            strnull  a str, or null
  *            strs     an array of str
  *            tops     an array of objects of HEAPWATCH_ALERT_TOP_FIELDS
+ *            info     (metrics) labels pid and exe on the value 1
  *   kind   (metrics) the Prometheus TYPE: counter or gauge
  *   doc    one line on the field (for the metrics, `help` is the HELP
  *          text itself, written as it stands)
@@ -47,9 +51,27 @@
 #ifndef HEAPWATCH_AGENT_RECORDS_H
 #define HEAPWATCH_AGENT_RECORDS_H
 
+/* The live map's state over the whole map (all its shards, each read under
+ * its lock), in the timeline, the summary and /metrics under these names.
+ * Every shard keeps Go's invariant count <= 6.5 x 2^B, so the map does:
+ * map_entries <= 6.5 x map_buckets <= 6.5 x 2^map_log2_buckets (unless a
+ * growth failed for lack of memory: the summary's map_grow_failures). */
+#define HEAPWATCH_MAP_FIELDS(X) \
+    X(map_entries, u64, "sampled allocations live in the agent's map") \
+    X(map_buckets, u64, "buckets of the map, all shards (each shard's 2^B; a growing shard's new table)") \
+    X(map_log2_buckets, u64, "log2 of map_buckets, rounded up: the B of one Go map with at least as many buckets") \
+    X(map_overflow_buckets, u64, "overflow buckets linked in the map's tables, counted exactly") \
+    X(map_shards, u64, "shards of the map") \
+    X(map_shards_growing, u64, "shards evacuating their old table into a new one") \
+    X(map_nevacuate, u64, "old buckets evacuated so far, summed over the growing shards (Go's nevacuate)") \
+    X(map_noldbuckets, u64, "old buckets of the growing shards: map_nevacuate / map_noldbuckets is the evacuation's progress")
+
 /* One timeline record: the counters at a snapshot, every HEAPWATCH_INTERVAL
- * and once more at exit. */
-#define HEAPWATCH_TIMELINE_FIELDS(X) \
+ * and once more at exit. HEAPWATCH_TIMELINE_FIELDS_MAP(X, M) is the same
+ * list with M for the fields of HEAPWATCH_MAP_FIELDS, for a reader that
+ * keeps every record and wants none of them (the tools: rundir.h). */
+#define HEAPWATCH_TIMELINE_FIELDS(X) HEAPWATCH_TIMELINE_FIELDS_MAP(X, X)
+#define HEAPWATCH_TIMELINE_FIELDS_MAP(X, M) \
     X(time, f6, "when the snapshot was taken (Unix seconds)") \
     X(elapsed_s, f3, "seconds since the agent started") \
     X(mallocs, u64, "successful allocations so far") \
@@ -64,9 +86,10 @@
     X(rate_judged, u64, "1 when window_s is at least half of HEAPWATCH_WINDOW: the rates count toward alerts (and heapwatch check's rate limits); 0: too short a span to judge") \
     X(level, str, "the alert level after this snapshot: none, warn or crit") \
     X(peak_live_bytes, u64, "the highest live_bytes seen so far (snapshots and sampled allocations)") \
-    X(map_count, u64, "sampled allocations live in the agent's map") \
-    X(map_B, u64, "log2 of the buckets of the largest map shard") \
-    X(map_noverflow, u64, "overflow buckets of the map (approximate, as Go's)") \
+    X(map_count, u64, "sampled allocations live in the agent's map (the old name of map_entries)") \
+    X(map_B, u64, "map_log2_buckets under its old name (before issue 16: the largest shard's B)") \
+    X(map_noverflow, u64, "overflow buckets of the map (approximate, as Go's; summed over the shards)") \
+    HEAPWATCH_MAP_FIELDS(M) \
     X(stacks, u64, "distinct sampled stacks") \
     X(agent_memory_bytes, u64, "memory the agent has mapped")
 
@@ -96,12 +119,10 @@
     X(sampled_live, u64, "sampled allocations live at exit") \
     X(stacks, u64, "distinct sampled stacks") \
     X(stacks_bytes, u64, "memory of the stack table") \
-    X(map_count, u64, "sampled allocations live in the agent's map") \
-    X(map_B, u64, "log2 of the buckets of the largest map shard") \
-    X(map_noverflow, u64, "overflow buckets of the map (approximate, as Go's)") \
-    X(map_shards, u64, "shards of the live map") \
-    X(map_buckets, u64, "buckets of the live map, all shards") \
-    X(map_overflow_buckets, u64, "overflow buckets of the live map, counted exactly") \
+    X(map_count, u64, "sampled allocations live in the agent's map (the old name of map_entries)") \
+    X(map_B, u64, "map_log2_buckets under its old name (before issue 16: the largest shard's B)") \
+    X(map_noverflow, u64, "overflow buckets of the map (approximate, as Go's; summed over the shards)") \
+    HEAPWATCH_MAP_FIELDS(X) \
     X(map_bytes, u64, "memory of the live map") \
     X(map_grow_failures, u64, "times a shard could not grow (it kept its table)") \
     X(filter_bytes, u64, "memory of the free filter") \
@@ -146,8 +167,15 @@
     X(growth_objects, i64, "the stack's growth of live objects over the window (unsampled)")
 
 /* GET /metrics: "# HELP heapwatch_<name> <help>", "# TYPE heapwatch_<name>
- * <kind>", "heapwatch_<name> <value>" for each, in this order. */
+ * <kind>", "heapwatch_<name> <value>" for each, in this order; type info
+ * is the one series with labels: heapwatch_process_info{pid="..",exe=".."}
+ * 1 (the other series carry none: Prometheus adds job and instance, and
+ * contrib/prometheus/heapwatch.rules.yml joins pid and exe on them).
+ * Names as `promtool check metrics` wants them: counters end in _total,
+ * no gauge ends in _count (so map_count is map_entries here) and no name
+ * holds an abbreviated unit (so map_B is map_log2_buckets). */
 #define HEAPWATCH_METRICS(X) \
+    X(process_info, info, gauge, "The process: pid and exe (/proc/self/exe) as labels, always 1; join on (job, instance).") \
     X(mallocs_total, u64, counter, "Successful allocations.") \
     X(frees_total, u64, counter, "Frees of non-NULL pointers.") \
     X(alloc_bytes_total, u64, counter, "Usable bytes allocated.") \
@@ -161,9 +189,15 @@
     X(sampling_rate_bytes, u64, gauge, "HEAPWATCH_RATE: mean bytes between samples (0: none).") \
     X(samples_total, u64, counter, "Allocations sampled.") \
     X(samples_dropped_total, u64, counter, "Samples lost for lack of agent memory.") \
-    X(map_count, u64, gauge, "Live sampled allocations in the agent's map.") \
-    X(map_B, u64, gauge, "log2 of the buckets of the largest map shard.") \
-    X(map_noverflow, u64, gauge, "Overflow buckets of the map (approximate, as Go's).") \
+    X(map_entries, u64, gauge, "Live sampled allocations in the agent's map (timeline and summary: map_entries, and map_count).") \
+    X(map_buckets, u64, gauge, "Buckets of the agent's map, all shards.") \
+    X(map_log2_buckets, u64, gauge, "log2 of map_buckets, rounded up (timeline and summary: map_log2_buckets, and map_B).") \
+    X(map_overflow_buckets, u64, gauge, "Overflow buckets of the map, counted exactly.") \
+    X(map_noverflow, u64, gauge, "Overflow buckets of the map (approximate, as Go's; summed over the shards).") \
+    X(map_shards, u64, gauge, "Shards of the map.") \
+    X(map_shards_growing, u64, gauge, "Shards evacuating their old table into a new one.") \
+    X(map_nevacuate, u64, gauge, "Old buckets evacuated so far, summed over the growing shards (Go's nevacuate).") \
+    X(map_noldbuckets, u64, gauge, "Old buckets of the growing shards (progress: map_nevacuate / map_noldbuckets).") \
     X(stacks, u64, gauge, "Distinct sampled stacks.") \
     X(agent_memory_bytes, u64, gauge, "Memory the agent has mapped.") \
     X(start_time_seconds, u64, gauge, "When the process started (Unix seconds).")

@@ -30,7 +30,6 @@ void agent_metrics_read(agent_metrics_t *m)
 {
     memset(m, 0, sizeof *m);
     agent_thread_sums_t th;
-    agent_live_stats_t live;
     map_arena_stats_t arena;
     /* Bounded (lock.c): the exit path may hold the work lock and a thread
      * stopped inside the agent a shard; what is busy reads as zeros. */
@@ -41,16 +40,13 @@ void agent_metrics_read(agent_metrics_t *m)
         agent_work_unlock();
     }
     agent_threads_sum(&th);
-    (void)agent_live_get_stats(&live);
+    (void)agent_live_get_stats(&m->live);
     agent_bounded_end();
     map_arena_get_stats(&arena);
     m->peak_live_bytes = agent_peak_live_bytes();
     m->rate = agent_conf.rate;
     m->samples = th.samples;
     m->samples_dropped = th.dropped;
-    m->map_count = live.count;
-    m->map_B = live.max_B;
-    m->map_noverflow = live.noverflow;
     m->stacks = agent_stacks_distinct();
     m->agent_memory_bytes = arena.mapped_bytes;
     m->start_real_ns = agent_start_real_ns;
@@ -176,11 +172,16 @@ static void summary_read(summary_t *s)
 #define SU_stacks agent_stacks_distinct()
 #define SU_stacks_bytes agent_stacks_bytes()
 #define SU_map_count s->live.count
-#define SU_map_B s->live.max_B
+#define SU_map_B s->live.log2_buckets
 #define SU_map_noverflow s->live.noverflow
-#define SU_map_shards s->live.shards
+#define SU_map_entries s->live.count
 #define SU_map_buckets s->live.buckets
+#define SU_map_log2_buckets s->live.log2_buckets
 #define SU_map_overflow_buckets s->live.overflow_buckets
+#define SU_map_shards s->live.shards
+#define SU_map_shards_growing s->live.shards_growing
+#define SU_map_nevacuate s->live.nevacuate
+#define SU_map_noldbuckets s->live.noldbuckets
 #define SU_map_bytes s->live.bytes
 #define SU_map_grow_failures s->live.grow_failures
 #define SU_filter_bytes s->live.filter_bytes

@@ -11,6 +11,7 @@
 #include "agent/agent.h"
 #include "agent/base.h"
 #include "agent/buf.h"
+#include "agent/live.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -22,7 +23,8 @@ typedef struct agent_metrics_s {
     int alert_level;                   /* 0 none, 1 warn, 2 crit */
     uint64_t rate;                     /* HEAPWATCH_RATE */
     uint64_t samples, samples_dropped;
-    uint64_t map_count, map_B, map_noverflow, stacks;
+    agent_live_stats_t live;           /* the live map (live.h) */
+    uint64_t stacks;
     uint64_t agent_memory_bytes;
     uint64_t start_real_ns;
 } agent_metrics_t;

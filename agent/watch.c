@@ -322,8 +322,16 @@ static void timeline_record(agent_buf_t *b, const heapwatch_counters_t *c, uint6
 #define TL_level (r ? alert_level_name(r->level) : "none")
 #define TL_peak_live_bytes agent_peak_live_bytes()
 #define TL_map_count live.count
-#define TL_map_B live.max_B
+#define TL_map_B live.log2_buckets
 #define TL_map_noverflow live.noverflow
+#define TL_map_entries live.count
+#define TL_map_buckets live.buckets
+#define TL_map_log2_buckets live.log2_buckets
+#define TL_map_overflow_buckets live.overflow_buckets
+#define TL_map_shards live.shards
+#define TL_map_shards_growing live.shards_growing
+#define TL_map_nevacuate live.nevacuate
+#define TL_map_noldbuckets live.noldbuckets
 #define TL_stacks agent_stacks_distinct()
 #define TL_agent_memory_bytes mem.mapped_bytes
 #define TL_FIELD(name, type, doc) put_##type(b, #name, TL_##name);

@@ -90,6 +90,8 @@ static const char usage_run[] =
     "      --signal SIG           HEAPWATCH_SIGNAL    signal that requests a profile: USR1,\n"
     "                                                 USR2, RTMIN+n or RTMAX-n (or 10, 12, 34-64)\n"
     "      --http HOST:PORT       HEAPWATCH_HTTP      serve /debug/pprof/heap and /metrics\n"
+    "                                                 (port 0: every process its own free port,\n"
+    "                                                 listed in OUT/targets.json for Prometheus)\n"
     "      --thread auto|on|off   HEAPWATCH_THREAD    the agent's background thread: only once\n"
     "                                                 needed (auto), from start (on), or none:\n"
     "                                                 allocating threads take the snapshots (off)\n"

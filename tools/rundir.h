@@ -47,6 +47,10 @@
 #define RUNDIR_MEMBER_strnull(name)
 #define RUNDIR_MEMBER_strs(name)
 #define RUNDIR_MEMBER_tops(name)
+/* RUNDIR_SKIP: X for fields the tools do not keep (the timeline's map
+ * fields beyond map_count, map_B and map_noverflow: each kept field costs
+ * 2 MiB of samples, rundir.c). */
+#define RUNDIR_SKIP(name, type, doc)
 
 typedef enum {
     RUNDIR_OK = 0,
@@ -59,7 +63,7 @@ typedef enum {
 /* rundir_sample_t: one timeline record (HEAPWATCH_TIMELINE_FIELDS: time,
  * mallocs, live_bytes, objects_rate, ...); time is never NAN. */
 typedef struct {
-    HEAPWATCH_TIMELINE_FIELDS(RUNDIR_MEMBER)
+    HEAPWATCH_TIMELINE_FIELDS_MAP(RUNDIR_MEMBER, RUNDIR_SKIP)
 } rundir_sample_t;
 
 /* RUNDIR_SAMPLE_FIELD(name): a timeline field's key and its offset in

@@ -35,7 +35,7 @@
 
 /* The numeric fields of a record (agent/records.h). */
 #define SAMPLE_FIELD(name, type, doc) RUNDIR_FIELD_##type(rundir_sample_t, name)
-static const rundir_field_t sample_fields[] = { HEAPWATCH_TIMELINE_FIELDS(SAMPLE_FIELD) };
+static const rundir_field_t sample_fields[] = { HEAPWATCH_TIMELINE_FIELDS_MAP(SAMPLE_FIELD, RUNDIR_SKIP) };
 
 /* The samples' memory: SAMPLES_BUDGET of them in all; a field added to the
  * records adds 2 MiB (rundir.c states the total). */

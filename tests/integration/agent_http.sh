@@ -91,7 +91,7 @@ check "/metrics: every sample has HELP and TYPE lines, sampling rate 1" \
     python3 -c '
 import sys
 lines = open(sys.argv[1]).read().split("\n\n", 1)[1].splitlines()
-names = [l.split()[0] for l in lines if l and not l.startswith("#")]
+names = [l.split()[0].split("{")[0] for l in lines if l and not l.startswith("#")]
 helps = {l.split()[2] for l in lines if l.startswith("# HELP ")}
 types = {l.split()[2] for l in lines if l.startswith("# TYPE ")}
 assert len(names) >= 15 and set(names) == helps == types, (names, helps, types)

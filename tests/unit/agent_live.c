@@ -141,6 +141,66 @@ static unsigned min_B(uint64_t n)
     return B;
 }
 
+/* test_stats_small_shards: every shard filled to 8 entries, the most a Go
+ * map keeps in one bucket (8 > 6.5): the shards start at 2 buckets, so the
+ * whole map still holds count <= 6.5 x buckets <= 6.5 x 2^log2_buckets.
+ * Then inserts until a stats read finds a shard growing: the evacuation's
+ * progress is reported (nevacuate of noldbuckets). */
+static void test_stats_small_shards(void **state)
+{
+    (void)state;
+    uint64_t before[SHARDS], after[SHARDS];
+    static uint64_t addrs[4096];
+    size_t n = 0;
+    uint64_t rng = 5;
+    agent_live_stats_t st;
+    for (unsigned full = 0; full < SHARDS && n < 4096;) {
+        uint64_t a = random_addr(&rng);
+        agent_live_shard_counts(before, SHARDS);
+        assert_true(ins(a, agent_live_pack(1, 32)));
+        agent_live_shard_counts(after, SHARDS);
+        unsigned s = 0;
+        while (s < SHARDS && after[s] == before[s]) s++;
+        assert_true(s < SHARDS);
+        if (after[s] > 8) {
+            assert_true(agent_live_remove(A(a), NULL));
+            continue;
+        }
+        addrs[n++] = a;
+        if (after[s] == 8) full++;
+    }
+    assert_true(agent_live_get_stats(&st));
+    assert_int_equal(st.count, 8 * SHARDS);
+    assert_int_equal(st.buckets, 2 * SHARDS);
+    assert_int_equal(st.log2_buckets, 7);
+    assert_true((double)st.count <= 6.5 * (double)st.buckets);
+    assert_int_equal(st.shards_growing, 0);
+    assert_int_equal(st.nevacuate, 0);
+    assert_int_equal(st.noldbuckets, 0);
+
+    /* Grow until a read finds a shard mid-evacuation. */
+    bool seen = false;
+    while (!seen && n < 4096) {
+        uint64_t a = random_addr(&rng);
+        assert_true(ins(a, agent_live_pack(1, 32)));
+        addrs[n++] = a;
+        assert_true(agent_live_get_stats(&st));
+        assert_true((double)st.count <= 6.5 * (double)st.buckets);
+        assert_true((double)st.count <= 6.5 * (double)(UINT64_C(1) << st.log2_buckets));
+        assert_true(st.nevacuate <= st.noldbuckets);
+        if (st.shards_growing > 0) {
+            seen = true;
+            assert_true(st.noldbuckets >= 2 * st.shards_growing);   /* old tables of 2 buckets or more */
+            assert_true(st.nevacuate < st.noldbuckets);
+        } else {
+            assert_int_equal(st.noldbuckets, 0);
+        }
+    }
+    assert_true(seen);
+    for (size_t i = 0; i < n; i++) assert_true(agent_live_remove(A(addrs[i]), NULL));
+    assert_clean();
+}
+
 static void test_stats(void **state)
 {
     (void)state;
@@ -165,7 +225,6 @@ static void test_stats(void **state)
     uint64_t per_shard[SHARDS];
     assert_int_equal(agent_live_shard_counts(per_shard, SHARDS), SHARDS);
     uint64_t sum = 0, buckets = 0;
-    unsigned max_B = 0;
     for (unsigned i = 0; i < SHARDS; i++) {
         sum += per_shard[i];
         unsigned B = min_B(per_shard[i]);
@@ -173,15 +232,19 @@ static void test_stats(void **state)
         assert_true(per_shard[i] > 8);
         assert_true((double)per_shard[i] <= 6.5 * (double)(UINT64_C(1) << B));
         buckets += UINT64_C(1) << B;
-        if (B > max_B) max_B = B;
     }
     assert_true(agent_live_get_stats(&st));
     assert_int_equal(sum, N);
     assert_int_equal(st.count, N);
-    /* Each shard grew only as far as its count needs (fresh maps, inserts
-     * only): the sum of buckets and the largest B are exactly Go's. */
+    /* Each shard grew only as far as its count needs (inserts only): the
+     * sum of buckets is exactly Go's, and B is log2 of it, rounded up. */
     assert_int_equal(st.buckets, buckets);
-    assert_int_equal(st.max_B, max_B);
+    assert_true((UINT64_C(1) << st.log2_buckets) >= st.buckets);
+    assert_true((UINT64_C(1) << st.log2_buckets) < 2 * st.buckets);
+    assert_true((double)st.count <= 6.5 * (double)(UINT64_C(1) << st.log2_buckets));
+    assert_true(st.shards_growing <= st.shards);
+    assert_true(st.nevacuate <= st.noldbuckets);
+    assert_int_equal(st.shards_growing == 0, st.noldbuckets == 0);
     assert_true((double)st.count <= 6.5 * (double)st.buckets);
     assert_true((double)st.count > 3.25 * (double)st.buckets);   /* not over-grown */
     assert_true(st.bytes >= st.buckets * 8 * 16);   /* 8 slots of key and value per bucket */
@@ -684,7 +747,8 @@ static void test_stuck_slots(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_stats, teardown),   /* first: fresh shard maps */
+        cmocka_unit_test_teardown(test_stats_small_shards, teardown),   /* first: fresh shard maps */
+        cmocka_unit_test_teardown(test_stats, teardown),
         cmocka_unit_test_teardown(test_pack, teardown),
         cmocka_unit_test_teardown(test_round_trip, teardown),
         cmocka_unit_test_teardown(test_remove_absent, teardown),
