@@ -56,7 +56,7 @@ PY
 # HEAPWATCH_BRIEF (issue 15): a process that sampled nothing, took no
 # snapshot and raised no alert writes only its summary; off: all three.
 out=$T/brief
-with_agent "$out" /bin/true
+HEAPWATCH_BRIEF=auto with_agent "$out" /bin/true
 check_eq "HEAPWATCH_BRIEF default: /bin/true writes only its summary, which lists itself" \
     "1 1" "$(ls "$out" | wc -l) $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["files"]))' "$out"/summary.*.json)"
 out=$T/brief_off
