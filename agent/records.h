@@ -160,6 +160,20 @@
     X(top, tops, "the stacks that grew most over the window, most first ([] on recovery)")
 
 /* One entry of an alert's "top". */
+/* HEAPWATCH_WRAPPER_PREFIXES(X): the allocation wrappers an alert's
+ * "function" skips (and the report's leaks too): name prefixes, mangled
+ * and demangled (profiles name functions demangled, older ones mangled).
+ * X(prefix) for each; one list for the agent and the tools. */
+#define HEAPWATCH_WRAPPER_PREFIXES(X) \
+    X("_Znw") X("_Zna")                                   /* operator new, new[] */ \
+    X("_ZNSt15__new_allocator") X("_ZN9__gnu_cxx13new_allocator") \
+    X("_ZNSt16allocator_traits") X("_ZNSt12_Vector_base") \
+    X("_ZNSaI")                                           /* std::allocator<...> */ \
+    X("strdup") X("strndup") X("__strdup") X("__strndup") \
+    X("__libc_") X("xmalloc") X("xcalloc") X("xrealloc") X("xstrdup") \
+    X("operator new") X("std::__new_allocator") X("__gnu_cxx::new_allocator") \
+    X("std::allocator_traits") X("std::_Vector_base") X("std::allocator<")
+
 #define HEAPWATCH_ALERT_TOP_FIELDS(X) \
     X(stack, strs, "function names (C++ demangled; unnamed: file+0xoffset, or a 0x address), innermost first") \
     X(function, str, "the innermost frame that is not an allocation wrapper, as in stack (\"?\" if none)") \

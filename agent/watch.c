@@ -398,17 +398,9 @@ static void append_timeline(const agent_buf_t *b, bool final)
  * name is the demangled name, sys the linker's (either may be NULL). */
 static bool is_wrapper(const char *name, const char *sys)
 {
-    static const char *const prefixes[] = {
-        "_Znw", "_Zna",                          /* operator new, new[] */
-        "_ZNSt15__new_allocator", "_ZN9__gnu_cxx13new_allocator",
-        "_ZNSt16allocator_traits", "_ZNSt12_Vector_base",
-        "_ZNSaI",                                /* std::allocator<...> */
-        "strdup", "strndup", "__strdup", "__strndup",
-        "__libc_", "xmalloc", "xcalloc", "xrealloc", "xstrdup",
-        /* the same, demangled */
-        "operator new", "std::__new_allocator", "__gnu_cxx::new_allocator",
-        "std::allocator_traits", "std::_Vector_base", "std::allocator<",
-    };
+#define WRAPPER_PREFIX(p) p,
+    static const char *const prefixes[] = { HEAPWATCH_WRAPPER_PREFIXES(WRAPPER_PREFIX) };
+#undef WRAPPER_PREFIX
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
         size_t n = strlen(prefixes[i]);
         if ((name && strncmp(name, prefixes[i], n) == 0) || (sys && strncmp(sys, prefixes[i], n) == 0))

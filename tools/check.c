@@ -445,21 +445,9 @@ static const char *proc_name(const rundir_proc_t *p)
     return p->cmdline && *p->cmdline ? p->cmdline : rundir_exe_name(p);
 }
 
-/* short_name: proc_name cut to PROC_NAME_SHOWN bytes (...) for a line of
- * output, cleaned for a terminal. */
-#define PROC_NAME_SHOWN 100
-static const char *short_name(const rundir_proc_t *p)
-{
-    static char buf[PROC_NAME_SHOWN + 4];
-    const char *name = proc_name(p);
-    size_t n = strlen(name);
-    if (n <= PROC_NAME_SHOWN) return fmt_clean(name);
-    size_t keep = PROC_NAME_SHOWN;
-    while (keep > 0 && ((unsigned char)name[keep] & 0xC0) == 0x80) keep--;   /* not inside a character */
-    memcpy(buf, name, keep);
-    memcpy(buf + keep, "...", 4);
-    return fmt_clean(buf);
-}
+/* short_name: proc_name cut at 100 bytes (...) for a line of output,
+ * cleaned for a terminal. */
+static const char *short_name(const rundir_proc_t *p) { return fmt_clean_max(proc_name(p), 100); }
 
 /* repeat_index: for each process, 1 + how many processes before it (in
  * start order) have the same name: JUnit's test names are the name, with

@@ -126,14 +126,17 @@ size_t fmt_utf8_len(const unsigned char *s)
     return n;
 }
 
-const char *fmt_clean(const char *s)
+const char *fmt_clean(const char *s) { return fmt_clean_max(s, 1000); }
+
+const char *fmt_clean_max(const char *s, size_t max)
 {
     char *out = slot();
     if (!s) return "?";
+    if (max > 1000) max = 1000;
     const unsigned char *p = (const unsigned char *)s;
     size_t o = 0;
     while (*p && o < SLOT_SIZE - 8) {
-        if (o >= 1000) {
+        if (o >= max) {
             memcpy(out + o, "...", 3);
             o += 3;
             break;

@@ -11,29 +11,22 @@
  * sorted by bytes: O(n log n) for n samples, one array of n entries.
  *
  * The function of a stack is its innermost frame that is not an
- * allocation wrapper. The list is agent/watch.c's is_wrapper (what names
- * an alert's "function"), entry for entry, in both spellings: the agent
- * writes names demangled (pprof Function.name), older profiles mangled.
- * Keep the two lists in step.
+ * allocation wrapper: agent/records.h's HEAPWATCH_WRAPPER_PREFIXES, the
+ * list the agent names an alert's "function" with, in both spellings (the
+ * agent writes names demangled, older profiles mangled).
  */
 #include "tools/profile.h"
+
+#include "agent/records.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 bool profile_is_wrapper(const char *name)
 {
-    static const char *const prefixes[] = {
-        "_Znw", "_Zna",                          /* operator new, new[] */
-        "_ZNSt15__new_allocator", "_ZN9__gnu_cxx13new_allocator",
-        "_ZNSt16allocator_traits", "_ZNSt12_Vector_base",
-        "_ZNSaI",                                /* std::allocator<...> */
-        "strdup", "strndup", "__strdup", "__strndup",
-        "__libc_", "xmalloc", "xcalloc", "xrealloc", "xstrdup",
-        /* the same, demangled */
-        "operator new", "std::__new_allocator", "__gnu_cxx::new_allocator",
-        "std::allocator_traits", "std::_Vector_base", "std::allocator<",
-    };
+#define WRAPPER_PREFIX(p) p,
+    static const char *const prefixes[] = { HEAPWATCH_WRAPPER_PREFIXES(WRAPPER_PREFIX) };
+#undef WRAPPER_PREFIX
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) return true;
     return false;

@@ -652,19 +652,10 @@ static bool needs_attention(const rundir_proc_t *p)
 }
 
 /* command_shown: the command line (else the executable's name), cut at
- * COMMAND_SHOWN bytes with "...", cleaned for a terminal. */
-#define COMMAND_SHOWN 72
+ * 72 bytes with "...", cleaned for a terminal. */
 static const char *command_shown(const rundir_proc_t *p)
 {
-    static char buf[COMMAND_SHOWN + 4];
-    const char *name = p->cmdline && *p->cmdline ? p->cmdline : rundir_exe_name(p);
-    size_t n = strlen(name);
-    if (n <= COMMAND_SHOWN) return fmt_clean(name);
-    size_t keep = COMMAND_SHOWN;
-    while (keep > 0 && ((unsigned char)name[keep] & 0xC0) == 0x80) keep--;
-    memcpy(buf, name, keep);
-    memcpy(buf + keep, "...", 4);
-    return fmt_clean(buf);
+    return fmt_clean_max(p->cmdline && *p->cmdline ? p->cmdline : rundir_exe_name(p), 72);
 }
 
 static void print_table(const rundir_t *rd, bool failures_only)

@@ -151,17 +151,7 @@ static double key_live(const runsum_group_t *g) { return g->live_bytes; }
 static double key_failed(const runsum_group_t *g) { return g->failed ? (double)g->failed * 1e6 + g->crit : NAN; }
 
 /* shown: a pattern for one line, cut at 100 bytes with "...". */
-static const char *shown(const char *name)
-{
-    static char buf[112];
-    size_t n = strlen(name);
-    if (n <= 100) return fmt_clean(name);
-    size_t keep = 100;
-    while (keep > 0 && ((unsigned char)name[keep] & 0xC0) == 0x80) keep--;
-    memcpy(buf, name, keep);
-    memcpy(buf + keep, "...", 4);
-    return fmt_clean(buf);
-}
+static const char *shown(const char *name) { return fmt_clean_max(name, 100); }
 
 static void print_list(FILE *f, const runsum_t *s, const char *prefix, size_t top, const char *title, key_fn key,
                        bool (*wanted)(const runsum_group_t *g), const char *(*value)(const runsum_group_t *g))

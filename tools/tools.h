@@ -49,5 +49,8 @@ size_t fmt_utf8_len(const unsigned char *s);
 /* fmt_clean: s with control characters (and bytes of broken UTF-8) shown
  * as '?', cut at 1000 bytes with "...": safe for a terminal. NULL -> "?". */
 const char *fmt_clean(const char *s);
+/* fmt_clean_max: fmt_clean, cut after max bytes (at most 1000) with "...",
+ * never inside a character: a command line on one line of a table. */
+const char *fmt_clean_max(const char *s, size_t max);
 
 #endif
