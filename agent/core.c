@@ -249,7 +249,7 @@ static bool profiled_by_name(void)
 }
 
 /* report_unbound: the one line of a process whose malloc is another
- * shared object's, bound ahead of the agent's (shim.c): nothing reaches
+ * object's, bound ahead of the agent's (shim.c): nothing reaches
  * the agent; its summary says so too (malloc_owner). */
 static void report_unbound(const char *owner)
 {
@@ -260,7 +260,9 @@ static void report_unbound(const char *owner)
     agent_buf_u64(&b, (uint64_t)getpid());
     agent_buf_str(&b, ") is ");
     agent_buf_str_escaped(&b, owner, AGENT_QUOTE_MAX);
-    agent_buf_str(&b, "'s, bound ahead of the agent's (preloaded before it): the agent sees no allocation\n");
+    agent_buf_str(&b, agent_shim_malloc_owner_is_executable()
+                          ? "'s, bound ahead of the agent's (linked into the program): the agent sees no allocation\n"
+                          : "'s, bound ahead of the agent's (preloaded before it): the agent sees no allocation\n");
     if (b.overflow) line[sizeof line - 2] = '\n';
     agent_log(line);
 }

@@ -48,16 +48,19 @@
  * the next definition, by a tail call (the sanitizer's: valloc, pvalloc
  * and reallocarray too, so its own checks and reports are intact, frame
  * for frame), nothing is counted, no file is written, no thread started
- * (core.c's agent_init prints one line). gcc's -static-libasan and
- * -static-libtsan export no such symbol, but their malloc, in the
- * executable, comes before ours: the agent steps aside too whenever the
- * process's malloc is not this library's (it would see no allocation, and
- * its thread would only disturb the program: a sanitizer numbers it).
- * Except when that malloc belongs to a shared object loaded before the
- * agent that is no sanitizer (LD_PRELOAD=libjemalloc.so.2:libheapwatch.so):
- * then the agent runs as usual, sees no allocation (none reaches it), and
- * says so: one stderr line and the summary's malloc_owner (that object's
- * path; agent_shim_malloc_owner), instead of a silent "mallocs 0".
+ * (core.c's agent_init prints one line). gcc's -static-libasan,
+ * -static-libtsan and -static-liblsan export no such symbol, but their
+ * malloc, in the executable, comes before ours, and so do their
+ * interceptors of pthread_create and sigaction, which no allocator
+ * defines (runtime_in_executable): the agent steps aside for those too
+ * (it would see no allocation, and its thread would only disturb the
+ * program: a sanitizer numbers it). Any other malloc bound ahead of ours
+ * is an allocator's: a shared object loaded before the agent
+ * (LD_PRELOAD=libjemalloc.so.2:libheapwatch.so), or one linked into the
+ * executable (jemalloc's libjemalloc.a, the program's own). Then the
+ * agent runs as usual, sees no allocation (none reaches it), and says so:
+ * one stderr line and the summary's malloc_owner (that object's path;
+ * agent_shim_malloc_owner), instead of a silent "mallocs 0".
  * UBSan alone has no allocator: the agent profiles such a program as any
  * other.
  */
@@ -181,10 +184,9 @@ static bool next_is_glibc(void *m, void *usable)
 }
 
 /* find_aside_reason: what makes the agent step aside in this process
- * (a sanitizer runtime that replaces malloc; or a malloc found before
- * ours, which the program and its libraries then call instead: gcc's
- * -static-libasan/-static-libtsan, an allocator linked into the executable
- * or preloaded before the agent), or NULL. Only dlsym: a sanitizer does not
+ * (a sanitizer runtime that replaces malloc, shared or linked into the
+ * executable), or NULL; it notes in malloc_owner an allocator bound ahead
+ * of ours, which the program and its libraries call instead. Only dlsym: a sanitizer does not
  * intercept it, and what it allocates (the error string of a symbol not
  * found) comes from the boot buffer while `resolving` is set. UBSan's
  * runtime is not looked for: it has no allocator of its own. */
@@ -244,18 +246,62 @@ static bool malloc_before_agent(void *m, struct link_map **owner)
 /* malloc_owner: the shared object whose malloc the program's calls reach
  * when it is bound ahead of the agent's (preloaded before it), or "". */
 static char malloc_owner[512];
+static bool malloc_owner_is_executable;   /* malloc_owner is the executable */
 
-/* shared_owner: l is a shared object loaded before the agent, not the
- * executable (whose own malloc, a static sanitizer runtime's among
- * others, keeps the agent aside). */
-static bool shared_owner(const struct link_map *l)
+/* executable_map: the executable's link map, or NULL. */
+static struct link_map *executable_map(void)
 {
-    if (!l || !l->l_name || !l->l_name[0]) return false;
     void *self = dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
     struct link_map *exe = NULL;
-    bool shared = self && dlinfo(self, RTLD_DI_LINKMAP, &exe) == 0 && exe && exe != l;
+    if (self && dlinfo(self, RTLD_DI_LINKMAP, &exe) != 0) exe = NULL;
     if (self) dlclose(self);
-    return shared;
+    return exe;
+}
+
+/* shared_owner: l is a shared object loaded before the agent, not the
+ * executable. */
+static bool shared_owner(const struct link_map *l, const struct link_map *exe)
+{
+    return l && l->l_name && l->l_name[0] && exe && exe != l;
+}
+
+/* defined_in: the definition of `name` the program's calls reach is the
+ * object `l`'s own (a symbol with a section, not a PLT entry). */
+static bool defined_in(const char *name, const struct link_map *l)
+{
+    void *f = dlsym(RTLD_DEFAULT, name);
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    struct link_map *where = NULL;
+    return f && dladdr1(f, &info, (void **)&sym, RTLD_DL_SYMENT) && sym &&
+           sym->st_shndx != SHN_UNDEF &&
+           dladdr1(f, &info, (void **)&where, RTLD_DL_LINKMAP) && where == l;
+}
+
+/* runtime_in_executable: the executable that defines malloc is a
+ * sanitizer's static runtime, not an allocator linked in (jemalloc,
+ * tcmalloc, mimalloc, a program's own). gcc's -static-libasan,
+ * -static-libtsan and -static-liblsan export no init symbol, but every
+ * one of them intercepts pthread_create and sigaction, which no allocator
+ * defines: the agent steps aside for those. An allocator linked into the
+ * executable is treated as one preloaded before the agent. */
+static bool runtime_in_executable(const struct link_map *exe)
+{
+    return defined_in("pthread_create", exe) || defined_in("sigaction", exe);
+}
+
+/* set_owner_executable: malloc_owner is the executable's path ("the
+ * executable" if /proc is not mounted). */
+static void set_owner_executable(void)
+{
+    ssize_t n = readlink("/proc/self/exe", malloc_owner, sizeof malloc_owner - 1);
+    if (n <= 0) {
+        static const char unnamed[] = "the executable";
+        memcpy(malloc_owner, unnamed, sizeof unnamed);
+        n = sizeof unnamed - 1;
+    }
+    malloc_owner[n] = 0;
+    malloc_owner_is_executable = true;
 }
 
 static const char *find_aside_reason(void)
@@ -272,14 +318,21 @@ static const char *find_aside_reason(void)
     void *m = dlsym(RTLD_DEFAULT, "malloc");
     struct link_map *owner;
     if (m && m != (void *)shim_own_malloc && malloc_before_agent(m, &owner)) {
-        /* A shared allocator bound ahead of ours (preloaded before it):
-         * no sanitizer, nothing to protect; the agent runs, sees no
-         * allocation, and its summary names that allocator. */
-        if (shared_owner(owner) && strlen(owner->l_name) < sizeof malloc_owner) {
+        /* An allocator bound ahead of ours (preloaded before it, or
+         * linked into the executable): no sanitizer, nothing to protect;
+         * the agent runs, sees no allocation, and its summary names that
+         * allocator. */
+        struct link_map *exe = executable_map();
+        if (shared_owner(owner, exe) && strlen(owner->l_name) < sizeof malloc_owner) {
             memcpy(malloc_owner, owner->l_name, strlen(owner->l_name) + 1);
             return NULL;
         }
-        return "a malloc found before the agent's (in the executable, or preloaded first)";
+        if (owner && owner == exe && !runtime_in_executable(exe)) {
+            set_owner_executable();
+            return NULL;
+        }
+        if (owner == exe) return "a sanitizer runtime linked into the executable";
+        return "a malloc found before the agent's";
     }
     return NULL;
 }
@@ -292,6 +345,11 @@ const char *agent_shim_aside_reason(void)
 const char *agent_shim_malloc_owner(void)
 {
     return malloc_owner[0] ? malloc_owner : NULL;
+}
+
+bool agent_shim_malloc_owner_is_executable(void)
+{
+    return malloc_owner_is_executable;
 }
 
 /* resolve: looks the real functions up once (idempotent, thread-safe: a

@@ -228,7 +228,7 @@ static void print_unbound(const rundir_proc_t *p)
 {
     if (p->malloc_owner)
         printf("  the agent saw no allocation: %s provides malloc, bound ahead of the agent "
-               "(preloaded before it)\n", fmt_clean(p->malloc_owner));
+               "(%s)\n", fmt_clean(p->malloc_owner), rundir_owner_where(p));
 }
 
 static void print_header(const rundir_proc_t *p)
@@ -620,6 +620,10 @@ static void print_proc(const rundir_t *rd, const rundir_proc_t *p, const report_
 {
     double t0 = rundir_start(p);
     print_header(p);
+    if (p->malloc_owner) {   /* print_header said the agent saw nothing: no peak, no leaks to speak of */
+        print_issues(p);
+        return;
+    }
     if (!p->nsamples && !p->nalerts && !p->nprofiles) {
         if (p->has_summary && p->summary.samples == 0)   /* HEAPWATCH_BRIEF: the summary says it all */
             printf("  only its summary: it sampled no allocation, took no snapshot and raised no alert\n");

@@ -760,7 +760,8 @@ static void proc_table(FILE *f, const row_t *rows, size_t n)
         fprintf(f, "</a></td><td>%s</td><td>", r->p->tag);
         put_level(f, r);
         fprintf(f, "</td><td>%s</td><td>%s</td><td>%s</td><td>%s%s</td></tr>\n",
-                isnan(r->growth) ? "&ndash;" : fmt_metric("objects_rate", r->growth), fmt_bytes(r->live_b), fmt_count(r->live_o),
+                isnan(r->growth) ? "&ndash;" : fmt_metric("objects_rate", r->growth),
+                r->p->malloc_owner ? "not seen" : fmt_bytes(r->live_b), r->p->malloc_owner ? "not seen" : fmt_count(r->live_o),
                 fmt_bytes(r->peak), r->p->has_summary ? "" : " (killed?)");
     }
     fputs("</tbody></table>\n", f);
@@ -787,6 +788,11 @@ static void facts(FILE *f, const rundir_proc_t *p)
         if (!isnan(s->peak_rss_bytes) && s->peak_rss_bytes > 0) fprintf(f, "; peak RSS %s", fmt_bytes(s->peak_rss_bytes));
     } else {
         fputs("<br>no summary: the process was killed, or is still running", f);
+    }
+    if (p->malloc_owner) {
+        fputs("<br><b>the agent saw no allocation</b>: ", f);
+        put_escaped(f, p->malloc_owner);
+        fprintf(f, " provides malloc, bound ahead of the agent (%s)", rundir_owner_where(p));
     }
     fprintf(f, "<br>%zu timeline records, %zu alert events, %zu heap profiles</p>\n", p->nrecords, p->nalerts,
             p->nprofiles);

@@ -235,6 +235,12 @@ const char *rundir_exe_name(const rundir_proc_t *p)
     return slash && slash[1] ? slash + 1 : p->exe;
 }
 
+const char *rundir_owner_where(const rundir_proc_t *p)
+{
+    bool own = p->malloc_owner && p->exe && strcmp(p->malloc_owner, p->exe) == 0;
+    return own ? "linked into the program" : "preloaded before it";
+}
+
 double rundir_start(const rundir_proc_t *p)
 {
     if (p->has_summary && !isnan(p->summary.start_time)) return p->summary.start_time;

@@ -201,6 +201,11 @@ bool rundir_is_result_name(const char *name);
 /* rundir_exe_name: the basename of the process's executable, or "?". */
 const char *rundir_exe_name(const rundir_proc_t *p);
 
+/* rundir_owner_where: where the malloc bound ahead of the agent's came
+ * from (p->malloc_owner set): "linked into the program" when it is the
+ * executable's own, else "preloaded before it". */
+const char *rundir_owner_where(const rundir_proc_t *p);
+
 /* rundir_start: the time the process started: the summary's start_time;
  * without a summary, the first timeline record's time minus its elapsed_s;
  * else the first record or alert. NAN when there is none. */

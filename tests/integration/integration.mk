@@ -96,4 +96,9 @@ $(BUILD)/progs/names_c_nobid: tests/integration/progs/names_c.c
 $(BUILD)/progs/names_cxx: tests/integration/progs/names_cxx.cc
 	@mkdir -p $(@D)
 	$(CXX) -std=c++17 $(NAMES_FLAGS) -Wl,--build-id=sha1 $< -o $@
-TEST_PREREQS += $(BUILD)/progs/names_c $(BUILD)/progs/names_c_nobid $(BUILD)/progs/names_cxx
+# names_c_jemalloc: jemalloc linked into the executable (libjemalloc.a),
+# whose malloc is bound ahead of the agent's.
+$(BUILD)/progs/names_c_jemalloc: tests/integration/progs/names_c.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(NAMES_FLAGS) $< -o $@ -Wl,-Bstatic -ljemalloc -Wl,-Bdynamic -lpthread -ldl -lm
+TEST_PREREQS += $(BUILD)/progs/names_c $(BUILD)/progs/names_c_nobid $(BUILD)/progs/names_cxx $(BUILD)/progs/names_c_jemalloc

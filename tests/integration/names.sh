@@ -16,8 +16,10 @@
 #     is file+offset (names_c+0x...), not a caller's name;
 #   - exit() from a signal handler on an 8 KiB sigaltstack: status and a
 #     demangled exit profile;
-#   - jemalloc preloaded ahead of the agent: the summary's malloc_owner
-#     and the report's line say the agent saw no allocation.
+#   - jemalloc preloaded ahead of the agent, and jemalloc linked into the
+#     executable (names_c_jemalloc, libjemalloc.a): the summary's
+#     malloc_owner, the stderr line, the report's line and the page say
+#     the agent saw no allocation, and where that malloc came from.
 # Installing under /usr/lib/debug needs root (CI is root); without it those
 # checks are skipped, saying so. Whatever is installed is removed at exit.
 set -u
@@ -186,5 +188,27 @@ if [ -e "$JE" ]; then
 else
     ok "jemalloc first # SKIP $JE missing: Debian package libjemalloc2"
 fi
+
+# jemalloc linked into the executable: its malloc comes before any
+# preloaded one. Before, the agent stepped aside without a word in the
+# summary (no summary at all), as for a static sanitizer runtime.
+CJ=$PROGS/names_c_jemalloc
+"$CJ" hold >"$T/jes.bare" 2>&1
+env HEAPWATCH_OUT="$T/jes" LD_PRELOAD="$AGENT" "$CJ" hold >"$T/jes.out" 2>"$T/jes.err"
+check_eq "jemalloc linked in: status 0" 0 $?
+check_eq "jemalloc linked in: the program runs as bare" "$(cat "$T/jes.bare")" "$(cat "$T/jes.out")"
+sum=$(ls "$T"/jes/summary.*.json 2>/dev/null | head -n1)
+check_eq "jemalloc linked in: the summary's malloc_owner is the executable" "$CJ" \
+    "$([ -n "$sum" ] && python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["malloc_owner"])' "$sum")"
+check_eq "jemalloc linked in: mallocs 0" 0 "$([ -n "$sum" ] && json_get "$sum" mallocs)"
+check_eq "jemalloc linked in: one stderr line says so" \
+    "heapwatch: malloc in this process (pid $(basename "$sum" .json | cut -d. -f2)) is $CJ's, bound ahead of the agent's (linked into the program): the agent sees no allocation" \
+    "$(cat "$T/jes.err")"
+out=$("$H" report "$T/jes" 2>&1)
+check_contains "jemalloc linked in: heapwatch report says the agent saw no allocation" \
+    "$out" "the agent saw no allocation: $CJ provides malloc, bound ahead of the agent (linked into the program)"
+check "jemalloc linked in: the report claims no leaks it could not see" test "${out/leaks at exit/}" = "$out"
+check_contains "jemalloc linked in: the page says so" "$(cat "$T/jes/report.html" 2>/dev/null)" \
+    "<b>the agent saw no allocation</b>: $CJ provides malloc, bound ahead of the agent (linked into the program)"
 
 finish

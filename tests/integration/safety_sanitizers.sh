@@ -13,7 +13,9 @@
 # agent's counters exactly, and a summary is written. Also: the user's
 # ASAN_OPTIONS are kept, and an ASan program started by a profiled shell.
 # gcc's static runtimes (-static-libasan, -static-libtsan) export no
-# sanitizer symbol but their malloc comes first: the agent steps aside too.
+# sanitizer symbol but their malloc comes first, with their interceptors
+# of pthread_create and sigaction: the agent steps aside too (names.sh
+# has an allocator linked into the executable, which it profiles).
 . tests/integration/lib.sh
 
 H=$PWD/$BUILD/heapwatch
@@ -79,7 +81,7 @@ run3() {
 aside() {
     local name=$1 san=$2 want=$3; shift 3
     local why="$san runtime"
-    [ "$san" = own ] && why="a malloc found before the agent's (in the executable, or preloaded first)"
+    [ "$san" = own ] && why="a sanitizer runtime linked into the executable"
     run3 "$name" "$@"
     check "$name: exit status as bare ($want): bare $rc_bare, run $rc_run, by hand $rc_hand" \
         statuses_are "$want"

@@ -18,3 +18,4 @@ void agent_shim_init(void) {}
 const char *agent_shim_aside_reason(void) { return NULL; }
 
 const char *agent_shim_malloc_owner(void) { return NULL; }
+bool agent_shim_malloc_owner_is_executable(void) { return false; }
