@@ -110,7 +110,7 @@
     X(peak_time, f6, "when peak_live_bytes was seen (Unix seconds)") \
     X(peak_rss_bytes, u64, "the kernel's peak resident set size (VmHWM; 0 when unknown)") \
     X(peak_profile, strnull, "the profile of the stacks in use at the peak: the peak profile, or the exit profile when live bytes at exit were within 10 % of the peak's copy (null: none, or fewer than 8 sampled allocations held at the peak)") \
-    X(malloc_owner, strnull, "null, or the shared object whose malloc the program's calls reach instead of the agent's (preloaded before it): the agent saw no allocation") \
+    X(malloc_owner, strnull, "null, or the object whose malloc the program's calls reach instead of the agent's (preloaded before it, or the executable with an allocator linked in): the agent saw no allocation") \
     X(alloc_bytes, u64, "usable bytes allocated") \
     X(free_bytes, u64, "usable bytes freed") \
     X(rate, u64, "HEAPWATCH_RATE: mean bytes between samples (0: no sampling)") \

@@ -244,7 +244,8 @@ static bool malloc_before_agent(void *m, struct link_map **owner)
 }
 
 /* malloc_owner: the shared object whose malloc the program's calls reach
- * when it is bound ahead of the agent's (preloaded before it), or "". */
+ * when it is bound ahead of the agent's (preloaded before it, or linked into the
+ * executable), or "". */
 static char malloc_owner[512];
 static bool malloc_owner_is_executable;   /* malloc_owner is the executable */
 
