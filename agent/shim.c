@@ -243,7 +243,7 @@ static bool malloc_before_agent(void *m, struct link_map **owner)
     return before;
 }
 
-/* malloc_owner: the shared object whose malloc the program's calls reach
+/* malloc_owner: the object whose malloc the program's calls reach
  * when it is bound ahead of the agent's (preloaded before it, or linked into the
  * executable), or "". */
 static char malloc_owner[512];

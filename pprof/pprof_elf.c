@@ -1009,6 +1009,19 @@ static bool fo_to_vaddr(const pp_elf_t *e, uint64_t fo, uint64_t *vaddr)
     return false;
 }
 
+/* unversioned_len: the length of name[0..len) without the default
+ * version's suffix ("__libc_start_main@@GLIBC_2.34" in a .symtab read from
+ * glibc's debug file: the function people know by its plain name). An
+ * older version's single "@" ("dlopen@GLIBC_2.2.5") stays: that is
+ * another function, kept for old binaries. A name that is only a suffix
+ * stays whole. */
+static size_t unversioned_len(const char *name, size_t len)
+{
+    for (size_t i = 1; i + 1 < len; i++)
+        if (name[i] == '@' && name[i + 1] == '@') return i;
+    return len;
+}
+
 const char *pp_elf_lookup(const pp_elf_t *e, uint64_t fo, size_t *len)
 {
     if (!e || e->bad || e->nsyms == 0) return NULL;
@@ -1029,7 +1042,7 @@ const char *pp_elf_lookup(const pp_elf_t *e, uint64_t fo, size_t *len)
     /* Packed names are NUL-terminated within PP_ELF_MAX_NAME; a kept
      * string section may end unterminated: cut at its end. */
     size_t max = e->names_len - s->name;
-    *len = strnlen(name, max < PP_ELF_MAX_NAME ? max : PP_ELF_MAX_NAME);
+    *len = unversioned_len(name, strnlen(name, max < PP_ELF_MAX_NAME ? max : PP_ELF_MAX_NAME));
     return name;
 }
 
@@ -1309,7 +1322,7 @@ static pprof_err_t scan_image(pprof_symcache_t *c, const src_t *src, const struc
         size_t j = w.which[i];
         if (j == SIZE_MAX || w.name_at[j] == SIZE_MAX) continue;
         const char *name = w.names + w.name_at[j];
-        size_t len = strlen(name);
+        size_t len = unversioned_len(name, strlen(name));
         if (len) err = fn(ctx, i, name, len);
     }
 out:

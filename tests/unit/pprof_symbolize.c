@@ -812,6 +812,12 @@ static void test_scan_same_synthetic(void **state)
         { "late_low", 0x1800, 0x20, STB_GLOBAL, STT_FUNC },
         { "z0", 0x8000, 0, STB_GLOBAL, STT_FUNC },
         { "z0_sized", 0x8000, 0x8, STB_LOCAL, STT_FUNC },
+        /* versioned names of a .symtab (glibc's, from libc6-dbg): the
+         * default version's "@@" suffix is dropped, an older version's
+         * "@" kept (it is another function) */
+        { "vdefault@@GLIBC_2.34", 0x8800, 0x10, STB_GLOBAL, STT_FUNC },
+        { "vcompat@GLIBC_2.2.5", 0x8810, 0x10, STB_GLOBAL, STT_FUNC },
+        { "@@", 0x8820, 0x10, STB_GLOBAL, STT_FUNC },
         /* the last symbol, sized 0: covers nothing */
         { "last_zero", 0x9000, 0, STB_GLOBAL, STT_FUNC },
     };
@@ -824,9 +830,11 @@ static void test_scan_same_synthetic(void **state)
 
     /* The expected names, by the rules (and so for both ways). */
     uint64_t fo[] = { 0x2000, 0x201f, 0x2020, 0x3004, 0x3104, 0x3200, 0x3300, 0x4800, 0x5003,
-                      0x5004, 0x6050, 0x6015, 0x7000, 0x8004, 0x8008, 0x9000, 0x1000, 0x1810 };
+                      0x5004, 0x6050, 0x6015, 0x7000, 0x8004, 0x8008, 0x9000, 0x1000, 0x1810,
+                      0x8804, 0x8814, 0x8824 };
     const char *want[] = { "foo", "foo", "", "_ZN1AC2Ev", "_ZN1BC1Ev", "x", "short", "zero", "next",
-                           "", "", "inner", NULL, "z0", "", "", "", "late_low" };
+                           "", "", "inner", NULL, "z0", "", "", "", "late_low",
+                           "vdefault", "vcompat@GLIBC_2.2.5", "@@" };
     names_t nm;
     scan_names(path, fo, sizeof fo / sizeof fo[0], &nm);
     for (size_t i = 0; i < sizeof fo / sizeof fo[0]; i++) {
