@@ -9,8 +9,13 @@ set -u
 . tests/integration/lib.sh
 HW=$PWD/$BUILD/heapwatch
 
-env TEST_FILTER=tools_check TEST_LOGS="$T/logs" \
-    "$HW" run --out "$T/hw" -- make -s --no-print-directory BUILD="$BUILD" test >"$T/make.out" 2>"$T/make.err"; rc=$?
+# TEST_FILTER on make's command line, and no MAKEFLAGS: an outer
+# `make test TEST_FILTER=tools` passes its own TEST_FILTER down in
+# MAKEFLAGS, which beats the environment, and this script ran itself
+# again and again.
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL TEST_LOGS="$T/logs" \
+    "$HW" run --out "$T/hw" -- make -s --no-print-directory BUILD="$BUILD" TEST_FILTER=tools_check test \
+    >"$T/make.out" 2>"$T/make.err"; rc=$?
 check_eq "heapwatch run --out hw -- make test (tools_check): the suite's exit status, 0" 0 "$rc"
 check "  the suite ran and passed: its last line says N passed, 0 failed" \
     grep -qE '^[1-9][0-9]* passed, 0 failed' "$T/make.out"
