@@ -19,6 +19,7 @@
 #define HEAPWATCH_TOOLS_RUNDIR_INTERNAL_H
 
 #include "tools/rundir.h"
+#include "tools/rundir_zstd.h"
 
 #include <jansson.h>
 
@@ -38,10 +39,12 @@
 #define FRAMES_KEPT 256u          /* frames kept per stack */
 
 /* rundir_budget_t: what is left of the directory-wide budgets while one
- * directory is read (rundir_load starts them full). */
+ * directory is read (rundir_load starts them full), and the one zstd
+ * decoder its timelines are read with. */
 typedef struct {
     size_t samples_left;       /* of SAMPLES_BUDGET */
     size_t alert_bytes_left;   /* of ALERT_BYTES_BUDGET */
+    rundir_zstd_t *zstd;       /* NULL out of memory: each timeline then says so */
 } rundir_budget_t;
 
 /* ------------------------------------------------------------------------ */
@@ -79,6 +82,7 @@ typedef struct {
     char *name;
     unsigned long seq;         /* profiles */
     char *reason;              /* profiles */
+    unsigned long long size;   /* bytes, when listed (shares the budgets out) */
 } rundir_entry_t;
 
 /* rundir_list: the agent's regular files in dir, sorted by process (pid,

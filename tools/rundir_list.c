@@ -127,13 +127,15 @@ static int cmp_entry(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static bool is_regular(const char *dir, const char *name)
+/* is_regular: dir/name is a regular file; *size its size. */
+static bool is_regular(const char *dir, const char *name, unsigned long long *size)
 {
     char *path;
     if (asprintf(&path, "%s/%s", dir, name) < 0) return false;
     struct stat st;
     bool ok = stat(path, &st) == 0 && S_ISREG(st.st_mode);
     free(path);
+    *size = ok ? (unsigned long long)st.st_size : 0;
     return ok;
 }
 
@@ -176,7 +178,7 @@ rundir_err_t rundir_list(const char *dir, rundir_entry_t **out, size_t *nout, si
             errno = 0;
             continue;
         }
-        if (!is_regular(dir, de->d_name) || !rundir_grow((void **)&es, &ecap, n, sizeof *es) ||
+        if (!is_regular(dir, de->d_name, &e.size) || !rundir_grow((void **)&es, &ecap, n, sizeof *es) ||
             !(e.name = strdup(de->d_name))) {
             free(e.reason);
             continue;   /* not a file (or out of memory: one file fewer) */

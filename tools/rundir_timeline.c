@@ -148,7 +148,7 @@ void rundir_load_timeline(rundir_proc_t *p, const char *dir, const char *name, r
     rundir_lines_init(&tl.lines, LINE_MAX_BYTES, timeline_line, &tl);
     p->sample_stride = 1;
     const char *why = NULL;
-    rundir_zstd_status_t st = rundir_zstd_read(f, RUNDIR_TIMELINE_BYTES_MAX, timeline_bytes, &tl, &why);
+    rundir_zstd_status_t st = rundir_zstd_read(budget->zstd, f, RUNDIR_TIMELINE_BYTES_MAX, timeline_bytes, &tl, &why);
     fclose(f);
     size_t partial = 0;
     (void)rundir_lines_pending(&tl.lines, &partial);
@@ -169,6 +169,12 @@ void rundir_load_timeline(rundir_proc_t *p, const char *dir, const char *name, r
         RUNDIR_NOTE(p, "%s: %zu records kept as %zu samples of up to %zu records each (the highest rates, the peak and "
              "the last record exact)", name, p->nrecords, p->nsamples, p->sample_stride);
     budget->samples_left -= p->nsamples < budget->samples_left ? p->nsamples : budget->samples_left;
+    /* Kept to size: most processes of a large run hold one or two samples
+     * in an array grown to 16 (20,000 processes: 46 MB of 74 before). */
+    if (p->nsamples && p->nsamples < tl.items_cap) {
+        rundir_sample_t *fit = realloc(p->samples, p->nsamples * sizeof *p->samples);
+        if (fit) p->samples = fit;
+    }
     rundir_report_bad(&tl.rd);
     rundir_lines_free(&tl.lines);
 }

@@ -12,6 +12,8 @@
 
 #include "tools/rundir.h"
 
+#include <math.h>
+#include <sched.h>
 #include <stdint.h>
 
 #define T0 1700000000.0        /* the processes' start, Unix seconds */
@@ -551,6 +553,81 @@ static void test_merge(void **state)
     assert_non_null(line_with(p->notes, p->nnotes, "131075 records kept as"));
 }
 
+/* snapshot_t: what a load kept of one process's timeline. */
+typedef struct {
+    size_t nrecords, nsamples, stride;
+    double last_time, max_rate;
+} snapshot_t;
+
+/* load_on: loads the scratch directory with `ncpus` CPUs allowed (the
+ * reader starts one thread per CPU), into snap[0..n) by tag "9<i>". */
+static void load_on(int ncpus, snapshot_t *snap, size_t n)
+{
+    cpu_set_t all, some;
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    CPU_ZERO(&some);
+    for (int c = 0, k = 0; c < CPU_SETSIZE && k < ncpus; c++)
+        if (CPU_ISSET(c, &all)) {
+            CPU_SET(c, &some);
+            k++;
+        }
+    assert_int_equal(sched_setaffinity(0, sizeof some, &some), 0);
+    load();
+    assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
+    for (size_t i = 0; i < n; i++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "9%zu", i);
+        const rundir_proc_t *p = proc(tag);
+        snap[i] = (snapshot_t){ p->nrecords, p->nsamples, p->sample_stride, p->samples[p->nsamples - 1].time, 0 };
+        for (size_t k = 0; k < p->nsamples; k++) snap[i].max_rate = fmax(snap[i].max_rate, p->samples[k].objects_rate);
+    }
+}
+
+/* The samples budget (SAMPLES_BUDGET, 262144 in all) when the timelines
+ * hold more: what each process keeps is the same whether one thread
+ * reads the directory or several (the budget is shared out by the bytes of
+ * each chunk's timelines, never first come, first served across
+ * threads); the total stays within the budget plus SAMPLES_FLOOR each;
+ * the judged values (the highest rate, the last record) stay exact. */
+static void test_budget_shares(void **state)
+{
+    (void)state;
+    enum { NPROC = 12, BUDGET = 262144, FLOOR = 8 };
+    size_t records[NPROC];
+    for (size_t i = 0; i < NPROC; i++) {
+        records[i] = 8000 + 6000 * i;   /* 8,000 to 74,000: 492,000 in all */
+        char name[64], line[128];
+        snprintf(name, sizeof name, "timeline.9%zu.jsonl.zst", i);
+        tt_zstd_t z;
+        tt_zstd_open(&z, name);
+        for (size_t r = 0; r < records[i]; r++) {
+            snprintf(line, sizeof line, "{\"time\": %zu, \"objects_rate\": %zu, \"live_bytes\": %zu}\n", r,
+                     r == records[i] / 3 ? 5000 + i : r % 50, r);
+            tt_zstd_put(&z, line, strlen(line), r % 2000 == 1999 ? ZSTD_e_flush : ZSTD_e_continue);
+        }
+        tt_zstd_close(&z, 1);
+    }
+    snapshot_t one[NPROC], many[NPROC];
+    load_on(1, one, NPROC);
+    load_on(CPU_SETSIZE, many, NPROC);
+    size_t total = 0, merged = 0;
+    for (size_t i = 0; i < NPROC; i++) {
+        assert_int_equal(one[i].nrecords, records[i]);
+        assert_int_equal(one[i].nsamples, many[i].nsamples);
+        assert_int_equal(one[i].stride, many[i].stride);
+        assert_num(one[i].last_time, (double)(records[i] - 1));
+        assert_num(many[i].last_time, one[i].last_time);
+        assert_num(one[i].max_rate, 5000.0 + (double)i);
+        assert_num(many[i].max_rate, one[i].max_rate);
+        total += one[i].nsamples;
+        merged += one[i].stride > 1;
+    }
+    print_message("# %d timelines of %d records: %zu samples kept, %zu merged\n", NPROC, 492000, total, merged);
+    assert_true(total <= BUDGET + FLOOR * NPROC);
+    assert_true(total >= BUDGET / 4);   /* the budget is used, not starved */
+    assert_true(merged >= NPROC / 2);
+}
+
 /* Which names are the agent's: tags, profiles sorted by seq, the rest
  * ignored; an empty, missing or wrong directory is an error. */
 static void test_directory(void **state)
@@ -650,6 +727,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_depth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alert_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_shares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profiles_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cmdline_peak, setup, teardown),
