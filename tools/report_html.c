@@ -1,7 +1,9 @@
 /*
  * report_html.c - `heapwatch report`'s page: one self-contained HTML file
  * (inline CSS, inline SVG, one inline script; no network, no external
- * resource), that opens from file:// (see report_html.h).
+ * resource), that opens from file:// (see report_html.h). The style and
+ * the script are tools/report_page.css and tools/report_page.js, embedded
+ * at build time (report_assets.c); this file writes the HTML and the data.
  *
  * The page
  * --------
@@ -104,6 +106,8 @@
  */
 #define _GNU_SOURCE
 #include "tools/report_html.h"
+
+#include "tools/report_assets.h"
 
 #include "tools/profile.h"
 #include "tools/tools.h"
@@ -910,123 +914,8 @@ static void process(FILE *f, const rundir_t *rd, const row_t *r, bool open, bool
 }
 
 /* ------------------------------------------------------------------------ */
-/* The page                                                                 */
+/* The page (its style and script: report_page.css, report_page.js)       */
 /* ------------------------------------------------------------------------ */
-
-static const char page_css[] =
-    "body{font-family:sans-serif;margin:1.5em;max-width:1200px;color:#222}"
-    "svg text{font-size:12px;font-family:monospace}"
-    "section.proc{border-top:1px solid #ccc;margin-top:1em}"
-    "summary{cursor:pointer;padding:.4em 0;font-size:1.05em}"
-    "summary .cmd{color:#555;font-family:monospace;font-size:.9em}"
-    "table{border-collapse:collapse;font-size:13px;margin:.4em 0}"
-    "td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}"
-    "#procs td:nth-child(n+4){text-align:right;white-space:nowrap}"
-    "#procs td:first-child{font-family:monospace;word-break:break-all}"
-    "tr.crit td{background:#fde2e2}tr.warn td{background:#fff1d6}"
-    ".lvl{font-size:11px;padding:1px 5px;border-radius:3px;color:#fff}"
-    ".lvl.crit{background:#d62728}.lvl.warn{background:#e08a00}"
-    "h4{margin:1.2em 0 .3em}"
-    ".flame-bar{font-size:13px;margin:.2em 0}"
-    ".flame-bar .src{color:#666;font-family:monospace}"
-    ".flame-info{font-family:monospace;font-size:12px;color:#333;min-height:1.3em;white-space:nowrap;overflow:hidden}"
-    ".flame-found{font-size:12px;color:#7a1fa2}"
-    ".flame svg{display:block;width:100%}"
-    ".flame g.frame{cursor:pointer}"
-    ".flame g.frame text{font-size:11px;font-family:monospace;pointer-events:none;fill:#000}"
-    ".flame g.frame:hover rect{stroke:#000;stroke-width:.8}"
-    ".flame g.frame.match rect{fill:#c86bfa}"
-    ".flame-none,.note{color:#666;font-size:13px}"
-    "td.num{text-align:right;white-space:nowrap}td.stack{font-family:monospace;font-size:12px}";
-
-/* The script: builds a section's flame graphs and tables when it opens
- * (the design comment atop this file says what it draws). */
-static const char page_js[] =
-    "(function(){'use strict';\n"
-    "var NS='http://www.w3.org/2000/svg',ROW=17;\n"
-    "function fb(v){var u=['B','KiB','MiB','GiB','TiB','PiB'],i=0;while(Math.abs(v)>=1024&&i<5){v/=1024;i++;}"
-    "return i?v.toFixed(Math.abs(v)<10?2:1)+' '+u[i]:Math.round(v)+' B';}\n"
-    "function fc(v){return Math.round(v).toLocaleString('en-US');}\n"
-    "function pct(a,b){return b>0?(100*a/b).toFixed(1)+'%':'-';}\n"
-    "function el(tag,attrs,text){var e=document.createElementNS(NS,tag);for(var k in attrs)e.setAttribute(k,attrs[k]);"
-    "if(text!=null)e.textContent=text;return e;}\n"
-    "function color(s){var h=0;for(var i=0;i<s.length;i++)h=(h*31+s.charCodeAt(i))>>>0;"
-    "return 'hsl('+(h%50)+','+(70+h%25)+'%,'+(55+(h>>8)%15)+'%)';}\n"
-    /* tree: the graph's stacks merged, children sorted by bytes */
-    "function tree(names,g){var root={name:'all',b:0,o:0,kids:new Map(),up:null,d:0};\n"
-    " function add(path,b,o){var n=root;root.b+=b;root.o+=o;for(var j=0;j<path.length;j++){var c=n.kids.get(path[j]);"
-    "if(!c){c={name:path[j],b:0,o:0,kids:new Map(),up:n,d:n.d+1};n.kids.set(path[j],c);}c.b+=b;c.o+=o;n=c;}}\n"
-    " for(var i=0;i<g.s.length;i++){var p=[];for(var j=g.s[i].length-1;j>=0;j--)p.push(names[g.s[i][j]]);"
-    "add(p,g.v[2*i],g.v[2*i+1]);}\n"
-    " if(g.x)add(['(other: '+g.x[0]+' smaller stacks)'],g.x[1],g.x[2]);\n"
-    " (function sort(n){n.list=Array.from(n.kids.values()).sort(function(a,b){return b.b-a.b||b.o-a.o;});"
-    "n.list.forEach(sort);})(root);return root;}\n"
-    /* controls: the search box, reset button, found and info lines */
-    "function controls(div){var bar=div.querySelector('.flame-bar');\n"
-    " function h(tag,cls,attrs,text){var e=document.createElement(tag);e.className=cls;for(var k in attrs)e.setAttribute(k,attrs[k]);"
-    "if(text)e.textContent=text;bar.appendChild(document.createTextNode(' '));bar.appendChild(e);return e;}\n"
-    " h('input','flame-search',{type:'search',placeholder:'search functions','aria-label':'search functions'});\n"
-    " h('button','flame-reset',{type:'button'},'reset zoom');h('span','flame-found',{});\n"
-    " var info=document.createElement('div');info.className='flame-info';info.textContent=HINT;div.appendChild(info);}\n"
-    "var HINT='hover a frame for its bytes; click to zoom (Escape: back)';\n"
-    "function Flame(div,names,g){controls(div);this.div=div;this.root=tree(names,g);this.focus=this.root;this.q='';\n"
-    " this.info=div.querySelector('.flame-info');this.found=div.querySelector('.flame-found');\n"
-    " this.W=Math.max(300,Math.round(div.clientWidth||1000));\n"
-    " this.svg=el('svg',{width:'100%',preserveAspectRatio:'none'});div.appendChild(this.svg);var self=this;\n"
-    " this.svg.addEventListener('click',function(e){var f=e.target.closest('g.frame');if(f)self.zoom(self.nodes[+f.getAttribute('data-i')]);});\n"
-    " this.svg.addEventListener('mouseover',function(e){var f=e.target.closest('g.frame');if(f)self.hover(self.nodes[+f.getAttribute('data-i')]);});\n"
-    " this.svg.addEventListener('mouseleave',function(){self.info.textContent=HINT;});\n"
-    " div.querySelector('.flame-reset').addEventListener('click',function(){self.zoom(self.root);});\n"
-    " div.querySelector('.flame-search').addEventListener('input',function(e){self.search(e.target.value);});\n"
-    " div.addEventListener('keydown',function(e){if(e.key==='Escape')self.zoom(self.root);});\n"
-    " this.draw();div.setAttribute('data-built','1');}\n"
-    "Flame.prototype.label=function(n){var f=this.focus,z=f!==this.root&&n!==f&&n.d>f.d?'; '+pct(n.b,f.b)+' of '+f.name:'';"
-    "return n.name+' \\u2014 '+fb(n.b)+' ('+pct(n.b,this.root.b)+'), '+fc(n.o)+' objects'+z;};\n"
-    "Flame.prototype.hover=function(n){this.info.textContent=this.label(n);};\n"
-    "Flame.prototype.zoom=function(n){this.focus=n||this.root;this.draw();};\n"
-    "Flame.prototype.match=function(n){return this.q!==''&&n.name.toLowerCase().indexOf(this.q)>=0;};\n"
-    "Flame.prototype.search=function(q){this.q=q.trim().toLowerCase();var self=this,b=0,o=0,k=0;\n"
-    " if(this.q){(function walk(n){if(self.match(n)){b+=n.b;o+=n.o;k++;return;}n.list.forEach(walk);})(this.root);\n"
-    "  this.found.textContent=k?'matched: '+fb(b)+' ('+pct(b,this.root.b)+'), '+fc(o)+' objects':'no match';}\n"
-    " else this.found.textContent='';this.draw();};\n"
-    "Flame.prototype.frame=function(n,x,w,y){var i=this.nodes.length;this.nodes.push(n);\n"
-    " var g=el('g',{'class':'frame'+(n===this.root?' root':'')+(this.match(n)?' match':''),'data-name':n.name,'data-i':i});\n"
-    " g.appendChild(el('title',{},this.label(n)));\n"
-    " g.appendChild(el('rect',{x:x.toFixed(1),y:y,width:w.toFixed(1),height:ROW-1,rx:2,fill:n===this.root?'#d8d8d8':color(n.name)}));\n"
-    " var fit=Math.floor((w-6)/6.6),t=n.name.length<=fit?n.name:fit>2?n.name.slice(0,fit-2)+'..':'';\n"
-    " g.appendChild(el('text',{x:(x+3).toFixed(1),y:y+ROW-5},t));this.svg.appendChild(g);};\n"
-    "Flame.prototype.draw=function(){var svg=this.svg,W=this.W,self=this,depth=0;while(svg.firstChild)svg.removeChild(svg.firstChild);\n"
-    " this.nodes=[];var path=[];for(var n=this.focus;n;n=n.up)path.unshift(n);\n"
-    " path.forEach(function(n){self.frame(n,0,W,n.d*ROW);});depth=this.focus.d;\n"
-    " var scale=this.focus.b>0?W/this.focus.b:0;\n"
-    " (function kids(n,x){var cx=x;n.list.forEach(function(c){var w=c.b*scale;if(w>=0.5){self.frame(c,cx,w,c.d*ROW);"
-    "if(c.d>depth)depth=c.d;kids(c,cx);}cx+=w;});})(this.focus,0);\n"
-    " var H=(depth+1)*ROW;svg.setAttribute('viewBox','0 0 '+W+' '+H);svg.setAttribute('height',H);};\n"
-    /* the leaks and top stacks tables, from the in-use and alloc graphs */
-    "function table(t,names,g,what){if(!t)return;var tr=t.insertRow();"
-    "['objects','bytes','allocated in','stack'].forEach(function(h){var th=document.createElement('th');th.textContent=h;tr.appendChild(th);});\n"
-    " if(!g){t.insertRow().insertCell().textContent=what;return;}\n"
-    " for(var i=0;i<g.s.length&&i<20;i++){var s=g.s[i].map(function(k){return names[k];}),fn=names[g.f[i]],"
-    "j=Math.max(0,s.indexOf(fn));\n"
-    "  var r=t.insertRow(),c=r.insertCell();c.className='num';c.textContent=fc(g.v[2*i+1]);"
-    "c=r.insertCell();c.className='num';c.textContent=fb(g.v[2*i]);r.insertCell().textContent=fn;\n"
-    "  c=r.insertCell();c.className='stack';c.textContent=s.slice(j,j+6).join(' \\u2190 ')+(s.length>j+6?' \\u2190 \\u2026':'');}\n"
-    " var more=(g.s.length>20?g.s.length-20:0)+(g.x?g.x[0]:0);"
-    "if(more)t.insertRow().insertCell().textContent=more+' more stacks';}\n"
-    "function build(det){if(det.getAttribute('data-built'))return;det.setAttribute('data-built','1');\n"
-    " var data=det.querySelector('script.flame-data');if(!data)return;var d=JSON.parse(data.textContent),byKind={};\n"
-    " det.querySelectorAll('div.flame').forEach(function(div){var g=d.g[+div.getAttribute('data-g')];"
-    "byKind[div.getAttribute('data-kind')]=g;new Flame(div,d.names,g);});\n"
-    " table(det.querySelector('table.leaks'),d.names,byKind.inuse,'nothing sampled was live at exit');\n"
-    " table(det.querySelector('table.top'),d.names,byKind.alloc,'no allocation sampled');}\n"
-    "function reveal(id){var s=document.getElementById(id);if(!s)return;var det=s.querySelector('details.proc');"
-    "if(det&&!det.open)det.open=true;}\n"
-    "document.querySelectorAll('details.proc').forEach(function(det){det.addEventListener('toggle',function(){"
-    "if(det.open)build(det);});if(det.open)build(det);});\n"
-    "document.querySelectorAll('#procs a').forEach(function(a){a.addEventListener('click',function(){"
-    "reveal(a.getAttribute('href').slice(1));});});\n"
-    "if(location.hash)reveal(location.hash.slice(1));\n"
-    "})();\n";
 
 /* budgets: the chart columns and flame data bytes of each of n processes. */
 static void budgets(size_t n, int *cols, size_t *flame)
@@ -1054,7 +943,7 @@ int report_html_write(FILE *f, const rundir_t *rd, long pid)
           "<meta name=\"viewport\" content=\"width=device-width\">"
           "<title>heapwatch report: ", f);
     put_escaped(f, rd->path);
-    fprintf(f, "</title>\n<style>%s</style>\n</head><body>\n<h1>heapwatch report: ", page_css);
+    fprintf(f, "</title>\n<style>%s</style>\n</head><body>\n<h1>heapwatch report: ", report_page_css);
     put_escaped(f, rd->path);
     size_t alerted = 0;
     for (size_t i = 0; i < n; i++) alerted += rows[i].level > 0;
@@ -1067,7 +956,7 @@ int report_html_write(FILE *f, const rundir_t *rd, long pid)
     size_t flame;
     budgets(n, &cols, &flame);
     for (size_t i = 0; i < n; i++) process(f, rd, &rows[i], n <= COLLAPSE_OVER, i < PROCS_DRAWN_MAX, cols, flame);
-    fprintf(f, "<script>%s</script>\n</body></html>\n", page_js);
+    fprintf(f, "<script>%s</script>\n</body></html>\n", report_page_js);
     free(rows);
     return fflush(f) != 0 || ferror(f) ? -1 : 0;
 }

@@ -7,6 +7,10 @@ MODULES += tools
 tools_SRCS := $(sort $(wildcard tools/*.c)) $(PPROF_GEN)/profile.pb-c.c
 tools_DEPS :=
 tools_LIBS := -lzstd -ljansson -lm -lprotobuf-c -lz
+# The report page's style and script are files of their own, embedded by
+# the assembler (tools/report_assets.c: .incbin, names relative to here).
+tools_CPPFLAGS := -Wa,-I$(CURDIR)
+$(foreach v,$(VARIANTS),$(call objs,$(v),tools/report_assets.c)): tools/report_page.css tools/report_page.js
 # Unit tests (tests/unit/tools_*.c) link everything but main().
 tools_TEST_SRCS := $(filter-out tools/heapwatch.c,$(tools_SRCS))
 # ... and are rebuilt when the agent's record format changes (their

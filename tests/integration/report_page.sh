@@ -32,6 +32,11 @@ if [ ! -x /usr/bin/chromium ] || [ ! -f "$MODULES/playwright-core/package.json" 
     finish
 fi
 
+# The page's script, a file of its own (tools/report_assets.c embeds it):
+# node parses it, and the page carries it byte for byte.
+err=$(node --check tools/report_page.js 2>&1)
+check_eq "tools/report_page.js parses (node --check)" "" "$err"
+
 # --- the runs ---------------------------------------------------------------
 env HEAPWATCH_SUSTAIN=0 HEAPWATCH_GRACE=0 HEAPWATCH_WINDOW=1 HEAPWATCH_INTERVAL=0.25 HEAPWATCH_RATE=65536 \
     HEAPWATCH_OUT=$T/leak LD_PRELOAD=$AGENT sh -c '"$0" 0 10 && "$0" 3' "$LEAK" >"$T/leak.out" 2>"$T/leak.err"
@@ -65,6 +70,10 @@ done
 size=$(stat -c %s "$T/many/report.html")
 echo "# page sizes: leak $(stat -c %s "$T/leak/report.html"), many $size bytes"
 check_lt "many: the page of 201 processes is under 2 MB" "$size" 2000000
+check "the page carries tools/report_page.js byte for byte" python3 -c '
+import sys
+page, js = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+assert b"<script>" + js + b"</script>" in page' "$T/leak/report.html" tools/report_page.js
 check "odd: the page is UTF-8" python3 -c 'import sys; open(sys.argv[1], "rb").read().decode("utf-8")' "$T/odd/report.html"
 
 # --- the browser ------------------------------------------------------------
