@@ -575,7 +575,7 @@ static void load_on(int ncpus, snapshot_t *snap, size_t n)
     load();
     assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
     for (size_t i = 0; i < n; i++) {
-        char tag[16];
+        char tag[32];
         snprintf(tag, sizeof tag, "9%zu", i);
         const rundir_proc_t *p = proc(tag);
         snap[i] = (snapshot_t){ p->nrecords, p->nsamples, p->sample_stride, p->samples[p->nsamples - 1].time, 0 };
