@@ -287,6 +287,17 @@ bool agent_conf_profiles(const agent_conf_t *c, const char *exe, const char *arg
     return !(c->exclude[0] && (names_match(c->exclude, exe) || names_match(c->exclude, argv0)));
 }
 
+/* parse_switch: an on/off value: off or 0 sets *out false; on, 1 or the
+ * variable's own word for on (`on_word`: "all", "auto") sets it true.
+ * @return false, *out untouched, for anything else. */
+static bool parse_switch(const char *v, const char *on_word, bool *out)
+{
+    if (!strcasecmp(v, "off") || !strcmp(v, "0")) *out = false;
+    else if (!strcasecmp(v, "on") || !strcmp(v, "1") || !strcasecmp(v, on_word)) *out = true;
+    else return false;
+    return true;
+}
+
 static void report_bad(void (*report)(const char *), const char *var, const char *value,
                        const char *expected, const char *fallback)
 {
@@ -395,15 +406,11 @@ int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
         ld.bad++;
     }
     const char *fs = getenv_fn("HEAPWATCH_FSYNC");
-    if (fs && *fs) {
-        if (!strcasecmp(fs, "off") || !strcmp(fs, "0")) c->fsync = false;
-        else if (!strcasecmp(fs, "on") || !strcmp(fs, "1") || !strcasecmp(fs, "all")) c->fsync = true;
-        else {
-            report_bad(report, "HEAPWATCH_FSYNC", fs,
-                       "off or 0 (no fsync), on, 1 or all (each file fsync'ed before it is "
-                       "published)", "using off");
-            ld.bad++;
-        }
+    if (fs && *fs && !parse_switch(fs, "all", &c->fsync)) {
+        report_bad(report, "HEAPWATCH_FSYNC", fs,
+                   "off or 0 (no fsync), on, 1 or all (each file fsync'ed before it is "
+                   "published)", "using off");
+        ld.bad++;
     }
     static const struct { const char *var; size_t off; const char *fallback; } names[] = {
         { "HEAPWATCH_ONLY", offsetof(agent_conf_t, only), "profiling every process" },
@@ -423,15 +430,11 @@ int agent_conf_load(agent_conf_t *c, const char *(*getenv_fn)(const char *),
         }
     }
     const char *br = getenv_fn("HEAPWATCH_BRIEF");
-    if (br && *br) {
-        if (!strcasecmp(br, "off") || !strcmp(br, "0")) c->brief = false;
-        else if (!strcasecmp(br, "auto") || !strcasecmp(br, "on") || !strcmp(br, "1")) c->brief = true;
-        else {
-            report_bad(report, "HEAPWATCH_BRIEF", br,
-                       "auto (a process with no sample, snapshot or alert writes only its summary) "
-                       "or off (always the timeline and the exit profile)", "using auto");
-            ld.bad++;
-        }
+    if (br && *br && !parse_switch(br, "auto", &c->brief)) {
+        report_bad(report, "HEAPWATCH_BRIEF", br,
+                   "auto (a process with no sample, snapshot or alert writes only its summary) "
+                   "or off (always the timeline and the exit profile)", "using auto");
+        ld.bad++;
     }
     const char *thr = getenv_fn("HEAPWATCH_THREAD");
     if (thr && *thr) {
