@@ -246,7 +246,7 @@ static bool malloc_before_agent(void *m, struct link_map **owner)
 /* malloc_owner: the object whose malloc the program's calls reach
  * when it is bound ahead of the agent's (preloaded before it, or linked into the
  * executable), or "". */
-static char malloc_owner[512];
+static char malloc_owner[4096];   /* a path: PATH_MAX */
 static bool malloc_owner_is_executable;   /* malloc_owner is the executable */
 
 /* executable_map: the executable's link map, or NULL. */

@@ -71,7 +71,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers (rundir_internal.h)                                        */
@@ -206,16 +205,23 @@ typedef struct {
     size_t next;                 /* the next chunk to take (atomic) */
 } load_job_t;
 
+/* proc_end: the end of the process whose entries start at es[i] (es[0..n)
+ * sorted by process). */
+static size_t proc_end(const rundir_entry_t *es, size_t i, size_t n)
+{
+    size_t j = i;
+    while (j < n && es[j].pid == es[i].pid && es[j].inst == es[i].inst) j++;
+    return j;
+}
+
 /* load_chunk: the processes of one chunk, in order, into their slots. */
 static void load_chunk(const load_job_t *job, load_chunk_t *c, rundir_zstd_t *zstd)
 {
     rundir_entry_t *es = job->es + c->first;
     c->budget.zstd = zstd;
-    for (size_t i = 0, k = c->proc0; i < c->n; k++) {
-        size_t j = i;
-        while (j < c->n && es[j].pid == es[i].pid && es[j].inst == es[i].inst) j++;
+    for (size_t i = 0, j, k = c->proc0; i < c->n; i = j, k++) {
+        j = proc_end(es, i, c->n);
         load_proc(&job->procs[k], job->dir, es + i, j - i, &c->budget);
-        i = j;
     }
 }
 
@@ -230,8 +236,8 @@ static void *load_worker(void *arg)
     return NULL;
 }
 
-/* share: budget * part / whole, without overflow; an even share when
- * whole is 0. */
+/* share: budget * part / whole (part <= whole), rounded down; an even
+ * share when whole is 0. */
 static size_t share(size_t budget, unsigned long long part, unsigned long long whole, size_t nchunks)
 {
     if (whole == 0) return budget / nchunks;
@@ -255,15 +261,11 @@ static size_t cut_chunks(const rundir_entry_t *es, size_t n, size_t npids, load_
         unsigned long long tl = 0, al = 0;
         ch->first = i;
         ch->proc0 = proc;
-        while (i < n && proc < want) {
-            size_t j = i;
-            while (j < n && es[j].pid == es[i].pid && es[j].inst == es[i].inst) {
-                if (es[j].kind == F_TIMELINE) tl += es[j].size;
-                if (es[j].kind == F_ALERTS) al += es[j].size;
-                j++;
+        for (; i < n && proc < want; proc++) {
+            for (size_t end = proc_end(es, i, n); i < end; i++) {
+                if (es[i].kind == F_TIMELINE) tl += es[i].size;
+                if (es[i].kind == F_ALERTS) al += es[i].size;
             }
-            i = j;
-            proc++;
         }
         ch->n = i - ch->first;
         ch->budget = (rundir_budget_t){ share(SAMPLES_BUDGET, tl, tl_all, nchunks),
@@ -301,10 +303,8 @@ rundir_err_t rundir_load(const char *path, rundir_t *out, char *msg, size_t msgc
     if (err) return err;
     size_t npids = 0;
     bool any_result = false;
-    for (size_t i = 0; i < n; i++) {
-        if (i == 0 || es[i].pid != es[i - 1].pid || es[i].inst != es[i - 1].inst) npids++;
-        if (es[i].kind != F_PROFILE) any_result = true;
-    }
+    for (size_t i = 0; i < n; i = proc_end(es, i, n)) npids++;
+    for (size_t i = 0; i < n; i++) any_result |= es[i].kind != F_PROFILE;
     if (!any_result) {
         rundir_set_msg(msg, msgcap, "%s: no heapwatch results (no summary.*.json, timeline.*.jsonl.zst or alerts.*.jsonl)%s",
                 path, n ? "; only heap profiles" : "");

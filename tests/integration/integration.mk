@@ -53,6 +53,18 @@ $(SAFE_C_PROGS): $(BUILD)/progs/%: tests/integration/progs/%.c $(LIFE_DEPS)
 	$(CC) $(LIFE_CFLAGS) $< -o $@ -ldl
 TEST_PREREQS += $(SAFE_C_PROGS)
 
+# The same safety programs with jemalloc linked into the executable
+# (libjemalloc.a): its malloc is bound ahead of the agent's, which runs
+# alongside seeing no allocation (tests/integration/safety_unbound.sh).
+UNBOUND_PROGS := $(BUILD)/progs/safe_exit_je $(BUILD)/progs/fds_daemon_je
+$(BUILD)/progs/safe_exit_je: tests/integration/progs/safe_exit.c $(LIFE_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(LIFE_CFLAGS) $< -o $@ -Wl,-Bstatic -ljemalloc -Wl,-Bdynamic -ldl -lm
+$(BUILD)/progs/fds_daemon_je: tests/integration/progs/fds_daemon.c tests/integration/progs/fds_nounwind.h $(BUILD)/progs/fds_nounwind.o
+	@mkdir -p $(@D)
+	$(CC) $(LIFE_CFLAGS) $< $(BUILD)/progs/fds_nounwind.o -o $@ -Wl,-Bstatic -ljemalloc -Wl,-Bdynamic -ldl -lm
+TEST_PREREQS += $(UNBOUND_PROGS)
+
 # The report's leaks at exit and peak (tests/integration/tools_leaks.sh): a
 # C++ program that leaks from known functions, directly and through
 # wrappers (xmalloc, operator new[]), and prints the ground truth.

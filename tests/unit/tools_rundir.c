@@ -42,6 +42,23 @@ static void load(void)
     if (err != RUNDIR_OK) fail_msg("rundir_load: %d %s", err, msg);
 }
 
+/* load_cpus: load(), with `ncpus` CPUs allowed (the reader starts one
+ * thread per CPU it may use). */
+static void load_cpus(int ncpus)
+{
+    cpu_set_t all, some;
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    CPU_ZERO(&some);
+    for (int c = 0, k = 0; c < CPU_SETSIZE && k < ncpus; c++)
+        if (CPU_ISSET(c, &all)) {
+            CPU_SET(c, &some);
+            k++;
+        }
+    assert_int_equal(sched_setaffinity(0, sizeof some, &some), 0);
+    load();
+    assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
+}
+
 /* proc: the process tagged tag (it must be there). */
 static const rundir_proc_t *proc(const char *tag)
 {
@@ -184,9 +201,16 @@ static void test_frames_and_cuts(void **state)
     fclose(f);
     unlink(tt_path("full.zst"));
 
+    /* Process 8's whole timeline is read next, on one CPU, by the same
+     * decoder: whatever a cut left in it must not reach the next file. */
+    tt_write("timeline.8.jsonl.zst", data, (size_t)len);
     for (long cut = 0; cut <= len; cut++) {
         tt_write("timeline.7.jsonl.zst", data, (size_t)cut);
-        load();
+        load_cpus(1);
+        const rundir_proc_t *whole = proc("8");
+        if (whole->nsamples != N || whole->nerrors)   /* its last frame is left open, as the agent's while it runs */
+            fail_msg("after a cut at %ld: the next timeline read %zu records of %d, %zu errors (%s)", cut,
+                     whole->nsamples, N, whole->nerrors, whole->nerrors ? whole->errors[0] : "");
         const rundir_proc_t *p = proc("7");
         size_t want = 0;
         while (want < N && end_of[want] <= cut) want++;
@@ -563,17 +587,7 @@ typedef struct {
  * reader starts one thread per CPU), into snap[0..n) by tag "9<i>". */
 static void load_on(int ncpus, snapshot_t *snap, size_t n)
 {
-    cpu_set_t all, some;
-    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
-    CPU_ZERO(&some);
-    for (int c = 0, k = 0; c < CPU_SETSIZE && k < ncpus; c++)
-        if (CPU_ISSET(c, &all)) {
-            CPU_SET(c, &some);
-            k++;
-        }
-    assert_int_equal(sched_setaffinity(0, sizeof some, &some), 0);
-    load();
-    assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
+    load_cpus(ncpus);
     for (size_t i = 0; i < n; i++) {
         char tag[32];
         snprintf(tag, sizeof tag, "9%zu", i);
