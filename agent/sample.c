@@ -166,7 +166,8 @@ static void record(agent_thread_t *t, void *ptr, size_t usable)
     /* In a large live map ptr's bucket is a cache miss: start it now so
      * that it overlaps the capture. */
     agent_live_prefetch(ptr);
-    size_t depth = agent_stack_capture(pcs, AGENT_MAX_FRAMES);
+    if (!t->walk_memo) t->walk_memo = agent_walk_memo_new();
+    size_t depth = agent_stack_capture(pcs, AGENT_MAX_FRAMES, t->walk_memo);
     AGENT_ASSERT(depth <= AGENT_MAX_FRAMES);
     AGENT_ASSERT(agent_inside());   /* no allocation of ours is counted */
     agent_stack_t *s = agent_stack_intern(pcs, depth);

@@ -131,6 +131,10 @@ typedef struct agent_thread_s {
     uint64_t peak_looked_at;    /* alloc_bytes when this thread last looked
                                  * for a new peak (sample.c) */
     struct agent_thread_s *next;/* registry link (all blocks, live or dead) */
+    struct agent_walk_memo_s *walk_memo;   /* the last stack walk (unwind.h), made
+                                 * at the first sample; kept when a later
+                                 * thread reuses the block (a replay checks
+                                 * every word it reuses) */
     int alive;                  /* owned by a running thread */
 } agent_thread_t;
 

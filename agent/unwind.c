@@ -46,7 +46,12 @@
  *    child forked while another thread held it never calls libunwind again
  *    (its locks may be held forever): it unwinds with the recipes it
  *    inherited.
- * Bounds: AGENT_MAX_FRAMES + 8 frames per walk; 16384 recipes (256 KiB).
+ *  - The last walk, replayed. Each thread logs its last walk; the next one
+ *    takes the frames it shares with it from the log after checking the
+ *    words they were read from (see that section), and looks recipes up
+ *    in a small copy of its own before the shared table.
+ * Bounds: AGENT_MAX_FRAMES + 8 frames per walk; 16384 recipes (256 KiB);
+ * 5.6 KiB per thread that samples (agent_walk_memo_t).
  * Start. A walk starts from rip, rsp and rbp read by agent_stack_capture
  * itself (three instructions), not from unw_getcontext, which also saved
  * every other register and the x87 environment: the walk never needs
@@ -77,6 +82,7 @@
 #include "agent/stacks.h"
 #include "agent/unwind.h"
 #include "agent/unwind_as.h"
+#include "map/map.h"
 
 static unw_addr_space_t self_as;         /* our address space (unwind_as.c) */
 static uintptr_t own_lo, own_hi;         /* libheapwatch.so's executable segment */
@@ -403,9 +409,180 @@ static __attribute__((noinline)) bool slow_step(agent_unwind_walk_t *w, uint64_t
     return true;
 }
 
+/* ---- The last walk, replayed ------------------------------------------- */
+
+/*
+ * Consecutive allocations of a thread mostly share their outer frames
+ * (python: 20-60 frames of interpreter, a few of them new), and each frame
+ * of a walk costs a recipe lookup, a random line of the 256 KiB table that
+ * misses the cache (a quarter of a rate-1 python run was that load). So
+ * each thread keeps a log of its last walk: the registers (rip, rsp, rbp)
+ * at every frame, and what the step out of it read.
+ *
+ * A walk is a function of its registers, the recipes and the stack words
+ * it reads. A new walk that reaches a logged state (same rip and rsp, and
+ * the same rbp if the rest of the logged walk reads it; recipes of the
+ * same generation) therefore takes the logged steps for as long as the
+ * words they read are unchanged: it compares each logged return address
+ * (and saved rbp, where a later step uses it) with the stack, in order,
+ * independent loads of hot lines instead of a chain of table lookups, and
+ * takes the logged frames up to the first word that differs, where the
+ * normal walk resumes, exact. Matching registers alone is not enough:
+ * main -> x -> b -> a and main -> y -> b -> a can leave a and b at the same
+ * rsp with the same return addresses, and differ above (the unit test
+ * does that). rbp is compared only where a step takes the CFA from it
+ * before a frame restores it from the stack: without frame pointers it is
+ * a general register, the program's loop variable, and would otherwise
+ * stop every replay at the first frame that saved it.
+ *
+ * Only trusted R_STD steps are logged (a walk stops logging at its first
+ * other frame: their reads are libunwind's, or guesses), and a replay
+ * starts only while the new walk is trusted, so every word it reads is one
+ * the walk itself would read directly (by induction: its state equals the
+ * logged one). Two logs per thread (the last walk, and the one being
+ * written) and its near recipes (below), 5.6 KiB from the arena, used by
+ * the owning thread only: a capture never nests on a thread (a signal
+ * handler that allocates inside the agent is counted, not sampled).
+ */
+#define WALK_STEPS_MAX (AGENT_MAX_FRAMES + 8)   /* the walk's own bound on steps */
+
+enum {
+    S_BP_CFA = 1,                        /* the step out takes the CFA from rbp */
+    S_BP_SAVED = 2,                      /* ...reads the caller's rbp at CFA + bp_off */
+};
+
+typedef struct walk_state_s {
+    uint64_t ip, sp, bp;                 /* at this frame (bp: the real rbp) */
+    int32_t bp_off;                      /* S_BP_SAVED: where, from the next state's sp */
+    uint32_t flags;                      /* S_BP_* of the step out; 0 on the last state */
+} walk_state_t;
+
+typedef struct walk_log_s {
+    uint64_t gen;                        /* rcache_gen when logged */
+    unsigned n;                          /* states logged: n - 1 steps taken */
+    walk_state_t st[WALK_STEPS_MAX + 1];
+} walk_log_t;
+
+/* The thread's own recipes: a direct-mapped copy of the ones its walks
+ * used last, 1 KiB that stays in cache where the shared table's lines
+ * (a random one per frame) do not. */
+#define NEAR_BITS 6
+typedef struct near_recipe_s {
+    uint64_t key, r;
+} near_recipe_t;
+
+struct agent_walk_memo_s {
+    unsigned last;                       /* log[last]: the last walk */
+    uint64_t near_gen;                   /* rcache_gen of the near recipes */
+    near_recipe_t near[1u << NEAR_BITS];
+    walk_log_t log[2];
+};
+
+/* recipe: the recipe at key, from the thread's near copy, the shared
+ * table, or a probe (R_NONE: libunwind busy). */
+static uint64_t recipe(agent_walk_memo_t *memo, uint64_t key)
+{
+    near_recipe_t *n = NULL;
+    if (memo) {
+        n = &memo->near[(key * 0x9e3779b97f4a7c15ull) >> (64 - NEAR_BITS)];
+        if (n->key == key && n->r) return n->r;
+    }
+    uint64_t r = rcache_get(key);
+    if (r == R_NONE) r = probe_recipe(key);
+    if (n && r != R_NONE) {
+        n->key = key;
+        n->r = r;
+    }
+    return r;
+}
+
+_Static_assert(sizeof(agent_walk_memo_t) <= 5760, "the memo's stated bound (5.6 KiB)");
+
+agent_walk_memo_t *agent_walk_memo_new(void)
+{
+    return map_arena_alloc(sizeof(agent_walk_memo_t));   /* zeroed: nothing logged */
+}
+
+#ifdef HEAPWATCH_TEST
+static uint64_t steps_replayed;
+uint64_t agent_unwind_test_replayed(void)   /* see unwind.h */
+{
+    return steps_replayed;
+}
+#endif
+
+/* log_step: the last logged state stepped out (recipe r, the caller's rbp
+ * read at bp_slot if saved) to the state (ip, sp, bp). The log (NULL:
+ * not logging) has a state per step taken, so it has room. */
+static inline void log_step(walk_log_t *log, uint64_t r, uint64_t ip, uint64_t sp, uint64_t bp)
+{
+    if (!log) return;
+    AGENT_ASSERT(log->n >= 1 && log->n <= WALK_STEPS_MAX);
+    walk_state_t *from = &log->st[log->n - 1];
+    from->flags = ((r & R_CFA_RBP) ? S_BP_CFA : 0) | ((r & R_RBP_SAVED) ? S_BP_SAVED : 0);
+    from->bp_off = (int32_t)R_RBP_OFF(r);
+    log->st[log->n++] = (walk_state_t){ip, sp, bp, 0, 0};
+}
+
+/* reads_bp: the logged walk from state t reads the rbp it arrives with (a
+ * step takes its CFA from rbp before a frame restores rbp from the
+ * stack); for the last state, what follows was not logged: yes. */
+static bool reads_bp(const walk_log_t *log, unsigned t)
+{
+    for (; t + 1 < log->n; t++) {
+        uint32_t f = log->st[t].flags;
+        if (f & S_BP_CFA) return true;
+        if (f & S_BP_SAVED) return false;
+    }
+    return true;
+}
+
+/* replay: from logged state `from`, which the walk is at (rbp *bp; the
+ * log being written ends with it), takes the logged steps whose words the
+ * stack still holds, within the walk's bounds: their frames recorded,
+ * their states logged with the real rbp. @return the logged state reached
+ * (from when no step was taken); *bp is the real rbp there. */
+static unsigned replay(const walk_log_t *last, unsigned from, walk_log_t *log, uint64_t *bp, uint64_t *pcs,
+                       size_t *depth_io, size_t max, bool *leading_io, unsigned *steps_io)
+{
+    /* Locals: the stores to pcs and the log cannot alias them. */
+    size_t depth = *depth_io;
+    unsigned steps = *steps_io, t = from;
+    bool leading = *leading_io;
+    uint64_t cur_bp = *bp;
+    walk_state_t *out = log ? &log->st[log->n - 1] : NULL;
+    for (; t + 1 < last->n && steps < WALK_STEPS_MAX && depth < max; t++) {
+        const walk_state_t *s = &last->st[t], *next = s + 1;
+        uint64_t ra, next_bp = cur_bp;
+        memcpy(&ra, (const void *)(uintptr_t)(next->sp - 8), sizeof ra);
+        if (ra != next->ip) break;
+        if (s->flags & S_BP_SAVED)
+            memcpy(&next_bp, (const void *)(uintptr_t)(next->sp + (uint64_t)(int64_t)s->bp_off), sizeof next_bp);
+        if (next_bp != next->bp && reads_bp(last, t + 1)) break;
+        if (!leading || !is_own(s->ip)) {
+            leading = false;
+            pcs[depth++] = s->ip;
+        }
+        steps++;
+        if (out) {
+            out->flags = s->flags;
+            out->bp_off = s->bp_off;
+            *++out = (walk_state_t){next->ip, next->sp, next_bp, 0, 0};
+        }
+        cur_bp = next_bp;
+    }
+    if (log) log->n += t - from;
+    *depth_io = depth;
+    *steps_io = steps;
+    *leading_io = leading;
+    *bp = cur_bp;
+    return t;
+}
+
 /* walk: the stack by cached recipes (probing the missing ones), a frame
- * no recipe covers by sigreturn_step or slow_step. @return the depth. */
-static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t max)
+ * no recipe covers by sigreturn_step or slow_step; the frames the last
+ * walk (memo, may be NULL) shares with it replayed. @return the depth. */
+static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t max, agent_walk_memo_t *memo)
 {
     /* Only the counts are set: the arrays are read below their counts
      * (zeroing them was a tenth of a capture at rate 1). The walk's own
@@ -417,18 +594,53 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
     w.pid = 0;
     w.probe = false;
     w.trusted = true;
+    uint64_t gen = __atomic_load_n(&rcache_gen, __ATOMIC_ACQUIRE);
+    const walk_log_t *last = NULL;
+    walk_log_t *log = NULL;
+    if (memo) {
+        last = &memo->log[memo->last];
+        if (last->gen != gen || last->n == 0) last = NULL;
+        if (memo->near_gen != gen) {     /* code unloaded since: forget them */
+            memset(memo->near, 0, sizeof memo->near);
+            memo->near_gen = gen;
+        }
+        log = &memo->log[memo->last ^ 1];
+        log->gen = gen;
+        log->st[0] = (walk_state_t){ip, sp, bp, 0, 0};
+        log->n = 1;
+    }
+    unsigned c = 0;                      /* the first logged state not below sp */
     uint64_t key = ip;                   /* the first frame: its own ip */
     size_t depth = 0;
     bool leading = true;
-    for (unsigned steps = 0; steps < AGENT_MAX_FRAMES + 8 && depth < max; steps++) {
-        record(ip, pcs, &depth, &leading);
-        uint64_t r = rcache_get(key);
-        if (r == R_NONE) {
-            r = probe_recipe(key);
-            if (r == R_NONE) break;      /* libunwind busy: the stack ends here */
+    unsigned steps = 0;
+    while (steps < WALK_STEPS_MAX && depth < max) {
+        if (last && w.trusted) {
+            while (c < last->n && last->st[c].sp < sp) c++;
+            const walk_state_t *s = &last->st[c];
+            if (c < last->n && s->sp == sp && s->ip == ip && (c == 0) == (steps == 0) &&
+                (s->bp == bp || !reads_bp(last, c))) {
+                unsigned from = c, t = replay(last, from, log, &bp, pcs, &depth, max, &leading, &steps);
+#ifdef HEAPWATCH_TEST
+                steps_replayed += t - from;
+#endif
+                c = from + 1;            /* this state is not tried again */
+                if (t > from) {          /* at logged state t, for real: go on from it */
+                    ip = last->st[t].ip;
+                    sp = last->st[t].sp;
+                    key = ip - 1;        /* t > 0: a return address */
+                    if (ip < 0x4000) break;
+                    continue;
+                }
+            }
         }
+        steps++;
+        record(ip, pcs, &depth, &leading);
+        uint64_t r = recipe(memo, key);
+        if (r == R_NONE) break;          /* libunwind busy: the stack ends here */
         if (R_KIND(r) == R_END) break;
         if (R_KIND(r) == R_SLOW) {
+            log = NULL;                  /* libunwind's reads, or a guess: not replayable */
             uint64_t osp = sp;
             if (sigreturn_step(&w, &ip, &sp, &bp)) {
                 key = ip;                /* interrupted, not called: ip itself */
@@ -447,9 +659,11 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
         if ((r & R_RBP_SAVED) && !stack_word(&w, (uintptr_t)(cfa + (uint64_t)R_RBP_OFF(r)), &bp)) break;
         sp = cfa;
         ip = ra;
+        log_step(log, r, ip, sp, bp);
         if (ip < 0x4000) break;          /* no code there: the end, or junk */
         key = ip - 1;                    /* a return address: the call is before it */
     }
+    if (memo) memo->last ^= 1;
     return depth;
 }
 
@@ -460,13 +674,13 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
  * the asm read (it does not touch the stack), so the recipe looked up at ip
  * describes exactly this frame. noinline: the frame is agent code, dropped
  * as a leading own frame like the rest. */
-__attribute__((noinline)) size_t agent_stack_capture(uint64_t *pcs, size_t max)
+__attribute__((noinline)) size_t agent_stack_capture(uint64_t *pcs, size_t max, agent_walk_memo_t *memo)
 {
     if (!self_as) return 0;
     uint64_t ip, sp, bp;
     __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
                      : "=r"(ip), "=r"(sp), "=r"(bp));
-    return walk(ip, sp, bp, pcs, max);
+    return walk(ip, sp, bp, pcs, max, memo);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -23,12 +23,25 @@
  * and every capture is empty. Called once, at start-up. */
 void agent_unwind_init(void);
 
+/* agent_walk_memo_t: a thread's last walk, whose outer frames the next
+ * capture on that thread replays where the stack still holds them
+ * (unwind.c, "The last walk, replayed"). One per thread block, made on
+ * its first sample: agent_walk_memo_new takes 5.6 KiB from the arena
+ * (NULL when it has none). Used by one thread at a time. */
+typedef struct agent_walk_memo_s agent_walk_memo_t;
+agent_walk_memo_t *agent_walk_memo_new(void);
+
 /* agent_stack_capture: unwinds the calling thread into pcs (at most max
- * frames), dropping the agent's own frames. Never faults, opens no
- * descriptor, waits for another thread's libunwind call a bounded time
- * (unwind.c). @return the depth (0 before agent_unwind_init or without
- * libunwind). */
-size_t agent_stack_capture(uint64_t *pcs, size_t max);
+ * frames), dropping the agent's own frames; memo (the thread's, or NULL)
+ * holds its last walk. Never faults, opens no descriptor, waits for
+ * another thread's libunwind call a bounded time (unwind.c). @return the
+ * depth (0 before agent_unwind_init or without libunwind). */
+size_t agent_stack_capture(uint64_t *pcs, size_t max, agent_walk_memo_t *memo);
+
+#ifdef HEAPWATCH_TEST
+/* agent_unwind_test_replayed: frames taken from a memo so far. */
+uint64_t agent_unwind_test_replayed(void);
+#endif
 
 /* agent_unwind_code_unloaded: code may have been unmapped (dlclose): the
  * unwind recipes learnt so far are forgotten. Async-signal-safe (shim.c's

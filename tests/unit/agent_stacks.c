@@ -414,14 +414,14 @@ static bool from_handler;
 static void on_signal(int sig)
 {
     (void)sig;
-    cap_depth = agent_stack_capture(cap_pcs, cap_max);
+    cap_depth = agent_stack_capture(cap_pcs, cap_max, NULL);
 }
 
 static __attribute__((noinline)) void leaf(void)
 {
     ra[0] = __builtin_return_address(0);
     if (from_handler) raise(SIGUSR1);
-    else cap_depth = agent_stack_capture(cap_pcs, cap_max);
+    else cap_depth = agent_stack_capture(cap_pcs, cap_max, NULL);
     __asm__ volatile("");                 /* no tail call */
 }
 
@@ -516,7 +516,7 @@ static void test_capture_from_handler(void **state)
 /* A recursion deeper than AGENT_MAX_FRAMES: the capture stops at the bound. */
 static __attribute__((noinline)) size_t deep(unsigned n, uint64_t *pcs)
 {
-    if (n == 0) return agent_stack_capture(pcs, AGENT_MAX_FRAMES);
+    if (n == 0) return agent_stack_capture(pcs, AGENT_MAX_FRAMES, NULL);
     size_t d = deep(n - 1, pcs);
     __asm__ volatile("");
     return d;
@@ -529,6 +529,178 @@ static void test_capture_bound(void **state)
     uint64_t pcs[AGENT_MAX_FRAMES];
     assert_int_equal(deep(AGENT_MAX_FRAMES + 20, pcs), AGENT_MAX_FRAMES);
     for (size_t i = 2; i < AGENT_MAX_FRAMES; i++) assert_int_equal(pcs[i], pcs[2]);   /* deep's own call site */
+}
+
+/* ------------------------------------------------------------------------ */
+/* Replay of the last walk (agent_walk_memo_t)                              */
+/* ------------------------------------------------------------------------ */
+
+static agent_walk_memo_t *memo;
+static volatile int sink;
+
+/* grab: a capture into pcs, through the memo or not. */
+static __attribute__((noinline)) size_t grab(uint64_t *pcs, bool with_memo)
+{
+    size_t d = agent_stack_capture(pcs, AGENT_MAX_FRAMES, with_memo ? memo : NULL);
+    __asm__ volatile("");
+    return d;
+}
+
+/* inner_b -> inner_a -> grab: called from path_x and from path_y, two
+ * functions of the same shape called from the same place, so that inner_b
+ * and inner_a run at the same stack addresses with the same return
+ * addresses under both, and only the word above (the return address into
+ * path_x or path_y) tells the two stacks apart. */
+static __attribute__((noinline)) size_t inner_a(uint64_t *pcs, bool with_memo)
+{
+    size_t d = grab(pcs, with_memo);
+    __asm__ volatile("");
+    return d;
+}
+
+static void *ra_b;                       /* inner_b's return address: into path_x or path_y */
+
+static __attribute__((noinline)) size_t inner_b(uint64_t *pcs, bool with_memo)
+{
+    ra_b = __builtin_return_address(0);
+    size_t d = inner_a(pcs, with_memo);
+    __asm__ volatile("");
+    return d;
+}
+
+static __attribute__((noinline)) size_t path_x(uint64_t *pcs, bool with_memo)
+{
+    sink = 1;
+    size_t d = inner_b(pcs, with_memo);
+    __asm__ volatile("");
+    return d;
+}
+
+static __attribute__((noinline)) size_t path_y(uint64_t *pcs, bool with_memo)
+{
+    sink = 2;
+    size_t d = inner_b(pcs, with_memo);
+    __asm__ volatile("");
+    return d;
+}
+
+static __attribute__((noinline)) size_t via(bool y, uint64_t *pcs, bool with_memo)
+{
+    size_t d = y ? path_y(pcs, with_memo) : path_x(pcs, with_memo);
+    __asm__ volatile("");
+    return d;
+}
+
+static bool has_pc(const uint64_t *pcs, size_t depth, const void *pc)
+{
+    for (size_t i = 0; i < depth; i++)
+        if (pcs[i] == (uintptr_t)pc) return true;
+    return false;
+}
+
+/* rec: a recursion n deep above grab. */
+static __attribute__((noinline)) size_t rec(unsigned n, uint64_t *pcs, bool with_memo)
+{
+    if (n == 0) return grab(pcs, with_memo);
+    size_t d = rec(n - 1, pcs, with_memo);
+    __asm__ volatile("");
+    return d;
+}
+
+/* capture_t: one capture of a batch, all made from one call site (run),
+ * so that the frames above via and rec are the same for all. */
+typedef struct capture_s {
+    bool y, with_memo;                   /* through path_y (else path_x); through the memo */
+    unsigned depth;                      /* rec's depth (recursion batches) */
+    uint64_t pcs[AGENT_MAX_FRAMES];
+    size_t n;                            /* frames captured */
+    void *ra_b;                          /* inner_b's return address then */
+    uint64_t replayed;                   /* frames the capture replayed */
+} capture_t;
+
+static __attribute__((noinline)) void run(capture_t *c, size_t n, bool recursion)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t before = agent_unwind_test_replayed();
+        c[i].n = recursion ? rec(c[i].depth, c[i].pcs, c[i].with_memo) : via(c[i].y, c[i].pcs, c[i].with_memo);
+        c[i].replayed = agent_unwind_test_replayed() - before;
+        c[i].ra_b = ra_b;
+    }
+}
+
+static void assert_same_capture(const capture_t *a, const capture_t *b)
+{
+    assert_int_equal(a->n, b->n);
+    assert_memory_equal(a->pcs, b->pcs, a->n * sizeof a->pcs[0]);
+}
+
+static void test_replay_same_stack(void **state)
+{
+    (void)state;
+    agent_stacks_test_own_range(0, 0);
+    if (!memo) memo = agent_walk_memo_new();
+    assert_non_null(memo);
+    static capture_t c[4] = {{.with_memo = false}, {.with_memo = true}, {.with_memo = true}, {.with_memo = true}};
+    static volatile int passes = 2;      /* not unrolled: one call site for both */
+    for (int pass = 0; pass < passes; pass++) {
+        /* Then code unloaded (dlclose): the log is of another generation. */
+        if (pass == 1) agent_unwind_code_unloaded();
+        run(c + 3 * pass, pass ? 1 : 3, false);
+    }
+    /* The same stack: every frame but the first comes from the log. */
+    assert_true(c[0].n > 6);
+    assert_same_capture(&c[1], &c[0]);
+    assert_same_capture(&c[2], &c[0]);
+    assert_true(c[2].replayed + 1 >= c[0].n);
+    assert_int_equal(c[3].replayed, 0);
+    assert_same_capture(&c[3], &c[0]);
+}
+
+static void test_replay_stops_where_the_stack_differs(void **state)
+{
+    (void)state;
+    agent_stacks_test_own_range(0, 0);
+    if (!memo) memo = agent_walk_memo_new();
+    /* references without the memo, then x and y in turn through it */
+    static capture_t c[2 + 8];
+    for (size_t i = 0; i < 10; i++) {
+        c[i].y = i & 1;
+        c[i].with_memo = i >= 2;
+    }
+    run(c, 10, false);
+    void *ra_x = c[0].ra_b, *ra_y = c[1].ra_b;
+    assert_ptr_not_equal(ra_x, ra_y);
+    assert_true(has_pc(c[0].pcs, c[0].n, ra_x) && !has_pc(c[0].pcs, c[0].n, ra_y));
+    assert_true(has_pc(c[1].pcs, c[1].n, ra_y) && !has_pc(c[1].pcs, c[1].n, ra_x));
+    for (size_t i = 3; i < 10; i++) {
+        /* grab, inner_a, inner_b are at the same places under both paths:
+         * their frames are replayed, and the walk resumes where the return
+         * address differs. */
+        assert_true(c[i].replayed >= 2);
+        assert_same_capture(&c[i], &c[i & 1]);
+        assert_false(has_pc(c[i].pcs, c[i].n, c[i].y ? ra_x : ra_y));
+    }
+}
+
+/* Recursions of every depth up to past the bound, in a shuffled order,
+ * through the memo: each capture is the one without it. */
+static void test_replay_any_depth(void **state)
+{
+    (void)state;
+    agent_stacks_test_own_range(0, 0);
+    if (!memo) memo = agent_walk_memo_new();
+    static capture_t c[2];
+    uint64_t replayed = 0;
+    unsigned n = 7;
+    for (unsigned i = 0; i < 300; i++) {
+        n = (n * 37 + 11) % (AGENT_MAX_FRAMES + 12);
+        c[0] = (capture_t){.depth = n, .with_memo = false};
+        c[1] = (capture_t){.depth = n, .with_memo = true};
+        run(c, 2, true);
+        assert_same_capture(&c[1], &c[0]);
+        replayed += c[1].replayed;
+    }
+    assert_true(replayed > 300);
 }
 
 int main(void)
@@ -547,6 +719,9 @@ int main(void)
         cmocka_unit_test_teardown(test_capture_known_chain, teardown),
         cmocka_unit_test_teardown(test_capture_from_handler, teardown),
         cmocka_unit_test_teardown(test_capture_bound, teardown),
+        cmocka_unit_test_teardown(test_replay_same_stack, teardown),
+        cmocka_unit_test_teardown(test_replay_stops_where_the_stack_differs, teardown),
+        cmocka_unit_test_teardown(test_replay_any_depth, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
