@@ -78,6 +78,11 @@ uint64_t (*agent_stacks_test_hash)(const uint64_t *pcs, size_t depth);
 #define STACKS_LIMIT AGENT_STACKS_MAX       /* ids handed out at most */
 #endif
 
+/* The totals' last byte and interning's first are more than a line apart
+ * (see agent_stack_t). */
+_Static_assert(offsetof(agent_stack_t, hash) - (offsetof(agent_stack_t, free_bytes) + 8) >= 64,
+               "a stack's totals share no cache line with its frames");
+
 static uint64_t hash_frames(const uint64_t *pcs, size_t depth)
 {
 #ifdef HEAPWATCH_TEST

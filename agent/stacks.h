@@ -22,13 +22,22 @@
  * relaxed atomic adds by the allocating and freeing threads.
  */
 typedef struct agent_stack_s {
-    uint64_t hash;               /* of the frames */
-    uint32_t id;                 /* index in the table; 0 is "no stack" */
-    uint32_t depth;
+    /* The totals, written by every thread that samples or frees here,
+     * never on a cache line with what interning reads (hash, depth, pcs)
+     * on every sample: a record's first 32 bytes, then 64 bytes of
+     * nothing before the rest, so the two parts are on different lines
+     * wherever the (16-byte aligned) record starts.
+     * Two threads sampling one stack used to make each interning read a
+     * line the other had just written (rate 1, 2-thread churn: a sixth of
+     * the run). */
     uint64_t alloc_objects;      /* sampled allocations made here */
     uint64_t alloc_bytes;
     uint64_t free_objects;       /* ...of which freed */
     uint64_t free_bytes;
+    unsigned char apart[64];
+    uint64_t hash;               /* of the frames */
+    uint32_t id;                 /* index in the table; 0 is "no stack" */
+    uint32_t depth;
     uint64_t pcs[];
 } agent_stack_t;
 
