@@ -624,7 +624,8 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
 #ifdef HEAPWATCH_TEST
                 steps_replayed += t - from;
 #endif
-                c = from + 1;            /* this state is not tried again */
+                c = t + 1;               /* neither these states nor t is tried again:
+                                          * from t on, the stack differs */
                 if (t > from) {          /* at logged state t, for real: go on from it */
                     ip = last->st[t].ip;
                     sp = last->st[t].sp;
