@@ -48,10 +48,9 @@
  *    inherited.
  *  - The last walk, replayed. Each thread logs its last walk; the next one
  *    takes the frames it shares with it from the log after checking the
- *    words they were read from (see that section), and looks recipes up
- *    in a small copy of its own before the shared table.
+ *    words they were read from (see that section).
  * Bounds: AGENT_MAX_FRAMES + 8 frames per walk; 16384 recipes (256 KiB);
- * 5.6 KiB per thread that samples (agent_walk_memo_t).
+ * 4.6 KiB per thread that samples (agent_walk_memo_t).
  * Start. A walk starts from rip, rsp and rbp read by agent_stack_capture
  * itself (three instructions), not from unw_getcontext, which also saved
  * every other register and the x87 environment: the walk never needs
@@ -440,21 +439,20 @@ static __attribute__((noinline)) bool slow_step(agent_unwind_walk_t *w, uint64_t
  * starts only while the new walk is trusted, so every word it reads is one
  * the walk itself would read directly (by induction: its state equals the
  * logged one). Two logs per thread (the last walk, and the one being
- * written) and its near recipes (below), 5.6 KiB from the arena, used by
- * the owning thread only: a capture never nests on a thread (a signal
- * handler that allocates inside the agent is counted, not sampled).
+ * written), 4.6 KiB from the arena, used by the owning thread only: a
+ * capture never nests on a thread (a signal handler that allocates inside
+ * the agent is counted, not sampled). A walk is replayed only when the
+ * last one was REPLAY_MIN_DEPTH frames deep or more: a shallow stack's few
+ * recipes stay in cache, and there matching cost more than it saved.
  */
 #define WALK_STEPS_MAX (AGENT_MAX_FRAMES + 8)   /* the walk's own bound on steps */
-
-enum {
-    S_BP_CFA = 1,                        /* the step out takes the CFA from rbp */
-    S_BP_SAVED = 2,                      /* ...reads the caller's rbp at CFA + bp_off */
-};
+#define REPLAY_MIN_DEPTH 16                      /* states in the last walk's log */
 
 typedef struct walk_state_s {
     uint64_t ip, sp, bp;                 /* at this frame (bp: the real rbp) */
-    int32_t bp_off;                      /* S_BP_SAVED: where, from the next state's sp */
-    uint32_t flags;                      /* S_BP_* of the step out; 0 on the last state */
+    uint64_t r;                          /* the recipe of the step out (R_STD:
+                                          * R_CFA_RBP, R_RBP_SAVED and its
+                                          * offset); 0 on the last state */
 } walk_state_t;
 
 typedef struct walk_log_s {
@@ -463,40 +461,20 @@ typedef struct walk_log_s {
     walk_state_t st[WALK_STEPS_MAX + 1];
 } walk_log_t;
 
-/* The thread's own recipes: a direct-mapped copy of the ones its walks
- * used last, 1 KiB that stays in cache where the shared table's lines
- * (a random one per frame) do not. */
-#define NEAR_BITS 6
-typedef struct near_recipe_s {
-    uint64_t key, r;
-} near_recipe_t;
-
 struct agent_walk_memo_s {
     unsigned last;                       /* log[last]: the last walk */
-    uint64_t near_gen;                   /* rcache_gen of the near recipes */
-    near_recipe_t near[1u << NEAR_BITS];
     walk_log_t log[2];
 };
 
-/* recipe: the recipe at key, from the thread's near copy, the shared
- * table, or a probe (R_NONE: libunwind busy). */
-static uint64_t recipe(agent_walk_memo_t *memo, uint64_t key)
+/* recipe: the recipe at key, from the shared table or a probe (R_NONE:
+ * libunwind busy). */
+static uint64_t recipe(uint64_t key)
 {
-    near_recipe_t *n = NULL;
-    if (memo) {
-        n = &memo->near[(key * 0x9e3779b97f4a7c15ull) >> (64 - NEAR_BITS)];
-        if (n->key == key && n->r) return n->r;
-    }
     uint64_t r = rcache_get(key);
-    if (r == R_NONE) r = probe_recipe(key);
-    if (n && r != R_NONE) {
-        n->key = key;
-        n->r = r;
-    }
-    return r;
+    return r != R_NONE ? r : probe_recipe(key);
 }
 
-_Static_assert(sizeof(agent_walk_memo_t) <= 5760, "the memo's stated bound (5.6 KiB)");
+_Static_assert(sizeof(agent_walk_memo_t) <= 4736, "the memo's stated bound (4.6 KiB)");
 
 agent_walk_memo_t *agent_walk_memo_new(void)
 {
@@ -511,17 +489,16 @@ uint64_t agent_unwind_test_replayed(void)   /* see unwind.h */
 }
 #endif
 
-/* log_step: the last logged state stepped out (recipe r, the caller's rbp
- * read at bp_slot if saved) to the state (ip, sp, bp). The log (NULL:
- * not logging) has a state per step taken, so it has room. */
+/* log_step: the last logged state stepped out by recipe r to the state
+ * (ip, sp, bp). The log (NULL: not logging) has a state per step taken,
+ * so it has room. */
 static inline void log_step(walk_log_t *log, uint64_t r, uint64_t ip, uint64_t sp, uint64_t bp)
 {
     if (!log) return;
     AGENT_ASSERT(log->n >= 1 && log->n <= WALK_STEPS_MAX);
-    walk_state_t *from = &log->st[log->n - 1];
-    from->flags = ((r & R_CFA_RBP) ? S_BP_CFA : 0) | ((r & R_RBP_SAVED) ? S_BP_SAVED : 0);
-    from->bp_off = (int32_t)R_RBP_OFF(r);
-    log->st[log->n++] = (walk_state_t){ip, sp, bp, 0, 0};
+    walk_state_t *top = &log->st[log->n++];
+    top[-1].r = r;
+    *top = (walk_state_t){ip, sp, bp, 0};
 }
 
 /* reads_bp: the logged walk from state t reads the rbp it arrives with (a
@@ -530,9 +507,9 @@ static inline void log_step(walk_log_t *log, uint64_t r, uint64_t ip, uint64_t s
 static bool reads_bp(const walk_log_t *log, unsigned t)
 {
     for (; t + 1 < log->n; t++) {
-        uint32_t f = log->st[t].flags;
-        if (f & S_BP_CFA) return true;
-        if (f & S_BP_SAVED) return false;
+        uint64_t r = log->st[t].r;
+        if (r & R_CFA_RBP) return true;
+        if (r & R_RBP_SAVED) return false;
     }
     return true;
 }
@@ -556,8 +533,8 @@ static unsigned replay(const walk_log_t *last, unsigned from, walk_log_t *log, u
         uint64_t ra, next_bp = cur_bp;
         memcpy(&ra, (const void *)(uintptr_t)(next->sp - 8), sizeof ra);
         if (ra != next->ip) break;
-        if (s->flags & S_BP_SAVED)
-            memcpy(&next_bp, (const void *)(uintptr_t)(next->sp + (uint64_t)(int64_t)s->bp_off), sizeof next_bp);
+        if (s->r & R_RBP_SAVED)
+            memcpy(&next_bp, (const void *)(uintptr_t)(next->sp + (uint64_t)R_RBP_OFF(s->r)), sizeof next_bp);
         if (next_bp != next->bp && reads_bp(last, t + 1)) break;
         if (!leading || !is_own(s->ip)) {
             leading = false;
@@ -565,9 +542,8 @@ static unsigned replay(const walk_log_t *last, unsigned from, walk_log_t *log, u
         }
         steps++;
         if (out) {
-            out->flags = s->flags;
-            out->bp_off = s->bp_off;
-            *++out = (walk_state_t){next->ip, next->sp, next_bp, 0, 0};
+            out->r = s->r;
+            *++out = (walk_state_t){next->ip, next->sp, next_bp, 0};
         }
         cur_bp = next_bp;
     }
@@ -599,14 +575,14 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
     walk_log_t *log = NULL;
     if (memo) {
         last = &memo->log[memo->last];
-        if (last->gen != gen || last->n == 0) last = NULL;
-        if (memo->near_gen != gen) {     /* code unloaded since: forget them */
-            memset(memo->near, 0, sizeof memo->near);
-            memo->near_gen = gen;
-        }
+        /* A shallow stack is not replayed: its few recipes stay in
+         * cache, and matching costs more than it saves (agent_mix, a C
+         * program of 5 to 15 frames: 15 % more added time at rate 1 when
+         * it was tried on every walk). */
+        if (last->gen != gen || last->n < REPLAY_MIN_DEPTH) last = NULL;
         log = &memo->log[memo->last ^ 1];
         log->gen = gen;
-        log->st[0] = (walk_state_t){ip, sp, bp, 0, 0};
+        log->st[0] = (walk_state_t){ip, sp, bp, 0};
         log->n = 1;
     }
     unsigned c = 0;                      /* the first logged state not below sp */
@@ -637,7 +613,7 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
         }
         steps++;
         record(ip, pcs, &depth, &leading);
-        uint64_t r = recipe(memo, key);
+        uint64_t r = recipe(key);
         if (r == R_NONE) break;          /* libunwind busy: the stack ends here */
         if (R_KIND(r) == R_END) break;
         if (R_KIND(r) == R_SLOW) {

@@ -26,7 +26,7 @@ void agent_unwind_init(void);
 /* agent_walk_memo_t: a thread's last walk, whose outer frames the next
  * capture on that thread replays where the stack still holds them
  * (unwind.c, "The last walk, replayed"). One per thread block, made on
- * its first sample: agent_walk_memo_new takes 5.6 KiB from the arena
+ * its first sample: agent_walk_memo_new takes 4.6 KiB from the arena
  * (NULL when it has none). Used by one thread at a time. */
 typedef struct agent_walk_memo_s agent_walk_memo_t;
 agent_walk_memo_t *agent_walk_memo_new(void);

@@ -618,11 +618,24 @@ typedef struct capture_s {
     uint64_t replayed;                   /* frames the capture replayed */
 } capture_t;
 
+/* padded: the capture c asks for, under `pad` more frames: a walk is
+ * replayed only when the last one was 16 frames deep or more (unwind.c,
+ * REPLAY_MIN_DEPTH), and a test's own stack may be shallower. */
+static __attribute__((noinline)) size_t padded(unsigned pad, capture_t *c, bool recursion)
+{
+    if (pad == 0) return recursion ? rec(c->depth, c->pcs, c->with_memo) : via(c->y, c->pcs, c->with_memo);
+    size_t d = padded(pad - 1, c, recursion);
+    __asm__ volatile("");
+    return d;
+}
+
+static unsigned run_pad = 16;            /* frames padded() adds */
+
 static __attribute__((noinline)) void run(capture_t *c, size_t n, bool recursion)
 {
     for (size_t i = 0; i < n; i++) {
         uint64_t before = agent_unwind_test_replayed();
-        c[i].n = recursion ? rec(c[i].depth, c[i].pcs, c[i].with_memo) : via(c[i].y, c[i].pcs, c[i].with_memo);
+        c[i].n = padded(run_pad, &c[i], recursion);
         c[i].replayed = agent_unwind_test_replayed() - before;
         c[i].ra_b = ra_b;
     }
@@ -682,6 +695,22 @@ static void test_replay_stops_where_the_stack_differs(void **state)
     }
 }
 
+/* A shallow stack (under 16 frames) is walked afresh every time, and is
+ * still the walk's own. */
+static void test_no_replay_when_shallow(void **state)
+{
+    (void)state;
+    agent_stacks_test_own_range(0, 0);
+    if (!memo) memo = agent_walk_memo_new();
+    static capture_t c[3] = {{.with_memo = false}, {.with_memo = true}, {.with_memo = true}};
+    run_pad = 0;
+    run(c, 3, false);
+    run_pad = 16;
+    assert_true(c[0].n < 16);            /* or this test says nothing */
+    assert_int_equal(c[2].replayed, 0);
+    assert_same_capture(&c[2], &c[0]);
+}
+
 /* Recursions of every depth up to past the bound, in a shuffled order,
  * through the memo: each capture is the one without it. */
 static void test_replay_any_depth(void **state)
@@ -721,6 +750,7 @@ int main(void)
         cmocka_unit_test_teardown(test_capture_bound, teardown),
         cmocka_unit_test_teardown(test_replay_same_stack, teardown),
         cmocka_unit_test_teardown(test_replay_stops_where_the_stack_differs, teardown),
+        cmocka_unit_test_teardown(test_no_replay_when_shallow, teardown),
         cmocka_unit_test_teardown(test_replay_any_depth, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
