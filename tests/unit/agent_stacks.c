@@ -647,12 +647,19 @@ static void assert_same_capture(const capture_t *a, const capture_t *b)
     assert_memory_equal(a->pcs, b->pcs, a->n * sizeof a->pcs[0]);
 }
 
-static void test_replay_same_stack(void **state)
+/* replay_setup: every replay test captures through the one memo, with
+ * no frame dropped as the agent's. */
+static int replay_setup(void **state)
 {
     (void)state;
     agent_stacks_test_own_range(0, 0);
     if (!memo) memo = agent_walk_memo_new();
-    assert_non_null(memo);
+    return memo ? 0 : -1;
+}
+
+static void test_replay_same_stack(void **state)
+{
+    (void)state;
     static capture_t c[4] = {{.with_memo = false}, {.with_memo = true}, {.with_memo = true}, {.with_memo = true}};
     static volatile int passes = 2;      /* not unrolled: one call site for both */
     for (int pass = 0; pass < passes; pass++) {
@@ -672,8 +679,6 @@ static void test_replay_same_stack(void **state)
 static void test_replay_stops_where_the_stack_differs(void **state)
 {
     (void)state;
-    agent_stacks_test_own_range(0, 0);
-    if (!memo) memo = agent_walk_memo_new();
     /* references without the memo, then x and y in turn through it */
     static capture_t c[2 + 8];
     for (size_t i = 0; i < 10; i++) {
@@ -700,8 +705,6 @@ static void test_replay_stops_where_the_stack_differs(void **state)
 static void test_no_replay_when_shallow(void **state)
 {
     (void)state;
-    agent_stacks_test_own_range(0, 0);
-    if (!memo) memo = agent_walk_memo_new();
     static capture_t c[3] = {{.with_memo = false}, {.with_memo = true}, {.with_memo = true}};
     run_pad = 0;
     run(c, 3, false);
@@ -716,8 +719,6 @@ static void test_no_replay_when_shallow(void **state)
 static void test_replay_any_depth(void **state)
 {
     (void)state;
-    agent_stacks_test_own_range(0, 0);
-    if (!memo) memo = agent_walk_memo_new();
     static capture_t c[2];
     uint64_t replayed = 0;
     unsigned n = 7;
@@ -748,10 +749,10 @@ int main(void)
         cmocka_unit_test_teardown(test_capture_known_chain, teardown),
         cmocka_unit_test_teardown(test_capture_from_handler, teardown),
         cmocka_unit_test_teardown(test_capture_bound, teardown),
-        cmocka_unit_test_teardown(test_replay_same_stack, teardown),
-        cmocka_unit_test_teardown(test_replay_stops_where_the_stack_differs, teardown),
-        cmocka_unit_test_teardown(test_no_replay_when_shallow, teardown),
-        cmocka_unit_test_teardown(test_replay_any_depth, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_same_stack, replay_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_stops_where_the_stack_differs, replay_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_replay_when_shallow, replay_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_any_depth, replay_setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
