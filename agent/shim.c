@@ -29,6 +29,11 @@
  * with CLONE_NEWUSER need no lone thread (the new namespace is the
  * child's), nor does chroot.
  *
+ * pipe2 is interposed for libunwind alone: while the agent sets libunwind
+ * up (at its first sample, mid-run) it fails, so that libunwind's unused
+ * validation pipe never lands in the program's descriptor table
+ * (unwind_as.c); every other call is passed on.
+ *
  * Bootstrap: dlsym itself may call calloc/malloc (for its error buffer)
  * before the real functions are known. Those calls, made while this thread
  * is resolving, are served from a static buffer; free() ignores pointers
@@ -96,6 +101,7 @@ typedef void (*exit_fn_t)(int);
 typedef int (*unshare_fn_t)(int);
 typedef int (*setns_fn_t)(int, int);
 typedef int (*dlclose_fn_t)(void *);
+typedef int (*pipe2_fn_t)(int *, int);
 
 static void *malloc_first(size_t size);
 /* real_malloc: malloc_first until the real functions are resolved, so the
@@ -118,6 +124,7 @@ void *shim_own_malloc(size_t size);
 static unshare_fn_t real_unshare;
 static setns_fn_t real_setns;
 static dlclose_fn_t real_dlclose;
+static pipe2_fn_t real_pipe2;
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
@@ -380,6 +387,7 @@ static void resolve(void)
     real_unshare = (unshare_fn_t)next_symbol("unshare");
     real_setns = (setns_fn_t)next_symbol("setns");
     real_dlclose = (dlclose_fn_t)next_symbol("dlclose");
+    real_pipe2 = (pipe2_fn_t)next_symbol("pipe2");
     usable_fn_t usable = (usable_fn_t)next_symbol("malloc_usable_size");
     if (usable) agent_real_usable_size = usable;
     /* malloc last: it is the flag that everything is resolved. */
@@ -673,4 +681,21 @@ AGENT_EXPORT int dlclose(void *handle)
     agent_unwind_code_unloaded();
     errno = saved;
     return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* libunwind's set-up                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* pipe2: EMFILE to libunwind's set-up (agent_unwind_setting_up: the
+ * thread that sets it up, inside the agent), the next pipe2 for everyone
+ * else. */
+AGENT_EXPORT int pipe2(int fds[2], int flags)
+{
+    if (AGENT_UNLIKELY(agent_unwind_setting_up)) {
+        errno = EMFILE;
+        return -1;
+    }
+    (void)ready();
+    return real_pipe2 ? real_pipe2(fds, flags) : (int)syscall(SYS_pipe2, fds, flags);
 }

@@ -45,7 +45,8 @@
  *    after the stack table's stripes) tries it UNWIND_FORK_TRIES times; a
  *    child forked while another thread held it never calls libunwind again
  *    (its locks may be held forever): it unwinds with the recipes it
- *    inherited.
+ *    inherited. libunwind itself is set up at the first such call
+ *    (as_ready; unwind_as.c, "Start-up in two steps"), not at start.
  *  - The last walk, replayed. Each thread logs its last walk; the next one
  *    takes the frames it shares with it from the log after checking the
  *    words they were read from (see that section).
@@ -84,6 +85,9 @@
 #include "map/map.h"
 
 static unw_addr_space_t self_as;         /* our address space (unwind_as.c) */
+static bool self_as_set_up;              /* libunwind set up in it (as_ready), under unwind_lock */
+static bool unwind_ready;                /* agent_unwind_init ran */
+static bool unwind_broken;               /* libunwind could not be set up: no stacks (atomic) */
 static uintptr_t own_lo, own_hi;         /* libheapwatch.so's executable segment */
 
 #ifdef HEAPWATCH_TEST
@@ -108,6 +112,10 @@ static AGENT_TLS bool unwind_mine;       /* this thread holds unwind_lock */
 static bool unwind_off;                  /* a child forked while libunwind ran: never again */
 #define UNWIND_WAIT_NS 20000000ull      /* 20 ms: another thread's step or probe takes microseconds */
 
+static bool as_ready(void);
+
+/* unwind_lock_take: unwind_lock, and libunwind set up (as_ready); false
+ * (nothing taken) when either cannot be had. */
 static bool unwind_lock_take(void)
 {
     if (unwind_off || unwind_mine) return false;
@@ -125,7 +133,11 @@ static bool unwind_lock_take(void)
         }
         sched_yield();
     }
-    return true;
+    if (as_ready()) return true;
+    agent_unlock_ranked(&unwind_lock, AGENT_RANK_UNWIND);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    unwind_mine = false;
+    return false;
 }
 
 static void unwind_lock_give(void)
@@ -133,6 +145,29 @@ static void unwind_lock_give(void)
     agent_unlock_ranked(&unwind_lock, AGENT_RANK_UNWIND);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     unwind_mine = false;   /* after the unlock: see unwind_lock_take */
+}
+
+/* ---- libunwind's set-up, at the first call ------------------------------- */
+
+/* as_ready: libunwind set up in our address space (self_as, made at
+ * start-up), at the first libunwind call of the process, under
+ * unwind_lock. Why not at start-up: libunwind's global set-up cost a short
+ * process about 60 us, a fifth of the agent's start-up, and most short
+ * processes never sample (the walk itself needs libunwind only for frames
+ * it has no recipe for). When it cannot be: one stderr line, and every
+ * capture from then on is empty (unwind_broken). */
+static bool as_ready(void)
+{
+    AGENT_ASSERT_HELD(AGENT_RANK_UNWIND);
+    if (self_as_set_up) return true;
+    if (__atomic_load_n(&unwind_broken, __ATOMIC_RELAXED)) return false;
+    if (!agent_unwind_as_set_up(self_as)) {
+        __atomic_store_n(&unwind_broken, true, __ATOMIC_RELAXED);
+        agent_log("heapwatch: libunwind could not be set up; sampled allocations get no stack\n");
+        return false;
+    }
+    self_as_set_up = true;
+    return true;
 }
 static AGENT_TLS bool unwind_held_at_fork;         /* prefork got unwind_lock */
 
@@ -653,7 +688,7 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
  * as a leading own frame like the rest. */
 __attribute__((noinline)) size_t agent_stack_capture(uint64_t *pcs, size_t max, agent_walk_memo_t *memo)
 {
-    if (!self_as) return 0;
+    if (!unwind_ready || __atomic_load_n(&unwind_broken, __ATOMIC_RELAXED)) return 0;
     uint64_t ip, sp, bp;
     __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
                      : "=r"(ip), "=r"(sp), "=r"(bp));
@@ -667,8 +702,10 @@ __attribute__((noinline)) size_t agent_stack_capture(uint64_t *pcs, size_t max, 
 void agent_unwind_init(void)
 {
     dl_iterate_phdr(find_own_segment, (void *)(uintptr_t)agent_stack_capture);
-    self_as = agent_unwind_as_create();
+    self_as = agent_unwind_as_create();   /* set up at its first use: as_ready */
     if (!self_as) agent_log("heapwatch: libunwind could not be set up; sampled allocations get no stack\n");
+    __atomic_store_n(&unwind_broken, !self_as, __ATOMIC_RELAXED);
+    unwind_ready = true;
 }
 
 /* UNWIND_FORK_TRIES: how many times prefork tries unwind_lock (a few

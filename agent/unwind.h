@@ -18,10 +18,17 @@
 #define AGENT_MAX_FRAMES 64
 
 /* agent_unwind_init: finds the agent's own code (its frames are dropped)
- * and sets up libunwind's address space for this process (its init pipe
- * closed: unwind_as.c). When libunwind cannot be set up, one stderr line,
- * and every capture is empty. Called once, at start-up. */
+ * and makes libunwind's address space for this process, which is set up
+ * at the first frame the walk needs libunwind for (unwind.c, as_ready).
+ * When libunwind cannot be set up, one stderr line, and every capture
+ * from then on is empty. Called once, at start-up. */
 void agent_unwind_init(void);
+
+/* agent_unwind_setting_up: this thread is inside libunwind's set-up, when
+ * libunwind opens its validation pipe, which the agent never needs; shim.c's
+ * pipe2 then fails (EMFILE), so that no descriptor appears in the program's
+ * table (unwind_as.c, "The validation pipe"). */
+extern AGENT_TLS bool agent_unwind_setting_up;
 
 /* agent_walk_memo_t: a thread's last walk, whose outer frames the next
  * capture on that thread replays where the stack still holds them

@@ -38,17 +38,31 @@
  * blocked) on a miss, during probes only. Since that cache is then
  * unguarded, unwind.c makes every libunwind call under its unwind_lock.
  *
- * The validation pipe. libunwind still opens its pipe once when it
- * initialises (agent start); close_validation_pipe closes it at once, only
- * after checking (a probe pipe just before, then fstat, F_GETFL, F_GETFD)
- * that the two numbers are that new pipe; libunwind never touches them
- * again since its local validation is never reached.
+ * Start-up in two steps. The address space (a 26 KiB block from libunwind's
+ * malloc, which the agent's start-up leaves uncounted, as it leaves
+ * everything it allocates then) is made at start-up
+ * (agent_unwind_as_create). libunwind's global set-up and our space's
+ * caches wait for the first libunwind call the walk needs
+ * (agent_unwind_as_set_up, from unwind.c's as_ready): about 60 us that a
+ * process which never samples, as most short ones, never pays. That set-up
+ * allocates nothing (the exact counters would see it: it runs inside a
+ * sample).
+ *
+ * The validation pipe. libunwind's global set-up opens the pipe of its
+ * local validation, which is never reached here. The set-up runs at the
+ * process's first sample, mid-run, when other threads may be opening and
+ * closing descriptors: a pipe made then could not be told from the
+ * program's and closed safely. So the thread setting libunwind up raises
+ * agent_unwind_setting_up, and the agent's pipe2 (shim.c) fails for it
+ * with EMFILE: libunwind ignores the error (its pipe numbers stay -1, as
+ * its own code expects when descriptors run out) and no descriptor is
+ * made at all. Only libunwind calls pipe2 there: the flag is up for
+ * agent_unwind_as_set_up's libunwind calls alone, on one thread, inside
+ * the agent.
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <link.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <ucontext.h>
@@ -251,44 +265,9 @@ int agent_unwind_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_inf
     return _Ux86_64_dwarf_search_unwind_table(as, ip, &di, pi, need_unwind_info, arg);
 }
 
-/* close_validation_pipe: runs init, which makes libunwind initialise, and
- * closes the pipe libunwind opens then for its local memory validation,
- * which the agent never uses (see top). pipe2 takes the two lowest free
- * numbers, which a probe pipe has just shown; they are closed only if they
- * are, after init, a new pipe with libunwind's flags (O_NONBLOCK, and
- * FD_CLOEXEC), so a descriptor another thread opened meanwhile is never
- * touched. */
-static void close_validation_pipe(void (*init)(void))
-{
-    int probe[2];
-    struct stat old;
-    bool probed = pipe2(probe, O_CLOEXEC) == 0;
-    if (probed) {
-        probed = fstat(probe[0], &old) == 0;
-        close(probe[0]);
-        close(probe[1]);
-    }
-    init();
-    if (!probed) return;
-    struct stat r, wr;
-    if (fstat(probe[0], &r) != 0 || fstat(probe[1], &wr) != 0) return;
-    if (!S_ISFIFO(r.st_mode) || r.st_dev != wr.st_dev || r.st_ino != wr.st_ino ||
-        (r.st_dev == old.st_dev && r.st_ino == old.st_ino))
-        return;
-    int fl0 = fcntl(probe[0], F_GETFL), fl1 = fcntl(probe[1], F_GETFL);
-    int fd0 = fcntl(probe[0], F_GETFD), fd1 = fcntl(probe[1], F_GETFD);
-    if (fl0 < 0 || fl1 < 0 || fd0 < 0 || fd1 < 0) return;
-    if ((fl0 & (O_ACCMODE | O_NONBLOCK)) != (O_RDONLY | O_NONBLOCK) ||
-        (fl1 & (O_ACCMODE | O_NONBLOCK)) != (O_WRONLY | O_NONBLOCK) ||
-        !(fd0 & FD_CLOEXEC) || !(fd1 & FD_CLOEXEC))
-        return;
-    close(probe[0]);
-    close(probe[1]);
-}
+AGENT_TLS bool agent_unwind_setting_up;  /* see unwind.h */
 
-static unw_addr_space_t created;         /* by create_self_as, or NULL */
-
-static void create_self_as(void)
+unw_addr_space_t agent_unwind_as_create(void)
 {
     static unw_accessors_t accessors = {
         .find_proc_info = agent_unwind_find_proc_info,
@@ -300,28 +279,27 @@ static void create_self_as(void)
         .resume = resume,
         .get_proc_name = NULL,
     };
-    unw_addr_space_t as = unw_create_addr_space(&accessors, 0);
-    if (!as) return;
+    return unw_create_addr_space(&accessors, 0);
+}
+
+bool agent_unwind_as_set_up(unw_addr_space_t as)
+{
+    /* libunwind initialises at the first of these calls: see "The
+     * validation pipe" at the top for why pipe2 fails meanwhile. */
+    agent_unwind_setting_up = true;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     /* "Per thread": in Debian's build (no per-thread cache compiled in)
      * libunwind then uses its one cache without its lock, which blocks
      * every signal (a program single-stepping itself would die of the
      * SIGTRAP); the local address space ran that way before. */
     unw_set_caching_policy(as, UNW_CACHE_PER_THREAD);
-    /* libunwind initialises (and opens its pipe) at its first cursor. */
     unw_context_t uc;
     unw_cursor_t cursor;
     agent_unwind_walk_t w;
     memset(&w, 0, sizeof w);
     w.uc = &uc;
-    if (unw_getcontext(&uc) != 0 || unw_init_remote(&cursor, as, &w) != 0) {
-        unw_destroy_addr_space(as);
-        return;
-    }
-    created = as;
-}
-
-unw_addr_space_t agent_unwind_as_create(void)
-{
-    close_validation_pipe(create_self_as);
-    return created;
+    bool ok = unw_getcontext(&uc) == 0 && unw_init_remote(&cursor, as, &w) == 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    agent_unwind_setting_up = false;
+    return ok;
 }

@@ -61,10 +61,16 @@ bool agent_unwind_read_word(agent_unwind_walk_t *w, uintptr_t a, uint64_t *val);
 int agent_unwind_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
                                 int need_unwind_info, void *arg);
 
-/* agent_unwind_as_create: our address space, libunwind initialised in it
- * and the pipe it opened then closed (unwind_as.c). @return it, or NULL
- * when libunwind could not be set up. Called once, at start-up. */
+/* agent_unwind_as_create: our address space, not yet set up (unwind_as.c,
+ * "Start-up in two steps"); NULL when libunwind has no memory. Called
+ * once, at start-up. */
 unw_addr_space_t agent_unwind_as_create(void);
+
+/* agent_unwind_as_set_up: libunwind's global set-up, without its
+ * validation pipe, and the caches of as. Allocates nothing. Called once,
+ * under unwind_lock, at the first libunwind call the walk needs (unwind.c,
+ * as_ready). @return false when libunwind refused. */
+bool agent_unwind_as_set_up(unw_addr_space_t as);
 
 #pragma GCC visibility pop
 

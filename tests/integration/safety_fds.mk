@@ -14,3 +14,11 @@ $(BUILD)/progs/fds_daemon: tests/integration/progs/fds_daemon.c tests/integratio
 	$(CC) $(FDS_CFLAGS) $< $(BUILD)/progs/fds_nounwind.o -o $@ -ldl
 
 TEST_PREREQS += $(BUILD)/progs/fds_daemon
+
+# fds_firstsample: the first sample (libunwind's set-up) mid-run, while a
+# thread makes and closes pipes.
+$(BUILD)/progs/fds_firstsample: tests/integration/progs/fds_firstsample.c
+	@mkdir -p $(@D)
+	$(CC) $(FDS_CFLAGS) $< -o $@
+
+TEST_PREREQS += $(BUILD)/progs/fds_firstsample

@@ -12,7 +12,9 @@
 #    succeeds, exit status as bare;
 #  - HEAPWATCH_HTTP in a program that closed every descriptor and forks: the
 #    agent never closes the number the program took back;
-#  - no descriptor kept by the agent at start (libunwind's pipe is closed).
+#  - no descriptor kept by the agent at start, nor made at the first sample
+#    (libunwind's set-up, mid-run, while a thread makes and closes pipes:
+#    fds_firstsample).
 # Each case runs twice: with HEAPWATCH_INTERVAL=1000 (no timeline record
 # before exit: only the unwinder can touch the program's descriptors), and
 # with a short interval (the timeline writer too).
@@ -120,5 +122,22 @@ fi
 fds=$(HEAPWATCH_INTERVAL=1000 HEAPWATCH_RATE=1 with_agent "$T/out.ls" ls /proc/self/fd | sort -n | tr '\n' ' ')
 fds_bare=$(ls /proc/self/fd | sort -n | tr '\n' ' ')
 check_eq "no descriptor kept by the agent at start (rate 1): $fds" "$fds_bare" "$fds"
+
+# --- the first sample, mid-run: libunwind's set-up opens nothing -------------
+# fds_firstsample notes its descriptors, allocates 4 GiB in 16 MiB blocks
+# (never touched) at a rate of 256 MiB while a thread makes and closes
+# pipes, and looks again. Its pipes all work, no descriptor came or went,
+# and the samples have their stacks (big_alloc).
+d=$T/firstsample; mkdir -p "$d"
+"$PROGS/fds_firstsample" > "$d/bare" 2>&1
+HEAPWATCH_INTERVAL=1000 HEAPWATCH_RATE=268435456 with_agent "$d/out" "$PROGS/fds_firstsample" > "$d/stdout" 2>"$d/stderr"
+st=$?
+check_eq "first sample mid-run, pipes made and closed meanwhile: exit status as bare" 0 "$st"
+check_eq "first sample mid-run: the program's pipes all work, no descriptor came or went" "$(cat "$d/bare")" "$(cat "$d/stdout")"
+check_eq "first sample mid-run: nothing on stderr" "" "$(cat "$d/stderr")"
+samples=$(json_get "$(ls "$d"/out/summary.*.json | head -1)" samples)
+check_ge "first sample mid-run: allocations were sampled" "$samples" 1
+check "first sample mid-run: the sampled stacks name big_alloc (libunwind set up then)" \
+    bash -c 'go tool pprof -traces -sample_index=alloc_space "$1" 2>/dev/null | grep -q "big_alloc"' _ "$(ls "$d"/out/heap.*.exit.pb.gz | head -1)"
 
 finish
