@@ -287,11 +287,13 @@ void agent_on_realloc_before(void *ptr, agent_realloc_t *r)
         agent_count_handler(AGENT_COUNT_FREES, 1, r->usable + AGENT_BLOCK_EXTRA);
         return;
     }
+    bool sampled = agent_maybe_sampled(ptr);
+    if (sampled) agent_live_prefetch(ptr);   /* as agent_on_free_slow does */
     r->counted = true;
     r->usable = agent_usable_size(ptr);
     agent_tally_add(&t->frees, 1);
     agent_tally_add(&t->free_bytes, r->usable + AGENT_BLOCK_EXTRA);
-    if (AGENT_LIKELY(!agent_maybe_sampled(ptr))) return;
+    if (AGENT_LIKELY(!sampled)) return;
     int saved = sample_enter();
     agent_tally_add(&t->filter_hits, 1);
     if (agent_live_remove(ptr, &r->live_value)) r->was_sampled = true;

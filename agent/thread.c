@@ -25,6 +25,7 @@
 #include "agent/background.h"
 #include "agent/core.h"
 #include "agent/hot.h"
+#include "agent/live.h"
 #include "agent/lock.h"
 #include "agent/sample.h"
 #include "agent/thread.h"
@@ -153,8 +154,12 @@ void agent_on_free_slow(void *ptr)
             agent_count_handler(AGENT_COUNT_FREES, 1, agent_usable_size(ptr) + AGENT_BLOCK_EXTRA);
         return;
     }
+    bool sampled = agent_maybe_sampled(ptr);
+    /* The live map's bucket is a cache miss in a large map: start it now,
+     * so that it overlaps the counting (which reads the block's header). */
+    if (sampled) agent_live_prefetch(ptr);
     agent_count_free(t, agent_usable_size(ptr));
-    if (agent_maybe_sampled(ptr)) agent_free_sampled(t, ptr);
+    if (sampled) agent_free_sampled(t, ptr);
 }
 
 /* thread_exit: pthread key destructor. Allocations the thread makes after
