@@ -500,9 +500,14 @@ static pprof_err_t load_syms(pprof_symcache_t *c, pp_elf_t *e, const src_t *src,
 bool pp_elf_load_loads(pp_elf_t *e, const src_t *src, const Elf64_Ehdr *eh)
 {
     unsigned phnum = eh->e_phnum > PP_ELF_MAX_PHDRS ? PP_ELF_MAX_PHDRS : eh->e_phnum;
+    /* All in one read (cc1: 14 preads were one per header); a table cut
+     * by the end of the file is read a header at a time, up to the cut. */
+    Elf64_Phdr phs[PP_ELF_MAX_PHDRS];
+    bool whole = pp_elf_src_read(src, eh->e_phoff, phs, phnum * sizeof(Elf64_Phdr));
     for (unsigned i = 0; i < phnum && e->nloads < PP_ELF_MAX_LOADS; i++) {
         Elf64_Phdr ph;
-        if (!pp_elf_src_read(src, eh->e_phoff + (uint64_t)i * sizeof(ph), &ph, sizeof(ph)))
+        if (whole) ph = phs[i];
+        else if (!pp_elf_src_read(src, eh->e_phoff + (uint64_t)i * sizeof(ph), &ph, sizeof(ph)))
             return false;
         if (ph.p_type != PT_LOAD) continue;
         pp_load_t *l = &e->loads[e->nloads++];

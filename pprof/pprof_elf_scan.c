@@ -113,6 +113,7 @@ static size_t scan_pass(const src_t *src, const table_t *t, Elf64_Sym *chunk, co
     size_t k = 0;
     memset(bucket, 0, m * sizeof(*bucket));
     *high = 0;
+    const uint64_t qlo = q[0], qhi = q[m - 1];
     for (uint64_t i = 0; i < t->nsym; i += SYM_CHUNK) {
         size_t n = t->nsym - i < SYM_CHUNK ? (size_t)(t->nsym - i) : SYM_CHUNK;
         if (!pp_elf_src_read(src, t->sym_off + i * sizeof(Elf64_Sym), chunk, n * sizeof(Elf64_Sym)))
@@ -123,8 +124,10 @@ static size_t scan_pass(const src_t *src, const table_t *t, Elf64_Sym *chunk, co
             k++;
             uint64_t a = sym->st_value;
             if (a > *high) *high = a;
-            size_t lo = first_at_or_above(q, m, a);
-            if (lo == m) continue;
+            /* Most symbols of a big table lie above the last query or
+             * below the first: no search for those. */
+            if (a > qhi) continue;
+            size_t lo = a <= qlo ? 0 : first_at_or_above(q, m, a);
             bucket_t *bk = &bucket[lo];
             uint32_t size = sym->st_size > UINT32_MAX ? UINT32_MAX : (uint32_t)sym->st_size;
             unsigned bind = ELF64_ST_BIND(sym->st_info);

@@ -56,13 +56,6 @@ static uint32_t alias_rank(unsigned bind, const char *name, size_t maxlen)
     return r << 24 | (uint32_t)us << 16 | (uint32_t)len;
 }
 
-bool pp_elf_wanted(const Elf64_Sym *s, size_t strsz)
-{
-    unsigned type = ELF64_ST_TYPE(s->st_info);
-    return (type == STT_FUNC || type == STT_GNU_IFUNC) && s->st_shndx != SHN_UNDEF &&
-           s->st_value != 0 && s->st_name != 0 && s->st_name < strsz;
-}
-
 /* scan_syms: one pass over the symbols of t in chunks of SYM_CHUNK: counts
  * the wanted ones (out == NULL) or records up to max of them in out.
  * @return the number seen, or SIZE_MAX when a read failed. */
