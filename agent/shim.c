@@ -29,10 +29,13 @@
  * with CLONE_NEWUSER need no lone thread (the new namespace is the
  * child's), nor does chroot.
  *
- * pipe2 is interposed for libunwind alone: while the agent sets libunwind
- * up (at its first sample, mid-run) it fails, so that libunwind's unused
+ * pipe2 and sigprocmask are interposed for libunwind alone: called from
+ * libunwind's code inside a libunwind call of the agent's
+ * (agent_unwind_calling), pipe2 fails, so that libunwind's unused
  * validation pipe never lands in the program's descriptor table
- * (unwind_as.c); every other call is passed on.
+ * (unwind_as.c), and sigprocmask does nothing, so that libunwind's locks
+ * never block the signals of a program that single-steps itself (unwind.c,
+ * "Signals"). Every other call is passed on.
  *
  * Bootstrap: dlsym itself may call calloc/malloc (for its error buffer)
  * before the real functions are known. Those calls, made while this thread
@@ -76,6 +79,7 @@
 #include <link.h>      /* struct link_map, ElfW */
 #include <malloc.h>    /* prototypes of the functions we define */
 #include <sched.h>     /* unshare, setns, CLONE_* */
+#include <signal.h>    /* sigprocmask */
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
@@ -102,6 +106,7 @@ typedef int (*unshare_fn_t)(int);
 typedef int (*setns_fn_t)(int, int);
 typedef int (*dlclose_fn_t)(void *);
 typedef int (*pipe2_fn_t)(int *, int);
+typedef int (*sigprocmask_fn_t)(int, const sigset_t *, sigset_t *);
 
 static void *malloc_first(size_t size);
 /* real_malloc: malloc_first until the real functions are resolved, so the
@@ -125,6 +130,7 @@ static unshare_fn_t real_unshare;
 static setns_fn_t real_setns;
 static dlclose_fn_t real_dlclose;
 static pipe2_fn_t real_pipe2;
+static sigprocmask_fn_t real_sigprocmask;
 
 static size_t usable_size_unknown(void *p) { (void)p; return 0; }
 size_t (*agent_real_usable_size)(void *) = usable_size_unknown;
@@ -388,6 +394,7 @@ static void resolve(void)
     real_setns = (setns_fn_t)next_symbol("setns");
     real_dlclose = (dlclose_fn_t)next_symbol("dlclose");
     real_pipe2 = (pipe2_fn_t)next_symbol("pipe2");
+    real_sigprocmask = (sigprocmask_fn_t)next_symbol("sigprocmask");
     usable_fn_t usable = (usable_fn_t)next_symbol("malloc_usable_size");
     if (usable) agent_real_usable_size = usable;
     /* malloc last: it is the flag that everything is resolved. */
@@ -684,18 +691,29 @@ AGENT_EXPORT int dlclose(void *handle)
 }
 
 /* ------------------------------------------------------------------------ */
-/* libunwind's set-up                                                       */
+/* libunwind's own calls                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* pipe2: EMFILE to libunwind's set-up (agent_unwind_setting_up: the
- * thread that sets it up, inside the agent), the next pipe2 for everyone
- * else. */
-AGENT_EXPORT int pipe2(int fds[2], int flags)
+/* pipe2: EMFILE to libunwind inside the agent's libunwind calls (its
+ * validation pipe: unwind_as.c), the next pipe2 for every other caller.
+ * noinline: the return address must be the caller's. */
+AGENT_EXPORT __attribute__((noinline)) int pipe2(int fds[2], int flags)
 {
-    if (AGENT_UNLIKELY(agent_unwind_setting_up)) {
+    if (AGENT_UNLIKELY(agent_unwind_calling(__builtin_return_address(0)))) {
         errno = EMFILE;
         return -1;
     }
     (void)ready();
     return real_pipe2 ? real_pipe2(fds, flags) : (int)syscall(SYS_pipe2, fds, flags);
+}
+
+/* sigprocmask: nothing for libunwind inside the agent's libunwind calls
+ * (unwind.c, "Signals": its locks would block SIGTRAP in a program that
+ * single-steps itself), the next sigprocmask for every other caller. */
+AGENT_EXPORT __attribute__((noinline)) int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+    if (AGENT_UNLIKELY(agent_unwind_calling(__builtin_return_address(0)))) return 0;
+    (void)ready();
+    return real_sigprocmask ? real_sigprocmask(how, set, old)
+                            : (int)syscall(SYS_rt_sigprocmask, how, set, old, (size_t)(_NSIG / 8));
 }

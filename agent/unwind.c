@@ -47,6 +47,18 @@
  *    (its locks may be held forever): it unwinds with the recipes it
  *    inherited. libunwind itself is set up at the first such call
  *    (as_ready; unwind_as.c, "Start-up in two steps"), not at start.
+ *  - Signals. libunwind's own locks (its set-up, its unwind-info pool:
+ *    several per probe) block every signal with sigprocmask. A program
+ *    that single-steps itself then dies: the kernel kills a thread whose
+ *    SIGTRAP is blocked (tests/integration/progs/life_stepnew: a malloc
+ *    stepped from a call site never seen before, at rate 1). unwind_lock
+ *    already keeps a signal handler on this thread out of libunwind (it
+ *    never waits for it: see above), which is what the blocking was for;
+ *    so shim.c's sigprocmask does nothing for a call from libunwind's code
+ *    while this thread holds unwind_lock (agent_unwind_calling, by the
+ *    return address: a handler that interrupted libunwind is the
+ *    program's, and its own calls pass). That also saves a short process
+ *    two system calls per lock (cc1 on an empty file: about 250).
  *  - The last walk, replayed. Each thread logs its last walk; the next one
  *    takes the frames it shares with it from the log after checking the
  *    words they were read from (see that section).
@@ -89,6 +101,7 @@ static bool self_as_set_up;              /* libunwind set up in it (as_ready), u
 static bool unwind_ready;                /* agent_unwind_init ran */
 static bool unwind_broken;               /* libunwind could not be set up: no stacks (atomic) */
 static uintptr_t own_lo, own_hi;         /* libheapwatch.so's executable segment */
+static uintptr_t libunwind_lo, libunwind_hi;   /* libunwind-x86_64's (agent_unwind_calling) */
 
 #ifdef HEAPWATCH_TEST
 void agent_stacks_test_own_range(uintptr_t lo, uintptr_t hi)   /* see stacks.h */
@@ -147,6 +160,12 @@ static void unwind_lock_give(void)
     unwind_mine = false;   /* after the unlock: see unwind_lock_take */
 }
 
+bool agent_unwind_calling(const void *ra)
+{
+    uintptr_t a = (uintptr_t)ra;
+    return unwind_mine && a >= libunwind_lo && a < libunwind_hi;
+}
+
 /* ---- libunwind's set-up, at the first call ------------------------------- */
 
 /* as_ready: libunwind set up in our address space (self_as, made at
@@ -185,18 +204,23 @@ static bool stack_word(agent_unwind_walk_t *w, uintptr_t a, uint64_t *val)
     return agent_unwind_read_word(w, a, val);
 }
 
-static int find_own_segment(struct dl_phdr_info *info, size_t size, void *data)
+/* segment_t: the executable PT_LOAD of the object that holds probe. */
+typedef struct segment_s {
+    uintptr_t probe, lo, hi;
+} segment_t;
+
+static int find_segment(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
-    uintptr_t probe = (uintptr_t)data;
+    segment_t *seg = data;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
         uintptr_t hi = lo + ph->p_memsz;
-        if (probe >= lo && probe < hi) {
-            own_lo = lo;
-            own_hi = hi;
+        if (seg->probe >= lo && seg->probe < hi) {
+            seg->lo = lo;
+            seg->hi = hi;
             return 1;
         }
     }
@@ -701,7 +725,14 @@ __attribute__((noinline)) size_t agent_stack_capture(uint64_t *pcs, size_t max, 
 
 void agent_unwind_init(void)
 {
-    dl_iterate_phdr(find_own_segment, (void *)(uintptr_t)agent_stack_capture);
+    segment_t own = { (uintptr_t)agent_stack_capture, 0, 0 };
+    dl_iterate_phdr(find_segment, &own);
+    own_lo = own.lo;
+    own_hi = own.hi;
+    segment_t lib = { (uintptr_t)unw_init_remote, 0, 0 };   /* libunwind-x86_64's code */
+    dl_iterate_phdr(find_segment, &lib);
+    libunwind_lo = lib.lo;
+    libunwind_hi = lib.hi;
     self_as = agent_unwind_as_create();   /* set up at its first use: as_ready */
     if (!self_as) agent_log("heapwatch: libunwind could not be set up; sampled allocations get no stack\n");
     __atomic_store_n(&unwind_broken, !self_as, __ATOMIC_RELAXED);

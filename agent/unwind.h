@@ -24,11 +24,13 @@
  * from then on is empty. Called once, at start-up. */
 void agent_unwind_init(void);
 
-/* agent_unwind_setting_up: this thread is inside libunwind's set-up, when
- * libunwind opens its validation pipe, which the agent never needs; shim.c's
- * pipe2 then fails (EMFILE), so that no descriptor appears in the program's
- * table (unwind_as.c, "The validation pipe"). */
-extern AGENT_TLS bool agent_unwind_setting_up;
+/* agent_unwind_calling: a call whose return address is ra is libunwind's
+ * own, made inside a libunwind call of the agent on this thread (it holds
+ * unwind_lock): shim.c's pipe2 then fails, so that libunwind's validation
+ * pipe never lands in the program's table (unwind_as.c), and its
+ * sigprocmask does nothing (unwind.c, "Signals"). A signal handler that
+ * interrupted such a call is the program's code: its own calls pass. */
+bool agent_unwind_calling(const void *ra);
 
 /* agent_walk_memo_t: a thread's last walk, whose outer frames the next
  * capture on that thread replays where the stack still holds them

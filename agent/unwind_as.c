@@ -52,13 +52,13 @@
  * local validation, which is never reached here. The set-up runs at the
  * process's first sample, mid-run, when other threads may be opening and
  * closing descriptors: a pipe made then could not be told from the
- * program's and closed safely. So the thread setting libunwind up raises
- * agent_unwind_setting_up, and the agent's pipe2 (shim.c) fails for it
- * with EMFILE: libunwind ignores the error (its pipe numbers stay -1, as
- * its own code expects when descriptors run out) and no descriptor is
- * made at all. Only libunwind calls pipe2 there: the flag is up for
- * agent_unwind_as_set_up's libunwind calls alone, on one thread, inside
- * the agent.
+ * program's and closed safely. So the agent's pipe2 (shim.c) fails with
+ * EMFILE for a call that comes from libunwind's code while this thread is
+ * inside a libunwind call of the agent's (agent_unwind_calling: the
+ * return address, and unwind_lock held): libunwind ignores the error (its
+ * pipe numbers stay -1, as its own code expects when descriptors run out)
+ * and no descriptor is made at all. A signal handler that interrupts the
+ * set-up and makes a pipe of its own gets it.
  */
 #define _GNU_SOURCE
 #include <link.h>
@@ -265,8 +265,6 @@ int agent_unwind_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_inf
     return _Ux86_64_dwarf_search_unwind_table(as, ip, &di, pi, need_unwind_info, arg);
 }
 
-AGENT_TLS bool agent_unwind_setting_up;  /* see unwind.h */
-
 unw_addr_space_t agent_unwind_as_create(void)
 {
     static unw_accessors_t accessors = {
@@ -285,9 +283,7 @@ unw_addr_space_t agent_unwind_as_create(void)
 bool agent_unwind_as_set_up(unw_addr_space_t as)
 {
     /* libunwind initialises at the first of these calls: see "The
-     * validation pipe" at the top for why pipe2 fails meanwhile. */
-    agent_unwind_setting_up = true;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+     * validation pipe" at the top for why its pipe2 fails. */
     /* "Per thread": in Debian's build (no per-thread cache compiled in)
      * libunwind then uses its one cache without its lock, which blocks
      * every signal (a program single-stepping itself would die of the
@@ -298,8 +294,5 @@ bool agent_unwind_as_set_up(unw_addr_space_t as)
     agent_unwind_walk_t w;
     memset(&w, 0, sizeof w);
     w.uc = &uc;
-    bool ok = unw_getcontext(&uc) == 0 && unw_init_remote(&cursor, as, &w) == 0;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    agent_unwind_setting_up = false;
-    return ok;
+    return unw_getcontext(&uc) == 0 && unw_init_remote(&cursor, as, &w) == 0;
 }

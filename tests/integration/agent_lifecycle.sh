@@ -145,6 +145,16 @@ for rate in 0 1 524288; do
     relay "$T/step$rate.tap"
 done
 
+# Stepped calls from call sites never unwound before: at rate 1 each makes
+# the unwinder ask libunwind about new frames while the trap flag is set,
+# and libunwind's locks blocked SIGTRAP, which killed the program (status
+# 133 before the fix). The SIGTRAP handler's own sigprocmask calls,
+# interrupting libunwind too, must still take effect.
+for rate in 1 524288; do
+    HEAPWATCH_RATE=$rate same_behaviour "step: life_stepnew (fresh call sites) at HEAPWATCH_RATE=$rate" \
+        "$T/stepnew$rate" "$PROGS/life_stepnew"
+done
+
 # Ticks due every 10 ms with no background thread: the due jobs run on the
 # stepped thread itself, inside its stepped allocations, where they used to
 # block every signal: the next SIGTRAP then killed the program (4 runs in 6

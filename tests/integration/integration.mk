@@ -10,7 +10,7 @@ LIFE_DEPS := tests/integration/progs/life_common.h agent/agent.h
 
 # One-file C programs.
 LIFE_C_PROGS := $(addprefix $(BUILD)/progs/,life_dlopen life_exit life_threads \
-                  life_signals life_step life_fork life_exec life_edge life_alloc)
+                  life_signals life_step life_stepnew life_fork life_exec life_edge life_alloc)
 $(LIFE_C_PROGS): $(BUILD)/progs/%: tests/integration/progs/%.c $(LIFE_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(LIFE_CFLAGS) $< -o $@ -ldl
