@@ -461,12 +461,22 @@ __attribute__((noinline, cold)) static void *malloc_inert(size_t size)
     return real_malloc(size);          /* a tail call, as malloc's to here */
 }
 
+/* alloc_slow: agent_on_alloc_slow, except for an allocation of libunwind's
+ * own inside a libunwind call of the agent's (its address space, made at
+ * the first sample: unwind_as.c), which is the agent's, never counted. ra:
+ * the allocation function's return address. */
+__attribute__((noinline, cold)) static void *alloc_slow(void *p, const void *ra)
+{
+    if (agent_unwind_calling(ra)) return p;
+    return agent_on_alloc_slow(p);
+}
+
 AGENT_EXPORT void *malloc(size_t size)
 {
     if (AGENT_UNLIKELY(!agent_enabled)) return malloc_inert(size);
     void *p = real_malloc(size);
     agent_thread_t *t = agent_tls.fast;
-    if (AGENT_UNLIKELY(t == NULL || p == NULL)) return p ? agent_on_alloc_slow(p) : p;
+    if (AGENT_UNLIKELY(t == NULL || p == NULL)) return p ? alloc_slow(p, __builtin_return_address(0)) : p;
     return agent_count_alloc_glibc(t, p);
 }
 
@@ -479,10 +489,10 @@ void *shim_own_malloc(size_t size) __attribute__((alias("malloc")));
 /* free_slow: every free the fast path declines: NULL, the boot buffer,
  * a thread outside the fast path, a pointer the live filter does not
  * clear (sampled, a false positive, or in a pinned slot), an mmap'd chunk. */
-__attribute__((noinline)) static void free_slow(void *ptr)
+__attribute__((noinline)) static void free_slow(void *ptr, const void *ra)
 {
     if (ptr == NULL || is_boot(ptr)) return;
-    agent_on_free_slow(ptr);
+    if (!agent_unwind_calling(ra)) agent_on_free_slow(ptr);   /* see alloc_slow */
     real_free(ptr);
 }
 
@@ -492,7 +502,7 @@ AGENT_EXPORT void free(void *ptr)
 {
     agent_thread_t *t = agent_tls.fast;
     if (AGENT_UNLIKELY(t == NULL || agent_maybe_sampled(ptr) || !agent_free_fast(t, ptr))) {
-        free_slow(ptr);
+        free_slow(ptr, __builtin_return_address(0));
         return;
     }
     real_free(ptr);
@@ -508,6 +518,7 @@ AGENT_EXPORT void *calloc(size_t n, size_t size)
     if (AGENT_UNLIKELY(!agent_enabled)) return real_calloc(n, size);
     void *p = real_calloc(n, size);
     if (AGENT_UNLIKELY(p == NULL)) return p;
+    if (AGENT_UNLIKELY(agent_tls.fast == NULL)) return alloc_slow(p, __builtin_return_address(0));
     return agent_on_alloc(p);
 }
 

@@ -46,7 +46,8 @@
  *    child forked while another thread held it never calls libunwind again
  *    (its locks may be held forever): it unwinds with the recipes it
  *    inherited. libunwind itself is set up at the first such call
- *    (as_ready; unwind_as.c, "Start-up in two steps"), not at start.
+ *    (as_ready; unwind_as.c, "Start-up at the first sample"), not at
+ *    start.
  *  - Signals. libunwind's own locks (its set-up, its unwind-info pool:
  *    several per probe) block every signal with sigprocmask. A program
  *    that single-steps itself then dies: the kernel kills a thread whose
@@ -96,7 +97,7 @@
 #include "agent/unwind_as.h"
 #include "map/map.h"
 
-static unw_addr_space_t self_as;         /* our address space (unwind_as.c) */
+static unw_addr_space_t self_as;         /* our address space (unwind_as.c), under unwind_lock */
 static bool self_as_set_up;              /* libunwind set up in it (as_ready), under unwind_lock */
 static bool unwind_ready;                /* agent_unwind_init ran */
 static bool unwind_broken;               /* libunwind could not be set up: no stacks (atomic) */
@@ -168,19 +169,22 @@ bool agent_unwind_calling(const void *ra)
 
 /* ---- libunwind's set-up, at the first call ------------------------------- */
 
-/* as_ready: libunwind set up in our address space (self_as, made at
- * start-up), at the first libunwind call of the process, under
- * unwind_lock. Why not at start-up: libunwind's global set-up cost a short
- * process about 60 us, a fifth of the agent's start-up, and most short
- * processes never sample (the walk itself needs libunwind only for frames
- * it has no recipe for). When it cannot be: one stderr line, and every
- * capture from then on is empty (unwind_broken). */
+/* as_ready: our address space (self_as) made and libunwind set up in it,
+ * at the first libunwind call of the process, under unwind_lock. Why not
+ * at start-up: that cost a short process about 90 us, a third of the
+ * agent's start-up, and most short processes never sample (the walk itself
+ * needs libunwind only for frames it has no recipe for). The address
+ * space is libunwind's own malloc, inside a sample: shim.c leaves it
+ * uncounted by its caller (agent_unwind_calling). When it cannot be made:
+ * one stderr line, and every capture from then on is empty
+ * (unwind_broken). */
 static bool as_ready(void)
 {
     AGENT_ASSERT_HELD(AGENT_RANK_UNWIND);
     if (self_as_set_up) return true;
     if (__atomic_load_n(&unwind_broken, __ATOMIC_RELAXED)) return false;
-    if (!agent_unwind_as_set_up(self_as)) {
+    if (!self_as) self_as = agent_unwind_as_create();
+    if (!self_as || !agent_unwind_as_set_up(self_as)) {
         __atomic_store_n(&unwind_broken, true, __ATOMIC_RELAXED);
         agent_log("heapwatch: libunwind could not be set up; sampled allocations get no stack\n");
         return false;
@@ -733,10 +737,7 @@ void agent_unwind_init(void)
     dl_iterate_phdr(find_segment, &lib);
     libunwind_lo = lib.lo;
     libunwind_hi = lib.hi;
-    self_as = agent_unwind_as_create();   /* set up at its first use: as_ready */
-    if (!self_as) agent_log("heapwatch: libunwind could not be set up; sampled allocations get no stack\n");
-    __atomic_store_n(&unwind_broken, !self_as, __ATOMIC_RELAXED);
-    unwind_ready = true;
+    unwind_ready = true;   /* libunwind itself at its first call: as_ready */
 }
 
 /* UNWIND_FORK_TRIES: how many times prefork tries unwind_lock (a few

@@ -18,10 +18,10 @@
 #define AGENT_MAX_FRAMES 64
 
 /* agent_unwind_init: finds the agent's own code (its frames are dropped)
- * and makes libunwind's address space for this process, which is set up
- * at the first frame the walk needs libunwind for (unwind.c, as_ready).
- * When libunwind cannot be set up, one stderr line, and every capture
- * from then on is empty. Called once, at start-up. */
+ * and libunwind's. libunwind is set up for this process at the first frame
+ * the walk needs it for (unwind.c, as_ready); when it cannot be, one stderr
+ * line, and every capture from then on is empty. Called once, at
+ * start-up. */
 void agent_unwind_init(void);
 
 /* agent_unwind_calling: a call whose return address is ra is libunwind's

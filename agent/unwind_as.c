@@ -38,15 +38,15 @@
  * blocked) on a miss, during probes only. Since that cache is then
  * unguarded, unwind.c makes every libunwind call under its unwind_lock.
  *
- * Start-up in two steps. The address space (a 26 KiB block from libunwind's
- * malloc, which the agent's start-up leaves uncounted, as it leaves
- * everything it allocates then) is made at start-up
- * (agent_unwind_as_create). libunwind's global set-up and our space's
- * caches wait for the first libunwind call the walk needs
- * (agent_unwind_as_set_up, from unwind.c's as_ready): about 60 us that a
- * process which never samples, as most short ones, never pays. That set-up
- * allocates nothing (the exact counters would see it: it runs inside a
- * sample).
+ * Start-up at the first sample. The address space (agent_unwind_as_create)
+ * and libunwind's global set-up with our space's caches
+ * (agent_unwind_as_set_up) wait for the first libunwind call the walk
+ * needs (unwind.c's as_ready): about 90 us that a process which never
+ * samples, as most short ones, never pays. That runs inside a sample,
+ * where the program's allocations are counted: the space's 26 KiB come
+ * from libunwind's own malloc, which shim.c recognises by its caller
+ * (agent_unwind_calling: libunwind's code, inside the agent's libunwind
+ * call) and leaves uncounted; the set-up allocates nothing else.
  *
  * The validation pipe. libunwind's global set-up opens the pipe of its
  * local validation, which is never reached here. The set-up runs at the

@@ -62,8 +62,8 @@ int agent_unwind_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_inf
                                 int need_unwind_info, void *arg);
 
 /* agent_unwind_as_create: our address space, not yet set up (unwind_as.c,
- * "Start-up in two steps"); NULL when libunwind has no memory. Called
- * once, at start-up. */
+ * "Start-up at the first sample"); NULL when libunwind has no memory.
+ * Called once, under unwind_lock (unwind.c, as_ready). */
 unw_addr_space_t agent_unwind_as_create(void);
 
 /* agent_unwind_as_set_up: libunwind's global set-up, without its
