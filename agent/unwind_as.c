@@ -33,10 +33,11 @@
  *
  * libunwind's register-state cache is set "per thread": Debian's build has
  * no per-thread cache, and libunwind then uses its global cache without
- * taking its lock (which blocks every signal), as the local address space
- * did before; its unwind-info pool still takes a lock (all signals
- * blocked) on a miss, during probes only. Since that cache is then
- * unguarded, unwind.c makes every libunwind call under its unwind_lock.
+ * taking its lock, as the local address space did before; its set-up and
+ * its unwind-info pool still take locks (several per probe), whose
+ * sigprocmask shim.c turns into nothing inside the agent's libunwind calls
+ * (unwind.c, "Signals"). Since that cache is then unguarded, unwind.c
+ * makes every libunwind call under its unwind_lock.
  *
  * Start-up at the first sample. The address space (agent_unwind_as_create)
  * and libunwind's global set-up with our space's caches
@@ -285,9 +286,9 @@ bool agent_unwind_as_set_up(unw_addr_space_t as)
     /* libunwind initialises at the first of these calls: see "The
      * validation pipe" at the top for why its pipe2 fails. */
     /* "Per thread": in Debian's build (no per-thread cache compiled in)
-     * libunwind then uses its one cache without its lock, which blocks
-     * every signal (a program single-stepping itself would die of the
-     * SIGTRAP); the local address space ran that way before. */
+     * libunwind then uses its one cache without its lock (one lock and two
+     * system calls fewer per step); the local address space ran that way
+     * before. */
     unw_set_caching_policy(as, UNW_CACHE_PER_THREAD);
     unw_context_t uc;
     unw_cursor_t cursor;
