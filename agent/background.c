@@ -425,8 +425,14 @@ void agent_tick(void)
 void agent_tick_slow(void)
 {
     /* Stepped (see agent_single_stepped): the jobs and the thread's start
-     * block signals, so they wait for an allocation that is not. */
-    if (!agent_enabled || !agent_ready() || agent_inside() ||
+     * block signals, so they wait for an allocation that is not.
+     * Quiet (agent_tls_t): this allocation is a signal handler's that
+     * interrupted the agent between raising the mark and taking the guard
+     * (or between leaving the guard and lowering it). The mark would make
+     * what the jobs and the thread's start allocate through libc
+     * (pthread_attr_setaffinity_np, getaddrinfo) count as the handler's:
+     * they too wait for a later allocation. */
+    if (!agent_enabled || !agent_ready() || agent_inside() || agent_tls.quiet ||
         __atomic_load_n(&bg_paused, __ATOMIC_RELAXED) || agent_single_stepped())
         return;
     int saved = errno;
@@ -548,7 +554,7 @@ void agent_bg_new_thread(void)
 {
     /* A thread of the program's own: the process is multi-threaded anyway,
      * so the agent's thread costs nothing observable now. */
-    if (agent_conf.thread != CONF_THREAD_AUTO ||
+    if (agent_conf.thread != CONF_THREAD_AUTO || agent_tls.quiet ||   /* see agent_tick_slow */
         __atomic_load_n(&bg_pid, __ATOMIC_RELAXED) == getpid())
         return;
     agent_enter();

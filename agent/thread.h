@@ -45,7 +45,9 @@ typedef struct agent_tls_s {
                                      * allocation's or free's slow path, thread
                                      * registration): an allocation made
                                      * meanwhile is a signal handler's, and is
-                                     * counted (agent_count_handler) */
+                                     * counted (agent_count_handler); so no
+                                     * agent work that allocates through libc
+                                     * starts while it is up (agent_tick_slow) */
     uint64_t pending[4];            /* a handler's counts made before the thread
                                      * had a block, at AGENT_COUNT_MALLOCS (+1:
                                      * their bytes) and AGENT_COUNT_FREES (+1);
