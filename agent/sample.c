@@ -147,16 +147,19 @@ void agent_sample_thread_init(agent_thread_t *t)
 /* Sampled allocations                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* forget: ptr (found in the live map with value v) was freed. */
-static void forget(uint64_t v)
+/* forget: ptr (found in the live map with value v) was freed, seen by
+ * thread t. */
+static void forget(agent_thread_t *t, uint64_t v)
 {
     agent_stack_t *s = agent_stack_get(agent_live_stack(v));
     if (!s) return;
+#if AGENT_DEBUG
     /* A free is counted after its allocation: in-use never goes negative. */
-    AGENT_ASSERT(__atomic_load_n(&s->free_objects, __ATOMIC_RELAXED) <
-                 __atomic_load_n(&s->alloc_objects, __ATOMIC_RELAXED));
-    __atomic_add_fetch(&s->free_objects, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&s->free_bytes, agent_live_size(v), __ATOMIC_RELAXED);
+    agent_stack_totals_t before;
+    agent_stack_read(s, &before);
+    AGENT_ASSERT(before.inuse_objects > 0);
+#endif
+    agent_stack_count_free(s, t->share, agent_live_size(v));
 }
 
 /* record: ptr's stack into the live map and its stack's alloc totals. */
@@ -176,14 +179,13 @@ static void record(agent_thread_t *t, void *ptr, size_t usable)
     /* An address still in the map was freed where we could not see it:
      * that allocation is gone, count it freed (put replaced it, or, when
      * this one cannot be recorded, take it out). */
-    if (put == AGENT_LIVE_REPLACED) forget(stale);
+    if (put == AGENT_LIVE_REPLACED) forget(t, stale);
     if (put == AGENT_LIVE_FAILED) {
-        if (agent_maybe_sampled(ptr) && agent_live_remove(ptr, &stale)) forget(stale);
+        if (agent_maybe_sampled(ptr) && agent_live_remove(ptr, &stale)) forget(t, stale);
         agent_tally_add(&t->dropped, 1);
         return;
     }
-    __atomic_add_fetch(&s->alloc_objects, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&s->alloc_bytes, agent_live_clamp(usable), __ATOMIC_RELAXED);   /* clamped as the map keeps it */
+    agent_stack_count_alloc(s, t->share, agent_live_clamp(usable));   /* clamped as the map keeps it */
     agent_tally_add(&t->samples, 1);
 }
 
@@ -266,7 +268,7 @@ void agent_free_sampled(agent_thread_t *t, void *ptr)
     uint64_t v;
     int saved = sample_enter();
     agent_tally_add(&t->filter_hits, 1);
-    if (agent_live_remove(ptr, &v)) forget(v);
+    if (agent_live_remove(ptr, &v)) forget(t, v);
     else agent_tally_add(&t->filter_false, 1);
     sample_leave(saved);
 }
@@ -317,16 +319,16 @@ void agent_on_realloc_after(const agent_realloc_t *r, void *old, void *result, s
         if (r->was_sampled) {
             int saved = sample_enter();
             if (!agent_live_insert(old, r->live_value)) {
-                forget(r->live_value);   /* cannot track it again: count it gone */
+                forget(t, r->live_value);   /* cannot track it again: count it gone */
                 agent_tally_add(&t->dropped, 1);
             }
             sample_leave(saved);
         }
         return;
     }
-    if (r->was_sampled) {
+    if (r->was_sampled) {   /* then agent_on_realloc_before had the thread's block */
         int saved = sample_enter();
-        forget(r->live_value);
+        forget(agent_tls.thread, r->live_value);
         sample_leave(saved);
     }
     if (result) agent_on_alloc(result);

@@ -78,10 +78,11 @@ uint64_t (*agent_stacks_test_hash)(const uint64_t *pcs, size_t depth);
 #define STACKS_LIMIT AGENT_STACKS_MAX       /* ids handed out at most */
 #endif
 
-/* The totals' last byte and interning's first are more than a line apart
- * (see agent_stack_t). */
-_Static_assert(offsetof(agent_stack_t, hash) - (offsetof(agent_stack_t, free_bytes) + 8) >= 64,
-               "a stack's totals share no cache line with its frames");
+/* Each share, and what interning reads, on lines of their own (see
+ * agent_stack_t; new_record aligns the record). */
+_Static_assert(sizeof(agent_stack_share_t) == 64 && offsetof(agent_stack_t, hash) % 64 == 0,
+               "a stack's totals share no cache line with its frames, nor each other");
+#define RECORD_ALIGN 64
 
 static uint64_t hash_frames(const uint64_t *pcs, size_t depth)
 {
@@ -176,15 +177,17 @@ static agent_stack_t *new_record(const uint64_t *pcs, size_t depth, uint64_t has
         __atomic_store_n(&next_id, STACKS_LIMIT, __ATOMIC_RELAXED);
         return NULL;
     }
-    size_t bytes = sizeof(agent_stack_t) + depth * sizeof pcs[0];
-    agent_stack_t *r = allocator.alloc(allocator.ctx, bytes);
-    if (!r) return NULL;   /* the id stays unpublished: readers skip it */
+    /* The arena aligns to 16: ask for the slack to start on a line. */
+    size_t bytes = offsetof(agent_stack_t, pcs) + depth * sizeof pcs[0] + RECORD_ALIGN - 16;
+    void *block = allocator.alloc(allocator.ctx, bytes);
+    if (!block) return NULL;   /* the id stays unpublished: readers skip it */
+    agent_stack_t *r = (agent_stack_t *)(((uintptr_t)block + RECORD_ALIGN - 1) & ~(uintptr_t)(RECORD_ALIGN - 1));
     r->hash = hash;
     r->id = id;
     r->depth = (uint32_t)depth;
     if (depth) memcpy(r->pcs, pcs, depth * sizeof pcs[0]);
     if (!publish(id, r)) {
-        allocator.free(allocator.ctx, r);
+        allocator.free(allocator.ctx, block);
         return NULL;
     }
     __atomic_add_fetch(&table_bytes, bytes, __ATOMIC_RELAXED);

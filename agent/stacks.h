@@ -11,35 +11,78 @@
 #include <stdint.h>
 
 #include "agent/base.h"
+#include "agent/thread.h"   /* agent_tally_add */
 
 #pragma GCC visibility push(hidden)
+
+/*
+ * Totals in shares. A stack's sampled totals are kept in AGENT_STACK_SHARES
+ * shares, each on a cache line of its own; a thread writes only the share
+ * of its thread block (agent_thread_t.share, fixed when the block is made
+ * and kept when a later thread adopts it): the first AGENT_STACK_SHARED
+ * blocks (the main thread's, as a rule, and the next ones) own a share
+ * each, and every later block writes the last, shared one. A thread adds
+ * to a share it owns with agent_tally_add, one instruction without a
+ * `lock` prefix that a signal cannot split (as the thread counters, see
+ * thread.h), and to the shared share with atomic adds. Readers sum the
+ * shares, freed totals first (agent_stack_read). Why: at rate 1 every
+ * sampled malloc and free added to one line with two locked adds, some 20
+ * cycles each on a single thread, and between threads that sample the
+ * same stack the line went back and forth at every operation (2-thread
+ * churn: a fifth of the run).
+ */
+#define AGENT_STACK_SHARES 4
+#define AGENT_STACK_SHARED (AGENT_STACK_SHARES - 1)   /* the share of every later block */
+
+typedef struct agent_stack_share_s {
+    uint64_t alloc_objects;      /* sampled allocations made here */
+    uint64_t alloc_bytes;
+    uint64_t free_objects;       /* ...of which freed */
+    uint64_t free_bytes;
+} __attribute__((aligned(64))) agent_stack_share_t;
 
 /*
  * agent_stack_t: one distinct call stack, stored once, never freed, with
  * the sampled totals of the allocations made from it. pcs[0] is the
  * allocation function's caller (a return address), pcs[depth-1] the
- * outermost frame. Totals are raw samples (not unsampled), updated with
- * relaxed atomic adds by the allocating and freeing threads.
+ * outermost frame. Totals are raw samples (not unsampled), in shares (see
+ * above). A record starts on a cache line, so that each share, and what
+ * interning reads on every sample (hash, depth, pcs), has lines of its
+ * own: two threads sampling one stack used to make each interning read a
+ * line the other had just written.
  */
 typedef struct agent_stack_s {
-    /* The totals, written by every thread that samples or frees here,
-     * never on a cache line with what interning reads (hash, depth, pcs)
-     * on every sample: a record's first 32 bytes, then 64 bytes of
-     * nothing before the rest, so the two parts are on different lines
-     * wherever the (16-byte aligned) record starts.
-     * Two threads sampling one stack used to make each interning read a
-     * line the other had just written (rate 1, 2-thread churn: a sixth of
-     * the run). */
-    uint64_t alloc_objects;      /* sampled allocations made here */
-    uint64_t alloc_bytes;
-    uint64_t free_objects;       /* ...of which freed */
-    uint64_t free_bytes;
-    unsigned char apart[64];
+    agent_stack_share_t shares[AGENT_STACK_SHARES];
     uint64_t hash;               /* of the frames */
     uint32_t id;                 /* index in the table; 0 is "no stack" */
     uint32_t depth;
     uint64_t pcs[];
-} agent_stack_t;
+} __attribute__((aligned(64))) agent_stack_t;
+
+/* agent_stack_count_alloc / agent_stack_count_free: one sampled allocation
+ * of `bytes` made (freed) from s, by a thread whose block has `share`. */
+static inline void agent_stack_count_alloc(agent_stack_t *s, unsigned share, uint64_t bytes)
+{
+    agent_stack_share_t *p = &s->shares[share];
+    if (AGENT_LIKELY(share < AGENT_STACK_SHARED)) {
+        agent_tally_add(&p->alloc_objects, 1);
+        agent_tally_add(&p->alloc_bytes, bytes);
+    } else {
+        __atomic_add_fetch(&p->alloc_objects, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&p->alloc_bytes, bytes, __ATOMIC_RELAXED);
+    }
+}
+static inline void agent_stack_count_free(agent_stack_t *s, unsigned share, uint64_t bytes)
+{
+    agent_stack_share_t *p = &s->shares[share];
+    if (AGENT_LIKELY(share < AGENT_STACK_SHARED)) {
+        agent_tally_add(&p->free_objects, 1);
+        agent_tally_add(&p->free_bytes, bytes);
+    } else {
+        __atomic_add_fetch(&p->free_objects, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&p->free_bytes, bytes, __ATOMIC_RELAXED);
+    }
+}
 
 /* agent_stack_totals_t: what a stack's totals say, read at one moment. */
 typedef struct agent_stack_totals_s {
@@ -47,17 +90,26 @@ typedef struct agent_stack_totals_s {
     int64_t inuse_objects, inuse_bytes;   /* ...not freed yet */
 } agent_stack_totals_t;
 
-/* agent_stack_read: s's totals. The freed totals are read first: a free
- * is counted after its allocation, so in-use is never negative even while
- * other threads allocate and free. */
+/* agent_stack_read: s's totals, the sum of its shares. Every share's freed
+ * totals are read before any allocated ones: a free is counted after its
+ * allocation (the live map's lock orders the two, whichever threads and
+ * shares they went to), so in-use is never negative even while other
+ * threads allocate and free. */
 static inline void agent_stack_read(agent_stack_t *s, agent_stack_totals_t *t)
 {
-    int64_t free_objects = (int64_t)__atomic_load_n(&s->free_objects, __ATOMIC_ACQUIRE);
-    int64_t free_bytes = (int64_t)__atomic_load_n(&s->free_bytes, __ATOMIC_ACQUIRE);
-    t->alloc_objects = (int64_t)__atomic_load_n(&s->alloc_objects, __ATOMIC_ACQUIRE);
-    t->alloc_bytes = (int64_t)__atomic_load_n(&s->alloc_bytes, __ATOMIC_ACQUIRE);
-    t->inuse_objects = t->alloc_objects - free_objects;
-    t->inuse_bytes = t->alloc_bytes - free_bytes;
+    uint64_t free_objects = 0, free_bytes = 0, alloc_objects = 0, alloc_bytes = 0;
+    for (unsigned i = 0; i < AGENT_STACK_SHARES; i++) {
+        free_objects += __atomic_load_n(&s->shares[i].free_objects, __ATOMIC_ACQUIRE);
+        free_bytes += __atomic_load_n(&s->shares[i].free_bytes, __ATOMIC_ACQUIRE);
+    }
+    for (unsigned i = 0; i < AGENT_STACK_SHARES; i++) {
+        alloc_objects += __atomic_load_n(&s->shares[i].alloc_objects, __ATOMIC_ACQUIRE);
+        alloc_bytes += __atomic_load_n(&s->shares[i].alloc_bytes, __ATOMIC_ACQUIRE);
+    }
+    t->alloc_objects = (int64_t)alloc_objects;
+    t->alloc_bytes = (int64_t)alloc_bytes;
+    t->inuse_objects = (int64_t)(alloc_objects - free_objects);
+    t->inuse_bytes = (int64_t)(alloc_bytes - free_bytes);
 }
 
 /* agent_stacks_init: the table, and its record 0 (the empty stack).

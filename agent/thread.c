@@ -28,6 +28,7 @@
 #include "agent/live.h"
 #include "agent/lock.h"
 #include "agent/sample.h"
+#include "agent/stacks.h"
 #include "agent/thread.h"
 #include "map/map.h"
 
@@ -37,6 +38,7 @@ static pthread_key_t thread_key;
 static bool thread_key_ok;
 static agent_thread_t *registry;           /* append-only list head (atomic) */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned blocks_made;               /* up to AGENT_STACK_SHARED; under registry_lock */
 
 /* ------------------------------------------------------------------------ */
 /* Thread blocks                                                            */
@@ -64,6 +66,10 @@ static agent_thread_t *new_block(void)
     if (!t) return NULL;
     t->alive = 1;
     agent_lock_ranked(&registry_lock, AGENT_RANK_REGISTRY);
+    /* The first blocks own a share of every stack's totals: one thread at
+     * a time owns a block, so no other thread writes that share. */
+    t->share = blocks_made;
+    if (blocks_made < AGENT_STACK_SHARED) blocks_made++;
     t->next = registry;
     __atomic_store_n(&registry, t, __ATOMIC_RELEASE);
     agent_unlock_ranked(&registry_lock, AGENT_RANK_REGISTRY);

@@ -138,6 +138,9 @@ typedef struct agent_thread_s {
                                  * thread reuses the block (a replay checks
                                  * every word it reuses) */
     int alive;                  /* owned by a running thread */
+    unsigned share;             /* the share of a stack's totals this block
+                                 * writes (stacks.h, "Totals in shares"):
+                                 * its own for the first blocks made */
 } agent_thread_t;
 
 /* agent_tally_add: *c += v in one instruction a signal cannot split. */

@@ -41,14 +41,14 @@ static int group_setup(void **state)
 
 static void sample(agent_stack_t *s, uint64_t bytes)
 {
-    __atomic_add_fetch(&s->alloc_objects, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&s->alloc_bytes, bytes, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->shares[AGENT_STACK_SHARED].alloc_objects, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->shares[AGENT_STACK_SHARED].alloc_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 static void sample_freed(agent_stack_t *s, uint64_t bytes)
 {
-    __atomic_add_fetch(&s->free_objects, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&s->free_bytes, bytes, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->shares[AGENT_STACK_SHARED].free_objects, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->shares[AGENT_STACK_SHARED].free_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 /* held_for: the totals of s in the copy, or NULL when s is not in it. */

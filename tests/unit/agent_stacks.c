@@ -9,8 +9,9 @@
  * threads interning at once each get one record per stack; the
  * full table (its bound is AGENT_STACKS_MAX, 2^24 ids: lowered here
  * through agent_stacks_test_max) gives the "no stack" record, id 0, to new
- * stacks while known ones are still found. Totals: agent_stack_read, and
- * a sampled allocation and its free through sample.c at rate 1.
+ * stacks while known ones are still found. Totals: agent_stack_read over the
+ * shares, threads writing their shares at once while a reader sums, and a
+ * sampled allocation and its free through sample.c at rate 1.
  *
  * Capture: in a unit test the agent is linked into the test binary, so the
  * "agent's own code" whose leading frames a capture drops would be the
@@ -323,16 +324,86 @@ static void test_read_totals(void **state)
     agent_stack_totals_t t;
     agent_stack_read(s, &t);
     assert_true(t.alloc_objects == 0 && t.alloc_bytes == 0 && t.inuse_objects == 0 && t.inuse_bytes == 0);
-    /* as sample.c counts: 3 allocations of 100, 200, 300; the 200 freed */
-    __atomic_add_fetch(&s->alloc_objects, 3, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&s->alloc_bytes, 600, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&s->free_objects, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&s->free_bytes, 200, __ATOMIC_RELAXED);
+    /* as sample.c counts: 3 allocations of 100, 200, 300, by threads of
+     * different shares; the 200 freed by a third */
+    agent_stack_count_alloc(s, 0, 100);
+    agent_stack_count_alloc(s, AGENT_STACK_SHARED, 200);
+    agent_stack_count_alloc(s, 1, 300);
+    agent_stack_count_free(s, 2, 200);
     agent_stack_read(s, &t);
     assert_int_equal(t.alloc_objects, 3);
     assert_int_equal(t.alloc_bytes, 600);
     assert_int_equal(t.inuse_objects, 2);
     assert_int_equal(t.inuse_bytes, 400);
+}
+
+/* Shares: threads that own shares 0 .. AGENT_STACK_SHARED-1 (one each, as
+ * thread blocks do) and threads that all write the shared one count
+ * allocations and frees of one stack at once, while a reader sums: the
+ * reader never sees more freed than allocated, and the end totals are
+ * exact (an owned share written by two threads, or the shared one without
+ * its atomic adds, loses updates). Each share, and the frames, have cache
+ * lines of their own. */
+enum { SHARE_WRITERS = AGENT_STACK_SHARED + 3, SHARE_ROUNDS = 200000 };
+static agent_stack_t *share_stack;
+static int share_writers_done;
+
+static void *share_writer(void *arg)
+{
+    unsigned share = (unsigned)(uintptr_t)arg;
+    for (uint64_t i = 0; i < SHARE_ROUNDS; i++) {
+        agent_stack_count_alloc(share_stack, share, 16 + i % 7);
+        if (i % 4 != 3) agent_stack_count_free(share_stack, share, 16 + i % 7);
+    }
+    __atomic_add_fetch(&share_writers_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void *share_reader(void *arg)
+{
+    (void)arg;
+    uint64_t reads = 0;
+    while (__atomic_load_n(&share_writers_done, __ATOMIC_ACQUIRE) < SHARE_WRITERS || reads == 0) {
+        agent_stack_totals_t t;
+        agent_stack_read(share_stack, &t);
+        if (t.inuse_objects < 0 || t.inuse_bytes < 0 || t.inuse_objects > t.alloc_objects) return (void *)1;
+        reads++;
+    }
+    return NULL;
+}
+
+static void test_totals_in_shares(void **state)
+{
+    (void)state;
+    uint64_t pcs[3];
+    make_stack(pcs, 3, 515151);
+    share_stack = agent_stack_intern(pcs, 3);
+    assert_non_null(share_stack);
+    assert_int_equal((uintptr_t)share_stack % 64, 0);
+    assert_int_equal(sizeof share_stack->shares[0], 64);
+    assert_int_equal(offsetof(agent_stack_t, hash) % 64, 0);
+    share_writers_done = 0;
+    pthread_t reader, writers[SHARE_WRITERS];
+    assert_int_equal(pthread_create(&reader, NULL, share_reader, NULL), 0);
+    for (unsigned i = 0; i < SHARE_WRITERS; i++) {
+        unsigned share = i < AGENT_STACK_SHARED ? i : AGENT_STACK_SHARED;
+        assert_int_equal(pthread_create(&writers[i], NULL, share_writer, (void *)(uintptr_t)share), 0);
+    }
+    for (unsigned i = 0; i < SHARE_WRITERS; i++) pthread_join(writers[i], NULL);
+    void *ret;
+    pthread_join(reader, &ret);
+    assert_null(ret);
+    uint64_t bytes = 0, kept_bytes = 0, kept = 0;
+    for (uint64_t i = 0; i < SHARE_ROUNDS; i++) {
+        bytes += 16 + i % 7;
+        if (i % 4 == 3) kept_bytes += 16 + i % 7, kept++;
+    }
+    agent_stack_totals_t t;
+    agent_stack_read(share_stack, &t);
+    assert_int_equal(t.alloc_objects, (int64_t)SHARE_WRITERS * SHARE_ROUNDS);
+    assert_int_equal(t.alloc_bytes, (int64_t)(SHARE_WRITERS * bytes));
+    assert_int_equal(t.inuse_objects, (int64_t)(SHARE_WRITERS * kept));
+    assert_int_equal(t.inuse_bytes, (int64_t)(SHARE_WRITERS * kept_bytes));
 }
 
 /* sampled_here: n sampled allocations from one stack of their own (one
@@ -745,6 +816,7 @@ int main(void)
         cmocka_unit_test_teardown(test_chains_meet, teardown),
         cmocka_unit_test_teardown(test_full_table, teardown),
         cmocka_unit_test_teardown(test_read_totals, teardown),
+        cmocka_unit_test_teardown(test_totals_in_shares, teardown),
         cmocka_unit_test_teardown(test_totals_through_sampling, teardown),
         cmocka_unit_test_teardown(test_capture_known_chain, teardown),
         cmocka_unit_test_teardown(test_capture_from_handler, teardown),

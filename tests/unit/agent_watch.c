@@ -379,8 +379,8 @@ static void test_leak_alert_and_recovery(void **state)
     assert_true(site->id != 0);
     const uint64_t per = 500, size = 64;   /* 500 objects per 0.1 s: 5000/s */
     const uint64_t before = 1000;          /* live at start, from the same stack */
-    __atomic_add_fetch(&site->alloc_objects, before, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&site->alloc_bytes, before * size, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&site->shares[AGENT_STACK_SHARED].alloc_objects, before, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&site->shares[AGENT_STACK_SHARED].alloc_bytes, before * size, __ATOMIC_RELAXED);
 
     /* stderr into a file while the snapshots run (the alert's line) */
     char errpath[300];
@@ -401,8 +401,8 @@ static void test_leak_alert_and_recovery(void **state)
     for (uint64_t k = 1; k <= 40; k++) {
         if (k <= 20) {   /* the leak: 2 s, then nothing grows */
             live += per;
-            __atomic_add_fetch(&site->alloc_objects, per, __ATOMIC_RELAXED);
-            __atomic_add_fetch(&site->alloc_bytes, per * size, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&site->shares[AGENT_STACK_SHARED].alloc_objects, per, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&site->shares[AGENT_STACK_SHARED].alloc_bytes, per * size, __ATOMIC_RELAXED);
         }
         snap(k, 7000 * k + live, 7000 * k, size, false);   /* churn besides */
         if (!alert_at && file_exists(name)) {
