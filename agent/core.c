@@ -73,6 +73,7 @@
 #include "agent/fds.h"
 #include "agent/fork.h"
 #include "agent/http.h"
+#include "agent/live.h"
 #include "agent/lock.h"
 #include "agent/log.h"
 #include "agent/out.h"
@@ -297,6 +298,7 @@ void agent_init(void)
             return;
         }
         agent_sample_rate = agent_conf.rate;
+        if (agent_sample_rate == 1) agent_live_unfilter();   /* see hot.h, agent_live_unfiltered */
         agent_out_fsync = agent_conf.fsync;
         agent_output_start(agent_conf.out_dir);
         agent_watch_init(&agent_conf, agent_output_path(), agent_mono_ns());

@@ -99,7 +99,8 @@ static inline size_t agent_summary_slot(const void *ptr)
     return ((uintptr_t)ptr >> (4 + AGENT_FILTER_GROUP_BITS)) & ((1u << AGENT_SUMMARY_BITS) - 1);
 }
 
-/* agent_maybe_sampled: false proves ptr is not a live sampled allocation. */
+/* agent_maybe_sampled: false proves ptr is not a live sampled allocation
+ * (while the filter is in use: see agent_free_maybe_sampled). */
 static inline bool agent_maybe_sampled(const void *ptr)
 {
     /* Plain reads (they let the compiler test the counters in memory);
@@ -109,6 +110,13 @@ static inline bool agent_maybe_sampled(const void *ptr)
      * free: whoever frees it has seen both counts. */
     if (AGENT_LIKELY(agent_live_summary[agent_summary_slot(ptr)] == 0)) return false;
     return agent_live_filter[agent_filter_slot(ptr)] != 0;
+}
+
+/* agent_free_maybe_sampled: agent_maybe_sampled, for the slow paths,
+ * where the filter may be set aside (agent_live_unfiltered). */
+static inline bool agent_free_maybe_sampled(const void *ptr)
+{
+    return AGENT_UNLIKELY(agent_live_unfiltered) || agent_maybe_sampled(ptr);
 }
 
 /* agent_sample_slow: the allocation ptr (usable bytes) reached the

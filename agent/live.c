@@ -36,6 +36,9 @@
  * A counter that reaches its maximum (0xffff, 0xff) stays there for good:
  * it can no longer be uncounted exactly; a stuck slot only sends more
  * frees to the map, a stuck group more frees to its slots.
+ * At HEAPWATCH_RATE=1 the filter is set aside (agent_live_unfilter; the
+ * why is at agent_live_unfiltered in thread.h): nothing is counted, and
+ * every free asks the map.
  * False positives (slot > 0, pointer not in the map) are counted per thread
  * (filter_false) and reported in the summary; at the default rate they are
  * about live samples / 2^20. A free whose group is non-zero but whose slot
@@ -115,14 +118,18 @@ _Static_assert(SHARDS == 1 << 6, "shard_of takes 6 bits");
         }                                                                   \
     } while (0)
 
+bool agent_live_unfiltered;
+
 static void filter_count(const void *ptr)
 {
+    if (agent_live_unfiltered) return;
     COUNT_UP(&agent_live_filter[agent_filter_slot(ptr)], FILTER_STUCK);
     COUNT_UP(&agent_live_summary[agent_summary_slot(ptr)], SUMMARY_STUCK);
 }
 
 static void filter_uncount(const void *ptr)
 {
+    if (agent_live_unfiltered) return;
     COUNT_DOWN(&agent_live_filter[agent_filter_slot(ptr)], FILTER_STUCK);
     COUNT_DOWN(&agent_live_summary[agent_summary_slot(ptr)], SUMMARY_STUCK);
 }
@@ -134,6 +141,11 @@ void agent_live_filter_pin(const void *lo, size_t len)
         __atomic_store_n(&agent_live_filter[agent_filter_slot((const void *)a)], FILTER_STUCK, __ATOMIC_RELAXED);
         __atomic_store_n(&agent_live_summary[agent_summary_slot((const void *)a)], SUMMARY_STUCK, __ATOMIC_RELAXED);
     }
+}
+
+void agent_live_unfilter(void)
+{
+    agent_live_unfiltered = true;
 }
 
 agent_live_put_t agent_live_put(const void *ptr, uint64_t value, uint64_t *old)

@@ -37,6 +37,10 @@ static inline uint64_t agent_live_size(uint64_t v) { return v & AGENT_LIVE_SIZE_
  * shim's boot buffer, and NULL). */
 void agent_live_filter_pin(const void *lo, size_t len);
 
+/* agent_live_unfilter: the filter is set aside for good (hot.h,
+ * agent_live_unfiltered). Start-up only, before any thread registers. */
+void agent_live_unfilter(void);
+
 /* agent_live_put: ptr -> value; counts ptr in the filter when it is new.
  * When ptr was already there (its free went unseen), the new value wins
  * and *old (unless NULL) is the previous one: one map operation where a

@@ -181,7 +181,7 @@ static void record(agent_thread_t *t, void *ptr, size_t usable)
      * this one cannot be recorded, take it out). */
     if (put == AGENT_LIVE_REPLACED) forget(t, stale);
     if (put == AGENT_LIVE_FAILED) {
-        if (agent_maybe_sampled(ptr) && agent_live_remove(ptr, &stale)) forget(t, stale);
+        if (agent_free_maybe_sampled(ptr) && agent_live_remove(ptr, &stale)) forget(t, stale);
         agent_tally_add(&t->dropped, 1);
         return;
     }
@@ -289,7 +289,7 @@ void agent_on_realloc_before(void *ptr, agent_realloc_t *r)
         agent_count_handler(AGENT_COUNT_FREES, 1, r->usable + AGENT_BLOCK_EXTRA);
         return;
     }
-    bool sampled = agent_maybe_sampled(ptr);
+    bool sampled = agent_free_maybe_sampled(ptr);
     if (sampled) agent_live_prefetch(ptr);   /* as agent_on_free_slow does */
     r->counted = true;
     r->usable = agent_usable_size(ptr);

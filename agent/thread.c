@@ -160,7 +160,7 @@ void agent_on_free_slow(void *ptr)
             agent_count_handler(AGENT_COUNT_FREES, 1, agent_usable_size(ptr) + AGENT_BLOCK_EXTRA);
         return;
     }
-    bool sampled = agent_maybe_sampled(ptr);
+    bool sampled = agent_free_maybe_sampled(ptr);
     /* The live map's bucket is a cache miss in a large map: start it now,
      * so that it overlaps the counting (which reads the block's header). */
     if (sampled) agent_live_prefetch(ptr);

@@ -23,6 +23,18 @@
  * malloc_usable_size both), so the usable size can be read inline. (shim.c) */
 extern bool agent_usable_is_glibc;
 
+/* agent_live_unfiltered: the live filter (hot.h) is set aside, for good
+ * (HEAPWATCH_RATE=1; set at start-up by live.c): nothing is counted in
+ * it, no thread takes the fast paths (agent_refresh_fast), and the slow
+ * paths send every free to the live map (agent_free_maybe_sampled). At
+ * rate 1 nearly every free is of a sampled block: the filter answered
+ * "maybe" to nearly all of them after a read of its 2 MiB array that
+ * missed the cache, and counting each sample in and out of it took four
+ * atomic read-modify-writes per malloc and free, on lines the program's
+ * threads share (addresses 16 MiB apart share a slot, and glibc's
+ * per-thread arenas are 64 MiB apart). */
+extern bool agent_live_unfiltered;
+
 /* ------------------------------------------------------------------------ */
 /* Recursion guard                                                          */
 /* ------------------------------------------------------------------------ */
@@ -60,7 +72,7 @@ extern AGENT_TLS agent_tls_t agent_tls;
  * changed (registration, depth, exit). */
 static inline void agent_refresh_fast(void)
 {
-    agent_tls.fast = (agent_tls.depth == 0 && agent_usable_is_glibc) ? agent_tls.thread : NULL;
+    agent_tls.fast = (agent_tls.depth == 0 && agent_usable_is_glibc && !agent_live_unfiltered) ? agent_tls.thread : NULL;
 }
 
 /* While depth is above zero, the shim's calls pass straight through to the

@@ -36,6 +36,8 @@
  *     addresses each spread over
  *     the 64 shards (chi-square at p = 0.001, and max/min within 25% of
  *     the mean);
+ *   - the filter set aside (agent_live_unfilter, HEAPWATCH_RATE=1): no
+ *     counter moves, every free asks the map, no fast path;
  *   - agent_live_get_stats: the count, and buckets as Go's load factor
  *     leaves them (count <= 6.5 buckets per shard, and no shard larger
  *     than its count needs).
@@ -53,6 +55,7 @@
 
 #include "agent/hot.h"
 #include "agent/live.h"
+#include "agent/thread.h"
 #include "test_util.h"
 
 #define SHARDS 64
@@ -668,6 +671,55 @@ static void test_shard_distribution(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* The filter set aside (HEAPWATCH_RATE=1)                                  */
+/* ------------------------------------------------------------------------ */
+
+/* agent_live_unfilter: inserts and removes leave every counter at zero,
+ * the slow paths' test says "maybe" for every address (the live map
+ * answers), and no thread gets the fast paths, which read the filter. */
+static void test_unfiltered(void **state)
+{
+    (void)state;
+    bool saved_glibc = agent_usable_is_glibc;
+    agent_thread_t *saved_thread = agent_tls.thread;
+    agent_thread_t block;
+    memset(&block, 0, sizeof block);
+    agent_usable_is_glibc = true;
+    agent_tls.thread = &block;
+    agent_refresh_fast();
+    assert_ptr_equal(agent_tls.fast, &block);   /* the fast paths, while the filter is on */
+
+    agent_live_unfilter();
+    agent_refresh_fast();
+    assert_null(agent_tls.fast);
+    enum { N = 2000 };
+    static uint64_t addrs[N];
+    uint64_t rng = 11;
+    for (unsigned i = 0; i < N; i++) {
+        addrs[i] = random_addr(&rng);
+        assert_true(ins(addrs[i], agent_live_pack(2, i)));
+        assert_false(agent_maybe_sampled(A(addrs[i])));   /* the filter counted nothing */
+        assert_true(agent_free_maybe_sampled(A(addrs[i])));
+    }
+    assert_int_equal(nonzero_slots(), 0);
+    assert_int_equal(nonzero_groups(), 0);
+    assert_int_equal(live_count(), N);
+    assert_true(agent_free_maybe_sampled(A(random_addr(&rng))));   /* never sampled: the map says no */
+    assert_false(agent_live_remove(A(HEAP + 0x123450), NULL));
+    for (unsigned i = 0; i < N; i++) {
+        uint64_t v;
+        assert_true(agent_live_remove(A(addrs[i]), &v));
+        assert_int_equal(v, agent_live_pack(2, i));
+    }
+    assert_clean();
+
+    agent_live_unfiltered = false;   /* the rest of the tests use the filter */
+    agent_usable_is_glibc = saved_glibc;
+    agent_tls.thread = saved_thread;
+    agent_refresh_fast();
+}
+
+/* ------------------------------------------------------------------------ */
 /* Stuck slots (last: they stay stuck)                                      */
 /* ------------------------------------------------------------------------ */
 
@@ -759,6 +811,7 @@ int main(void)
         cmocka_unit_test_teardown(test_filter_concurrent, teardown),
         cmocka_unit_test_teardown(test_summary_concurrent, teardown),
         cmocka_unit_test_teardown(test_shard_distribution, teardown),
+        cmocka_unit_test_teardown(test_unfiltered, teardown),
         cmocka_unit_test(test_stuck_slots),   /* last: its slots stay stuck */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
