@@ -81,12 +81,20 @@ _Static_assert(sizeof agent_live_summary * AGENT_FILTER_GROUP == 1u << AGENT_FIL
 
 typedef struct shard_s {
     pthread_mutex_t lock;
-    map_t *map;                          /* created on first insert */
 } __attribute__((aligned(64))) shard_t;
 
 static shard_t shards[SHARDS] = {
-    [0 ... SHARDS - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER, .map = NULL },
+    [0 ... SHARDS - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
 };
+
+/* Each shard's map, created on its first insert (under the shard's lock),
+ * never replaced: apart from the locks, because agent_live_prefetch reads
+ * it without the lock, and beside the lock it was on a line that every
+ * operation on the shard writes (another thread's prefetch then missed
+ * it). */
+static map_t *shard_maps[SHARDS] __attribute__((aligned(64)));
+
+#define MAP_OF(s) shard_maps[(s) - shards]
 
 static bool lost;                        /* child of a fork that missed a shard */
 static AGENT_TLS bool prefork_took[SHARDS];  /* shards this thread's prepare handler holds */
@@ -154,15 +162,15 @@ agent_live_put_t agent_live_put(const void *ptr, uint64_t value, uint64_t *old)
     shard_t *s = shard_of(ptr);
     agent_live_put_t put = AGENT_LIVE_FAILED;
     agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
-    if (!s->map) {
+    if (!MAP_OF(s)) {
         map_allocator_t a = map_arena_huge_allocator();   /* see map.c, "Pages" */
         map_t *m;
-        if (map_new(8, 8, SHARD_HINT, &a, &m) == MAP_OK) __atomic_store_n(&s->map, m, __ATOMIC_RELEASE);
+        if (map_new(8, 8, SHARD_HINT, &a, &m) == MAP_OK) __atomic_store_n(&MAP_OF(s), m, __ATOMIC_RELEASE);
     }
-    if (s->map) {
+    if (MAP_OF(s)) {
         void *slot;
         bool inserted;
-        if (map_assign64(s->map, (uint64_t)(uintptr_t)ptr, &slot, &inserted) == MAP_OK) {
+        if (map_assign64(MAP_OF(s), (uint64_t)(uintptr_t)ptr, &slot, &inserted) == MAP_OK) {
             if (inserted) {
                 filter_count(ptr);
                 put = AGENT_LIVE_ADDED;
@@ -187,7 +195,7 @@ bool agent_live_insert(const void *ptr, uint64_t value)
 
 void agent_live_prefetch(const void *ptr)
 {
-    const map_t *m = __atomic_load_n(&shard_of(ptr)->map, __ATOMIC_RELAXED);
+    const map_t *m = __atomic_load_n(&MAP_OF(shard_of(ptr)), __ATOMIC_RELAXED);
     if (m) map_prefetch64(m, (uint64_t)(uintptr_t)ptr);
 }
 
@@ -197,7 +205,7 @@ bool agent_live_remove(const void *ptr, uint64_t *value)
     shard_t *s = shard_of(ptr);
     bool found = false;
     agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
-    if (s->map && map_delete64(s->map, (uint64_t)(uintptr_t)ptr, value)) {
+    if (MAP_OF(s) && map_delete64(MAP_OF(s), (uint64_t)(uintptr_t)ptr, value)) {
         filter_uncount(ptr);
         found = true;
     }
@@ -215,9 +223,9 @@ bool agent_live_get_stats(agent_live_stats_t *out)
             complete = false;
             continue;
         }
-        if (shards[i].map) {
+        if (shard_maps[i]) {
             map_stats_t st;
-            map_get_stats(shards[i].map, &st);
+            map_get_stats(shard_maps[i], &st);
             out->count += st.count;
             out->bytes += st.bytes;
             out->buckets += st.buckets;
@@ -270,9 +278,9 @@ unsigned agent_live_shard_counts(uint64_t *counts, unsigned cap)
     for (unsigned i = 0; i < SHARDS && i < cap; i++) {
         agent_lock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
         counts[i] = 0;
-        if (shards[i].map) {
+        if (shard_maps[i]) {
             map_stats_t st;
-            map_get_stats(shards[i].map, &st);
+            map_get_stats(shard_maps[i], &st);
             counts[i] = st.count;
         }
         agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
