@@ -31,10 +31,11 @@
  *     and so does a summary counter that reaches 0xff, whose group is
  *     then answered by its slots alone;
  *   - shard distribution (agent_live_shard_counts, a HEAPWATCH_TEST-only
- *     reader): glibc-like consecutive chunks of several sizes, page-spaced
- *     and 2 MiB-spaced mmap chunks, 16 arenas 64 MiB apart, and random
- *     addresses each spread over
- *     the 64 shards (chi-square at p = 0.001, and max/min within 25% of
+ *     reader): glibc-like consecutive chunks of several sizes and
+ *     page-spaced mmap chunks in one 64 MiB region spread over a window
+ *     of 32 shards, 16 arenas 64 MiB apart each over its own window (at
+ *     different starts), 2 MiB-spaced mmap chunks and random addresses
+ *     over all 64 (chi-square at p = 0.001, and max/min within 25% of
  *     the mean);
  *   - the filter set aside (agent_live_unfilter, HEAPWATCH_RATE=1): no
  *     counter moves, every free asks the map, no fast path;
@@ -592,9 +593,14 @@ static void test_summary_concurrent(void **state)
  * p = 0.001 (a fair spread exceeds it once in a thousand seeds). */
 #define CHI2_63_P001 103.44
 
-/* spread: inserts n addresses from gen, checks every shard's share, and
- * takes them out again. */
-static void spread(const char *what, uint64_t (*gen)(uint64_t i, uint64_t *rng), unsigned n)
+/* spread: inserts n addresses from gen and checks how they spread: over
+ * `want` shards exactly (all of them, or a region's window), each within
+ * 25 % of the mean over those, and a chi-square at p = 0.001 over them
+ * (CHI2_63_P001 for 64; CHI2_31_P001 for a window of 32). Takes them out
+ * again. @return the bitmap of the shards used. */
+#define CHI2_31_P001 61.10
+static uint64_t spread(const char *what, uint64_t (*gen)(uint64_t i, uint64_t *rng), unsigned n,
+                       unsigned want)
 {
     static uint64_t addrs[64000];
     assert_true(n <= sizeof addrs / sizeof addrs[0]);
@@ -605,21 +611,29 @@ static void spread(const char *what, uint64_t (*gen)(uint64_t i, uint64_t *rng),
     }
     uint64_t c[SHARDS];
     assert_int_equal(agent_live_shard_counts(c, SHARDS), SHARDS);
-    double mean = (double)n / SHARDS, chi2 = 0;
-    uint64_t lo = UINT64_MAX, hi = 0, total = 0;
+    uint64_t used = 0, total = 0;
     for (unsigned i = 0; i < SHARDS; i++) {
-        chi2 += ((double)c[i] - mean) * ((double)c[i] - mean) / mean;
-        if (c[i] < lo) lo = c[i];
-        if (c[i] > hi) hi = c[i];
+        if (c[i]) used |= UINT64_C(1) << i;
         total += c[i];
     }
     assert_int_equal(total, n);
-    if (chi2 > CHI2_63_P001 || (double)lo < 0.75 * mean || (double)hi > 1.25 * mean)
-        fail_msg("%s: %u addresses over %d shards: chi-square %.1f (limit %.1f), "
+    unsigned nused = (unsigned)__builtin_popcountll(used);
+    double mean = (double)n / nused, chi2 = 0;
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (unsigned i = 0; i < SHARDS; i++) {
+        if (!c[i]) continue;
+        chi2 += ((double)c[i] - mean) * ((double)c[i] - mean) / mean;
+        if (c[i] < lo) lo = c[i];
+        if (c[i] > hi) hi = c[i];
+    }
+    double limit = want == SHARDS ? CHI2_63_P001 : CHI2_31_P001;
+    if (nused != want || chi2 > limit || (double)lo < 0.75 * mean || (double)hi > 1.25 * mean)
+        fail_msg("%s: %u addresses over %u shards (want %u): chi-square %.1f (limit %.1f), "
                  "min %llu, max %llu (mean %.1f, allowed 25%%)",
-                 what, n, SHARDS, chi2, CHI2_63_P001, (unsigned long long)lo,
+                 what, n, nused, want, chi2, limit, (unsigned long long)lo,
                  (unsigned long long)hi, mean);
     for (unsigned i = 0; i < n; i++) assert_true(agent_live_remove(A(addrs[i]), NULL));
+    return used;
 }
 
 static uint64_t gen_consecutive_32(uint64_t i, uint64_t *rng) { (void)rng; return HEAP + 0x2a0 + 32 * i; }
@@ -637,26 +651,42 @@ static uint64_t gen_mixed_run(uint64_t i, uint64_t *rng)
 /* mmap'd chunks: page-aligned + 16 (the chunk header), a page or 2 MiB apart */
 static uint64_t gen_pages(uint64_t i, uint64_t *rng) { (void)rng; return MMAPS + 4096 * i + 16; }
 static uint64_t gen_2mib(uint64_t i, uint64_t *rng) { (void)rng; return MMAPS + 2 * MIB * i + 16; }
-/* per-thread arenas: 64 MiB apart (glibc's HEAP_MAX), consecutive inside */
-static uint64_t gen_arenas(uint64_t i, uint64_t *rng)
+static uint64_t gen_random(uint64_t i, uint64_t *rng) { (void)i; return random_addr(rng); }
+/* per-thread arenas: 64 MiB apart (glibc's HEAP_MAX), consecutive inside;
+ * arena_k's chunks */
+static unsigned arena_k;
+static uint64_t gen_one_arena(uint64_t i, uint64_t *rng)
 {
     (void)rng;
-    return MMAPS + 64 * MIB * (i % 16) + 0x8c0 + 48 * (i / 16);
+    return MMAPS + 64 * MIB * arena_k + 64 * i;   /* whole pages: 4 per shard of the window */
 }
-static uint64_t gen_random(uint64_t i, uint64_t *rng) { (void)i; return random_addr(rng); }
 
+/* A 64 MiB region's pointers (a glibc arena's heap) spread over a window
+ * of half the shards, evenly, whatever their sizes; other regions (other
+ * threads' arenas) get other windows; 2 MiB-spaced mmap'd chunks and
+ * random addresses spread over all the shards. */
 static void test_shard_distribution(void **state)
 {
     (void)state;
-    spread("consecutive 32-byte chunks", gen_consecutive_32, 64000);
-    spread("consecutive 48-byte chunks", gen_consecutive_48, 64000);
-    spread("consecutive 64-byte chunks", gen_consecutive_64, 64000);
-    spread("consecutive 1040-byte chunks", gen_consecutive_1040, 64000);
-    spread("a run of mixed chunks", gen_mixed_run, 64000);
-    spread("page-spaced mmap chunks", gen_pages, 64000);
-    spread("2 MiB-spaced mmap chunks", gen_2mib, 64000);
-    spread("16 arenas 64 MiB apart", gen_arenas, 64000);
-    spread("random addresses", gen_random, 64000);
+    enum { WINDOW = SHARDS / 2 };
+    spread("consecutive 32-byte chunks", gen_consecutive_32, 64000, WINDOW);
+    spread("consecutive 48-byte chunks", gen_consecutive_48, 64000, WINDOW);
+    spread("consecutive 64-byte chunks", gen_consecutive_64, 64000, WINDOW);
+    spread("consecutive 1040-byte chunks", gen_consecutive_1040, 60000, WINDOW);   /* 62 MB: one region */
+    spread("a run of mixed chunks", gen_mixed_run, 64000, WINDOW);
+    spread("page-spaced mmap chunks", gen_pages, 16000, WINDOW);                   /* one region */
+    spread("2 MiB-spaced mmap chunks", gen_2mib, 64000, SHARDS);
+    spread("random addresses", gen_random, 64000, SHARDS);
+    /* 16 arenas 64 MiB apart: each on a window of its own; the windows
+     * start at different shards (a hash of the region). */
+    uint64_t starts = 0;
+    for (arena_k = 0; arena_k < 16; arena_k++) {
+        uint64_t used = spread("one arena's consecutive 64-byte chunks", gen_one_arena, 8192, WINDOW);
+        unsigned start = 0;   /* the window's first shard: used wraps around mod 64 */
+        while (!((used >> start) & 1) || ((used >> ((start + SHARDS - 1) % SHARDS)) & 1)) start++;
+        starts |= UINT64_C(1) << start;
+    }
+    assert_true(__builtin_popcountll(starts) >= 10);   /* 16 hashed into 64: collisions are few */
     /* Thousands of these addresses fell in one group (2 MiB-spaced chunks:
      * 8 groups modulo 16 MiB): those summary counters stuck at 0xff, the
      * others are back at zero, as is every slot. */
