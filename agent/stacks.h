@@ -59,29 +59,28 @@ typedef struct agent_stack_s {
     uint64_t pcs[];
 } __attribute__((aligned(64))) agent_stack_t;
 
+/* agent_share_count: one more object of `bytes` in a share's pair of counters;
+ * unlocked in a share the thread owns, atomic in the shared one. */
+static inline void agent_share_count(uint64_t *objects, uint64_t *total, unsigned share, uint64_t bytes)
+{
+    if (AGENT_LIKELY(share < AGENT_STACK_SHARED)) {
+        agent_tally_add(objects, 1);
+        agent_tally_add(total, bytes);
+    } else {
+        __atomic_add_fetch(objects, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(total, bytes, __ATOMIC_RELAXED);
+    }
+}
+
 /* agent_stack_count_alloc / agent_stack_count_free: one sampled allocation
  * of `bytes` made (freed) from s, by a thread whose block has `share`. */
 static inline void agent_stack_count_alloc(agent_stack_t *s, unsigned share, uint64_t bytes)
 {
-    agent_stack_share_t *p = &s->shares[share];
-    if (AGENT_LIKELY(share < AGENT_STACK_SHARED)) {
-        agent_tally_add(&p->alloc_objects, 1);
-        agent_tally_add(&p->alloc_bytes, bytes);
-    } else {
-        __atomic_add_fetch(&p->alloc_objects, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&p->alloc_bytes, bytes, __ATOMIC_RELAXED);
-    }
+    agent_share_count(&s->shares[share].alloc_objects, &s->shares[share].alloc_bytes, share, bytes);
 }
 static inline void agent_stack_count_free(agent_stack_t *s, unsigned share, uint64_t bytes)
 {
-    agent_stack_share_t *p = &s->shares[share];
-    if (AGENT_LIKELY(share < AGENT_STACK_SHARED)) {
-        agent_tally_add(&p->free_objects, 1);
-        agent_tally_add(&p->free_bytes, bytes);
-    } else {
-        __atomic_add_fetch(&p->free_objects, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&p->free_bytes, bytes, __ATOMIC_RELAXED);
-    }
+    agent_share_count(&s->shares[share].free_objects, &s->shares[share].free_bytes, share, bytes);
 }
 
 /* agent_stack_totals_t: what a stack's totals say, read at one moment. */
