@@ -205,7 +205,12 @@ static bool stack_word(agent_unwind_walk_t *w, uintptr_t a, uint64_t *val)
         memcpy(val, (const void *)a, sizeof *val);
         return true;
     }
-    return agent_unwind_read_word(w, a, val);
+    /* Through a word of its own: a walk's registers whose address no
+     * call takes stay in registers (see walk). */
+    uint64_t v;
+    if (!agent_unwind_read_word(w, a, &v)) return false;
+    *val = v;
+    return true;
 }
 
 /* segment_t: the executable PT_LOAD of the object that holds probe. */
@@ -281,14 +286,18 @@ static unsigned rcache_index(uint64_t key)
     return (unsigned)(h >> (64 - RCACHE_BITS));
 }
 
-static uint64_t rcache_get(uint64_t key)
+/* rcache_get: key's recipe, or R_NONE. gmix: gen_mix(), read once per
+ * walk by the caller (a walk that races a dlclose may use recipes of the
+ * generation it started with: the code it is walking was mapped then). */
+static uint64_t rcache_get(uint64_t key, uint64_t gmix)
 {
     unsigned i = rcache_index(key);
+    uint64_t want = key ^ gmix;
     for (unsigned k = 0; k < RCACHE_WAYS; k++) {
         rslot_t *sl = &rcache[(i + k) & ((1u << RCACHE_BITS) - 1)];
         uint64_t r = __atomic_load_n(&sl->r, __ATOMIC_ACQUIRE);
         uint64_t x = __atomic_load_n(&sl->x, __ATOMIC_ACQUIRE);
-        if (r && (x ^ r ^ gen_mix()) == key) return r;
+        if (r && (x ^ r) == want) return r;
     }
     return R_NONE;
 }
@@ -506,7 +515,10 @@ static __attribute__((noinline)) bool slow_step(agent_unwind_walk_t *w, uint64_t
  * capture never nests on a thread (a signal handler that allocates inside
  * the agent is counted, not sampled). A walk is replayed only when the
  * last one was REPLAY_MIN_DEPTH frames deep or more: a shallow stack's few
- * recipes stay in cache, and there matching cost more than it saved.
+ * recipes stay in cache, and there matching cost more than it saved; and
+ * a walk is logged only when the one before it took that many steps (a
+ * thread's next stack is guessed as deep as its last), so shallow walks
+ * skip the log's stores too.
  */
 #define WALK_STEPS_MAX (AGENT_MAX_FRAMES + 8)   /* the walk's own bound on steps */
 #define REPLAY_MIN_DEPTH 16                      /* states in the last walk's log */
@@ -526,14 +538,15 @@ typedef struct walk_log_s {
 
 struct agent_walk_memo_s {
     unsigned last;                       /* log[last]: the last walk */
+    unsigned last_steps;                 /* steps the last walk took */
     walk_log_t log[2];
 };
 
 /* recipe: the recipe at key, from the shared table or a probe (R_NONE:
  * libunwind busy). */
-static uint64_t recipe(uint64_t key)
+static uint64_t recipe(uint64_t key, uint64_t gmix)
 {
-    uint64_t r = rcache_get(key);
+    uint64_t r = rcache_get(key, gmix);
     return r != R_NONE ? r : probe_recipe(key);
 }
 
@@ -552,18 +565,6 @@ uint64_t agent_unwind_test_replayed(void)   /* see unwind.h */
 }
 #endif
 
-/* log_step: the last logged state stepped out by recipe r to the state
- * (ip, sp, bp). The log (NULL: not logging) has a state per step taken,
- * so it has room. */
-static inline void log_step(walk_log_t *log, uint64_t r, uint64_t ip, uint64_t sp, uint64_t bp)
-{
-    if (!log) return;
-    AGENT_ASSERT(log->n >= 1 && log->n <= WALK_STEPS_MAX);
-    walk_state_t *top = &log->st[log->n++];
-    top[-1].r = r;
-    *top = (walk_state_t){ip, sp, bp, 0};
-}
-
 /* reads_bp: the logged walk from state t reads the rbp it arrives with (a
  * step takes its CFA from rbp before a frame restores rbp from the
  * stack); for the last state, what follows was not logged: yes. */
@@ -578,41 +579,51 @@ static bool reads_bp(const walk_log_t *log, unsigned t)
 }
 
 /* replay: from logged state `from`, which the walk is at (rbp *bp; the
- * log being written ends with it), takes the logged steps whose words the
- * stack still holds, within the walk's bounds: their frames recorded,
- * their states logged with the real rbp. @return the logged state reached
- * (from when no step was taken); *bp is the real rbp there. */
-static unsigned replay(const walk_log_t *last, unsigned from, walk_log_t *log, uint64_t *bp, uint64_t *pcs,
+ * log being written, when *top is not NULL, ends with it at *top), takes
+ * the logged steps whose words the stack still holds, within the walk's
+ * bounds: their frames recorded, their states logged with the real rbp.
+ * @return the logged state reached (from when no step was taken); *bp is
+ * the real rbp there. */
+static unsigned replay(const walk_log_t *last, unsigned from, walk_state_t **top, uint64_t *bp, uint64_t *pcs,
                        size_t *depth_io, size_t max, bool *leading_io, unsigned *steps_io)
 {
     /* Locals: the stores to pcs and the log cannot alias them. */
     size_t depth = *depth_io;
-    unsigned steps = *steps_io, t = from;
+    unsigned steps = *steps_io;
     bool leading = *leading_io;
     uint64_t cur_bp = *bp;
-    walk_state_t *out = log ? &log->st[log->n - 1] : NULL;
-    for (; t + 1 < last->n && steps < WALK_STEPS_MAX && depth < max; t++) {
-        const walk_state_t *s = &last->st[t], *next = s + 1;
+    /* The walk's two bounds as one count of steps: a step records at most
+     * one frame. Where it stops short of them (leading frames record
+     * none), the walk goes on from the state reached, exact all the
+     * same. */
+    unsigned room = WALK_STEPS_MAX - steps;
+    if (max - depth < room) room = (unsigned)(max - depth);
+    const walk_state_t *s = &last->st[from];
+    const walk_state_t *stop = &last->st[last->n - 1];
+    if ((unsigned)(stop - s) > room) stop = s + room;
+    walk_state_t *out = *top;
+    for (; s < stop; s++) {
+        const walk_state_t *next = s + 1;
         uint64_t ra, next_bp = cur_bp;
         memcpy(&ra, (const void *)(uintptr_t)(next->sp - 8), sizeof ra);
         if (ra != next->ip) break;
         if (s->r & R_RBP_SAVED)
             memcpy(&next_bp, (const void *)(uintptr_t)(next->sp + (uint64_t)R_RBP_OFF(s->r)), sizeof next_bp);
-        if (next_bp != next->bp && reads_bp(last, t + 1)) break;
+        if (next_bp != next->bp && reads_bp(last, (unsigned)(next - last->st))) break;
         if (!leading || !is_own(s->ip)) {
             leading = false;
             pcs[depth++] = s->ip;
         }
-        steps++;
         if (out) {
             out->r = s->r;
             *++out = (walk_state_t){next->ip, next->sp, next_bp, 0};
         }
         cur_bp = next_bp;
     }
-    if (log) log->n += t - from;
+    unsigned t = (unsigned)(s - last->st);
+    *top = out;
     *depth_io = depth;
-    *steps_io = steps;
+    *steps_io = steps + (t - from);
     *leading_io = leading;
     *bp = cur_bp;
     return t;
@@ -634,8 +645,11 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
     w.probe = false;
     w.trusted = true;
     uint64_t gen = __atomic_load_n(&rcache_gen, __ATOMIC_ACQUIRE);
+    uint64_t gmix = gen * 0x9e3779b97f4a7c15ull;   /* gen_mix() of gen */
     const walk_log_t *last = NULL;
+    unsigned last_n = 0;                 /* last->n: the log being written cannot change it */
     walk_log_t *log = NULL;
+    walk_state_t *top = NULL;            /* the log's last state; NULL: not logging */
     if (memo) {
         last = &memo->log[memo->last];
         /* A shallow stack is not replayed: its few recipes stay in
@@ -643,10 +657,18 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
          * program of 5 to 15 frames: 15 % more added time at rate 1 when
          * it was tried on every walk). */
         if (last->gen != gen || last->n < REPLAY_MIN_DEPTH) last = NULL;
+        else last_n = last->n;
         log = &memo->log[memo->last ^ 1];
         log->gen = gen;
-        log->st[0] = (walk_state_t){ip, sp, bp, 0};
-        log->n = 1;
+        log->n = 0;
+        /* Nor is a walk logged after a shallow one (a tenth of a shallow
+         * walk's instructions were its log's stores, for nothing): the
+         * thread's stacks are taken to be as deep as its last, and a
+         * deep walk after a shallow one is logged by the next. */
+        if (memo->last_steps >= REPLAY_MIN_DEPTH) {
+            top = &log->st[0];
+            *top = (walk_state_t){ip, sp, bp, 0};
+        }
     }
     unsigned c = 0;                      /* the first logged state not below sp */
     uint64_t key = ip;                   /* the first frame: its own ip */
@@ -655,11 +677,11 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
     unsigned steps = 0;
     while (steps < WALK_STEPS_MAX && depth < max) {
         if (last && w.trusted) {
-            while (c < last->n && last->st[c].sp < sp) c++;
+            while (c < last_n && last->st[c].sp < sp) c++;
             const walk_state_t *s = &last->st[c];
-            if (c < last->n && s->sp == sp && s->ip == ip && (c == 0) == (steps == 0) &&
+            if (c < last_n && s->sp == sp && s->ip == ip && (c == 0) == (steps == 0) &&
                 (s->bp == bp || !reads_bp(last, c))) {
-                unsigned from = c, t = replay(last, from, log, &bp, pcs, &depth, max, &leading, &steps);
+                unsigned from = c, t = replay(last, from, &top, &bp, pcs, &depth, max, &leading, &steps);
 #ifdef HEAPWATCH_TEST
                 steps_replayed += t - from;
 #endif
@@ -675,21 +697,34 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
             }
         }
         steps++;
-        record(ip, pcs, &depth, &leading);
-        uint64_t r = recipe(key);
-        if (r == R_NONE) break;          /* libunwind busy: the stack ends here */
-        if (R_KIND(r) == R_END) break;
-        if (R_KIND(r) == R_SLOW) {
-            log = NULL;                  /* libunwind's reads, or a guess: not replayable */
-            uint64_t osp = sp;
-            if (sigreturn_step(&w, &ip, &sp, &bp)) {
-                key = ip;                /* interrupted, not called: ip itself */
+        if (AGENT_UNLIKELY(leading)) {
+            record(ip, pcs, &depth, &leading);
+        } else {
+            pcs[depth++] = ip;
+        }
+        uint64_t r = recipe(key, gmix);
+        if (AGENT_UNLIKELY(R_KIND(r) != R_STD)) {
+            /* R_NONE (libunwind busy: the stack ends here), R_END */
+            if (R_KIND(r) != R_SLOW) break;
+            if (top) {                   /* libunwind's reads, or a guess: not replayable */
+                log->n = (unsigned)(top - log->st) + 1;
+                top = NULL;
+            }
+            /* The steps out of line write copies: ip, sp and bp, whose
+             * address no call takes, stay in registers along the recipes'
+             * path (in memory, each step waited on a store and a load). */
+            uint64_t nip = ip, nsp = sp, nbp = bp;
+            if (sigreturn_step(&w, &nip, &nsp, &nbp)) {
+                key = nip;               /* interrupted, not called: ip itself */
             } else {
                 w.trusted = false;       /* a guess, or libunwind's: check every read from here */
-                bool stepped = (r & R_NOINFO) ? fp_step(&w, &ip, &sp, &bp) : slow_step(&w, key, &ip, &sp, &bp);
-                if (!stepped || sp <= osp) break;
-                key = ip - 1;
+                bool stepped = (r & R_NOINFO) ? fp_step(&w, &nip, &nsp, &nbp) : slow_step(&w, key, &nip, &nsp, &nbp);
+                if (!stepped || nsp <= sp) break;
+                key = nip - 1;
             }
+            ip = nip;
+            sp = nsp;
+            bp = nbp;
             if (ip < 0x4000) break;
             continue;
         }
@@ -699,11 +734,19 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
         if ((r & R_RBP_SAVED) && !stack_word(&w, (uintptr_t)(cfa + (uint64_t)R_RBP_OFF(r)), &bp)) break;
         sp = cfa;
         ip = ra;
-        log_step(log, r, ip, sp, bp);
+        if (top) {                       /* the step out of the top state, and where it led */
+            AGENT_ASSERT(top < &log->st[WALK_STEPS_MAX]);
+            top->r = r;
+            *++top = (walk_state_t){ip, sp, bp, 0};
+        }
         if (ip < 0x4000) break;          /* no code there: the end, or junk */
         key = ip - 1;                    /* a return address: the call is before it */
     }
-    if (memo) memo->last ^= 1;
+    if (top) log->n = (unsigned)(top - log->st) + 1;
+    if (memo) {
+        memo->last ^= 1;
+        memo->last_steps = steps;
+    }
     return depth;
 }
 

@@ -731,20 +731,24 @@ static int replay_setup(void **state)
 static void test_replay_same_stack(void **state)
 {
     (void)state;
-    static capture_t c[4] = {{.with_memo = false}, {.with_memo = true}, {.with_memo = true}, {.with_memo = true}};
+    static capture_t c[5] = {{.with_memo = false}, {.with_memo = true}, {.with_memo = true}, {.with_memo = true},
+                             {.with_memo = true}};
     static volatile int passes = 2;      /* not unrolled: one call site for both */
     for (int pass = 0; pass < passes; pass++) {
         /* Then code unloaded (dlclose): the log is of another generation. */
         if (pass == 1) agent_unwind_code_unloaded();
-        run(c + 3 * pass, pass ? 1 : 3, false);
+        run(c + 4 * pass, pass ? 1 : 4, false);
     }
-    /* The same stack: every frame but the first comes from the log. */
+    /* The same stack: every frame but the first comes from the log (c[2]
+     * is logged, after c[1], a deep walk; c[1] maybe not, after the last
+     * test's walk). */
     assert_true(c[0].n > 6);
     assert_same_capture(&c[1], &c[0]);
     assert_same_capture(&c[2], &c[0]);
-    assert_true(c[2].replayed + 1 >= c[0].n);
-    assert_int_equal(c[3].replayed, 0);
     assert_same_capture(&c[3], &c[0]);
+    assert_true(c[3].replayed + 1 >= c[0].n);
+    assert_int_equal(c[4].replayed, 0);
+    assert_same_capture(&c[4], &c[0]);
 }
 
 static void test_replay_stops_where_the_stack_differs(void **state)
@@ -772,17 +776,25 @@ static void test_replay_stops_where_the_stack_differs(void **state)
 }
 
 /* A shallow stack (under 16 frames) is walked afresh every time, and is
- * still the walk's own. */
+ * still the walk's own; a walk after a shallow one is not logged, so the
+ * deep walk after it is walked afresh too, and the next one replayed. */
 static void test_no_replay_when_shallow(void **state)
 {
     (void)state;
     static capture_t c[3] = {{.with_memo = false}, {.with_memo = true}, {.with_memo = true}};
+    static capture_t deep[4] = {{.with_memo = false}, {.with_memo = true}, {.with_memo = true}, {.with_memo = true}};
     run_pad = 0;
     run(c, 3, false);
     run_pad = 16;
     assert_true(c[0].n < 16);            /* or this test says nothing */
     assert_int_equal(c[2].replayed, 0);
     assert_same_capture(&c[2], &c[0]);
+    run(deep, 4, false);                 /* right after c[2], a shallow walk */
+    assert_true(deep[0].n >= 16);
+    assert_int_equal(deep[1].replayed, 0);   /* not logged: after a shallow walk */
+    assert_int_equal(deep[2].replayed, 0);   /* not replayed: deep[1] was not logged */
+    assert_true(deep[3].replayed + 1 >= deep[0].n);
+    for (size_t i = 1; i < 4; i++) assert_same_capture(&deep[i], &deep[0]);
 }
 
 /* Recursions of every depth up to past the bound, in a shuffled order,
