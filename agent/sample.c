@@ -162,15 +162,22 @@ static void forget(agent_thread_t *t, uint64_t v)
     agent_stack_count_free(s, t->share, agent_live_size(v));
 }
 
-/* record: ptr's stack into the live map and its stack's alloc totals. */
-static void record(agent_thread_t *t, void *ptr, size_t usable)
+/* caller_t: the registers of the frame agent_sample_slow returns to, as
+ * they were at the call (see agent_sample_slow). */
+typedef struct caller_s {
+    uint64_t ra, sp, bp;
+} caller_t;
+
+/* record: ptr's stack (from the frame at) into the live map and its
+ * stack's alloc totals. */
+static void record(agent_thread_t *t, void *ptr, size_t usable, const caller_t *at)
 {
     uint64_t pcs[AGENT_MAX_FRAMES], stale;
     /* In a large live map ptr's bucket is a cache miss: start it now so
      * that it overlaps the capture. */
     agent_live_prefetch(ptr);
     if (!t->walk_memo) t->walk_memo = agent_walk_memo_new();
-    size_t depth = agent_stack_capture(pcs, AGENT_MAX_FRAMES, t->walk_memo);
+    size_t depth = agent_stack_capture_from(at->ra, at->sp, at->bp, pcs, AGENT_MAX_FRAMES, t->walk_memo);
     AGENT_ASSERT(depth <= AGENT_MAX_FRAMES);
     AGENT_ASSERT(agent_inside());   /* no allocation of ours is counted */
     agent_stack_t *s = agent_stack_intern(pcs, depth);
@@ -240,7 +247,42 @@ static void look_for_peak(agent_thread_t *t, size_t usable)
     agent_snapshot(&c);
 }
 
-void *agent_sample_slow(agent_thread_t *t, void *ptr, size_t usable)
+/*
+ * agent_sample_slow is a stub of four instructions in front of
+ * agent_sample_slow_from: at its first instruction the return address is
+ * at rsp, the caller's stack pointer is rsp + 8 and rbp is still the
+ * caller's, which is exactly the state an unwinder would reach by walking
+ * out of agent_sample_slow. It passes the three (the call's arguments 4
+ * to 6) and jumps, so the stack capture starts at the frame that called
+ * it, usually the program's (the shim's malloc tail-calls it): the
+ * agent's own frames above it (the capture, record, this function) were
+ * three recipe lookups and stack reads per sample, each waiting for the
+ * one before. Its CFI is the default rule (CFA = rsp + 8), true at each of
+ * its instructions; endbr64 where the build asks for CET. The stack stays
+ * as the call left it, so agent_sample_slow_from starts with the ABI's
+ * alignment.
+ */
+void *agent_sample_slow_from(agent_thread_t *t, void *ptr, size_t usable, uint64_t ra, uint64_t sp, uint64_t bp)
+    __attribute__((used));
+
+__asm__("\t.text\n"
+        "\t.globl agent_sample_slow\n"
+        "\t.hidden agent_sample_slow\n"
+        "\t.type agent_sample_slow, @function\n"
+        "\t.p2align 4\n"
+        "agent_sample_slow:\n"
+        "\t.cfi_startproc\n"
+#ifdef __CET__
+        "\tendbr64\n"
+#endif
+        "\tmovq (%rsp), %rcx\n"
+        "\tleaq 8(%rsp), %r8\n"
+        "\tmovq %rbp, %r9\n"
+        "\tjmp agent_sample_slow_from\n"
+        "\t.cfi_endproc\n"
+        "\t.size agent_sample_slow, .-agent_sample_slow\n");
+
+void *agent_sample_slow_from(agent_thread_t *t, void *ptr, size_t usable, uint64_t ra, uint64_t sp, uint64_t bp)
 {
     agent_tick();
     int64_t rest = t->sample_rest;
@@ -257,7 +299,7 @@ void *agent_sample_slow(agent_thread_t *t, void *ptr, size_t usable)
     reset_countdown(t);
     if (agent_sample_rate == 0) return ptr;   /* a block adopted across a rate change */
     int saved = sample_enter();
-    record(t, ptr, usable);
+    record(t, ptr, usable, &(caller_t){ra, sp, bp});
     look_for_peak(t, usable);
     sample_leave(saved);
     return ptr;

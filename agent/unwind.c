@@ -69,6 +69,10 @@
  * itself (three instructions), not from unw_getcontext, which also saved
  * every other register and the x87 environment: the walk never needs
  * them (a slow step or a probe hands libunwind a context of its own).
+ * A sample's walk starts further out (agent_stack_capture_from): at the
+ * frame that called agent_sample_slow, whose return address, stack
+ * pointer and rbp sample.c's entry stub read at its first instruction;
+ * the capture, record and agent_sample_slow frames are never walked.
  * Cost: a stack whose recipes are known costs what libunwind's fast tracer
  * did (a table lookup and one or two loads per frame); a frame whose
  * recipe is R_SLOW costs a libunwind step each time, and every frame after
@@ -533,6 +537,7 @@ typedef struct walk_state_s {
 typedef struct walk_log_s {
     uint64_t gen;                        /* rcache_gen when logged */
     unsigned n;                          /* states logged: n - 1 steps taken */
+    bool called0;                        /* state 0's ip is a return address too */
     walk_state_t st[WALK_STEPS_MAX + 1];
 } walk_log_t;
 
@@ -632,7 +637,8 @@ static unsigned replay(const walk_log_t *last, unsigned from, walk_state_t **top
 /* walk: the stack by cached recipes (probing the missing ones), a frame
  * no recipe covers by sigreturn_step or slow_step; the frames the last
  * walk (memo, may be NULL) shares with it replayed. @return the depth. */
-static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t max, agent_walk_memo_t *memo)
+static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, bool called, uint64_t *pcs, size_t max,
+                   agent_walk_memo_t *memo)
 {
     /* Only the counts are set: the arrays are read below their counts
      * (zeroing them was a tenth of a capture at rate 1). The walk's own
@@ -661,6 +667,7 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
         log = &memo->log[memo->last ^ 1];
         log->gen = gen;
         log->n = 0;
+        log->called0 = called;
         /* Nor is a walk logged after a shallow one (a tenth of a shallow
          * walk's instructions were its log's stores, for nothing): the
          * thread's stacks are taken to be as deep as its last, and a
@@ -671,7 +678,7 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
         }
     }
     unsigned c = 0;                      /* the first logged state not below sp */
-    uint64_t key = ip;                   /* the first frame: its own ip */
+    uint64_t key = called ? ip - 1 : ip; /* the first frame: a return address, or its own ip */
     size_t depth = 0;
     bool leading = true;
     unsigned steps = 0;
@@ -679,7 +686,10 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t 
         if (last && w.trusted) {
             while (c < last_n && last->st[c].sp < sp) c++;
             const walk_state_t *s = &last->st[c];
-            if (c < last_n && s->sp == sp && s->ip == ip && (c == 0) == (steps == 0) &&
+            /* A state is looked up at ip - 1 unless it is a first one
+             * whose ip is not a return address: only like meets like. */
+            if (c < last_n && s->sp == sp && s->ip == ip &&
+                (c > 0 || last->called0) == (steps > 0 || called) &&
                 (s->bp == bp || !reads_bp(last, c))) {
                 unsigned from = c, t = replay(last, from, &top, &bp, pcs, &depth, max, &leading, &steps);
 #ifdef HEAPWATCH_TEST
@@ -763,7 +773,16 @@ __attribute__((noinline)) size_t agent_stack_capture(uint64_t *pcs, size_t max, 
     uint64_t ip, sp, bp;
     __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
                      : "=r"(ip), "=r"(sp), "=r"(bp));
-    return walk(ip, sp, bp, pcs, max, memo);
+    return walk(ip, sp, bp, false, pcs, max, memo);
+}
+
+/* agent_stack_capture_from: the walk starts at the frame a call returns
+ * to: the agent's own frames between are never walked (see unwind.h). */
+size_t agent_stack_capture_from(uint64_t ra, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t max,
+                                agent_walk_memo_t *memo)
+{
+    if (!unwind_ready || __atomic_load_n(&unwind_broken, __ATOMIC_RELAXED)) return 0;
+    return walk(ra, sp, bp, true, pcs, max, memo);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -47,6 +47,16 @@ agent_walk_memo_t *agent_walk_memo_new(void);
  * depth (0 before agent_unwind_init or without libunwind). */
 size_t agent_stack_capture(uint64_t *pcs, size_t max, agent_walk_memo_t *memo);
 
+/* agent_stack_capture_from: agent_stack_capture from the state of the
+ * frame a call returns to, read at the callee's first instruction: ra the
+ * return address, sp the address just above it, bp rbp (a callee has not
+ * changed it yet). The agent's frames above that call are not walked at
+ * all (sample.c's agent_sample_slow reads them so: three steps of a
+ * rate-1 capture that were the agent's own); if ra is the agent's own
+ * code, its frames are dropped as agent_stack_capture drops them. */
+size_t agent_stack_capture_from(uint64_t ra, uint64_t sp, uint64_t bp, uint64_t *pcs, size_t max,
+                                agent_walk_memo_t *memo);
+
 #ifdef HEAPWATCH_TEST
 /* agent_unwind_test_replayed: frames taken from a memo so far. */
 uint64_t agent_unwind_test_replayed(void);

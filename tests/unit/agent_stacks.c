@@ -408,9 +408,12 @@ static void test_totals_in_shares(void **state)
 
 /* sampled_here: n sampled allocations from one stack of their own (one
  * call site in this function), through sample.c's slow path at rate 1. */
+static uint64_t sampled_here_ra;          /* where sampled_here returns to */
+
 static __attribute__((noinline)) void sampled_here(agent_thread_t *t, void *const *ptrs,
                                                    const size_t *sizes, int n)
 {
+    sampled_here_ra = (uint64_t)(uintptr_t)__builtin_return_address(0);
     __asm__ volatile("" : "+r"(n));   /* n unknown to the compiler: no unrolled copies */
     for (int i = 0; i < n; i++) {
         agent_sample_slow(t, ptrs[i], sizes[i]);
@@ -441,6 +444,12 @@ static void test_totals_through_sampling(void **state)
     agent_stack_t *s = agent_stack_get(before);
     assert_non_null(s);
     assert_true(s->depth >= 3);
+    /* The walk starts at the frame that called agent_sample_slow (its
+     * entry stub, sample.c), though no agent frame is dropped here: the
+     * call site in sampled_here, then where sampled_here returns. */
+    assert_true(s->pcs[0] > (uint64_t)(uintptr_t)sampled_here &&
+                s->pcs[0] < (uint64_t)(uintptr_t)sampled_here + 512);
+    assert_int_equal(s->pcs[1], sampled_here_ra);
     assert_int_equal(t.samples, 2);
     assert_int_equal(t.dropped, 0);
     agent_stack_totals_t tot;
