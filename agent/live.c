@@ -15,9 +15,13 @@
  * forth between the CPUs (rate 1, paired added CPU against that: 2-thread
  * churn 0.72, 16 threads 0.84; with MALLOC_ARENA_MAX=1, where the threads
  * share one arena, 0.91 and 0.99; with jemalloc as the next allocator,
- * churn 0.90). WINDOW is half the shards: a window of 16 (without the
- * 2 MiB mixing) gained more with per-thread arenas (churn 0.58) but lost
- * where the threads share an arena (1.09; jemalloc 1.20). A shard's
+ * churn 0.90). WINDOW is 32 shards: a window of 16 (without the 2 MiB
+ * mixing) gained more with per-thread arenas (churn 0.58) but lost where
+ * the threads share an arena (1.09; jemalloc 1.20). There are 128 shards,
+ * so two threads' windows overlap by a quarter on average, not a half as
+ * among 64 (rate 1, paired added CPU, 128 against 64: 2-thread churn
+ * 0.78, 16 threads 0.93 to 0.95, one arena 0.99, python3 1.01; 256 gained
+ * no more). A shard's
  * map is created on its first insert,
  * with 2 buckets (SHARD_HINT: Go's invariant count <= 6.5 x buckets then
  * holds for each shard, and so for the whole map the statistics report).
@@ -76,11 +80,12 @@
 #include "agent/lock.h"
 #include "map/map.h"
 
-#define SHARDS 64                        /* power of two */
+#define SHARDS 128                       /* power of two */
 /* A shard's map starts with 2 buckets (B = 1: 13 entries fit), not Go's 1:
  * at B = 0 Go lets 8 entries sit in the one bucket, past its load factor
- * 6.5, and 64 such shards would break the whole map's count <= 6.5 x
- * buckets that the statistics report (live.h). 144 bytes more per shard. */
+ * 6.5, and SHARDS such shards would break the whole map's count <= 6.5
+ * x buckets that the statistics report (live.h). 144 bytes more per
+ * shard. */
 #define SHARD_HINT 13
 #define FILTER_STUCK 0xffffu
 #define SUMMARY_STUCK 0xffu
@@ -117,12 +122,12 @@ static AGENT_TLS bool prefork_took[SHARDS];  /* shards this thread's prepare han
 static shard_t *shard_of(const void *ptr)
 {
     uint64_t a = (uint64_t)(uintptr_t)ptr;
-    uint64_t window = ((a >> REGION_SHIFT) * 0x9e3779b97f4a7c15ull) >> (64 - 6);
+    uint64_t window = ((a >> REGION_SHIFT) * 0x9e3779b97f4a7c15ull) >> (64 - 7);
     uint64_t within = ((a >> 12) ^ (a >> 21)) & (WINDOW - 1);   /* 2 MiB-spaced chunks spread too */
     return &shards[(window + within) & (SHARDS - 1)];
 }
-_Static_assert(SHARDS == 1 << 6 && WINDOW <= SHARDS && (WINDOW & (WINDOW - 1)) == 0,
-               "shard_of takes 6 bits for the window");
+_Static_assert(SHARDS == 1 << 7 && WINDOW <= SHARDS && (WINDOW & (WINDOW - 1)) == 0,
+               "shard_of takes 7 bits for the window");
 
 /* COUNT_UP / COUNT_DOWN: a counter of either level, by one, atomically,
  * except at `stuck` (and, down, at 0: a remove that found its pointer

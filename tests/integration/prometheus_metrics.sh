@@ -111,7 +111,7 @@ for i, r in enumerate(recs + [summ]):
     assert c <= 6.5 * k, (i, c, k)
     assert k == 0 and B == 0 or 2 ** (B - 1) < k <= 2 ** B, (i, k, B)
     assert r["map_entries"] == c and r["map_log2_buckets"] == B, (i, r)
-    assert r["map_shards"] == 64 and 0 <= r["map_shards_growing"] <= 64, (i, r)
+    assert r["map_shards"] == 128 and 0 <= r["map_shards_growing"] <= 128, (i, r)
     assert r["map_nevacuate"] <= r["map_noldbuckets"], (i, r)
     assert (r["map_shards_growing"] == 0) == (r["map_noldbuckets"] == 0), (i, r)
     assert r["map_noldbuckets"] <= k, (i, r)

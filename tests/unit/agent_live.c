@@ -59,7 +59,7 @@
 #include "agent/thread.h"
 #include "test_util.h"
 
-#define SHARDS 64
+#define SHARDS 128
 #define MIB (UINT64_C(1) << 20)
 #define SLOT_SPAN (16 * MIB)                 /* addresses this far apart share a slot */
 #define HEAP UINT64_C(0x00005555a0000000)    /* a PIE program's brk heap */
@@ -176,7 +176,7 @@ static void test_stats_small_shards(void **state)
     assert_true(agent_live_get_stats(&st));
     assert_int_equal(st.count, 8 * SHARDS);
     assert_int_equal(st.buckets, 2 * SHARDS);
-    assert_int_equal(st.log2_buckets, 7);
+    assert_int_equal(1u << st.log2_buckets, 2 * SHARDS);   /* a power of two */
     assert_true((double)st.count <= 6.5 * (double)st.buckets);
     assert_int_equal(st.shards_growing, 0);
     assert_int_equal(st.nevacuate, 0);
@@ -589,17 +589,31 @@ static void test_summary_concurrent(void **state)
 /* Shards                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* chi2_63_p001: the chi-square quantile for 63 degrees of freedom at
- * p = 0.001 (a fair spread exceeds it once in a thousand seeds). */
-#define CHI2_63_P001 103.44
+/* CHI2_127_P001: the chi-square quantile for 127 degrees of freedom at
+ * p = 0.001 (a fair spread exceeds it once in a thousand seeds), by
+ * Wilson-Hilferty (which gives 103.5 for 63, where tables say 103.44). */
+#define CHI2_127_P001 182.0
 
 /* spread: inserts n addresses from gen and checks how they spread: over
  * `want` shards exactly (all of them, or a region's window), each within
  * 25 % of the mean over those, and a chi-square at p = 0.001 over them
- * (CHI2_63_P001 for 64; CHI2_31_P001 for a window of 32). Takes them out
- * again. @return the bitmap of the shards used. */
+ * (CHI2_127_P001 for 128; CHI2_31_P001 for a window of 32). Takes them
+ * out again. @return the bitmap of the shards used. */
 #define CHI2_31_P001 61.10
-static uint64_t spread(const char *what, uint64_t (*gen)(uint64_t i, uint64_t *rng), unsigned n,
+typedef unsigned __int128 shard_set_t;   /* a bit per shard */
+_Static_assert(sizeof(shard_set_t) * 8 == SHARDS, "a bit per shard");
+
+static unsigned shard_set_count(shard_set_t set)
+{
+    return (unsigned)(__builtin_popcountll((uint64_t)set) + __builtin_popcountll((uint64_t)(set >> 64)));
+}
+
+static bool shard_set_has(shard_set_t set, unsigned i)
+{
+    return (set >> i) & 1;
+}
+
+static shard_set_t spread(const char *what, uint64_t (*gen)(uint64_t i, uint64_t *rng), unsigned n,
                        unsigned want)
 {
     static uint64_t addrs[64000];
@@ -611,13 +625,14 @@ static uint64_t spread(const char *what, uint64_t (*gen)(uint64_t i, uint64_t *r
     }
     uint64_t c[SHARDS];
     assert_int_equal(agent_live_shard_counts(c, SHARDS), SHARDS);
-    uint64_t used = 0, total = 0;
+    shard_set_t used = 0;
+    uint64_t total = 0;
     for (unsigned i = 0; i < SHARDS; i++) {
-        if (c[i]) used |= UINT64_C(1) << i;
+        if (c[i]) used |= (shard_set_t)1 << i;
         total += c[i];
     }
     assert_int_equal(total, n);
-    unsigned nused = (unsigned)__builtin_popcountll(used);
+    unsigned nused = shard_set_count(used);
     double mean = (double)n / nused, chi2 = 0;
     uint64_t lo = UINT64_MAX, hi = 0;
     for (unsigned i = 0; i < SHARDS; i++) {
@@ -626,7 +641,7 @@ static uint64_t spread(const char *what, uint64_t (*gen)(uint64_t i, uint64_t *r
         if (c[i] < lo) lo = c[i];
         if (c[i] > hi) hi = c[i];
     }
-    double limit = want == SHARDS ? CHI2_63_P001 : CHI2_31_P001;
+    double limit = want == SHARDS ? CHI2_127_P001 : CHI2_31_P001;
     if (nused != want || chi2 > limit || (double)lo < 0.75 * mean || (double)hi > 1.25 * mean)
         fail_msg("%s: %u addresses over %u shards (want %u): chi-square %.1f (limit %.1f), "
                  "min %llu, max %llu (mean %.1f, allowed 25%%)",
@@ -662,13 +677,13 @@ static uint64_t gen_one_arena(uint64_t i, uint64_t *rng)
 }
 
 /* A 64 MiB region's pointers (a glibc arena's heap) spread over a window
- * of half the shards, evenly, whatever their sizes; other regions (other
+ * of 32 shards (a quarter), evenly, whatever their sizes; other regions (other
  * threads' arenas) get other windows; 2 MiB-spaced mmap'd chunks and
  * random addresses spread over all the shards. */
 static void test_shard_distribution(void **state)
 {
     (void)state;
-    enum { WINDOW = SHARDS / 2 };
+    enum { WINDOW = 32 };
     spread("consecutive 32-byte chunks", gen_consecutive_32, 64000, WINDOW);
     spread("consecutive 48-byte chunks", gen_consecutive_48, 64000, WINDOW);
     spread("consecutive 64-byte chunks", gen_consecutive_64, 64000, WINDOW);
@@ -679,14 +694,14 @@ static void test_shard_distribution(void **state)
     spread("random addresses", gen_random, 64000, SHARDS);
     /* 16 arenas 64 MiB apart: each on a window of its own; the windows
      * start at different shards (a hash of the region). */
-    uint64_t starts = 0;
+    shard_set_t starts = 0;
     for (arena_k = 0; arena_k < 16; arena_k++) {
-        uint64_t used = spread("one arena's consecutive 64-byte chunks", gen_one_arena, 8192, WINDOW);
-        unsigned start = 0;   /* the window's first shard: used wraps around mod 64 */
-        while (!((used >> start) & 1) || ((used >> ((start + SHARDS - 1) % SHARDS)) & 1)) start++;
-        starts |= UINT64_C(1) << start;
+        shard_set_t used = spread("one arena's consecutive 64-byte chunks", gen_one_arena, 8192, WINDOW);
+        unsigned start = 0;   /* the window's first shard: used wraps around mod SHARDS */
+        while (!shard_set_has(used, start) || shard_set_has(used, (start + SHARDS - 1) % SHARDS)) start++;
+        starts |= (shard_set_t)1 << start;
     }
-    assert_true(__builtin_popcountll(starts) >= 10);   /* 16 hashed into 64: collisions are few */
+    assert_true(shard_set_count(starts) >= 12);   /* 16 hashed into 128: collisions are few */
     /* Thousands of these addresses fell in one group (2 MiB-spaced chunks:
      * 8 groups modulo 16 MiB): those summary counters stuck at 0xff, the
      * others are back at zero, as is every slot. */
