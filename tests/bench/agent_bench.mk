@@ -89,7 +89,13 @@ BENCH_TARGETS += bench-agent-jobs
 # agent_threads is C++ on glibc's allocator (operator new -> malloc).
 COMPARE_DEBS := heaptrack:/usr/bin/heaptrack libjemalloc2:/usr/lib/$(shell $(CC) -print-multiarch)/libjemalloc.so.2 \
                 python3:/usr/bin/python3 perl:/usr/bin/perl gcc:/usr/bin/gcc g++:/usr/bin/g++
-COMPARE_PROGS := $(AGENT_BENCH_DIR)/agent_churn $(AGENT_BENCH_DIR)/agent_threads
+COMPARE_PROGS := $(AGENT_BENCH_DIR)/agent_churn $(AGENT_BENCH_DIR)/agent_threads $(AGENT_BENCH_DIR)/libinterpose_only.so
+
+# The "interposer only" column: the allocation functions forwarded, nothing
+# else (tests/bench/interpose_only.c).
+$(AGENT_BENCH_DIR)/libinterpose_only.so: tests/bench/interpose_only.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g -shared -fPIC -Wall -Wextra $(filter -Werror,$(WARN)) $< -o $@ -ldl
 
 $(AGENT_BENCH_DIR)/agent_threads: tests/bench/agent_threads.cc
 	@mkdir -p $(@D)

@@ -39,6 +39,11 @@ Configurations:
                     MALLOC_CONF=prof:true,lg_prof_sample:19 (jemalloc replaces
                     glibc's malloc and samples every 512 KiB on average; it
                     writes no file at exit unless asked to)
+  interposer only   LD_PRELOAD=BUILD/bench/libinterpose_only.so
+                    (tests/bench/interpose_only.c): malloc, free, calloc and
+                    realloc forwarded to glibc's, nothing else: what any
+                    LD_PRELOAD agent pays before it counts anything, the
+                    floor under the default-rate column
   heapwatch         LD_PRELOAD=libheapwatch.so HEAPWATCH_OUT=DIR (default rate)
   heapwatch rate 1  the same with HEAPWATCH_RATE=1 (every allocation)
 Output directories are on the same filesystem (under BUILD/bench) and are
@@ -89,7 +94,8 @@ JEMALLOC_CONF = "prof:true,lg_prof_sample:19"
 TARGET_DEFAULT = {"churn": 1.05, "python": 1.03, "perl": 1.03, "cc1": 1.03, "threads": None}
 TARGET_RATE1 = {"churn": 7.0, "python": 3.3, "perl": 1.75, "cc1": 1.5, "threads": None}
 
-CONFIGS = ("bare", "heaptrack", "jemalloc prof", "heapwatch", "heapwatch rate 1")
+CONFIGS = ("bare", "heaptrack", "jemalloc prof", "interposer only", "heapwatch", "heapwatch rate 1")
+INTERPOSE_LIB = None                     # BUILD/bench/libinterpose_only.so, set by main
 
 
 # --------------------------------------------------------------------------
@@ -219,6 +225,8 @@ def config_argv_env(config, argv, extra, lib, outdir, jelib):
         return [shutil.which("heaptrack") or "heaptrack", "-o", os.path.join(outdir, "ht")] + argv, env
     if config == "jemalloc prof":
         env.update({"LD_PRELOAD": jelib, "MALLOC_CONF": JEMALLOC_CONF})
+    elif config == "interposer only":
+        env["LD_PRELOAD"] = INTERPOSE_LIB
     elif config.startswith("heapwatch"):
         env.update({"LD_PRELOAD": lib, "HEAPWATCH_OUT": outdir})
         if config == "heapwatch rate 1":
@@ -293,6 +301,12 @@ def main():
         configs.append("jemalloc prof")
     else:
         out("libjemalloc.so.2 is not installed: its column is left empty")
+    global INTERPOSE_LIB
+    INTERPOSE_LIB = os.path.join(bench, "libinterpose_only.so")
+    if os.path.exists(INTERPOSE_LIB):
+        configs.append("interposer only")
+    else:
+        out(f"{INTERPOSE_LIB} is not built: its column is left empty (make bench-compare builds it)")
     configs += ["heapwatch", "heapwatch rate 1"]
 
     ws = workloads(build, args.quick)
@@ -368,30 +382,33 @@ def main():
         out("  before a target's verdict")
     out("")
     out(f"== CPU time under each profiler / bare, median of {reps} paired runs ==")
-    header = ["workload", "bare s", "heaptrack", je_label, "heapwatch", "target", "",
+    header = ["workload", "bare s", "heaptrack", je_label, "interposer", "heapwatch", "target", "",
               "rate 1", "target", "", "rate 1 adds", "half heaptrack's", ""]
     rows, tsv_rows = [], []
     for name, label, argv, extra in ws:
         bare_s = statistics.median(cpus[(name, "bare")])
         ht = med.get((name, "heaptrack"))
         je = med.get((name, "jemalloc prof"))
+        io = med.get((name, "interposer only"))
         d = med[(name, "heapwatch")]
         r1 = med[(name, "heapwatch rate 1")]
         td, t1 = TARGET_DEFAULT.get(name), TARGET_RATE1.get(name)
         added, half = r1 - 1, (ht - 1) / 2 if ht is not None else None
         rows.append([label, f"{bare_s:.2f}", f"{ht:.2f}" if ht else "-", f"{je:.2f}" if je else "-",
-                     f"{d:.3f}", f"<= {td:.2f}" if td else "-", verdict(d, td),
+                     f"{io:.3f}" if io else "-", f"{d:.3f}", f"<= {td:.2f}" if td else "-", verdict(d, td),
                      f"{r1:.2f}", f"<= {t1:.2f}" if t1 else "-", verdict(r1, t1),
                      f"{added:+.2f}", f"{half:+.2f}" if half is not None else "-", verdict(added, half)])
         tsv_rows.append([name, label, f"{bare_s:.3f}", f"{ht:.3f}" if ht else "", f"{je:.3f}" if je else "",
                          f"{d:.3f}", f"{td:.2f}" if td else "", verdict(d, td),
                          f"{r1:.3f}", f"{t1:.2f}" if t1 else "", verdict(r1, t1),
-                         f"{added:.3f}", f"{half:.3f}" if half is not None else "", verdict(added, half), reps])
-    table(out, header, rows, align="lrrrrlrrlrrrl")
+                         f"{added:.3f}", f"{half:.3f}" if half is not None else "", verdict(added, half), reps,
+                         f"{io:.3f}" if io else ""])
+    table(out, header, rows, align="lrrrrrlrrlrrrl")
     write_tsv(os.path.join(bench, f"compare{suffix}.tsv"),
               ["workload", "label", "bare_cpu_s", "heaptrack", "jemalloc_prof", "heapwatch_default",
                "default_target", "default_verdict", "heapwatch_rate1", "rate1_target", "rate1_verdict",
-               "rate1_added", "half_heaptrack_added", "half_heaptrack_verdict", "reps"], tsv_rows)
+               "rate1_added", "half_heaptrack_added", "half_heaptrack_verdict", "reps",
+               "interposer_only"], tsv_rows)
     out("  (bare s: median CPU seconds of the bare program; each ratio is the median over the")
     out("   repetitions of CPU(config) / CPU(bare) within one repetition. rate 1 adds = rate 1 - 1;")
     out("   half heaptrack's = (heaptrack - 1) / 2; met when the first is at most the second.)")

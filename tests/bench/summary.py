@@ -71,11 +71,12 @@ def summary_compare(path, target):
     for r in rows:
         added, half = r["rate1_added"], r["half_heaptrack_added"]
         trows.append([r["label"], cell(r["heaptrack"]), cell(r["jemalloc_prof"]),
+                      cell(r.get("interposer_only", ""), nd=3),
                       cell(r["heapwatch_default"], r["default_target"], r["default_verdict"], 3),
                       cell(r["heapwatch_rate1"], r["rate1_target"], r["rate1_verdict"]),
                       f"{float(added):+.2f} vs {float(half):+.2f} {r['half_heaptrack_verdict']}"
                       if half else "-"])
-    table(out, ["workload", "heaptrack", "jemalloc prof", "heapwatch default",
+    table(out, ["workload", "heaptrack", "jemalloc prof", "interposer only", "heapwatch default",
                 "heapwatch rate 1", "rate 1 adds vs half heaptrack's"], trows)
     verdicts = [r[k] for r in rows for k in ("default_verdict", "rate1_verdict", "half_heaptrack_verdict")
                 if r[k]]
