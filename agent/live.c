@@ -128,6 +128,9 @@ static shard_t *shard_of(const void *ptr)
 }
 _Static_assert(SHARDS == 1 << 7 && WINDOW <= SHARDS && (WINDOW & (WINDOW - 1)) == 0,
                "shard_of takes 7 bits for the window");
+/* prefork holds every shard at once, and the debug agent counts the locks
+ * a thread holds per rank in an unsigned char (lock.c). */
+_Static_assert(SHARDS < 256, "the debug agent's per-rank count of held locks");
 
 /* COUNT_UP / COUNT_DOWN: a counter of either level, by one, atomically,
  * except at `stuck` (and, down, at 0: a remove that found its pointer

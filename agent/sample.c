@@ -248,7 +248,7 @@ static void look_for_peak(agent_thread_t *t, size_t usable)
 }
 
 /*
- * agent_sample_slow is a stub of four instructions in front of
+ * agent_sample_slow is a stub of a few instructions in front of
  * agent_sample_slow_from: at its first instruction the return address is
  * at rsp, the caller's stack pointer is rsp + 8 and rbp is still the
  * caller's, which is exactly the state an unwinder would reach by walking
@@ -263,16 +263,16 @@ static void look_for_peak(agent_thread_t *t, size_t usable)
  * alignment.
  */
 void *agent_sample_slow_from(agent_thread_t *t, void *ptr, size_t usable, uint64_t ra, uint64_t sp, uint64_t bp)
-    __attribute__((used));
+    __attribute__((used, visibility("hidden")));   /* only the stub jumps to it */
 
-__asm__("\t.text\n"
+__asm__("\t.pushsection .text\n"
         "\t.globl agent_sample_slow\n"
         "\t.hidden agent_sample_slow\n"
         "\t.type agent_sample_slow, @function\n"
         "\t.p2align 4\n"
         "agent_sample_slow:\n"
         "\t.cfi_startproc\n"
-#ifdef __CET__
+#if defined(__CET__) && (__CET__ & 1)
         "\tendbr64\n"
 #endif
         "\tmovq (%rsp), %rcx\n"
@@ -280,7 +280,8 @@ __asm__("\t.text\n"
         "\tmovq %rbp, %r9\n"
         "\tjmp agent_sample_slow_from\n"
         "\t.cfi_endproc\n"
-        "\t.size agent_sample_slow, .-agent_sample_slow\n");
+        "\t.size agent_sample_slow, .-agent_sample_slow\n"
+        "\t.popsection\n");
 
 void *agent_sample_slow_from(agent_thread_t *t, void *ptr, size_t usable, uint64_t ra, uint64_t sp, uint64_t bp)
 {

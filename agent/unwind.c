@@ -79,8 +79,10 @@
  * a guess a system call per new page. Without process_vm_readv (a seccomp
  * filter that refuses it, a kernel without CONFIG_CROSS_MEMORY_ATTACH),
  * stacks end at the first frame that needs a checked read; never a fault.
- * The innermost frames are the agent's own (the capture, the sampling slow
- * path, the interposed malloc); every leading frame whose address lies in
+ * The innermost frames may be the agent's own (agent_stack_capture's
+ * walk starts in it; a sample's starts at the caller of the slow path,
+ * which may be an interposed function that called it); every leading
+ * frame whose address lies in
  * libheapwatch.so's executable segment is dropped, so pcs[0] is the return
  * address in the allocation function's caller: what SPEC asks ("no agent
  * frames"), and robust to inlining, which a fixed skip count is not.
@@ -688,10 +690,12 @@ static size_t walk(uint64_t ip, uint64_t sp, uint64_t bp, bool called, uint64_t 
         if (last && w.trusted) {
             while (c < last_n && last->st[c].sp < sp) c++;
             const walk_state_t *s = &last->st[c];
-            /* A state is looked up at ip - 1 unless it is a first one
-             * whose ip is not a return address: only like meets like. */
+            /* A logged state was looked up at ip - 1 unless it is a
+             * first one whose ip is not a return address; this one at
+             * key (ip itself at a first frame not called, and after a
+             * signal frame): only like meets like. */
             if (c < last_n && s->sp == sp && s->ip == ip &&
-                (c > 0 || last->called0) == (steps > 0 || called) &&
+                (c > 0 || last->called0) == (key != ip) &&
                 (s->bp == bp || !reads_bp(last, c))) {
                 unsigned from = c, t = replay(last, from, &top, &bp, pcs, &depth, max, &leading, &steps);
 #ifdef HEAPWATCH_TEST

@@ -1343,7 +1343,8 @@ void map_prefetch64(const map_t *m, uint64_t key)
      * line of the matching key, then its value's, and an assign the
      * overflow pointer at the end, each load waiting for the one before;
      * prefetched at once, their misses overlap (a bucket of 8-byte keys
-     * and values is 144 bytes: three or four lines). At most 4 lines. */
+     * and values is 144 bytes: three or four lines). At most 5 lines
+     * (256 bytes from any offset in a line). */
     const unsigned char *p = b + (hash & mask) * size;
     if (size > 4 * MAP_PREFETCH_LINE) size = 4 * MAP_PREFETCH_LINE;
     uintptr_t first = (uintptr_t)p & ~(uintptr_t)(MAP_PREFETCH_LINE - 1);
