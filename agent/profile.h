@@ -51,6 +51,12 @@ pprof_err_t agent_profile_name_stacks(agent_stack_t *const *stacks, size_t n,
 pprof_err_t agent_profile_name_pcs(const uint64_t *pcs, size_t n,
                            void (*fn)(struct pprof_builder_s *b, void *ctx), void *ctx);
 
+/* agent_profile_symbol_tables, agent_profile_symbol_table_bytes: the
+ * symbol tables the profile writer's name cache holds, and their bytes,
+ * as of its last use (read without its lock). */
+uint64_t agent_profile_symbol_tables(void);
+uint64_t agent_profile_symbol_table_bytes(void);
+
 /* agent_profile_postfork_child: a new process: sequence numbers restart
  * and the lock is re-created. */
 void agent_profile_postfork_child(void);

@@ -132,6 +132,8 @@
     X(thread_blocks, u64, "per-thread counter blocks in use") \
     X(agent_memory_bytes, u64, "memory the agent has mapped") \
     X(agent_memory_inuse_bytes, u64, "of it, memory in use") \
+    X(symbol_tables, u64, "symbol tables kept for naming frames (loaded for an interval, signal, HTTP or alert profile; the exit and peak profiles name the files not kept yet by one pass, and keep nothing)") \
+    X(symbol_table_bytes, u64, "memory of the name cache: those tables and its own records (part of agent_memory_inuse_bytes)") \
     X(files, strs, "the files this process wrote (the first 64 names), then the summary itself") \
     X(files_total, u64, "the files this process wrote, the summary included, all counted") \
     X(files_removed, strs, "profiles removed by HEAPWATCH_MAX_PROFILES (the first 64 names)") \

@@ -18,6 +18,7 @@
 #include "agent/live.h"
 #include "agent/lock.h"
 #include "agent/output.h"
+#include "agent/profile.h"
 #include "agent/records.h"
 #include "agent/shim.h"
 #include "agent/stacks.h"
@@ -192,6 +193,8 @@ static void summary_read(summary_t *s)
 #define SU_thread_blocks s->th.blocks
 #define SU_agent_memory_bytes s->arena.mapped_bytes
 #define SU_agent_memory_inuse_bytes s->arena.inuse_bytes
+#define SU_symbol_tables agent_profile_symbol_tables()
+#define SU_symbol_table_bytes agent_profile_symbol_table_bytes()
 #define SU_files agent_output_files_json(b, own_name)
 #define SU_files_total agent_output_files_total()
 #define SU_files_removed agent_output_removed_json(b)

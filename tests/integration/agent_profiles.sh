@@ -158,6 +158,8 @@ bad=0
 for f in "$out"/heap.*.pb.gz; do go tool pprof -raw "$f" >/dev/null 2>&1 || bad=$((bad + 1)); done
 check_eq "every interval profile opens in go tool pprof" 0 "$bad"
 check_eq "no temporary file left in the output directory" "" "$(ls -A "$out" | grep '^\.')"
+check "interval profiles keep the symbol tables they loaded: the summary's symbol_tables >= 1, with their bytes" \
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["symbol_tables"] >= 1 and d["symbol_table_bytes"] > 0, d' "$out"/summary.*.json
 
 # --- the peak: heap.<pid>.<seq>.peak.pb.gz, checked against heaptrack --------
 # agent_peak holds 68 MiB (64 MiB from climb_to_peak), frees the 64 MiB and
@@ -183,6 +185,11 @@ assert d["peak_profile"] == os.path.basename(sys.argv[2]), d["peak_profile"]
 truth = int(sys.argv[3])
 assert abs(d["peak_live_bytes"] - truth) <= truth / 10, (d["peak_live_bytes"], truth)
 PY
+# Both profiles are written at exit, the process's last: each names the
+# files by one pass over their symbols; none loads and sorts a table
+# (cc1's peak profiles took 4 % of a make -j2 that way).
+check "the exit and peak profiles are named without loading a symbol table: symbol_tables 0" \
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["symbol_tables"] == 0, d' "$out"/summary.*.json
 check "the peak profile says the live bytes it was copied at: at least the peak / 1.1" bash -c \
     'c=$(go tool pprof -raw "$1" 2>/dev/null | grep -o "live bytes [0-9]*" | grep -o "[0-9]*$");
      p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[\"peak_live_bytes\"])" "$2");
