@@ -89,22 +89,28 @@ static uint64_t hash_frames(const uint64_t *pcs, size_t depth)
 #ifdef HEAPWATCH_TEST
     if (agent_stacks_test_hash) return agent_stacks_test_hash(pcs, depth);
 #endif
-    /* Two lanes, even and odd frames: each step is a multiply and a shift
-     * that wait for the previous one, so one lane over a 40-frame stack
-     * was a chain of 40 multiplies; two halve it. */
+    /* Four lanes, frames i mod 4: each step is a multiply and a shift
+     * that wait for the lane's previous step, so one lane over a 40-frame
+     * stack was a chain of 40 multiplies; four make it 10, which the
+     * out-of-order core overlaps. */
     uint64_t a = 0x84222325cbf29ce4ull ^ depth, b = 0x9e3779b97f4a7c15ull;
+    uint64_t c = 0xbf58476d1ce4e5b9ull, d = 0x94d049bb133111ebull;
     size_t i = 0;
-    for (; i + 2 <= depth; i += 2) {
+    for (; i + 4 <= depth; i += 4) {
         a = (a ^ pcs[i]) * 0x100000001b3ull;
         b = (b ^ pcs[i + 1]) * 0xff51afd7ed558ccdull;
+        c = (c ^ pcs[i + 2]) * 0xc4ceb9fe1a85ec53ull;
+        d = (d ^ pcs[i + 3]) * 0xd6e8feb86659fd93ull;
         a ^= a >> 29;
         b ^= b >> 31;
+        c ^= c >> 30;
+        d ^= d >> 27;
     }
-    if (i < depth) {
+    for (; i < depth; i++) {
         a = (a ^ pcs[i]) * 0x100000001b3ull;
         a ^= a >> 29;
     }
-    uint64_t h = a ^ (b * 0xc4ceb9fe1a85ec53ull);
+    uint64_t h = a ^ (b * 0xc4ceb9fe1a85ec53ull) ^ (c * 0xff51afd7ed558ccdull) ^ (d * 0x9e3779b97f4a7c15ull);
     h ^= h >> 32;
     h *= 0xd6e8feb86659fd93ull;
     h ^= h >> 32;
