@@ -50,7 +50,8 @@ agent_TEST_SRCS := $(filter-out agent/shim.c agent/preload.c,$(agent_SRCS)) \
 # Test programs run under the agent (plain builds: no sanitizer under LD_PRELOAD).
 AGENT_PROGS := $(BUILD)/progs/agent_truth $(BUILD)/progs/agent_truth_cxx $(BUILD)/progs/agent_fork \
                $(BUILD)/progs/agent_sites $(BUILD)/progs/agent_leak $(BUILD)/progs/agent_http \
-               $(BUILD)/progs/agent_unseen_free $(BUILD)/progs/agent_peak $(BUILD)/progs/agent_fleet
+               $(BUILD)/progs/agent_unseen_free $(BUILD)/progs/agent_peak $(BUILD)/progs/agent_fleet \
+               $(BUILD)/progs/agent_solo
 $(BUILD)/progs/agent_%: tests/integration/progs/agent_%.c agent/agent.h
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O1 -g -pthread -Wall -Wextra -I. $< -o $@ -ldl

@@ -62,6 +62,31 @@
  * for the others): at the default rate, the frees within 1 KiB of a live
  * sample.
  *
+ * Solo. Most programs sampled at rate 1 have one thread (python3, perl,
+ * cc1), and the shard mutexes' lock and unlock were 4.8 % of python3's
+ * samples there, for no other thread. So the first thread that changes a
+ * shard becomes its owner, and while no other thread has come near the
+ * shards it changes them without a lock: it sets its busy mark, reads the
+ * state and goes on unlocked only if that is still SOLO_ON with no guest.
+ * Another thread that changes a shard leaves solo for good (SOLO_LEAVING,
+ * then SOLO_GONE: everyone locks); one that only reads (statistics,
+ * fork's prepare handler, a test's counts) visits as a guest for the
+ * time of its reads, with the shards' locks. Either first publishes what
+ * it is about to do, then makes every thread of the process pass a full
+ * memory barrier (barrier_all: membarrier's private expedited command,
+ * else the TLB shootdown of an mprotect), after which the owner either
+ * sees it (and locks from then on) or its busy mark is visible; it then
+ * waits for the mark to go. That is a wait for one map operation of the
+ * owner's, as the wait for its mutex was; the paths that must not block
+ * wait until their deadline and then count the shards as busy. A signal
+ * handler on the owner never meets the owner's own unlocked change: the
+ * sampling paths that make them are quiet, and a handler there only
+ * counts (sample.c); one that reads (an exit from a handler) sees the
+ * mark and counts the shards as busy. Without any barrier (neither call
+ * allowed) the live map is given up (lost) rather than shared unsafely.
+ * A fork child has one thread: a forker that was not the owner becomes
+ * able to claim the shards again.
+ *
  * Lock order: a shard lock, then the arena's (the whole order is in
  * lock.c). fork: prefork takes every shard in index order, each waiting at
  * most until the fork's deadline (agent/lock.c). A shard it could not take
@@ -73,11 +98,17 @@
  * shard is skipped and noted.
  */
 #define _GNU_SOURCE
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "agent/hot.h"
 #include "agent/live.h"
 #include "agent/lock.h"
+#include "agent/thread.h"
 #include "map/map.h"
 
 #define SHARDS 128                       /* power of two */
@@ -113,8 +144,17 @@ static map_t *shard_maps[SHARDS] __attribute__((aligned(64)));
 
 #define MAP_OF(s) shard_maps[(s) - shards]
 
-static bool lost;                        /* child of a fork that missed a shard */
+static bool lost;                        /* child of a fork that missed a shard; no barrier */
 static AGENT_TLS bool prefork_took[SHARDS];  /* shards this thread's prepare handler holds */
+
+/* Solo (see the design comment). All atomic. */
+enum { SOLO_GONE = 0, SOLO_LEAVING = 1, SOLO_ON = 2 };
+static unsigned char solo_state = SOLO_ON;
+static const agent_tls_t *solo_owner;    /* the thread that changes the shards unlocked */
+static bool solo_busy;                   /* the owner is inside such a change */
+static unsigned solo_guests;             /* readers visiting with the locks */
+static bool solo_barrier_done;           /* the leaver's barrier ran (SOLO_LEAVING) */
+static AGENT_TLS bool solo_guest;        /* this thread is a guest now */
 
 #define REGION_SHIFT 26                  /* 64 MiB: glibc's HEAP_MAX_SIZE on 64-bit */
 #define WINDOW 32                        /* shards a region's pointers spread over */
@@ -128,6 +168,166 @@ static shard_t *shard_of(const void *ptr)
 }
 _Static_assert(SHARDS == 1 << 7 && WINDOW <= SHARDS && (WINDOW & (WINDOW - 1)) == 0,
                "shard_of takes 7 bits for the window");
+
+/* ------------------------------------------------------------------------ */
+/* Solo                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* barrier_all: a full memory barrier on every thread of the process:
+ * membarrier's private expedited command, else the TLB shootdown that mprotect of a page this thread
+ * touched sends to every CPU running the process, as runtimes without
+ * membarrier do. @return false when neither could be had. */
+static bool barrier_all(void)
+{
+    /* Registered once per process, at the first need (a fork child's
+     * address space may not be: then it registers again). */
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return true;
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+        return true;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return false;
+    *(volatile char *)p = 1;
+    bool ok = mprotect(p, page, PROT_READ) == 0;
+    munmap(p, page);
+    return ok;
+}
+
+/* solo_mine: the calling thread owns the shards (claimed now if no thread
+ * did). */
+static inline bool solo_mine(void)
+{
+    const agent_tls_t *owner = __atomic_load_n(&solo_owner, __ATOMIC_RELAXED);
+    if (AGENT_LIKELY(owner == &agent_tls)) return true;
+    if (owner) return false;
+    return __atomic_compare_exchange_n(&solo_owner, &owner, &agent_tls, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+/* solo_pause: waits a little, more the longer it has waited. */
+static void solo_pause(unsigned spins)
+{
+    if (spins < 64) __builtin_ia32_pause();
+    else if (spins < 256) sched_yield();
+    else {
+        struct timespec ts = { 0, 50000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* solo_wait_owner: waits until the owner is not busy, until deadline_ns
+ * when bounded (0: one look). Called after barrier_all: a busy mark set
+ * before it is seen; one set after it is let go at once (its owner sees
+ * why). @return true when not busy. */
+static bool solo_wait_owner(bool bounded, uint64_t deadline_ns)
+{
+    for (unsigned spins = 0; __atomic_load_n(&solo_busy, __ATOMIC_ACQUIRE); spins++) {
+        if (bounded && (deadline_ns == 0 || agent_mono_ns() >= deadline_ns)) return false;
+        solo_pause(spins);
+    }
+    return true;
+}
+
+/* solo_leave: the shards are shared from now on (SOLO_GONE), waiting for
+ * the owner's unlocked change to end (bounded as above). @return true
+ * when SOLO_GONE. */
+static bool solo_leave(bool bounded, uint64_t deadline_ns)
+{
+    unsigned char on = SOLO_ON;
+    if (__atomic_compare_exchange_n(&solo_state, &on, SOLO_LEAVING, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        if (!barrier_all()) __atomic_store_n(&lost, true, __ATOMIC_RELAXED);
+        __atomic_store_n(&solo_barrier_done, true, __ATOMIC_RELEASE);
+    }
+    for (unsigned spins = 0;; spins++) {
+        unsigned char st = __atomic_load_n(&solo_state, __ATOMIC_ACQUIRE);
+        if (st == SOLO_GONE) return true;
+        if (__atomic_load_n(&solo_barrier_done, __ATOMIC_ACQUIRE) &&
+            (__atomic_load_n(&lost, __ATOMIC_RELAXED) || solo_wait_owner(true, 0))) {
+            unsigned char leaving = SOLO_LEAVING;
+            __atomic_compare_exchange_n(&solo_state, &leaving, SOLO_GONE, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+            return true;
+        }
+        if (bounded && (deadline_ns == 0 || agent_mono_ns() >= deadline_ns)) return false;
+        solo_pause(spins);
+    }
+}
+
+static void solo_visit_end(void);
+
+/* solo_visit: before a reader takes shard locks (statistics, fork's
+ * prepare handler): in solo, the owner reads freely unless a signal
+ * handler on it interrupted its change (@return false: the shards count
+ * as busy); another thread becomes a guest (solo_guests) until
+ * solo_visit_end. Bounded by the thread's stretch, or by deadline_ns
+ * when given (not 0: prefork). */
+static bool solo_visit(bool bounded, uint64_t deadline_ns)
+{
+    unsigned char st = __atomic_load_n(&solo_state, __ATOMIC_ACQUIRE);
+    if (st == SOLO_GONE) return true;
+    if (st == SOLO_LEAVING) return solo_leave(bounded, deadline_ns);
+    if (solo_mine()) return !__atomic_load_n(&solo_busy, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&solo_guests, 1, __ATOMIC_SEQ_CST);
+    solo_guest = true;
+    if (barrier_all() && solo_wait_owner(bounded, deadline_ns)) return true;
+    solo_visit_end();
+    return false;
+}
+
+/* solo_visit_end: after the reads of a solo_visit. */
+static void solo_visit_end(void)
+{
+    if (!solo_guest) return;
+    solo_guest = false;
+    __atomic_sub_fetch(&solo_guests, 1, __ATOMIC_RELEASE);
+}
+
+/* solo_visit_here: solo_visit with the calling thread's stretch (no
+ * stretch: no bound). */
+static bool solo_visit_here(void)
+{
+    uint64_t deadline;
+    bool bounded = agent_bounded_now(&deadline);
+    return solo_visit(bounded, deadline);
+}
+
+/* change_begin: the right to change shard s (agent_live_put, _remove):
+ * for the owner in solo, its busy mark; else the shard's lock, after
+ * leaving solo. @return true when the lock was taken (change_end gives
+ * it back). */
+static inline bool change_begin(shard_t *s)
+{
+    if (__atomic_load_n(&solo_state, __ATOMIC_RELAXED) == SOLO_ON && solo_mine()) {
+        __atomic_store_n(&solo_busy, true, __ATOMIC_RELAXED);
+        /* The barrier_all of a leaver or a guest orders the mark before
+         * these loads; the compiler must too. */
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        if (AGENT_LIKELY(__atomic_load_n(&solo_state, __ATOMIC_RELAXED) == SOLO_ON &&
+                         __atomic_load_n(&solo_guests, __ATOMIC_RELAXED) == 0))
+            return false;
+        __atomic_store_n(&solo_busy, false, __ATOMIC_RELEASE);
+        if (__atomic_load_n(&solo_state, __ATOMIC_RELAXED) == SOLO_ON) {
+            /* A guest reads: lock, as it does (the owner stays the owner). */
+            agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
+            return true;
+        }
+    }
+    if (__atomic_load_n(&solo_state, __ATOMIC_ACQUIRE) != SOLO_GONE) (void)solo_leave(false, 0);
+    agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
+    return true;
+}
+
+static inline void change_end(shard_t *s, bool locked)
+{
+    if (locked) {
+        agent_unlock_ranked(&s->lock, AGENT_RANK_SHARD);
+        return;
+    }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&solo_busy, false, __ATOMIC_RELEASE);   /* after the map's writes */
+}
 /* prefork holds every shard at once, and the debug agent counts the locks
  * a thread holds per rank in an unsigned char (lock.c). */
 _Static_assert(SHARDS < 256, "the debug agent's per-rank count of held locks");
@@ -187,7 +387,14 @@ agent_live_put_t agent_live_put(const void *ptr, uint64_t value, uint64_t *old)
     if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return AGENT_LIVE_FAILED;
     shard_t *s = shard_of(ptr);
     agent_live_put_t put = AGENT_LIVE_FAILED;
-    agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
+    bool locked = change_begin(s);
+    if (AGENT_UNLIKELY(locked && __atomic_load_n(&lost, __ATOMIC_RELAXED))) {
+        change_end(s, locked);   /* given up meanwhile (no barrier): the owner may be changing it */
+        return AGENT_LIVE_FAILED;
+    }
+#ifdef HEAPWATCH_TEST
+    if (agent_live_test_in_change) agent_live_test_in_change();
+#endif
     if (!MAP_OF(s)) {
         map_allocator_t a = map_arena_huge_allocator();   /* see map.c, "Pages" */
         map_t *m;
@@ -210,7 +417,7 @@ agent_live_put_t agent_live_put(const void *ptr, uint64_t value, uint64_t *old)
             __builtin_memcpy(slot, &value, sizeof value);
         }
     }
-    agent_unlock_ranked(&s->lock, AGENT_RANK_SHARD);
+    change_end(s, locked);
     return put;
 }
 
@@ -230,12 +437,19 @@ bool agent_live_remove(const void *ptr, uint64_t *value)
     if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
     shard_t *s = shard_of(ptr);
     bool found = false;
-    agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
+    bool locked = change_begin(s);
+    if (AGENT_UNLIKELY(locked && __atomic_load_n(&lost, __ATOMIC_RELAXED))) {
+        change_end(s, locked);
+        return false;
+    }
+#ifdef HEAPWATCH_TEST
+    if (agent_live_test_in_change) agent_live_test_in_change();
+#endif
     if (MAP_OF(s) && map_delete64(MAP_OF(s), (uint64_t)(uintptr_t)ptr, value)) {
         filter_uncount(ptr);
         found = true;
     }
-    agent_unlock_ranked(&s->lock, AGENT_RANK_SHARD);
+    change_end(s, locked);
     return found;
 }
 
@@ -243,6 +457,10 @@ bool agent_live_get_stats(agent_live_stats_t *out)
 {
     *out = (agent_live_stats_t){ .shards = SHARDS, .filter_bytes = sizeof agent_live_filter + sizeof agent_live_summary };
     if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
+    if (!solo_visit_here()) {
+        agent_note_busy("live map statistics: a shard was busy");
+        return false;
+    }
     bool complete = true;
     for (unsigned i = 0; i < SHARDS; i++) {
         if (!agent_lock_ranked_note(&shards[i].lock, AGENT_RANK_SHARD, "live map statistics: a shard was busy")) {
@@ -266,12 +484,14 @@ bool agent_live_get_stats(agent_live_stats_t *out)
         }
         agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
     }
+    solo_visit_end();
     while (out->log2_buckets < 63 && (UINT64_C(1) << out->log2_buckets) < out->buckets) out->log2_buckets++;
     return complete;
 }
 
 bool agent_live_prefork(uint64_t deadline_ns)
 {
+    if (!solo_visit(true, deadline_ns)) return false;   /* prefork_took all false: the child gives up */
     bool all = true;
     for (unsigned i = 0; i < SHARDS; i++) {
         prefork_took[i] = agent_lock_ranked_until(&shards[i].lock, AGENT_RANK_SHARD, deadline_ns);
@@ -286,6 +506,7 @@ void agent_live_postfork_parent(void)
         if (prefork_took[i]) agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
         prefork_took[i] = false;
     }
+    solo_visit_end();
 }
 
 bool agent_live_postfork_child(void)
@@ -295,12 +516,36 @@ bool agent_live_postfork_child(void)
         if (!prefork_took[i]) __atomic_store_n(&lost, true, __ATOMIC_RELAXED);
         prefork_took[i] = false;
     }
+    /* One thread now: the forker. Still solo, it is the owner or may
+     * claim the shards (the owner, if another, was not busy: prefork saw
+     * to it); otherwise everyone locks, as before. */
+    solo_guest = false;
+    solo_guests = 0;
+    solo_busy = false;
+    if (solo_state == SOLO_ON) {
+        if (solo_owner != &agent_tls) solo_owner = NULL;
+    } else {
+        solo_state = SOLO_GONE;
+    }
     return !__atomic_load_n(&lost, __ATOMIC_RELAXED);
 }
 
 #ifdef HEAPWATCH_TEST
+void agent_live_test_solo_reset(void)
+{
+    solo_state = SOLO_ON;
+    solo_owner = NULL;
+    solo_busy = solo_guest = solo_barrier_done = false;
+    solo_guests = 0;
+}
+
+int agent_live_test_solo_state(void) { return __atomic_load_n(&solo_state, __ATOMIC_ACQUIRE); }
+
+void (*agent_live_test_in_change)(void);
+
 unsigned agent_live_shard_counts(uint64_t *counts, unsigned cap)
 {
+    (void)solo_visit(false, 0);
     for (unsigned i = 0; i < SHARDS && i < cap; i++) {
         agent_lock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
         counts[i] = 0;
@@ -311,6 +556,7 @@ unsigned agent_live_shard_counts(uint64_t *counts, unsigned cap)
         }
         agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
     }
+    solo_visit_end();
     return SHARDS;
 }
 #endif

@@ -106,6 +106,14 @@ bool agent_live_postfork_child(void);
  * into counts[0 .. cap-1], each shard under its lock. @return the number
  * of shards. */
 unsigned agent_live_shard_counts(uint64_t *counts, unsigned cap);
+
+/* Solo (live.c's design comment), for unit tests: back to solo with no
+ * owner (no other thread may touch the shards then); the state (0 gone,
+ * 1 leaving, 2 solo); a hook called inside each change, after the right
+ * to make it was had (the owner's unlocked ones included). */
+void agent_live_test_solo_reset(void);
+int agent_live_test_solo_state(void);
+extern void (*agent_live_test_in_change)(void);
 #endif
 
 #pragma GCC visibility pop

@@ -98,6 +98,12 @@ void agent_bounded_begin(uint64_t deadline_ns, bool notes_to_summary)
     map_arena_set_nowait(true);
 }
 
+bool agent_bounded_now(uint64_t *deadline_ns)
+{
+    *deadline_ns = bound_deadline;
+    return bounded > 0;
+}
+
 void agent_bounded_end(void)
 {
     if (--bounded == 0) map_arena_set_nowait(false);
@@ -115,8 +121,13 @@ bool agent_lock(pthread_mutex_t *m)
 bool agent_lock_note(pthread_mutex_t *m, const char *what)
 {
     if (agent_lock(m)) return true;
-    if (bound_notes && what) agent_incomplete_add(what);
+    agent_note_busy(what);
     return false;
+}
+
+void agent_note_busy(const char *what)
+{
+    if (bound_notes && what) agent_incomplete_add(what);
 }
 
 /* ------------------------------------------------------------------------ */

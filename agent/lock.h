@@ -44,6 +44,10 @@ bool agent_lock_until(pthread_mutex_t *m, uint64_t deadline_ns);
 void agent_bounded_begin(uint64_t deadline_ns, bool notes_to_summary);
 void agent_bounded_end(void);
 
+/* agent_bounded_now: whether this thread is in a bounded stretch, and
+ * its deadline (*deadline_ns; 0: one try) when it is. */
+bool agent_bounded_now(uint64_t *deadline_ns);
+
 /* agent_lock: pthread_mutex_lock outside a bounded stretch; inside, waits
  * until its deadline at most. @return true when taken. */
 bool agent_lock(pthread_mutex_t *m);
@@ -51,6 +55,11 @@ bool agent_lock(pthread_mutex_t *m);
 /* agent_lock_note: agent_lock, and when the lock is not had, `what` (a
  * static string) is noted for the summary if the stretch says so. */
 bool agent_lock_note(pthread_mutex_t *m, const char *what);
+
+/* agent_note_busy: what agent_lock_note does when it could not have its
+ * lock, for a wait of another kind: `what` noted for the summary if the
+ * stretch says so. */
+void agent_note_busy(const char *what);
 
 /* agent_incomplete_add: notes `what` (a static string; once) for the
  * summary's "incomplete" list. Lock-free. */

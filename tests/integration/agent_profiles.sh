@@ -64,6 +64,29 @@ for k in ("map_B", "map_noverflow", "stacks", "filter_false_positive_rate", "age
 assert any(f.endswith(".exit.pb.gz") for f in d["files"]), d["files"]
 PY
 
+# --- solo (agent/live.c): one thread changes the live map unlocked ---------
+# Each of 12 forked children samples alone, then starts 4 threads that
+# free its blocks and churn their own while it churns too: the first
+# change by another thread ends solo under load. Every child's summary
+# must still say sampled_live == live_objects: no change lost or doubled.
+out=$T/solo
+HEAPWATCH_RATE=1 with_agent "$out" "$PROGS/agent_solo" 12 > "$T/solo.out" 2>&1; rc=$?
+check_eq "agent_solo: 12 children, each ending solo under load, exit 0" 0 "$rc"
+check "solo: every child's sampled_live == live_objects (504 blocks live), no drop, nothing incomplete" \
+    python3 - "$out" <<'PY'
+import glob, json, os, sys
+n = 0
+for f in glob.glob(os.path.join(sys.argv[1], "summary.*.json")):
+    d = json.load(open(f))
+    if d["live_objects"] == 0 and d["mallocs"] < 100:
+        continue   # the parent: it only forks
+    n += 1
+    assert d["sampled_live"] == d["live_objects"] == d["map_count"], (f, d["sampled_live"], d["live_objects"])
+    assert d["live_objects"] >= 500, (f, d["live_objects"])
+    assert d["samples_dropped"] == 0 and d["incomplete"] == [], (f, d["samples_dropped"], d["incomplete"])
+assert n == 12, n
+PY
+
 # --- default rate: unsampled estimates within derived bounds -----------------
 # A site of N allocations of s usable bytes is sampled k ~ Binomial(N, p)
 # times, p = 1 - exp(-s/rate); pprof's estimate is k/p objects, so

@@ -39,6 +39,11 @@
  *     the mean);
  *   - the filter set aside (agent_live_unfilter, HEAPWATCH_RATE=1): no
  *     counter moves, every free asks the map, no fast path;
+ *   - solo: one thread changes the shards without their locks (state
+ *     solo throughout, and a reader on another thread - a guest - leaves
+ *     it so); the first change by another thread ends it for good; both
+ *     the guest and that thread wait while the owner is inside a change
+ *     (a hook holds it there 150 ms: neither finishes meanwhile);
  *   - agent_live_get_stats: the count, and buckets as Go's load factor
  *     leaves them (count <= 6.5 buckets per shard, and no shard larger
  *     than its count needs).
@@ -86,6 +91,10 @@ static int teardown(void **state)
     nnoted = 0;
     memset(agent_live_filter, 0, sizeof agent_live_filter);
     memset(agent_live_summary, 0, sizeof agent_live_summary);
+    /* No other thread now: the next test starts solo again, so that one
+     * thread's tests run unlocked and threaded ones leave solo anew. */
+    agent_live_test_in_change = NULL;
+    agent_live_test_solo_reset();
     return 0;
 }
 
@@ -130,6 +139,117 @@ static void assert_clean(void)
 static uint64_t random_addr(uint64_t *rng)
 {
     return (test_rand(rng) & ((UINT64_C(1) << 47) - 1) & ~UINT64_C(15)) | 0x10000;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Solo                                                                     */
+/* ------------------------------------------------------------------------ */
+
+enum { SOLO_GONE_STATE = 0, SOLO_ON_STATE = 2 };
+#define SOLO_BASE (HEAP + 0x7000000)
+#define SOLO_OTHER (MMAPS + 0x40000000)       /* another 64 MiB region */
+
+static void *other_insert(void *arg)
+{
+    return (void *)(uintptr_t)ins((uint64_t)(uintptr_t)arg, 7);
+}
+
+static void *other_counts(void *arg)
+{
+    (void)arg;
+    uint64_t counts[SHARDS], sum = 0;
+    unsigned n = agent_live_shard_counts(counts, SHARDS);
+    for (unsigned i = 0; i < n; i++) sum += counts[i];
+    return (void *)(uintptr_t)sum;
+}
+
+static void test_solo_owner_guest_leave(void **state)
+{
+    (void)state;
+    assert_int_equal(agent_live_test_solo_state(), SOLO_ON_STATE);
+    for (unsigned i = 0; i < 100; i++) assert_true(ins(SOLO_BASE + 16 * i, i));
+    assert_int_equal(live_count(), 100);
+    assert_int_equal(agent_live_test_solo_state(), SOLO_ON_STATE);
+    /* A reader on another thread visits: solo stays. */
+    pthread_t th;
+    void *ret;
+    assert_int_equal(pthread_create(&th, NULL, other_counts, NULL), 0);
+    pthread_join(th, &ret);
+    assert_int_equal((uintptr_t)ret, 100);
+    assert_int_equal(agent_live_test_solo_state(), SOLO_ON_STATE);
+    uint64_t v;
+    assert_true(agent_live_remove(A(SOLO_BASE), &v));
+    assert_int_equal(v, 0);
+    assert_int_equal(agent_live_test_solo_state(), SOLO_ON_STATE);
+    /* A change on another thread ends it. */
+    assert_int_equal(pthread_create(&th, NULL, other_insert, (void *)(uintptr_t)SOLO_OTHER), 0);
+    pthread_join(th, &ret);
+    assert_true(ret != NULL);
+    assert_int_equal(agent_live_test_solo_state(), SOLO_GONE_STATE);
+    assert_int_equal(live_count(), 100);   /* 99 of the owner's and the other's */
+    assert_true(agent_live_remove(A(SOLO_OTHER), &v));
+    assert_int_equal(v, 7);
+}
+
+/* The owner is held inside a change (the hook) while another thread
+ * changes (wait_kind 0) or reads (1): that thread must not finish before
+ * the owner's change does. */
+static pthread_t hold_owner;
+static volatile int hold_armed, other_done, other_done_while_held;
+static int wait_kind;
+
+static void *other_then_done(void *arg)
+{
+    (void)arg;
+    if (wait_kind == 0) {
+        (void)ins(SOLO_OTHER, 9);
+    } else {
+        agent_live_stats_t st;
+        (void)agent_live_get_stats(&st);
+    }
+    __atomic_store_n(&other_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static pthread_t other_thread;
+
+static void hold_hook(void)
+{
+    if (!pthread_equal(pthread_self(), hold_owner) || !hold_armed) return;
+    hold_armed = 0;
+    assert_int_equal(pthread_create(&other_thread, NULL, other_then_done, NULL), 0);
+    struct timespec ts = { 0, 150000000 };
+    nanosleep(&ts, NULL);
+    other_done_while_held = __atomic_load_n(&other_done, __ATOMIC_SEQ_CST);
+}
+
+static void solo_hold(int kind)
+{
+    assert_int_equal(agent_live_test_solo_state(), SOLO_ON_STATE);
+    wait_kind = kind;
+    other_done = other_done_while_held = 0;
+    hold_owner = pthread_self();
+    hold_armed = 1;
+    agent_live_test_in_change = hold_hook;
+    assert_true(ins(SOLO_BASE, 1));   /* held inside, unlocked: the owner's */
+    agent_live_test_in_change = NULL;
+    pthread_join(other_thread, NULL);
+    assert_int_equal(other_done_while_held, 0);
+    assert_int_equal(other_done, 1);
+    assert_int_equal(agent_live_test_solo_state(), kind == 0 ? SOLO_GONE_STATE : SOLO_ON_STATE);
+    assert_int_equal(live_count(), kind == 0 ? 2 : 1);
+}
+
+static void test_solo_change_waits_for_owner(void **state)
+{
+    (void)state;
+    solo_hold(0);
+}
+
+static void test_solo_guest_waits_for_owner(void **state)
+{
+    (void)state;
+    solo_hold(1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -845,6 +965,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_stats_small_shards, teardown),   /* first: fresh shard maps */
+        cmocka_unit_test_teardown(test_solo_owner_guest_leave, teardown),
+        cmocka_unit_test_teardown(test_solo_change_waits_for_owner, teardown),
+        cmocka_unit_test_teardown(test_solo_guest_waits_for_owner, teardown),
         cmocka_unit_test_teardown(test_stats, teardown),
         cmocka_unit_test_teardown(test_pack, teardown),
         cmocka_unit_test_teardown(test_round_trip, teardown),
