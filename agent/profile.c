@@ -15,11 +15,12 @@
  * opens on another machine. The exit profile and the peak profile (written
  * at exit, after it) are the last: files the cache does not hold are
  * named by one pass over their symbol table instead of a load and a sort
- * (a short process paid for cc1's 28,899 symbols at every exit; the peak
- * profile of a make -j2's cc1s took 4 % of the build), and a profile without samples reads neither the mappings
- * nor a symbol. The cache reads files with pread into the
- * arena, never maps them (a library the program truncates cannot fault
- * us), and is bounded (pprof/pprof_elf.c).
+ * (a short process paid for cc1's 28,899 symbols at every exit; loading
+ * them for the peak profiles of a make -j2's cc1s was 4 % of the build's
+ * CPU), and a profile without samples reads neither the mappings nor a
+ * symbol. The cache reads files with pread into the arena, never maps
+ * them (a library the program truncates cannot fault us), and is bounded
+ * (pprof/pprof_elf.c).
  *
  * Names: heap.<tag>.<seq>.<reason>.pb.gz (tag: the pid, or "<pid>-<n>",
  * see output.c), seq counting from 1 per process with at least 4 digits.
