@@ -299,6 +299,7 @@ void agent_init(void)
         }
         agent_sample_rate = agent_conf.rate;
         if (agent_sample_rate == 1) agent_live_unfilter();   /* see hot.h, agent_live_unfiltered */
+        agent_live_solo_init();   /* one thread still: see live.c, "Solo" */
         agent_out_fsync = agent_conf.fsync;
         agent_output_start(agent_conf.out_dir);
         agent_watch_init(&agent_conf, agent_output_path(), agent_mono_ns());

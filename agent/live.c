@@ -70,22 +70,25 @@
  * state and goes on unlocked only if that is still SOLO_ON with no guest.
  * Another thread that changes a shard leaves solo for good (SOLO_LEAVING,
  * then SOLO_GONE: everyone locks); one that only reads (statistics,
- * fork's prepare handler, a test's counts) visits as a guest for the
- * time of its reads, with the shards' locks. Either first publishes what
- * it is about to do, then makes every thread of the process pass a full
- * memory barrier (barrier_all: membarrier's private expedited command,
- * else the TLB shootdown of an mprotect), after which the owner either
- * sees it (and locks from then on) or its busy mark is visible; it then
- * waits for the mark to go. That is a wait for one map operation of the
- * owner's, as the wait for its mutex was; the paths that must not block
- * wait until their deadline and then count the shards as busy. A signal
- * handler on the owner never meets the owner's own unlocked change: the
- * sampling paths that make them are quiet, and a handler there only
- * counts (sample.c); one that reads (an exit from a handler) sees the
- * mark and counts the shards as busy. Without any barrier (neither call
- * allowed) the live map is given up (lost) rather than shared unsafely.
- * A fork child has one thread: a forker that was not the owner becomes
- * able to claim the shards again.
+ * fork's prepare handler) visits as a guest for the time of its reads,
+ * with the shards' locks, and never becomes the owner. Either publishes
+ * what it is about to do, then makes every thread of the process pass a
+ * full memory barrier (membarrier's private expedited command,
+ * registered at start while the process has one thread: refused, there
+ * is no solo), after which the owner either sees it (and locks) or its
+ * busy mark is visible; it then waits for the mark to go, which is one
+ * map operation of the owner's. The wait is bounded: the paths that must
+ * not block wait until their deadline and count the shards as busy; the
+ * others wait a second (SOLO_STUCK_NS), then give the live map up (lost)
+ * rather than stop every thread behind an owner that will not come out
+ * (one that left a handler by siglongjmp from inside its change, say),
+ * as they do when the barrier is refused later (a seccomp filter). The
+ * waits never reach a cancellation point: they run inside malloc and
+ * free. A signal handler on the owner never meets the owner's own
+ * unlocked change: the sampling paths that make them are quiet, and a
+ * handler there only counts (sample.c); one that reads (an exit from a
+ * handler) sees the mark and counts the shards as busy. A fork child has
+ * one thread and every shard taken by prefork: solo again, no owner.
  *
  * Lock order: a shard lock, then the arena's (the whole order is in
  * lock.c). fork: prefork takes every shard in index order, each waiting at
@@ -153,8 +156,12 @@ static unsigned char solo_state = SOLO_ON;
 static const agent_tls_t *solo_owner;    /* the thread that changes the shards unlocked */
 static bool solo_busy;                   /* the owner is inside such a change */
 static unsigned solo_guests;             /* readers visiting with the locks */
-static bool solo_barrier_done;           /* the leaver's barrier ran (SOLO_LEAVING) */
-static AGENT_TLS bool solo_guest;        /* this thread is a guest now */
+static AGENT_TLS bool prefork_guest;     /* this thread's prepare handler visits as a guest */
+/* How long an ordinary path waits for the owner's change before it gives
+ * the live map up: a thread that left the sampling path by siglongjmp
+ * from a handler, or stays in a handler that waits for another thread,
+ * would otherwise stop every thread at its next sample. */
+#define SOLO_STUCK_NS 1000000000ull
 
 #define REGION_SHIFT 26                  /* 64 MiB: glibc's HEAP_MAX_SIZE on 64-bit */
 #define WINDOW 32                        /* shards a region's pointers spread over */
@@ -173,124 +180,148 @@ _Static_assert(SHARDS == 1 << 7 && WINDOW <= SHARDS && (WINDOW & (WINDOW - 1)) =
 /* Solo                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* barrier_all: a full memory barrier on every thread of the process:
- * membarrier's private expedited command, else the TLB shootdown that mprotect of a page this thread
- * touched sends to every CPU running the process, as runtimes without
- * membarrier do. @return false when neither could be had. */
+/* barrier_all: a full memory barrier on every thread of the process
+ * (membarrier's private expedited command; registered at start, by
+ * agent_live_solo_init, and again in a fork child whose address space
+ * is not). @return false when it was refused. */
 static bool barrier_all(void)
 {
-    /* Registered once per process, at the first need (a fork child's
-     * address space may not be: then it registers again). */
     if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return true;
-    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
-        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
-        return true;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return false;
-    *(volatile char *)p = 1;
-    bool ok = mprotect(p, page, PROT_READ) == 0;
-    munmap(p, page);
-    return ok;
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+           syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+void agent_live_solo_init(void)
+{
+    /* Now, while the process has one thread: registering then is a flag
+     * (with threads, the kernel waits for an RCU grace period: 12 ms
+     * measured, inside a malloc). Refused (seccomp, no membarrier in the
+     * kernel): no solo, every change locks. */
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0)
+        __atomic_store_n(&solo_state, SOLO_GONE, __ATOMIC_RELEASE);
 }
 
 /* solo_mine: the calling thread owns the shards (claimed now if no thread
- * did). */
+ * did: only a change claims). */
 static inline bool solo_mine(void)
 {
-    const agent_tls_t *owner = __atomic_load_n(&solo_owner, __ATOMIC_RELAXED);
+    const agent_tls_t *owner = __atomic_load_n(&solo_owner, __ATOMIC_ACQUIRE);
     if (AGENT_LIKELY(owner == &agent_tls)) return true;
     if (owner) return false;
-    return __atomic_compare_exchange_n(&solo_owner, &owner, &agent_tls, false,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    if (!__atomic_compare_exchange_n(&solo_owner, &owner, &agent_tls, false,
+                                     __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
+        return false;
+    /* Against a guest that saw no owner (solo_visit): one of the two sees
+     * the other's write. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return true;
 }
 
-/* solo_pause: waits a little, more the longer it has waited. */
+/* solo_pause: waits a little, more the longer it has waited. Never a
+ * cancellation point: it runs inside malloc and free (nanosleep through
+ * syscall(), not glibc's cancellable wrapper). */
 static void solo_pause(unsigned spins)
 {
     if (spins < 64) __builtin_ia32_pause();
     else if (spins < 256) sched_yield();
     else {
         struct timespec ts = { 0, 50000 };
-        nanosleep(&ts, NULL);
+        (void)syscall(SYS_nanosleep, &ts, NULL);
     }
 }
 
-/* solo_wait_owner: waits until the owner is not busy, until deadline_ns
- * when bounded (0: one look). Called after barrier_all: a busy mark set
- * before it is seen; one set after it is let go at once (its owner sees
- * why). @return true when not busy. */
-static bool solo_wait_owner(bool bounded, uint64_t deadline_ns)
+/* solo_wait_owner: waits until the owner is not busy, until limit_ns
+ * (CLOCK_MONOTONIC; 0: one look). Called after barrier_all: a busy mark
+ * set before it is seen; one set after it is let go at once (its owner
+ * sees why). @return true when not busy. */
+static bool solo_wait_owner(uint64_t limit_ns)
 {
     for (unsigned spins = 0; __atomic_load_n(&solo_busy, __ATOMIC_ACQUIRE); spins++) {
-        if (bounded && (deadline_ns == 0 || agent_mono_ns() >= deadline_ns)) return false;
+        if (limit_ns == 0 || agent_mono_ns() >= limit_ns) return false;
         solo_pause(spins);
     }
     return true;
 }
 
-/* solo_leave: the shards are shared from now on (SOLO_GONE), waiting for
- * the owner's unlocked change to end (bounded as above). @return true
- * when SOLO_GONE. */
+/* solo_limit: how long a wait may last: the stretch's deadline when
+ * bounded, else SOLO_STUCK_NS from now. */
+static uint64_t solo_limit(bool bounded, uint64_t deadline_ns)
+{
+    return bounded ? deadline_ns : agent_mono_ns() + SOLO_STUCK_NS;
+}
+
+/* solo_give_up: the live map is given up for good (lost): nothing may
+ * touch it again unless it knows the owner is out (see the callers). */
+static void solo_give_up(const char *why)
+{
+    __atomic_store_n(&lost, true, __ATOMIC_RELAXED);
+    agent_incomplete_add(why);
+}
+
+/* solo_leave: the shards are shared from now on (SOLO_GONE). Every
+ * thread that needs it makes the barrier and the wait itself, so none
+ * depends on another to finish the handover. Bounded paths give up at
+ * their deadline (@return false, the state stays SOLO_LEAVING); an
+ * ordinary path that waits SOLO_STUCK_NS, or finds no barrier, gives the
+ * live map up (lost) and goes on. @return true when SOLO_GONE. */
 static bool solo_leave(bool bounded, uint64_t deadline_ns)
 {
     unsigned char on = SOLO_ON;
-    if (__atomic_compare_exchange_n(&solo_state, &on, SOLO_LEAVING, false,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        if (!barrier_all()) __atomic_store_n(&lost, true, __ATOMIC_RELAXED);
-        __atomic_store_n(&solo_barrier_done, true, __ATOMIC_RELEASE);
+    (void)__atomic_compare_exchange_n(&solo_state, &on, SOLO_LEAVING, false,
+                                      __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&solo_state, __ATOMIC_ACQUIRE) == SOLO_GONE) return true;
+    if (!barrier_all()) {
+        solo_give_up("live map: no memory barrier could be had to share it; sampling stopped");
+    } else if (!solo_wait_owner(solo_limit(bounded, deadline_ns))) {
+        if (bounded) return false;
+        solo_give_up("live map: a thread stayed inside a change of it for over a second; sampling stopped");
     }
-    for (unsigned spins = 0;; spins++) {
-        unsigned char st = __atomic_load_n(&solo_state, __ATOMIC_ACQUIRE);
-        if (st == SOLO_GONE) return true;
-        if (__atomic_load_n(&solo_barrier_done, __ATOMIC_ACQUIRE) &&
-            (__atomic_load_n(&lost, __ATOMIC_RELAXED) || solo_wait_owner(true, 0))) {
-            unsigned char leaving = SOLO_LEAVING;
-            __atomic_compare_exchange_n(&solo_state, &leaving, SOLO_GONE, false,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-            return true;
-        }
-        if (bounded && (deadline_ns == 0 || agent_mono_ns() >= deadline_ns)) return false;
-        solo_pause(spins);
-    }
+    __atomic_store_n(&solo_state, SOLO_GONE, __ATOMIC_RELEASE);
+    return true;
 }
 
-static void solo_visit_end(void);
+static void solo_visit_end(bool guest);
 
 /* solo_visit: before a reader takes shard locks (statistics, fork's
- * prepare handler): in solo, the owner reads freely unless a signal
+ * prepare handler). In solo, the owner reads as it likes unless a signal
  * handler on it interrupted its change (@return false: the shards count
- * as busy); another thread becomes a guest (solo_guests) until
- * solo_visit_end. Bounded by the thread's stretch, or by deadline_ns
- * when given (not 0: prefork). */
-static bool solo_visit(bool bounded, uint64_t deadline_ns)
+ * as busy); any other thread is a guest (*guest set: solo_visit_end(true)
+ * after its reads) and never claims the shards. Bounded by the stretch or
+ * by deadline_ns (bounded), else by SOLO_STUCK_NS. */
+static bool solo_visit(bool bounded, uint64_t deadline_ns, bool *guest)
 {
+    *guest = false;
     unsigned char st = __atomic_load_n(&solo_state, __ATOMIC_ACQUIRE);
     if (st == SOLO_GONE) return true;
     if (st == SOLO_LEAVING) return solo_leave(bounded, deadline_ns);
-    if (solo_mine()) return !__atomic_load_n(&solo_busy, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&solo_owner, __ATOMIC_ACQUIRE) == &agent_tls)
+        return !__atomic_load_n(&solo_busy, __ATOMIC_RELAXED);
     __atomic_add_fetch(&solo_guests, 1, __ATOMIC_SEQ_CST);
-    solo_guest = true;
-    if (barrier_all() && solo_wait_owner(bounded, deadline_ns)) return true;
-    solo_visit_end();
+    *guest = true;
+    /* No owner yet: one that claims now sees this guest (solo_mine). */
+    if (!__atomic_load_n(&solo_owner, __ATOMIC_SEQ_CST)) return true;
+    const char *why = NULL;
+    if (!barrier_all()) why = "live map statistics: no memory barrier could be had";
+    else if (!solo_wait_owner(solo_limit(bounded, deadline_ns))) why = "live map statistics: a shard was busy";
+    if (!why) return true;
+    solo_visit_end(true);
+    *guest = false;
+    agent_note_busy(why);
     return false;
 }
 
-/* solo_visit_end: after the reads of a solo_visit. */
-static void solo_visit_end(void)
+/* solo_visit_end: after the reads of a solo_visit that made a guest. */
+static void solo_visit_end(bool guest)
 {
-    if (!solo_guest) return;
-    solo_guest = false;
-    __atomic_sub_fetch(&solo_guests, 1, __ATOMIC_RELEASE);
+    if (guest) __atomic_sub_fetch(&solo_guests, 1, __ATOMIC_RELEASE);
 }
 
-/* solo_visit_here: solo_visit with the calling thread's stretch (no
- * stretch: no bound). */
-static bool solo_visit_here(void)
+/* solo_visit_here: solo_visit with the calling thread's stretch. */
+static bool solo_visit_here(bool *guest)
 {
     uint64_t deadline;
     bool bounded = agent_bounded_now(&deadline);
-    return solo_visit(bounded, deadline);
+    return solo_visit(bounded, deadline, guest);
 }
 
 /* change_begin: the right to change shard s (agent_live_put, _remove):
@@ -304,11 +335,11 @@ static inline bool change_begin(shard_t *s)
         /* The barrier_all of a leaver or a guest orders the mark before
          * these loads; the compiler must too. */
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
-        if (AGENT_LIKELY(__atomic_load_n(&solo_state, __ATOMIC_RELAXED) == SOLO_ON &&
-                         __atomic_load_n(&solo_guests, __ATOMIC_RELAXED) == 0))
+        if (AGENT_LIKELY(__atomic_load_n(&solo_state, __ATOMIC_ACQUIRE) == SOLO_ON &&
+                         __atomic_load_n(&solo_guests, __ATOMIC_ACQUIRE) == 0))
             return false;
         __atomic_store_n(&solo_busy, false, __ATOMIC_RELEASE);
-        if (__atomic_load_n(&solo_state, __ATOMIC_RELAXED) == SOLO_ON) {
+        if (__atomic_load_n(&solo_state, __ATOMIC_ACQUIRE) == SOLO_ON) {
             /* A guest reads: lock, as it does (the owner stays the owner). */
             agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
             return true;
@@ -457,10 +488,8 @@ bool agent_live_get_stats(agent_live_stats_t *out)
 {
     *out = (agent_live_stats_t){ .shards = SHARDS, .filter_bytes = sizeof agent_live_filter + sizeof agent_live_summary };
     if (__atomic_load_n(&lost, __ATOMIC_RELAXED)) return false;
-    if (!solo_visit_here()) {
-        agent_note_busy("live map statistics: a shard was busy");
-        return false;
-    }
+    bool guest;
+    if (!solo_visit_here(&guest)) return false;   /* noted by solo_visit */
     bool complete = true;
     for (unsigned i = 0; i < SHARDS; i++) {
         if (!agent_lock_ranked_note(&shards[i].lock, AGENT_RANK_SHARD, "live map statistics: a shard was busy")) {
@@ -484,14 +513,14 @@ bool agent_live_get_stats(agent_live_stats_t *out)
         }
         agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
     }
-    solo_visit_end();
+    solo_visit_end(guest);
     while (out->log2_buckets < 63 && (UINT64_C(1) << out->log2_buckets) < out->buckets) out->log2_buckets++;
     return complete;
 }
 
 bool agent_live_prefork(uint64_t deadline_ns)
 {
-    if (!solo_visit(true, deadline_ns)) return false;   /* prefork_took all false: the child gives up */
+    if (!solo_visit(true, deadline_ns, &prefork_guest)) return false;   /* prefork_took all false: the child gives up */
     bool all = true;
     for (unsigned i = 0; i < SHARDS; i++) {
         prefork_took[i] = agent_lock_ranked_until(&shards[i].lock, AGENT_RANK_SHARD, deadline_ns);
@@ -506,7 +535,8 @@ void agent_live_postfork_parent(void)
         if (prefork_took[i]) agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
         prefork_took[i] = false;
     }
-    solo_visit_end();
+    solo_visit_end(prefork_guest);
+    prefork_guest = false;
 }
 
 bool agent_live_postfork_child(void)
@@ -516,17 +546,15 @@ bool agent_live_postfork_child(void)
         if (!prefork_took[i]) __atomic_store_n(&lost, true, __ATOMIC_RELAXED);
         prefork_took[i] = false;
     }
-    /* One thread now: the forker. Still solo, it is the owner or may
-     * claim the shards (the owner, if another, was not busy: prefork saw
-     * to it); otherwise everyone locks, as before. */
-    solo_guest = false;
+    /* One thread now, the forker, and every shard was taken (or the map
+     * is lost): solo again, with no owner, once this address space may
+     * use the barrier (registering with one thread costs a flag). */
+    prefork_guest = false;
     solo_guests = 0;
     solo_busy = false;
-    if (solo_state == SOLO_ON) {
-        if (solo_owner != &agent_tls) solo_owner = NULL;
-    } else {
-        solo_state = SOLO_GONE;
-    }
+    solo_owner = NULL;
+    solo_state = !lost && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0
+                     ? SOLO_ON : SOLO_GONE;
     return !__atomic_load_n(&lost, __ATOMIC_RELAXED);
 }
 
@@ -535,17 +563,37 @@ void agent_live_test_solo_reset(void)
 {
     solo_state = SOLO_ON;
     solo_owner = NULL;
-    solo_busy = solo_guest = solo_barrier_done = false;
+    solo_busy = prefork_guest = false;
     solo_guests = 0;
 }
 
 int agent_live_test_solo_state(void) { return __atomic_load_n(&solo_state, __ATOMIC_ACQUIRE); }
+unsigned agent_live_test_solo_guests(void) { return __atomic_load_n(&solo_guests, __ATOMIC_ACQUIRE); }
+
+bool agent_live_test_lock_shard(const void *ptr, bool lock)
+{
+    shard_t *s = shard_of(ptr);
+    if (lock) agent_lock_ranked(&s->lock, AGENT_RANK_SHARD);
+    else agent_unlock_ranked(&s->lock, AGENT_RANK_SHARD);
+    return true;
+}
+
+bool agent_live_test_visit(bool begin)
+{
+    static bool guest;
+    if (!begin) {
+        solo_visit_end(guest);
+        return true;
+    }
+    return solo_visit(false, 0, &guest);
+}
 
 void (*agent_live_test_in_change)(void);
 
 unsigned agent_live_shard_counts(uint64_t *counts, unsigned cap)
 {
-    (void)solo_visit(false, 0);
+    bool guest;
+    (void)solo_visit(false, 0, &guest);
     for (unsigned i = 0; i < SHARDS && i < cap; i++) {
         agent_lock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
         counts[i] = 0;
@@ -556,7 +604,7 @@ unsigned agent_live_shard_counts(uint64_t *counts, unsigned cap)
         }
         agent_unlock_ranked(&shards[i].lock, AGENT_RANK_SHARD);
     }
-    solo_visit_end();
+    solo_visit_end(guest);
     return SHARDS;
 }
 #endif

@@ -95,6 +95,11 @@ typedef struct agent_live_stats_s {
  * the figures then miss it. */
 bool agent_live_get_stats(agent_live_stats_t *out);
 
+/* agent_live_solo_init: at start, while the process has one thread:
+ * readies the memory barrier that ends solo (live.c), or does without
+ * solo when the kernel refuses it. */
+void agent_live_solo_init(void);
+
 /* fork: as the stack table's (agent_stacks_prefork); a child that missed
  * a shard never touches the live map again (inserts and removes fail). */
 bool agent_live_prefork(uint64_t deadline_ns);
@@ -113,6 +118,12 @@ unsigned agent_live_shard_counts(uint64_t *counts, unsigned cap);
  * to make it was had (the owner's unlocked ones included). */
 void agent_live_test_solo_reset(void);
 int agent_live_test_solo_state(void);
+unsigned agent_live_test_solo_guests(void);
+/* agent_live_test_lock_shard: takes (lock) or gives back the lock of
+ * ptr's shard; agent_live_test_visit: begins (begin) or ends a reader's
+ * visit as the statistics make it (one at a time). */
+bool agent_live_test_lock_shard(const void *ptr, bool lock);
+bool agent_live_test_visit(bool begin);
 extern void (*agent_live_test_in_change)(void);
 #endif
 

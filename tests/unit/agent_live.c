@@ -43,7 +43,13 @@
  *     solo throughout, and a reader on another thread - a guest - leaves
  *     it so); the first change by another thread ends it for good; both
  *     the guest and that thread wait while the owner is inside a change
- *     (a hook holds it there 150 ms: neither finishes meanwhile);
+ *     (a hook holds it there until the other is seen waiting, and 50 ms
+ *     more: neither finishes meanwhile; nor is the wait a cancellation
+ *     point: a thread with a cancellation pending finishes its change,
+ *     inside what would be a program's malloc); while a guest reads, the
+ *     owner's changes take the locks (one waits for a lock the guest
+ *     holds); fork's prepare handler on another thread gives up at its
+ *     deadline while the owner is inside a change, and leaves no guest;
  *   - agent_live_get_stats: the count, and buckets as Go's load factor
  *     leaves them (count <= 6.5 buckets per shard, and no shard larger
  *     than its count needs).
@@ -167,12 +173,17 @@ static void test_solo_owner_guest_leave(void **state)
 {
     (void)state;
     assert_int_equal(agent_live_test_solo_state(), SOLO_ON_STATE);
+    /* A reader before any change (the background thread's first
+     * snapshot) does not take the shards: the first change does. */
+    pthread_t th;
+    void *ret;
+    assert_int_equal(pthread_create(&th, NULL, other_counts, NULL), 0);
+    pthread_join(th, &ret);
+    assert_int_equal((uintptr_t)ret, 0);
     for (unsigned i = 0; i < 100; i++) assert_true(ins(SOLO_BASE + 16 * i, i));
     assert_int_equal(live_count(), 100);
     assert_int_equal(agent_live_test_solo_state(), SOLO_ON_STATE);
     /* A reader on another thread visits: solo stays. */
-    pthread_t th;
-    void *ret;
     assert_int_equal(pthread_create(&th, NULL, other_counts, NULL), 0);
     pthread_join(th, &ret);
     assert_int_equal((uintptr_t)ret, 100);
@@ -201,6 +212,16 @@ static int wait_kind;
 static void *other_then_done(void *arg)
 {
     (void)arg;
+    if (wait_kind == 2) {
+        /* A cancellation pending: the wait inside the change (inside a
+         * program's malloc or free) must not act on it. */
+        pthread_setcanceltype(PTHREAD_CANCEL_DEFERRED, NULL);
+        pthread_cancel(pthread_self());
+        (void)ins(SOLO_OTHER, 9);
+        __atomic_store_n(&other_done, 1, __ATOMIC_SEQ_CST);
+        pthread_testcancel();
+        return NULL;
+    }
     if (wait_kind == 0) {
         (void)ins(SOLO_OTHER, 9);
     } else {
@@ -213,13 +234,25 @@ static void *other_then_done(void *arg)
 
 static pthread_t other_thread;
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* hold_hook: inside the owner's change, starts the other thread and
+ * waits until it is visibly waiting for the owner (the state leaving,
+ * or a guest counted), then 50 ms more, and notes whether it finished. */
 static void hold_hook(void)
 {
     if (!pthread_equal(pthread_self(), hold_owner) || !hold_armed) return;
     hold_armed = 0;
     assert_int_equal(pthread_create(&other_thread, NULL, other_then_done, NULL), 0);
-    struct timespec ts = { 0, 150000000 };
-    nanosleep(&ts, NULL);
+    for (int i = 0; i < 5000; i++) {
+        if (wait_kind != 1 ? agent_live_test_solo_state() == 1 : agent_live_test_solo_guests() == 1) break;
+        sleep_ms(1);
+    }
+    sleep_ms(50);
     other_done_while_held = __atomic_load_n(&other_done, __ATOMIC_SEQ_CST);
 }
 
@@ -233,11 +266,13 @@ static void solo_hold(int kind)
     agent_live_test_in_change = hold_hook;
     assert_true(ins(SOLO_BASE, 1));   /* held inside, unlocked: the owner's */
     agent_live_test_in_change = NULL;
-    pthread_join(other_thread, NULL);
+    void *ret;
+    pthread_join(other_thread, &ret);
     assert_int_equal(other_done_while_held, 0);
-    assert_int_equal(other_done, 1);
-    assert_int_equal(agent_live_test_solo_state(), kind == 0 ? SOLO_GONE_STATE : SOLO_ON_STATE);
-    assert_int_equal(live_count(), kind == 0 ? 2 : 1);
+    assert_int_equal(other_done, 1);   /* kind 2: the change returned, then the cancellation acted */
+    if (kind == 2) assert_true(ret == PTHREAD_CANCELED);
+    assert_int_equal(agent_live_test_solo_state(), kind != 1 ? SOLO_GONE_STATE : SOLO_ON_STATE);
+    assert_int_equal(live_count(), kind != 1 ? 2 : 1);
 }
 
 static void test_solo_change_waits_for_owner(void **state)
@@ -250,6 +285,95 @@ static void test_solo_guest_waits_for_owner(void **state)
 {
     (void)state;
     solo_hold(1);
+}
+
+static void test_solo_wait_is_no_cancellation_point(void **state)
+{
+    (void)state;
+    solo_hold(2);
+}
+
+/* While a guest reads, the owner's changes take the shard locks: one
+ * that needs a lock the guest holds waits for it. */
+static volatile int owner_done;
+static uint64_t guest_addr;
+static volatile int guest_ready, owner_done_while_locked;
+
+static void *guest_holding_lock(void *arg)
+{
+    (void)arg;
+    assert_true(agent_live_test_visit(true));
+    agent_live_test_lock_shard(A(guest_addr), true);
+    __atomic_store_n(&guest_ready, 1, __ATOMIC_SEQ_CST);
+    sleep_ms(100);
+    owner_done_while_locked = __atomic_load_n(&owner_done, __ATOMIC_SEQ_CST);
+    agent_live_test_lock_shard(A(guest_addr), false);
+    agent_live_test_visit(false);
+    return NULL;
+}
+
+static void test_solo_owner_locks_while_guest_reads(void **state)
+{
+    (void)state;
+    assert_true(ins(SOLO_BASE, 1));   /* the owner */
+    guest_addr = SOLO_BASE + 4096;
+    owner_done = guest_ready = owner_done_while_locked = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, guest_holding_lock, NULL), 0);
+    while (!__atomic_load_n(&guest_ready, __ATOMIC_SEQ_CST)) sleep_ms(1);
+    assert_true(ins(guest_addr, 2));   /* must wait for the guest's lock */
+    __atomic_store_n(&owner_done, 1, __ATOMIC_SEQ_CST);
+    pthread_join(th, NULL);
+    assert_int_equal(owner_done_while_locked, 0);
+    assert_int_equal(agent_live_test_solo_state(), SOLO_ON_STATE);   /* a guest does not end solo */
+    assert_int_equal(agent_live_test_solo_guests(), 0);
+    assert_int_equal(live_count(), 2);
+}
+
+/* fork's prepare handler on another thread while the owner is inside a
+ * change: it waits until its deadline, gives up (the child would lose
+ * the live map), and leaves no guest behind. */
+static volatile int prefork_result = -1;
+
+static void *prefork_now(void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    prefork_result = agent_live_prefork(now + 30000000ull);   /* 30 ms */
+    agent_live_postfork_parent();
+    __atomic_store_n(&other_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void prefork_hook(void)
+{
+    if (!pthread_equal(pthread_self(), hold_owner) || !hold_armed) return;
+    hold_armed = 0;
+    assert_int_equal(pthread_create(&other_thread, NULL, prefork_now, NULL), 0);
+    for (int i = 0; i < 5000 && !__atomic_load_n(&other_done, __ATOMIC_SEQ_CST); i++) sleep_ms(1);
+}
+
+static void test_solo_prefork_bounded(void **state)
+{
+    (void)state;
+    other_done = 0;
+    prefork_result = -1;
+    hold_owner = pthread_self();
+    hold_armed = 1;
+    agent_live_test_in_change = prefork_hook;
+    assert_true(ins(SOLO_BASE, 1));
+    agent_live_test_in_change = NULL;
+    pthread_join(other_thread, NULL);
+    assert_int_equal(prefork_result, 0);
+    assert_int_equal(agent_live_test_solo_guests(), 0);
+    assert_int_equal(agent_live_test_solo_state(), SOLO_ON_STATE);
+    /* Out of the change, the same prepare handler takes every shard. */
+    assert_int_equal(pthread_create(&other_thread, NULL, prefork_now, NULL), 0);
+    pthread_join(other_thread, NULL);
+    assert_int_equal(prefork_result, 1);
+    assert_int_equal(agent_live_test_solo_guests(), 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -968,6 +1092,9 @@ int main(void)
         cmocka_unit_test_teardown(test_solo_owner_guest_leave, teardown),
         cmocka_unit_test_teardown(test_solo_change_waits_for_owner, teardown),
         cmocka_unit_test_teardown(test_solo_guest_waits_for_owner, teardown),
+        cmocka_unit_test_teardown(test_solo_wait_is_no_cancellation_point, teardown),
+        cmocka_unit_test_teardown(test_solo_owner_locks_while_guest_reads, teardown),
+        cmocka_unit_test_teardown(test_solo_prefork_bounded, teardown),
         cmocka_unit_test_teardown(test_stats, teardown),
         cmocka_unit_test_teardown(test_pack, teardown),
         cmocka_unit_test_teardown(test_round_trip, teardown),
